@@ -1,0 +1,102 @@
+// `deno task dev`: every function at http://127.0.0.1:54321/functions/v1/<name>, the URL layout of
+// `supabase functions serve`, on an embedded PGlite (or DATABASE_URL / SUPABASE_DB_URL when set).
+import { connect, databaseUrlFromEnv } from "../../supabase/functions/_shared/db.ts";
+import { jsonLogger, type Logger } from "../../supabase/functions/_shared/log.ts";
+import type { Runtime } from "../../supabase/functions/_shared/runtime.ts";
+import { startEmbeddedDb } from "./embedded_db.ts";
+import { FUNCTIONS } from "./function_registry.ts";
+import { applyMigrations } from "./migrations.ts";
+import { dataDir, ensureDevSecret } from "./dev_secret.ts";
+
+export interface DevServerOptions {
+  port: number;
+  dbPort: number;
+  host?: string;
+  log?: Logger;
+  print?: (line: string) => void;
+}
+
+export interface DevServer {
+  url: string;
+  databaseUrl: string;
+  runtime: Runtime;
+  stop(): Promise<void>;
+}
+
+const FUNCTIONS_PREFIX = "/functions/v1/";
+
+export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  const host = options.host ?? "127.0.0.1";
+  const print = options.print ?? console.log;
+  const log = options.log ?? jsonLogger;
+
+  const external = databaseUrlFromEnv();
+  const embedded = external
+    ? null
+    : await startEmbeddedDb({ dataDir: `${dataDir()}/pglite`, port: options.dbPort, host });
+  const databaseUrl = external ?? embedded!.url;
+  const sql = connect(databaseUrl, { max: 10, applicationName: "chatwoot-relay-dev" });
+  try {
+    const applied = await applyMigrations(sql, { log: (line) => print(`  ${line}`) });
+    if (applied.length === 0) print("  migrations up to date");
+  } catch (error) {
+    await sql.end({ timeout: 1 });
+    await embedded?.stop();
+    throw error;
+  }
+
+  if (!Deno.env.get("CHATWOOT_WEBHOOK_SECRET") && !Deno.env.get("CHATWOOT_WEBHOOK_URL_TOKEN")) {
+    Deno.env.set("CHATWOOT_WEBHOOK_SECRET", await ensureDevSecret());
+    print(`  CHATWOOT_WEBHOOK_SECRET not set: using the local dev secret in ${dataDir()}/dev-webhook-secret`);
+  }
+
+  const runtime: Runtime = { env: Deno.env.toObject(), sql, log };
+  const apps = Object.fromEntries(Object.entries(FUNCTIONS).map(([name, build]) => [name, build(runtime)]));
+
+  const server = Deno.serve({ hostname: host, port: options.port, onListen: () => {} }, (req) => {
+    const url = new URL(req.url);
+    if (!url.pathname.startsWith(FUNCTIONS_PREFIX)) {
+      return Response.json(
+        { error: "not_found", message: `Functions live under ${FUNCTIONS_PREFIX}<name>` },
+        {
+          status: 404,
+        },
+      );
+    }
+    // The function sees /<name>/..., exactly as behind Supabase's gateway.
+    const rest = url.pathname.slice(FUNCTIONS_PREFIX.length - 1);
+    const name = rest.split("/")[1];
+    const app = apps[name];
+    if (!app) {
+      return Response.json({ error: "not_found", message: `No function named ${name}` }, { status: 404 });
+    }
+    url.pathname = rest;
+    return app.fetch(new Request(url, req));
+  });
+
+  const base = `http://${host}:${server.addr.port}`;
+  print(`  database   ${redact(databaseUrl)}${embedded ? ` (embedded PGlite in ${dataDir()}/pglite)` : ""}`);
+  for (const name of Object.keys(apps)) print(`  function   ${base}${FUNCTIONS_PREFIX}${name}`);
+
+  return {
+    url: base,
+    databaseUrl,
+    runtime,
+    async stop() {
+      await server.shutdown();
+      await sql.end({ timeout: 2 });
+      await embedded?.stop();
+    },
+  };
+}
+
+/** Connection strings are shown without their password. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable database URL)";
+  }
+}

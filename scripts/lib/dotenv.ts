@@ -1,0 +1,23 @@
+// Minimal .env reader for local runs (KEY=value lines, # comments, optional quotes). Values already in the
+// environment win, so a shell export always overrides the file.
+export async function loadDotenv(path: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  const loaded: string[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
+    if (!match || line.trimStart().startsWith("#")) continue;
+    const [, key, rawValue] = match;
+    const value = /^(["']).*\1$/.test(rawValue) ? rawValue.slice(1, -1) : rawValue.replace(/\s+#.*$/, "");
+    if (Deno.env.get(key) === undefined) {
+      Deno.env.set(key, value);
+      loaded.push(key);
+    }
+  }
+  return loaded;
+}

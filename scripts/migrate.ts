@@ -1,0 +1,29 @@
+// deno task migrate [--check]: apply pending migrations to DATABASE_URL / SUPABASE_DB_URL, or with --check
+// only list what is pending and exit 1 if anything is. Same history table as `supabase migration up`.
+import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { loadDotenv } from "./lib/dotenv.ts";
+import { applyMigrations, appliedVersions, listMigrations } from "./lib/migrations.ts";
+import { redact } from "./lib/dev_server.ts";
+
+await loadDotenv(".env");
+const url = databaseUrlFromEnv();
+if (!url) {
+  console.error("Set DATABASE_URL (or SUPABASE_DB_URL) to the database to migrate.");
+  Deno.exit(2);
+}
+const sql = connect(url, { max: 1, connectTimeout: 10 });
+try {
+  console.log(`database ${redact(url)}`);
+  if (Deno.args.includes("--check")) {
+    const applied = await appliedVersions(sql);
+    const pending = (await listMigrations()).filter((m) => !applied.has(m.version));
+    for (const m of pending) console.log(`pending ${m.version}_${m.name}`);
+    console.log(pending.length === 0 ? "migrations up to date" : `${pending.length} pending`);
+    Deno.exitCode = pending.length === 0 ? 0 : 1;
+  } else {
+    const done = await applyMigrations(sql, { log: console.log });
+    console.log(done.length === 0 ? "migrations up to date" : `${done.length} applied`);
+  }
+} finally {
+  await sql.end({ timeout: 2 });
+}

@@ -1,0 +1,52 @@
+// deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]
+// Posts one correctly signed sample webhook to the local server and prints the answer.
+import { parseArgs } from "node:util";
+import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+import { loadDotenv } from "./lib/dotenv.ts";
+import { signingSecret } from "./lib/dev_secret.ts";
+import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
+
+await loadDotenv(".env");
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    url: { type: "string" },
+    "message-id": { type: "string" },
+    "conversation-id": { type: "string" },
+    content: { type: "string" },
+  },
+});
+const event = (positionals[0] ?? "message_created") as SampleEvent;
+if (!SAMPLE_EVENTS.includes(event)) {
+  console.error(`Unknown event ${event}. One of: ${SAMPLE_EVENTS.join(", ")}`);
+  Deno.exit(2);
+}
+const url = values.url ??
+  `http://127.0.0.1:${Deno.env.get("PORT") ?? "54321"}/functions/v1/chatwoot-webhook`;
+const secret = await signingSecret();
+if (!secret) {
+  console.error(
+    "No secret: set CHATWOOT_WEBHOOK_SECRET, or start `deno task dev` once to create the dev secret.",
+  );
+  Deno.exit(2);
+}
+const body = JSON.stringify(samplePayload(event, {
+  messageId: values["message-id"]
+    ? Number(values["message-id"])
+    : Math.floor(Date.now() / 1000) % 1_000_000_000,
+  conversationId: values["conversation-id"] ? Number(values["conversation-id"]) : undefined,
+  content: values.content,
+}));
+const response = await fetch(url, {
+  method: "POST",
+  headers: {
+    "Content-Type": "application/json",
+    "X-Chatwoot-Delivery": crypto.randomUUID(),
+    ...await chatwootSignatureHeaders(secret, body),
+  },
+  body,
+});
+console.log(`${event} -> ${url}`);
+console.log(`HTTP ${response.status} ${await response.text()}`);
+Deno.exit(response.ok ? 0 : 1);

@@ -1,0 +1,194 @@
+// What a Chatwoot webhook body must look like (../../../docs/chatwoot-contract facts), and the columns we
+// derive from it. Schemas check only what we rely on; unknown extra fields pass through untouched, because
+// Chatwoot adds fields between versions and a rejected event is lost for good.
+import { z } from "zod";
+
+const Id = z.number().int().nonnegative();
+const Ref = z.looseObject({ id: Id });
+const Timestamp = z.union([z.string(), z.number()]);
+const ChangedAttributes = z.array(
+  z.record(z.string(), z.looseObject({ previous_value: z.unknown(), current_value: z.unknown() })),
+);
+
+export const MESSAGE_EVENTS = ["message_created", "message_updated"] as const;
+
+const MessageEvent = z.looseObject({
+  event: z.enum(MESSAGE_EVENTS),
+  id: Id,
+  message_type: z.string(), // a string at the top level ("incoming", "outgoing", "template")
+  content: z.string().nullish(),
+  content_type: z.string().nullish(),
+  private: z.boolean().optional(),
+  created_at: Timestamp.optional(),
+  conversation: z.looseObject({ id: Id }),
+  account: Ref,
+  inbox: Ref.optional(),
+  sender: z.looseObject({ id: Id.optional(), type: z.string().optional() }).nullish(),
+  attachments: z.array(z.looseObject({ id: Id.optional() })).optional(),
+});
+
+const ConversationEvent = z.looseObject({
+  event: z.enum(["conversation_created", "conversation_status_changed", "conversation_updated"]),
+  id: Id, // the display id
+  inbox_id: Id.optional(),
+  status: z.string().optional(),
+  account: Ref.optional(),
+  messages: z.array(z.looseObject({ account_id: Id.optional() })).optional(),
+  changed_attributes: ChangedAttributes.nullish(),
+});
+
+const TypingEvent = z.looseObject({
+  event: z.enum(["conversation_typing_on", "conversation_typing_off"]),
+  conversation: z.looseObject({ id: Id }),
+  user: z.looseObject({}).nullish(),
+  is_private: z.boolean().optional(),
+});
+
+const WebwidgetEvent = z.looseObject({
+  event: z.literal("webwidget_triggered"),
+  contact: Ref.optional(),
+  inbox: Ref.optional(),
+  account: Ref.optional(),
+  current_conversation: Ref.nullish(),
+});
+
+const ContactEvent = z.looseObject({
+  event: z.enum(["contact_created", "contact_updated"]),
+  id: Id,
+  changed_attributes: ChangedAttributes.nullish(),
+});
+
+const InboxEvent = z.looseObject({
+  event: z.enum(["inbox_created", "inbox_updated"]),
+  id: Id,
+});
+
+// Events Chatwoot may add later: stored as they come, keyed by body hash.
+const AnyEvent = z.looseObject({
+  event: z.string().regex(/^[a-z][a-z0-9_.]{0,63}$/, "must be an event name"),
+});
+
+const schemas: Record<string, z.ZodType<Record<string, unknown>>> = {
+  message_created: MessageEvent,
+  message_updated: MessageEvent,
+  conversation_created: ConversationEvent,
+  conversation_status_changed: ConversationEvent,
+  conversation_updated: ConversationEvent,
+  conversation_typing_on: TypingEvent,
+  conversation_typing_off: TypingEvent,
+  webwidget_triggered: WebwidgetEvent,
+  contact_created: ContactEvent,
+  contact_updated: ContactEvent,
+  inbox_created: InboxEvent,
+  inbox_updated: InboxEvent,
+};
+
+export const KNOWN_EVENTS = Object.keys(schemas);
+
+export interface PayloadIssue {
+  path: string;
+  message: string;
+}
+
+export type ParsedEvent =
+  | { ok: true; payload: Record<string, unknown>; event: string }
+  | {
+    ok: false;
+    error: "invalid_json" | "missing_event" | "invalid_payload";
+    message: string;
+    issues?: PayloadIssue[];
+  };
+
+/** Parses and validates a body that has already been authenticated. */
+export function parseChatwootEvent(text: string): ParsedEvent {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, error: "invalid_json", message: "Body is not valid JSON" };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { ok: false, error: "invalid_json", message: "Body must be a JSON object" };
+  }
+  const event = (value as { event?: unknown }).event;
+  if (event === undefined || event === null || event === "") {
+    return { ok: false, error: "missing_event", message: 'Body has no "event" field' };
+  }
+  const schema = typeof event === "string" ? schemas[event] ?? AnyEvent : AnyEvent;
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    return {
+      ok: false,
+      error: "invalid_payload",
+      message: `Payload does not match the ${typeof event === "string" ? event : "event"} schema`,
+      // Paths and reasons only: values may hold personal data and are never echoed.
+      issues: result.error.issues.slice(0, 20).map((issue) => ({
+        path: issue.path.map(String).join("."),
+        message: issue.message,
+      })),
+    };
+  }
+  return { ok: true, payload: result.data, event: event as string };
+}
+
+export interface EventColumns {
+  event: string;
+  eventKey: string;
+  messageId: number | null;
+  conversationId: number | null;
+  accountId: number | null;
+  inboxId: number | null;
+}
+
+type Json = Record<string, unknown>;
+const obj = (value: unknown): Json | undefined =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? value as Json : undefined;
+const int = (value: unknown): number | null => Number.isSafeInteger(value) ? value as number : null;
+const first = (...values: unknown[]): number | null => {
+  for (const value of values) {
+    const n = int(value);
+    if (n !== null) return n;
+  }
+  return null;
+};
+
+/** The stored key and query columns of a validated payload. */
+export function eventColumns(payload: Json, event: string, bodySha256: string): EventColumns {
+  const isMessage = (MESSAGE_EVENTS as readonly string[]).includes(event);
+  const isConversation = event.startsWith("conversation_") && !event.startsWith("conversation_typing");
+  const conversation = obj(payload.conversation) ?? obj(payload.current_conversation);
+  const firstMessage = obj(Array.isArray(payload.messages) ? payload.messages[0] : undefined);
+  const messageId = isMessage ? int(payload.id) : null;
+  return {
+    event,
+    eventKey: isMessage ? `message:${messageId}:${event}` : `${event}:${bodySha256}`,
+    messageId,
+    conversationId: isConversation ? int(payload.id) : first(conversation?.id),
+    accountId: first(
+      obj(payload.account)?.id,
+      payload.account_id,
+      firstMessage?.account_id,
+      conversation?.account_id,
+    ),
+    inboxId: first(obj(payload.inbox)?.id, payload.inbox_id, conversation?.inbox_id, firstMessage?.inbox_id),
+  };
+}
+
+/**
+ * jsonb cannot hold U+0000, which JSON may escape as \u0000. The raw body keeps it; the queryable copy drops it.
+ * Without such an escape the raw text is used as is, so numbers keep their exact precision.
+ */
+export function jsonbText(rawText: string, parsed: unknown): string {
+  if (!rawText.includes("\\u0000")) return rawText;
+  const clean = (value: unknown): unknown => {
+    if (typeof value === "string") return value.replaceAll("\u0000", "");
+    if (Array.isArray(value)) return value.map(clean);
+    if (value && typeof value === "object") {
+      return Object.fromEntries(
+        Object.entries(value).map(([k, v]) => [k.replaceAll("\u0000", ""), clean(v)]),
+      );
+    }
+    return value;
+  };
+  return JSON.stringify(clean(parsed));
+}

@@ -1,0 +1,281 @@
+// The chatwoot-webhook function: authenticate the raw body, validate it, store it, answer in milliseconds.
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.ts";
+import { runInBackground } from "./background.ts";
+import type { Sql } from "./db.ts";
+import { DeadlineExceeded, retryWithinBudget, type StoredEvent, storeEvent } from "./ingest_store.ts";
+import type { Logger } from "./log.ts";
+import {
+  ChatwootSignatureVerifier,
+  checkTimestamp,
+  DELIVERY_HEADER,
+  sha256Hex,
+  SIGNATURE_HEADER,
+  TIMESTAMP_HEADER,
+  timingSafeEqualStrings,
+} from "./signature.ts";
+import type { Runtime } from "./runtime.ts";
+import { type WebhookConfig, webhookConfigFromEnv, type WebhookConfigResult } from "./webhook_config.ts";
+
+export const FUNCTION_NAME = "chatwoot-webhook";
+const LOG = "[Chatwoot Webhook]";
+
+export interface WebhookDeps {
+  config: WebhookConfigResult;
+  /** null when no database URL is configured. */
+  sql: Sql | null;
+  log: Logger;
+  /** Unix seconds; injectable for tests of the timestamp window. */
+  nowSeconds?: () => number;
+  /** Called after an event is stored (not for duplicates), e.g. to start an immediate delivery attempt. */
+  afterStore?: (
+    stored: StoredEvent & { event: string; conversationId: number | null },
+  ) => void | Promise<void>;
+}
+
+type ErrorCode =
+  | "method_not_allowed"
+  | "not_configured"
+  | "unsupported_media_type"
+  | "payload_too_large"
+  | "signature_missing"
+  | "signature_invalid"
+  | "timestamp_missing"
+  | "timestamp_invalid"
+  | "timestamp_stale"
+  | "timestamp_future"
+  | "token_invalid"
+  | "invalid_json"
+  | "missing_event"
+  | "invalid_payload"
+  | "database_unavailable"
+  | "internal_error";
+
+class Rejection {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly error: ErrorCode,
+    readonly message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {}
+}
+
+export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
+  const { config: configResult, sql, log } = deps;
+  const nowSeconds = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
+  const verifier = configResult.ok && configResult.config.secrets.length > 0
+    ? new ChatwootSignatureVerifier(configResult.config.secrets)
+    : null;
+  const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+  const reject = (c: Context, r: Rejection) => {
+    log(r.status >= 500 ? "error" : "warn", `${LOG} Rejected`, { status: r.status, error: r.error });
+    // Count refusals by reason for the readiness checks; never delays the answer, never stores the body.
+    if (sql && r.status < 500 && r.error !== "not_configured") {
+      runInBackground(
+        () => sql`select public.record_webhook_rejection(${r.error}, ${r.status})`,
+        log,
+        "record_webhook_rejection",
+      );
+    }
+    if (r.status === 405) c.header("Allow", "POST");
+    return c.json({ ok: false, error: r.error, message: r.message, ...r.extra }, r.status);
+  };
+
+  const app = new Hono({ strict: false });
+
+  app.all(`/${FUNCTION_NAME}`, async (c) => {
+    const started = performance.now();
+    const req = c.req.raw;
+    if (req.method !== "POST") {
+      return reject(c, new Rejection(405, "method_not_allowed", "Only POST is accepted"));
+    }
+    if (!configResult.ok) {
+      return reject(
+        c,
+        new Rejection(503, "not_configured", `Webhook receiver is not configured: ${configResult.message}`),
+      );
+    }
+    if (!sql) {
+      return reject(
+        c,
+        new Rejection(503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL"),
+      );
+    }
+    const config = configResult.config;
+
+    const mediaType = (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+    if (mediaType !== "application/json") {
+      return reject(c, new Rejection(415, "unsupported_media_type", "Content-Type must be application/json"));
+    }
+    const declared = Number(req.headers.get("content-length") ?? "0");
+    const body = declared > config.maxBodyBytes ? null : await readBodyWithin(req, config.maxBodyBytes);
+    if (body === null) {
+      return reject(
+        c,
+        new Rejection(413, "payload_too_large", `Body exceeds ${config.maxBodyBytes} bytes`, {
+          limit_bytes: config.maxBodyBytes,
+        }),
+      );
+    }
+
+    const deliveryId = req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
+    log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
+
+    const auth = await authenticate(req, body, config);
+    if (auth instanceof Rejection) return reject(c, auth);
+
+    let text: string;
+    try {
+      text = decoder.decode(body);
+    } catch {
+      return reject(c, new Rejection(400, "invalid_json", "Body is not valid UTF-8"));
+    }
+    const parsed = parseChatwootEvent(text);
+    if (!parsed.ok) {
+      return reject(
+        c,
+        new Rejection(400, parsed.error, parsed.message, parsed.issues ? { issues: parsed.issues } : {}),
+      );
+    }
+
+    const bodySha256 = await sha256Hex(body);
+    const columns = eventColumns(parsed.payload, parsed.event, bodySha256);
+    let stored: StoredEvent;
+    try {
+      stored = await retryWithinBudget(
+        () =>
+          storeEvent(sql, {
+            ...columns,
+            deliveryId,
+            payloadJson: jsonbText(text, parsed.payload),
+            rawBody: text,
+            bodySha256,
+            verifiedBy: auth,
+          }),
+        { budgetMs: config.storeBudgetMs },
+      );
+    } catch (error) {
+      const cause = error instanceof DeadlineExceeded ? error.lastError : error;
+      log("error", `${LOG} Store failed`, {
+        event: columns.event,
+        event_key: columns.eventKey,
+        delivery_id: deliveryId,
+        error: cause instanceof Error ? cause.message : String(cause),
+      });
+      return error instanceof DeadlineExceeded
+        ? reject(c, new Rejection(503, "database_unavailable", "Database unavailable; event not stored"))
+        : reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
+    }
+
+    const duplicate = stored.outcome === "duplicate";
+    log("info", `${LOG} ${duplicate ? "Duplicate" : "Stored"}`, {
+      event: columns.event,
+      event_key: columns.eventKey,
+      event_id: stored.id,
+      outcome: stored.outcome,
+      receive_count: stored.receiveCount,
+      delivery_id: deliveryId,
+      duration_ms: Math.round(performance.now() - started),
+    });
+    if (!duplicate && deps.afterStore) {
+      const afterStore = deps.afterStore;
+      runInBackground(
+        () => afterStore({ ...stored, event: columns.event, conversationId: columns.conversationId }),
+        log,
+        "after_store",
+      );
+    }
+    return c.json({
+      ok: true,
+      id: stored.id,
+      event: columns.event,
+      event_key: columns.eventKey,
+      outcome: stored.outcome,
+      duplicate,
+      status: stored.status,
+    });
+  });
+
+  app.notFound((c) => c.json({ ok: false, error: "not_found", message: `No route ${c.req.path}` }, 404));
+
+  async function authenticate(
+    req: Request,
+    body: Uint8Array,
+    config: WebhookConfig,
+  ): Promise<"signature" | "url_token" | Rejection> {
+    const signature = req.headers.get(SIGNATURE_HEADER);
+    if (verifier && signature !== null) {
+      const timestamp = req.headers.get(TIMESTAMP_HEADER);
+      const window = checkTimestamp(timestamp, nowSeconds(), config.toleranceSeconds);
+      if (window === "missing") {
+        return new Rejection(
+          401,
+          "timestamp_missing",
+          `${TIMESTAMP_HEADER} header is required with a signature`,
+        );
+      }
+      if (window === "malformed") {
+        return new Rejection(401, "timestamp_invalid", `${TIMESTAMP_HEADER} must be Unix seconds`);
+      }
+      if (window !== "ok") {
+        return new Rejection(
+          401,
+          window === "stale" ? "timestamp_stale" : "timestamp_future",
+          `${TIMESTAMP_HEADER} is outside the accepted window of ±${config.toleranceSeconds} s`,
+        );
+      }
+      if (!(await verifier.verify(signature, timestamp!, body))) {
+        return new Rejection(401, "signature_invalid", "Signature does not match the body");
+      }
+      return "signature";
+    }
+    const token = new URL(req.url).searchParams.get("token");
+    if (config.urlToken !== null && token !== null) {
+      return (await timingSafeEqualStrings(token, config.urlToken))
+        ? "url_token"
+        : new Rejection(401, "token_invalid", "URL token does not match");
+    }
+    return verifier
+      ? new Rejection(401, "signature_missing", `${SIGNATURE_HEADER} header is required`)
+      : new Rejection(401, "token_invalid", "A valid ?token= is required");
+  }
+
+  return app;
+}
+
+/** Reads the body, or returns null as soon as it grows past `limit` bytes (chunked uploads included). */
+async function readBodyWithin(req: Request, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
+  if (!req.body) return new Uint8Array();
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** The function as deployed: settings from the runtime's environment. */
+export function chatwootWebhookApp(runtime: Runtime): Hono {
+  return createChatwootWebhookApp({
+    config: webhookConfigFromEnv(runtime.env),
+    sql: runtime.sql,
+    log: runtime.log,
+  });
+}

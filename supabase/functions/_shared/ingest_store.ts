@@ -1,0 +1,75 @@
+// Storing an accepted event: one call to ingest_webhook_event(), retried briefly on connection trouble.
+import { isTransientDbError, type Sql } from "./db.ts";
+import type { EventColumns } from "./chatwoot_payload.ts";
+
+export interface EventToStore extends EventColumns {
+  deliveryId: string | null;
+  payloadJson: string;
+  rawBody: string;
+  bodySha256: string;
+  verifiedBy: "signature" | "url_token";
+}
+
+export type IngestOutcome = "stored" | "duplicate" | "updated";
+
+export interface StoredEvent {
+  id: number;
+  outcome: IngestOutcome;
+  receiveCount: number;
+  status: string;
+}
+
+export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent> {
+  const [row] = await sql<
+    { event_id: string; outcome: IngestOutcome; receive_count: number; status: string }[]
+  >`
+    select event_id, outcome, receive_count, status from public.ingest_webhook_event(
+      ${e.eventKey}, ${e.event}, ${e.messageId}, ${e.conversationId}, ${e.accountId}, ${e.inboxId},
+      ${e.deliveryId}, ${e.payloadJson}::jsonb, ${e.rawBody}, ${e.bodySha256}, ${e.verifiedBy}
+    )`;
+  return {
+    id: Number(row.event_id),
+    outcome: row.outcome,
+    receiveCount: row.receive_count,
+    status: row.status,
+  };
+}
+
+export class DeadlineExceeded extends Error {
+  constructor(readonly lastError: unknown) {
+    super("deadline exceeded");
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, a non-transient error is thrown, or `budgetMs` is spent. Chatwoot gives up
+ * after 5 s and never re-sends, so the whole answer must stay well inside that.
+ */
+export async function retryWithinBudget<T>(
+  attempt: () => Promise<T>,
+  { budgetMs, pausesMs = [50, 150, 300, 500] }: { budgetMs: number; pausesMs?: number[] },
+): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  let lastError: unknown = new Error("no attempt made");
+  for (let i = 0;; i++) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new DeadlineExceeded(lastError);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        attempt(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new DeadlineExceeded(lastError)), remaining);
+        }),
+      ]);
+    } catch (error) {
+      if (error instanceof DeadlineExceeded) throw error;
+      if (!isTransientDbError(error)) throw error;
+      lastError = error;
+    } finally {
+      clearTimeout(timer);
+    }
+    const pause = Math.min(pausesMs[Math.min(i, pausesMs.length - 1)], deadline - Date.now());
+    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+  }
+}

@@ -1,0 +1,42 @@
+// Settings of the chatwoot-webhook function, read once at start.
+import { ConfigError, type Env, intFromEnv, listFromEnv } from "./env.ts";
+
+export interface WebhookConfig {
+  /** Any of these verifies a signature: during a rotation both the old and the new secret are listed. */
+  secrets: string[];
+  /** For Chatwoot versions that cannot sign: a long random token accepted as ?token=. */
+  urlToken: string | null;
+  /** Accepted clock difference between X-Chatwoot-Timestamp and now, both directions. */
+  toleranceSeconds: number;
+  maxBodyBytes: number;
+  /** Budget for storing, retries included; the whole answer must stay under 3 s. */
+  storeBudgetMs: number;
+}
+
+export type WebhookConfigResult = { ok: true; config: WebhookConfig } | { ok: false; message: string };
+
+export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookConfigResult {
+  try {
+    const config: WebhookConfig = {
+      secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
+      urlToken: env.CHATWOOT_WEBHOOK_URL_TOKEN?.trim() || null,
+      toleranceSeconds: intFromEnv(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
+      maxBodyBytes: intFromEnv(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
+      storeBudgetMs: 2500,
+    };
+    if (config.urlToken !== null && config.urlToken.length < 24) {
+      throw new ConfigError(
+        "CHATWOOT_WEBHOOK_URL_TOKEN must be at least 24 characters (use a long random value)",
+      );
+    }
+    if (config.secrets.length === 0 && config.urlToken === null) {
+      throw new ConfigError(
+        "set CHATWOOT_WEBHOOK_SECRET (or CHATWOOT_WEBHOOK_URL_TOKEN for Chatwoot versions that cannot sign)",
+      );
+    }
+    return { ok: true, config };
+  } catch (error) {
+    if (error instanceof ConfigError) return { ok: false, message: error.message };
+    throw error;
+  }
+}

@@ -1,0 +1,59 @@
+// A migrated database for one test file: in-memory PGlite by default, or a fresh database on the server
+// named by DATABASE_URL (created here, dropped on close), so the same suite runs against both.
+import postgres from "postgres";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
+import { applyMigrations } from "../scripts/lib/migrations.ts";
+
+export interface TestDb {
+  kind: "pglite" | "postgres";
+  url: string;
+  /** A pool for the test's own queries. */
+  sql: Sql;
+  close(): Promise<void>;
+}
+
+export async function startTestDb(): Promise<TestDb> {
+  const serverUrl = Deno.env.get("DATABASE_URL");
+  if (!serverUrl) {
+    const embedded = await startEmbeddedDb();
+    const sql = connect(embedded.url, { max: 10 });
+    await applyMigrations(sql);
+    return {
+      kind: "pglite",
+      url: embedded.url,
+      sql,
+      async close() {
+        await sql.end({ timeout: 1 });
+        await embedded.stop();
+      },
+    };
+  }
+  const name = `relay_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = withDatabase(serverUrl, name);
+  const sql = connect(url, { max: 10 });
+  await applyMigrations(sql);
+  return {
+    kind: "postgres",
+    url,
+    sql,
+    async close() {
+      await sql.end({ timeout: 1 });
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end({ timeout: 1 });
+    },
+  };
+}
+
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** Deno.test for tests that hold a database for the whole file (pools outlive single tests). */
+export function dbTest(name: string, fn: () => Promise<void>) {
+  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+}

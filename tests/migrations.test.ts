@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { startTestDb } from "./_db.ts";
+import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
+
+Deno.test({
+  name: "migrations: all applied, recorded like the Supabase CLI, and a second run applies nothing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startTestDb();
+    try {
+      const files = await listMigrations();
+      const rows = await db.sql<{ version: string; name: string; statements: string[] }[]>`
+        select version, name, statements from supabase_migrations.schema_migrations order by version`;
+      assert.deepEqual(rows.map((r) => r.version), files.map((f) => f.version));
+      assert.deepEqual(rows.map((r) => r.name), files.map((f) => f.name));
+      assert.ok(rows.every((r) => r.statements.length > 0));
+      assert.deepEqual(await applyMigrations(db.sql), []);
+    } finally {
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "migrations: RLS on every public table, and anon/authenticated get no privileges",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startTestDb();
+    try {
+      const tables = await db.sql<{ relname: string; relrowsecurity: boolean }[]>`
+        select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'public' and c.relkind in ('r', 'p')`;
+      assert.ok(tables.length >= 2);
+      for (const t of tables) assert.equal(t.relrowsecurity, true, `RLS off on ${t.relname}`);
+      const grants = await db.sql`
+        select table_name, grantee, privilege_type from information_schema.role_table_grants
+        where table_schema = 'public' and grantee in ('anon', 'authenticated')`;
+      assert.deepEqual([...grants], []);
+      const routines = await db.sql`
+        select routine_name, grantee from information_schema.role_routine_grants
+        where routine_schema = 'public' and grantee in ('anon', 'authenticated', 'PUBLIC')`;
+      assert.deepEqual([...routines], []);
+    } finally {
+      await db.close();
+    }
+  },
+});
