@@ -157,7 +157,8 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
   const isMessage = (MESSAGE_EVENTS as readonly string[]).includes(event);
   const isConversation = event.startsWith("conversation_") && !event.startsWith("conversation_typing");
   const conversation = obj(payload.conversation) ?? obj(payload.current_conversation);
-  const firstMessage = obj(Array.isArray(payload.messages) ? payload.messages[0] : undefined);
+  const messages = Array.isArray(payload.messages) ? payload.messages : conversation?.messages;
+  const firstMessage = obj(Array.isArray(messages) ? messages[0] : undefined);
   const messageId = isMessage ? int(payload.id) : null;
   return {
     event,
@@ -170,7 +171,9 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
       firstMessage?.account_id,
       conversation?.account_id,
     ),
-    inboxId: first(obj(payload.inbox)?.id, payload.inbox_id, conversation?.inbox_id, firstMessage?.inbox_id),
+    inboxId: event.startsWith("inbox_")
+      ? int(payload.id)
+      : first(obj(payload.inbox)?.id, payload.inbox_id, conversation?.inbox_id, firstMessage?.inbox_id),
   };
 }
 

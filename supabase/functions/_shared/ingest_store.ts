@@ -25,7 +25,7 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
   >`
     select event_id, outcome, receive_count, status from public.ingest_webhook_event(
       ${e.eventKey}, ${e.event}, ${e.messageId}, ${e.conversationId}, ${e.accountId}, ${e.inboxId},
-      ${e.deliveryId}, ${e.payloadJson}::jsonb, ${e.rawBody}, ${e.bodySha256}, ${e.verifiedBy}
+      ${e.deliveryId}, ${e.payloadJson}::text::jsonb, ${e.rawBody}, ${e.bodySha256}, ${e.verifiedBy}
     )`;
   return {
     id: Number(row.event_id),

@@ -1,0 +1,46 @@
+// Helpers for talking to the webhook function the way Chatwoot does.
+import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+
+export const TEST_SECRET = "whsec_test_0123456789abcdef0123456789abcdef";
+
+export interface SignedPost {
+  secret?: string;
+  nowSeconds?: number;
+  deliveryId?: string;
+  headers?: Record<string, string>;
+}
+
+/** A Request to `url` carrying `body` signed in Chatwoot's scheme. */
+export async function signedRequest(url: string, body: string, options: SignedPost = {}): Promise<Request> {
+  return new Request(url, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json",
+      "X-Chatwoot-Delivery": options.deliveryId ?? crypto.randomUUID(),
+      ...await chatwootSignatureHeaders(options.secret ?? TEST_SECRET, body, options.nowSeconds),
+      ...options.headers,
+    },
+    body,
+  });
+}
+
+/** Serves `handler` on a free loopback port; returns its base URL and a stop function. */
+export function serveOnLoopback(handler: (req: Request) => Response | Promise<Response>) {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
+  return { url: `http://127.0.0.1:${server.addr.port}`, stop: () => server.shutdown() };
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(
+  check: () => Promise<T | null | undefined | false>,
+  timeoutMs = 5000,
+  what = "condition",
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

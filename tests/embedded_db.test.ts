@@ -1,0 +1,66 @@
+// The embedded PGlite server shares one session between connections: prove that concurrent clients
+// neither corrupt each other's statements nor see each other's open transactions.
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
+
+Deno.test({
+  name: "embedded db: 200 parameterised statements from 20 connections at once all succeed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startEmbeddedDb();
+    const sql = postgres(db.url, { max: 20, prepare: false, onnotice: () => {} });
+    try {
+      await sql`create table t (n int, label text)`;
+      const results = await Promise.allSettled(
+        Array.from({ length: 200 }, (_, i) => sql`insert into t values (${i}, ${"row " + i}) returning n`),
+      );
+      const failures = results.filter((r) => r.status === "rejected");
+      assert.deepEqual(failures.map((f) => String((f as PromiseRejectedResult).reason)), []);
+      const [{ count, sum }] = await sql`select count(*)::int as count, sum(n)::int as sum from t`;
+      assert.equal(count, 200);
+      assert.equal(sum, (199 * 200) / 2);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await db.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "embedded db: a transaction on one connection is not interleaved with another's statements",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startEmbeddedDb();
+    const a = postgres(db.url, { max: 1, prepare: false, onnotice: () => {} });
+    const b = postgres(db.url, { max: 1, prepare: false, onnotice: () => {} });
+    try {
+      await a`create table t (n int)`;
+      let bDone = false;
+      let bInsert: Promise<unknown> = Promise.resolve();
+      await a.begin(async (tx) => {
+        await tx`insert into t values (1)`;
+        // While `a` holds its transaction open, `b`'s insert waits instead of joining it.
+        bInsert = b`insert into t values (2)`.then(() => (bDone = true));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.equal(bDone, false);
+        await tx`insert into t values (3)`;
+      });
+      await bInsert;
+      assert.equal(bDone, true);
+      const rolledBack = await a.begin(async (tx) => {
+        await tx`insert into t values (4)`;
+        throw new Error("abort");
+      }).catch((e: Error) => e.message);
+      assert.equal(rolledBack, "abort");
+      const rows = await b`select n from t order by n`;
+      assert.deepEqual(rows.map((r) => r.n), [1, 2, 3]);
+    } finally {
+      await a.end({ timeout: 1 });
+      await b.end({ timeout: 1 });
+      await db.stop();
+    }
+  },
+});

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import {
+  eventColumns,
+  jsonbText,
+  parseChatwootEvent,
+} from "../supabase/functions/_shared/chatwoot_payload.ts";
+import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
+
+const SHA = "a".repeat(64);
+
+Deno.test("payload: every event of the contract parses and yields its key and columns", () => {
+  for (const event of SAMPLE_EVENTS) {
+    const payload = samplePayload(event, { messageId: 11, conversationId: 22, accountId: 33, inboxId: 44 });
+    const parsed = parseChatwootEvent(JSON.stringify(payload));
+    assert.ok(parsed.ok, `${event}: ${JSON.stringify(parsed)}`);
+    const columns = eventColumns(parsed.payload, parsed.event, SHA);
+    const isMessage = event.startsWith("message_");
+    assert.equal(columns.eventKey, isMessage ? `message:11:${event}` : `${event}:${SHA}`);
+    assert.equal(columns.messageId, isMessage ? 11 : null, event);
+    const hasConversation = !event.startsWith("contact_") && !event.startsWith("inbox_");
+    assert.equal(columns.conversationId, hasConversation ? 22 : null, event);
+    assert.equal(columns.accountId, 33, event);
+    assert.equal(columns.inboxId, event.startsWith("contact_") ? null : 44, event);
+  }
+});
+
+Deno.test("payload: conversation events without a top-level account fall back to messages[0].account_id", () => {
+  const payload = samplePayload("conversation_status_changed", { accountId: 9 });
+  assert.equal(payload.account, undefined);
+  const parsed = parseChatwootEvent(JSON.stringify(payload));
+  assert.ok(parsed.ok);
+  assert.equal(eventColumns(parsed.payload, parsed.event, SHA).accountId, 9);
+});
+
+Deno.test("payload: unknown extra fields and unknown future events are accepted", () => {
+  const withExtra = { ...samplePayload("message_created"), brand_new_field: { nested: [1, 2] } };
+  const parsed = parseChatwootEvent(JSON.stringify(withExtra));
+  assert.ok(parsed.ok);
+  assert.deepEqual(parsed.payload.brand_new_field, { nested: [1, 2] });
+  const future = parseChatwootEvent(JSON.stringify({ event: "conversation_priority_changed", id: 5 }));
+  assert.ok(future.ok);
+});
+
+Deno.test("payload: not JSON, not an object, no event, and schema mismatches are told apart", () => {
+  const notJson = parseChatwootEvent("{nope");
+  assert.equal(!notJson.ok && notJson.error, "invalid_json");
+  const array = parseChatwootEvent("[1,2]");
+  assert.equal(!array.ok && array.error, "invalid_json");
+  const noEvent = parseChatwootEvent('{"id":1}');
+  assert.equal(!noEvent.ok && noEvent.error, "missing_event");
+  const badName = parseChatwootEvent('{"event":"DROP TABLE"}');
+  assert.equal(!badName.ok && badName.error, "invalid_payload");
+  const numericType = { ...samplePayload("message_created"), message_type: 0 };
+  const mismatch = parseChatwootEvent(JSON.stringify(numericType));
+  assert.ok(!mismatch.ok);
+  assert.equal(mismatch.error, "invalid_payload");
+  assert.deepEqual(mismatch.issues?.map((i) => i.path), ["message_type"]);
+  const noConversation = { ...samplePayload("message_created"), conversation: undefined };
+  const missing = parseChatwootEvent(JSON.stringify(noConversation));
+  assert.ok(!missing.ok && missing.issues?.some((i) => i.path === "conversation"));
+  const stringId = parseChatwootEvent(JSON.stringify({ ...samplePayload("contact_created"), id: "12" }));
+  assert.ok(!stringId.ok && stringId.issues?.some((i) => i.path === "id"));
+});
+
+Deno.test("payload: the jsonb copy drops U+0000, keeps everything else, and is the raw text when it can be", () => {
+  const raw = '{"event":"message_created","content":"a\\u0000b","big":12345678901234567890}';
+  assert.equal(
+    jsonbText('{"event":"x","big":12345678901234567890}', null),
+    '{"event":"x","big":12345678901234567890}',
+  );
+  const cleaned = JSON.parse(jsonbText(raw, JSON.parse(raw)));
+  assert.equal(cleaned.content, "ab");
+  assert.equal(cleaned.event, "message_created");
+});

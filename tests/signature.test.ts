@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import {
+  chatwootSignatureHeaders,
+  ChatwootSignatureVerifier,
+  checkTimestamp,
+  signChatwoot,
+  timingSafeEqualStrings,
+} from "../supabase/functions/_shared/signature.ts";
+
+const body = '{"event":"message_created","id":1,"content":"héllo"}';
+const bytes = new TextEncoder().encode(body);
+
+Deno.test("signature: matches an independent HMAC-SHA256 over '<timestamp>.<raw body>'", async () => {
+  const expected = "sha256=" + createHmac("sha256", "s3cret").update(`1700000000.${body}`).digest("hex");
+  assert.equal(await signChatwoot("s3cret", "1700000000", body), expected);
+  assert.equal(await signChatwoot("s3cret", "1700000000", bytes), expected);
+});
+
+Deno.test("signature: verifies the right secret, rejects a wrong one, the body alone, or a changed byte", async () => {
+  const verifier = new ChatwootSignatureVerifier(["s3cret"]);
+  const sig = await signChatwoot("s3cret", "1700000000", body);
+  assert.equal(await verifier.verify(sig, "1700000000", bytes), true);
+  assert.equal(
+    await verifier.verify(sig.toUpperCase().replace("SHA256=", "sha256="), "1700000000", bytes),
+    true,
+  );
+  assert.equal(
+    await verifier.verify(await signChatwoot("other", "1700000000", body), "1700000000", bytes),
+    false,
+  );
+  // Chatwoot issue #13809: signing the body without the timestamp prefix never matches.
+  const bodyOnly = "sha256=" + createHmac("sha256", "s3cret").update(body).digest("hex");
+  assert.equal(await verifier.verify(bodyOnly, "1700000000", bytes), false);
+  assert.equal(await verifier.verify(sig, "1700000001", bytes), false);
+  const tampered = new TextEncoder().encode(body.replace("héllo", "hello"));
+  assert.equal(await verifier.verify(sig, "1700000000", tampered), false);
+  for (
+    const malformed of [
+      "",
+      "sha256=",
+      sig.slice(7),
+      "sha1=" + sig.slice(7),
+      sig + "00",
+      "sha256=zz" + sig.slice(9),
+    ]
+  ) {
+    assert.equal(await verifier.verify(malformed, "1700000000", bytes), false, malformed);
+  }
+});
+
+Deno.test("signature: during a rotation any listed secret verifies", async () => {
+  const verifier = new ChatwootSignatureVerifier(["new-secret", "old-secret"]);
+  for (const secret of ["new-secret", "old-secret"]) {
+    const headers = await chatwootSignatureHeaders(secret, body, 1700000000);
+    assert.equal(await verifier.verify(headers["X-Chatwoot-Signature"], "1700000000", bytes), true);
+  }
+  const retired = await chatwootSignatureHeaders("retired", body, 1700000000);
+  assert.equal(await verifier.verify(retired["X-Chatwoot-Signature"], "1700000000", bytes), false);
+});
+
+Deno.test("signature: timestamp window rejects stale and future times, accepts the edges", () => {
+  const now = 1_700_000_000;
+  assert.equal(checkTimestamp(String(now), now, 300), "ok");
+  assert.equal(checkTimestamp(String(now - 300), now, 300), "ok");
+  assert.equal(checkTimestamp(String(now + 300), now, 300), "ok");
+  assert.equal(checkTimestamp(String(now - 301), now, 300), "stale");
+  assert.equal(checkTimestamp(String(now + 301), now, 300), "future");
+  assert.equal(checkTimestamp(null, now, 300), "missing");
+  for (const bad of ["abc", "1700000000.5", "-5", "1e9", " 1700000000"]) {
+    assert.equal(checkTimestamp(bad, now, 300), "malformed", bad);
+  }
+});
+
+Deno.test("signature: constant-time token comparison gives the right answers", async () => {
+  assert.equal(await timingSafeEqualStrings("a-long-random-token", "a-long-random-token"), true);
+  assert.equal(await timingSafeEqualStrings("a-long-random-token", "a-long-random-tokem"), false);
+  assert.equal(await timingSafeEqualStrings("short", "a-long-random-token"), false);
+  assert.equal(await timingSafeEqualStrings("", ""), true);
+});

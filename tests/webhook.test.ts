@@ -1,0 +1,547 @@
+// chatwoot-webhook against a real database: every answer it gives, and what it leaves in webhook_events.
+import assert from "node:assert/strict";
+import {
+  createChatwootWebhookApp,
+  type WebhookDeps,
+} from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { chatwootSignatureHeaders, sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
+import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
+import { dbTest, startTestDb } from "./_db.ts";
+import { eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
+
+const db = await startTestDb();
+const sql = db.sql;
+const URL_BASE = "http://relay.test/chatwoot-webhook";
+const URL_TOKEN = "tok_0123456789abcdefghijklmnopqrstuv";
+
+function makeApp(env: Record<string, string> = {}, deps: Partial<WebhookDeps> = {}) {
+  const log = memoryLogger();
+  const app = createChatwootWebhookApp({
+    config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, ...env }),
+    sql,
+    log,
+    ...deps,
+  });
+  return { app, log };
+}
+
+let nextId = 100_000;
+const uniqueMessage = (overrides: Record<string, unknown> = {}) =>
+  JSON.stringify({ ...samplePayload("message_created", { messageId: nextId++ }), ...overrides });
+
+async function post(app: { fetch: (r: Request) => Response | Promise<Response> }, req: Request) {
+  const res = await app.fetch(req);
+  return { status: res.status, body: await res.json(), headers: res.headers };
+}
+
+async function countRows(): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`select count(*)::int as n from webhook_events`;
+  return n;
+}
+
+dbTest(
+  `webhook [${db.kind}]: a signed message_created is stored with its columns, exact bytes and hash`,
+  async () => {
+    const { app, log } = makeApp();
+    const body = JSON.stringify(
+      samplePayload("message_created", { messageId: 42, conversationId: 7, inboxId: 3 }),
+    );
+    const delivery = crypto.randomUUID();
+    const res = await post(app, await signedRequest(URL_BASE, body, { deliveryId: delivery }));
+    assert.equal(res.status, 200);
+    assert.equal(res.body.ok, true);
+    assert.equal(res.body.outcome, "stored");
+    assert.equal(res.body.duplicate, false);
+    assert.equal(res.body.event_key, "message:42:message_created");
+    const [row] = await sql`select * from webhook_events where id = ${res.body.id}`;
+    assert.equal(row.event, "message_created");
+    assert.equal(Number(row.message_id), 42);
+    assert.equal(Number(row.conversation_id), 7);
+    assert.equal(Number(row.account_id), 1);
+    assert.equal(Number(row.inbox_id), 3);
+    assert.equal(row.delivery_id, delivery);
+    assert.equal(row.raw_body, body);
+    assert.equal(row.body_sha256, await sha256Hex(body));
+    assert.equal(row.verified_by, "signature");
+    assert.equal(row.status, "pending");
+    assert.equal(row.receive_count, 1);
+    assert.deepEqual(row.payload, JSON.parse(body));
+    assert.ok(log.lines.some((l) => l.msg === "[Chatwoot Webhook] Received"));
+    assert.ok(log.lines.some((l) => l.msg === "[Chatwoot Webhook] Stored" && l.event_id === res.body.id));
+  },
+);
+
+dbTest(`webhook [${db.kind}]: each event type of the contract is stored under its key`, async () => {
+  const { app } = makeApp();
+  for (const event of SAMPLE_EVENTS) {
+    const body = JSON.stringify(
+      samplePayload(event, { messageId: 777, conversationId: 888, accountId: 5, inboxId: 6 }),
+    );
+    const res = await post(app, await signedRequest(URL_BASE, body));
+    assert.equal(res.status, 200, `${event}: ${JSON.stringify(res.body)}`);
+    const expectedKey = event.startsWith("message_")
+      ? `message:777:${event}`
+      : `${event}:${await sha256Hex(body)}`;
+    const [row] = await sql`select * from webhook_events where id = ${res.body.id}`;
+    assert.equal(row.event_key, expectedKey);
+    assert.equal(row.event, event);
+    assert.equal(row.account_id === null ? null : Number(row.account_id), 5, event);
+    if (!event.startsWith("contact_") && !event.startsWith("inbox_")) {
+      assert.equal(Number(row.conversation_id), 888);
+    }
+  }
+});
+
+dbTest(`webhook [${db.kind}]: an identical body again is a counted duplicate, not a new row`, async () => {
+  const { app } = makeApp();
+  const body = uniqueMessage();
+  const first = await post(app, await signedRequest(URL_BASE, body));
+  const second = await post(app, await signedRequest(URL_BASE, body));
+  assert.equal(first.body.outcome, "stored");
+  assert.equal(second.status, 200);
+  assert.equal(second.body.duplicate, true);
+  assert.equal(second.body.outcome, "duplicate");
+  assert.equal(second.body.id, first.body.id);
+  const [row] = await sql`select receive_count, version, last_received_at > received_at as later
+                          from webhook_events where id = ${first.body.id}`;
+  assert.equal(row.receive_count, 2);
+  assert.equal(row.version, 1);
+});
+
+dbTest(
+  `webhook [${db.kind}]: 100 concurrent posts of one event over HTTP leave one row with receive_count 100`,
+  async () => {
+    const { app } = makeApp();
+    const server = serveOnLoopback(app.fetch);
+    try {
+      const body = uniqueMessage();
+      const responses = await Promise.all(
+        Array.from({ length: 100 }, async () => {
+          const res = await fetch(await signedRequest(`${server.url}/chatwoot-webhook`, body));
+          return { status: res.status, body: await res.json() };
+        }),
+      );
+      assert.deepEqual([...new Set(responses.map((r) => r.status))], [200]);
+      assert.equal(responses.filter((r) => r.body.outcome === "stored").length, 1);
+      assert.equal(responses.filter((r) => r.body.duplicate).length, 99);
+      const rows = await sql`select receive_count from webhook_events where raw_body = ${body}`;
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].receive_count, 100);
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: a changed message_updated replaces its payload and never touches message_created`,
+  async () => {
+    const { app } = makeApp();
+    const id = nextId++;
+    const created = JSON.stringify(samplePayload("message_created", { messageId: id, content: "first" }));
+    const v1 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "edited once" }));
+    const v2 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "edited twice" }));
+    const c = await post(app, await signedRequest(URL_BASE, created));
+    const u1 = await post(app, await signedRequest(URL_BASE, v1));
+    await sql`update webhook_events set status = 'delivered', delivered_at = now(), attempts = 1 where id = ${u1.body.id}`;
+    const u2 = await post(app, await signedRequest(URL_BASE, v2));
+    assert.equal(u1.body.outcome, "stored");
+    assert.equal(u2.body.outcome, "updated");
+    assert.equal(u2.body.duplicate, false);
+    assert.equal(u2.body.id, u1.body.id);
+    assert.notEqual(c.body.id, u1.body.id);
+    const [updated] = await sql`select * from webhook_events where id = ${u1.body.id}`;
+    assert.equal(updated.payload.content, "edited twice");
+    assert.equal(updated.raw_body, v2);
+    assert.equal(updated.version, 2);
+    assert.equal(updated.receive_count, 2);
+    assert.equal(updated.status, "pending", "the newest version is due for forwarding again");
+    assert.equal(updated.attempts, 0);
+    assert.equal(updated.delivered_at, null);
+    const [original] =
+      await sql`select payload->>'content' as content, version from webhook_events where id = ${c.body.id}`;
+    assert.equal(original.content, "first");
+    assert.equal(original.version, 1);
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: a new version arriving while the old one is being delivered keeps the lease`,
+  async () => {
+    const { app } = makeApp();
+    const id = nextId++;
+    const v1 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "v1" }));
+    const v2 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "v2" }));
+    const first = await post(app, await signedRequest(URL_BASE, v1));
+    await sql`update webhook_events set status = 'delivering', attempts = 1 where id = ${first.body.id}`;
+    const second = await post(app, await signedRequest(URL_BASE, v2));
+    assert.equal(second.body.outcome, "updated");
+    const [row] =
+      await sql`select status, version, attempts, raw_body from webhook_events where id = ${first.body.id}`;
+    assert.equal(row.status, "delivering");
+    assert.equal(row.version, 2);
+    assert.equal(row.attempts, 1);
+    assert.equal(row.raw_body, v2);
+  },
+);
+
+dbTest(`webhook [${db.kind}]: rotation — every listed secret verifies, a removed one does not`, async () => {
+  const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "new-secret-value, old-secret-value" });
+  for (const secret of ["new-secret-value", "old-secret-value"]) {
+    const res = await post(app, await signedRequest(URL_BASE, uniqueMessage(), { secret }));
+    assert.equal(res.status, 200, secret);
+  }
+  const after = makeApp({ CHATWOOT_WEBHOOK_SECRET: "new-secret-value" });
+  const res = await post(
+    after.app,
+    await signedRequest(URL_BASE, uniqueMessage(), { secret: "old-secret-value" }),
+  );
+  assert.equal(res.status, 401);
+  assert.equal(res.body.error, "signature_invalid");
+});
+
+dbTest(
+  `webhook [${db.kind}]: 401 for missing, invalid, stale, future and malformed signatures; nothing stored`,
+  async () => {
+    const now = 1_800_000_000;
+    const { app, log } = makeApp({ CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: "300" }, { nowSeconds: () => now });
+    const before = await countRows();
+    const body = uniqueMessage();
+    const cases: Array<[string, Request]> = [
+      [
+        "signature_missing",
+        new Request(URL_BASE, { method: "POST", headers: { "content-type": "application/json" }, body }),
+      ],
+      ["signature_invalid", await signedRequest(URL_BASE, body, { secret: "wrong-secret", nowSeconds: now })],
+      ["timestamp_stale", await signedRequest(URL_BASE, body, { nowSeconds: now - 301 })],
+      ["timestamp_future", await signedRequest(URL_BASE, body, { nowSeconds: now + 301 })],
+      [
+        "timestamp_missing",
+        await signedRequest(URL_BASE, body, { nowSeconds: now, headers: { "X-Chatwoot-Timestamp": "" } }),
+      ],
+      [
+        "timestamp_invalid",
+        await signedRequest(URL_BASE, body, {
+          nowSeconds: now,
+          headers: { "X-Chatwoot-Timestamp": "yesterday" },
+        }),
+      ],
+    ];
+    // A body changed after signing.
+    const signed = await chatwootSignatureHeaders(TEST_SECRET, body, now);
+    cases.push([
+      "signature_invalid",
+      new Request(URL_BASE, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...signed },
+        body: body.replace("order", "ORDER"),
+      }),
+    ]);
+    for (const [code, req] of cases) {
+      const res = await post(app, req);
+      assert.equal(res.status, 401, code);
+      assert.equal(res.body.error, code);
+      assert.equal(res.body.ok, false);
+    }
+    const edge = await post(app, await signedRequest(URL_BASE, body, { nowSeconds: now - 300 }));
+    assert.equal(edge.status, 200, "the window's edge is accepted");
+    assert.equal(await countRows(), before + 1);
+    const logged = JSON.stringify(log.lines);
+    assert.ok(!logged.includes(TEST_SECRET) && !logged.includes(signed["X-Chatwoot-Signature"].slice(7)));
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: the URL token works for senders that cannot sign, in constant time, and only it`,
+  async () => {
+    const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "", CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN });
+    const body = uniqueMessage();
+    const plain = (url: string) =>
+      new Request(url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const ok = await post(app, plain(`${URL_BASE}?token=${URL_TOKEN}`));
+    assert.equal(ok.status, 200);
+    const [row] = await sql`select verified_by from webhook_events where id = ${ok.body.id}`;
+    assert.equal(row.verified_by, "url_token");
+    for (const url of [`${URL_BASE}?token=${URL_TOKEN}x`, `${URL_BASE}?token=`, URL_BASE]) {
+      const res = await post(app, plain(url));
+      assert.equal(res.status, 401, url);
+      assert.equal(res.body.error, "token_invalid");
+    }
+    // With both configured, a signature that fails is final: a valid token does not rescue it.
+    const both = makeApp({ CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN });
+    const badSig = await signedRequest(`${URL_BASE}?token=${URL_TOKEN}`, uniqueMessage(), { secret: "nope" });
+    assert.equal((await post(both.app, badSig)).body.error, "signature_invalid");
+    const noSig = await post(both.app, plain(`${URL_BASE}?token=${URL_TOKEN}`));
+    assert.equal(noSig.status, 200);
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: with neither secret nor token configured every request gets 503 not_configured`,
+  async () => {
+    const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "" });
+    const before = await countRows();
+    const res = await post(app, await signedRequest(URL_BASE, uniqueMessage()));
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error, "not_configured");
+    assert.match(res.body.message, /CHATWOOT_WEBHOOK_SECRET/);
+    assert.equal(await countRows(), before);
+    const noDb = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql: null,
+      log: memoryLogger(),
+    });
+    const res2 = await post(noDb, await signedRequest(URL_BASE, uniqueMessage()));
+    assert.equal(res2.status, 503);
+    assert.equal(res2.body.error, "not_configured");
+    const shortToken = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_URL_TOKEN: "short" });
+    assert.equal(shortToken.ok, false);
+    const badNumber = webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: "x",
+      CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "lots",
+    });
+    assert.ok(!badNumber.ok && /CHATWOOT_WEBHOOK_MAX_BODY_BYTES/.test(badNumber.message));
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: 400 for bad JSON, no event, and schema mismatch; nothing stored; issues name paths`,
+  async () => {
+    const { app } = makeApp();
+    const before = await countRows();
+    const bodies: Array<[string, string]> = [
+      ["invalid_json", "{not json"],
+      ["invalid_json", '"a string"'],
+      ["missing_event", JSON.stringify({ id: 1, content: "x" })],
+      ["invalid_payload", JSON.stringify({ ...samplePayload("message_created"), id: "not-a-number" })],
+      ["invalid_payload", JSON.stringify({ ...samplePayload("message_created"), message_type: 1 })],
+    ];
+    for (const [code, body] of bodies) {
+      const res = await post(app, await signedRequest(URL_BASE, body));
+      assert.equal(res.status, 400, body);
+      assert.equal(res.body.error, code);
+    }
+    const mismatch = await post(
+      app,
+      await signedRequest(URL_BASE, JSON.stringify({ ...samplePayload("message_created"), message_type: 1 })),
+    );
+    assert.deepEqual(mismatch.body.issues.map((i: { path: string }) => i.path), ["message_type"]);
+    const badUtf8 = new Uint8Array([0x7b, 0x22, 0x65, 0x22, 0x3a, 0xff, 0x7d]);
+    const headers = await chatwootSignatureHeaders(TEST_SECRET, badUtf8);
+    const utf8 = await post(
+      app,
+      new Request(URL_BASE, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: badUtf8,
+      }),
+    );
+    assert.equal(utf8.status, 400);
+    assert.equal(await countRows(), before);
+  },
+);
+
+dbTest(`webhook [${db.kind}]: 405, 415, 413 (declared and streamed) and 404`, async () => {
+  const { app } = makeApp({ CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "2048" });
+  const get = await post(app, new Request(URL_BASE));
+  assert.equal(get.status, 405);
+  assert.equal(get.body.error, "method_not_allowed");
+  assert.equal(get.headers.get("allow"), "POST");
+  const body = uniqueMessage();
+  const text = await post(
+    app,
+    await signedRequest(URL_BASE, body, { headers: { "Content-Type": "text/plain" } }),
+  );
+  assert.equal(text.status, 415);
+  assert.equal(text.body.error, "unsupported_media_type");
+  const charset = await post(
+    app,
+    await signedRequest(URL_BASE, body, { headers: { "Content-Type": "application/json; charset=utf-8" } }),
+  );
+  assert.equal(charset.status, 200);
+  const big = JSON.stringify(samplePayload("message_created", { messageId: nextId++, padToBytes: 4096 }));
+  const declared = await post(app, await signedRequest(URL_BASE, big));
+  assert.equal(declared.status, 413);
+  assert.equal(declared.body.error, "payload_too_large");
+  // Chunked upload without Content-Length: the limit still holds while streaming.
+  const signed = await chatwootSignatureHeaders(TEST_SECRET, big);
+  const stream = new ReadableStream({
+    start(controller) {
+      const bytes = new TextEncoder().encode(big);
+      for (let i = 0; i < bytes.length; i += 512) controller.enqueue(bytes.slice(i, i + 512));
+      controller.close();
+    },
+  });
+  const streamed = await post(
+    app,
+    new Request(URL_BASE, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...signed },
+      body: stream,
+    }),
+  );
+  assert.equal(streamed.status, 413);
+  const missing = await post(app, new Request("http://relay.test/other", { method: "POST" }));
+  assert.equal(missing.status, 404);
+});
+
+dbTest(`webhook [${db.kind}]: refusals are counted by reason, without bodies`, async () => {
+  const { app } = makeApp();
+  const counts = async () => {
+    const rows = await sql<{ reason: string; count: number }[]>`
+      select reason, sum(count)::int as count from webhook_rejections group by reason`;
+    return Object.fromEntries(rows.map((r) => [r.reason, r.count])) as Record<string, number>;
+  };
+  // Earlier tests' refusals are recorded in the background: start from a settled baseline.
+  let baseline = await counts();
+  for (let settled = false; !settled;) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const again = await counts();
+    settled = JSON.stringify(again) === JSON.stringify(baseline);
+    baseline = again;
+  }
+  await post(app, await signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
+  await post(app, await signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
+  await post(app, await signedRequest(URL_BASE, "{bad json"));
+  const delta = (now: Record<string, number>, reason: string) => (now[reason] ?? 0) - (baseline[reason] ?? 0);
+  await eventually(
+    async () => {
+      const now = await counts();
+      return delta(now, "signature_invalid") === 2 && delta(now, "invalid_json") === 1;
+    },
+    5000,
+    `rejection counts (baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(await counts())})`,
+  );
+  const columns =
+    await sql`select column_name from information_schema.columns where table_name = 'webhook_rejections'`;
+  assert.deepEqual(columns.map((c) => c.column_name).sort(), [
+    "count",
+    "http_status",
+    "last_rejected_at",
+    "minute",
+    "reason",
+  ]);
+  const [status] =
+    await sql`select distinct http_status from webhook_rejections where reason = 'signature_invalid'`;
+  assert.equal(status.http_status, 401);
+});
+
+dbTest(
+  `webhook [${db.kind}]: a body with \\u0000 is kept byte-exact in raw_body and stored queryable`,
+  async () => {
+    const { app } = makeApp();
+    const body = uniqueMessage({ content: "before\u0000after" });
+    assert.ok(body.includes("\\u0000"));
+    const res = await post(app, await signedRequest(URL_BASE, body));
+    assert.equal(res.status, 200);
+    const [row] =
+      await sql`select raw_body, payload->>'content' as content from webhook_events where id = ${res.body.id}`;
+    assert.equal(row.raw_body, body);
+    assert.equal(row.content, "beforeafter");
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: logs carry ids and codes, never the secret, the signature or the content`,
+  async () => {
+    const { app, log } = makeApp();
+    const content = `private words ${crypto.randomUUID()}`;
+    const req = await signedRequest(URL_BASE, uniqueMessage({ content }));
+    const signature = req.headers.get("X-Chatwoot-Signature")!;
+    assert.equal((await post(app, req)).status, 200);
+    const logged = JSON.stringify(log.lines);
+    for (const secretish of [TEST_SECRET, signature.slice(7), content]) {
+      assert.ok(
+        !logged.includes(secretish),
+      );
+    }
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: database down — a short in-request retry, then 503 database_unavailable`,
+  async () => {
+    // A port nothing listens on: every connection attempt is refused at once.
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (closed.addr as Deno.NetAddr).port;
+    closed.close();
+    const deadSql = connect(`postgresql://postgres@127.0.0.1:${port}/postgres`, { max: 1 });
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql: deadSql,
+      log,
+    });
+    const started = Date.now();
+    const res = await post(app, await signedRequest(URL_BASE, uniqueMessage()));
+    const elapsed = Date.now() - started;
+    await deadSql.end({ timeout: 1 });
+    assert.equal(res.status, 503);
+    assert.equal(res.body.error, "database_unavailable");
+    // Chatwoot abandons the request at 5 s; the retry budget (2.5 s) must have been used, not exceeded.
+    assert.ok(elapsed >= 2000 && elapsed < 5000, `answered after ${elapsed} ms`);
+    assert.ok(log.lines.some((l) => l.msg === "[Chatwoot Webhook] Store failed"));
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: a database that comes back within the budget still gets the event stored`,
+  async () => {
+    // A TCP proxy that refuses connections for the first 400 ms, then forwards to the real database.
+    const target = new URL(db.url);
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const openAt = Date.now() + 400;
+    const proxying = (async () => {
+      for await (const conn of listener) {
+        if (Date.now() < openAt) {
+          conn.close();
+          continue;
+        }
+        const upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 5432) });
+        conn.readable.pipeTo(upstream.writable).catch(() => {});
+        upstream.readable.pipeTo(conn.writable).catch(() => {});
+      }
+    })();
+    const proxied = new URL(db.url);
+    proxied.port = String(port);
+    const flakySql = connect(proxied.toString(), { max: 1 });
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql: flakySql,
+      log: memoryLogger(),
+    });
+    try {
+      const body = uniqueMessage();
+      const res = await post(app, await signedRequest(URL_BASE, body));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const rows = await sql`select id from webhook_events where raw_body = ${body}`;
+      assert.equal(rows.length, 1);
+    } finally {
+      await flakySql.end({ timeout: 1 });
+      listener.close();
+      await proxying.catch(() => {});
+    }
+  },
+);
+
+dbTest(`webhook [${db.kind}]: afterStore runs for new and changed events, not for duplicates`, async () => {
+  const seen: Array<{ id: number; outcome: string }> = [];
+  const { app } = makeApp({}, { afterStore: (s) => void seen.push({ id: s.id, outcome: s.outcome }) });
+  const body = uniqueMessage();
+  const first = await post(app, await signedRequest(URL_BASE, body));
+  await post(app, await signedRequest(URL_BASE, body));
+  await eventually(async () => seen.length >= 1);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(seen, [{ id: first.body.id, outcome: "stored" }]);
+});
+
+Deno.test({
+  name: `webhook [${db.kind}]: close database`,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => db.close(),
+});
