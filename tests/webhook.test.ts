@@ -534,7 +534,7 @@ dbTest(`webhook [${db.kind}]: afterStore runs for new and changed events, not fo
   const body = uniqueMessage();
   const first = await post(app, await signedRequest(URL_BASE, body));
   await post(app, await signedRequest(URL_BASE, body));
-  await eventually(async () => seen.length >= 1);
+  await eventually(() => Promise.resolve(seen.length >= 1));
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(seen, [{ id: first.body.id, outcome: "stored" }]);
 });
