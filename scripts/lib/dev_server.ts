@@ -75,7 +75,12 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   });
 
   const base = `http://${host}:${server.addr.port}`;
-  print(`  database   ${redact(databaseUrl)}${embedded ? ` (embedded PGlite in ${dataDir()}/pglite)` : ""}`);
+  // The embedded database's password is the fixed local "postgres"; an external URL's is never shown.
+  print(
+    `  database   ${
+      embedded ? `${databaseUrl} (embedded PGlite in ${dataDir()}/pglite)` : redact(databaseUrl)
+    }`,
+  );
   for (const name of Object.keys(apps)) print(`  function   ${base}${FUNCTIONS_PREFIX}${name}`);
 
   return {

@@ -1,0 +1,173 @@
+// The two commands of the README, for real: `deno task dev` as a subprocess, a signed webhook over HTTP,
+// `deno task send`, and supabase-js reaching the function through Supabase's URL layout.
+import assert from "node:assert/strict";
+import { createClient } from "@supabase/supabase-js";
+import postgres from "postgres";
+import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+import { startTestDb, type TestDb } from "./_db.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+interface DevProcess {
+  base: string;
+  databaseUrl: string;
+  lines: string[];
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/** Starts `deno run scripts/dev.ts` on free ports and waits for its "Ready:" line. */
+async function startDev(env: Record<string, string>): Promise<DevProcess> {
+  const parentEnv = Deno.env.toObject();
+  delete parentEnv.DATABASE_URL;
+  delete parentEnv.SUPABASE_DB_URL;
+  delete parentEnv.CHATWOOT_WEBHOOK_SECRET;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scripts/dev.ts"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...parentEnv, PORT: "0", DB_PORT: "0", NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  child.stderr.pipeTo(
+    new WritableStream({ write: (chunk) => void lines.push(new TextDecoder().decode(chunk)) }),
+  )
+    .catch(() => {});
+  let buffered = "";
+  let base = "", databaseUrl = "";
+  const deadline = Date.now() + 90_000;
+  while (!base) {
+    if (Date.now() > deadline) throw new Error(`dev server did not start:\n${lines.join("\n")}`);
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`dev server exited:\n${lines.join("\n")}`);
+    buffered += value;
+    const parts = buffered.split("\n");
+    buffered = parts.pop()!;
+    for (const line of parts) {
+      lines.push(line);
+      const db = /^\s+database\s+(\S+)/.exec(line);
+      if (db) databaseUrl = db[1];
+      const ready = /^Ready: (http:\/\/\S+)\/functions\/v1\//.exec(line);
+      if (ready) base = ready[1];
+    }
+  }
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      lines.push(value);
+    }
+  })().catch(() => {});
+  return {
+    base,
+    databaseUrl,
+    lines,
+    async stop() {
+      child.kill("SIGTERM");
+      return await child.status;
+    },
+  };
+}
+
+async function signedPost(url: string, secret: string, body: string) {
+  return await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...await chatwootSignatureHeaders(secret, body) },
+    body,
+  });
+}
+
+Deno.test({
+  name: "e2e: deno task dev serves the function, stores a signed webhook, and keeps it across restarts",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
+    const external: TestDb | null = Deno.env.get("DATABASE_URL") ? await startTestDb() : null;
+    const env: Record<string, string> = { RELAY_DATA_DIR: dataDir };
+    if (external) env.DATABASE_URL = external.url;
+    let dev = await startDev(env);
+    try {
+      assert.ok(dev.lines.some((l) => l.includes(`${dev.base}/functions/v1/chatwoot-webhook`)));
+      if (!external) {
+        assert.match(dev.databaseUrl, /^postgresql:\/\/postgres:postgres@127\.0\.0\.1:\d+\/postgres$/);
+      }
+      // No secret configured: the dev server generated one, and refuses what is not signed with it.
+      const secret = (await Deno.readTextFile(`${dataDir}/dev-webhook-secret`)).trim();
+      assert.match(secret, /^[0-9a-f]{64}$/);
+      assert.ok(!dev.lines.join("\n").includes(secret), "the dev secret is never printed");
+      const url = `${dev.base}/functions/v1/chatwoot-webhook`;
+      const body = JSON.stringify(samplePayload("message_created", { messageId: 9_000_001 }));
+      const refused = await signedPost(url, "not-the-secret", body);
+      assert.equal(refused.status, 401);
+      await refused.body?.cancel();
+      const res = await signedPost(url, secret, body);
+      assert.equal(res.status, 200);
+      const stored = await res.json();
+      assert.equal(stored.outcome, "stored");
+
+      // `deno task send` finds the same secret and posts a sample.
+      const send = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "scripts/send.ts", "conversation_status_changed"],
+        cwd: ROOT,
+        env: { RELAY_DATA_DIR: dataDir, PORT: new URL(dev.base).port, NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const sendOut = new TextDecoder().decode(send.stdout);
+      assert.equal(send.code, 0, sendOut + new TextDecoder().decode(send.stderr));
+      assert.match(sendOut, /HTTP 200 .*"outcome":"stored"/);
+
+      // supabase-js addresses functions as <url>/functions/v1/<name>: the dev server answers there.
+      const supabase = createClient(dev.base, "local-anon-key", { auth: { persistSession: false } });
+      const invokeBody = JSON.stringify(samplePayload("message_created", { messageId: 9_000_002 }));
+      const { data, error } = await supabase.functions.invoke("chatwoot-webhook", {
+        body: invokeBody,
+        headers: {
+          "Content-Type": "application/json",
+          ...await chatwootSignatureHeaders(secret, invokeBody),
+        },
+      });
+      assert.equal(error, null);
+      assert.equal(data.outcome, "stored");
+      assert.equal(data.event_key, "message:9000002:message_created");
+
+      const dbUrl = external?.url ?? dev.databaseUrl;
+      const sql = postgres(dbUrl, { max: 1, prepare: false, onnotice: () => {} });
+      try {
+        const rows = await sql`select event, message_id::int, raw_body from webhook_events order by id`;
+        assert.deepEqual(rows.map((r) => r.event), [
+          "message_created",
+          "conversation_status_changed",
+          "message_created",
+        ]);
+        assert.equal(rows[0].raw_body, body);
+        assert.equal(rows[2].raw_body, invokeBody);
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+
+      if (!external) {
+        // The embedded database persists in the data folder: restart and find the rows again.
+        assert.equal((await dev.stop()).code, 0);
+        dev = await startDev(env);
+        assert.ok(dev.lines.some((l) => l.includes("migrations up to date")));
+        const again = postgres(dev.databaseUrl, { max: 1, prepare: false, onnotice: () => {} });
+        try {
+          const [{ n }] = await again`select count(*)::int as n from webhook_events`;
+          assert.equal(n, 3);
+        } finally {
+          await again.end({ timeout: 1 });
+        }
+      }
+    } finally {
+      await dev.stop();
+      await external?.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
