@@ -9,6 +9,7 @@ import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 
@@ -524,6 +525,31 @@ dbTest(
       await flakySql.end({ timeout: 1 });
       listener.close();
       await proxying.catch(() => {});
+    }
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: an error of ours that retrying cannot fix is a 500 internal_error, logged`,
+  async () => {
+    // A database without the schema: the ingest function does not exist (an operator forgot the migrations).
+    const bare = await startEmbeddedDb();
+    const bareSql = connect(bare.url, { max: 1 });
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql: bareSql,
+      log,
+    });
+    try {
+      const res = await post(app, await signedRequest(URL_BASE, uniqueMessage()));
+      assert.equal(res.status, 500);
+      assert.equal(res.body.error, "internal_error");
+      const failure = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
+      assert.match(String(failure?.error), /ingest_webhook_event/);
+    } finally {
+      await bareSql.end({ timeout: 1 });
+      await bare.stop();
     }
   },
 );
