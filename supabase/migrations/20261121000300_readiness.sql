@@ -425,19 +425,19 @@ as $$
       from public.readiness_document d),
     'statuses', (select jsonb_agg(jsonb_build_object('status', s.status, 'label', s.label, 'glyph', s.glyph)
         order by s.position) from public.readiness_statuses s),
-    'current_status', coalesce((select jsonb_agg(jsonb_build_object('position', c.position, 'label', c.label,
+    'current_status', coalesce((select jsonb_agg(jsonb_build_object('label', c.label,
         'value', c.value) order by c.position) from public.readiness_current_status c), '[]'),
-    'credentials', coalesce((select jsonb_agg(jsonb_build_object('key', r.key, 'position', r.position,
+    'credentials', coalesce((select jsonb_agg(jsonb_build_object('key', r.key,
         'name', r.name, 'description', r.description, 'storage_target', r.storage_target,
         'status', r.status, 'notes', r.notes, 'evidence', r.evidence, 'required', r.required,
         'updated_at', r.updated_at, 'updated_by', r.updated_by) order by r.position)
       from public.readiness_credentials r), '[]'),
-    'inbox_config', coalesce((select jsonb_agg(jsonb_build_object('key', r.key, 'position', r.position,
+    'inbox_config', coalesce((select jsonb_agg(jsonb_build_object('key', r.key,
         'item', r.item, 'owner', r.owner, 'status', r.status, 'evidence_required', r.evidence_required,
         'evidence', r.evidence, 'required', r.required, 'updated_at', r.updated_at,
         'updated_by', r.updated_by) order by r.position)
       from public.readiness_inbox_config r), '[]'),
-    'blockers', coalesce((select jsonb_agg(jsonb_build_object('key', r.key, 'position', r.position,
+    'blockers', coalesce((select jsonb_agg(jsonb_build_object('key', r.key,
         'title', r.title, 'detail', r.detail, 'status', r.status, 'evidence', r.evidence,
         'required', r.required, 'updated_at', r.updated_at, 'updated_by', r.updated_by) order by r.position)
       from public.readiness_blockers r), '[]'),
@@ -451,7 +451,7 @@ as $$
           order by p.position) from public.readiness_support_plan p where p.subsection = 'inbox_scope'), '[]'),
       'action_items', coalesce((select jsonb_agg(jsonb_build_object('text', p.text) order by p.position)
           from public.readiness_support_plan p where p.subsection = 'action_items'), '[]')),
-    'validations', coalesce((select jsonb_agg(jsonb_build_object('key', r.key, 'position', r.position,
+    'validations', coalesce((select jsonb_agg(jsonb_build_object('key', r.key,
         'description', r.description, 'status', r.status, 'evidence', r.evidence, 'required', r.required,
         'updated_at', r.updated_at, 'updated_by', r.updated_by) order by r.position)
       from public.readiness_validations r), '[]'),

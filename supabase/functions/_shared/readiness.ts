@@ -38,6 +38,8 @@ export interface ReadinessDeps {
   /** Overrides READINESS_CHECK_TIMEOUT_MS / READINESS_CACHE_SECONDS (tests). */
   checkTimeoutMs?: number;
   cacheMs?: number;
+  /** See CheckDeps.deliveryHealthView. */
+  deliveryHealthView?: string;
 }
 
 export interface ReadinessReport {
@@ -82,7 +84,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!(error instanceof ConfigError)) throw error;
     configError = error.message;
   }
-  const checks = config ? cachedChecks({ sql, env, config, now }) : null;
+  const checks = config ? cachedChecks({ sql, env, config, now, deliveryHealthView: deps.deliveryHealthView }) : null;
 
   async function report(db: Sql): Promise<ReadinessReport> {
     const [[{ snapshot }], results] = await Promise.all([

@@ -80,6 +80,8 @@ export interface CheckDeps {
   config: ReadinessConfig;
   now: () => Date;
   fetch?: typeof fetch;
+  /** The forwarding migration's view, in schema public; tests point it at views with chosen values. */
+  deliveryHealthView?: string;
 }
 
 type Outcome = { status: CheckStatus; detail: string; proves?: string[]; data?: Record<string, unknown> };
@@ -277,6 +279,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured" };
     const now = deps.now();
+    const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const [intake] = await sql<
       {
         last_received_at: Date | null;
@@ -292,7 +295,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         (select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) from (
           select reason, sum(count)::int as total from public.webhook_rejections
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
-        to_regclass('public.webhook_delivery_health') is not null as forwarding_installed`;
+        to_regclass(${"public." + view}) is not null as forwarding_installed`;
 
     const lastVerified = iso(intake.last_received_at);
     const data: Record<string, unknown> = {
@@ -316,14 +319,14 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
 
     if (!intake.forwarding_installed) {
-      warnings.push("forwarding not installed (public.webhook_delivery_health is missing)");
+      warnings.push(`forwarding not installed (public.${view} is missing)`);
     } else {
-      const rows = await sql`select * from public.webhook_delivery_health`;
+      const rows = await sql`select * from ${sql("public." + view)}`;
       const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
       if (missing.length > 0) {
-        failures.push(`webhook_delivery_health lacks columns ${missing.join(", ")}`);
+        failures.push(`${view} lacks columns ${missing.join(", ")}`);
       } else if (rows.length !== 1) {
-        failures.push(`webhook_delivery_health returned ${rows.length} rows, expected 1`);
+        failures.push(`${view} returned ${rows.length} rows, expected 1`);
       } else {
         const h = rows[0];
         const delivery = {
