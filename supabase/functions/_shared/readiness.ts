@@ -84,7 +84,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!(error instanceof ConfigError)) throw error;
     configError = error.message;
   }
-  const checks = config ? cachedChecks({ sql, env, config, now, deliveryHealthView: deps.deliveryHealthView }) : null;
+  const checks = config
+    ? cachedChecks({ sql, env, config, now, deliveryHealthView: deps.deliveryHealthView })
+    : null;
 
   async function report(db: Sql): Promise<ReadinessReport> {
     const [[{ snapshot }], results] = await Promise.all([

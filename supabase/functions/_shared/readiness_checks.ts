@@ -312,7 +312,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const failures: string[] = [];
     const parts = [
       lastVerified ? `last verified webhook ${lastVerified}` : "no verified webhook received yet",
-      `${data.events_24h} events in 24 h`,
+      `${data.events_24h} event${data.events_24h === 1 ? "" : "s"} in 24 h`,
     ];
     if (!lastVerified) warnings.push("no verified webhook received yet");
     const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);

@@ -17,6 +17,11 @@ function inline(value: string): string {
   return esc(value).replace(/`([^`]+)`/g, "<code>$1</code>");
 }
 
+/** 2025-10-12T08:00:00.000Z → 2025-10-12 08:00:00 UTC */
+function when(iso: string): string {
+  return iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC");
+}
+
 function statusBadge(status: Status): string {
   return `<span class="status s-${status}" data-status="${status}">${esc(statusText(status))}</span>`;
 }
@@ -66,13 +71,18 @@ tr.overdue td:first-child { box-shadow: inset 4px 0 0 #d93025; }
 ul, ol { margin: 6px 0; padding-left: 24px; }
 li { margin: 3px 0; }
 .expired { color: #9b1c16; font-weight: 700; }
+.nowrap { white-space: nowrap; }
 `;
 
 export function renderHtml(r: ReadinessReport): string {
   const { doc, assessment, checks } = r;
   const verifiedNote = (item: ItemBase) => {
     const v = assessment.verified[item.key];
-    return v ? `<span class="verified">✔ ${esc(v.text)}</span>` : "";
+    return v
+      ? `<span class="verified" title="${esc(v.at)}">✔ verified by ${esc(v.check)} at ${
+        esc(when(v.at))
+      }</span>`
+      : "";
   };
   const provided = (item: ItemBase) =>
     item.evidence ? `<span class="provided"><b>Provided:</b> ${inline(item.evidence)}</span>` : "";
@@ -88,7 +98,7 @@ export function renderHtml(r: ReadinessReport): string {
   }</b>
  · expires <b class="${assessment.document_expired ? "expired" : ""}">${esc(d.expires)}${
     assessment.document_expired ? " (expired)" : ""
-  }</b> · doc_hash <code>${esc(r.docHash.slice(0, 12))}…</code> · generated ${esc(r.generatedAt)}</div>
+  }</b> · doc_hash <code>${esc(r.docHash.slice(0, 12))}…</code> · generated ${esc(when(r.generatedAt))}</div>
 <div id="ready" class="banner ${assessment.ready ? "ready" : "not-ready"}" data-ready="${assessment.ready}">
 ${assessment.ready ? "✅ Ready for production" : "⛔ Not ready for production"}
 <small>${
@@ -110,7 +120,9 @@ ${
     checks.map((c) =>
       `<tr data-check="${esc(c.name)}"><td><b>${esc(c.title)}</b><br><code>${esc(c.name)}</code></td><td>${
         checkBadge(c.status)
-      }</td><td>${esc(c.detail)}</td><td>${esc(c.checked_at)}</td><td>${c.duration_ms}</td></tr>`
+      }</td><td>${esc(c.detail)}</td><td class="nowrap">${
+        esc(when(c.checked_at))
+      }</td><td>${c.duration_ms}</td></tr>`
     ).join("\n")
   }
 </tbody></table></section>`);
