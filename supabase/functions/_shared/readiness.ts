@@ -15,7 +15,6 @@ import {
   assess,
   type Assessment,
   type CheckResult,
-  ITEM_SECTIONS,
   type ItemBase,
   type ReadinessDoc,
   STATUS_DISPLAY,
@@ -268,7 +267,6 @@ export function reportJson(r: ReadinessReport) {
       contact_log: doc.contact_log,
       timeline: doc.timeline,
     },
-    item_sections: ITEM_SECTIONS,
     checks: r.checks,
   };
 }
