@@ -1,0 +1,373 @@
+// The readiness function: the production-readiness checklist from Postgres, with live checks.
+//   GET   /readiness                 JSON (default), ?format=markdown, ?format=html or Accept: text/html
+//   GET   /readiness/probe           200 when ready, 503 with the failing items and checks
+//   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Sql } from "./db.ts";
+import { ConfigError, type Env } from "./env.ts";
+import type { Logger } from "./log.ts";
+import { cachedChecks, type ReadinessConfig, readinessConfigFromEnv } from "./readiness_checks.ts";
+import { renderHtml } from "./readiness_html.ts";
+import { renderMarkdown } from "./readiness_markdown.ts";
+import {
+  assess,
+  type Assessment,
+  type CheckResult,
+  type ItemBase,
+  type ReadinessDoc,
+  STATUS_DISPLAY,
+  STATUSES,
+  statusText,
+} from "./readiness_model.ts";
+import type { Runtime } from "./runtime.ts";
+import { timingSafeEqualStrings } from "./signature.ts";
+
+export const FUNCTION_NAME = "readiness";
+const LOG = "[Readiness]";
+const MAX_TEXT = 2000;
+
+export interface ReadinessDeps {
+  sql: Sql | null;
+  env: Env;
+  log: Logger;
+  /** Injectable clock (overdue, cache, checked_at). */
+  now?: () => Date;
+  /** Overrides READINESS_CHECK_TIMEOUT_MS / READINESS_CACHE_SECONDS (tests). */
+  checkTimeoutMs?: number;
+  cacheMs?: number;
+  /** See CheckDeps.deliveryHealthView. */
+  deliveryHealthView?: string;
+}
+
+export interface ReadinessReport {
+  doc: ReadinessDoc;
+  checks: CheckResult[];
+  assessment: Assessment;
+  docHash: string;
+  markdown: string;
+  generatedAt: string;
+}
+
+type ErrorCode =
+  | "not_configured"
+  | "database_unavailable"
+  | "bad_format"
+  | "unauthorized"
+  | "invalid_json"
+  | "invalid_body"
+  | "invalid_status"
+  | "invalid_evidence"
+  | "nothing_to_update"
+  | "secret_in_evidence"
+  | "unknown_item"
+  | "method_not_allowed"
+  | "not_found"
+  | "internal_error";
+
+function fail(c: Context, status: ContentfulStatusCode, error: ErrorCode, message: string, extra = {}) {
+  return c.json({ ok: false, error, message, ...extra }, status);
+}
+
+export function createReadinessApp(deps: ReadinessDeps): Hono {
+  const { sql, env, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  let configError: string | null = null;
+  let config: ReadinessConfig | null = null;
+  try {
+    config = readinessConfigFromEnv(env);
+    if (deps.checkTimeoutMs !== undefined) config.checkTimeoutMs = deps.checkTimeoutMs;
+    if (deps.cacheMs !== undefined) config.cacheMs = deps.cacheMs;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    configError = error.message;
+  }
+  const checks = config
+    ? cachedChecks({ sql, env, config, now, deliveryHealthView: deps.deliveryHealthView })
+    : null;
+
+  async function report(db: Sql): Promise<ReadinessReport> {
+    const [[{ snapshot }], results] = await Promise.all([
+      db<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`,
+      // Credential names come from the document itself; fetched separately so the checks can run in parallel.
+      db<{ name: string }[]>`select name from public.readiness_credentials order by position`
+        .then((rows) => checks!(rows.map((r) => r.name))),
+    ]);
+    const doc = pickDoc(snapshot);
+    const { markdown, docHash } = await renderMarkdown(doc);
+    const at = now();
+    return {
+      doc,
+      checks: results,
+      assessment: assess(doc, results, at),
+      docHash,
+      markdown,
+      generatedAt: at.toISOString(),
+    };
+  }
+
+  /** The shared preamble of the GET routes: configuration, then the report, or the 5xx that replaces it. */
+  async function withReport(c: Context, render: (r: ReadinessReport) => Response | Promise<Response>) {
+    c.header("Cache-Control", "no-store");
+    if (configError) return fail(c, 503, "not_configured", configError);
+    if (!sql) {
+      return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
+    }
+    let r: ReadinessReport;
+    try {
+      r = await report(sql);
+    } catch (error) {
+      log("error", `${LOG} Report failed`, { error: error instanceof Error ? error.message : String(error) });
+      return fail(c, 503, "database_unavailable", "The readiness data could not be read");
+    }
+    return render(r);
+  }
+
+  const app = new Hono({ strict: false });
+
+  app.get(`/${FUNCTION_NAME}`, (c) => {
+    const format = c.req.query("format") ??
+      ((c.req.header("accept") ?? "").includes("text/html") ? "html" : "json");
+    if (!["json", "markdown", "html"].includes(format)) {
+      return fail(c, 400, "bad_format", "format must be one of json, markdown, html", {
+        allowed: ["json", "markdown", "html"],
+      });
+    }
+    return withReport(c, (r) => {
+      if (format === "markdown") {
+        c.header("Content-Type", "text/markdown; charset=utf-8");
+        c.header("X-Doc-Hash", r.docHash);
+        return c.body(r.markdown);
+      }
+      if (format === "html") {
+        c.header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+        return c.html(renderHtml(r));
+      }
+      return c.json(reportJson(r));
+    });
+  });
+
+  app.get(`/${FUNCTION_NAME}/probe`, (c) =>
+    withReport(c, (r) => {
+      const { ready, failing } = r.assessment;
+      return c.json({ ok: true, ready, generated_at: r.generatedAt, failing }, ready ? 200 : 503);
+    }));
+
+  app.patch(`/${FUNCTION_NAME}/items/:key`, async (c) => {
+    if (configError) return fail(c, 503, "not_configured", configError);
+    if (!config!.adminToken) {
+      return fail(
+        c,
+        503,
+        "not_configured",
+        config!.adminTokenProblem ?? "Updates are disabled: READINESS_ADMIN_TOKEN is not set",
+      );
+    }
+    const auth = c.req.header("authorization") ?? "";
+    const presented = /^Bearer\s+(.+)$/i.exec(auth.trim())?.[1] ?? "";
+    if (!(await timingSafeEqualStrings(presented, config!.adminToken))) {
+      c.header("WWW-Authenticate", 'Bearer realm="readiness"');
+      return fail(c, 401, "unauthorized", "Authorization: Bearer <READINESS_ADMIN_TOKEN> is required");
+    }
+    if (!sql) {
+      return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
+    }
+
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return fail(c, 400, "invalid_json", "Body must be a JSON object");
+    }
+    const parsed = parsePatch(body, secretValues(env));
+    if (!parsed.ok) return fail(c, 400, parsed.error, parsed.message, parsed.extra);
+    const p = parsed.value;
+    const key = c.req.param("key");
+    const actor = p.by ? `admin:${p.by}` : "admin";
+    try {
+      const rows = await sql<(ItemBase & { section: string })[]>`
+        select * from public.readiness_update_item(
+          ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`;
+      if (rows.length === 0) return fail(c, 404, "unknown_item", `No readiness item "${key}"`);
+      const item = rows[0];
+      log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
+      return c.json({ ok: true, item: { ...item, status_text: statusText(item.status) } });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === "23514") {
+        return fail(
+          c,
+          400,
+          "secret_in_evidence",
+          "Evidence looks like a secret value; store secrets in the vault",
+        );
+      }
+      log("error", `${LOG} Update failed`, {
+        key,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return fail(c, 503, "database_unavailable", "The item could not be updated");
+    }
+  });
+
+  for (const path of [`/${FUNCTION_NAME}`, `/${FUNCTION_NAME}/probe`]) {
+    app.all(path, (c) => {
+      c.header("Allow", "GET");
+      return fail(c, 405, "method_not_allowed", "Only GET is accepted here");
+    });
+  }
+  app.all(`/${FUNCTION_NAME}/items/:key`, (c) => {
+    c.header("Allow", "PATCH");
+    return fail(c, 405, "method_not_allowed", "Only PATCH is accepted here");
+  });
+  app.notFound((c) => fail(c, 404, "not_found", `No route ${c.req.path}`));
+  app.onError((error, c) => {
+    log("error", `${LOG} Unhandled`, { error: error.message });
+    return fail(c, 500, "internal_error", "Internal error");
+  });
+  return app;
+}
+
+/** The snapshot as the document model (drops the status catalogue, which the model hard-codes). */
+function pickDoc(snapshot: ReadinessDoc & { statuses?: unknown }): ReadinessDoc {
+  const { statuses: _statuses, ...doc } = snapshot;
+  return doc;
+}
+
+export function reportJson(r: ReadinessReport) {
+  const { doc, assessment } = r;
+  const decorate = <T extends ItemBase>(rows: T[]) =>
+    rows.map((item) => ({
+      ...item,
+      status_text: statusText(item.status),
+      verified: assessment.verified[item.key] ?? null,
+      effective_status: assessment.verified[item.key] ? "done" : item.status,
+    }));
+  const overdueKeys = new Set(assessment.overdue.map((o) => o.key));
+  return {
+    ok: true,
+    ready: assessment.ready,
+    generated_at: r.generatedAt,
+    document: { ...doc.document, doc_hash: r.docHash, expired: assessment.document_expired },
+    statuses: STATUSES.map((s) => ({ status: s, ...STATUS_DISPLAY[s] })),
+    counts: assessment.counts,
+    overdue: assessment.overdue,
+    failing: assessment.failing,
+    sections: {
+      current_status: doc.current_status,
+      credentials: decorate(doc.credentials),
+      inbox_config: decorate(doc.inbox_config),
+      blockers: decorate(doc.blockers),
+      tasks: decorate(doc.tasks).map((t) => ({ ...t, overdue: overdueKeys.has(t.key) })),
+      support_plan: doc.support_plan,
+      validations: decorate(doc.validations),
+      evidence_requirements: { location: doc.document.evidence_location, items: doc.evidence_requirements },
+      dependencies_risks: doc.dependencies_risks,
+      contact_log: doc.contact_log,
+      timeline: doc.timeline,
+    },
+    checks: r.checks,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// PATCH body
+// ---------------------------------------------------------------------------------------------------------
+
+export interface ItemPatch {
+  status: string | null;
+  /** undefined keeps the evidence; null clears it. */
+  evidence?: string | null;
+  note: string | null;
+  by: string | null;
+}
+
+type PatchResult =
+  | { ok: true; value: ItemPatch }
+  | { ok: false; error: ErrorCode; message: string; extra?: Record<string, unknown> };
+
+const PATCH_FIELDS = ["status", "evidence", "note", "by"];
+
+/** Values of configured secrets: evidence and notes must never contain one. */
+export function secretValues(env: Env): string[] {
+  return [
+    "CHATWOOT_API_TOKEN",
+    "CHATWOOT_TOKEN_PROD",
+    "CHATWOOT_WEBHOOK_SECRET",
+    "CHATWOOT_WEBHOOK_URL_TOKEN",
+    "READINESS_ADMIN_TOKEN",
+  ].flatMap((name) => (env[name] ?? "").split(",")).map((v) => v.trim()).filter((v) => v.length >= 8);
+}
+
+export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return { ok: false, error: "invalid_json", message: "Body must be a JSON object" };
+  }
+  const b = body as Record<string, unknown>;
+  const unknown = Object.keys(b).filter((k) => !PATCH_FIELDS.includes(k));
+  if (unknown.length > 0) {
+    return {
+      ok: false,
+      error: "invalid_body",
+      message: `Unknown field(s) ${unknown.join(", ")}; allowed: ${PATCH_FIELDS.join(", ")}`,
+    };
+  }
+  if (b.status !== undefined && !STATUSES.includes(b.status as typeof STATUSES[number])) {
+    return {
+      ok: false,
+      error: "invalid_status",
+      message: `status must be one of ${STATUSES.join(", ")}`,
+      extra: { allowed: STATUSES },
+    };
+  }
+  const text = (
+    name: string,
+    value: unknown,
+    max: number,
+    singleLine: boolean,
+  ): string | null | PatchResult => {
+    if (value === undefined || value === null) return null;
+    // deno-lint-ignore no-control-regex
+    const bad = singleLine ? /[\u0000-\u001f\u007f]/ : /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+    if (typeof value !== "string" || value.trim() === "" || value.length > max || bad.test(value)) {
+      return {
+        ok: false,
+        error: name === "evidence" ? "invalid_evidence" : "invalid_body",
+        message: `${name} must be a non-empty ${
+          singleLine ? "single-line " : ""
+        }string of at most ${max} characters`,
+      };
+    }
+    if (secrets.some((s) => value.includes(s))) {
+      return {
+        ok: false,
+        error: "secret_in_evidence",
+        message: `${name} contains a configured secret value`,
+      };
+    }
+    return value.trim();
+  };
+  // Evidence is rendered into a Markdown table cell, so it stays on one line.
+  const evidence = text("evidence", b.evidence, MAX_TEXT, true);
+  const note = text("note", b.note, MAX_TEXT, false);
+  const by = text("by", b.by, 100, true);
+  for (const v of [evidence, note, by]) if (v !== null && typeof v === "object") return v;
+  if (b.status === undefined && b.evidence === undefined) {
+    return { ok: false, error: "nothing_to_update", message: "Give status and/or evidence" };
+  }
+  return {
+    ok: true,
+    value: {
+      status: (b.status as string | undefined) ?? null,
+      ...(b.evidence !== undefined ? { evidence: evidence as string | null } : {}),
+      note: note as string | null,
+      by: by as string | null,
+    },
+  };
+}
+
+/** The function as deployed: settings from the runtime's environment. */
+export function readinessApp(runtime: Runtime): Hono {
+  return createReadinessApp({ sql: runtime.sql, env: runtime.env, log: runtime.log });
+}

@@ -1,0 +1,388 @@
+// Live checks behind `ready`: database and migrations, Chatwoot health, credentials present, API token works,
+// webhook pipeline. Each one reports pass/warn/fail with a detail, is bounded by a timeout and runs in
+// parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
+import type { Sql } from "./db.ts";
+import { type Env, intFromEnv } from "./env.ts";
+import { MIGRATION_VERSIONS } from "./migration_versions.ts";
+import type { CheckResult, CheckStatus } from "./readiness_model.ts";
+
+export interface ChatwootTarget {
+  /** Without a trailing slash; null when unset or not an http(s) URL (see baseUrlProblem). */
+  baseUrl: string | null;
+  baseUrlProblem: string | null;
+  apiToken: string | null;
+  accountId: string | null;
+  healthPath: string;
+}
+
+export interface ReadinessConfig {
+  chatwoot: ChatwootTarget;
+  /** null when READINESS_ADMIN_TOKEN is unset (PATCH answers 503); adminTokenProblem when it is too short. */
+  adminToken: string | null;
+  adminTokenProblem: string | null;
+  checkTimeoutMs: number;
+  cacheMs: number;
+}
+
+/** Environment names of the document's credentials, and the generic names that may supply them instead. */
+export const CREDENTIAL_ALIASES: Record<string, string[]> = {
+  CHATWOOT_TOKEN_PROD: ["CHATWOOT_API_TOKEN"],
+  CHATWOOT_ACCOUNT_ID_PROD: ["CHATWOOT_ACCOUNT_ID"],
+  CHATWOOT_BASE_URL_PROD: ["CHATWOOT_BASE_URL"],
+  CHATWOOT_WEBHOOK_SECRET: [],
+};
+
+const MIN_ADMIN_TOKEN_LENGTH = 24;
+
+function firstSet(env: Env, ...names: string[]): string | null {
+  for (const name of names) {
+    const value = env[name]?.trim();
+    if (value) return value;
+  }
+  return null;
+}
+
+export function readinessConfigFromEnv(env: Env): ReadinessConfig {
+  const rawBase = firstSet(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
+  let baseUrl: string | null = null;
+  let baseUrlProblem: string | null = null;
+  if (rawBase) {
+    try {
+      const url = new URL(rawBase);
+      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("not http(s)");
+      baseUrl = url.toString().replace(/\/+$/, "");
+    } catch {
+      baseUrlProblem = "CHATWOOT_BASE_URL is not an http(s) URL";
+    }
+  }
+  const healthPath = env.CHATWOOT_HEALTH_PATH?.trim() || "/hc";
+  const adminToken = env.READINESS_ADMIN_TOKEN?.trim() || null;
+  return {
+    chatwoot: {
+      baseUrl,
+      baseUrlProblem,
+      apiToken: firstSet(env, "CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD"),
+      accountId: firstSet(env, "CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD"),
+      healthPath: healthPath.startsWith("/") ? healthPath : `/${healthPath}`,
+    },
+    adminToken: adminToken && adminToken.length >= MIN_ADMIN_TOKEN_LENGTH ? adminToken : null,
+    adminTokenProblem: adminToken && adminToken.length < MIN_ADMIN_TOKEN_LENGTH
+      ? `READINESS_ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`
+      : null,
+    checkTimeoutMs: intFromEnv(env, "READINESS_CHECK_TIMEOUT_MS", 3000),
+    cacheMs: intFromEnv(env, "READINESS_CACHE_SECONDS", 30, 0) * 1000,
+  };
+}
+
+export interface CheckDeps {
+  sql: Sql | null;
+  env: Env;
+  config: ReadinessConfig;
+  now: () => Date;
+  fetch?: typeof fetch;
+  /** The forwarding migration's view, in schema public; tests point it at views with chosen values. */
+  deliveryHealthView?: string;
+}
+
+type Outcome = { status: CheckStatus; detail: string; proves?: string[]; data?: Record<string, unknown> };
+
+class CheckTimeout extends Error {}
+
+/** Runs one check within `timeoutMs`; a thrown error or the timeout becomes a fail with the reason. */
+async function timed(
+  name: string,
+  title: string,
+  deps: CheckDeps,
+  run: (signal: AbortSignal) => Promise<Outcome>,
+): Promise<CheckResult> {
+  const checkedAt = deps.now();
+  const started = performance.now();
+  const controller = new AbortController();
+  const timeoutMs = deps.config.checkTimeoutMs;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let outcome: Outcome;
+  try {
+    outcome = await Promise.race([
+      run(controller.signal),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          controller.abort();
+          reject(new CheckTimeout());
+        }, timeoutMs);
+      }),
+    ]);
+  } catch (error) {
+    outcome = {
+      status: "fail",
+      detail: error instanceof CheckTimeout
+        ? `no answer within ${timeoutMs} ms`
+        : `error: ${error instanceof Error ? error.message : String(error)}`,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    name,
+    title,
+    status: outcome.status,
+    detail: outcome.detail,
+    checked_at: checkedAt.toISOString(),
+    duration_ms: Math.round(performance.now() - started),
+    proves: outcome.proves ?? [],
+    ...(outcome.data ? { data: outcome.data } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------------------------------------
+
+export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
+  return timed("database", "Database reachable and migrations current", deps, async () => {
+    const sql = deps.sql;
+    if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
+    const [{ has_history }] = await sql<{ has_history: boolean }[]>`
+      select to_regclass('supabase_migrations.schema_migrations') is not null as has_history`;
+    if (!has_history) {
+      return {
+        status: "fail",
+        detail: "database reachable, but supabase_migrations.schema_migrations is missing",
+      };
+    }
+    const rows = await sql<{ version: string }[]>`
+      select version from supabase_migrations.schema_migrations order by version`;
+    const applied = new Set(rows.map((r) => r.version));
+    const expected = new Set(MIGRATION_VERSIONS);
+    const missing = MIGRATION_VERSIONS.filter((v) => !applied.has(v));
+    const unknown = [...applied].filter((v) => !expected.has(v));
+    const data = { applied: applied.size, expected: MIGRATION_VERSIONS.length, missing, unknown };
+    if (missing.length > 0) {
+      return { status: "fail", detail: `migrations not applied: ${missing.join(", ")}`, data };
+    }
+    if (unknown.length > 0) {
+      return {
+        status: "warn",
+        detail: `database has migrations this function does not know (deploy the function?): ${
+          unknown.join(", ")
+        }`,
+        data,
+      };
+    }
+    return {
+      status: "pass",
+      detail: `reachable; all ${MIGRATION_VERSIONS.length} migrations applied (latest ${
+        MIGRATION_VERSIONS.at(-1)
+      })`,
+      data,
+    };
+  });
+}
+
+async function httpGet(deps: CheckDeps, url: string, headers: Record<string, string>, signal: AbortSignal) {
+  const response = await (deps.fetch ?? fetch)(url, { headers, signal, redirect: "manual" });
+  await response.body?.cancel().catch(() => {});
+  return response.status;
+}
+
+export function checkChatwootHealth(deps: CheckDeps): Promise<CheckResult> {
+  const { baseUrl, baseUrlProblem, healthPath } = deps.config.chatwoot;
+  return timed("chatwoot_health", "Chatwoot health endpoint", deps, async (signal) => {
+    if (baseUrlProblem) return { status: "fail", detail: baseUrlProblem };
+    if (!baseUrl) {
+      return { status: "warn", detail: "not configured: set CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)" };
+    }
+    const status = await httpGet(deps, `${baseUrl}${healthPath}`, {}, signal);
+    const data = { url: `${baseUrl}${healthPath}`, http_status: status };
+    return status === 200
+      ? {
+        status: "pass",
+        detail: `GET ${healthPath} answered 200`,
+        proves: ["task-3", "validation-1", "blocker-2"],
+        data,
+      }
+      : { status: "fail", detail: `GET ${healthPath} answered ${status}, expected 200`, data };
+  });
+}
+
+/** Presence only: reports which environment name supplied each credential, never a value. */
+export function checkCredentials(deps: CheckDeps, credentialNames: string[]): Promise<CheckResult> {
+  return timed("chatwoot_credentials", "Credentials present", deps, () => {
+    const present: Record<string, string> = {};
+    const missing: string[] = [];
+    for (const name of credentialNames) {
+      const source = [name, ...(CREDENTIAL_ALIASES[name] ?? [])].find((n) => deps.env[n]?.trim());
+      if (source) present[name] = source;
+      else missing.push(name);
+    }
+    const data = { present, missing };
+    return Promise.resolve(
+      missing.length === 0
+        ? { status: "pass" as const, detail: `all ${credentialNames.length} present`, data }
+        : { status: "fail" as const, detail: `missing: ${missing.join(", ")}`, data },
+    );
+  });
+}
+
+/**
+ * GET /api/v1/accounts/{account_id} with the api_access_token header (Chatwoot's Application API "Get account
+ * details"): a 200 proves that the token authenticates and that it belongs to the configured account.
+ */
+export function checkChatwootApi(deps: CheckDeps): Promise<CheckResult> {
+  const { baseUrl, baseUrlProblem, apiToken, accountId } = deps.config.chatwoot;
+  return timed("chatwoot_api", "Chatwoot API token works", deps, async (signal) => {
+    if (baseUrlProblem) return { status: "fail", detail: baseUrlProblem };
+    const unset = [
+      !baseUrl && "CHATWOOT_BASE_URL",
+      !apiToken && "CHATWOOT_API_TOKEN",
+      !accountId && "CHATWOOT_ACCOUNT_ID",
+    ].filter(Boolean);
+    if (unset.length > 0) {
+      return { status: "warn", detail: `not configured: set ${unset.join(", ")} (or their *_PROD names)` };
+    }
+    if (!/^\d+$/.test(accountId!)) return { status: "fail", detail: "CHATWOOT_ACCOUNT_ID must be a number" };
+    const path = `/api/v1/accounts/${accountId}`;
+    const status = await httpGet(deps, `${baseUrl}${path}`, { api_access_token: apiToken! }, signal);
+    const data = { path, http_status: status };
+    if (status === 200) {
+      return { status: "pass", detail: `GET ${path} answered 200`, proves: ["task-5", "validation-2"], data };
+    }
+    const why = status === 401
+      ? "token rejected"
+      : status === 403
+      ? "token lacks access to this account"
+      : status === 404
+      ? "account not found"
+      : "unexpected answer";
+    return { status: "fail", detail: `GET ${path} answered ${status}: ${why}`, data };
+  });
+}
+
+/** Columns the forwarding migration's view promises (its contract with this check). */
+export const DELIVERY_HEALTH_COLUMNS = [
+  "backlog",
+  "oldest_pending_at",
+  "oldest_pending_age_seconds",
+  "dead_count",
+  "last_success_at",
+  "last_failure_at",
+  "failing_since",
+  "escalate",
+  "paused",
+] as const;
+
+const num = (value: unknown) => value === null || value === undefined ? null : Number(value);
+const iso = (value: unknown) =>
+  value instanceof Date ? value.toISOString() : (value as string | null) ?? null;
+
+export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
+  return timed("webhook_pipeline", "Webhook pipeline", deps, async () => {
+    const sql = deps.sql;
+    if (!sql) return { status: "fail", detail: "no database configured" };
+    const now = deps.now();
+    const view = deps.deliveryHealthView ?? "webhook_delivery_health";
+    const [intake] = await sql<
+      {
+        last_received_at: Date | null;
+        events_24h: string;
+        rejections_24h: Record<string, number>;
+        forwarding_installed: boolean;
+      }[]
+    >`
+      select
+        (select max(last_received_at) from public.webhook_events) as last_received_at,
+        (select count(*) from public.webhook_events
+          where last_received_at > ${now}::timestamptz - interval '24 hours') as events_24h,
+        (select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) from (
+          select reason, sum(count)::int as total from public.webhook_rejections
+           where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
+        to_regclass(${"public." + view}) is not null as forwarding_installed`;
+
+    const lastVerified = iso(intake.last_received_at);
+    const data: Record<string, unknown> = {
+      last_verified_webhook_at: lastVerified,
+      events_24h: Number(intake.events_24h),
+      rejections_24h: intake.rejections_24h,
+      forwarding_installed: intake.forwarding_installed,
+      delivery: null,
+    };
+    // Every stored event passed the signature (or URL token) and the payload schema, so one having arrived
+    // proves the endpoint is configured in Chatwoot and its payloads validate.
+    const proves = lastVerified ? ["task-9", "inbox-4", "validation-3"] : [];
+    const warnings: string[] = [];
+    const failures: string[] = [];
+    const parts = [
+      lastVerified ? `last verified webhook ${lastVerified}` : "no verified webhook received yet",
+      `${data.events_24h} event${data.events_24h === 1 ? "" : "s"} in 24 h`,
+    ];
+    if (!lastVerified) warnings.push("no verified webhook received yet");
+    const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);
+    if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
+
+    if (!intake.forwarding_installed) {
+      warnings.push(`forwarding not installed (public.${view} is missing)`);
+    } else {
+      const rows = await sql`select * from ${sql("public." + view)}`;
+      const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
+      if (missing.length > 0) {
+        failures.push(`${view} lacks columns ${missing.join(", ")}`);
+      } else if (rows.length !== 1) {
+        failures.push(`${view} returned ${rows.length} rows, expected 1`);
+      } else {
+        const h = rows[0];
+        const delivery = {
+          backlog: num(h.backlog),
+          oldest_pending_at: iso(h.oldest_pending_at),
+          oldest_pending_age_seconds: num(h.oldest_pending_age_seconds),
+          dead_count: num(h.dead_count),
+          last_success_at: iso(h.last_success_at),
+          last_failure_at: iso(h.last_failure_at),
+          failing_since: iso(h.failing_since),
+          escalate: Boolean(h.escalate),
+          paused: Boolean(h.paused),
+        };
+        data.delivery = delivery;
+        parts.push(`backlog ${delivery.backlog}`, `dead ${delivery.dead_count}`);
+        if (delivery.escalate) {
+          failures.push(
+            `Agent SDK deliveries failing since ${delivery.failing_since} (escalate per runbook)`,
+          );
+        }
+        if (delivery.paused) warnings.push("forwarding is paused");
+        if ((delivery.dead_count ?? 0) > 0) warnings.push(`${delivery.dead_count} dead events`);
+      }
+    }
+    const status: CheckStatus = failures.length > 0 ? "fail" : warnings.length > 0 ? "warn" : "pass";
+    const detail = [...failures, ...warnings.filter((w) => !parts.includes(w)), ...parts].join("; ");
+    return { status, detail, proves, data };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Running them
+// ---------------------------------------------------------------------------------------------------------
+
+export function runChecks(deps: CheckDeps, credentialNames: string[]): Promise<CheckResult[]> {
+  return Promise.all([
+    checkDatabase(deps),
+    checkChatwootHealth(deps),
+    checkCredentials(deps, credentialNames),
+    checkChatwootApi(deps),
+    checkWebhookPipeline(deps),
+  ]);
+}
+
+/** Caches one run for `config.cacheMs` (by the injected clock); concurrent callers share a run in flight. */
+export function cachedChecks(deps: CheckDeps): (credentialNames: string[]) => Promise<CheckResult[]> {
+  let cached: { at: number; results: Promise<CheckResult[]> } | null = null;
+  return (credentialNames) => {
+    const now = deps.now().getTime();
+    if (cached && now - cached.at < deps.config.cacheMs) return cached.results;
+    const entry = { at: now, results: runChecks(deps, credentialNames) };
+    // A run that throws (it should not: each check catches) must not stay cached.
+    entry.results.catch(() => {
+      if (cached === entry) cached = null;
+    });
+    cached = entry;
+    return entry.results;
+  };
+}

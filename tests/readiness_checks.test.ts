@@ -1,0 +1,308 @@
+// Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import {
+  createDeliveryHealthView,
+  ensureDeliveryHealthView,
+  fullEnv,
+  STAND_IN_ACCOUNT,
+  STAND_IN_TOKEN,
+  startChatwootStandIn,
+  storeVerifiedWebhook,
+} from "./_readiness.ts";
+import {
+  cachedChecks,
+  checkChatwootApi,
+  checkChatwootHealth,
+  checkCredentials,
+  checkDatabase,
+  type CheckDeps,
+  checkWebhookPipeline,
+  DELIVERY_HEALTH_COLUMNS,
+  readinessConfigFromEnv,
+} from "../supabase/functions/_shared/readiness_checks.ts";
+
+const db: TestDb = await startTestDb();
+const chatwoot = startChatwootStandIn();
+const CREDENTIALS = [
+  "CHATWOOT_TOKEN_PROD",
+  "CHATWOOT_ACCOUNT_ID_PROD",
+  "CHATWOOT_WEBHOOK_SECRET",
+  "CHATWOOT_BASE_URL_PROD",
+];
+
+function deps(env: Record<string, string>, extra: Partial<CheckDeps> = {}): CheckDeps {
+  const config = readinessConfigFromEnv(env);
+  config.checkTimeoutMs = 300;
+  return { sql: db.sql, env, config, now: () => new Date(), ...extra };
+}
+
+dbTest("readiness check chatwoot_health: 200 passes and proves task 3; 503 fails; custom path", async () => {
+  chatwoot.health = 200;
+  chatwoot.requests.length = 0;
+  const pass = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
+  assert.equal(pass.status, "pass", pass.detail);
+  assert.deepEqual(pass.proves, ["task-3", "validation-1", "blocker-2"]);
+  assert.deepEqual(chatwoot.requests, [{ path: "/hc", token: null }]);
+  assert.ok(!Number.isNaN(Date.parse(pass.checked_at)));
+  assert.ok(Number.isInteger(pass.duration_ms) && pass.duration_ms >= 0);
+
+  chatwoot.health = 503;
+  const down = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
+  assert.equal(down.status, "fail");
+  assert.match(down.detail, /answered 503, expected 200/);
+  assert.deepEqual(down.proves, []);
+
+  chatwoot.requests.length = 0;
+  const custom = await checkChatwootHealth(
+    deps(fullEnv(`${chatwoot.url}/`, { CHATWOOT_HEALTH_PATH: "api/hc" })),
+  );
+  assert.equal(custom.status, "fail"); // the stand-in knows only /hc
+  assert.deepEqual(chatwoot.requests.map((r) => r.path), ["/api/hc"]);
+  chatwoot.health = 200;
+});
+
+dbTest(
+  "readiness check chatwoot_health: an answer slower than the timeout fails with the timeout",
+  async () => {
+    chatwoot.health = "slow";
+    try {
+      const slow = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
+      assert.equal(slow.status, "fail");
+      assert.equal(slow.detail, "no answer within 300 ms");
+    } finally {
+      chatwoot.health = 200;
+    }
+  },
+);
+
+dbTest("readiness check chatwoot_health: not configured warns; a malformed URL fails", async () => {
+  const unset = await checkChatwootHealth(deps({}));
+  assert.equal(unset.status, "warn");
+  assert.match(unset.detail, /CHATWOOT_BASE_URL/);
+  const bad = await checkChatwootHealth(deps({ CHATWOOT_BASE_URL: "ftp://chatwoot" }));
+  assert.equal(bad.status, "fail");
+});
+
+dbTest(
+  "readiness check chatwoot_api: the right token passes (proves task 5), a wrong one is a 401 fail",
+  async () => {
+    chatwoot.requests.length = 0;
+    const ok = await checkChatwootApi(deps(fullEnv(chatwoot.url)));
+    assert.equal(ok.status, "pass", ok.detail);
+    assert.deepEqual(ok.proves, ["task-5", "validation-2"]);
+    assert.deepEqual(chatwoot.requests, [{
+      path: `/api/v1/accounts/${STAND_IN_ACCOUNT}`,
+      token: STAND_IN_TOKEN,
+    }]);
+
+    const wrong = await checkChatwootApi(
+      deps(fullEnv(chatwoot.url, { CHATWOOT_API_TOKEN: "not-the-token" })),
+    );
+    assert.equal(wrong.status, "fail");
+    assert.match(wrong.detail, /answered 401: token rejected/);
+    assert.deepEqual(wrong.proves, []);
+    assert.ok(!JSON.stringify(wrong).includes("not-the-token"), "the token never appears in the result");
+
+    const otherAccount = await checkChatwootApi(deps(fullEnv(chatwoot.url, { CHATWOOT_ACCOUNT_ID: "8" })));
+    assert.match(otherAccount.detail, /answered 404: account not found/);
+
+    chatwoot.api = "slow";
+    try {
+      const slow = await checkChatwootApi(deps(fullEnv(chatwoot.url)));
+      assert.equal(slow.status, "fail");
+      assert.equal(slow.detail, "no answer within 300 ms");
+    } finally {
+      chatwoot.api = 200;
+    }
+  },
+);
+
+dbTest("readiness check chatwoot_api: falls back to the document's *_PROD names; unset warns", async () => {
+  chatwoot.requests.length = 0;
+  const env = {
+    CHATWOOT_BASE_URL_PROD: chatwoot.url,
+    CHATWOOT_TOKEN_PROD: STAND_IN_TOKEN,
+    CHATWOOT_ACCOUNT_ID_PROD: STAND_IN_ACCOUNT,
+  };
+  const ok = await checkChatwootApi(deps(env));
+  assert.equal(ok.status, "pass", ok.detail);
+  assert.equal(chatwoot.requests[0].token, STAND_IN_TOKEN);
+  // The generic names win over the *_PROD ones.
+  const generic = await checkChatwootApi(deps({ ...env, CHATWOOT_API_TOKEN: "generic-wins" }));
+  assert.equal(generic.status, "fail");
+
+  const unset = await checkChatwootApi(deps({ CHATWOOT_BASE_URL: chatwoot.url }));
+  assert.equal(unset.status, "warn");
+  assert.match(unset.detail, /CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
+});
+
+dbTest("readiness check chatwoot_credentials: presence by name (or its alias), never values", async () => {
+  const env = fullEnv(chatwoot.url);
+  delete (env as Record<string, string | undefined>).CHATWOOT_BASE_URL_PROD;
+  const all = await checkCredentials(deps(env), CREDENTIALS);
+  assert.equal(all.status, "pass", all.detail);
+  assert.deepEqual(all.data?.present, {
+    CHATWOOT_TOKEN_PROD: "CHATWOOT_API_TOKEN",
+    CHATWOOT_ACCOUNT_ID_PROD: "CHATWOOT_ACCOUNT_ID",
+    CHATWOOT_WEBHOOK_SECRET: "CHATWOOT_WEBHOOK_SECRET",
+    CHATWOOT_BASE_URL_PROD: "CHATWOOT_BASE_URL",
+  });
+  for (const [name, value] of Object.entries(env)) {
+    if (name !== "CHATWOOT_ACCOUNT_ID") {
+      assert.ok(!JSON.stringify(all).includes(value), `${name}'s value leaked`);
+    }
+  }
+
+  const some = await checkCredentials(
+    deps({ CHATWOOT_TOKEN_PROD: "x", CHATWOOT_WEBHOOK_SECRET: " " }),
+    CREDENTIALS,
+  );
+  assert.equal(some.status, "fail");
+  assert.equal(
+    some.detail,
+    "missing: CHATWOOT_ACCOUNT_ID_PROD, CHATWOOT_WEBHOOK_SECRET, CHATWOOT_BASE_URL_PROD",
+  );
+});
+
+dbTest(
+  "readiness check database: passes when current, fails on a missing migration, warns on an unknown one",
+  async () => {
+    const ok = await checkDatabase(deps({}));
+    assert.equal(ok.status, "pass", ok.detail);
+
+    const [latest] = await db.sql<{ version: string; name: string; statements: string[] }[]>`
+    delete from supabase_migrations.schema_migrations
+     where version = (select max(version) from supabase_migrations.schema_migrations)
+    returning version, name, statements`;
+    try {
+      const missing = await checkDatabase(deps({}));
+      assert.equal(missing.status, "fail");
+      assert.equal(missing.detail, `migrations not applied: ${latest.version}`);
+    } finally {
+      await db.sql`insert into supabase_migrations.schema_migrations (version, name, statements)
+                 values (${latest.version}, ${latest.name}, ${latest.statements})`;
+    }
+    await db
+      .sql`insert into supabase_migrations.schema_migrations (version, name) values ('29991231000000', 'future')`;
+    try {
+      const unknown = await checkDatabase(deps({}));
+      assert.equal(unknown.status, "warn");
+      assert.match(unknown.detail, /29991231000000/);
+    } finally {
+      await db.sql`delete from supabase_migrations.schema_migrations where version = '29991231000000'`;
+    }
+    const none = await checkDatabase(deps({}, { sql: null }));
+    assert.equal(none.status, "fail");
+  },
+);
+
+dbTest(
+  "readiness check webhook_pipeline: no webhook yet warns and proves nothing; rejections by reason",
+  async () => {
+    await db.sql`select public.record_webhook_rejection('signature_invalid', 401)`;
+    await db.sql`select public.record_webhook_rejection('signature_invalid', 401)`;
+    await db.sql`select public.record_webhook_rejection('timestamp_stale', 401)`;
+    const r = await checkWebhookPipeline(deps({}, { deliveryHealthView: "delivery_health_not_there" }));
+    assert.equal(r.status, "warn");
+    assert.deepEqual(r.proves, []);
+    assert.match(r.detail, /no verified webhook received yet/);
+    assert.match(r.detail, /forwarding not installed/);
+    assert.deepEqual(r.data?.rejections_24h, { signature_invalid: 2, timestamp_stale: 1 });
+    assert.equal(r.data?.events_24h, 0);
+    assert.equal(r.data?.last_verified_webhook_at, null);
+  },
+);
+
+dbTest(
+  "readiness check webhook_pipeline: a verified webhook proves task 9; delivery health drives the status",
+  async () => {
+    await storeVerifiedWebhook(db.sql, 101);
+    await createDeliveryHealthView(db.sql, "test_health_ok", { backlog: 2 });
+    await createDeliveryHealthView(db.sql, "test_health_escalate", {
+      backlog: 40,
+      escalate: true,
+      failing_since: "2026-01-01T00:00:00Z",
+    });
+    await createDeliveryHealthView(db.sql, "test_health_paused", { paused: true, dead_count: 3 });
+    await db.sql.unsafe(`create view public.test_health_broken as select 1::bigint as backlog`);
+    await db.sql.unsafe(`create view public.test_health_two_rows as
+    select * from public.test_health_ok union all select * from public.test_health_ok`);
+
+    const notInstalled = await checkWebhookPipeline(deps({}, { deliveryHealthView: "not_there" }));
+    assert.equal(notInstalled.status, "warn");
+    assert.deepEqual(notInstalled.proves, ["task-9", "inbox-4", "validation-3"]);
+    assert.match(notInstalled.detail, /forwarding not installed/);
+    assert.equal(notInstalled.data?.events_24h, 1);
+    assert.ok(typeof notInstalled.data?.last_verified_webhook_at === "string");
+
+    const ok = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_ok" }));
+    assert.equal(ok.status, "pass", ok.detail);
+    const delivery = ok.data?.delivery as Record<string, unknown>;
+    assert.deepEqual(Object.keys(delivery).sort(), [...DELIVERY_HEALTH_COLUMNS].sort());
+    assert.equal(delivery.backlog, 2);
+    assert.equal(delivery.escalate, false);
+
+    const escalate = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_escalate" }));
+    assert.equal(escalate.status, "fail");
+    assert.match(escalate.detail, /failing since 2026-01-01T00:00:00.000Z \(escalate per runbook\)/);
+    assert.deepEqual(escalate.proves, ["task-9", "inbox-4", "validation-3"]);
+
+    const paused = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_paused" }));
+    assert.equal(paused.status, "warn");
+    assert.match(paused.detail, /forwarding is paused; 3 dead events/);
+
+    const broken = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_broken" }));
+    assert.equal(broken.status, "fail");
+    assert.match(broken.detail, /lacks columns oldest_pending_at, oldest_pending_age_seconds, dead_count/);
+
+    const twoRows = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_two_rows" }));
+    assert.equal(twoRows.status, "fail");
+    assert.match(twoRows.detail, /returned 2 rows, expected 1/);
+  },
+);
+
+dbTest("readiness check webhook_pipeline: public.webhook_delivery_health honours the contract", async () => {
+  // Before the forwarding migration is merged this creates a stand-in with the contract's columns; after it,
+  // the real view is read and must have them (ensureDeliveryHealthView throws otherwise).
+  const which = await ensureDeliveryHealthView(db.sql);
+  const r = await checkWebhookPipeline(deps({}));
+  assert.notEqual(r.data?.forwarding_installed, false);
+  const delivery = r.data?.delivery as Record<string, unknown> | null;
+  assert.ok(delivery, `no delivery health read from the ${which} view: ${r.detail}`);
+  assert.deepEqual(Object.keys(delivery).sort(), [...DELIVERY_HEALTH_COLUMNS].sort());
+  assert.equal(typeof delivery.escalate, "boolean");
+  assert.equal(typeof delivery.backlog, "number");
+});
+
+dbTest("readiness checks: one run per cache period (injected clock), all five checks", async () => {
+  let clock = Date.parse("2026-03-01T12:00:00Z");
+  const env = fullEnv(chatwoot.url);
+  const d = deps(env, { now: () => new Date(clock) });
+  d.config.cacheMs = 30_000;
+  const run = cachedChecks(d);
+  chatwoot.requests.length = 0;
+  const first = await run(CREDENTIALS);
+  assert.deepEqual(first.map((c) => c.name), [
+    "database",
+    "chatwoot_health",
+    "chatwoot_credentials",
+    "chatwoot_api",
+    "webhook_pipeline",
+  ]);
+  assert.equal(first[0].checked_at, "2026-03-01T12:00:00.000Z");
+  assert.equal(chatwoot.requests.length, 2); // /hc and the account
+  clock += 29_000;
+  assert.equal(await run(CREDENTIALS), first);
+  assert.equal(chatwoot.requests.length, 2);
+  clock += 2_000;
+  const second = await run(CREDENTIALS);
+  assert.notEqual(second, first);
+  assert.equal(second[0].checked_at, "2026-03-01T12:00:31.000Z");
+  assert.equal(chatwoot.requests.length, 4);
+});
+
+dbTest("readiness checks: close the stand-in and the database", async () => {
+  await chatwoot.close();
+  await db.close();
+});

@@ -1,0 +1,412 @@
+// The readiness function's HTTP surface on a real database, with a real Chatwoot stand-in on loopback.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import {
+  ADMIN_TOKEN,
+  ensureDeliveryHealthView,
+  fullEnv,
+  setAllItems,
+  STAND_IN_TOKEN,
+  startChatwootStandIn,
+  storeVerifiedWebhook,
+} from "./_readiness.ts";
+import { createReadinessApp, type ReadinessDeps } from "../supabase/functions/_shared/readiness.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { documentBody } from "../supabase/functions/_shared/readiness_markdown.ts";
+import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import { STATUSES } from "../supabase/functions/_shared/readiness_model.ts";
+
+const db: TestDb = await startTestDb();
+const chatwoot = startChatwootStandIn();
+
+function app(extra: Partial<ReadinessDeps> = {}, env = fullEnv(chatwoot.url)) {
+  return createReadinessApp({
+    sql: db.sql,
+    env,
+    log: memoryLogger(),
+    cacheMs: 0,
+    checkTimeoutMs: 1000,
+    ...extra,
+  });
+}
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+async function getJson(
+  a: ReturnType<typeof app>,
+  path = "/readiness",
+): Promise<{ status: number; body: Json }> {
+  const res = await a.request(path);
+  return { status: res.status, body: await res.json() };
+}
+
+function patch(a: ReturnType<typeof app>, key: string, body: unknown, token: string | null = ADMIN_TOKEN) {
+  return a.request(`/readiness/items/${key}`, {
+    method: "PATCH",
+    headers: {
+      "content-type": "application/json",
+      ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+    },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+async function historyCount(): Promise<number> {
+  const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from public.readiness_item_history`;
+  return n;
+}
+
+dbTest(
+  "readiness GET: JSON with ready, counts by status, overdue, every section and the live checks",
+  async () => {
+    const { status, body } = await getJson(app({ now: () => new Date("2025-10-12T08:00:00Z") }));
+    assert.equal(status, 200);
+    assert.equal(body.ok, true);
+    assert.equal(body.ready, false);
+    assert.deepEqual(body.counts, { pending: 21, in_progress: 1, blocked: 3, staging_only: 1, done: 0 });
+    assert.deepEqual(Object.keys(body.sections), [
+      "current_status",
+      "credentials",
+      "inbox_config",
+      "blockers",
+      "tasks",
+      "support_plan",
+      "validations",
+      "evidence_requirements",
+      "dependencies_risks",
+      "contact_log",
+      "timeline",
+    ]);
+    assert.equal(body.sections.tasks.length, 10);
+    assert.equal(body.sections.credentials.length, 4);
+    assert.deepEqual(Object.keys(body.sections.tasks[0]).sort(), [
+      "due",
+      "effective_status",
+      "evidence",
+      "evidence_required",
+      "key",
+      "number",
+      "overdue",
+      "owner",
+      "required",
+      "status",
+      "status_text",
+      "task",
+      "updated_at",
+      "updated_by",
+      "verified",
+    ]);
+    assert.equal(body.sections.tasks[0].status_text, "⏳ In Progress");
+    assert.equal(body.sections.credentials[3].status_text, "🚧 Staging only");
+    assert.deepEqual(body.statuses.map((s: Json) => s.status), [...STATUSES]);
+    assert.equal(body.document.owner, "integrations");
+    assert.match(body.document.doc_hash, /^[0-9a-f]{64}$/);
+    assert.equal(body.document.expired, false);
+    assert.deepEqual(body.checks.map((c: Json) => c.name), [
+      "database",
+      "chatwoot_health",
+      "chatwoot_credentials",
+      "chatwoot_api",
+      "webhook_pipeline",
+    ]);
+    for (const c of body.checks) {
+      assert.ok(["pass", "warn", "fail"].includes(c.status));
+      assert.equal(typeof c.detail, "string");
+      assert.equal(c.checked_at, "2025-10-12T08:00:00.000Z");
+      assert.equal(typeof c.duration_ms, "number");
+    }
+    assert.ok(!JSON.stringify(body).includes(STAND_IN_TOKEN), "no secret in the answer");
+    assert.ok(!JSON.stringify(body).includes(ADMIN_TOKEN), "no secret in the answer");
+  },
+);
+
+dbTest(
+  "readiness GET: checks prove items ('verified by <check> at <time>') and overdue follows the injected clock",
+  async () => {
+    chatwoot.health = 200;
+    const at = (iso: string) => app({ now: () => new Date(iso) });
+    const before = await getJson(at("2025-10-11T23:59:59Z"));
+    assert.deepEqual(before.body.overdue, []);
+
+    const { body } = await getJson(at("2025-10-12T08:00:00Z"));
+    const task3 = body.sections.tasks[2];
+    assert.equal(task3.status, "pending");
+    assert.equal(task3.effective_status, "done");
+    assert.deepEqual(task3.verified, {
+      check: "chatwoot_health",
+      at: "2025-10-12T08:00:00.000Z",
+      text: "verified by chatwoot_health at 2025-10-12T08:00:00.000Z",
+    });
+    assert.equal(body.sections.tasks[4].verified.check, "chatwoot_api");
+    // Due 2025-10-11 and not done: tasks 1, 2, 4 (3 and 5 are proven by the checks); due 2025-10-12 not yet.
+    assert.deepEqual(body.overdue.map((o: Json) => [o.key, o.days_overdue]), [["task-1", 1], ["task-2", 1], [
+      "task-4",
+      1,
+    ]]);
+    assert.deepEqual(body.sections.tasks.filter((t: Json) => t.overdue).map((t: Json) => t.key), [
+      "task-1",
+      "task-2",
+      "task-4",
+    ]);
+
+    // Chatwoot down: task 3 is no longer proven and is overdue; a day later everything due is overdue.
+    chatwoot.health = 503;
+    try {
+      const later = await getJson(at("2025-10-13T00:00:00Z"));
+      assert.equal(later.body.sections.tasks[2].verified, null);
+      assert.deepEqual(
+        later.body.overdue.map((o: Json) => `${o.key}:${o.days_overdue}`),
+        [
+          "task-1:2",
+          "task-2:2",
+          "task-3:2",
+          "task-4:2",
+          "task-6:1",
+          "task-7:1",
+          "task-8:1",
+          "task-9:1",
+          "task-10:1",
+        ],
+      );
+      const expired = await getJson(at("2025-10-26T00:00:00Z"));
+      assert.equal(expired.body.document.expired, true);
+    } finally {
+      chatwoot.health = 200;
+    }
+  },
+);
+
+dbTest("readiness GET and probe: ready goes false → true → false as items and checks change", async () => {
+  await ensureDeliveryHealthView(db.sql);
+  const a = app();
+  let probe = await a.request("/readiness/probe");
+  assert.equal(probe.status, 503);
+  let p = await probe.json();
+  assert.equal(p.ready, false);
+  assert.ok(p.failing.items.some((i: Json) => i.key === "task-1" && i.status === "in_progress"));
+  assert.ok(p.failing.checks.includes("webhook_pipeline"), "no verified webhook yet");
+
+  await storeVerifiedWebhook(db.sql, 1);
+  await setAllItems(db.sql, "done");
+  try {
+    const { body } = await getJson(a);
+    assert.equal(body.ready, true, JSON.stringify({ failing: body.failing, checks: body.checks }));
+    probe = await a.request("/readiness/probe");
+    assert.equal(probe.status, 200);
+    assert.deepEqual((await probe.json()).failing, { items: [], checks: [] });
+
+    // The optional validation (SMTP) does not hold readiness back.
+    await db.sql`select public.readiness_update_item('validation-5', 'pending', false, null, null, 'test')`;
+    assert.equal((await a.request("/readiness/probe")).status, 200);
+
+    // A failing live check does.
+    chatwoot.health = 503;
+    probe = await a.request("/readiness/probe");
+    assert.equal(probe.status, 503);
+    assert.deepEqual((await probe.json()).failing, { items: [], checks: ["chatwoot_health"] });
+    chatwoot.health = 200;
+
+    // So does a required item that is not done, even if others are.
+    await db.sql`select public.readiness_update_item('task-7', 'blocked', false, null, null, 'test')`;
+    probe = await a.request("/readiness/probe");
+    assert.equal(probe.status, 503);
+    p = await probe.json();
+    assert.deepEqual(p.failing, {
+      items: [{ key: "task-7", section: "tasks", status: "blocked" }],
+      checks: [],
+    });
+
+    // Items proven by a check count as done: task 3 pending but /hc answers 200.
+    await db.sql`select public.readiness_update_item('task-7', 'done', false, null, null, 'test')`;
+    await db.sql`select public.readiness_update_item('task-3', 'pending', false, null, null, 'test')`;
+    assert.equal((await a.request("/readiness/probe")).status, 200);
+  } finally {
+    chatwoot.health = 200;
+    await db.sql`select public.readiness_update_item(key, 'pending', false, null, null, 'test')
+                   from public.readiness_items`;
+  }
+});
+
+dbTest("readiness GET ?format=markdown: the document with a real doc_hash", async () => {
+  const res = await app().request("/readiness?format=markdown");
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/markdown; charset=utf-8");
+  const markdown = await res.text();
+  const hash = /^doc_hash: ([0-9a-f]{64})$/m.exec(markdown)?.[1];
+  assert.ok(hash);
+  assert.equal(res.headers.get("x-doc-hash"), hash);
+  assert.equal(await sha256Hex(new TextEncoder().encode(documentBody(markdown))), hash);
+  assert.match(markdown, /^## Readiness Checklist$/m);
+});
+
+dbTest("readiness GET: Accept text/html or ?format=html gives the page; a bad format is a 400", async () => {
+  const res = await app().request("/readiness", { headers: { accept: "text/html,application/xhtml+xml" } });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/html/);
+  assert.match(res.headers.get("content-security-policy") ?? "", /default-src 'none'/);
+  const html = await res.text();
+  assert.match(html, /<h2>Readiness Checklist<\/h2>/);
+  const viaQuery = await app().request("/readiness?format=html");
+  assert.match(viaQuery.headers.get("content-type") ?? "", /^text\/html/);
+  await viaQuery.body?.cancel();
+
+  const bad = await app().request("/readiness?format=pdf");
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).error, "bad_format");
+  const post = await app().request("/readiness", { method: "POST" });
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "GET");
+  await post.body?.cancel();
+});
+
+dbTest(
+  "readiness PATCH: admin token required (503 unset, 401 missing or wrong), nothing stored",
+  async () => {
+    const before = await historyCount();
+    const unset = await patch(app({}, { ...fullEnv(chatwoot.url), READINESS_ADMIN_TOKEN: "" }), "task-2", {
+      status: "done",
+    });
+    assert.equal(unset.status, 503);
+    assert.equal((await unset.json()).error, "not_configured");
+    const short = await patch(
+      app({}, { ...fullEnv(chatwoot.url), READINESS_ADMIN_TOKEN: "short" }),
+      "task-2",
+      {
+        status: "done",
+      },
+      "short",
+    );
+    assert.equal(short.status, 503);
+    assert.match((await short.json()).message, /at least 24 characters/);
+
+    const none = await patch(app(), "task-2", { status: "done" }, null);
+    assert.equal(none.status, 401);
+    assert.match(none.headers.get("www-authenticate") ?? "", /^Bearer/);
+    assert.equal((await none.json()).error, "unauthorized");
+    const wrong = await patch(app(), "task-2", { status: "done" }, ADMIN_TOKEN.slice(0, -1) + "x");
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+    // Unknown items answer 401 too without the token: existence is not revealed.
+    const unknown = await patch(app(), "task-99", { status: "done" }, null);
+    assert.equal(unknown.status, 401);
+    await unknown.body?.cancel();
+    assert.equal(await historyCount(), before);
+  },
+);
+
+dbTest(
+  "readiness PATCH: validation (400 naming allowed statuses), unknown item 404, secrets refused",
+  async () => {
+    const before = await historyCount();
+    const badStatus = await patch(app(), "task-2", { status: "finished" });
+    assert.equal(badStatus.status, 400);
+    const b = await badStatus.json();
+    assert.equal(b.error, "invalid_status");
+    assert.equal(b.message, "status must be one of pending, in_progress, blocked, staging_only, done");
+    assert.deepEqual(b.allowed, [...STATUSES]);
+
+    const cases: Array<[unknown, string]> = [
+      ["{not json", "invalid_json"],
+      [[1, 2], "invalid_json"],
+      [{ stauts: "done" }, "invalid_body"],
+      [{ note: "only a note" }, "nothing_to_update"],
+      [{ evidence: "two\nlines" }, "invalid_evidence"],
+      [{ evidence: "x".repeat(2001) }, "invalid_evidence"],
+      [{ evidence: 42 }, "invalid_evidence"],
+      [{ status: "done", by: "" }, "invalid_body"],
+      [{ evidence: `token ${STAND_IN_TOKEN} works` }, "secret_in_evidence"],
+      [{ status: "done", note: `admin token is ${ADMIN_TOKEN}` }, "secret_in_evidence"],
+    ];
+    for (const [body, error] of cases) {
+      const res = await patch(app(), "task-2", body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      const json = await res.json();
+      assert.equal(json.ok, false);
+      assert.equal(json.error, error, JSON.stringify(body));
+      assert.equal(typeof json.message, "string");
+    }
+    // The database refuses a secret-looking value on a credential row even when it is not a configured secret.
+    const secretish = await patch(app(), "credential-chatwoot_token_prod", {
+      evidence: "Xk29aPq7LmN4vB8sT1wZ3yR6",
+    });
+    assert.equal(secretish.status, 400);
+    assert.equal((await secretish.json()).error, "secret_in_evidence");
+
+    const missing = await patch(app(), "task-99", { status: "done" });
+    assert.equal(missing.status, 404);
+    assert.equal((await missing.json()).error, "unknown_item");
+    assert.equal(await historyCount(), before, "nothing stored by refused requests");
+  },
+);
+
+dbTest(
+  "readiness PATCH: updates the item, records history (who/when/old → new/evidence/note), GET shows it",
+  async () => {
+    const before = await historyCount();
+    const res = await patch(app(), "task-2", {
+      status: "done",
+      evidence: "db:chatwoot_prepare log in artifacts/…/migrate.txt",
+      note: "ran on the web machine",
+      by: "dana",
+    });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.ok, true);
+    assert.equal(body.item.key, "task-2");
+    assert.equal(body.item.section, "tasks");
+    assert.equal(body.item.status, "done");
+    assert.equal(body.item.status_text, "✅ Done");
+    assert.equal(body.item.updated_by, "admin:dana");
+
+    const history = await db.sql`
+    select item_key, changed_by, old_status, new_status, old_evidence, new_evidence, note, changed_at
+      from public.readiness_item_history order by id desc limit 1`;
+    assert.equal(await historyCount(), before + 1);
+    assert.deepEqual({ ...history[0], changed_at: undefined }, {
+      item_key: "task-2",
+      changed_by: "admin:dana",
+      old_status: "pending",
+      new_status: "done",
+      old_evidence: null,
+      new_evidence: "db:chatwoot_prepare log in artifacts/…/migrate.txt",
+      note: "ran on the web machine",
+      changed_at: undefined,
+    });
+    assert.ok(history[0].changed_at instanceof Date);
+
+    // Evidence null clears it; status alone keeps it.
+    const cleared = await (await patch(app(), "task-2", { evidence: null })).json();
+    assert.equal(cleared.item.evidence, null);
+    assert.equal(cleared.item.status, "done");
+
+    const { body: report } = await getJson(app());
+    assert.equal(report.sections.tasks[1].status, "done");
+    assert.equal(report.counts.done, 1);
+    const markdown = await (await app().request("/readiness?format=markdown")).text();
+    assert.match(
+      markdown,
+      /^\| 2 \| Complete database migrations \| Integrations \| 2025-10-11 \| ✅ Done \|/m,
+    );
+  },
+);
+
+dbTest("readiness: without a database every route answers 503 not_configured", async () => {
+  const a = createReadinessApp({ sql: null, env: fullEnv(chatwoot.url), log: memoryLogger() });
+  for (
+    const [path, init] of [["/readiness", {}], ["/readiness/probe", {}], ["/readiness/items/task-1", {
+      method: "PATCH",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: "{}",
+    }]] as const
+  ) {
+    const res = await a.request(path, init);
+    assert.equal(res.status, 503, path);
+    assert.equal((await res.json()).error, "not_configured");
+  }
+});
+
+dbTest("readiness http: close the stand-in and the database", async () => {
+  await chatwoot.close();
+  await db.close();
+});

@@ -1,0 +1,173 @@
+// The readiness schema's own guarantees: the migration list the function carries is current, every item change
+// lands in the history whatever the write path, statuses are the fixed set, credentials hold no secrets.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { listMigrations } from "../scripts/lib/migrations.ts";
+import { migrationVersionsSource } from "../scripts/migration_versions.ts";
+import { MIGRATION_VERSIONS } from "../supabase/functions/_shared/migration_versions.ts";
+import { STATUS_DISPLAY, STATUSES } from "../supabase/functions/_shared/readiness_model.ts";
+
+Deno.test("readiness: _shared/migration_versions.ts lists exactly supabase/migrations/ (run `deno task migration-versions`)", async () => {
+  const files = await listMigrations();
+  assert.deepEqual(
+    [...MIGRATION_VERSIONS],
+    files.map((f) => f.version),
+    "stale: run `deno task migration-versions` and commit the result",
+  );
+  const onDisk = await Deno.readTextFile(
+    new URL("../supabase/functions/_shared/migration_versions.ts", import.meta.url),
+  );
+  assert.equal(onDisk, await migrationVersionsSource(), "stale: run `deno task migration-versions`");
+});
+
+const db: TestDb = await startTestDb();
+
+type HistoryRow = {
+  item_key: string;
+  section: string;
+  operation: string;
+  changed_by: string;
+  old_status: string | null;
+  new_status: string | null;
+  old_evidence: string | null;
+  new_evidence: string | null;
+  note: string | null;
+};
+
+async function historyOf(key: string): Promise<HistoryRow[]> {
+  return [
+    ...await db.sql<HistoryRow[]>`
+    select item_key, section, operation, changed_by, old_status, new_status, old_evidence, new_evidence, note
+      from public.readiness_item_history where item_key = ${key} order by id`,
+  ];
+}
+
+dbTest("readiness: the status catalogue is the fixed set, with the document's glyphs", async () => {
+  const rows = await db.sql<{ status: string; label: string; glyph: string }[]>`
+    select status, label, glyph from public.readiness_statuses order by position`;
+  assert.deepEqual(rows.map((r) => ({ ...r })), STATUSES.map((s) => ({ status: s, ...STATUS_DISPLAY[s] })));
+  await assert.rejects(
+    db.sql`insert into public.readiness_statuses (status, label, glyph, position) values ('maybe', 'Maybe', '⏳', 9)`,
+    /check constraint/,
+  );
+  await assert.rejects(
+    db.sql`update public.readiness_tasks set status = 'almost' where key = 'task-2'`,
+    /foreign key/,
+  );
+});
+
+dbTest(
+  "readiness: history starts empty and records readiness_update_item with actor, note, old → new",
+  async () => {
+    assert.equal((await db.sql`select 1 from public.readiness_item_history`).length, 0);
+    const [item] = await db
+      .sql`select * from public.readiness_update_item('task-3', 'done', true, '/hc 200 at 10:02',
+    'checked by hand', 'admin:alice')`;
+    assert.equal(item.status, "done");
+    assert.equal(item.updated_by, "admin:alice");
+    assert.deepEqual(await historyOf("task-3"), [{
+      item_key: "task-3",
+      section: "tasks",
+      operation: "update",
+      changed_by: "admin:alice",
+      old_status: "pending",
+      new_status: "done",
+      old_evidence: null,
+      new_evidence: "/hc 200 at 10:02",
+      note: "checked by hand",
+    }]);
+    // Status only: the evidence stays.
+    await db
+      .sql`select public.readiness_update_item('task-3', 'in_progress', false, null, null, 'admin:bob')`;
+    const rows = await historyOf("task-3");
+    assert.equal(rows.length, 2);
+    assert.deepEqual(
+      { ...rows[1] },
+      {
+        item_key: "task-3",
+        section: "tasks",
+        operation: "update",
+        changed_by: "admin:bob",
+        old_status: "done",
+        new_status: "in_progress",
+        old_evidence: "/hc 200 at 10:02",
+        new_evidence: "/hc 200 at 10:02",
+        note: null,
+      },
+    );
+    // Unknown key: no row, nothing recorded. Unknown status: refused, naming the allowed values.
+    assert.equal(
+      (await db.sql`select * from public.readiness_update_item('task-99', 'done', false, null, null, 'x')`)
+        .length,
+      0,
+    );
+    await assert.rejects(
+      db.sql`select * from public.readiness_update_item('task-3', 'finished', false, null, null, 'x')`,
+      /unknown readiness status/,
+    );
+    assert.equal((await historyOf("task-99")).length, 0);
+  },
+);
+
+dbTest(
+  "readiness: a direct SQL update is recorded too, as the database user, and the actor does not leak",
+  async () => {
+    await db.sql.begin(async (tx) => {
+      await tx`select public.readiness_update_item('inbox-1', 'in_progress', false, null, 'started', 'admin:carol')`;
+      // A later statement in the same transaction is not attributed to carol.
+      await tx`update public.readiness_inbox_config set status = 'blocked' where key = 'inbox-1'`;
+    });
+    await db.sql`update public.readiness_validations set evidence = 'curl log' where key = 'validation-1'`;
+    const [user] = await db.sql<{ u: string }[]>`select current_user as u`;
+    const inbox = await historyOf("inbox-1");
+    assert.deepEqual(inbox.map((r) => [r.changed_by, r.old_status, r.new_status, r.note]), [
+      ["admin:carol", "pending", "in_progress", "started"],
+      [user.u, "in_progress", "blocked", null],
+    ]);
+    const validation = await historyOf("validation-1");
+    assert.deepEqual(validation.map((r) => [r.changed_by, r.old_status, r.new_status, r.new_evidence]), [
+      [user.u, "pending", "pending", "curl log"],
+    ]);
+    // A write that changes nothing and carries no note is not history.
+    await db.sql`update public.readiness_blockers set status = status where key = 'blocker-1'`;
+    assert.equal((await historyOf("blocker-1")).length, 0);
+    // Inserts and deletes are recorded as well.
+    await db
+      .sql`insert into public.readiness_validations (key, position, description) values ('validation-6', 6, 'Load test')`;
+    await db.sql`delete from public.readiness_validations where key = 'validation-6'`;
+    assert.deepEqual(
+      (await historyOf("validation-6")).map((r) => [r.operation, r.old_status, r.new_status]),
+      [
+        ["insert", null, "pending"],
+        ["delete", "pending", null],
+      ],
+    );
+  },
+);
+
+dbTest("readiness: credential rows refuse secret-looking values", async () => {
+  await assert.rejects(
+    db.sql`select public.readiness_update_item('credential-chatwoot_token_prod', null, true,
+      'token is Xk29aPq7LmN4vB8sT1wZ3yR6', null, 'x')`,
+    /readiness_credentials_no_secret_values/,
+  );
+  await db.sql`select public.readiness_update_item('credential-chatwoot_token_prod', 'done', true,
+    'stored in vault/occ/chatwoot/api_token_prod.env on 2025-10-13', null, 'x')`;
+  const columns = await db.sql<{ column_name: string }[]>`
+    select column_name from information_schema.columns
+     where table_schema = 'public' and table_name = 'readiness_credentials'`;
+  assert.ok(!columns.some((c) => /value|secret|token/.test(c.column_name)), "no column for a secret value");
+});
+
+dbTest("readiness: keys are unique across sections and follow each section's prefix", async () => {
+  const [{ n, distinct }] = await db.sql<{ n: number; distinct: number }[]>`
+    select count(*)::int as n, count(distinct key)::int as distinct from public.readiness_items`;
+  assert.equal(n, 26);
+  assert.equal(distinct, n);
+  await assert.rejects(
+    db.sql`insert into public.readiness_blockers (key, position, title, detail) values ('task-11', 9, 'x', 'y')`,
+    /check constraint/,
+  );
+});
+
+dbTest("readiness migrations: close the database", () => db.close());

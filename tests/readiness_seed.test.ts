@@ -1,0 +1,139 @@
+// The seeded rows are the document (docs/seeds/chatwoot_readiness.md, a copy of the user's checklist), and the
+// Markdown rendered from the rows reads back to the same rows.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { SEED_PATH } from "./_readiness.ts";
+import {
+  docHash,
+  documentBody,
+  parseMarkdown,
+  renderMarkdown,
+} from "../supabase/functions/_shared/readiness_markdown.ts";
+import { documentContent, type ReadinessDoc } from "../supabase/functions/_shared/readiness_model.ts";
+import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
+
+const db: TestDb = await startTestDb();
+const seed = await Deno.readTextFile(SEED_PATH);
+
+async function snapshot(): Promise<ReadinessDoc> {
+  const [{ s }] = await db.sql<
+    { s: ReadinessDoc & { statuses?: unknown } }[]
+  >`select public.readiness_snapshot() as s`;
+  const { statuses: _, ...doc } = s;
+  return doc;
+}
+
+dbTest(
+  "readiness seed: every section's rows equal the document's (all rows, owners, due dates)",
+  async () => {
+    const fromSeed = parseMarkdown(seed).doc;
+    const fromDb = documentContent(await snapshot());
+    // Section by section first, so a failure names the section.
+    for (const section of Object.keys(fromSeed) as Array<keyof ReadinessDoc>) {
+      assert.deepEqual(fromDb[section], fromSeed[section], `section ${section} differs from the document`);
+    }
+    assert.deepEqual(fromDb, fromSeed);
+    // The counts the issue names, and a few values spelled out so a parser mistake cannot hide both sides.
+    assert.equal(fromDb.credentials.length, 4);
+    assert.equal(fromDb.inbox_config.length, 4);
+    assert.equal(fromDb.blockers.length, 3);
+    assert.equal(fromDb.tasks.length, 10);
+    assert.equal(fromDb.validations.length, 5);
+    assert.equal(fromDb.timeline.length, 4);
+    assert.equal(fromDb.contact_log.length, 1);
+    assert.deepEqual(fromDb.tasks.map((t) => t.owner), [
+      ...Array(5).fill("Integrations"),
+      "Support",
+      "Support",
+      "Support",
+      "Data",
+      "Integrations",
+    ]);
+    assert.deepEqual(fromDb.tasks.map((t) => t.due), [
+      ...Array(5).fill("2025-10-11"),
+      ...Array(5).fill("2025-10-12"),
+    ]);
+    assert.equal(fromDb.tasks[0].status, "in_progress");
+    assert.equal(fromDb.credentials[3].status, "staging_only");
+    assert.equal(fromDb.document.expires, "2025-10-25");
+  },
+);
+
+dbTest(
+  "readiness seed: Markdown rendered from the fresh seed is the document (but for doc_hash)",
+  async () => {
+    const { markdown, docHash: hash } = await renderMarkdown(await snapshot());
+    // The user's file carries one invisible private-use character (U+F8FF) before "🚧 Staging only"; the parser
+    // ignores it and the rendering does not reproduce it. The file also lacks a final newline.
+    const strays = seed.match(/\p{Co}/gu) ?? [];
+    assert.deepEqual(strays, ["\uF8FF"]);
+    const expected = seed.replace(/\p{Co}/gu, "").replace(/^doc_hash: TBD$/m, `doc_hash: ${hash}`).replace(
+      /\n*$/,
+      "\n",
+    );
+    assert.equal(markdown, expected);
+  },
+);
+
+dbTest("readiness markdown: doc_hash is the SHA-256 of the body after the front matter", async () => {
+  const { markdown, docHash: hash } = await renderMarkdown(await snapshot());
+  const body = markdown.slice(markdown.indexOf("\n---\n") + 5);
+  assert.ok(body.startsWith("# Chatwoot Production Readiness Tracking\n"));
+  assert.equal(hash, await sha256Hex(new TextEncoder().encode(body)));
+  assert.equal(documentBody(markdown), body);
+  assert.equal(parseMarkdown(markdown).docHash, hash);
+  // CRLF and missing final newline do not change what is hashed.
+  assert.equal(await docHash(documentBody(markdown.replaceAll("\n", "\r\n").trimEnd())), hash);
+});
+
+dbTest("readiness markdown: after edits, the rendered Markdown parses back to the same rows", async () => {
+  const tx = db.sql;
+  await tx`select public.readiness_update_item('task-1', 'done', true, 'DSN fixed | see PR #12', null, 'test')`;
+  await tx`select public.readiness_update_item('task-4', 'blocked', false, null, null, 'test')`;
+  await tx`select public.readiness_update_item('blocker-2', 'done', true, '/hc answers 200', null, 'test')`;
+  await tx`select public.readiness_update_item('validation-2', 'done', false, null, null, 'test')`;
+  await tx`select public.readiness_update_item('validation-4', 'in_progress', true, 'first mail received', null, 't')`;
+  await tx`select public.readiness_update_item('credential-chatwoot_base_url_prod', 'done', true, 'prod URL set', null, 't')`;
+  await tx`select public.readiness_update_item('inbox-2', 'staging_only', false, null, null, 'test')`;
+  try {
+    const doc = await snapshot();
+    const { markdown, docHash: hash } = await renderMarkdown(doc);
+    const parsed = parseMarkdown(markdown);
+    assert.deepEqual(parsed.doc, documentContent(doc));
+    assert.equal(parsed.docHash, hash);
+    assert.match(
+      markdown,
+      /\| 1 \| Fix Supabase DSN in Fly secrets .*\| ✅ Done \| .* · Provided: DSN fixed \\\| see PR #12 \|/,
+    );
+    assert.match(markdown, /^- \[x\] API token authentication test$/m);
+    assert.match(
+      markdown,
+      /^- \[ \] Inbound email processing test — ⏳ In Progress · Provided: first mail received$/m,
+    );
+    assert.match(markdown, /^2\. \*\*Health check failure:\*\* .* — ✅ Done · Provided: \/hc answers 200$/m);
+    // The rendering changed, and so did its hash.
+    const fresh = parseMarkdown(seed).doc;
+    assert.notDeepEqual(parsed.doc, fresh);
+  } finally {
+    await db.sql`select public.readiness_update_item(key, s, true, null, null, 'test')
+      from (values ('task-1', 'in_progress'), ('task-4', 'pending'), ('blocker-2', 'blocked'),
+        ('validation-2', 'pending'), ('validation-4', 'pending'), ('credential-chatwoot_base_url_prod', 'staging_only'),
+        ('inbox-2', 'pending')) v(key, s)`;
+  }
+  assert.deepEqual(documentContent(await snapshot()), parseMarkdown(seed).doc);
+});
+
+dbTest("readiness markdown: a document with an unknown status or a missing section is refused", () => {
+  assert.throws(
+    () => parseMarkdown(seed.replace("⏳ In Progress", "⏳ Almost")),
+    /unknown status "⏳ Almost"/,
+  );
+  assert.throws(
+    () => parseMarkdown(seed.replace("## Timeline", "## Later")),
+    /missing section "## Timeline"/,
+  );
+  assert.throws(() => parseMarkdown(seed.replace(/^---\n/, "")), /front matter/);
+  return Promise.resolve();
+});
+
+dbTest("readiness seed: close the database", () => db.close());
