@@ -7,6 +7,14 @@ import { startEmbeddedDb } from "./embedded_db.ts";
 import { FUNCTIONS } from "./function_registry.ts";
 import { applyMigrations } from "./migrations.ts";
 import { dataDir, ensureDevSecret } from "./dev_secret.ts";
+import { forwarderConfigFromEnv } from "../../supabase/functions/_shared/forwarder_config.ts";
+import {
+  DUE_CHANNEL,
+  type ForwarderLoop,
+  postgresSubscribe,
+  startForwarderLoop,
+  type Subscribe,
+} from "./forwarder_loop.ts";
 
 export interface DevServerOptions {
   port: number;
@@ -14,12 +22,17 @@ export interface DevServerOptions {
   host?: string;
   log?: Logger;
   print?: (line: string) => void;
+  /** Run the forwarder loop (default true). */
+  forwarder?: boolean;
+  /** Sweep interval of the forwarder loop. Default 1000 ms. */
+  forwarderSweepMs?: number;
 }
 
 export interface DevServer {
   url: string;
   databaseUrl: string;
   runtime: Runtime;
+  forwarder: ForwarderLoop | null;
   stop(): Promise<void>;
 }
 
@@ -74,6 +87,18 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     return app.fetch(new Request(url, req));
   });
 
+  // The forwarder: NOTIFY wakes it. With the embedded database, LISTEN goes through PGlite itself (the socket
+  // multiplexer does not carry notifications reliably); with a server, through postgres.js.
+  let forwarder: ForwarderLoop | null = null;
+  if (options.forwarder ?? true) {
+    const subscribe: Subscribe = embedded
+      ? (onNotify) => embedded.pglite.listen(DUE_CHANNEL, onNotify)
+      : postgresSubscribe(sql);
+    const config = forwarderConfigFromEnv(runtime.env);
+    forwarder = await startForwarderLoop({ sql, config, log, subscribe, sweepMs: options.forwarderSweepMs });
+    print(`  forwarder  -> ${config.agentSdkUrl ?? "(AGENT_SDK_URL not set; relay_settings override only)"}`);
+  }
+
   const base = `http://${host}:${server.addr.port}`;
   print(`  database   ${redact(databaseUrl)}${embedded ? ` (embedded PGlite in ${dataDir()}/pglite)` : ""}`);
   for (const name of Object.keys(apps)) print(`  function   ${base}${FUNCTIONS_PREFIX}${name}`);
@@ -82,7 +107,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     url: base,
     databaseUrl,
     runtime,
+    forwarder,
     async stop() {
+      await forwarder?.stop();
       await server.shutdown();
       await sql.end({ timeout: 2 });
       await embedded?.stop();
