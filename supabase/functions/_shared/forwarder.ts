@@ -267,7 +267,9 @@ function describeFetchError(error: unknown, timeoutMs: number): string {
     return `timeout after ${timeoutMs} ms`;
   }
   // Never echo credentials that might sit in a URL's user-info part.
-  const message = errorMessage(error).replace(/\/\/[^/@\s]+@/g, "//***@");
+  const cause = (error as { cause?: unknown })?.cause;
+  const message = [errorMessage(error), cause ? errorMessage(cause) : ""].join(": ")
+    .replace(/\/\/[^/@\s]+@/g, "//***@");
   if (/refused/i.test(message)) return "connection refused";
   return `connection error: ${message.slice(0, 300)}`;
 }
