@@ -48,7 +48,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     ? null
     : await startEmbeddedDb({ dataDir: `${dataDir()}/pglite`, port: options.dbPort, host });
   const databaseUrl = external ?? embedded!.url;
-  const sql = connect(databaseUrl, { max: 10, applicationName: "chatwoot-relay-dev" });
+  // PGlite is one session; its socket multiplexer interleaves the protocol messages of concurrent
+  // connections, so the embedded database gets a single connection (queries queue in postgres.js).
+  const sql = connect(databaseUrl, { max: embedded ? 1 : 10, applicationName: "chatwoot-relay-dev" });
   try {
     const applied = await applyMigrations(sql, { log: (line) => print(`  ${line}`) });
     if (applied.length === 0) print("  migrations up to date");

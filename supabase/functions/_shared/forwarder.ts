@@ -127,7 +127,7 @@ export async function drain(
       () =>
         sql<Outcome[]>`
           select event_id, attempt, outcome, status, next_attempt_at
-            from public.complete_webhook_deliveries(${worker}, ${sql.json(results as never)})`,
+            from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
       { budgetMs: 5_000 },
     );
     for (const o of outcomes) {
