@@ -124,6 +124,37 @@ dbTest("forwarding: racing claimers and replays never lease two events of one co
   }
 });
 
+Deno.test({
+  name: "forwarding: a claim still uncommitted keeps a replay-then-claim off its conversation (server only)",
+  ignore: !Deno.env.get("DATABASE_URL"), // needs two real sessions; PGlite has one
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await freshForwardingDb();
+    const [first, other] = pools(db, 2, 1);
+    try {
+      const head = await storeSample(db.sql, "message_created", { conversationId: 71 });
+      const next = await storeSample(db.sql, "message_created", { conversationId: 71 });
+      await db.sql`update public.webhook_events set status = 'dead' where id = ${head}`;
+      let racing: number[] = [];
+      await first.begin(async (tx) => {
+        const mine = await tx<{ id: string }[]>`select id from public.claim_webhook_events('first', 10)`;
+        assert.deepEqual(mine.map((r) => Number(r.id)), [next]);
+        // Meanwhile the head is replayed and another forwarder claims. Its snapshot cannot see the
+        // uncommitted claim of `next`, so only the conversation lock keeps it from taking `head` too.
+        await other`select public.replay_webhook_events(${[head]}::bigint[])`;
+        const theirs = await other<{ id: string }[]>`select id from public.claim_webhook_events('other', 10)`;
+        racing = theirs.map((r) => Number(r.id));
+      });
+      assert.deepEqual(racing, []);
+      assert.equal(await statusOf(db.sql, next), "delivering");
+      assert.equal(await statusOf(db.sql, head), "pending");
+    } finally {
+      await endAll([first, other]);
+    }
+  },
+});
+
 dbTest(
   "forwarding: a forwarder killed mid-batch (SIGKILL) loses nothing; leases expire, events go once",
   async () => {
