@@ -58,8 +58,8 @@ try {
   const [{ dead }] = byRange
     ? await sql<{ dead: string }[]>`
         select count(*) as dead from public.webhook_events
-         where status = 'dead' and received_at >= ${values.since!}::timestamptz
-           and received_at < ${until}::timestamptz and (${event}::text is null or event = ${event}::text)`
+         where status = 'dead' and received_at >= ${values.since!}::text::timestamptz
+           and received_at < ${until}::text::timestamptz and (${event}::text is null or event = ${event}::text)`
     : await sql<{ dead: string }[]>`
         select count(*) as dead from public.webhook_events where status = 'dead' and id = any(${ids}::bigint[])`;
   const selection = byRange
@@ -75,7 +75,7 @@ try {
         const limit = Math.min(chunk, Number(dead) - replayed);
         const [{ n }] = await sql<{ n: string }[]>`
           select public.replay_webhook_events_between(
-            ${values.since!}::timestamptz, ${until}::timestamptz, ${event}::text, ${limit}) as n`;
+            ${values.since!}::text::timestamptz, ${until}::text::timestamptz, ${event}::text, ${limit}) as n`;
         if (Number(n) === 0) break;
         replayed += Number(n);
         console.log(`  requeued ${replayed} / ${dead}`);

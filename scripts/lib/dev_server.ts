@@ -89,8 +89,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     return app.fetch(new Request(url, req));
   });
 
-  // The forwarder: NOTIFY wakes it. With the embedded database, LISTEN goes through PGlite itself (the socket
-  // multiplexer does not carry notifications reliably); with a server, through postgres.js.
+  // The forwarder: NOTIFY wakes it on a server (postgres.js LISTEN). PGlite hands its in-process listeners
+  // only notifications of in-process queries, not those of socket clients, so with the embedded database
+  // new rows are found by the immediate attempt after ingest and by the sweep.
   let forwarder: ForwarderLoop | null = null;
   if (options.forwarder ?? true) {
     const subscribe: Subscribe = embedded
