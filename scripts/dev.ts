@@ -9,6 +9,7 @@ console.log("chatwoot-relay dev server");
 const server = await startDevServer({
   port: intFromEnv(env, "PORT", 54321, 0),
   dbPort: intFromEnv(env, "DB_PORT", 54322, 0),
+  forwarderSweepMs: intFromEnv(env, "FORWARDER_SWEEP_MS", 1000),
 });
 console.log(`Ready: ${server.url}/functions/v1/ (Ctrl-C stops)`);
 

@@ -3,9 +3,11 @@
 import type { Hono } from "hono";
 import { chatwootWebhookApp } from "../../supabase/functions/_shared/chatwoot_webhook.ts";
 import { readinessApp } from "../../supabase/functions/_shared/readiness.ts";
+import { forwardEventsApp } from "../../supabase/functions/_shared/forward_events.ts";
 import type { Runtime } from "../../supabase/functions/_shared/runtime.ts";
 
 export const FUNCTIONS: Record<string, (runtime: Runtime) => Hono> = {
   "chatwoot-webhook": chatwootWebhookApp,
   readiness: readinessApp,
+  "forward-events": forwardEventsApp,
 };

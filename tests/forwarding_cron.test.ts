@@ -1,0 +1,97 @@
+// The hosted-Supabase schedule (pg_cron + pg_net + Vault) is guarded: without them the migration applies and
+// schedule_forwarder() says what is missing. With them (stand-in schemas with the same function signatures,
+// since pg_net cannot run here) the migration schedules a job whose command posts to the Vault URL with the
+// Vault token.
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { dbTest, withDatabase } from "./_db.ts";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
+import { applyMigrations } from "../scripts/lib/migrations.ts";
+
+const STAND_INS = `
+  create schema cron;
+  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text);
+  create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
+    insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
+    on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
+    returning jobid $$;
+  create function cron.unschedule(job_id bigint) returns boolean language sql as $$
+    delete from cron.job where jobid = job_id returning true $$;
+  create schema net;
+  create table net.calls (url text, headers jsonb, body jsonb, timeout_milliseconds integer);
+  create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
+      headers jsonb default '{}', timeout_milliseconds integer default 5000) returns bigint language sql as $$
+    insert into net.calls values (url, headers, body, timeout_milliseconds) returning 1::bigint $$;
+  create schema vault;
+  create table vault.decrypted_secrets (name text, decrypted_secret text);
+  insert into vault.decrypted_secrets values
+    ('relay_forwarder_url', 'https://ref.supabase.co/functions/v1/forward-events'),
+    ('relay_forwarder_token', 'forwarder-token-from-vault');`;
+
+/** A fresh, empty database (PGlite, or one on the DATABASE_URL server); `prepare` runs before migrations. */
+async function withFreshDb(prepare: string | null, fn: (sql: Sql) => Promise<void>) {
+  const serverUrl = Deno.env.get("DATABASE_URL");
+  if (!serverUrl) {
+    const embedded = await startEmbeddedDb();
+    const sql = connect(embedded.url, { max: 1 });
+    try {
+      if (prepare) await sql.unsafe(prepare).simple();
+      await applyMigrations(sql);
+      await fn(sql);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await embedded.stop();
+    }
+    return;
+  }
+  const name = `relay_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const sql = connect(withDatabase(serverUrl, name), { max: 2 });
+  try {
+    if (prepare) await sql.unsafe(prepare).simple();
+    await applyMigrations(sql);
+    await fn(sql);
+  } finally {
+    await sql.end({ timeout: 1 });
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.end({ timeout: 1 });
+  }
+}
+
+dbTest(
+  "forwarding: without pg_cron/pg_net/Vault the migration applies and nothing is scheduled",
+  async () => {
+    await withFreshDb(null, async (sql) => {
+      const [{ result }] = await sql`select public.schedule_forwarder() as result`;
+      assert.match(result, /^not scheduled: pg_cron is not installed/);
+    });
+  },
+);
+
+dbTest(
+  "forwarding: with pg_cron, pg_net and the Vault secrets the migration schedules forward-events",
+  async () => {
+    await withFreshDb(STAND_INS, async (sql) => {
+      const jobs = await sql<
+        { jobname: string; schedule: string; command: string }[]
+      >`select * from cron.job`;
+      assert.deepEqual(jobs.map((j) => [j.jobname, j.schedule]), [["relay-forward-events", "30 seconds"]]);
+      // Run the job's command as pg_cron would: it reads URL and token from Vault at run time.
+      await sql.unsafe(jobs[0].command).simple();
+      const [call] = await sql`select * from net.calls`;
+      assert.equal(call.url, "https://ref.supabase.co/functions/v1/forward-events");
+      assert.equal(call.headers.Authorization, "Bearer forwarder-token-from-vault");
+      // The operator's one-time call (after creating the secrets) is idempotent; unschedule removes the job.
+      const [{ again }] = await sql`select public.schedule_forwarder('10 seconds') as again`;
+      assert.equal(again, "scheduled relay-forward-events every 10 seconds");
+      assert.equal((await sql`select * from cron.job`).length, 1);
+      await sql`select public.unschedule_forwarder()`;
+      assert.equal((await sql`select * from cron.job`).length, 0);
+      await sql`delete from vault.decrypted_secrets where name = 'relay_forwarder_token'`;
+      const [{ missing }] = await sql`select public.schedule_forwarder() as missing`;
+      assert.equal(missing, "not scheduled: missing Vault secrets relay_forwarder_token");
+    });
+  },
+);

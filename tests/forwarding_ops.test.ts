@@ -1,0 +1,323 @@
+// Operating the forwarder: kill switch, target override, replay (SQL and CLI), health, the forward-events
+// function, the immediate attempt after ingest, the dev loop (NOTIFY) and the guarded pg_cron schedule.
+import assert from "node:assert/strict";
+import { dbTest, type TestDb } from "./_db.ts";
+import { type AgentSdkStandIn, startAgentSdk } from "./_agent_sdk.ts";
+import { closeSharedDb, fastSettings, freshForwardingDb, statusOf, storeSample } from "./_forwarding.ts";
+import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { drain } from "../supabase/functions/_shared/forwarder.ts";
+import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
+import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+
+const ROOT = new URL("../", import.meta.url);
+
+async function withSetup(fn: (db: TestDb, sdk: AgentSdkStandIn, config: ForwarderConfig) => Promise<void>) {
+  const db = await freshForwardingDb();
+  const sdk = startAgentSdk();
+  try {
+    await fastSettings(db.sql);
+    await fn(db, sdk, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null });
+  } finally {
+    await sdk.close();
+  }
+}
+
+dbTest("forwarding: kill switch keeps events pending; resuming delivers them", async () => {
+  await withSetup(async (db, sdk, config) => {
+    await db.sql`update public.relay_settings set forwarding_paused = true`;
+    const id = await storeSample(db.sql);
+    const summary = await drain(db.sql, config, { log: memoryLogger() });
+    assert.equal(summary.stopped, "paused");
+    assert.equal(summary.claimed, 0);
+    assert.equal(await statusOf(db.sql, id), "pending");
+    const [health] = await db.sql`select paused, backlog from public.webhook_delivery_health`;
+    assert.equal(health.paused, true);
+    assert.equal(Number(health.backlog), 1);
+    await db.sql`update public.relay_settings set forwarding_paused = false`;
+    assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+    assert.equal(sdk.received.length, 1);
+  });
+});
+
+dbTest(
+  "forwarding: the target override in relay_settings wins over AGENT_SDK_URL, and can be cleared",
+  async () => {
+    await withSetup(async (db, sdk, config) => {
+      const staging = startAgentSdk();
+      try {
+        await db.sql`update public.relay_settings set agent_sdk_url_override = ${staging.url}`;
+        await storeSample(db.sql);
+        await drain(db.sql, config, { log: memoryLogger() });
+        assert.equal(staging.received.length, 1);
+        assert.equal(sdk.received.length, 0);
+        await db.sql`update public.relay_settings set agent_sdk_url_override = null`;
+        await storeSample(db.sql);
+        await drain(db.sql, config, { log: memoryLogger() });
+        assert.equal(staging.received.length, 1);
+        assert.equal(sdk.received.length, 1);
+        // Neither set: nothing is claimed, the drain says why.
+        await storeSample(db.sql);
+        const summary = await drain(db.sql, { ...config, agentSdkUrl: null }, { log: memoryLogger() });
+        assert.equal(summary.stopped, "not_configured");
+        assert.equal(summary.claimed, 0);
+      } finally {
+        await staging.close();
+      }
+    });
+  },
+);
+
+dbTest("forwarding: replay by ids, by time range and event (SQL), and with the CLI", async () => {
+  await withSetup(async (db, sdk, config) => {
+    sdk.behave(() => new Response("gone", { status: 410 }));
+    const ids = [await storeSample(db.sql), await storeSample(db.sql), await storeSample(db.sql)];
+    await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+    const updated = await storeSample(db.sql, "message_updated");
+    await drain(db.sql, config, { log: memoryLogger() });
+    assert.deepEqual(await Promise.all([...ids, updated].map((id) => statusOf(db.sql, id))), [
+      "dead",
+      "dead",
+      "dead",
+      "dead",
+    ]);
+    sdk.behave(() => new Response("ok"));
+    const [{ n }] = await db.sql`select public.replay_webhook_events(${[ids[0], 999999]}::bigint[]) as n`;
+    assert.equal(Number(n), 1);
+    assert.equal(await statusOf(db.sql, ids[0]), "pending");
+    const [{ m }] = await db.sql`
+      select public.replay_webhook_events_between(now() - interval '1 hour', now(), 'message_updated') as m`;
+    assert.equal(Number(m), 1);
+    assert.equal(await statusOf(db.sql, ids[1]), "dead");
+    await drain(db.sql, config, { log: memoryLogger() });
+    assert.equal(await statusOf(db.sql, ids[0]), "delivered");
+    assert.equal(await statusOf(db.sql, updated), "delivered");
+
+    const cli = async (...args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "scripts/replay.ts", ...args],
+        cwd: ROOT,
+        env: { DATABASE_URL: db.url, NO_COLOR: "1" },
+        clearEnv: true,
+      }).output();
+      return {
+        code: out.code,
+        text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+      };
+    };
+    const dry = await cli("--since", "2000-01-01T00:00Z", "--event", "message_created", "--dry-run");
+    assert.equal(dry.code, 0, dry.text);
+    assert.match(dry.text, /"matched_dead":2,"requeued":0/);
+    const run = await cli("--since", "2000-01-01T00:00Z", "--event", "message_created", "--chunk", "1");
+    assert.equal(run.code, 0, run.text);
+    assert.match(run.text, /requeued 1 \/ 2/);
+    assert.match(run.text, /"matched_dead":2,"requeued":2/);
+    assert.equal(await statusOf(db.sql, ids[1]), "pending");
+    assert.equal((await cli()).code, 2, "usage error without a selection");
+    await drain(db.sql, config, { log: memoryLogger() });
+    assert.deepEqual(await Promise.all(ids.map((id) => statusOf(db.sql, id))), [
+      "delivered",
+      "delivered",
+      "delivered",
+    ]);
+  });
+});
+
+dbTest(
+  "forwarding: health view: failing_since and the 5-minute escalation from the attempts table",
+  async () => {
+    await withSetup(async (db) => {
+      const id = await storeSample(db.sql);
+      const attempt = (minutesAgo: number, status: number, outcome: string) =>
+        db.sql`insert into public.webhook_delivery_attempts
+               (event_id, attempt, version, started_at, http_status, succeeded, outcome, recorded_at)
+             values (${id}, 1, 1, now() - make_interval(mins => ${minutesAgo}), ${status},
+                     ${status < 300}, ${outcome}, now() - make_interval(mins => ${minutesAgo}))`;
+      const health = async () => (await db.sql`select * from public.webhook_delivery_health`)[0];
+      let h = await health();
+      assert.equal(h.failing_since, null);
+      assert.equal(h.escalate, false);
+      await attempt(20, 200, "delivered");
+      await attempt(8, 500, "retry");
+      await attempt(1, 502, "retry");
+      h = await health();
+      assert.ok(h.failing_since instanceof Date);
+      assert.ok(Date.now() - h.failing_since.getTime() > 7 * 60_000);
+      assert.equal(h.escalate, true);
+      await attempt(0, 200, "delivered");
+      h = await health();
+      assert.equal(h.failing_since, null);
+      assert.equal(h.escalate, false);
+      await attempt(0, 500, "retry");
+      h = await health();
+      assert.ok(h.failing_since instanceof Date);
+      assert.equal(h.escalate, false, "failing, but not for 5 minutes yet");
+      assert.equal(Number((await db.sql`select count(*) from public.webhook_delivery_health`)[0].count), 1);
+    });
+  },
+);
+
+dbTest(
+  "forwarding: forward-events answers 503 unconfigured, 401 without the token, 200 with a summary",
+  async () => {
+    await withSetup(async (db, sdk, config) => {
+      const call = (
+        auth: { forwarderToken: string | null; serviceRoleKey: string | null },
+        header?: string,
+      ) =>
+        createForwardEventsApp({ auth, forwarder: config, sql: db.sql, log: memoryLogger() }).fetch(
+          new Request("http://functions.local/forward-events", {
+            method: "POST",
+            headers: header ? { Authorization: header } : {},
+          }),
+        );
+      const none = await call({ forwarderToken: null, serviceRoleKey: null }, "Bearer x");
+      assert.equal(none.status, 503);
+      assert.equal((await none.json()).error, "not_configured");
+      const auth = { forwarderToken: "forwarder-token-0123456789", serviceRoleKey: "service-role-key-abc" };
+      assert.equal((await call(auth)).status, 401);
+      const wrong = await call(auth, "Bearer forwarder-token-0123456788");
+      assert.equal(wrong.status, 401);
+      assert.deepEqual(Object.keys(await wrong.json()).sort(), ["error", "message", "ok"]);
+      await storeSample(db.sql);
+      const good = await call(auth, "Bearer forwarder-token-0123456789");
+      assert.equal(good.status, 200);
+      const summary = await good.json();
+      assert.equal(summary.ok, true);
+      assert.equal(summary.delivered, 1);
+      assert.equal(sdk.received.length, 1);
+      const byServiceRole = await call(auth, "Bearer service-role-key-abc");
+      assert.equal(byServiceRole.status, 200);
+      assert.equal((await byServiceRole.json()).claimed, 0);
+    });
+  },
+);
+
+dbTest(
+  "forwarding: chatwoot-webhook starts a delivery right after storing, without waiting for it",
+  async () => {
+    await withSetup(async (db, sdk) => {
+      sdk.behave(() => ({ hold: true }));
+      const secret = "chatwoot-webhook-secret-for-tests";
+      const app = chatwootWebhookApp({
+        env: { CHATWOOT_WEBHOOK_SECRET: secret, AGENT_SDK_URL: sdk.url },
+        sql: db.sql,
+        log: memoryLogger(),
+      });
+      const post = async (body: string) =>
+        await app.fetch(
+          new Request("http://functions.local/chatwoot-webhook", {
+            method: "POST",
+            headers: { "Content-Type": "application/json", ...await chatwootSignatureHeaders(secret, body) },
+            body,
+          }),
+        );
+      const body = JSON.stringify(samplePayload("message_created", { messageId: 8801, conversationId: 61 }));
+      const response = await post(body);
+      assert.equal(response.status, 200);
+      const { id } = await response.json();
+      await sdk.waitFor(() => sdk.received.length === 1, "the immediate attempt");
+      // The answer came back while the Agent SDK was still holding the delivery.
+      assert.equal(sdk.accepted().length, 0);
+      assert.equal(sdk.received[0].eventId, id);
+      assert.equal(sdk.received[0].text, body);
+      sdk.releaseHeld();
+      await sdk.waitFor(() => sdk.accepted().length === 1, "the delivery answered");
+      const deadline = Date.now() + 10_000;
+      while ((await statusOf(db.sql, id)) !== "delivered") {
+        assert.ok(Date.now() < deadline, "marked delivered");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // An event that is not forwarded starts nothing.
+      const skipped = await post(
+        JSON.stringify(samplePayload("conversation_created", { conversationId: 62 })),
+      );
+      assert.equal((await skipped.json()).status, "skipped");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(sdk.received.length, 1);
+    });
+  },
+);
+
+dbTest("forwarding: the loop delivers what was stored while it was stopped, then stops cleanly", async () => {
+  await withSetup(async (db, sdk, config) => {
+    const ids = [await storeSample(db.sql), await storeSample(db.sql)];
+    // No NOTIFY subscription and a sweep far away: only the start-up drain can deliver these.
+    const loop = await startForwarderLoop({ sql: db.sql, config, log: memoryLogger(), sweepMs: 60_000 });
+    try {
+      await sdk.waitFor(() => sdk.accepted().length === 2, "start-up drain");
+    } finally {
+      await loop.stop();
+    }
+    const deadline = Date.now() + 10_000;
+    while ((await Promise.all(ids.map((id) => statusOf(db.sql, id)))).some((s) => s !== "delivered")) {
+      assert.ok(Date.now() < deadline);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  });
+});
+
+// On a server the sweep is parked, so only NOTIFY can deliver in time. PGlite does not pass notifications of
+// socket clients to its listeners (checked: neither pglite.listen nor LISTEN over the socket sees them), so
+// there the dev server's sweep (1 s) is what delivers, which this test then checks instead.
+dbTest(
+  "forwarding: the dev server's forwarder delivers new rows (NOTIFY on a server) and stops on SIGTERM",
+  async () => {
+    await withSetup(async (db, sdk) => {
+      const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
+      const env: Record<string, string> = {
+        PORT: "0",
+        DB_PORT: "0",
+        RELAY_DATA_DIR: dataDir,
+        AGENT_SDK_URL: sdk.url,
+        FORWARDER_SWEEP_MS: db.kind === "postgres" ? "600000" : "1000",
+        NO_COLOR: "1",
+      };
+      // Against a server the dev server uses this test's database; otherwise its own embedded PGlite.
+      if (db.kind === "postgres") env.DATABASE_URL = db.url;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "scripts/dev.ts"],
+        cwd: ROOT,
+        env,
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let output = "";
+      try {
+        while (!output.includes("Ready:")) {
+          const { value, done } = await lines.read();
+          if (done) throw new Error(`dev server exited:\n${output}`);
+          output += value;
+        }
+        const dbLine = /database\s+(\S+)/.exec(output)![1].replace("***", "postgres");
+        const { connect } = await import("../supabase/functions/_shared/db.ts");
+        const devSql = db.kind === "postgres" ? db.sql : connect(dbLine, { max: 1 });
+        try {
+          // Let the start-up drain finish first, so that only NOTIFY can explain a delivery.
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          const id = await storeSample(devSql);
+          await sdk.waitFor(
+            () => sdk.received.some((r) => r.eventId === id),
+            "delivery woken by NOTIFY",
+            20_000,
+          );
+        } finally {
+          if (devSql !== db.sql) await devSql.end({ timeout: 1 });
+        }
+      } finally {
+        child.kill("SIGTERM");
+        const status = await child.status;
+        lines.cancel().catch(() => {});
+        assert.equal(status.code, 0, "clean stop");
+        await Deno.remove(dataDir, { recursive: true });
+      }
+    });
+  },
+);
+
+dbTest("forwarding: (close the shared database)", closeSharedDb);
