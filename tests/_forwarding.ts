@@ -1,7 +1,7 @@
 // Shared set-up of the forwarding tests: store realistic events through the real ingest function, and make
 // the retry schedule fast (no test ever waits for real minutes).
 import { eventColumns, parseChatwootEvent } from "../supabase/functions/_shared/chatwoot_payload.ts";
-import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
@@ -65,29 +65,12 @@ export async function attemptsOf(sql: Sql, id: number) {
 
 let shared: Promise<TestDb> | null = null;
 
-// PGlite's socket multiplexer interleaves the protocol messages of concurrent connections (a background
-// drain next to a test's own query can swap their parameters), so on PGlite everything in these tests
-// shares one connection; queries queue in postgres.js. On a server the pool is used as is.
-async function startSharedDb(): Promise<TestDb> {
-  const db = await startTestDb();
-  if (db.kind === "postgres") return db;
-  const single = connect(db.url, { max: 1 });
-  return {
-    ...db,
-    sql: single,
-    async close() {
-      await single.end({ timeout: 1 });
-      await db.close();
-    },
-  };
-}
-
 /**
  * One migrated database per test file (starting PGlite costs seconds on a busy machine), emptied and with
  * default settings before each test. Tests in a file run one after another; closeSharedDb() ends it.
  */
 export async function freshForwardingDb(): Promise<TestDb> {
-  shared ??= startSharedDb();
+  shared ??= startTestDb();
   const db = await shared;
   await db.sql.unsafe(`
     truncate public.webhook_delivery_attempts, public.webhook_events, public.webhook_rejections

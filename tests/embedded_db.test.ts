@@ -64,3 +64,36 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "embedded db: in-process listen() receives NOTIFY sent by socket clients, and unlisten stops it",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startEmbeddedDb();
+    const sql = postgres(db.url, { max: 4, prepare: false, onnotice: () => {} });
+    try {
+      const got: string[] = [];
+      const unlisten = await db.listen("relay_test", (payload) => got.push(payload));
+      await sql`select pg_notify('relay_test', 'one')`;
+      await sql`select pg_notify('other_channel', 'ignored')`;
+      await sql.begin(async (tx) => {
+        await tx`select pg_notify('relay_test', ${"two: " + "x".repeat(7_000)})`;
+        await tx`select 1`;
+      });
+      // Many notifications in one cycle, large enough to span output chunks.
+      await sql`select pg_notify('relay_test', 'n' || g) from generate_series(1, 50) g`;
+      for (let i = 0; i < 50 && got.length < 52; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(got[0], "one");
+      assert.equal(got[1], "two: " + "x".repeat(7_000));
+      assert.deepEqual(got.slice(2), Array.from({ length: 50 }, (_, i) => `n${i + 1}`));
+      await unlisten();
+      await sql`select pg_notify('relay_test', 'after')`;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(got.length, 52);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await db.stop();
+    }
+  },
+});

@@ -260,11 +260,10 @@ dbTest("forwarding: the loop delivers what was stored while it was stopped, then
   });
 });
 
-// On a server the sweep is parked, so only NOTIFY can deliver in time. PGlite does not pass notifications of
-// socket clients to its listeners (checked: neither pglite.listen nor LISTEN over the socket sees them), so
-// there the dev server's sweep (1 s) is what delivers, which this test then checks instead.
+// The sweep is parked (10 min), so only NOTIFY can deliver in time: LISTEN on a server, the embedded
+// database's in-process listener on PGlite.
 dbTest(
-  "forwarding: the dev server's forwarder delivers new rows (NOTIFY on a server) and stops on SIGTERM",
+  "forwarding: the dev server's forwarder is woken by NOTIFY and stops on SIGTERM",
   async () => {
     await withSetup(async (db, sdk) => {
       const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
@@ -273,7 +272,7 @@ dbTest(
         DB_PORT: "0",
         RELAY_DATA_DIR: dataDir,
         AGENT_SDK_URL: sdk.url,
-        FORWARDER_SWEEP_MS: db.kind === "postgres" ? "600000" : "1000",
+        FORWARDER_SWEEP_MS: "600000",
         NO_COLOR: "1",
       };
       // Against a server the dev server uses this test's database; otherwise its own embedded PGlite.
@@ -294,7 +293,7 @@ dbTest(
           if (done) throw new Error(`dev server exited:\n${output}`);
           output += value;
         }
-        const dbLine = /database\s+(\S+)/.exec(output)![1].replace("***", "postgres");
+        const dbLine = /database\s+(\S+)/.exec(output)![1];
         const { connect } = await import("../supabase/functions/_shared/db.ts");
         const devSql = db.kind === "postgres" ? db.sql : connect(dbLine, { max: 1 });
         try {

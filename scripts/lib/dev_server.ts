@@ -48,9 +48,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     ? null
     : await startEmbeddedDb({ dataDir: `${dataDir()}/pglite`, port: options.dbPort, host });
   const databaseUrl = external ?? embedded!.url;
-  // PGlite is one session; its socket multiplexer interleaves the protocol messages of concurrent
-  // connections, so the embedded database gets a single connection (queries queue in postgres.js).
-  const sql = connect(databaseUrl, { max: embedded ? 1 : 10, applicationName: "chatwoot-relay-dev" });
+  const sql = connect(databaseUrl, { max: 10, applicationName: "chatwoot-relay-dev" });
   try {
     const applied = await applyMigrations(sql, { log: (line) => print(`  ${line}`) });
     if (applied.length === 0) print("  migrations up to date");
@@ -89,13 +87,12 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     return app.fetch(new Request(url, req));
   });
 
-  // The forwarder: NOTIFY wakes it on a server (postgres.js LISTEN). PGlite hands its in-process listeners
-  // only notifications of in-process queries, not those of socket clients, so with the embedded database
-  // new rows are found by the immediate attempt after ingest and by the sweep.
+  // The forwarder, woken by NOTIFY webhook_events_due (in-process on the embedded database, LISTEN on a
+  // server) and by a periodic sweep for retries and expired leases.
   let forwarder: ForwarderLoop | null = null;
   if (options.forwarder ?? true) {
     const subscribe: Subscribe = embedded
-      ? (onNotify) => embedded.pglite.listen(DUE_CHANNEL, onNotify)
+      ? (onNotify) => embedded.listen(DUE_CHANNEL, onNotify)
       : postgresSubscribe(sql);
     const config = forwarderConfigFromEnv(runtime.env);
     forwarder = await startForwarderLoop({ sql, config, log, subscribe, sweepMs: options.forwarderSweepMs });

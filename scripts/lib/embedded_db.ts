@@ -7,6 +7,11 @@ import { createServer, type Server, type Socket } from "node:net";
 export interface EmbeddedDb {
   url: string;
   pglite: PGlite;
+  /**
+   * LISTEN in-process: `onNotify` gets every NOTIFY on `channel`, whichever client caused it. (PGlite's own
+   * listen() only sees notifications of its in-process queries, never those of socket clients.)
+   */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
   stop(): Promise<void>;
 }
 
@@ -22,16 +27,19 @@ export interface EmbeddedDb {
 class CycleQueue {
   #owner: number | null = null;
   #waiting: Array<{ handlerId: number; resume: () => void; fail: (error: Error) => void }> = [];
+  readonly listeners = new Map<string, Set<(payload: string) => void>>();
 
   constructor(private readonly pglite: PGlite) {}
 
   async enqueue(handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
     await this.#acquire(handlerId);
     let bytes = 0;
+    const scanner = this.listeners.size > 0 ? new NotificationScanner(this.listeners) : null;
     try {
       await this.pglite.execProtocolRawStream(message, {
         onRawData: (data: Uint8Array) => {
           bytes += data.length;
+          scanner?.feed(data);
           onData(data);
         },
       });
@@ -39,6 +47,16 @@ class CycleQueue {
       if (endsCycle(message) && !this.pglite.isInTransaction()) this.#release(handlerId);
     }
     return bytes;
+  }
+
+  /** Runs `fn` on the session between two clients' cycles (never inside one). */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    await this.#acquire(IN_PROCESS);
+    try {
+      return await fn();
+    } finally {
+      this.#release(IN_PROCESS);
+    }
   }
 
   /** A connection went away: drop what it was waiting for. */
@@ -80,6 +98,55 @@ class CycleQueue {
   }
 }
 
+const IN_PROCESS = -1; // the owner id of exclusive() turns; socket handlers count from 0
+
+/**
+ * Picks NotificationResponse messages ('A': pid, channel, payload) out of a cycle's output stream, whose
+ * chunks need not align with message boundaries, and hands them to the in-process listeners.
+ */
+class NotificationScanner {
+  #header = new Uint8Array(5);
+  #headerFill = 0;
+  #remaining = 0;
+  #body: Uint8Array | null = null;
+  #bodyFill = 0;
+
+  constructor(private readonly listeners: Map<string, Set<(payload: string) => void>>) {}
+
+  feed(chunk: Uint8Array): void {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.#headerFill < 5) {
+        this.#header[this.#headerFill++] = chunk[i++];
+        if (this.#headerFill < 5) continue;
+        this.#remaining = new DataView(this.#header.buffer).getInt32(1) - 4;
+        this.#body = this.#header[0] === NOTIFICATION ? new Uint8Array(this.#remaining) : null;
+        this.#bodyFill = 0;
+      } else {
+        const take = Math.min(this.#remaining, chunk.length - i);
+        this.#body?.set(chunk.subarray(i, i + take), this.#bodyFill);
+        this.#bodyFill += take;
+        this.#remaining -= take;
+        i += take;
+      }
+      if (this.#headerFill === 5 && this.#remaining === 0) {
+        if (this.#body) this.#dispatch(this.#body);
+        this.#headerFill = 0;
+      }
+    }
+  }
+
+  #dispatch(body: Uint8Array): void {
+    const channelEnd = body.indexOf(0, 4);
+    const channel = decoder.decode(body.subarray(4, channelEnd));
+    const payload = decoder.decode(body.subarray(channelEnd + 1, body.length - 1));
+    // Outside the cycle: a listener may query the database, which must wait for this cycle to end.
+    for (const onNotify of this.listeners.get(channel) ?? []) setTimeout(() => onNotify(payload), 0);
+  }
+}
+
+const decoder = new TextDecoder();
+const NOTIFICATION = 0x41; // 'A'
 const SYNC = 0x53; // 'S'
 const QUERY = 0x51; // 'Q'
 const TERMINATE = 0x58; // 'X'
@@ -119,6 +186,23 @@ export async function startEmbeddedDb(
   return {
     url: `postgresql://postgres:postgres@${host}:${boundPort}/postgres`,
     pglite,
+    async listen(channel, onNotify) {
+      const quoted = `"${channel.replaceAll('"', '""')}"`;
+      let set = queue.listeners.get(channel);
+      if (!set) {
+        set = new Set();
+        queue.listeners.set(channel, set);
+        await queue.exclusive(() => pglite.exec(`LISTEN ${quoted}`));
+      }
+      set.add(onNotify);
+      return async () => {
+        set.delete(onNotify);
+        if (set.size === 0 && queue.listeners.get(channel) === set) {
+          queue.listeners.delete(channel);
+          await queue.exclusive(() => pglite.exec(`UNLISTEN ${quoted}`)).catch(() => {});
+        }
+      };
+    },
     async stop() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
