@@ -7,6 +7,14 @@ import { startEmbeddedDb } from "./embedded_db.ts";
 import { FUNCTIONS } from "./function_registry.ts";
 import { applyMigrations } from "./migrations.ts";
 import { dataDir, ensureDevSecret } from "./dev_secret.ts";
+import { forwarderConfigFromEnv } from "../../supabase/functions/_shared/forwarder_config.ts";
+import {
+  DUE_CHANNEL,
+  type ForwarderLoop,
+  postgresSubscribe,
+  startForwarderLoop,
+  type Subscribe,
+} from "./forwarder_loop.ts";
 
 export interface DevServerOptions {
   port: number;
@@ -14,12 +22,17 @@ export interface DevServerOptions {
   host?: string;
   log?: Logger;
   print?: (line: string) => void;
+  /** Run the forwarder loop (default true). */
+  forwarder?: boolean;
+  /** Sweep interval of the forwarder loop. Default 1000 ms. */
+  forwarderSweepMs?: number;
 }
 
 export interface DevServer {
   url: string;
   databaseUrl: string;
   runtime: Runtime;
+  forwarder: ForwarderLoop | null;
   stop(): Promise<void>;
 }
 
@@ -35,7 +48,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     ? null
     : await startEmbeddedDb({ dataDir: `${dataDir()}/pglite`, port: options.dbPort, host });
   const databaseUrl = external ?? embedded!.url;
-  const sql = connect(databaseUrl, { max: 10, applicationName: "chatwoot-relay-dev" });
+  // PGlite is one session; its socket multiplexer interleaves the protocol messages of concurrent
+  // connections, so the embedded database gets a single connection (queries queue in postgres.js).
+  const sql = connect(databaseUrl, { max: embedded ? 1 : 10, applicationName: "chatwoot-relay-dev" });
   try {
     const applied = await applyMigrations(sql, { log: (line) => print(`  ${line}`) });
     if (applied.length === 0) print("  migrations up to date");
@@ -74,6 +89,18 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     return app.fetch(new Request(url, req));
   });
 
+  // The forwarder: NOTIFY wakes it. With the embedded database, LISTEN goes through PGlite itself (the socket
+  // multiplexer does not carry notifications reliably); with a server, through postgres.js.
+  let forwarder: ForwarderLoop | null = null;
+  if (options.forwarder ?? true) {
+    const subscribe: Subscribe = embedded
+      ? (onNotify) => embedded.pglite.listen(DUE_CHANNEL, onNotify)
+      : postgresSubscribe(sql);
+    const config = forwarderConfigFromEnv(runtime.env);
+    forwarder = await startForwarderLoop({ sql, config, log, subscribe, sweepMs: options.forwarderSweepMs });
+    print(`  forwarder  -> ${config.agentSdkUrl ?? "(AGENT_SDK_URL not set; relay_settings override only)"}`);
+  }
+
   const base = `http://${host}:${server.addr.port}`;
   // The embedded database's password is the fixed local "postgres"; an external URL's is never shown.
   print(
@@ -87,7 +114,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     url: base,
     databaseUrl,
     runtime,
+    forwarder,
     async stop() {
+      await forwarder?.stop();
       await server.shutdown();
       await sql.end({ timeout: 2 });
       await embedded?.stop();

@@ -2,8 +2,10 @@
 // Each entry builds the same app the function's index.ts serves.
 import type { Hono } from "hono";
 import { chatwootWebhookApp } from "../../supabase/functions/_shared/chatwoot_webhook.ts";
+import { forwardEventsApp } from "../../supabase/functions/_shared/forward_events.ts";
 import type { Runtime } from "../../supabase/functions/_shared/runtime.ts";
 
 export const FUNCTIONS: Record<string, (runtime: Runtime) => Hono> = {
   "chatwoot-webhook": chatwootWebhookApp,
+  "forward-events": forwardEventsApp,
 };

@@ -5,6 +5,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.ts";
 import { runInBackground } from "./background.ts";
 import type { Sql } from "./db.ts";
+import { drain } from "./forwarder.ts";
+import { forwarderConfigFromEnv } from "./forwarder_config.ts";
 import { DeadlineExceeded, retryWithinBudget, type StoredEvent, storeEvent } from "./ingest_store.ts";
 import type { Logger } from "./log.ts";
 import {
@@ -271,11 +273,32 @@ async function readBodyWithin(req: Request, limit: number): Promise<Uint8Array<A
   return out;
 }
 
-/** The function as deployed: settings from the runtime's environment. */
+/** Budget of the delivery attempt started right after a pending event is stored. */
+export const IMMEDIATE_DRAIN_BUDGET_MS = 2_000;
+
+/**
+ * The function as deployed: settings from the runtime's environment. A newly stored (or changed) pending
+ * event starts a short drain in the background, so it usually reaches the Agent SDK within milliseconds;
+ * whatever that drain leaves (failures, retries) is picked up by forward-events on its schedule.
+ */
 export function chatwootWebhookApp(runtime: Runtime): Hono {
+  const { sql, log } = runtime;
+  const forwarder = forwarderConfigFromEnv(runtime.env);
   return createChatwootWebhookApp({
     config: webhookConfigFromEnv(runtime.env),
-    sql: runtime.sql,
-    log: runtime.log,
+    sql,
+    log,
+    afterStore: sql
+      ? async (stored) => {
+        if (stored.status !== "pending") return;
+        const summary = await drain(sql, forwarder, {
+          budgetMs: IMMEDIATE_DRAIN_BUDGET_MS,
+          batchSize: 10,
+          worker: FUNCTION_NAME,
+          log,
+        });
+        log("debug", `${LOG} Immediate delivery`, { event_id: stored.id, ...summary });
+      }
+      : undefined,
   });
 }

@@ -1,0 +1,55 @@
+// deno task forward [--once] [--batch N] [--sweep-ms N]: a forwarder outside Supabase, against DATABASE_URL.
+// Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
+import { parseArgs } from "node:util";
+import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { drain } from "../supabase/functions/_shared/forwarder.ts";
+import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
+import { jsonLogger } from "../supabase/functions/_shared/log.ts";
+import { loadDotenv } from "./lib/dotenv.ts";
+import { postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
+
+await loadDotenv(".env");
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    once: { type: "boolean", default: false },
+    batch: { type: "string", default: "10" },
+    "sweep-ms": { type: "string", default: "1000" },
+    "budget-ms": { type: "string", default: "25000" },
+  },
+});
+const url = databaseUrlFromEnv();
+if (!url) {
+  console.error("Set DATABASE_URL (or SUPABASE_DB_URL).");
+  Deno.exit(2);
+}
+const sql = connect(url, { max: 4, connectTimeout: 10, applicationName: "chatwoot-relay-forwarder" });
+const config = forwarderConfigFromEnv();
+const batchSize = Number(values.batch);
+const budgetMs = Number(values["budget-ms"]);
+
+if (values.once) {
+  const summary = await drain(sql, config, { budgetMs, batchSize, worker: "forward-cli", log: jsonLogger });
+  console.log(JSON.stringify(summary));
+  await sql.end({ timeout: 2 });
+  Deno.exit(summary.ok ? 0 : 1);
+}
+
+const loop = await startForwarderLoop({
+  sql,
+  config,
+  log: jsonLogger,
+  subscribe: postgresSubscribe(sql),
+  sweepMs: Number(values["sweep-ms"]),
+  batchSize,
+  budgetMs,
+  worker: "forward-cli",
+});
+jsonLogger("info", "[Forwarder] Running", { batch_size: batchSize });
+const stop = async () => {
+  await loop.stop();
+  await sql.end({ timeout: 2 });
+  Deno.exit(0);
+};
+Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);

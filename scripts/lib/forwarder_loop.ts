@@ -1,0 +1,100 @@
+// A forwarder that runs continuously (dev server, `deno task forward`): drains whenever the database announces
+// a due event (NOTIFY webhook_events_due) and on a periodic sweep, which also catches retries coming due and
+// expired leases. It drains once at start, so events stored while it was stopped go out right away.
+import { errorMessage } from "../../supabase/functions/_shared/background.ts";
+import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import { drain, type DrainSummary } from "../../supabase/functions/_shared/forwarder.ts";
+import type { ForwarderConfig } from "../../supabase/functions/_shared/forwarder_config.ts";
+import type { Logger } from "../../supabase/functions/_shared/log.ts";
+
+export const DUE_CHANNEL = "webhook_events_due";
+
+/** Subscribes `onNotify` to DUE_CHANNEL; resolves to an unsubscribe function. */
+export type Subscribe = (onNotify: () => void) => Promise<() => Promise<void>>;
+
+export interface ForwarderLoopOptions {
+  sql: Sql;
+  config: ForwarderConfig;
+  log: Logger;
+  subscribe?: Subscribe;
+  sweepMs?: number;
+  batchSize?: number;
+  budgetMs?: number;
+  worker?: string;
+  onDrain?: (summary: DrainSummary) => void;
+}
+
+export interface ForwarderLoop {
+  /** Ask for a drain now (coalesced with one already running). */
+  wake(): void;
+  stop(): Promise<void>;
+}
+
+/** postgres.js LISTEN (a dedicated connection, re-established by postgres.js after a drop). */
+export function postgresSubscribe(sql: Sql): Subscribe {
+  return async (onNotify) => {
+    const { unlisten } = await sql.listen(DUE_CHANNEL, onNotify);
+    return unlisten;
+  };
+}
+
+export async function startForwarderLoop(options: ForwarderLoopOptions): Promise<ForwarderLoop> {
+  const { sql, config, log } = options;
+  let stopped = false;
+  let wanted = false;
+  let running: Promise<void> | null = null;
+  let lastStop = "";
+
+  const run = async () => {
+    while (wanted && !stopped) {
+      wanted = false;
+      try {
+        const summary = await drain(sql, config, {
+          budgetMs: options.budgetMs ?? 5_000,
+          batchSize: options.batchSize ?? 10,
+          worker: options.worker ?? "dev-forwarder",
+          log,
+        });
+        options.onDrain?.(summary);
+        if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
+        else if (summary.stopped !== lastStop && summary.stopped !== "idle") {
+          log("warn", `[Forwarder] ${summary.stopped === "paused" ? "Paused" : "Not configured"}`);
+        }
+        lastStop = summary.stopped;
+        if (summary.stopped === "budget") wanted = true;
+      } catch (error) {
+        // The next sweep tries again; the database may be restarting.
+        log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });
+      }
+    }
+  };
+  const wake = () => {
+    if (stopped) return;
+    wanted = true;
+    running ??= run().finally(() => {
+      running = null;
+      if (wanted && !stopped) wake();
+    });
+  };
+
+  let unsubscribe: (() => Promise<void>) | null = null;
+  if (options.subscribe) {
+    try {
+      unsubscribe = await options.subscribe(wake);
+    } catch (error) {
+      log("warn", "[Forwarder] LISTEN failed; relying on the sweep", { error: errorMessage(error) });
+    }
+  }
+  const timer = setInterval(wake, options.sweepMs ?? 1_000);
+  wake();
+
+  return {
+    wake,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await unsubscribe?.().catch(() => {});
+      await running;
+    },
+  };
+}

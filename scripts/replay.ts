@@ -1,0 +1,107 @@
+// deno task replay <id>... | --since <time> [--until <time>] [--event <name>] [--dry-run] [--chunk N]
+// Requeues dead events (replay_webhook_events / replay_webhook_events_between) in chunks, printing progress
+// and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
+import { parseArgs } from "node:util";
+import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { loadDotenv } from "./lib/dotenv.ts";
+import { redact } from "./lib/dev_server.ts";
+
+const USAGE = `usage:
+  deno task replay <id> [<id>...]                        requeue these dead events
+  deno task replay --since <time> [--until <time>] [--event <name>]
+                                                         requeue dead events received in [since, until)
+options: --dry-run (count only)  --chunk <n> (rows per call, default 500)
+times: anything Postgres reads as timestamptz, e.g. 2026-11-21T10:00Z or "2026-11-21 10:00+01"`;
+
+await loadDotenv(".env");
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      since: { type: "string" },
+      until: { type: "string" },
+      event: { type: "string" },
+      "dry-run": { type: "boolean", default: false },
+      chunk: { type: "string", default: "500" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const { values, positionals } = parsed;
+const ids = positionals.flatMap((p) => p.split(",")).filter((p) => p !== "");
+const chunk = Number(values.chunk);
+const byRange = values.since !== undefined;
+if (
+  values.help || (ids.length === 0) === !byRange || !Number.isInteger(chunk) || chunk < 1 ||
+  ids.some((id) => !/^\d+$/.test(id)) || (!byRange && (values.until || values.event))
+) {
+  console.error(USAGE);
+  Deno.exit(values.help ? 0 : 2);
+}
+const url = databaseUrlFromEnv();
+if (!url) {
+  console.error("Set DATABASE_URL (or SUPABASE_DB_URL) to the database holding the events.");
+  Deno.exit(2);
+}
+
+const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-replay" });
+const started = performance.now();
+try {
+  console.log(`database ${redact(url)}`);
+  const until = values.until ?? "infinity";
+  const event = values.event ?? null;
+  const [{ dead }] = byRange
+    ? await sql<{ dead: string }[]>`
+        select count(*) as dead from public.webhook_events
+         where status = 'dead' and received_at >= ${values.since!}::timestamptz
+           and received_at < ${until}::timestamptz and (${event}::text is null or event = ${event}::text)`
+    : await sql<{ dead: string }[]>`
+        select count(*) as dead from public.webhook_events where status = 'dead' and id = any(${ids}::bigint[])`;
+  const selection = byRange
+    ? `received in [${values.since}, ${until})${event ? `, event ${event}` : ""}`
+    : `${ids.length} id(s)`;
+  console.log(`dead events matching ${selection}: ${dead}`);
+
+  let replayed = 0;
+  if (!values["dry-run"]) {
+    if (byRange) {
+      // Bounded by the count above: an event that dies again meanwhile is not replayed twice by one run.
+      while (replayed < Number(dead)) {
+        const limit = Math.min(chunk, Number(dead) - replayed);
+        const [{ n }] = await sql<{ n: string }[]>`
+          select public.replay_webhook_events_between(
+            ${values.since!}::timestamptz, ${until}::timestamptz, ${event}::text, ${limit}) as n`;
+        if (Number(n) === 0) break;
+        replayed += Number(n);
+        console.log(`  requeued ${replayed} / ${dead}`);
+      }
+    } else {
+      for (let i = 0; i < ids.length; i += chunk) {
+        const part = ids.slice(i, i + chunk);
+        const [{ n }] = await sql<
+          { n: string }[]
+        >`select public.replay_webhook_events(${part}::bigint[]) as n`;
+        replayed += Number(n);
+        console.log(`  requeued ${replayed} / ${dead}`);
+      }
+    }
+  }
+  const summary = {
+    ok: true,
+    dry_run: values["dry-run"],
+    matched_dead: Number(dead),
+    requeued: replayed,
+    duration_ms: Math.round(performance.now() - started),
+  };
+  console.log(`summary ${JSON.stringify(summary)}`);
+} catch (error) {
+  console.error(`replay failed: ${(error as Error).message}`);
+  Deno.exitCode = 1;
+} finally {
+  await sql.end({ timeout: 2 });
+}

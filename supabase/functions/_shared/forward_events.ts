@@ -1,0 +1,92 @@
+// The forward-events function: drains due events within a time budget and answers with the summary.
+// pg_cron (through pg_net) calls it on hosted Supabase; it authenticates the caller itself.
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { errorMessage } from "./background.ts";
+import { isTransientDbError, type Sql } from "./db.ts";
+import { drain } from "./forwarder.ts";
+import {
+  type ForwarderConfig,
+  forwarderConfigFromEnv,
+  type ForwardEventsAuthConfig,
+  forwardEventsAuthFromEnv,
+} from "./forwarder_config.ts";
+import type { Logger } from "./log.ts";
+import type { Runtime } from "./runtime.ts";
+import { timingSafeEqualStrings } from "./signature.ts";
+
+export const FUNCTION_NAME = "forward-events";
+const DEFAULT_BUDGET_MS = 25_000;
+const MAX_BUDGET_MS = 120_000;
+
+export interface ForwardEventsDeps {
+  auth: ForwardEventsAuthConfig;
+  forwarder: ForwarderConfig;
+  sql: Sql | null;
+  log: Logger;
+}
+
+export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
+  const { auth, sql, log } = deps;
+  const accepted = [auth.forwarderToken, auth.serviceRoleKey].filter((v): v is string => !!v);
+  const app = new Hono({ strict: false });
+
+  const fail = (c: Context, status: ContentfulStatusCode, error: string, message: string) => {
+    log(status >= 500 ? "error" : "warn", "[Forward Events] Rejected", { status, error });
+    return c.json({ ok: false, error, message }, status);
+  };
+
+  app.all(`/${FUNCTION_NAME}`, async (c) => {
+    if (c.req.method !== "POST") {
+      c.header("Allow", "POST");
+      return fail(c, 405, "method_not_allowed", "Only POST is accepted");
+    }
+    if (accepted.length === 0) {
+      return fail(c, 503, "not_configured", "Set FORWARDER_TOKEN (or SUPABASE_SERVICE_ROLE_KEY)");
+    }
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "");
+    let authorized = false;
+    if (match) {
+      // Compare against every accepted value, so timing does not tell which one (if any) matched.
+      for (const candidate of accepted) {
+        if (await timingSafeEqualStrings(match[1], candidate)) authorized = true;
+      }
+    }
+    if (!authorized) return fail(c, 401, "unauthorized", "Authorization: Bearer <FORWARDER_TOKEN> required");
+    if (!sql) {
+      return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
+    }
+
+    const budgetMs = boundedInt(c.req.query("budget_ms"), DEFAULT_BUDGET_MS, 0, MAX_BUDGET_MS);
+    const batchSize = boundedInt(c.req.query("batch_size"), 10, 1, 100);
+    try {
+      const summary = await drain(sql, deps.forwarder, { budgetMs, batchSize, worker: FUNCTION_NAME, log });
+      log("info", "[Forward Events] Drained", { ...summary });
+      return c.json(summary, summary.ok ? 200 : 503);
+    } catch (error) {
+      log("error", "[Forward Events] Drain failed", { error: errorMessage(error) });
+      return isTransientDbError(error)
+        ? fail(c, 503, "database_unavailable", "Database unavailable")
+        : fail(c, 500, "internal_error", "Drain failed");
+    }
+  });
+
+  app.notFound((c) => c.json({ ok: false, error: "not_found", message: `No route ${c.req.path}` }, 404));
+  return app;
+}
+
+function boundedInt(raw: string | undefined, fallback: number, min: number, max: number): number {
+  const value = raw === undefined ? NaN : Number(raw);
+  return Number.isInteger(value) ? Math.min(max, Math.max(min, value)) : fallback;
+}
+
+/** The function as deployed: settings from the runtime's environment. */
+export function forwardEventsApp(runtime: Runtime): Hono {
+  return createForwardEventsApp({
+    auth: forwardEventsAuthFromEnv(runtime.env),
+    forwarder: forwarderConfigFromEnv(runtime.env),
+    sql: runtime.sql,
+    log: runtime.log,
+  });
+}

@@ -1,0 +1,275 @@
+// The forwarder: claim due events (one SQL call), POST each to the Agent SDK concurrently, write the whole
+// batch's outcomes back (one SQL call), repeat until nothing is due or the time budget is spent.
+// Retries, ordering, leases and dead letters are decided in Postgres (claim_webhook_events,
+// complete_webhook_deliveries); this module only moves bytes and reports what happened.
+import { errorMessage } from "./background.ts";
+import type { Sql } from "./db.ts";
+import { deliveryUrl, type ForwarderConfig } from "./forwarder_config.ts";
+import { retryWithinBudget } from "./ingest_store.ts";
+import { jsonLogger, type Logger } from "./log.ts";
+import { chatwootSignatureHeaders } from "./signature.ts";
+
+export interface DrainOptions {
+  /** Stop claiming new batches after this long (a batch in flight still finishes). Default 25 s. */
+  budgetMs?: number;
+  /** Events claimed and delivered concurrently per round. Default 10. */
+  batchSize?: number;
+  /** Name of this drain in leases and attempt rows; made unique per call. Default "forwarder". */
+  worker?: string;
+  log?: Logger;
+}
+
+export type DrainStop = "idle" | "budget" | "paused" | "not_configured";
+
+export interface DrainSummary {
+  ok: boolean;
+  worker: string;
+  stopped: DrainStop;
+  batches: number;
+  claimed: number;
+  delivered: number;
+  /** Delivered, but a newer version arrived meanwhile and is due next. */
+  superseded: number;
+  retried: number;
+  dead: number;
+  /** Reports that came after the lease had expired (the event was or will be sent again). */
+  lease_lost: number;
+  duration_ms: number;
+}
+
+interface ClaimedEvent {
+  id: string;
+  event_key: string;
+  event: string;
+  version: number;
+  attempt: number;
+  raw_body: string;
+  agent_sdk_url_override: string | null;
+  request_timeout_ms: number;
+}
+
+export interface AttemptResult {
+  id: string;
+  attempt: number;
+  version: number;
+  started_at: string;
+  duration_ms: number;
+  http_status: number | null;
+  error: string | null;
+  response_excerpt: string | null;
+  retry_after_seconds: number | null;
+}
+
+interface Outcome {
+  event_id: string;
+  attempt: number;
+  outcome: "delivered" | "superseded" | "retry" | "dead" | "lease_lost";
+  status: string | null;
+  next_attempt_at: Date | null;
+}
+
+const EXCERPT_BYTES = 300;
+const encoder = new TextEncoder();
+
+export async function drain(
+  sql: Sql,
+  config: ForwarderConfig,
+  options: DrainOptions = {},
+): Promise<DrainSummary> {
+  const started = performance.now();
+  const budgetMs = options.budgetMs ?? 25_000;
+  const batchSize = Math.max(1, Math.min(options.batchSize ?? 10, 100));
+  const log = options.log ?? jsonLogger;
+  const worker = `${options.worker ?? "forwarder"}:${crypto.randomUUID().slice(0, 8)}`;
+  const summary: DrainSummary = {
+    ok: true,
+    worker,
+    stopped: "idle",
+    batches: 0,
+    claimed: 0,
+    delivered: 0,
+    superseded: 0,
+    retried: 0,
+    dead: 0,
+    lease_lost: 0,
+    duration_ms: 0,
+  };
+  const finish = (stopped: DrainStop, ok = true) => {
+    summary.stopped = stopped;
+    summary.ok = ok;
+    summary.duration_ms = Math.round(performance.now() - started);
+    return summary;
+  };
+
+  const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
+    select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
+  if (settings?.forwarding_paused) return finish("paused");
+  if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) {
+    log("error", "[Forwarder] No Agent SDK URL", {
+      hint: "set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override",
+    });
+    return finish("not_configured", false);
+  }
+
+  for (;;) {
+    if (summary.batches > 0 && performance.now() - started >= budgetMs) return finish("budget");
+    const claimed = await sql<ClaimedEvent[]>`
+      select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms
+        from public.claim_webhook_events(${worker}, ${batchSize})`;
+    // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
+    if (claimed.length === 0) return finish("idle");
+    summary.batches++;
+    summary.claimed += claimed.length;
+
+    const results = await Promise.all(claimed.map((event) => deliver(event, config, log)));
+    // If this write-back never lands, the leases expire and the events are sent again: worth a few retries.
+    const outcomes = await retryWithinBudget(
+      () =>
+        sql<Outcome[]>`
+          select event_id, attempt, outcome, status, next_attempt_at
+            from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
+      { budgetMs: 5_000 },
+    );
+    for (const o of outcomes) {
+      if (o.outcome === "retry") summary.retried++;
+      else summary[o.outcome]++;
+      if (o.outcome === "dead" || o.outcome === "lease_lost") {
+        log("warn", `[Forwarder] Event ${o.outcome === "dead" ? "dead" : "lease lost"}`, {
+          event_id: Number(o.event_id),
+          attempt: o.attempt,
+        });
+      }
+    }
+  }
+}
+
+/** One POST of one event; never throws: every failure becomes an AttemptResult. */
+export async function deliver(
+  event: ClaimedEvent,
+  config: ForwarderConfig,
+  log: Logger,
+): Promise<AttemptResult> {
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const result: AttemptResult = {
+    id: event.id,
+    attempt: event.attempt,
+    version: event.version,
+    started_at: startedAt.toISOString(),
+    duration_ms: 0,
+    http_status: null,
+    error: null,
+    response_excerpt: null,
+    retry_after_seconds: null,
+  };
+  const base = event.agent_sdk_url_override ?? config.agentSdkUrl;
+  const fields = {
+    component: "forwarder",
+    event_id: Number(event.id),
+    event: event.event,
+    attempt: event.attempt,
+  };
+  try {
+    if (!base) throw new Error("no Agent SDK URL configured");
+    const body = encoder.encode(event.raw_body);
+    const headers: Record<string, string> = {
+      "Content-Type": "application/json",
+      "Idempotency-Key": idempotencyKey(event.event_key, event.version),
+      "X-Chatwoot-Event": event.event,
+      "X-Relay-Event-Id": event.id,
+      "X-Relay-Event-Version": String(event.version),
+      "X-Relay-Attempt": String(event.attempt),
+    };
+    if (config.agentSdkSecret) {
+      Object.assign(headers, await chatwootSignatureHeaders(config.agentSdkSecret, body));
+    }
+    if (config.agentSdkToken) headers.Authorization = `Bearer ${config.agentSdkToken}`;
+    const signal = AbortSignal.timeout(event.request_timeout_ms);
+    const response = await fetch(deliveryUrl(base), {
+      method: "POST",
+      headers,
+      body,
+      signal,
+      redirect: "manual", // a redirect is not a delivery; never re-post the body somewhere else
+    });
+    result.http_status = response.status;
+    result.response_excerpt = await readExcerpt(response);
+    if (!response.ok) result.retry_after_seconds = parseRetryAfter(response.headers.get("retry-after"));
+  } catch (error) {
+    result.error = describeFetchError(error, event.request_timeout_ms);
+  }
+  result.duration_ms = Math.round(performance.now() - t0);
+  if (result.http_status !== null && result.http_status >= 200 && result.http_status < 300) {
+    log("info", "Processed successfully", {
+      ...fields,
+      status: result.http_status,
+      duration_ms: result.duration_ms,
+    });
+  } else {
+    log("warn", "Agent SDK error", {
+      ...fields,
+      status: result.http_status,
+      error: result.error ?? `HTTP ${result.http_status}`,
+      body: result.response_excerpt,
+      duration_ms: result.duration_ms,
+    });
+  }
+  return result;
+}
+
+/**
+ * The event key identifies the event; a changed body (version 2+) gets its own key, so an Agent SDK that
+ * deduplicates by Idempotency-Key still receives the newer content. Retries of one version share the key.
+ */
+export function idempotencyKey(eventKey: string, version: number): string {
+  return version <= 1 ? eventKey : `${eventKey}:v${version}`;
+}
+
+/** Retry-After as seconds (delta-seconds or an HTTP date); null when absent or unreadable. */
+export function parseRetryAfter(header: string | null, now = Date.now()): number | null {
+  if (!header) return null;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/** At most EXCERPT_BYTES of the answer, decoded leniently; the rest is not read. */
+async function readExcerpt(response: Response): Promise<string | null> {
+  if (!response.body) return null;
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < EXCERPT_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } catch {
+    // A body cut off (timeout, reset) after the status arrived: the status is what counts.
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  const text = new TextDecoder().decode(bytes.subarray(0, EXCERPT_BYTES)).trim();
+  return text === "" ? null : text;
+}
+
+function describeFetchError(error: unknown, timeoutMs: number): string {
+  if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
+    return `timeout after ${timeoutMs} ms`;
+  }
+  // Never echo credentials that might sit in a URL's user-info part.
+  const cause = (error as { cause?: unknown })?.cause;
+  const message = [errorMessage(error), cause ? errorMessage(cause) : ""].join(": ")
+    .replace(/\/\/[^/@\s]+@/g, "//***@");
+  if (/refused/i.test(message)) return "connection refused";
+  return `connection error: ${message.slice(0, 300)}`;
+}

@@ -1,0 +1,41 @@
+// Settings of the forwarder that live in the environment (secrets, the default target). Everything an operator
+// changes at run time (pause, target override, schedule, timeouts) lives in public.relay_settings instead.
+import type { Env } from "./env.ts";
+
+export interface ForwarderConfig {
+  /** Base URL of the Agent SDK; events go to `${url}/webhooks/chatwoot`. relay_settings may override it. */
+  agentSdkUrl: string | null;
+  /** When set, every delivery carries a fresh Chatwoot-scheme signature made with it. */
+  agentSdkSecret: string | null;
+  /** When set, sent as `Authorization: Bearer <token>`. */
+  agentSdkToken: string | null;
+}
+
+export interface ForwardEventsAuthConfig {
+  /** Bearer token the forward-events function accepts (pg_cron sends it). */
+  forwarderToken: string | null;
+  /** The project's service-role key, also accepted. */
+  serviceRoleKey: string | null;
+}
+
+const value = (env: Env, name: string) => env[name]?.trim() || null;
+
+export function forwarderConfigFromEnv(env: Env = Deno.env.toObject()): ForwarderConfig {
+  return {
+    agentSdkUrl: value(env, "AGENT_SDK_URL"),
+    agentSdkSecret: value(env, "AGENT_SDK_SECRET"),
+    agentSdkToken: value(env, "AGENT_SDK_TOKEN"),
+  };
+}
+
+export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): ForwardEventsAuthConfig {
+  return {
+    forwarderToken: value(env, "FORWARDER_TOKEN"),
+    serviceRoleKey: value(env, "SUPABASE_SERVICE_ROLE_KEY"),
+  };
+}
+
+/** `${base}/webhooks/chatwoot`, tolerant of a trailing slash on the base. */
+export function deliveryUrl(base: string): string {
+  return `${base.replace(/\/+$/, "")}/webhooks/chatwoot`;
+}

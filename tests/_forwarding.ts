@@ -1,0 +1,86 @@
+// Shared set-up of the forwarding tests: store realistic events through the real ingest function, and make
+// the retry schedule fast (no test ever waits for real minutes).
+import { eventColumns, parseChatwootEvent } from "../supabase/functions/_shared/chatwoot_payload.ts";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
+import { startTestDb, type TestDb } from "./_db.ts";
+import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import { type SampleEvent, type SampleOptions, samplePayload } from "../scripts/lib/samples.ts";
+
+let nextMessageId = 10_000;
+
+/** Stores a sample event (or the given raw text) exactly as chatwoot-webhook would; returns its row id. */
+export async function storeSample(
+  sql: Sql,
+  event: SampleEvent = "message_created",
+  options: SampleOptions & { raw?: string } = {},
+): Promise<number> {
+  const raw = options.raw ??
+    JSON.stringify(samplePayload(event, { messageId: nextMessageId++, ...options }));
+  const parsed = parseChatwootEvent(raw);
+  if (!parsed.ok) throw new Error(`bad sample: ${parsed.message}`);
+  const sha = await sha256Hex(raw);
+  const columns = eventColumns(parsed.payload, parsed.event, sha);
+  const stored = await storeEvent(sql, {
+    ...columns,
+    deliveryId: null,
+    payloadJson: raw,
+    rawBody: raw,
+    bodySha256: sha,
+    verifiedBy: "signature",
+  });
+  return stored.id;
+}
+
+export interface FastSettings {
+  max_attempts?: number;
+  retry_schedule_seconds?: number[];
+  request_timeout_ms?: number;
+  lease_seconds?: number;
+}
+
+/** Immediate retries, no jitter, short timeouts. */
+export async function fastSettings(sql: Sql, s: FastSettings = {}) {
+  await sql`
+    update public.relay_settings set
+      max_attempts = ${s.max_attempts ?? 5},
+      retry_schedule_seconds = ${s.retry_schedule_seconds ?? [0]}::int[],
+      retry_jitter = 0,
+      request_timeout_ms = ${s.request_timeout_ms ?? 2000},
+      lease_seconds = ${s.lease_seconds ?? 30}
+    where id`;
+}
+
+export async function statusOf(sql: Sql, id: number): Promise<string> {
+  const [row] = await sql<{ status: string }[]>`select status from public.webhook_events where id = ${id}`;
+  return row.status;
+}
+
+export async function attemptsOf(sql: Sql, id: number) {
+  return await sql<
+    { attempt: number; version: number; http_status: number | null; outcome: string; error: string | null }[]
+  >`select attempt, version, http_status, outcome, error from public.webhook_delivery_attempts
+     where event_id = ${id} order by id`;
+}
+
+let shared: Promise<TestDb> | null = null;
+
+/**
+ * One migrated database per test file (starting PGlite costs seconds on a busy machine), emptied and with
+ * default settings before each test. Tests in a file run one after another; closeSharedDb() ends it.
+ */
+export async function freshForwardingDb(): Promise<TestDb> {
+  shared ??= startTestDb();
+  const db = await shared;
+  await db.sql.unsafe(`
+    truncate public.webhook_delivery_attempts, public.webhook_events, public.webhook_rejections
+      restart identity cascade;
+    delete from public.relay_settings;
+    insert into public.relay_settings default values;`).simple();
+  return db;
+}
+
+export async function closeSharedDb() {
+  if (shared) await (await shared).close();
+  shared = null;
+}

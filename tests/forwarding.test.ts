@@ -1,0 +1,235 @@
+// Delivery semantics of the forwarder against a real Agent SDK stand-in and a real database.
+import assert from "node:assert/strict";
+import { dbTest, type TestDb } from "./_db.ts";
+import { type AgentSdkStandIn, closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
+import {
+  attemptsOf,
+  closeSharedDb,
+  fastSettings,
+  freshForwardingDb,
+  statusOf,
+  storeSample,
+} from "./_forwarding.ts";
+import { drain, parseRetryAfter } from "../supabase/functions/_shared/forwarder.ts";
+import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { ChatwootSignatureVerifier } from "../supabase/functions/_shared/signature.ts";
+
+async function withSetup(fn: (db: TestDb, sdk: AgentSdkStandIn, config: ForwarderConfig) => Promise<void>) {
+  const db = await freshForwardingDb();
+  const sdk = startAgentSdk();
+  try {
+    await fastSettings(db.sql);
+    await fn(db, sdk, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null });
+  } finally {
+    await sdk.close();
+  }
+}
+
+/** One claim-deliver-write-back round (budget 0 stops after the first batch). */
+const oneRound = (db: TestDb, config: ForwarderConfig, log = memoryLogger()) =>
+  drain(db.sql, config, { budgetMs: 0, log });
+
+dbTest("forwarding: delivered once, exact raw bytes, headers, a signature that verifies", async () => {
+  await withSetup(async (db, sdk, base) => {
+    const secret = "agent-sdk-shared-secret-0123456789";
+    const config = { ...base, agentSdkSecret: secret, agentSdkToken: "agent-token-xyz" };
+    // Odd spacing, escapes and key order: only a byte-exact copy matches this.
+    const raw = `{ "event":"message_created",  "id": 777, "content":"caf\\u00e9 \u00e9 \u{1F600}",` +
+      `"message_type":"incoming","private":false,"created_at":"2026-11-21T10:00:00Z",` +
+      `"conversation":{"id":5,"inbox_id":3},"account":{"id":1,"name":"HotDash"},"inbox":{"id":3,"name":"x"},` +
+      `"sender":{"id":9,"name":"J"} , "n": 1.000000000000000000001 }`;
+    const id = await storeSample(db.sql, "message_created", { raw });
+    const log = memoryLogger();
+    const summary = await drain(db.sql, config, { budgetMs: 5_000, log });
+    assert.equal(summary.delivered, 1);
+    assert.equal(summary.stopped, "idle");
+    assert.equal(sdk.received.length, 1);
+    const got = sdk.received[0];
+    assert.deepEqual(got.body, new TextEncoder().encode(raw));
+    assert.equal(got.headers.get("content-type"), "application/json");
+    assert.equal(got.headers.get("idempotency-key"), "message:777:message_created");
+    assert.equal(got.headers.get("x-chatwoot-event"), "message_created");
+    assert.equal(got.headers.get("x-relay-event-id"), String(id));
+    assert.equal(got.headers.get("x-relay-attempt"), "1");
+    assert.equal(got.headers.get("authorization"), "Bearer agent-token-xyz");
+    const verifier = new ChatwootSignatureVerifier([secret]);
+    assert.ok(
+      await verifier.verify(
+        got.headers.get("x-chatwoot-signature")!,
+        got.headers.get("x-chatwoot-timestamp")!,
+        got.body,
+      ),
+    );
+    assert.equal(await statusOf(db.sql, id), "delivered");
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.attempt, a.http_status, a.outcome]), [
+      [1, 200, "delivered"],
+    ]);
+    assert.ok(log.lines.some((l) => l.msg === "Processed successfully" && l.status === 200));
+    assert.ok(
+      !JSON.stringify(log.lines).includes(secret) && !JSON.stringify(log.lines).includes("agent-token-xyz"),
+    );
+    // Nothing more to do: a second drain sends nothing.
+    assert.equal((await drain(db.sql, config, { log })).claimed, 0);
+    assert.equal(sdk.received.length, 1);
+  });
+});
+
+dbTest("forwarding: retried through a 500, a timeout and a refused connection, then delivered", async () => {
+  await withSetup(async (db, sdk, config) => {
+    await fastSettings(db.sql, { request_timeout_ms: 300, lease_seconds: 5 });
+    const id = await storeSample(db.sql);
+    sdk.behave((_r, i) =>
+      i === 0
+        ? new Response("upstream exploded", { status: 500 })
+        : i === 1
+        ? { delayMs: 3_000, then: ok() }
+        : ok()
+    );
+    const log = memoryLogger();
+    assert.equal((await oneRound(db, config, log)).retried, 1);
+    assert.equal((await oneRound(db, config, log)).retried, 1);
+    assert.equal((await oneRound(db, { ...config, agentSdkUrl: closedPortUrl() }, log)).retried, 1);
+    assert.equal(await statusOf(db.sql, id), "pending");
+    assert.equal((await oneRound(db, config, log)).delivered, 1);
+    const attempts = await attemptsOf(db.sql, id);
+    assert.deepEqual(attempts.map((a) => [a.attempt, a.http_status, a.outcome]), [
+      [1, 500, "retry"],
+      [2, null, "retry"],
+      [3, null, "retry"],
+      [4, 200, "delivered"],
+    ]);
+    assert.match(attempts[1].error!, /timeout after 300 ms/);
+    assert.match(attempts[2].error!, /connection refused/);
+    // The refused attempt never arrived; the timed-out one arrived but was never answered to us.
+    assert.deepEqual(sdk.received.map((r) => r.attempt), [1, 2, 4]);
+    assert.deepEqual(sdk.accepted().map((r) => r.attempt), [4]);
+    const errors = log.lines.filter((l) => l.msg === "Agent SDK error");
+    assert.equal(errors.length, 3);
+    assert.equal(errors[0].status, 500);
+    assert.equal(errors[0].body, "upstream exploded");
+    assert.equal(await statusOf(db.sql, id), "delivered");
+  });
+});
+
+dbTest("forwarding: dead after the last attempt; the conversation's next event then goes", async () => {
+  await withSetup(async (db, sdk, config) => {
+    await fastSettings(db.sql, { max_attempts: 3 });
+    const first = await storeSample(db.sql, "message_created", { conversationId: 41 });
+    const second = await storeSample(db.sql, "message_created", { conversationId: 41 });
+    sdk.behave((r) => r.eventId === first ? new Response("no", { status: 503 }) : ok());
+    const summary = await drain(db.sql, config, { budgetMs: 10_000, log: memoryLogger() });
+    assert.equal(summary.dead, 1);
+    assert.equal(summary.retried, 2);
+    assert.equal(summary.delivered, 1);
+    assert.equal(await statusOf(db.sql, first), "dead");
+    assert.equal(await statusOf(db.sql, second), "delivered");
+    assert.deepEqual(sdk.received.map((r) => [r.eventId, r.attempt]), [[first, 1], [first, 2], [first, 3], [
+      second,
+      1,
+    ]]);
+    const [health] = await db.sql`select dead_count, backlog from public.webhook_delivery_health`;
+    assert.equal(Number(health.dead_count), 1);
+    assert.equal(Number(health.backlog), 0);
+  });
+});
+
+dbTest("forwarding: 410 Gone is dead at once", async () => {
+  await withSetup(async (db, sdk, config) => {
+    const id = await storeSample(db.sql);
+    sdk.behave(() => new Response("gone", { status: 410 }));
+    const summary = await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger() });
+    assert.equal(summary.dead, 1);
+    assert.equal(sdk.received.length, 1);
+    assert.equal(await statusOf(db.sql, id), "dead");
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["dead"]);
+  });
+});
+
+dbTest("forwarding: Retry-After is honoured over a shorter schedule", async () => {
+  await withSetup(async (db, sdk, config) => {
+    const id = await storeSample(db.sql);
+    sdk.behave(() => new Response("slow down", { status: 429, headers: { "Retry-After": "120" } }));
+    const before = Date.now();
+    assert.equal((await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger() })).retried, 1);
+    assert.equal(sdk.received.length, 1, "not retried inside the Retry-After window");
+    const [row] = await db.sql<{ next_attempt_at: Date; status: string }[]>`
+      select next_attempt_at, status from public.webhook_events where id = ${id}`;
+    assert.equal(row.status, "pending");
+    assert.ok(
+      row.next_attempt_at.getTime() >= before + 119_000,
+      `next attempt ${row.next_attempt_at.toISOString()}`,
+    );
+    assert.equal(parseRetryAfter("7"), 7);
+    assert.ok((parseRetryAfter(new Date(Date.now() + 60_000).toUTCString()) ?? 0) >= 58);
+    assert.equal(parseRetryAfter("soon"), null);
+  });
+});
+
+dbTest("forwarding: per-conversation order; a failing conversation holds back only itself", async () => {
+  await withSetup(async (db, sdk, config) => {
+    await fastSettings(db.sql, { max_attempts: 3 });
+    const a: number[] = [], b: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      a.push(await storeSample(db.sql, "message_created", { conversationId: 100 }));
+      b.push(await storeSample(db.sql, "message_created", { conversationId: 200 }));
+    }
+    // Same display id in another account is another conversation.
+    const otherAccount = await storeSample(db.sql, "message_created", { conversationId: 100, accountId: 2 });
+    sdk.behave((r) => r.eventId === a[0] ? new Response("boom", { status: 500 }) : ok());
+    await drain(db.sql, config, { budgetMs: 10_000, batchSize: 4, log: memoryLogger() });
+    const order = sdk.received.map((r) => r.eventId);
+    const lastA0 = order.lastIndexOf(a[0]);
+    assert.equal(order.filter((x) => x === a[0]).length, 3);
+    assert.ok(order.indexOf(a[1]) > lastA0, "a[1] waited for a[0] to be dead");
+    assert.ok(order.indexOf(a[1]) < order.indexOf(a[2]));
+    // The other conversations flowed while a[0] was failing.
+    assert.ok(order.indexOf(b[0]) < lastA0 && order.indexOf(otherAccount) < lastA0);
+    assert.deepEqual(order.filter((x) => b.includes(x)), b);
+    assert.deepEqual(
+      await Promise.all([...a, ...b, otherAccount].map((id) => statusOf(db.sql, id))),
+      ["dead", "delivered", "delivered", "delivered", "delivered", "delivered", "delivered"],
+    );
+  });
+});
+
+dbTest("forwarding: a newer version arriving during delivery is delivered after the old one", async () => {
+  await withSetup(async (db, sdk, config) => {
+    const options = { messageId: 555, conversationId: 9, content: "first text" };
+    const id = await storeSample(db.sql, "message_created", options);
+    sdk.behave((_r, i) => i === 0 ? { hold: true } : ok());
+    const draining = drain(db.sql, config, { budgetMs: 0, log: memoryLogger() });
+    await sdk.waitFor(() => sdk.received.length === 1, "first delivery in flight");
+    const again = await storeSample(db.sql, "message_created", { ...options, content: "edited text" });
+    assert.equal(again, id);
+    assert.equal(await statusOf(db.sql, id), "delivering");
+    sdk.releaseHeld();
+    assert.equal((await draining).superseded, 1);
+    assert.equal(await statusOf(db.sql, id), "pending");
+    assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+    assert.equal(await statusOf(db.sql, id), "delivered");
+    assert.deepEqual(sdk.received.map((r) => JSON.parse(r.text).content), ["first text", "edited text"]);
+    assert.deepEqual(sdk.received.map((r) => r.headers.get("idempotency-key")), [
+      "message:555:message_created",
+      "message:555:message_created:v2",
+    ]);
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.version, a.outcome]), [
+      [1, "superseded"],
+      [2, "delivered"],
+    ]);
+  });
+});
+
+dbTest("forwarding: only configured events are forwarded; others are stored as skipped", async () => {
+  await withSetup(async (db, sdk, config) => {
+    const skipped = await storeSample(db.sql, "conversation_created", { conversationId: 77 });
+    assert.equal(await statusOf(db.sql, skipped), "skipped");
+    await db.sql`update public.relay_settings set forward_events = '{message_created,conversation_created}'`;
+    const forwarded = await storeSample(db.sql, "conversation_created", { conversationId: 78 });
+    assert.equal(await statusOf(db.sql, forwarded), "pending");
+    await drain(db.sql, config, { log: memoryLogger() });
+    assert.deepEqual(sdk.received.map((r) => r.eventId), [forwarded]);
+  });
+});
+
+dbTest("forwarding: (close the shared database)", closeSharedDb);
