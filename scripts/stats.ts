@@ -31,7 +31,7 @@ try {
      where day > current_date - ${days}::int
      order by day desc, event`;
   if (values.json) {
-    console.log(JSON.stringify({ health, daily }, (_k, v) => typeof v === "bigint" ? Number(v) : v, 2));
+    console.log(JSON.stringify({ health: numeric(health), daily: daily.map(numeric) }, null, 2));
   } else {
     const when = (d: Date | null) => d ? `${d.toISOString()} (${ago(d)} ago)` : "never";
     console.log(`Pipeline health  ${redact(url)}`);
@@ -76,8 +76,21 @@ try {
     for (const row of rows) console.log(`  ${fmt(row)}`);
     if (rows.length === 0) console.log("  (no events)");
   }
+} catch (error) {
+  if ((error as { code?: string }).code !== "42P01") throw error;
+  console.error(`${redact(url)} has no Chatwoot Relay schema yet: apply the migrations (deno task migrate).`);
+  Deno.exitCode = 1;
 } finally {
   await sql.end({ timeout: 2 });
+}
+
+/** postgres.js returns bigint and numeric columns as strings; JSON readers want numbers. */
+function numeric(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(row).map((
+      [k, v],
+    ) => [k, typeof v === "string" && k !== "day" && /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v]),
+  );
 }
 
 function ago(date: Date): string {

@@ -218,6 +218,32 @@ dbTest(
   },
 );
 
+dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text and as JSON`, async () => {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/stats.ts", ...args],
+      cwd: new URL("..", import.meta.url).pathname,
+      env: { DATABASE_URL: db.url, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+    return text;
+  };
+  const [health] = await sql`select * from webhook_pipeline_health`;
+  const json = JSON.parse(await run("--json", "--days", "3650"));
+  assert.equal(json.health.dead_total, Number(health.dead_total));
+  assert.equal(json.health.backlog, Number(health.backlog));
+  assert.equal(json.health.escalate, health.escalate);
+  const created = json.daily.filter((r: { event: string }) => r.event === "message_created");
+  assert.ok(created.length > 0 && created.every((r: { events: number }) => r.events > 0));
+  const text = await run();
+  assert.match(text, new RegExp(`dead\\s+\\d+ last hour, \\d+ last day, ${health.dead_total} in all`));
+  assert.match(text, /escalate\s+no/);
+  assert.ok(!text.includes("postgres:postgres@"), "the connection string is shown without its password");
+});
+
 dbTest(
   `data [${db.kind}]: retention prunes old delivered/skipped events in batches, never pending or dead`,
   async () => {
