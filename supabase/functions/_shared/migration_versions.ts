@@ -2,5 +2,7 @@
 // fails when it is stale): the versions the readiness function expects the database to have applied.
 export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121000100", // webhook_events
+  "20261121000200", // forwarding
   "20261121000300", // readiness
+  "20261121000400", // data_surface
 ];

@@ -1,0 +1,102 @@
+// deno task stats [--json] [--days N]: the pipeline's health and recent volume, from the Data team's views.
+// Reads DATABASE_URL / SUPABASE_DB_URL (any server, hosted Supabase included).
+import { parseArgs } from "node:util";
+import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { loadDotenv } from "./lib/dotenv.ts";
+import { redact } from "./lib/dev_server.ts";
+
+await loadDotenv(".env");
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { json: { type: "boolean", default: false }, days: { type: "string", default: "7" } },
+});
+const days = Number(values.days);
+if (!Number.isInteger(days) || days < 1) {
+  console.error("--days takes a whole number of days (1 or more)");
+  Deno.exit(2);
+}
+const url = databaseUrlFromEnv();
+if (!url) {
+  console.error(
+    "Set DATABASE_URL (or SUPABASE_DB_URL); locally: postgresql://postgres:postgres@127.0.0.1:54322/postgres",
+  );
+  Deno.exit(2);
+}
+const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-stats" });
+try {
+  const [health] = await sql`select * from public.webhook_pipeline_health`;
+  const daily = await sql`
+    select day::text, event, events, received, duplicates, delivered, dead, skipped, pending + delivering as open
+      from public.chatwoot_daily_event_stats
+     where day > current_date - ${days}::int
+     order by day desc, event`;
+  if (values.json) {
+    console.log(JSON.stringify({ health: numeric(health), daily: daily.map(numeric) }, null, 2));
+  } else {
+    const when = (d: Date | null) => d ? `${d.toISOString()} (${ago(d)} ago)` : "never";
+    console.log(`Pipeline health  ${redact(url)}`);
+    const lines: Array<[string, string]> = [
+      [
+        "backlog",
+        `${health.backlog} pending or in delivery` +
+        (health.oldest_pending_at ? `, oldest ${ago(health.oldest_pending_at)} old` : ""),
+      ],
+      ["delivered", `${health.delivered_last_hour} last hour, ${health.delivered_last_day} last day`],
+      [
+        "dead",
+        `${health.dead_last_hour} last hour, ${health.dead_last_day} last day, ${health.dead_total} in all`,
+      ],
+      ["last received", when(health.last_received_at)],
+      ["last delivered", when(health.last_delivered_at)],
+      ["failing since", health.failing_since ? when(health.failing_since) : "-"],
+      [
+        "escalate",
+        health.escalate ? "YES: deliveries failing for more than 5 minutes (runbook: escalate)" : "no",
+      ],
+      ["paused", health.paused ? "YES: forwarding is paused" : "no"],
+    ];
+    for (const [label, value] of lines) console.log(`  ${label.padEnd(15)} ${value}`);
+    console.log(`\nLast ${days} day(s) by event (UTC day of receipt)`);
+    const header = [
+      "day",
+      "event",
+      "events",
+      "received",
+      "duplicates",
+      "delivered",
+      "dead",
+      "skipped",
+      "open",
+    ];
+    const rows = daily.map((r) => header.map((h) => String(r[h])));
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+    const fmt = (cells: string[]) =>
+      cells.map((c, i) => i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
+    console.log(`  ${fmt(header)}`);
+    for (const row of rows) console.log(`  ${fmt(row)}`);
+    if (rows.length === 0) console.log("  (no events)");
+  }
+} catch (error) {
+  if ((error as { code?: string }).code !== "42P01") throw error;
+  console.error(`${redact(url)} has no Chatwoot Relay schema yet: apply the migrations (deno task migrate).`);
+  Deno.exitCode = 1;
+} finally {
+  await sql.end({ timeout: 2 });
+}
+
+/** postgres.js returns bigint and numeric columns as strings; JSON readers want numbers. */
+function numeric(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(row).map((
+      [k, v],
+    ) => [k, typeof v === "string" && k !== "day" && /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v]),
+  );
+}
+
+function ago(date: Date): string {
+  const s = Math.max(0, (Date.now() - date.getTime()) / 1000);
+  if (s < 120) return `${s.toFixed(1)} s`;
+  if (s < 7200) return `${(s / 60).toFixed(1)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}

@@ -1,0 +1,294 @@
+// The Data team's SQL surface over a realistic fixture: views, the analyst role, docs/sql.md, retention.
+import assert from "node:assert/strict";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { dbTest, startTestDb } from "./_db.ts";
+import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
+
+const db = await startTestDb();
+const sql = db.sql;
+await loadFixture(sql);
+
+/** Runs `fn` on one connection as `role` (SET LOCAL ROLE inside a transaction that is rolled back). */
+async function asRole<T>(role: string, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  let result: T;
+  await sql.begin(async (tx) => {
+    await tx.unsafe(`set local role ${role}`);
+    result = await fn(tx as unknown as Sql);
+    throw new Rollback();
+  }).catch((error) => {
+    if (!(error instanceof Rollback)) throw error;
+  });
+  return result!;
+}
+class Rollback extends Error {}
+
+async function deniedAs(role: string, statement: string): Promise<string> {
+  try {
+    await asRole(role, (tx) => tx.unsafe(statement));
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+  return "allowed";
+}
+
+dbTest(`data [${db.kind}]: chatwoot_messages has one typed row per message, latest version`, async () => {
+  const rows =
+    await sql`select * from chatwoot_messages where conversation_id in (101, 102, 103) order by message_id`;
+  const ids = rows.map((r) => Number(r.message_id));
+  assert.deepEqual(ids, [
+    2010,
+    2011,
+    FIXTURE.editedMessageId,
+    2020,
+    2021,
+    FIXTURE.outgoingMessageId,
+    FIXTURE.privateNoteMessageId,
+    FIXTURE.botMessageId,
+    2030,
+    2031,
+  ]);
+  const byId = new Map(rows.map((r) => [Number(r.message_id), r]));
+  const edited = byId.get(FIXTURE.editedMessageId)!;
+  assert.equal(edited.content, "Where is my order #1042? Thanks");
+  assert.equal(edited.edited, true);
+  assert.equal(edited.delivery_status, "delivered");
+  const plain = byId.get(2010)!;
+  assert.equal(plain.edited, false);
+  assert.equal(plain.message_type, "incoming");
+  assert.equal(plain.sender_type, "contact");
+  assert.equal(Number(plain.sender_id), 512);
+  assert.equal(plain.sender_name, "Jamie Rivera");
+  assert.equal(plain.account_name, "HotDash");
+  assert.equal(plain.inbox_name, "customer.support@hotrodan.com");
+  assert.equal(plain.content_type, "text");
+  assert.equal(plain.private, false);
+  assert.equal(plain.attachment_count, 0);
+  assert.ok(plain.created_at instanceof Date);
+  assert.equal(plain.created_at.toISOString(), "2026-11-20T10:00:00.000Z");
+  const outgoing = byId.get(FIXTURE.outgoingMessageId)!;
+  assert.deepEqual([outgoing.message_type, outgoing.sender_type, outgoing.attachment_count], [
+    "outgoing",
+    "user",
+    2,
+  ]);
+  assert.equal(byId.get(FIXTURE.privateNoteMessageId)!.private, true);
+  assert.deepEqual(
+    [byId.get(FIXTURE.botMessageId)!.sender_type, byId.get(FIXTURE.botMessageId)!.message_type],
+    ["agent_bot", "template"],
+  );
+  for (const id of [2030, 2031]) {
+    assert.equal(byId.get(id)!.delivery_status, "dead");
+    assert.equal(byId.get(id)!.delivery_attempts, FIXTURE.maxAttempts);
+  }
+  assert.equal(byId.get(2020)!.delivery_status, "delivered");
+  // A message whose message_created never arrived still appears, from its update.
+  await sql`select * from ingest_webhook_event('message:999001:message_updated', 'message_updated', 999001, 104, 1, 3,
+    null, '{"event":"message_updated","id":999001,"content":"late","message_type":"incoming"}'::jsonb,
+    '{}', ${"b".repeat(64)}, 'signature')`;
+  const [orphan] =
+    await sql`select content, edited, delivery_status from chatwoot_messages where message_id = 999001`;
+  assert.deepEqual({ ...orphan }, { content: "late", edited: false, delivery_status: "skipped" });
+});
+
+dbTest(`data [${db.kind}]: chatwoot_conversation_events lists previous and current values`, async () => {
+  const rows =
+    await sql`select * from chatwoot_conversation_events where conversation_id = 101 order by event_id`;
+  const status = rows.find((r) => r.attribute === "status")!;
+  assert.equal(status.event, "conversation_status_changed");
+  assert.equal(status.previous_text, "open");
+  assert.equal(status.current_text, "resolved");
+  assert.deepEqual(status.previous_value, "open");
+  assert.equal(status.conversation_status, "resolved");
+  assert.ok(status.occurred_at instanceof Date);
+  const labels = rows.find((r) => r.attribute === "label_list")!;
+  assert.equal(labels.event, "conversation_updated");
+  assert.deepEqual(labels.previous_value, ["support"]);
+  assert.deepEqual(labels.current_value, ["support", "shipping"]);
+  assert.equal(Number(labels.account_id), 1);
+  assert.equal(rows.length, 2);
+});
+
+dbTest(
+  `data [${db.kind}]: webhook_pipeline_health is one row that adds up, and escalates after 5 minutes`,
+  async () => {
+    const [counts] = await sql`select
+      count(*) filter (where status in ('pending', 'delivering'))::int as backlog,
+      count(*) filter (where status = 'dead')::int as dead,
+      count(*) filter (where status = 'delivered')::int as delivered
+    from webhook_events`;
+    const health = await sql`select * from webhook_pipeline_health`;
+    assert.equal(health.length, 1);
+    const h = health[0];
+    assert.equal(Number(h.backlog), counts.backlog);
+    assert.equal(Number(h.dead_total), counts.dead);
+    assert.equal(Number(h.dead_last_hour), counts.dead);
+    assert.equal(Number(h.delivered_last_hour), counts.delivered);
+    assert.ok(counts.dead > 0 && counts.delivered > 0);
+    assert.ok(h.last_received_at instanceof Date && h.last_delivered_at instanceof Date);
+    assert.equal(h.paused, false);
+    // The fixture's last attempts were failures of conversation 103, seconds ago: failing, not yet escalated.
+    assert.ok(h.failing_since instanceof Date);
+    assert.equal(h.escalate, false);
+    await sql`update webhook_delivery_attempts set recorded_at = recorded_at - interval '6 minutes'`;
+    const [later] = await sql`select escalate, delivered_last_hour from webhook_pipeline_health`;
+    assert.equal(later.escalate, true);
+    await sql`update webhook_delivery_attempts set recorded_at = recorded_at + interval '6 minutes'`;
+  },
+);
+
+dbTest(`data [${db.kind}]: chatwoot_daily_event_stats matches the table`, async () => {
+  const stats = await sql`select * from chatwoot_daily_event_stats`;
+  const [totals] =
+    await sql`select count(*)::int as events, sum(receive_count)::int as received from webhook_events`;
+  assert.equal(stats.reduce((n, r) => n + Number(r.events), 0), totals.events);
+  assert.equal(stats.reduce((n, r) => n + Number(r.received), 0), totals.received);
+  const created = stats.filter((r) => r.event === "message_created");
+  assert.equal(created.reduce((n, r) => n + Number(r.duplicates), 0), 1, "the one duplicate of the fixture");
+  const updated = stats.filter((r) => r.event === "message_updated");
+  assert.equal(updated.reduce((n, r) => n + Number(r.changed), 0), 1, "the edited message changed once");
+  const typing = stats.filter((r) => r.event === "conversation_typing_on");
+  assert.equal(typing.reduce((n, r) => n + Number(r.skipped), 0), 3);
+});
+
+dbTest(`data [${db.kind}]: data_analyst reads the views and webhook_events, and nothing else`, async () => {
+  for (
+    const relation of [
+      "chatwoot_messages",
+      "chatwoot_conversation_events",
+      "webhook_pipeline_health",
+      "chatwoot_daily_event_stats",
+      "webhook_events",
+    ]
+  ) {
+    // select * (not count(*)): every column must be readable, including those computed from other tables.
+    const rows = await asRole("data_analyst", (tx) => tx.unsafe(`select * from ${relation}`));
+    assert.ok(rows.length > 0, `${relation} visible to data_analyst`);
+  }
+  const denied = "42501"; // insufficient_privilege
+  for (
+    const statement of [
+      "select * from webhook_rejections",
+      "select * from relay_settings",
+      "select * from webhook_delivery_attempts",
+      "select * from supabase_migrations.schema_migrations",
+      "insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by) values ('x', 'x', '{}', '{}', repeat('a', 64), 'signature')",
+      "update webhook_events set status = 'dead'",
+      "delete from webhook_events",
+      "update relay_settings set forwarding_paused = true",
+      "select public.replay_webhook_events(array[1]::bigint[])",
+      "call public.prune_webhook_events()",
+      "select * from public.ingest_webhook_event('k', 'e', null, null, null, null, null, '{}', '{}', repeat('a', 64), 'signature')",
+    ]
+  ) {
+    assert.equal(await deniedAs("data_analyst", statement), denied, statement);
+  }
+  for (const relation of ["webhook_events", "chatwoot_messages", "webhook_pipeline_health"]) {
+    for (const role of ["anon", "authenticated"]) {
+      assert.equal(await deniedAs(role, `select * from ${relation}`), denied, `${role} on ${relation}`);
+    }
+  }
+});
+
+dbTest(
+  `data [${db.kind}]: every query in docs/sql.md runs as data_analyst, and uses the index it names`,
+  async () => {
+    await loadHistory(sql);
+    const doc = await Deno.readTextFile(new URL("../docs/sql.md", import.meta.url));
+    const blocks = [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].trim());
+    assert.ok(blocks.length >= 10, `found ${blocks.length} queries`);
+    let indexed = 0;
+    for (const query of blocks) {
+      const rows = await asRole("data_analyst", (tx) => tx.unsafe(query));
+      assert.ok(Array.isArray(rows), query);
+      const index = /^-- index: (\S+)/m.exec(query)?.[1];
+      if (!index) continue;
+      indexed++;
+      const [{ "QUERY PLAN": plan }] = await asRole(
+        "data_analyst",
+        (tx) => tx.unsafe(`explain (format json) ${query}`),
+      );
+      assert.ok(
+        JSON.stringify(plan).includes(`"Index Name":"${index}"`),
+        `${index} not used by:\n${query}\n${JSON.stringify(plan)}`,
+      );
+    }
+    assert.ok(indexed >= 5);
+    const [{ n }] = await sql`select count(*)::int as n from chatwoot_messages where conversation_id = 101`;
+    assert.equal(n, 3);
+  },
+);
+
+dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text and as JSON`, async () => {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/stats.ts", ...args],
+      cwd: new URL("..", import.meta.url).pathname,
+      env: { DATABASE_URL: db.url, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+    return text;
+  };
+  const [health] = await sql`select * from webhook_pipeline_health`;
+  const json = JSON.parse(await run("--json", "--days", "3650"));
+  assert.equal(json.health.dead_total, Number(health.dead_total));
+  assert.equal(json.health.backlog, Number(health.backlog));
+  assert.equal(json.health.escalate, health.escalate);
+  const created = json.daily.filter((r: { event: string }) => r.event === "message_created");
+  assert.ok(created.length > 0 && created.every((r: { events: number }) => r.events > 0));
+  const text = await run();
+  assert.match(text, new RegExp(`dead\\s+\\d+ last hour, \\d+ last day, ${health.dead_total} in all`));
+  assert.match(text, /escalate\s+no/);
+  assert.ok(!text.includes("postgres:postgres@"), "the connection string is shown without its password");
+});
+
+dbTest(
+  `data [${db.kind}]: retention prunes old delivered/skipped events in batches, never pending or dead`,
+  async () => {
+    const [before] = await sql`select
+      count(*) filter (where status in ('delivered', 'skipped') and last_received_at < now() - interval '30 days')::int as old,
+      count(*) filter (where status in ('pending', 'dead'))::int as kept,
+      count(*)::int as total
+    from webhook_events`;
+    assert.ok(before.old >= 20_000, "history is older than 30 days");
+    // Old dead and pending events must survive, however old.
+    await sql`update webhook_events set last_received_at = now() - interval '90 days', received_at = now() - interval '90 days'
+            where status = 'dead'`;
+    await sql`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status, received_at, last_received_at)
+            values ('old-pending', 'message_created', '{}', '{}', repeat('c', 64), 'signature', 'pending',
+                    now() - interval '90 days', now() - interval '90 days')`;
+    const attemptsOfOld = await sql`select count(*)::int as n from webhook_delivery_attempts a
+                                  join webhook_events e on e.id = a.event_id where e.status = 'delivered'`;
+    assert.ok(attemptsOfOld[0].n > 0);
+    const [{ deleted }] = await sql`call prune_webhook_events(batch_size => 3000)`;
+    assert.equal(Number(deleted), before.old);
+    const [after] = await sql`select count(*)::int as total,
+      count(*) filter (where status in ('pending', 'dead'))::int as kept,
+      count(*) filter (where status in ('delivered', 'skipped') and last_received_at < now() - interval '30 days')::int as old
+    from webhook_events`;
+    assert.equal(after.old, 0);
+    assert.equal(after.kept, before.kept + 1);
+    assert.equal(after.total, before.total + 1 - before.old);
+    const [{ orphans }] = await sql`select count(*)::int as orphans from webhook_delivery_attempts a
+                                  where not exists (select 1 from webhook_events e where e.id = a.event_id)`;
+    assert.equal(orphans, 0);
+    // Recent delivered events stay; the configured age applies when none is given.
+    await sql`update relay_settings set retention_days = 1`;
+    await sql`update webhook_events set last_received_at = now() - interval '2 days' where conversation_id = 101 and status = 'delivered'`;
+    const [{ deleted: second }] = await sql`call prune_webhook_events()`;
+    const [{ left }] =
+      await sql`select count(*)::int as left from webhook_events where conversation_id = 101 and status = 'delivered'`;
+    assert.ok(Number(second) > 0);
+    assert.equal(left, 0);
+    await sql`update relay_settings set retention_days = 30`;
+  },
+);
+
+Deno.test({
+  name: `data [${db.kind}]: close database`,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => db.close(),
+});
