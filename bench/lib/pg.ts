@@ -149,8 +149,16 @@ export interface PgbenchResult {
   durationS: number;
 }
 
+/** Runs for `durationS` seconds, or `transactions` per client when given. */
 export async function runPgbench(
-  o: { url: string; script: string; clients: number; durationS: number; workDir: string },
+  o: {
+    url: string;
+    script: string;
+    clients: number;
+    durationS: number;
+    workDir: string;
+    transactions?: number;
+  },
 ): Promise<PgbenchResult> {
   const scriptPath = `${o.workDir}/pgbench_${crypto.randomUUID().slice(0, 8)}.sql`;
   await Deno.writeTextFile(scriptPath, o.script);
@@ -162,13 +170,14 @@ export async function runPgbench(
     String(o.clients),
     "-j",
     "1",
-    "-T",
-    String(o.durationS),
+    ...(o.transactions ? ["-t", String(o.transactions)] : ["-T", String(o.durationS)]),
     "-f",
     scriptPath,
     o.url,
   ]);
-  return parsePgbenchOutput(stdout, o.clients, o.durationS);
+  const result = parsePgbenchOutput(stdout, o.clients, o.durationS);
+  if (o.transactions) result.durationS = result.transactions / result.tps;
+  return result;
 }
 
 export function parsePgbenchOutput(stdout: string, clients: number, durationS: number): PgbenchResult {

@@ -33,6 +33,8 @@ export interface PoolOptions {
   minBytes?: number;
   maxBytes?: number;
   seed?: number;
+  /** Message ids start here (so separate batches never share keys). */
+  firstMessageId?: number;
 }
 
 export interface PooledBody {
@@ -50,6 +52,7 @@ export interface PooledBody {
 /** Deterministic bodies (same seed, same bodies and keys); signing happens separately. */
 export async function buildBodies(options: Omit<PoolOptions, "secret">): Promise<PooledBody[]> {
   const { count, duplicateShare = 0.05, minBytes = 5_000, maxBytes = 20_000, seed = 6 } = options;
+  const firstMessageId = options.firstMessageId ?? 1_000_000;
   const random = seededRandom(seed);
   const totalWeight = EVENT_MIX.reduce((sum, [, w]) => sum + w, 0);
   const pickEvent = (): SampleEvent => {
@@ -79,13 +82,13 @@ export async function buildBodies(options: Omit<PoolOptions, "secret">): Promise
     const target = Math.round(minBytes + random() * (maxBytes - minBytes));
     // About a third of the size is varied text (it does not compress to nothing); the rest is padding.
     const payload = samplePayload(event, {
-      messageId: 1_000_000 + i,
+      messageId: firstMessageId + i,
       conversationId: 1 + Math.floor(random() * 5_000),
       contactId: 1 + Math.floor(random() * 20_000),
       inboxId: 1 + Math.floor(random() * 8),
       content: words(Math.round(target * 0.3)),
       padToBytes: target,
-      at: new Date(start + i * 250),
+      at: new Date(start + (firstMessageId + i) * 250),
     });
     const body = JSON.stringify(payload);
     const parsed = parseChatwootEvent(body);
