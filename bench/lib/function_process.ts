@@ -9,6 +9,10 @@ export function startFunction(
 ): Promise<ServerProcess> {
   return startDenoServer({
     args: [
+      // e.g. BENCH_FUNCTION_V8_FLAGS=--max-old-space-size=64 to try a tighter heap, as the edge runtime has
+      ...(Deno.env.get("BENCH_FUNCTION_V8_FLAGS")
+        ? [`--v8-flags=${Deno.env.get("BENCH_FUNCTION_V8_FLAGS")}`]
+        : []),
       "--allow-net",
       "--allow-env",
       "--allow-read",

@@ -5,6 +5,7 @@ import { connect, type Sql } from "../../supabase/functions/_shared/db.ts";
 import { applyMigrations } from "../../scripts/lib/migrations.ts";
 import type { PooledBody } from "./pool.ts";
 import { freePort, runCommand, type ServerProcess, startDenoServer } from "./proc.ts";
+import { type LatencySummary, summarize } from "./stats.ts";
 
 export interface BenchDb {
   kind: "postgres" | "pglite";
@@ -143,13 +144,20 @@ select e.* from c join bench_payloads p using (i),
 
 export interface PgbenchResult {
   tps: number;
+  /** Per-transaction latency percentiles (ms), when the run was logged (paced runs). */
+  latencyMs?: LatencySummary;
+  /** The rate asked for with -R. */
+  targetRate?: number;
   latencyMeanMs: number;
   transactions: number;
   clients: number;
   durationS: number;
 }
 
-/** Runs for `durationS` seconds, or `transactions` per client when given. */
+/**
+ * Runs for `durationS` seconds, or `transactions` per client when given. With `rate`, transactions are
+ * scheduled at that rate (-R) and every one is logged, for latency percentiles.
+ */
 export async function runPgbench(
   o: {
     url: string;
@@ -158,9 +166,12 @@ export async function runPgbench(
     durationS: number;
     workDir: string;
     transactions?: number;
+    rate?: number;
   },
 ): Promise<PgbenchResult> {
-  const scriptPath = `${o.workDir}/pgbench_${crypto.randomUUID().slice(0, 8)}.sql`;
+  const id = crypto.randomUUID().slice(0, 8);
+  const scriptPath = `${o.workDir}/pgbench_${id}.sql`;
+  const logPrefix = `${o.workDir}/pgbench_log_${id}`;
   await Deno.writeTextFile(scriptPath, o.script);
   const { stdout } = await runCommand("pgbench", [
     "-n", // no vacuum of pgbench's own tables
@@ -171,13 +182,33 @@ export async function runPgbench(
     "-j",
     "1",
     ...(o.transactions ? ["-t", String(o.transactions)] : ["-T", String(o.durationS)]),
+    ...(o.rate ? ["-R", String(o.rate), "--log", `--log-prefix=${logPrefix}`] : []),
     "-f",
     scriptPath,
     o.url,
   ]);
   const result = parsePgbenchOutput(stdout, o.clients, o.durationS);
   if (o.transactions) result.durationS = result.transactions / result.tps;
+  if (o.rate) {
+    result.targetRate = o.rate;
+    result.latencyMs = summarize(await readPgbenchLogLatencies(o.workDir, `pgbench_log_${id}`));
+  }
   return result;
+}
+
+/** Latencies (ms) from pgbench's per-transaction logs: "client tx time_us script epoch epoch_us [lag_us]". */
+async function readPgbenchLogLatencies(dir: string, prefix: string): Promise<number[]> {
+  const latencies: number[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.name.startsWith(prefix)) continue;
+    const text = await Deno.readTextFile(`${dir}/${entry.name}`);
+    for (const line of text.split("\n")) {
+      const fields = line.split(" ");
+      // "skipped" transactions (behind schedule with --latency-limit) have no time; none are expected here.
+      if (fields.length >= 6 && /^\d+$/.test(fields[2])) latencies.push(Number(fields[2]) / 1000);
+    }
+  }
+  return latencies;
 }
 
 export function parsePgbenchOutput(stdout: string, clients: number, durationS: number): PgbenchResult {

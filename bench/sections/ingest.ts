@@ -25,6 +25,8 @@ interface BackendResult {
   half: WrkResult | null;
   peakRssMb: number;
   limitA: PgbenchResult | { error: string };
+  /** pgbench alone at the same half rate: how much of the HTTP p99 the database accounts for. */
+  limitAHalf: PgbenchResult | null;
   limitB: WrkResult | null;
 }
 
@@ -84,6 +86,7 @@ async function measureBackend(
   }
 
   let limitA: BackendResult["limitA"];
+  let limitAHalf: PgbenchResult | null = null;
   try {
     const pgbench = { url: db.url, script: ingestScript(bodies.length), clients: ctx.connections };
     await resetEvents(db.sql);
@@ -91,6 +94,13 @@ async function measureBackend(
     await resetEvents(db.sql);
     limitA = await runPgbench({ ...pgbench, durationS, workDir: ctx.workDir });
     ctx.log(`  ${db.kind}: limit A (pgbench) ${fmt.rate(limitA.tps)}`);
+    if (half?.targetRate) {
+      await resetEvents(db.sql);
+      limitAHalf = await runPgbench({ ...pgbench, durationS, workDir: ctx.workDir, rate: half.targetRate });
+      ctx.log(
+        `  ${db.kind}: pgbench at ${fmt.rate(half.targetRate)}: p99 ${fmt.ms(limitAHalf.latencyMs?.p99)}`,
+      );
+    }
   } catch (error) {
     limitA = { error: (error as Error).message.split("\n").slice(0, 3).join(" ") };
     ctx.log(`  ${db.kind}: limit A failed: ${limitA.error}`);
@@ -109,7 +119,7 @@ async function measureBackend(
     }
   }
   await resetEvents(db.sql);
-  return { db: db.kind, max, half, peakRssMb, limitA, limitB };
+  return { db: db.kind, max, half, peakRssMb, limitA, limitAHalf, limitB };
 }
 
 function assertClean(what: string, r: WrkResult, stderr: string) {
@@ -189,6 +199,12 @@ export const ingestSection: BenchSection = {
       { section: s, metric: "ingest ÷ limit A", ...both((r) => fmt.ratio(vsA(r))) },
       {
         section: s,
+        metric: "pgbench alone at the half rate: p50 / p95 / p99",
+        ...both((r) => r.limitAHalf?.latencyMs ? pgLatencies(r.limitAHalf.latencyMs) : "not run"),
+        note: "the database's share of the HTTP latency",
+      },
+      {
+        section: s,
         metric: "limit B: bare Deno.serve, requests/s",
         postgres: fmt.rate(onPg.limitB?.requestsPerS),
       },
@@ -219,6 +235,10 @@ export const ingestSection: BenchSection = {
     };
   },
 };
+
+function pgLatencies(l: { p50: number; p95: number; p99: number }): string {
+  return `${l.p50.toFixed(1)} / ${l.p95.toFixed(1)} / ${l.p99.toFixed(1)} ms`;
+}
 
 function latencies(r: WrkResult): string {
   return `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p95.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} ms`;
