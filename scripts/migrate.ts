@@ -2,7 +2,7 @@
 // only list what is pending and exit 1 if anything is. Same history table as `supabase migration up`.
 import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
-import { applyMigrations, appliedVersions, listMigrations } from "./lib/migrations.ts";
+import { appliedVersions, applyMigrations, listMigrations } from "./lib/migrations.ts";
 import { redact } from "./lib/dev_server.ts";
 
 await loadDotenv(".env");

@@ -15,6 +15,7 @@ import type { PgbenchResult } from "../lib/pg.ts";
 import { buildBodies, type PooledBody, signBodies, writeWrkPool } from "../lib/pool.ts";
 import { freePort, procCpuSeconds, procMemory } from "../lib/proc.ts";
 import { ratio } from "../lib/stats.ts";
+import { timeIngestStages } from "../lib/stages.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
 
 const FUNCTION = "chatwoot-webhook";
@@ -138,6 +139,8 @@ export const ingestSection: BenchSection = {
     ctx.log(`  building ${poolSize} bodies (5-20 KB, mixed events, ~5% exact repeats)`);
     const bodies = await buildBodies({ count: poolSize });
     const avgKb = bodies.reduce((s, b) => s + b.body.length, 0) / bodies.length / 1024;
+    const stagesUs = await timeIngestStages(await signBodies(bodies.slice(0, 2_000), ctx.secret), ctx.secret);
+    ctx.log(`  function CPU by stage, µs per request: ${JSON.stringify(stagesUs)}`);
 
     const pg = await createServerDb(ctx.serverUrl, "ingest");
     let onPg: BackendResult;
@@ -228,6 +231,7 @@ export const ingestSection: BenchSection = {
         connections: ctx.connections,
         phaseSeconds: ctx.phaseSeconds,
         pool: { requests: poolSize, averageBodyKb: Number(avgKb.toFixed(1)) },
+        stagesMicrosecondsPerRequest: stagesUs,
         postgres: onPg,
         pglite: onLite,
         ratios: { ingestOverLimitA: vsA(onPg), ingestOverLimitB: vsB, pgliteIngestOverLimitA: vsA(onLite) },
