@@ -101,19 +101,19 @@ export const growthSection: BenchSection = {
         { section: "3 growth", metric: `${name}: ${label(large)} ÷ ${label(small)}`, postgres: fmt.ratio(r) },
       );
     }
-    const ingestRatio = ratios[ingestUpsertProbe.name] ?? null;
     return {
       rows,
-      targets: [
+      // One bar per probe: the forwarder's claim query is held to the same ≤ 1.5×.
+      targets: Object.entries(ratios).map(([name, r]) =>
         check(
-          `growth ratio, ingest upsert (${label(large)} ÷ ${label(small)})`,
+          `growth ratio, ${name} (${label(large)} ÷ ${label(small)})`,
           "≤ 1.5×",
-          ingestRatio,
-          fmt.ratio(ingestRatio),
+          r,
+          fmt.ratio(r),
           (v) => v <= 1.5,
           ctx.quick ? "quick run: 50 k, not 1 M" : undefined,
-        ),
-      ],
+        )
+      ),
       data: { sizes, upsertsPerProbe: payloads, clients: 1, timings, ratios },
     };
   },
