@@ -45,7 +45,7 @@ const ctx: BenchContext = {
   serverUrl,
   workDir,
   connections: Number(Deno.env.get("BENCH_CONNECTIONS") ?? 16),
-  phaseSeconds: Number(Deno.env.get("BENCH_SECONDS") ?? (quick ? 3 : 15)),
+  phaseSeconds: Number(Deno.env.get("BENCH_SECONDS") ?? (quick ? 2 : 15)),
   warmupSeconds: quick ? 1 : 3,
   secret: `bench-${crypto.randomUUID()}`,
   log: (line) => console.log(line),

@@ -208,6 +208,17 @@ export const ingestSection: BenchSection = {
       },
       {
         section: s,
+        metric: "function time per request: JS stages (no HTTP, no DB)",
+        postgres: `${Object.values(stagesUs).reduce((a, b) => a + b, 0)} µs`,
+        note: Object.entries(stagesUs).map(([k, v]) => `${k} ${v}`).join("; "),
+      },
+      {
+        section: s,
+        metric: "function CPU per request: whole process at max",
+        ...both((r) => `${Math.round((r.max.functionCpuShare / r.max.requestsPerS) * 1e6)} µs`),
+      },
+      {
+        section: s,
         metric: "limit B: bare Deno.serve, requests/s",
         postgres: fmt.rate(onPg.limitB?.requestsPerS),
       },

@@ -13,7 +13,7 @@ export const memorySection: BenchSection = {
   name: "memory",
   title: "4. Memory after many ingests",
   async run(ctx) {
-    const total = Number(Deno.env.get("BENCH_MEMORY_INGESTS") ?? (ctx.quick ? 3_000 : 100_000));
+    const total = Number(Deno.env.get("BENCH_MEMORY_INGESTS") ?? (ctx.quick ? 2_000 : 100_000));
     const db = await createServerDb(ctx.serverUrl, "memory");
     const port = freePort();
     const samples: Array<{ ingests: number; rssMb: number; peakRssMb: number }> = [];
