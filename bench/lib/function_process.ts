@@ -13,6 +13,7 @@ export function startFunction(
       ...(Deno.env.get("BENCH_FUNCTION_V8_FLAGS")
         ? [`--v8-flags=${Deno.env.get("BENCH_FUNCTION_V8_FLAGS")}`]
         : []),
+      "--no-lock", // the function resolves through its own deno.json; do not write a lockfile beside it
       "--allow-net",
       "--allow-env",
       "--allow-read",
