@@ -1,0 +1,145 @@
+// Processes a benchmark starts: servers on loopback ports, their memory and CPU from /proc, and clean stops.
+
+export interface ProcMemory {
+  /** Resident set now, MB. */
+  rssMb: number;
+  /** Peak resident set (VmHWM), MB. */
+  peakRssMb: number;
+}
+
+export async function procMemory(pid: number): Promise<ProcMemory> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+  return { rssMb: kb("VmRSS") / 1024, peakRssMb: kb("VmHWM") / 1024 };
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** CPU seconds (user + system) a process has used so far. */
+export async function procCpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields overall.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** A free loopback TCP port (bound then released, so another process can take it). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+export async function waitForPort(port: number, timeoutMs = 20_000, alive?: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (alive && !alive()) throw new Error(`server for port ${port} exited before listening`);
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`nothing listening on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+export interface ServerProcess {
+  pid: number;
+  port: number;
+  /** Last lines of stderr, for error messages. */
+  stderrTail(): string;
+  stop(): Promise<void>;
+}
+
+const running = new Set<ServerProcess>();
+
+/** Stops every server still running (for error paths and Ctrl-C). */
+export async function stopAllServers(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
+}
+
+/**
+ * Runs `deno run <args>` as its own process. Servers started through Deno.serve() listen where
+ * DENO_SERVE_ADDRESS says, so a function's unmodified index.ts can be served on a chosen port.
+ */
+export async function startDenoServer(
+  { args, env, port, waitMs }: { args: string[]; env: Record<string, string>; port: number; waitMs?: number },
+): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...args],
+    env: { ...env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}`, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "null", // the function's JSON log lines are written (as in production) and dropped
+    stderr: "piped",
+  }).spawn();
+  let tail = "";
+  let exited = false;
+  const decoder = new TextDecoder();
+  const drain = (async () => {
+    for await (const chunk of child.stderr) tail = (tail + decoder.decode(chunk)).slice(-4000);
+  })().catch(() => {});
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  let stopped: Promise<void> | null = null;
+  const server: ServerProcess = {
+    pid: child.pid,
+    port,
+    stderrTail: () => tail,
+    stop() {
+      stopped ??= (async () => {
+        running.delete(server);
+        if (!exited) {
+          try {
+            child.kill("SIGTERM");
+          } catch { /* already gone */ }
+          const timer = setTimeout(() => {
+            try {
+              child.kill("SIGKILL");
+            } catch { /* already gone */ }
+          }, 3000);
+          await status;
+          clearTimeout(timer);
+        }
+        await drain;
+      })();
+      return stopped;
+    },
+  };
+  running.add(server);
+  try {
+    await waitForPort(port, waitMs, () => !exited);
+  } catch (error) {
+    await server.stop();
+    throw new Error(`${(error as Error).message}\n${tail}`);
+  }
+  return server;
+}
+
+/** Runs a command to completion; throws with its output when it fails. */
+export async function runCommand(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const out = await new Deno.Command(command, { args, ...options, stdin: "null" }).output();
+  const decoder = new TextDecoder();
+  const stdout = decoder.decode(out.stdout), stderr = decoder.decode(out.stderr);
+  if (!out.success) {
+    throw new Error(`${command} ${args.join(" ")} failed (${out.code}):\n${stderr || stdout}`.slice(0, 4000));
+  }
+  return { stdout, stderr };
+}
+
+export async function commandExists(command: string): Promise<boolean> {
+  try {
+    await runCommand("sh", ["-c", `command -v ${command}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,74 @@
+// HTTP load with wrk (Debian's wrk 4.1): replays a file of pre-signed requests, optionally paced to a rate.
+import { runCommand } from "./proc.ts";
+
+export interface WrkResult {
+  requests: number;
+  durationS: number;
+  requestsPerS: number;
+  errors: { connect: number; read: number; write: number; status: number; timeout: number };
+  /** Milliseconds. */
+  latencyMs: { p50: number; p90: number; p95: number; p99: number; p999: number; max: number; mean: number };
+  /** The rate asked for, when paced. */
+  targetRate?: number;
+}
+
+const POOL_SCRIPT = new URL("./wrk_pool.lua", import.meta.url);
+const PACE_SCRIPT = new URL("./wrk_pace.lua", import.meta.url);
+
+export interface WrkOptions {
+  url: string;
+  poolFile: string;
+  connections: number;
+  durationS: number;
+  threads?: number;
+  /** Requests per second for the whole run; omit for as fast as the server answers. */
+  rate?: number;
+  /** A directory for the generated script. */
+  workDir: string;
+}
+
+export async function runWrk(o: WrkOptions): Promise<WrkResult> {
+  const threads = o.threads ?? 1;
+  let script = await Deno.readTextFile(POOL_SCRIPT);
+  if (o.rate) script += "\n" + await Deno.readTextFile(PACE_SCRIPT);
+  const scriptPath = `${o.workDir}/wrk_${o.rate ? "paced" : "max"}.lua`;
+  await Deno.writeTextFile(scriptPath, script);
+  const { stdout } = await runCommand("wrk", [
+    `-t${threads}`,
+    `-c${o.connections}`,
+    `-d${o.durationS}s`,
+    "--timeout",
+    "10s",
+    "-s",
+    scriptPath,
+    o.url,
+    "--",
+    o.poolFile,
+    String(o.rate ?? 0),
+    String(threads),
+  ]);
+  return parseWrkOutput(stdout, o.rate);
+}
+
+export function parseWrkOutput(stdout: string, targetRate?: number): WrkResult {
+  const line = stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
+  if (!line) throw new Error(`wrk printed no result:\n${stdout.slice(0, 2000)}`);
+  const raw = JSON.parse(line.slice("BENCH_JSON ".length)) as {
+    requests: number;
+    duration_us: number;
+    errors: WrkResult["errors"];
+    latency_us: Record<keyof WrkResult["latencyMs"], number>;
+  };
+  const durationS = raw.duration_us / 1e6;
+  const ms = Object.fromEntries(
+    Object.entries(raw.latency_us).map(([k, v]) => [k, Math.round(v / 10) / 100]),
+  ) as WrkResult["latencyMs"];
+  return {
+    requests: raw.requests,
+    durationS,
+    requestsPerS: raw.requests / durationS,
+    errors: raw.errors,
+    latencyMs: ms,
+    ...(targetRate ? { targetRate } : {}),
+  };
+}

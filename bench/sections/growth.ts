@@ -1,0 +1,120 @@
+// Item 3 of issue 6: does a query get slower as webhook_events grows? Each probe is timed with 10 k rows and
+// again with 1 M (the quick run stops at 50 k), the filler bulk-loaded in SQL, mostly delivered.
+// The forwarder's claim query joins as one more probe in GROWTH_PROBES.
+import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
+import { type BenchDb, createServerDb, ingestScript, runPgbench, stagePayloads } from "../lib/pg.ts";
+import { buildBodies } from "../lib/pool.ts";
+import { ratio } from "../lib/stats.ts";
+
+export interface GrowthProbe {
+  name: string;
+  /** Mean milliseconds per operation at the current table size; leaves the table as it found it. */
+  measure(ctx: BenchContext, db: BenchDb): Promise<{ meanMs: number; opsPerS: number }>;
+}
+
+/** The ingest upsert, single client (so the figure is the statement's own cost), fresh keys each time. */
+export const ingestUpsertProbe: GrowthProbe = {
+  name: "ingest upsert (ingest_webhook_event)",
+  async measure(ctx, db) {
+    const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from bench_payloads`;
+    await db.sql`select setval('bench_cursor', 1, false)`;
+    // Each staged payload once: every call stores a new key, as most of Chatwoot's traffic does.
+    const r = await runPgbench({
+      url: db.url,
+      script: ingestScript(n),
+      clients: 1,
+      durationS: 0,
+      transactions: n,
+      workDir: ctx.workDir,
+    });
+    // Remove what the probe added so the next size starts from filler only.
+    await db.sql`delete from public.webhook_events e using bench_payloads p where e.event_key = p.event_key`;
+    await db.sql`vacuum public.webhook_events`;
+    return { meanMs: r.latencyMeanMs, opsPerS: r.tps };
+  },
+};
+
+export const GROWTH_PROBES: GrowthProbe[] = [ingestUpsertProbe];
+
+/**
+ * Adds rows to webhook_events up to `total`, in one statement: 97% delivered, 2% dead, 1% skipped (nothing
+ * pending, so a claim query has to skip past history). Bodies are small: index paths are what is measured.
+ */
+export async function fillEvents(db: BenchDb, total: number): Promise<void> {
+  const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from public.webhook_events`;
+  if (n >= total) return;
+  await db.sql.unsafe(
+    `
+    insert into public.webhook_events (event_key, event, message_id, conversation_id, account_id, inbox_id,
+      delivery_id, payload, raw_body, body_sha256, verified_by, status, attempts, received_at, last_received_at,
+      delivered_at, next_attempt_at)
+    select 'message:' || (500000000 + g) || ':message_created', 'message_created', 500000000 + g,
+      1 + g % 20000, 1, 1 + g % 8, md5(g::text),
+      jsonb_build_object('event', 'message_created', 'id', 500000000 + g, 'content', 'filler ' || g),
+      '{"event":"message_created","id":' || (500000000 + g) || ',"content":"filler ' || g || '"}',
+      md5(g::text) || md5((g + 1)::text), 'signature',
+      case when g % 100 = 0 then 'skipped' when g % 50 = 1 then 'dead' else 'delivered' end,
+      1, now() - interval '1 second' * ($2::int - g), now() - interval '1 second' * ($2::int - g),
+      case when g % 100 = 0 or g % 50 = 1 then null else now() - interval '1 second' * ($2::int - g) end,
+      null
+    from generate_series($1::int + 1, $2::int) g`,
+    [n, total],
+  );
+  await db.sql`vacuum analyze public.webhook_events`;
+}
+
+export const growthSection: BenchSection = {
+  name: "growth",
+  title: "3. Growth: 10 k rows vs 1 M rows",
+  async run(ctx) {
+    const sizes = ctx.quick ? [10_000, 50_000] : [10_000, 1_000_000];
+    const payloads = ctx.quick ? 1_000 : 6_000;
+    const db = await createServerDb(ctx.serverUrl, "growth");
+    const timings: Record<string, Array<{ rows: number; meanMs: number; opsPerS: number; loadS: number }>> =
+      {};
+    try {
+      await stagePayloads(db.sql, await buildBodies({ count: payloads, seed: 33, duplicateShare: 0 }));
+      for (const rows of sizes) {
+        const t0 = performance.now();
+        await fillEvents(db, rows);
+        const loadS = (performance.now() - t0) / 1000;
+        ctx.log(`  ${rows} rows in webhook_events (loaded in ${loadS.toFixed(1)} s)`);
+        for (const probe of GROWTH_PROBES) {
+          const r = await probe.measure(ctx, db);
+          (timings[probe.name] ??= []).push({ rows, ...r, loadS });
+          ctx.log(`    ${probe.name}: ${fmt.ms(r.meanMs)} mean, ${fmt.rate(r.opsPerS)} single client`);
+        }
+      }
+    } finally {
+      await db.close();
+    }
+    const [small, large] = sizes;
+    const label = (n: number) => n >= 1_000_000 ? `${n / 1_000_000} M` : `${n / 1_000} k`;
+    const rows: ResultRow[] = [];
+    const ratios: Record<string, number | null> = {};
+    for (const [name, t] of Object.entries(timings)) {
+      const r = ratio(t[1]?.meanMs, t[0]?.meanMs);
+      ratios[name] = r;
+      rows.push(
+        { section: "3 growth", metric: `${name} at ${label(small)} rows`, postgres: fmt.ms(t[0]?.meanMs) },
+        { section: "3 growth", metric: `${name} at ${label(large)} rows`, postgres: fmt.ms(t[1]?.meanMs) },
+        { section: "3 growth", metric: `${name}: ${label(large)} ÷ ${label(small)}`, postgres: fmt.ratio(r) },
+      );
+    }
+    return {
+      rows,
+      // One bar per probe: the forwarder's claim query is held to the same ≤ 1.5×.
+      targets: Object.entries(ratios).map(([name, r]) =>
+        check(
+          `growth ratio, ${name} (${label(large)} ÷ ${label(small)})`,
+          "≤ 1.5×",
+          r,
+          fmt.ratio(r),
+          (v) => v <= 1.5,
+          ctx.quick ? "quick run: 50 k, not 1 M" : undefined,
+        )
+      ),
+      data: { sizes, upsertsPerProbe: payloads, clients: 1, timings, ratios },
+    };
+  },
+};

@@ -1,0 +1,260 @@
+// Item 1 of issue 6: signed webhooks posted over HTTP to chatwoot-webhook (own process, PG15 and PGlite),
+// against limit A (pgbench running the same upsert) and limit B (bare Deno.serve under the same load).
+import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
+import { startBareServer, startFunction } from "../lib/function_process.ts";
+import {
+  type BenchDb,
+  createServerDb,
+  ingestScript,
+  resetEvents,
+  runPgbench,
+  stagePayloads,
+  startPgliteDb,
+} from "../lib/pg.ts";
+import type { PgbenchResult } from "../lib/pg.ts";
+import { buildBodies, type PooledBody, signBodies, writeWrkPool } from "../lib/pool.ts";
+import { freePort, procCpuSeconds, procMemory } from "../lib/proc.ts";
+import { ratio } from "../lib/stats.ts";
+import { timeIngestStages } from "../lib/stages.ts";
+import { runWrk, type WrkResult } from "../lib/wrk.ts";
+
+const FUNCTION = "chatwoot-webhook";
+
+interface BackendResult {
+  db: "postgres" | "pglite";
+  max: WrkResult & { functionCpuShare: number; storedRows: number; receives: number };
+  half: WrkResult | null;
+  peakRssMb: number;
+  limitA: PgbenchResult | { error: string };
+  /** pgbench alone at the same half rate: how much of the HTTP p99 the database accounts for. */
+  limitAHalf: PgbenchResult | null;
+  limitB: WrkResult | null;
+}
+
+async function measureBackend(
+  ctx: BenchContext,
+  db: BenchDb,
+  bodies: PooledBody[],
+  { durationS, withHalf, withLimitB }: { durationS: number; withHalf: boolean; withLimitB: boolean },
+): Promise<BackendResult> {
+  ctx.log(`  ${db.kind}: staging ${bodies.length} payloads for pgbench`);
+  await stagePayloads(db.sql, bodies);
+  const port = freePort();
+  const poolFile = `${ctx.workDir}/pool_${db.kind}.http`;
+  // Signed now: the function accepts timestamps within ±300 s and this backend's phases take less.
+  const megabytes = await writeWrkPool(poolFile, await signBodies(bodies, ctx.secret), {
+    host: `127.0.0.1:${port}`,
+    path: `/${FUNCTION}`,
+  }) / 1e6;
+  ctx.log(`  ${db.kind}: ${bodies.length} signed requests (${megabytes.toFixed(0)} MB) ready`);
+  const url = `http://127.0.0.1:${port}/${FUNCTION}`;
+  const load = { url, poolFile, connections: ctx.connections, workDir: ctx.workDir };
+
+  const fn = await startFunction(FUNCTION, {
+    port,
+    databaseUrl: db.url,
+    env: { CHATWOOT_WEBHOOK_SECRET: ctx.secret },
+  });
+  let max: BackendResult["max"], half: WrkResult | null = null, peakRssMb: number;
+  try {
+    await runWrk({ ...load, durationS: ctx.warmupSeconds });
+    await resetEvents(db.sql);
+    const cpuBefore = await procCpuSeconds(fn.pid);
+    const maxRun = await runWrk({ ...load, durationS });
+    const cpu = await procCpuSeconds(fn.pid) - cpuBefore;
+    const [counts] = await db.sql<{ rows: number; receives: number }[]>`
+      select count(*)::int as rows, coalesce(sum(receive_count), 0)::int as receives from public.webhook_events`;
+    max = {
+      ...maxRun,
+      functionCpuShare: cpu / maxRun.durationS,
+      storedRows: counts.rows,
+      receives: counts.receives,
+    };
+    assertClean(`${db.kind} ingest`, maxRun, fn.stderrTail());
+    ctx.log(
+      `  ${db.kind}: ingest ${fmt.rate(max.requestsPerS)} p99 ${fmt.ms(max.latencyMs.p99)}, ` +
+        `function CPU ${fmt.pct(max.functionCpuShare)} of a core`,
+    );
+    if (withHalf) {
+      await resetEvents(db.sql);
+      half = await runWrk({ ...load, durationS, rate: Math.max(1, Math.round(max.requestsPerS / 2)) });
+      assertClean(`${db.kind} ingest at half rate`, half, fn.stderrTail());
+      ctx.log(`  ${db.kind}: half rate ${fmt.rate(half.requestsPerS)} p99 ${fmt.ms(half.latencyMs.p99)}`);
+    }
+    peakRssMb = (await procMemory(fn.pid)).peakRssMb;
+  } finally {
+    await fn.stop();
+  }
+
+  let limitA: BackendResult["limitA"];
+  let limitAHalf: PgbenchResult | null = null;
+  try {
+    const pgbench = { url: db.url, script: ingestScript(bodies.length), clients: ctx.connections };
+    await resetEvents(db.sql);
+    await runPgbench({ ...pgbench, durationS: ctx.warmupSeconds, workDir: ctx.workDir });
+    await resetEvents(db.sql);
+    limitA = await runPgbench({ ...pgbench, durationS, workDir: ctx.workDir });
+    ctx.log(`  ${db.kind}: limit A (pgbench) ${fmt.rate(limitA.tps)}`);
+    if (half?.targetRate) {
+      await resetEvents(db.sql);
+      limitAHalf = await runPgbench({ ...pgbench, durationS, workDir: ctx.workDir, rate: half.targetRate });
+      ctx.log(
+        `  ${db.kind}: pgbench at ${fmt.rate(half.targetRate)}: p99 ${fmt.ms(limitAHalf.latencyMs?.p99)}`,
+      );
+    }
+  } catch (error) {
+    limitA = { error: (error as Error).message.split("\n").slice(0, 3).join(" ") };
+    ctx.log(`  ${db.kind}: limit A failed: ${limitA.error}`);
+  }
+
+  let limitB: WrkResult | null = null;
+  if (withLimitB) {
+    const bare = await startBareServer(port);
+    try {
+      await runWrk({ ...load, durationS: ctx.warmupSeconds });
+      limitB = await runWrk({ ...load, durationS });
+      assertClean("limit B", limitB, bare.stderrTail());
+      ctx.log(`  limit B (bare Deno.serve) ${fmt.rate(limitB.requestsPerS)}`);
+    } finally {
+      await bare.stop();
+    }
+  }
+  await resetEvents(db.sql);
+  return { db: db.kind, max, half, peakRssMb, limitA, limitAHalf, limitB };
+}
+
+function assertClean(what: string, r: WrkResult, stderr: string) {
+  const e = r.errors;
+  const failures = e.connect + e.read + e.write + e.status + e.timeout;
+  if (r.requests === 0 || failures > 0) {
+    throw new Error(`${what}: ${r.requests} requests, errors ${JSON.stringify(e)}\n${stderr.slice(-1500)}`);
+  }
+}
+
+export const ingestSection: BenchSection = {
+  name: "ingest",
+  title: "1. Ingest over HTTP",
+  async run(ctx) {
+    const poolSize = Number(Deno.env.get("BENCH_POOL") ?? (ctx.quick ? 1_500 : 30_000));
+    ctx.log(`  building ${poolSize} bodies (5-20 KB, mixed events, ~5% exact repeats)`);
+    const bodies = await buildBodies({ count: poolSize });
+    const avgKb = bodies.reduce((s, b) => s + b.body.length, 0) / bodies.length / 1024;
+    const stagesUs = await timeIngestStages(await signBodies(bodies.slice(0, 2_000), ctx.secret), ctx.secret);
+    ctx.log(`  function CPU by stage, µs per request: ${JSON.stringify(stagesUs)}`);
+
+    const pg = await createServerDb(ctx.serverUrl, "ingest");
+    let onPg: BackendResult;
+    try {
+      onPg = await measureBackend(ctx, pg, bodies, {
+        durationS: ctx.phaseSeconds,
+        withHalf: true,
+        withLimitB: true,
+      });
+    } finally {
+      await pg.close();
+    }
+    const lite = await startPgliteDb();
+    let onLite: BackendResult;
+    try {
+      onLite = await measureBackend(ctx, lite, bodies, {
+        durationS: Math.max(2, Math.round(ctx.phaseSeconds * 2 / 3)),
+        withHalf: !ctx.quick,
+        withLimitB: false,
+      });
+    } finally {
+      await lite.close();
+    }
+
+    const tps = (r: BackendResult) => "tps" in r.limitA ? r.limitA.tps : null;
+    const vsA = (r: BackendResult) => ratio(r.max.requestsPerS, tps(r));
+    const vsB = ratio(onPg.max.requestsPerS, onPg.limitB?.requestsPerS);
+    const dupShare = (r: BackendResult) => 1 - r.max.storedRows / Math.max(1, r.max.receives);
+    const both = (f: (r: BackendResult) => string) => ({ postgres: f(onPg), pglite: f(onLite) });
+    const s = "1 ingest";
+    const rows: ResultRow[] = [
+      { section: s, metric: "ingest requests/s (max)", ...both((r) => fmt.rate(r.max.requestsPerS)) },
+      { section: s, metric: "latency p50 / p95 / p99 at max", ...both((r) => latencies(r.max)) },
+      {
+        section: s,
+        metric: "rate asked / achieved at half max",
+        ...both((r) =>
+          r.half ? `${fmt.rate(r.half.targetRate)} / ${fmt.rate(r.half.requestsPerS)}` : "not run"
+        ),
+      },
+      {
+        section: s,
+        metric: "latency p50 / p95 / p99 at half max",
+        ...both((r) => r.half ? latencies(r.half) : "not run"),
+      },
+      {
+        section: s,
+        metric: "function CPU at max (share of one core)",
+        ...both((r) => fmt.pct(r.max.functionCpuShare)),
+      },
+      { section: s, metric: "function peak RSS (VmHWM)", ...both((r) => fmt.mb(r.peakRssMb)) },
+      {
+        section: s,
+        metric: "duplicates among requests at max",
+        ...both((r) => fmt.pct(dupShare(r))),
+        note: "pool cycles once exhausted",
+      },
+      { section: s, metric: "limit A: pgbench same upsert, tx/s", ...both((r) => fmt.rate(tps(r))) },
+      { section: s, metric: "ingest ÷ limit A", ...both((r) => fmt.ratio(vsA(r))) },
+      {
+        section: s,
+        metric: "pgbench alone at the half rate: p50 / p95 / p99",
+        ...both((r) => r.limitAHalf?.latencyMs ? pgLatencies(r.limitAHalf.latencyMs) : "not run"),
+        note: "the database's share of the HTTP latency",
+      },
+      {
+        section: s,
+        metric: "function time per request: JS stages (no HTTP, no DB)",
+        postgres: `${Object.values(stagesUs).reduce((a, b) => a + b, 0)} µs`,
+        note: Object.entries(stagesUs).map(([k, v]) => `${k} ${v}`).join("; "),
+      },
+      {
+        section: s,
+        metric: "function CPU per request: whole process at max",
+        ...both((r) => `${Math.round((r.max.functionCpuShare / r.max.requestsPerS) * 1e6)} µs`),
+      },
+      {
+        section: s,
+        metric: "limit B: bare Deno.serve, requests/s",
+        postgres: fmt.rate(onPg.limitB?.requestsPerS),
+      },
+      { section: s, metric: "ingest ÷ limit B", postgres: fmt.ratio(vsB) },
+    ];
+    const targets = [
+      check("ingest vs limit A (PG15)", "≥ 0.50×", vsA(onPg), fmt.ratio(vsA(onPg)), (v) => v >= 0.5),
+      check(
+        "p99 at half the max rate (PG15)",
+        "≤ 25 ms",
+        onPg.half?.latencyMs.p99 ?? null,
+        fmt.ms(onPg.half?.latencyMs.p99),
+        (v) => v <= 25,
+      ),
+    ];
+    return {
+      rows,
+      targets,
+      data: {
+        function: FUNCTION,
+        connections: ctx.connections,
+        phaseSeconds: ctx.phaseSeconds,
+        pool: { requests: poolSize, averageBodyKb: Number(avgKb.toFixed(1)) },
+        stagesMicrosecondsPerRequest: stagesUs,
+        postgres: onPg,
+        pglite: onLite,
+        ratios: { ingestOverLimitA: vsA(onPg), ingestOverLimitB: vsB, pgliteIngestOverLimitA: vsA(onLite) },
+      },
+    };
+  },
+};
+
+function pgLatencies(l: { p50: number; p95: number; p99: number }): string {
+  return `${l.p50.toFixed(1)} / ${l.p95.toFixed(1)} / ${l.p99.toFixed(1)} ms`;
+}
+
+function latencies(r: WrkResult): string {
+  return `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p95.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} ms`;
+}
