@@ -445,6 +445,20 @@ dbTest(
   },
 );
 
+dbTest(`webhook [${db.kind}]: numbers beyond double precision keep every digit in payload`, async () => {
+  const { app } = makeApp();
+  const body = uniqueMessage().replace(
+    '"content_type":"text"',
+    '"content_type":"text","big":12345678901234567890.5',
+  );
+  const res = await post(app, await signedRequest(URL_BASE, body));
+  assert.equal(res.status, 200);
+  const [row] =
+    await sql`select payload->>'big' as big, raw_body from webhook_events where id = ${res.body.id}`;
+  assert.equal(row.big, "12345678901234567890.5");
+  assert.equal(row.raw_body, body);
+});
+
 dbTest(
   `webhook [${db.kind}]: logs carry ids and codes, never the secret, the signature or the content`,
   async () => {

@@ -65,6 +65,7 @@ as $$ select 'pending'::text $$;
 --   stored    - first time this key was seen
 --   duplicate - identical body again: counted, nothing else changes
 --   updated   - changed body for the key: payload replaced and due for forwarding again
+-- p_payload may be null: then the payload is p_raw_body parsed here, so the body crosses the wire once.
 create or replace function public.ingest_webhook_event(
   p_event_key text,
   p_event text,
@@ -81,6 +82,8 @@ create or replace function public.ingest_webhook_event(
 returns table (event_id bigint, outcome text, receive_count integer, status text)
 language plpgsql
 as $$
+declare
+  v_payload jsonb := coalesce(p_payload, p_raw_body::jsonb);
 begin
   loop
     -- Insert, or replace a changed body. ON CONFLICT locks the existing row even when the WHERE
@@ -92,7 +95,7 @@ begin
       )
       values (
         p_event_key, p_event, p_message_id, p_conversation_id, p_account_id, p_inbox_id, p_delivery_id,
-        p_payload, p_raw_body, p_body_sha256, p_verified_by, public.webhook_initial_status(p_event), now()
+        v_payload, p_raw_body, p_body_sha256, p_verified_by, public.webhook_initial_status(p_event), now()
       )
       on conflict (event_key) do update set
         payload = excluded.payload,

@@ -179,10 +179,11 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
 
 /**
  * jsonb cannot hold U+0000, which JSON may escape as \u0000. The raw body keeps it; the queryable copy drops it.
- * Without such an escape the raw text is used as is, so numbers keep their exact precision.
+ * Returns null when the raw text itself can be the jsonb (the usual case: Postgres parses it, numbers keep
+ * their exact precision, and the body is sent to the database once).
  */
-export function jsonbText(rawText: string, parsed: unknown): string {
-  if (!rawText.includes("\\u0000")) return rawText;
+export function jsonbText(rawText: string, parsed: unknown): string | null {
+  if (!rawText.includes("\\u0000")) return null;
   const clean = (value: unknown): unknown => {
     if (typeof value === "string") return value.replaceAll("\u0000", "");
     if (Array.isArray(value)) return value.map(clean);

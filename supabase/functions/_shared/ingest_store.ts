@@ -4,7 +4,8 @@ import type { EventColumns } from "./chatwoot_payload.ts";
 
 export interface EventToStore extends EventColumns {
   deliveryId: string | null;
-  payloadJson: string;
+  /** The jsonb copy when it differs from the raw body (U+0000 removed); null when the raw body serves. */
+  payloadJson: string | null;
   rawBody: string;
   bodySha256: string;
   verifiedBy: "signature" | "url_token";
