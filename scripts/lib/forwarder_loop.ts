@@ -58,7 +58,12 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
         options.onDrain?.(summary);
         if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
         else if (summary.stopped !== lastStop && summary.stopped !== "idle") {
-          log("warn", `[Forwarder] ${summary.stopped === "paused" ? "Paused" : "Not configured"}`);
+          log(
+            "warn",
+            summary.stopped === "paused"
+              ? "[Forwarder] Paused (public.relay_settings.forwarding_paused)"
+              : "[Forwarder] Not configured: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override",
+          );
         }
         lastStop = summary.stopped;
         if (summary.stopped === "budget") wanted = true;

@@ -62,7 +62,12 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
     const batchSize = boundedInt(c.req.query("batch_size"), 10, 1, 100);
     try {
       const summary = await drain(sql, deps.forwarder, { budgetMs, batchSize, worker: FUNCTION_NAME, log });
-      log("info", "[Forward Events] Drained", { ...summary });
+      log(summary.ok ? "info" : "error", "[Forward Events] Drained", {
+        ...summary,
+        ...(summary.stopped === "not_configured"
+          ? { hint: "set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override" }
+          : {}),
+      });
       return c.json(summary, summary.ok ? 200 : 503);
     } catch (error) {
       log("error", "[Forward Events] Drain failed", { error: errorMessage(error) });

@@ -104,12 +104,9 @@ export async function drain(
   const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
     select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
   if (settings?.forwarding_paused) return finish("paused");
-  if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) {
-    log("error", "[Forwarder] No Agent SDK URL", {
-      hint: "set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override",
-    });
-    return finish("not_configured", false);
-  }
+  // No target: callers report it (forward-events answers 503, the loop logs when it changes); the immediate
+  // attempt after each ingest stays quiet, or a missing AGENT_SDK_URL would be one error per webhook.
+  if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return finish("not_configured", false);
 
   for (;;) {
     if (summary.batches > 0 && performance.now() - started >= budgetMs) return finish("budget");
