@@ -360,7 +360,7 @@ export const forwardingSection: BenchSection = {
       env("BENCH_FORWARD_CONVERSATIONS") ?? Math.max(200, Math.round(events / 10)),
     );
     const configs = parseConfigs(
-      env("BENCH_FORWARD_CONFIGS") ?? (ctx.quick ? "1x10,2x50" : "1x10,1x50,1x100,2x25,2x50,2x100,4x50"),
+      env("BENCH_FORWARD_CONFIGS") ?? (ctx.quick ? "1x10,2x50" : "1x10,1x50,1x100,2x50,2x100,4x50"),
     );
     const tuneSeconds = ctx.quick ? 2 : Math.min(8, ctx.phaseSeconds);
     const capSeconds = ctx.quick ? 5 : ctx.phaseSeconds + 5;
