@@ -126,9 +126,9 @@ export async function stagePayloads(sql: Sql, bodies: PooledBody[]): Promise<voi
   await sql`analyze bench_payloads`;
 }
 
-/** Empties webhook_events and rewinds pgbench's cursor, so each phase starts from the same state. */
+/** Empties webhook_events (and the delivery attempts that reference it) and rewinds pgbench's cursor, so each phase starts from the same state. */
 export async function resetEvents(sql: Sql): Promise<void> {
-  await sql.unsafe(`truncate public.webhook_events restart identity;
+  await sql.unsafe(`truncate public.webhook_events restart identity cascade;
     select setval('bench_cursor', 1, false);`).simple();
 }
 

@@ -363,7 +363,7 @@ export const forwardingSection: BenchSection = {
       env("BENCH_FORWARD_CONFIGS") ?? (ctx.quick ? "1x10,2x50" : "1x10,1x50,1x100,2x50,2x100,4x50"),
     );
     const tuneSeconds = ctx.quick ? 2 : Math.min(8, ctx.phaseSeconds);
-    const capSeconds = ctx.quick ? 5 : ctx.phaseSeconds + 5;
+    const capSeconds = ctx.quick ? 5 : ctx.phaseSeconds * 2;
     const e2eRate = Number(env("BENCH_E2E_RATE") ?? (ctx.quick ? 30 : 100));
     const e2eSeconds = ctx.quick ? 3 : ctx.phaseSeconds;
     const agentSdkSecret = `bench-agent-${crypto.randomUUID()}`;
