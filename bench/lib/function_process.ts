@@ -1,5 +1,5 @@
 // The function under test, as deployed: its own index.ts in its own process, on a chosen loopback port.
-import { type ServerProcess, startDenoServer } from "./proc.ts";
+import { type DenoProcess, type ServerProcess, startDenoProcess, startDenoServer } from "./proc.ts";
 
 const FUNCTIONS_DIR = new URL("../../supabase/functions/", import.meta.url);
 
@@ -30,5 +30,50 @@ export function startBareServer(port: number): Promise<ServerProcess> {
     args: ["--allow-net", "--allow-env", new URL("./bare_server.ts", import.meta.url).pathname],
     env: {},
     port,
+  });
+}
+
+/** Limit C's server and the forwarding benchmark's Agent SDK stand-in (answers 200, records arrivals). */
+export function startSinkServer(port: number): Promise<ServerProcess> {
+  return startDenoServer({
+    args: ["--allow-net", "--allow-env", new URL("./sink_server.ts", import.meta.url).pathname],
+    env: {},
+    port,
+  });
+}
+
+/**
+ * `deno task forward` as an operator runs it outside Supabase (LISTEN/NOTIFY plus a periodic sweep), in its
+ * own process. Runs from `cwd` so no developer .env is picked up.
+ */
+export function startForwarderProcess(
+  { databaseUrl, agentSdkUrl, agentSdkSecret, batchSize, sweepMs, cwd }: {
+    databaseUrl: string;
+    agentSdkUrl: string;
+    agentSdkSecret: string;
+    batchSize: number;
+    sweepMs?: number;
+    cwd: string;
+  },
+): DenoProcess {
+  return startDenoProcess({
+    args: [
+      "--config",
+      new URL("../../deno.json", import.meta.url).pathname,
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      new URL("../../scripts/forward.ts", import.meta.url).pathname,
+      "--batch",
+      String(batchSize),
+      ...(sweepMs ? ["--sweep-ms", String(sweepMs)] : []),
+    ],
+    env: {
+      DATABASE_URL: databaseUrl,
+      AGENT_SDK_URL: agentSdkUrl,
+      AGENT_SDK_SECRET: agentSdkSecret,
+      AGENT_SDK_TOKEN: "",
+    },
+    cwd,
   });
 }

@@ -56,23 +56,34 @@ export interface ServerProcess {
 
 const running = new Set<ServerProcess>();
 
-/** Stops every server still running (for error paths and Ctrl-C). */
-export async function stopAllServers(): Promise<void> {
-  await Promise.all([...running].map((s) => s.stop()));
+export interface DenoProcess {
+  pid: number;
+  /** Last lines of stderr, for error messages. */
+  stderrTail(): string;
+  /** False once the process has exited. */
+  alive(): boolean;
+  /** SIGTERM, then SIGKILL after 3 s. */
+  stop(): Promise<void>;
 }
 
-/**
- * Runs `deno run <args>` as its own process. Servers started through Deno.serve() listen where
- * DENO_SERVE_ADDRESS says, so a function's unmodified index.ts can be served on a chosen port.
- */
-export async function startDenoServer(
-  { args, env, port, waitMs }: { args: string[]; env: Record<string, string>; port: number; waitMs?: number },
-): Promise<ServerProcess> {
+const runningProcesses = new Set<DenoProcess>();
+
+/** Stops every server or process still running (for error paths and Ctrl-C). */
+export async function stopAllServers(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
+  await Promise.all([...runningProcesses].map((p) => p.stop()));
+}
+
+/** Runs `deno run <args>` as its own process (stdout dropped, stderr kept for error messages). */
+export function startDenoProcess(
+  { args, env, cwd }: { args: string[]; env: Record<string, string>; cwd?: string },
+): DenoProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...args],
-    env: { ...env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}`, NO_COLOR: "1" },
+    env: { ...env, NO_COLOR: "1" },
+    ...(cwd ? { cwd } : {}),
     stdin: "null",
-    stdout: "null", // the function's JSON log lines are written (as in production) and dropped
+    stdout: "null", // JSON log lines are written (as in production) and dropped
     stderr: "piped",
   }).spawn();
   let tail = "";
@@ -86,13 +97,13 @@ export async function startDenoServer(
     return s;
   });
   let stopped: Promise<void> | null = null;
-  const server: ServerProcess = {
+  const proc: DenoProcess = {
     pid: child.pid,
-    port,
     stderrTail: () => tail,
+    alive: () => !exited,
     stop() {
       stopped ??= (async () => {
-        running.delete(server);
+        runningProcesses.delete(proc);
         if (!exited) {
           try {
             child.kill("SIGTERM");
@@ -110,12 +121,33 @@ export async function startDenoServer(
       return stopped;
     },
   };
+  runningProcesses.add(proc);
+  return proc;
+}
+
+/**
+ * Runs `deno run <args>` as its own process. Servers started through Deno.serve() listen where
+ * DENO_SERVE_ADDRESS says, so a function's unmodified index.ts can be served on a chosen port.
+ */
+export async function startDenoServer(
+  { args, env, port, waitMs }: { args: string[]; env: Record<string, string>; port: number; waitMs?: number },
+): Promise<ServerProcess> {
+  const proc = startDenoProcess({ args, env: { ...env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}` } });
+  const server: ServerProcess = {
+    pid: proc.pid,
+    port,
+    stderrTail: proc.stderrTail,
+    async stop() {
+      running.delete(server);
+      await proc.stop();
+    },
+  };
   running.add(server);
   try {
-    await waitForPort(port, waitMs, () => !exited);
+    await waitForPort(port, waitMs, proc.alive);
   } catch (error) {
     await server.stop();
-    throw new Error(`${(error as Error).message}\n${tail}`);
+    throw new Error(`${(error as Error).message}\n${proc.stderrTail()}`);
   }
   return server;
 }

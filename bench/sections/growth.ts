@@ -1,6 +1,6 @@
 // Item 3 of issue 6: does a query get slower as webhook_events grows? Each probe is timed with 10 k rows and
 // again with 1 M (the quick run stops at 50 k), the filler bulk-loaded in SQL, mostly delivered.
-// The forwarder's claim query joins as one more probe in GROWTH_PROBES.
+// The forwarder's claim and its write-back are probes of their own (forwarderProbe).
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
 import { type BenchDb, createServerDb, ingestScript, runPgbench, stagePayloads } from "../lib/pg.ts";
 import { buildBodies } from "../lib/pool.ts";
@@ -34,7 +34,83 @@ export const ingestUpsertProbe: GrowthProbe = {
   },
 };
 
-export const GROWTH_PROBES: GrowthProbe[] = [ingestUpsertProbe];
+const CLAIM_BATCH = 10;
+
+/**
+ * The forwarder's two statements per batch, single client, timed separately: `claim` times
+ * claim_webhook_events (batch of 10, as the forwarder sends it), `write-back` times
+ * complete_webhook_deliveries with ten 200 answers for what was just claimed. The probe inserts its own
+ * pending rows (one conversation each, due now), claims them all batch by batch, and removes them again.
+ */
+export function forwarderProbe(kind: "claim" | "write-back"): GrowthProbe {
+  return {
+    name: kind === "claim"
+      ? `forwarder claim (claim_webhook_events, batch ${CLAIM_BATCH})`
+      : `forwarder write-back (complete_webhook_deliveries, batch ${CLAIM_BATCH})`,
+    async measure(ctx, db) {
+      const cycles = ctx.quick ? 60 : 300;
+      const warmup = 10;
+      const pending = (cycles + warmup) * CLAIM_BATCH;
+      await db.sql.unsafe(
+        `insert into public.webhook_events (event_key, event, message_id, conversation_id, account_id,
+           inbox_id, payload, raw_body, body_sha256, verified_by, status, received_at, last_received_at,
+           next_attempt_at)
+         select 'probe:' || g, 'message_created', 800000000 + g, 800000000 + g, 1, 1,
+           jsonb_build_object('event', 'message_created', 'id', 800000000 + g),
+           '{"event":"message_created","id":' || (800000000 + g) || '}',
+           md5(g::text) || md5((g + 1)::text), 'signature', 'pending', now(), now(), now() - interval '1 second'
+         from generate_series(1, $1::int) g`,
+        [pending],
+      );
+      await db.sql`analyze public.webhook_events`;
+      const worker = `bench-probe:${crypto.randomUUID().slice(0, 8)}`;
+      let claimMs = 0, writeBackMs = 0, timed = 0;
+      try {
+        for (let i = 0; i < cycles + warmup; i++) {
+          const t0 = performance.now();
+          const claimed = await db.sql<{ id: string; attempt: number; version: number }[]>`
+            select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms
+              from public.claim_webhook_events(${worker}, ${CLAIM_BATCH})`;
+          const t1 = performance.now();
+          if (claimed.length !== CLAIM_BATCH) {
+            throw new Error(`claim returned ${claimed.length} events, expected ${CLAIM_BATCH}`);
+          }
+          const startedAt = new Date().toISOString();
+          const results = claimed.map((c) => ({
+            id: c.id,
+            attempt: c.attempt,
+            version: c.version,
+            started_at: startedAt,
+            duration_ms: 1,
+            http_status: 200,
+            error: null,
+            response_excerpt: '{"ok":true}',
+            retry_after_seconds: null,
+          }));
+          await db.sql`
+            select event_id, attempt, outcome, status, next_attempt_at
+              from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`;
+          const t2 = performance.now();
+          if (i < warmup) continue;
+          claimMs += t1 - t0;
+          writeBackMs += t2 - t1;
+          timed++;
+        }
+      } finally {
+        await db.sql`delete from public.webhook_events where event_key like 'probe:%'`;
+        await db.sql`vacuum public.webhook_events`;
+      }
+      const meanMs = (kind === "claim" ? claimMs : writeBackMs) / timed;
+      return { meanMs, opsPerS: 1000 / meanMs };
+    },
+  };
+}
+
+export const GROWTH_PROBES: GrowthProbe[] = [
+  ingestUpsertProbe,
+  forwarderProbe("claim"),
+  forwarderProbe("write-back"),
+];
 
 /**
  * Adds rows to webhook_events up to `total`, in one statement: 97% delivered, 2% dead, 1% skipped (nothing
