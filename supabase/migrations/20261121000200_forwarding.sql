@@ -97,6 +97,11 @@ create index webhook_delivery_attempts_failure_idx on public.webhook_delivery_at
 -- per-conversation advisory transaction lock first (try-lock: a busy conversation is skipped, never
 -- waited on), and re-check the head rule in a later statement, whose fresh snapshot sees every claim
 -- committed before that lock was granted. Requires READ COMMITTED (the default).
+--
+-- The "earlier open event in this conversation?" test names the open statuses and uses a CASE, not an OR:
+-- with the OR the planner combined webhook_events_lease_idx (every event in flight, of every conversation)
+-- into a BitmapOr, so each candidate visited every in-flight row. This form is one range of
+-- webhook_events_open_conversation_idx: that conversation's open events only (docs/benchmarks.md).
 create or replace function public.claim_webhook_events(
   p_worker text,
   p_batch integer default 10,
@@ -169,8 +174,9 @@ begin
          select 1 from public.webhook_events p
           where p.conversation_id = e.conversation_id
             and p.account_id is not distinct from e.account_id
+            and p.status in ('pending', 'delivering')
             and p.id <> e.id
-            and (p.status = 'delivering' or (p.status = 'pending' and p.id < e.id))))
+            and case when p.status = 'delivering' then true else p.id < e.id end))
      order by e.next_attempt_at, e.id
      limit greatest(p_batch, 1) * 4
   loop
@@ -197,8 +203,9 @@ begin
          select 1 from public.webhook_events p
           where p.conversation_id = e.conversation_id
             and p.account_id is not distinct from e.account_id
+            and p.status in ('pending', 'delivering')
             and p.id <> e.id
-            and (p.status = 'delivering' or (p.status = 'pending' and p.id < e.id))))
+            and case when p.status = 'delivering' then true else p.id < e.id end))
        for update skip locked
   )
   update public.webhook_events e
@@ -227,7 +234,9 @@ volatile
 set search_path = ''
 as $$
   with s as (
-    select * from public.relay_settings where id
+    -- limit 1 tells the planner it is one row: unanalysed, it guessed ~200, and the per-result "event still
+    -- exists" check became a scan of the whole primary key instead of one probe per result.
+    select * from public.relay_settings where id limit 1
   ), r as (
     select x.*,
            coalesce(x.http_status between 200 and 299, false) as ok,

@@ -5,5 +5,4 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121000200", // forwarding
   "20261121000300", // readiness
   "20261121000400", // data_surface
-  "20261121000600", // forwarding_claim_index_paths
 ];
