@@ -23,6 +23,18 @@ export async function closeAllDbs(): Promise<void> {
   await Promise.all([...openDbs].map((db) => db.close()));
 }
 
+/** Tracks `db` for closeAllDbs() and applies the migrations; a database that cannot migrate is closed. */
+async function registerAndMigrate(db: BenchDb): Promise<BenchDb> {
+  openDbs.add(db);
+  try {
+    await applyMigrations(db.sql);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+  return db;
+}
+
 export async function createServerDb(serverUrl: string, label: string): Promise<BenchDb> {
   const name = `relay_bench_${label}_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
@@ -46,14 +58,7 @@ export async function createServerDb(serverUrl: string, label: string): Promise<
       return closing;
     },
   };
-  openDbs.add(db);
-  try {
-    await applyMigrations(sql);
-  } catch (error) {
-    await db.close();
-    throw error;
-  }
-  return db;
+  return await registerAndMigrate(db);
 }
 
 /** PGlite behind pglite-socket in a process of its own, migrated. */
@@ -82,14 +87,7 @@ export async function startPgliteDb(): Promise<BenchDb> {
       return closing;
     },
   };
-  openDbs.add(db);
-  try {
-    await applyMigrations(sql);
-  } catch (error) {
-    await db.close();
-    throw error;
-  }
-  return db;
+  return await registerAndMigrate(db);
 }
 
 /**

@@ -1,7 +1,11 @@
 // The requests a benchmark posts: realistic Chatwoot bodies (mixed events, 5-20 KB, some exact repeats),
 // each signed like Chatwoot signs it. Signatures carry a timestamp accepted for ±300 s, so a pool is built
 // just before the phase that uses it.
-import { eventColumns, parseChatwootEvent } from "../../supabase/functions/_shared/chatwoot_payload.ts";
+import {
+  type EventColumns,
+  eventColumns,
+  parseChatwootEvent,
+} from "../../supabase/functions/_shared/chatwoot_payload.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "../../supabase/functions/_shared/signature.ts";
 import { type SampleEvent, samplePayload } from "../../scripts/lib/samples.ts";
 import { seededRandom } from "./stats.ts";
@@ -37,14 +41,9 @@ export interface PoolOptions {
   firstMessageId?: number;
 }
 
-export interface PooledBody {
+/** A signed request body with the columns the function would derive from it. */
+export interface PooledBody extends EventColumns {
   body: string;
-  event: string;
-  eventKey: string;
-  messageId: number | null;
-  conversationId: number | null;
-  accountId: number | null;
-  inboxId: number | null;
   deliveryId: string;
   bodySha256: string;
 }
