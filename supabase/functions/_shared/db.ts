@@ -1,4 +1,5 @@
 // One way to reach Postgres: postgres.js over a connection URL (hosted Supabase, any server, or PGlite's socket).
+import { connect as tcpConnect, type Socket } from "node:net";
 import postgres from "postgres";
 
 export type Sql = postgres.Sql;
@@ -19,13 +20,47 @@ export interface ConnectOptions {
 }
 
 export function connect(url: string, options: ConnectOptions = {}): Sql {
+  const connectTimeout = options.connectTimeout ?? 2;
   return postgres(url, {
     prepare: false, // Supavisor's transaction pooler cannot keep prepared statements
     max: options.max ?? 5,
     idle_timeout: 20,
-    connect_timeout: options.connectTimeout ?? 2,
+    connect_timeout: connectTimeout,
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? "chatwoot-relay" },
+    // postgres.js passes `socket` through to its connections; its type definitions leave it out.
+    ...{
+      socket: ({ host, port }: SocketTarget) => openNoDelaySocket(host[0], port[0], connectTimeout * 1000),
+    },
+  });
+}
+
+interface SocketTarget {
+  host: string[];
+  port: number[];
+}
+
+/**
+ * postgres.js writes a query's Bind/Execute (our 5-20 KB body) and its Sync as separate writes; with Nagle's
+ * algorithm on, the small Sync waits for the server's delayed ACK of the body, a 40 ms stall that showed as
+ * the ingest p99 (docs/benchmarks.md). postgres.js leaves TCP_NODELAY off, so the socket is made here.
+ */
+function openNoDelaySocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect({ host, port, noDelay: true });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(Object.assign(new Error(`connect to ${host}:${port} timed out`), { code: "CONNECT_TIMEOUT" }));
+    }, timeoutMs);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.off("error", reject);
+      resolve(socket);
+    });
+    socket.once("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
   });
 }
 
