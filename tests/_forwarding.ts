@@ -4,6 +4,8 @@ import { eventColumns, parseChatwootEvent } from "../supabase/functions/_shared/
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
+import { type AgentSdkStandIn, startAgentSdk } from "./_agent_sdk.ts";
+import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { type SampleEvent, type SampleOptions, samplePayload } from "../scripts/lib/samples.ts";
 
@@ -83,4 +85,18 @@ export async function freshForwardingDb(): Promise<TestDb> {
 export async function closeSharedDb() {
   if (shared) await (await shared).close();
   shared = null;
+}
+
+/** A fresh forwarding database with fast retry settings and an Agent SDK stand-in, closed afterwards. */
+export async function withForwardingSetup(
+  fn: (db: TestDb, sdk: AgentSdkStandIn, config: ForwarderConfig) => Promise<void>,
+) {
+  const db = await freshForwardingDb();
+  const sdk = startAgentSdk();
+  try {
+    await fastSettings(db.sql);
+    await fn(db, sdk, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null });
+  } finally {
+    await sdk.close();
+  }
 }

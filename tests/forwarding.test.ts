@@ -1,37 +1,26 @@
 // Delivery semantics of the forwarder against a real Agent SDK stand-in and a real database.
 import assert from "node:assert/strict";
 import { dbTest, type TestDb } from "./_db.ts";
-import { type AgentSdkStandIn, closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
+import { closedPortUrl, ok } from "./_agent_sdk.ts";
 import {
   attemptsOf,
   closeSharedDb,
   fastSettings,
-  freshForwardingDb,
   statusOf,
   storeSample,
+  withForwardingSetup,
 } from "./_forwarding.ts";
 import { drain, parseRetryAfter } from "../supabase/functions/_shared/forwarder.ts";
 import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { ChatwootSignatureVerifier } from "../supabase/functions/_shared/signature.ts";
 
-async function withSetup(fn: (db: TestDb, sdk: AgentSdkStandIn, config: ForwarderConfig) => Promise<void>) {
-  const db = await freshForwardingDb();
-  const sdk = startAgentSdk();
-  try {
-    await fastSettings(db.sql);
-    await fn(db, sdk, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null });
-  } finally {
-    await sdk.close();
-  }
-}
-
 /** One claim-deliver-write-back round (budget 0 stops after the first batch). */
 const oneRound = (db: TestDb, config: ForwarderConfig, log = memoryLogger()) =>
   drain(db.sql, config, { budgetMs: 0, log });
 
 dbTest("forwarding: delivered once, exact raw bytes, headers, a signature that verifies", async () => {
-  await withSetup(async (db, sdk, base) => {
+  await withForwardingSetup(async (db, sdk, base) => {
     const secret = "agent-sdk-shared-secret-0123456789";
     const config = { ...base, agentSdkSecret: secret, agentSdkToken: "agent-token-xyz" };
     // Odd spacing, escapes and key order: only a byte-exact copy matches this.
@@ -76,7 +65,7 @@ dbTest("forwarding: delivered once, exact raw bytes, headers, a signature that v
 });
 
 dbTest("forwarding: retried through a 500, a timeout and a refused connection, then delivered", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     await fastSettings(db.sql, { request_timeout_ms: 300, lease_seconds: 5 });
     const id = await storeSample(db.sql);
     sdk.behave((_r, i) =>
@@ -113,7 +102,7 @@ dbTest("forwarding: retried through a 500, a timeout and a refused connection, t
 });
 
 dbTest("forwarding: dead after the last attempt; the conversation's next event then goes", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     await fastSettings(db.sql, { max_attempts: 3 });
     const first = await storeSample(db.sql, "message_created", { conversationId: 41 });
     const second = await storeSample(db.sql, "message_created", { conversationId: 41 });
@@ -135,7 +124,7 @@ dbTest("forwarding: dead after the last attempt; the conversation's next event t
 });
 
 dbTest("forwarding: 410 Gone is dead at once", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     const id = await storeSample(db.sql);
     sdk.behave(() => new Response("gone", { status: 410 }));
     const summary = await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger() });
@@ -147,7 +136,7 @@ dbTest("forwarding: 410 Gone is dead at once", async () => {
 });
 
 dbTest("forwarding: Retry-After is honoured over a shorter schedule", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     const id = await storeSample(db.sql);
     sdk.behave(() => new Response("slow down", { status: 429, headers: { "Retry-After": "120" } }));
     const before = Date.now();
@@ -167,7 +156,7 @@ dbTest("forwarding: Retry-After is honoured over a shorter schedule", async () =
 });
 
 dbTest("forwarding: per-conversation order; a failing conversation holds back only itself", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     await fastSettings(db.sql, { max_attempts: 3 });
     const a: number[] = [], b: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -194,7 +183,7 @@ dbTest("forwarding: per-conversation order; a failing conversation holds back on
 });
 
 dbTest("forwarding: a newer version arriving during delivery is delivered after the old one", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     const options = { messageId: 555, conversationId: 9, content: "first text" };
     const id = await storeSample(db.sql, "message_created", options);
     sdk.behave((_r, i) => i === 0 ? { hold: true } : ok());
@@ -221,7 +210,7 @@ dbTest("forwarding: a newer version arriving during delivery is delivered after 
 });
 
 dbTest("forwarding: only configured events are forwarded; others are stored as skipped", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     const skipped = await storeSample(db.sql, "conversation_created", { conversationId: 77 });
     assert.equal(await statusOf(db.sql, skipped), "skipped");
     await db.sql`update public.relay_settings set forward_events = '{message_created,conversation_created}'`;

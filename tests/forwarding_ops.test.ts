@@ -1,12 +1,11 @@
 // Operating the forwarder: kill switch, target override, replay (SQL and CLI), health, the forward-events
 // function, the immediate attempt after ingest, the dev loop (NOTIFY) and the guarded pg_cron schedule.
 import assert from "node:assert/strict";
-import { dbTest, type TestDb } from "./_db.ts";
-import { type AgentSdkStandIn, startAgentSdk } from "./_agent_sdk.ts";
-import { closeSharedDb, fastSettings, freshForwardingDb, statusOf, storeSample } from "./_forwarding.ts";
+import { dbTest } from "./_db.ts";
+import { startAgentSdk } from "./_agent_sdk.ts";
+import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
-import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
@@ -15,19 +14,8 @@ import { samplePayload } from "../scripts/lib/samples.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
-async function withSetup(fn: (db: TestDb, sdk: AgentSdkStandIn, config: ForwarderConfig) => Promise<void>) {
-  const db = await freshForwardingDb();
-  const sdk = startAgentSdk();
-  try {
-    await fastSettings(db.sql);
-    await fn(db, sdk, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null });
-  } finally {
-    await sdk.close();
-  }
-}
-
 dbTest("forwarding: kill switch keeps events pending; resuming delivers them", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     await db.sql`update public.relay_settings set forwarding_paused = true`;
     const id = await storeSample(db.sql);
     const summary = await drain(db.sql, config, { log: memoryLogger() });
@@ -46,7 +34,7 @@ dbTest("forwarding: kill switch keeps events pending; resuming delivers them", a
 dbTest(
   "forwarding: the target override in relay_settings wins over AGENT_SDK_URL, and can be cleared",
   async () => {
-    await withSetup(async (db, sdk, config) => {
+    await withForwardingSetup(async (db, sdk, config) => {
       const staging = startAgentSdk();
       try {
         await db.sql`update public.relay_settings set agent_sdk_url_override = ${staging.url}`;
@@ -72,7 +60,7 @@ dbTest(
 );
 
 dbTest("forwarding: replay by ids, by time range and event (SQL), and with the CLI", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     sdk.behave(() => new Response("gone", { status: 410 }));
     const ids = [await storeSample(db.sql), await storeSample(db.sql), await storeSample(db.sql)];
     await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
@@ -129,7 +117,7 @@ dbTest("forwarding: replay by ids, by time range and event (SQL), and with the C
 dbTest(
   "forwarding: health view: failing_since and the 5-minute escalation from the attempts table",
   async () => {
-    await withSetup(async (db) => {
+    await withForwardingSetup(async (db) => {
       const id = await storeSample(db.sql);
       const attempt = (minutesAgo: number, status: number, outcome: string) =>
         db.sql`insert into public.webhook_delivery_attempts
@@ -163,7 +151,7 @@ dbTest(
 dbTest(
   "forwarding: forward-events answers 503 unconfigured, 401 without the token, 200 with a summary",
   async () => {
-    await withSetup(async (db, sdk, config) => {
+    await withForwardingSetup(async (db, sdk, config) => {
       const call = (
         auth: { forwarderToken: string | null; serviceRoleKey: string | null },
         header?: string,
@@ -199,7 +187,7 @@ dbTest(
 dbTest(
   "forwarding: chatwoot-webhook starts a delivery right after storing, without waiting for it",
   async () => {
-    await withSetup(async (db, sdk) => {
+    await withForwardingSetup(async (db, sdk) => {
       sdk.behave(() => ({ hold: true }));
       const secret = "chatwoot-webhook-secret-for-tests";
       const app = chatwootWebhookApp({
@@ -243,7 +231,7 @@ dbTest(
 );
 
 dbTest("forwarding: the loop delivers what was stored while it was stopped, then stops cleanly", async () => {
-  await withSetup(async (db, sdk, config) => {
+  await withForwardingSetup(async (db, sdk, config) => {
     const ids = [await storeSample(db.sql), await storeSample(db.sql)];
     // No NOTIFY subscription and a sweep far away: only the start-up drain can deliver these.
     const loop = await startForwarderLoop({ sql: db.sql, config, log: memoryLogger(), sweepMs: 60_000 });
@@ -265,7 +253,7 @@ dbTest("forwarding: the loop delivers what was stored while it was stopped, then
 dbTest(
   "forwarding: the dev server's forwarder is woken by NOTIFY and stops on SIGTERM",
   async () => {
-    await withSetup(async (db, sdk) => {
+    await withForwardingSetup(async (db, sdk) => {
       const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
       const env: Record<string, string> = {
         PORT: "0",
