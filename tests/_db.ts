@@ -13,12 +13,17 @@ export interface TestDb {
   close(): Promise<void>;
 }
 
-export async function startTestDb(): Promise<TestDb> {
+export interface TestDbOptions {
+  /** SQL run on the empty database before the migrations (e.g. stand-ins for extensions). */
+  beforeMigrations?: string;
+}
+
+export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> {
   const serverUrl = Deno.env.get("DATABASE_URL");
   if (!serverUrl) {
     const embedded = await startEmbeddedDb();
     const sql = connect(embedded.url, { max: 10 });
-    await applyMigrations(sql);
+    await migrate(sql, options);
     return {
       kind: "pglite",
       url: embedded.url,
@@ -34,7 +39,7 @@ export async function startTestDb(): Promise<TestDb> {
   await admin.unsafe(`create database ${name}`);
   const url = withDatabase(serverUrl, name);
   const sql = connect(url, { max: 10 });
-  await applyMigrations(sql);
+  await migrate(sql, options);
   return {
     kind: "postgres",
     url,
@@ -45,6 +50,11 @@ export async function startTestDb(): Promise<TestDb> {
       await admin.end({ timeout: 1 });
     },
   };
+}
+
+async function migrate(sql: Sql, { beforeMigrations }: TestDbOptions): Promise<void> {
+  if (beforeMigrations) await sql.unsafe(beforeMigrations).simple();
+  await applyMigrations(sql);
 }
 
 export function withDatabase(url: string, database: string): string {

@@ -3,11 +3,8 @@
 // since pg_net cannot run here) the migration schedules a job whose command posts to the Vault URL with the
 // Vault token.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { dbTest, withDatabase } from "./_db.ts";
-import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
-import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { applyMigrations } from "../scripts/lib/migrations.ts";
+import { dbTest, startTestDb } from "./_db.ts";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
 
 const STAND_INS = `
   create schema cron;
@@ -29,34 +26,13 @@ const STAND_INS = `
     ('relay_forwarder_url', 'https://ref.supabase.co/functions/v1/forward-events'),
     ('relay_forwarder_token', 'forwarder-token-from-vault');`;
 
-/** A fresh, empty database (PGlite, or one on the DATABASE_URL server); `prepare` runs before migrations. */
+/** A fresh database (PGlite, or one on the DATABASE_URL server); `prepare` runs before the migrations. */
 async function withFreshDb(prepare: string | null, fn: (sql: Sql) => Promise<void>) {
-  const serverUrl = Deno.env.get("DATABASE_URL");
-  if (!serverUrl) {
-    const embedded = await startEmbeddedDb();
-    const sql = connect(embedded.url, { max: 1 });
-    try {
-      if (prepare) await sql.unsafe(prepare).simple();
-      await applyMigrations(sql);
-      await fn(sql);
-    } finally {
-      await sql.end({ timeout: 1 });
-      await embedded.stop();
-    }
-    return;
-  }
-  const name = `relay_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  const sql = connect(withDatabase(serverUrl, name), { max: 2 });
+  const db = await startTestDb(prepare ? { beforeMigrations: prepare } : {});
   try {
-    if (prepare) await sql.unsafe(prepare).simple();
-    await applyMigrations(sql);
-    await fn(sql);
+    await fn(db.sql);
   } finally {
-    await sql.end({ timeout: 1 });
-    await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.end({ timeout: 1 });
+    await db.close();
   }
 }
 
