@@ -17,3 +17,12 @@ export function intFromEnv(env: Env, name: string, fallback: number, min = 1): n
 export function listFromEnv(env: Env, name: string): string[] {
   return (env[name] ?? "").split(",").map((part) => part.trim()).filter((part) => part.length > 0);
 }
+
+/** The first of `names` set to something other than blanks, trimmed; null when none is. */
+export function stringFromEnv(env: Env, ...names: string[]): string | null {
+  for (const name of names) {
+    const value = env[name]?.trim();
+    if (value) return value;
+  }
+  return null;
+}

@@ -1,6 +1,6 @@
 // Settings of the forwarder that live in the environment (secrets, the default target). Everything an operator
 // changes at run time (pause, target override, schedule, timeouts) lives in public.relay_settings instead.
-import type { Env } from "./env.ts";
+import { type Env, stringFromEnv } from "./env.ts";
 
 export interface ForwarderConfig {
   /** Base URL of the Agent SDK; events go to `${url}/webhooks/chatwoot`. relay_settings may override it. */
@@ -18,20 +18,18 @@ export interface ForwardEventsAuthConfig {
   serviceRoleKey: string | null;
 }
 
-const value = (env: Env, name: string) => env[name]?.trim() || null;
-
 export function forwarderConfigFromEnv(env: Env = Deno.env.toObject()): ForwarderConfig {
   return {
-    agentSdkUrl: value(env, "AGENT_SDK_URL"),
-    agentSdkSecret: value(env, "AGENT_SDK_SECRET"),
-    agentSdkToken: value(env, "AGENT_SDK_TOKEN"),
+    agentSdkUrl: stringFromEnv(env, "AGENT_SDK_URL"),
+    agentSdkSecret: stringFromEnv(env, "AGENT_SDK_SECRET"),
+    agentSdkToken: stringFromEnv(env, "AGENT_SDK_TOKEN"),
   };
 }
 
 export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): ForwardEventsAuthConfig {
   return {
-    forwarderToken: value(env, "FORWARDER_TOKEN"),
-    serviceRoleKey: value(env, "SUPABASE_SERVICE_ROLE_KEY"),
+    forwarderToken: stringFromEnv(env, "FORWARDER_TOKEN"),
+    serviceRoleKey: stringFromEnv(env, "SUPABASE_SERVICE_ROLE_KEY"),
   };
 }
 

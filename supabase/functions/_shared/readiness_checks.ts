@@ -2,7 +2,7 @@
 // webhook pipeline. Each one reports pass/warn/fail with a detail, is bounded by a timeout and runs in
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
 import type { Sql } from "./db.ts";
-import { type Env, intFromEnv } from "./env.ts";
+import { type Env, intFromEnv, stringFromEnv } from "./env.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
 
@@ -34,16 +34,8 @@ export const CREDENTIAL_ALIASES: Record<string, string[]> = {
 
 const MIN_ADMIN_TOKEN_LENGTH = 24;
 
-function firstSet(env: Env, ...names: string[]): string | null {
-  for (const name of names) {
-    const value = env[name]?.trim();
-    if (value) return value;
-  }
-  return null;
-}
-
 export function readinessConfigFromEnv(env: Env): ReadinessConfig {
-  const rawBase = firstSet(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
+  const rawBase = stringFromEnv(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
   let baseUrl: string | null = null;
   let baseUrlProblem: string | null = null;
   if (rawBase) {
@@ -55,14 +47,14 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
       baseUrlProblem = "CHATWOOT_BASE_URL is not an http(s) URL";
     }
   }
-  const healthPath = env.CHATWOOT_HEALTH_PATH?.trim() || "/hc";
-  const adminToken = env.READINESS_ADMIN_TOKEN?.trim() || null;
+  const healthPath = stringFromEnv(env, "CHATWOOT_HEALTH_PATH") ?? "/hc";
+  const adminToken = stringFromEnv(env, "READINESS_ADMIN_TOKEN");
   return {
     chatwoot: {
       baseUrl,
       baseUrlProblem,
-      apiToken: firstSet(env, "CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD"),
-      accountId: firstSet(env, "CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD"),
+      apiToken: stringFromEnv(env, "CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD"),
+      accountId: stringFromEnv(env, "CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD"),
       healthPath: healthPath.startsWith("/") ? healthPath : `/${healthPath}`,
     },
     adminToken: adminToken && adminToken.length >= MIN_ADMIN_TOKEN_LENGTH ? adminToken : null,

@@ -1,5 +1,5 @@
 // Settings of the chatwoot-webhook function, read once at start.
-import { ConfigError, type Env, intFromEnv, listFromEnv } from "./env.ts";
+import { ConfigError, type Env, intFromEnv, listFromEnv, stringFromEnv } from "./env.ts";
 
 export interface WebhookConfig {
   /** Any of these verifies a signature: during a rotation both the old and the new secret are listed. */
@@ -19,7 +19,7 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
   try {
     const config: WebhookConfig = {
       secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
-      urlToken: env.CHATWOOT_WEBHOOK_URL_TOKEN?.trim() || null,
+      urlToken: stringFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
       toleranceSeconds: intFromEnv(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
       maxBodyBytes: intFromEnv(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
       storeBudgetMs: 2500,
