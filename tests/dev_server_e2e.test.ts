@@ -6,72 +6,9 @@ import postgres from "postgres";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
+import { startDev } from "./_dev.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-
-interface DevProcess {
-  base: string;
-  databaseUrl: string;
-  lines: string[];
-  stop(): Promise<Deno.CommandStatus>;
-}
-
-/** Starts `deno run scripts/dev.ts` on free ports and waits for its "Ready:" line. */
-async function startDev(env: Record<string, string>): Promise<DevProcess> {
-  const parentEnv = Deno.env.toObject();
-  delete parentEnv.DATABASE_URL;
-  delete parentEnv.SUPABASE_DB_URL;
-  delete parentEnv.CHATWOOT_WEBHOOK_SECRET;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "scripts/dev.ts"],
-    cwd: ROOT,
-    clearEnv: true,
-    env: { ...parentEnv, PORT: "0", DB_PORT: "0", NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  child.stderr.pipeTo(
-    new WritableStream({ write: (chunk) => void lines.push(new TextDecoder().decode(chunk)) }),
-  )
-    .catch(() => {});
-  let buffered = "";
-  let base = "", databaseUrl = "";
-  const deadline = Date.now() + 90_000;
-  while (!base) {
-    if (Date.now() > deadline) throw new Error(`dev server did not start:\n${lines.join("\n")}`);
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`dev server exited:\n${lines.join("\n")}`);
-    buffered += value;
-    const parts = buffered.split("\n");
-    buffered = parts.pop()!;
-    for (const line of parts) {
-      lines.push(line);
-      const db = /^\s+database\s+(\S+)/.exec(line);
-      if (db) databaseUrl = db[1];
-      const ready = /^Ready: (http:\/\/\S+)\/functions\/v1\//.exec(line);
-      if (ready) base = ready[1];
-    }
-  }
-  // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      lines.push(value);
-    }
-  })().catch(() => {});
-  return {
-    base,
-    databaseUrl,
-    lines,
-    async stop() {
-      child.kill("SIGTERM");
-      return await child.status;
-    },
-  };
-}
 
 async function signedPost(url: string, secret: string, body: string) {
   return await fetch(url, {

@@ -2,6 +2,8 @@
 // function, the immediate attempt after ingest, the dev loop (NOTIFY) and the guarded pg_cron schedule.
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
+import { startDev } from "./_dev.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
 import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
@@ -256,34 +258,15 @@ dbTest(
     await withForwardingSetup(async (db, sdk) => {
       const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
       const env: Record<string, string> = {
-        PORT: "0",
-        DB_PORT: "0",
         RELAY_DATA_DIR: dataDir,
         AGENT_SDK_URL: sdk.url,
         FORWARDER_SWEEP_MS: "600000",
-        NO_COLOR: "1",
       };
       // Against a server the dev server uses this test's database; otherwise its own embedded PGlite.
       if (db.kind === "postgres") env.DATABASE_URL = db.url;
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "scripts/dev.ts"],
-        cwd: ROOT,
-        env,
-        clearEnv: true,
-        stdout: "piped",
-        stderr: "null",
-      }).spawn();
-      const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let output = "";
+      const dev = await startDev(env);
       try {
-        while (!output.includes("Ready:")) {
-          const { value, done } = await lines.read();
-          if (done) throw new Error(`dev server exited:\n${output}`);
-          output += value;
-        }
-        const dbLine = /database\s+(\S+)/.exec(output)![1];
-        const { connect } = await import("../supabase/functions/_shared/db.ts");
-        const devSql = db.kind === "postgres" ? db.sql : connect(dbLine, { max: 1 });
+        const devSql = db.kind === "postgres" ? db.sql : connect(dev.databaseUrl, { max: 1 });
         try {
           // Let the start-up drain finish first, so that only NOTIFY can explain a delivery.
           await new Promise((resolve) => setTimeout(resolve, 500));
@@ -297,10 +280,7 @@ dbTest(
           if (devSql !== db.sql) await devSql.end({ timeout: 1 });
         }
       } finally {
-        child.kill("SIGTERM");
-        const status = await child.status;
-        lines.cancel().catch(() => {});
-        assert.equal(status.code, 0, "clean stop");
+        assert.equal((await dev.stop()).code, 0, "clean stop");
         await Deno.remove(dataDir, { recursive: true });
       }
     });
