@@ -1,4 +1,5 @@
-// `deno task dev` as a real subprocess for tests: started on free ports, ready once it prints "Ready:".
+// The project's scripts as real subprocesses for tests: `deno task dev` (on free ports, ready once it prints
+// "Ready:"), and the CLI scripts run against a given database.
 const ROOT = new URL("..", import.meta.url).pathname;
 
 export interface DevProcess {
@@ -63,4 +64,23 @@ export async function startDev(env: Record<string, string>): Promise<DevProcess>
       return await child.status;
     },
   };
+}
+
+export interface ScriptRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A <script> <args>` from the project root with DATABASE_URL set to `databaseUrl`. */
+export async function runScript(script: string, args: string[], databaseUrl: string): Promise<ScriptRun> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    cwd: ROOT,
+    env: { DATABASE_URL: databaseUrl, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
 }

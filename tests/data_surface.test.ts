@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
+import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
 
 const db = await startTestDb();
@@ -220,16 +221,9 @@ dbTest(
 
 dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text and as JSON`, async () => {
   const run = async (...args: string[]) => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "scripts/stats.ts", ...args],
-      cwd: new URL("..", import.meta.url).pathname,
-      env: { DATABASE_URL: db.url, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
-    return text;
+    const out = await runScript("scripts/stats.ts", args, db.url);
+    assert.equal(out.code, 0, out.stdout + out.stderr);
+    return out.stdout;
   };
   const [health] = await sql`select * from webhook_pipeline_health`;
   const json = JSON.parse(await run("--json", "--days", "3650"));

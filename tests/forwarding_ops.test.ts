@@ -2,7 +2,7 @@
 // function, the immediate attempt after ingest, the dev loop (NOTIFY) and the guarded pg_cron schedule.
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
-import { startDev } from "./_dev.ts";
+import { runScript, startDev } from "./_dev.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
 import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
@@ -13,8 +13,6 @@ import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-
-const ROOT = new URL("../", import.meta.url);
 
 dbTest("forwarding: kill switch keeps events pending; resuming delivers them", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
@@ -87,16 +85,8 @@ dbTest("forwarding: replay by ids, by time range and event (SQL), and with the C
     assert.equal(await statusOf(db.sql, updated), "delivered");
 
     const cli = async (...args: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "scripts/replay.ts", ...args],
-        cwd: ROOT,
-        env: { DATABASE_URL: db.url, NO_COLOR: "1" },
-        clearEnv: true,
-      }).output();
-      return {
-        code: out.code,
-        text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
-      };
+      const out = await runScript("scripts/replay.ts", args, db.url);
+      return { code: out.code, text: out.stdout + out.stderr };
     };
     const dry = await cli("--since", "2000-01-01T00:00Z", "--event", "message_created", "--dry-run");
     assert.equal(dry.code, 0, dry.text);

@@ -7,6 +7,7 @@ import { silentLogger } from "../supabase/functions/_shared/log.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, startTestDb } from "./_db.ts";
+import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture } from "./_fixture.ts";
 import { serveOnLoopback, signedRequest } from "./_http.ts";
 
@@ -34,14 +35,8 @@ async function runTask(line: string, databaseUrl: string): Promise<string> {
   assert.ok(match, `not a deno task line: ${line}`);
   const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks as Record<string, string>;
   const script = /scripts\/\S+\.ts/.exec(tasks[match[1]])![0];
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...(match[2] ? match[2].split(/\s+/) : [])],
-    cwd: ROOT,
-    env: { DATABASE_URL: databaseUrl, NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const out = await runScript(script, match[2] ? match[2].split(/\s+/) : [], databaseUrl);
+  const text = out.stdout + out.stderr;
   assert.equal(out.code, 0, `${line}\n${text}`);
   return text;
 }
