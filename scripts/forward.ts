@@ -1,10 +1,11 @@
 // deno task forward [--once] [--batch N] [--sweep-ms N]: a forwarder outside Supabase, against DATABASE_URL.
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
 import { parseArgs } from "node:util";
-import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
+import { requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
 
@@ -18,11 +19,7 @@ const { values } = parseArgs({
     "budget-ms": { type: "string", default: "25000" },
   },
 });
-const url = databaseUrlFromEnv();
-if (!url) {
-  console.error("Set DATABASE_URL (or SUPABASE_DB_URL).");
-  Deno.exit(2);
-}
+const url = requireDatabaseUrl("the database to forward from");
 const sql = connect(url, { max: 4, connectTimeout: 10, applicationName: "chatwoot-relay-forwarder" });
 const config = forwarderConfigFromEnv();
 const batchSize = Number(values.batch);

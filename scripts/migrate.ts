@@ -1,16 +1,12 @@
 // deno task migrate [--check]: apply pending migrations to DATABASE_URL / SUPABASE_DB_URL, or with --check
 // only list what is pending and exit 1 if anything is. Same history table as `supabase migration up`.
-import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { appliedVersions, applyMigrations, listMigrations } from "./lib/migrations.ts";
-import { redact } from "./lib/dev_server.ts";
 
 await loadDotenv(".env");
-const url = databaseUrlFromEnv();
-if (!url) {
-  console.error("Set DATABASE_URL (or SUPABASE_DB_URL) to the database to migrate.");
-  Deno.exit(2);
-}
+const url = requireDatabaseUrl("the database to migrate");
 const sql = connect(url, { max: 1, connectTimeout: 10 });
 try {
   console.log(`database ${redact(url)}`);

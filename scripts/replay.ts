@@ -2,9 +2,9 @@
 // Requeues dead events (replay_webhook_events / replay_webhook_events_between) in chunks, printing progress
 // and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
 import { parseArgs } from "node:util";
-import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
-import { redact } from "./lib/dev_server.ts";
 
 const USAGE = `usage:
   deno task replay <id> [<id>...]                        requeue these dead events
@@ -43,11 +43,7 @@ if (
   console.error(USAGE);
   Deno.exit(values.help ? 0 : 2);
 }
-const url = databaseUrlFromEnv();
-if (!url) {
-  console.error("Set DATABASE_URL (or SUPABASE_DB_URL) to the database holding the events.");
-  Deno.exit(2);
-}
+const url = requireDatabaseUrl("the database holding the events");
 
 const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-replay" });
 const started = performance.now();

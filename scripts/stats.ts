@@ -1,9 +1,9 @@
 // deno task stats [--json] [--days N]: the pipeline's health and recent volume, from the Data team's views.
 // Reads DATABASE_URL / SUPABASE_DB_URL (any server, hosted Supabase included).
 import { parseArgs } from "node:util";
-import { connect, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
-import { redact } from "./lib/dev_server.ts";
 
 await loadDotenv(".env");
 const { values } = parseArgs({
@@ -15,13 +15,7 @@ if (!Number.isInteger(days) || days < 1) {
   console.error("--days takes a whole number of days (1 or more)");
   Deno.exit(2);
 }
-const url = databaseUrlFromEnv();
-if (!url) {
-  console.error(
-    "Set DATABASE_URL (or SUPABASE_DB_URL); locally: postgresql://postgres:postgres@127.0.0.1:54322/postgres",
-  );
-  Deno.exit(2);
-}
+const url = requireDatabaseUrl("the database to report on");
 const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-stats" });
 try {
   const [health] = await sql`select * from public.webhook_pipeline_health`;

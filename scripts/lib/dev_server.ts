@@ -6,6 +6,7 @@ import type { Runtime } from "../../supabase/functions/_shared/runtime.ts";
 import { startEmbeddedDb } from "./embedded_db.ts";
 import { FUNCTIONS } from "./function_registry.ts";
 import { applyMigrations } from "./migrations.ts";
+import { redact } from "./cli.ts";
 import { dataDir, ensureDevSecret } from "./dev_secret.ts";
 import { forwarderConfigFromEnv } from "../../supabase/functions/_shared/forwarder_config.ts";
 import {
@@ -120,15 +121,4 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       await embedded?.stop();
     },
   };
-}
-
-/** Connection strings are shown without their password. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(unparseable database URL)";
-  }
 }

@@ -1,0 +1,24 @@
+// What the command-line scripts share: the database they work on, and how they show it. Kept apart from the
+// dev server so a short CLI run does not load PGlite and every function.
+import { databaseUrlFromEnv } from "../../supabase/functions/_shared/db.ts";
+
+/** DATABASE_URL / SUPABASE_DB_URL (after the caller loaded .env), or exit 2 saying what to set. */
+export function requireDatabaseUrl(purpose: string): string {
+  const url = databaseUrlFromEnv();
+  if (url) return url;
+  console.error(
+    `Set DATABASE_URL (or SUPABASE_DB_URL) to ${purpose}; locally: postgresql://postgres:postgres@127.0.0.1:54322/postgres`,
+  );
+  Deno.exit(2);
+}
+
+/** Connection strings are shown without their password. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable database URL)";
+  }
+}
