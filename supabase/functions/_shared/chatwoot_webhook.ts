@@ -1,5 +1,6 @@
 // The chatwoot-webhook function: authenticate the raw body, validate it, store it, answer in milliseconds.
 import { Hono } from "hono";
+import { jsonError, notFoundJson } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.ts";
@@ -83,7 +84,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       );
     }
     if (r.status === 405) c.header("Allow", "POST");
-    return c.json({ ok: false, error: r.error, message: r.message, ...r.extra }, r.status);
+    return jsonError(c, r.status, r.error, r.message, r.extra);
   };
 
   const app = new Hono({ strict: false });
@@ -201,7 +202,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     });
   });
 
-  app.notFound((c) => c.json({ ok: false, error: "not_found", message: `No route ${c.req.path}` }, 404));
+  app.notFound(notFoundJson);
 
   async function authenticate(
     req: Request,

@@ -1,6 +1,7 @@
 // The forward-events function: drains due events within a time budget and answers with the summary.
 // pg_cron (through pg_net) calls it on hosted Supabase; it authenticates the caller itself.
 import { Hono } from "hono";
+import { jsonError, notFoundJson } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorMessage } from "./background.ts";
@@ -34,7 +35,7 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
 
   const fail = (c: Context, status: ContentfulStatusCode, error: string, message: string) => {
     log(status >= 500 ? "error" : "warn", "[Forward Events] Rejected", { status, error });
-    return c.json({ ok: false, error, message }, status);
+    return jsonError(c, status, error, message);
   };
 
   app.all(`/${FUNCTION_NAME}`, async (c) => {
@@ -77,7 +78,7 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
     }
   });
 
-  app.notFound((c) => c.json({ ok: false, error: "not_found", message: `No route ${c.req.path}` }, 404));
+  app.notFound(notFoundJson);
   return app;
 }
 

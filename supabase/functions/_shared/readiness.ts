@@ -3,6 +3,7 @@
 //   GET   /readiness/probe           200 when ready, 503 with the failing items and checks
 //   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
 import { Hono } from "hono";
+import { jsonError, notFoundJson } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Sql } from "./db.ts";
@@ -66,9 +67,8 @@ type ErrorCode =
   | "not_found"
   | "internal_error";
 
-function fail(c: Context, status: ContentfulStatusCode, error: ErrorCode, message: string, extra = {}) {
-  return c.json({ ok: false, error, message, ...extra }, status);
-}
+const fail = (c: Context, status: ContentfulStatusCode, error: ErrorCode, message: string, extra = {}) =>
+  jsonError(c, status, error, message, extra);
 
 export function createReadinessApp(deps: ReadinessDeps): Hono {
   const { sql, env, log } = deps;
@@ -221,7 +221,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     c.header("Allow", "PATCH");
     return fail(c, 405, "method_not_allowed", "Only PATCH is accepted here");
   });
-  app.notFound((c) => fail(c, 404, "not_found", `No route ${c.req.path}`));
+  app.notFound(notFoundJson);
   app.onError((error, c) => {
     log("error", `${LOG} Unhandled`, { error: error.message });
     return fail(c, 500, "internal_error", "Internal error");
