@@ -1,6 +1,8 @@
 // Local runs need a webhook secret, or the function refuses everything. When none is configured, a random
 // one is generated once and kept in the git-ignored data folder, where `deno task send` finds it too.
 // It is never printed.
+import { toHex } from "../../supabase/functions/_shared/signature.ts";
+
 export const DATA_DIR_DEFAULT = ".data";
 
 export function dataDir(): string {
@@ -23,8 +25,7 @@ export async function readDevSecret(): Promise<string | null> {
 export async function ensureDevSecret(): Promise<string> {
   const existing = await readDevSecret();
   if (existing) return existing;
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  const secret = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const secret = toHex(crypto.getRandomValues(new Uint8Array(32)));
   await Deno.mkdir(dataDir(), { recursive: true });
   await Deno.writeTextFile(devSecretPath(), secret + "\n", { mode: 0o600 });
   return secret;
