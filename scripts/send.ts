@@ -43,7 +43,7 @@ const response = await fetch(url, {
   headers: {
     "Content-Type": "application/json",
     "X-Chatwoot-Delivery": crypto.randomUUID(),
-    ...await chatwootSignatureHeaders(secret, body),
+    ...chatwootSignatureHeaders(secret, body),
   },
   body,
 });

@@ -21,7 +21,7 @@ export async function storeSample(
     JSON.stringify(samplePayload(event, { messageId: nextMessageId++, ...options }));
   const parsed = parseChatwootEvent(raw);
   if (!parsed.ok) throw new Error(`bad sample: ${parsed.message}`);
-  const sha = await sha256Hex(raw);
+  const sha = sha256Hex(raw);
   const columns = eventColumns(parsed.payload, parsed.event, sha);
   const stored = await storeEvent(sql, {
     ...columns,

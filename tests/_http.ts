@@ -11,13 +11,13 @@ export interface SignedPost {
 }
 
 /** A Request to `url` carrying `body` signed in Chatwoot's scheme. */
-export async function signedRequest(url: string, body: string, options: SignedPost = {}): Promise<Request> {
+export function signedRequest(url: string, body: string, options: SignedPost = {}): Request {
   return new Request(url, {
     method: "POST",
     headers: {
       "Content-Type": "application/json",
       "X-Chatwoot-Delivery": options.deliveryId ?? crypto.randomUUID(),
-      ...await chatwootSignatureHeaders(options.secret ?? TEST_SECRET, body, options.nowSeconds),
+      ...chatwootSignatureHeaders(options.secret ?? TEST_SECRET, body, options.nowSeconds),
       ...options.headers,
     },
     body,

@@ -13,7 +13,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
 async function signedPost(url: string, secret: string, body: string) {
   return await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json", ...await chatwootSignatureHeaders(secret, body) },
+    headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(secret, body) },
     body,
   });
 }
@@ -66,7 +66,7 @@ Deno.test({
         body: invokeBody,
         headers: {
           "Content-Type": "application/json",
-          ...await chatwootSignatureHeaders(secret, invokeBody),
+          ...chatwootSignatureHeaders(secret, invokeBody),
         },
       });
       assert.equal(error, null);

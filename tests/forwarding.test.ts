@@ -44,7 +44,7 @@ dbTest("forwarding: delivered once, exact raw bytes, headers, a signature that v
     assert.equal(got.headers.get("authorization"), "Bearer agent-token-xyz");
     const verifier = new ChatwootSignatureVerifier([secret]);
     assert.ok(
-      await verifier.verify(
+      verifier.verify(
         got.headers.get("x-chatwoot-signature")!,
         got.headers.get("x-chatwoot-timestamp")!,
         got.body,

@@ -191,7 +191,7 @@ dbTest(
         await app.fetch(
           new Request("http://functions.local/chatwoot-webhook", {
             method: "POST",
-            headers: { "Content-Type": "application/json", ...await chatwootSignatureHeaders(secret, body) },
+            headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(secret, body) },
             body,
           }),
         );

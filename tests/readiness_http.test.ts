@@ -236,7 +236,7 @@ dbTest("readiness GET ?format=markdown: the document with a real doc_hash", asyn
   const hash = /^doc_hash: ([0-9a-f]{64})$/m.exec(markdown)?.[1];
   assert.ok(hash);
   assert.equal(res.headers.get("x-doc-hash"), hash);
-  assert.equal(await sha256Hex(new TextEncoder().encode(documentBody(markdown))), hash);
+  assert.equal(sha256Hex(new TextEncoder().encode(documentBody(markdown))), hash);
   assert.match(markdown, /^## Readiness Checklist$/m);
 });
 

@@ -79,11 +79,11 @@ dbTest("readiness markdown: doc_hash is the SHA-256 of the body after the front 
   const { markdown, docHash: hash } = await renderMarkdown(await snapshot());
   const body = markdown.slice(markdown.indexOf("\n---\n") + 5);
   assert.ok(body.startsWith("# Chatwoot Production Readiness Tracking\n"));
-  assert.equal(hash, await sha256Hex(new TextEncoder().encode(body)));
+  assert.equal(hash, sha256Hex(new TextEncoder().encode(body)));
   assert.equal(documentBody(markdown), body);
   assert.equal(parseMarkdown(markdown).docHash, hash);
   // CRLF and missing final newline do not change what is hashed.
-  assert.equal(await docHash(documentBody(markdown.replaceAll("\n", "\r\n").trimEnd())), hash);
+  assert.equal(docHash(documentBody(markdown.replaceAll("\n", "\r\n").trimEnd())), hash);
 });
 
 dbTest("readiness markdown: after edits, the rendered Markdown parses back to the same rows", async () => {

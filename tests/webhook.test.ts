@@ -65,7 +65,7 @@ dbTest(
     assert.equal(Number(row.inbox_id), 3);
     assert.equal(row.delivery_id, delivery);
     assert.equal(row.raw_body, body);
-    assert.equal(row.body_sha256, await sha256Hex(body));
+    assert.equal(row.body_sha256, sha256Hex(body));
     assert.equal(row.verified_by, "signature");
     assert.equal(row.status, "pending");
     assert.equal(row.receive_count, 1);
@@ -83,9 +83,7 @@ dbTest(`webhook [${db.kind}]: each event type of the contract is stored under it
     );
     const res = await post(app, await signedRequest(URL_BASE, body));
     assert.equal(res.status, 200, `${event}: ${JSON.stringify(res.body)}`);
-    const expectedKey = event.startsWith("message_")
-      ? `message:777:${event}`
-      : `${event}:${await sha256Hex(body)}`;
+    const expectedKey = event.startsWith("message_") ? `message:777:${event}` : `${event}:${sha256Hex(body)}`;
     const [row] = await sql`select * from webhook_events where id = ${res.body.id}`;
     assert.equal(row.event_key, expectedKey);
     assert.equal(row.event, event);
@@ -232,7 +230,7 @@ dbTest(
       ],
     ];
     // A body changed after signing.
-    const signed = await chatwootSignatureHeaders(TEST_SECRET, body, now);
+    const signed = chatwootSignatureHeaders(TEST_SECRET, body, now);
     cases.push([
       "signature_invalid",
       new Request(URL_BASE, {
@@ -331,7 +329,7 @@ dbTest(
     );
     assert.deepEqual(mismatch.body.issues.map((i: { path: string }) => i.path), ["message_type"]);
     const badUtf8 = new Uint8Array([0x7b, 0x22, 0x65, 0x22, 0x3a, 0xff, 0x7d]);
-    const headers = await chatwootSignatureHeaders(TEST_SECRET, badUtf8);
+    const headers = chatwootSignatureHeaders(TEST_SECRET, badUtf8);
     const utf8 = await post(
       app,
       new Request(URL_BASE, {
@@ -368,7 +366,7 @@ dbTest(`webhook [${db.kind}]: 405, 415, 413 (declared and streamed) and 404`, as
   assert.equal(declared.status, 413);
   assert.equal(declared.body.error, "payload_too_large");
   // Chunked upload without Content-Length: the limit still holds while streaming.
-  const signed = await chatwootSignatureHeaders(TEST_SECRET, big);
+  const signed = chatwootSignatureHeaders(TEST_SECRET, big);
   const stream = new ReadableStream({
     start(controller) {
       const bytes = new TextEncoder().encode(big);

@@ -49,7 +49,7 @@ export interface PooledBody extends EventColumns {
 }
 
 /** Deterministic bodies (same seed, same bodies and keys); signing happens separately. */
-export async function buildBodies(options: Omit<PoolOptions, "secret">): Promise<PooledBody[]> {
+export function buildBodies(options: Omit<PoolOptions, "secret">): PooledBody[] {
   const { count, duplicateShare = 0.05, minBytes = 5_000, maxBytes = 20_000, seed = 6 } = options;
   const firstMessageId = options.firstMessageId ?? 1_000_000;
   const random = seededRandom(seed);
@@ -92,7 +92,7 @@ export async function buildBodies(options: Omit<PoolOptions, "secret">): Promise
     const body = JSON.stringify(payload);
     const parsed = parseChatwootEvent(body);
     if (!parsed.ok) throw new Error(`sample ${event} does not validate: ${parsed.message}`);
-    const bodySha256 = await sha256Hex(body);
+    const bodySha256 = sha256Hex(body);
     const columns = eventColumns(parsed.payload, parsed.event, bodySha256);
     bodies.push({ ...columns, body, bodySha256, deliveryId: deliveryId(random) });
   }
@@ -111,16 +111,16 @@ export interface SignedRequest {
   headers: Record<string, string>;
 }
 
-export async function signBodies(bodies: PooledBody[], secret: string): Promise<SignedRequest[]> {
+export function signBodies(bodies: PooledBody[], secret: string): SignedRequest[] {
   const now = Math.floor(Date.now() / 1000);
-  return await Promise.all(bodies.map(async (b) => ({
+  return bodies.map((b) => ({
     body: b.body,
     headers: {
       "Content-Type": "application/json",
       "X-Chatwoot-Delivery": b.deliveryId,
-      ...await chatwootSignatureHeaders(secret, b.body, now),
+      ...chatwootSignatureHeaders(secret, b.body, now),
     },
-  })));
+  }));
 }
 
 /** Separator between raw requests in the file the wrk script reads (cannot occur in a JSON body). */

@@ -51,7 +51,7 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
     if (match) {
       // Compare against every accepted value, so timing does not tell which one (if any) matched.
       for (const candidate of accepted) {
-        if (await timingSafeEqualStrings(match[1], candidate)) authorized = true;
+        if (timingSafeEqualStrings(match[1], candidate)) authorized = true;
       }
     }
     if (!authorized) return fail(c, 401, "unauthorized", "Authorization: Bearer <FORWARDER_TOKEN> required");

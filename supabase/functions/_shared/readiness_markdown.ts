@@ -142,14 +142,14 @@ export function renderBody(doc: ReadinessDoc): string {
   return out.join("\n") + "\n";
 }
 
-export function docHash(body: string): Promise<string> {
+export function docHash(body: string): string {
   return sha256Hex(new TextEncoder().encode(body));
 }
 
 /** The whole document: front matter (with the body's doc_hash) and body. */
-export async function renderMarkdown(doc: ReadinessDoc): Promise<{ markdown: string; docHash: string }> {
+export function renderMarkdown(doc: ReadinessDoc): { markdown: string; docHash: string } {
   const body = renderBody(doc);
-  const hash = await docHash(body);
+  const hash = docHash(body);
   const d = doc.document;
   const front = [
     "---",
