@@ -127,7 +127,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const deliveryId = req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
     log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
 
-    const auth = await authenticate(req, body, config);
+    const auth = authenticate(req, body, config);
     if (auth instanceof Rejection) return reject(c, auth);
 
     let text: string;
@@ -144,7 +144,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       );
     }
 
-    const bodySha256 = await sha256Hex(body);
+    const bodySha256 = sha256Hex(body);
     const columns = eventColumns(parsed.payload, parsed.event, bodySha256);
     let stored: StoredEvent;
     try {
@@ -204,11 +204,11 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
 
   app.notFound(notFoundJson);
 
-  async function authenticate(
+  function authenticate(
     req: Request,
     body: Uint8Array,
     config: WebhookConfig,
-  ): Promise<"signature" | "url_token" | Rejection> {
+  ): "signature" | "url_token" | Rejection {
     const signature = req.headers.get(SIGNATURE_HEADER);
     if (verifier && signature !== null) {
       const timestamp = req.headers.get(TIMESTAMP_HEADER);
@@ -230,14 +230,14 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           `${TIMESTAMP_HEADER} is outside the accepted window of ±${config.toleranceSeconds} s`,
         );
       }
-      if (!(await verifier.verify(signature, timestamp!, body))) {
+      if (!(verifier.verify(signature, timestamp!, body))) {
         return new Rejection(401, "signature_invalid", "Signature does not match the body");
       }
       return "signature";
     }
     const token = new URL(req.url).searchParams.get("token");
     if (config.urlToken !== null && token !== null) {
-      return (await timingSafeEqualStrings(token, config.urlToken))
+      return (timingSafeEqualStrings(token, config.urlToken))
         ? "url_token"
         : new Rejection(401, "token_invalid", "URL token does not match");
     }
@@ -291,12 +291,14 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
     log,
     afterStore: sql
       ? async (stored) => {
-        if (stored.status !== "pending") return;
+        // The ingest call already read the settings: no attempt while paused or without a target.
+        if (!stored.forwardNow || (!forwarder.agentSdkUrl && !stored.targetOverrideSet)) return;
         const summary = await drain(sql, forwarder, {
           budgetMs: IMMEDIATE_DRAIN_BUDGET_MS,
           batchSize: 10,
           worker: FUNCTION_NAME,
           log,
+          settingsChecked: true,
         });
         log("debug", `${LOG} Immediate delivery`, { event_id: stored.id, ...summary });
       }

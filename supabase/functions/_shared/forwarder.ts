@@ -14,9 +14,20 @@ export interface DrainOptions {
   budgetMs?: number;
   /** Events claimed and delivered concurrently per round. Default 10. */
   batchSize?: number;
+  /**
+   * Batches in flight at once, each its own claim → POSTs → write-back cycle, so one batch's database round
+   * trips overlap another's deliveries. Default 1. Ordering and leases stay Postgres's business: a claim
+   * never takes a conversation that has an event in flight, whichever lane holds it.
+   */
+  lanes?: number;
   /** Name of this drain in leases and attempt rows; made unique per call. Default "forwarder". */
   worker?: string;
   log?: Logger;
+  /**
+   * The caller has just seen that forwarding is not paused and has a target (the ingest call returns both),
+   * so the drain starts claiming without reading relay_settings first. The claim still honours a pause.
+   */
+  settingsChecked?: boolean;
 }
 
 export type DrainStop = "idle" | "budget" | "paused" | "not_configured";
@@ -101,43 +112,56 @@ export async function drain(
     return summary;
   };
 
-  const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
-    select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
-  if (settings?.forwarding_paused) return finish("paused");
-  // No target: callers report it (forward-events answers 503, the loop logs when it changes); the immediate
-  // attempt after each ingest stays quiet, or a missing AGENT_SDK_URL would be one error per webhook.
-  if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return finish("not_configured", false);
+  if (!options.settingsChecked) {
+    const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
+      select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
+    if (settings?.forwarding_paused) return finish("paused");
+    // No target: callers report it (forward-events answers 503, the loop logs when it changes).
+    if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return finish("not_configured", false);
+  }
 
-  for (;;) {
-    if (summary.batches > 0 && performance.now() - started >= budgetMs) return finish("budget");
-    const claimed = await sql<ClaimedEvent[]>`
-      select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms
-        from public.claim_webhook_events(${worker}, ${batchSize})`;
-    // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
-    if (claimed.length === 0) return finish("idle");
-    summary.batches++;
-    summary.claimed += claimed.length;
+  let budgetSpent = false;
+  const runLane = async () => {
+    for (;;) {
+      if (summary.batches > 0 && performance.now() - started >= budgetMs) {
+        budgetSpent = true;
+        return;
+      }
+      const claimed = await sql<ClaimedEvent[]>`
+        select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms
+          from public.claim_webhook_events(${worker}, ${batchSize})`;
+      // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
+      if (claimed.length === 0) return;
+      summary.batches++;
+      summary.claimed += claimed.length;
 
-    const results = await Promise.all(claimed.map((event) => deliver(event, config, log)));
-    // If this write-back never lands, the leases expire and the events are sent again: worth a few retries.
-    const outcomes = await retryWithinBudget(
-      () =>
-        sql<Outcome[]>`
-          select event_id, attempt, outcome, status, next_attempt_at
-            from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
-      { budgetMs: 5_000 },
-    );
-    for (const o of outcomes) {
-      if (o.outcome === "retry") summary.retried++;
-      else summary[o.outcome]++;
-      if (o.outcome === "dead" || o.outcome === "lease_lost") {
-        log("warn", `[Forwarder] Event ${o.outcome === "dead" ? "dead" : "lease lost"}`, {
-          event_id: Number(o.event_id),
-          attempt: o.attempt,
-        });
+      const results = await Promise.all(claimed.map((event) => deliver(event, config, log)));
+      // If this write-back never lands, the leases expire and the events are sent again: worth a few retries.
+      const outcomes = await retryWithinBudget(
+        () =>
+          sql<Outcome[]>`
+            select event_id, attempt, outcome, status, next_attempt_at
+              from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
+        { budgetMs: 5_000 },
+      );
+      for (const o of outcomes) {
+        if (o.outcome === "retry") summary.retried++;
+        else summary[o.outcome]++;
+        if (o.outcome === "dead" || o.outcome === "lease_lost") {
+          log("warn", `[Forwarder] Event ${o.outcome === "dead" ? "dead" : "lease lost"}`, {
+            event_id: Number(o.event_id),
+            attempt: o.attempt,
+          });
+        }
       }
     }
-  }
+  };
+  const lanes = Math.max(1, Math.min(options.lanes ?? 1, 8));
+  // Every lane finishes before the drain reports, even when another one failed.
+  const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return finish(budgetSpent ? "budget" : "idle");
 }
 
 /** One POST of one event; never throws: every failure becomes an AttemptResult. */
@@ -178,7 +202,7 @@ export async function deliver(
       "X-Relay-Attempt": String(event.attempt),
     };
     if (config.agentSdkSecret) {
-      Object.assign(headers, await chatwootSignatureHeaders(config.agentSdkSecret, body));
+      Object.assign(headers, chatwootSignatureHeaders(config.agentSdkSecret, body));
     }
     if (config.agentSdkToken) headers.Authorization = `Bearer ${config.agentSdkToken}`;
     const signal = AbortSignal.timeout(event.request_timeout_ms);

@@ -18,13 +18,25 @@ export interface StoredEvent {
   outcome: IngestOutcome;
   receiveCount: number;
   status: string;
+  /** Pending and forwarding not paused: a delivery attempt may start now. */
+  forwardNow: boolean;
+  /** relay_settings.agent_sdk_url_override is set, so there is a target even without AGENT_SDK_URL. */
+  targetOverrideSet: boolean;
 }
 
 export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent> {
   const [row] = await sql<
-    { event_id: string; outcome: IngestOutcome; receive_count: number; status: string }[]
+    {
+      event_id: string;
+      outcome: IngestOutcome;
+      receive_count: number;
+      status: string;
+      forward_now: boolean;
+      target_override_set: boolean;
+    }[]
   >`
-    select event_id, outcome, receive_count, status from public.ingest_webhook_event(
+    select event_id, outcome, receive_count, status, forward_now, target_override_set
+      from public.ingest_webhook_event(
       ${e.eventKey}, ${e.event}, ${e.messageId}, ${e.conversationId}, ${e.accountId}, ${e.inboxId},
       ${e.deliveryId}, ${e.payloadJson}::text::jsonb, ${e.rawBody}, ${e.bodySha256}, ${e.verifiedBy}
     )`;
@@ -33,6 +45,8 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
     outcome: row.outcome,
     receiveCount: row.receive_count,
     status: row.status,
+    forwardNow: row.forward_now,
+    targetOverrideSet: row.target_override_set,
   };
 }
 

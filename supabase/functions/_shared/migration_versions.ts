@@ -5,4 +5,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121000200", // forwarding
   "20261121000300", // readiness
   "20261121000400", // data_surface
+  "20261121000500", // ingest_forwarding_hint
 ];

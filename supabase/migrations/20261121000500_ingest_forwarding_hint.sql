@@ -1,0 +1,104 @@
+-- ingest_webhook_event also says whether the stored event can be forwarded right now, so the function's
+-- immediate delivery attempt needs no extra round trip to read relay_settings first (issue 6: that read was
+-- one more query per stored message_created, on the path Chatwoot waits for). Same arguments and behaviour;
+-- two more result columns, read from the settings row the insert already consults.
+--   forward_now          - the event is pending and forwarding is not paused
+--   target_override_set  - relay_settings.agent_sdk_url_override is set (a target even without AGENT_SDK_URL)
+drop function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text);
+
+create function public.ingest_webhook_event(
+  p_event_key text,
+  p_event text,
+  p_message_id bigint,
+  p_conversation_id bigint,
+  p_account_id bigint,
+  p_inbox_id bigint,
+  p_delivery_id text,
+  p_payload jsonb,
+  p_raw_body text,
+  p_body_sha256 text,
+  p_verified_by text
+)
+returns table (
+  event_id bigint,
+  outcome text,
+  receive_count integer,
+  status text,
+  forward_now boolean,
+  target_override_set boolean
+)
+language plpgsql
+as $$
+declare
+  v_payload jsonb := coalesce(p_payload, p_raw_body::jsonb);
+  v_paused boolean;
+  v_override_set boolean;
+begin
+  select s.forwarding_paused, s.agent_sdk_url_override is not null
+    into v_paused, v_override_set
+    from public.relay_settings s
+   where s.id;
+  v_paused := coalesce(v_paused, true);
+  v_override_set := coalesce(v_override_set, false);
+  loop
+    -- Insert, or replace a changed body. ON CONFLICT locks the existing row even when the WHERE
+    -- rejects the update, so the duplicate branch below cannot race with another writer.
+    return query
+      insert into public.webhook_events as e (
+        event_key, event, message_id, conversation_id, account_id, inbox_id, delivery_id,
+        payload, raw_body, body_sha256, verified_by, status, next_attempt_at
+      )
+      values (
+        p_event_key, p_event, p_message_id, p_conversation_id, p_account_id, p_inbox_id, p_delivery_id,
+        v_payload, p_raw_body, p_body_sha256, p_verified_by, public.webhook_initial_status(p_event), now()
+      )
+      on conflict (event_key) do update set
+        payload = excluded.payload,
+        raw_body = excluded.raw_body,
+        body_sha256 = excluded.body_sha256,
+        delivery_id = excluded.delivery_id,
+        verified_by = excluded.verified_by,
+        message_id = excluded.message_id,
+        conversation_id = excluded.conversation_id,
+        account_id = excluded.account_id,
+        inbox_id = excluded.inbox_id,
+        version = e.version + 1,
+        receive_count = e.receive_count + 1,
+        last_received_at = now(),
+        -- An event being delivered keeps its lease; the forwarder sees the new version and sends it next.
+        status = case when e.status in ('skipped', 'delivering') then e.status else 'pending' end,
+        attempts = case when e.status = 'delivering' then e.attempts else 0 end,
+        next_attempt_at = case when e.status = 'delivering' then e.next_attempt_at else now() end,
+        delivered_at = case when e.status = 'delivering' then e.delivered_at else null end
+      where e.body_sha256 <> excluded.body_sha256
+      returning e.id,
+        case when e.receive_count = 1 then 'stored' else 'updated' end,
+        e.receive_count,
+        e.status,
+        e.status = 'pending' and not v_paused,
+        v_override_set;
+    if found then
+      return;
+    end if;
+
+    return query
+      update public.webhook_events as e
+         set receive_count = e.receive_count + 1,
+             last_received_at = now()
+       where e.event_key = p_event_key
+      returning e.id, 'duplicate'::text, e.receive_count, e.status, false, v_override_set;
+    if found then
+      return;
+    end if;
+    -- The row was deleted (retention) between the two statements: try the insert again.
+  end loop;
+end
+$$;
+
+comment on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text) is
+  'Stores one verified Chatwoot event (stored | duplicate | updated); forward_now says a delivery may start now.';
+
+revoke all on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text)
+  from public, anon, authenticated;
+grant execute on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text)
+  to service_role;
