@@ -1,4 +1,5 @@
-// deno task forward [--once] [--batch N] [--sweep-ms N]: a forwarder outside Supabase, against DATABASE_URL.
+// deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N]: a forwarder outside Supabase, against
+// DATABASE_URL. Defaults: batches of 50, two in flight (docs/benchmarks.md: the best of one process here).
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
 import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
@@ -14,7 +15,8 @@ const { values } = parseArgs({
   args: Deno.args,
   options: {
     once: { type: "boolean", default: false },
-    batch: { type: "string", default: "10" },
+    batch: { type: "string", default: "50" },
+    lanes: { type: "string", default: "2" },
     "sweep-ms": { type: "string", default: "1000" },
     "budget-ms": { type: "string", default: "25000" },
   },
@@ -23,10 +25,17 @@ const url = requireDatabaseUrl("the database to forward from");
 const sql = connect(url, { max: 4, connectTimeout: 10, applicationName: "chatwoot-relay-forwarder" });
 const config = forwarderConfigFromEnv();
 const batchSize = Number(values.batch);
+const lanes = Number(values.lanes);
 const budgetMs = Number(values["budget-ms"]);
 
 if (values.once) {
-  const summary = await drain(sql, config, { budgetMs, batchSize, worker: "forward-cli", log: jsonLogger });
+  const summary = await drain(sql, config, {
+    budgetMs,
+    batchSize,
+    lanes,
+    worker: "forward-cli",
+    log: jsonLogger,
+  });
   console.log(JSON.stringify(summary));
   await sql.end({ timeout: 2 });
   Deno.exit(summary.ok ? 0 : 1);
@@ -39,10 +48,11 @@ const loop = await startForwarderLoop({
   subscribe: postgresSubscribe(sql),
   sweepMs: Number(values["sweep-ms"]),
   batchSize,
+  lanes,
   budgetMs,
   worker: "forward-cli",
 });
-jsonLogger("info", "[Forwarder] Running", { batch_size: batchSize });
+jsonLogger("info", "[Forwarder] Running", { batch_size: batchSize, lanes });
 const stop = async () => {
   await loop.stop();
   await sql.end({ timeout: 2 });

@@ -93,6 +93,61 @@ dbTest(
   },
 );
 
+dbTest(
+  "forwarding: one drain with three lanes overlaps its batches, delivers each event once, in conversation order",
+  async () => {
+    const db = await freshForwardingDb();
+    await fastSettings(db.sql);
+    const inFlight = new Set<string>();
+    const overlaps: string[] = [];
+    let mostInFlight = 0;
+    const sdk = startAgentSdk(async (r) => {
+      const conversation = String(JSON.parse(r.text).conversation?.id);
+      if (inFlight.has(conversation)) overlaps.push(conversation);
+      inFlight.add(conversation);
+      mostInFlight = Math.max(mostInFlight, inFlight.size);
+      await sleep(5 + Math.random() * 10);
+      inFlight.delete(conversation);
+      return ok();
+    });
+    const sql = pools(db, 1, 3)[0];
+    try {
+      const ids: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        ids.push(await storeSample(db.sql, "message_created", { conversationId: 2000 + (i % 8) }));
+      }
+      const config = { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null };
+      const summary = await drain(sql, config, {
+        budgetMs: 20_000,
+        batchSize: 4,
+        lanes: 3,
+        worker: "laned",
+        log: memoryLogger(),
+      });
+      // The last lane still working claims what the others left, so one drain empties the backlog.
+      assert.equal(summary.stopped, "idle");
+      assert.equal(summary.delivered, 40);
+      assert.equal(summary.claimed, 40);
+      const counts = new Map<number, number>();
+      for (const r of sdk.received) counts.set(r.eventId, (counts.get(r.eventId) ?? 0) + 1);
+      assert.equal(counts.size, 40);
+      assert.deepEqual([...counts.values()].filter((n) => n !== 1), [], "each event exactly once");
+      assert.deepEqual(overlaps, [], "never two events of one conversation at once");
+      assert.ok(mostInFlight > 4, `batches of 4 overlapped (at most ${mostInFlight} in flight)`);
+      for (let c = 0; c < 8; c++) {
+        const expected = ids.filter((_, i) => i % 8 === c);
+        assert.deepEqual(sdk.received.map((r) => r.eventId).filter((id) => expected.includes(id)), expected);
+      }
+      const [{ delivered }] = await db.sql`
+        select count(*)::int as delivered from public.webhook_events where status = 'delivered'`;
+      assert.equal(delivered, 40);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await sdk.close();
+    }
+  },
+);
+
 dbTest("forwarding: racing claimers and replays never lease two events of one conversation", async () => {
   const db = await freshForwardingDb();
   const [a, b, c, replayer] = pools(db, 4, 1);

@@ -19,6 +19,8 @@ export interface ForwarderLoopOptions {
   subscribe?: Subscribe;
   sweepMs?: number;
   batchSize?: number;
+  /** Batches in flight at once (drain's `lanes`). */
+  lanes?: number;
   budgetMs?: number;
   worker?: string;
   onDrain?: (summary: DrainSummary) => void;
@@ -52,6 +54,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
         const summary = await drain(sql, config, {
           budgetMs: options.budgetMs ?? 5_000,
           batchSize: options.batchSize ?? 10,
+          lanes: options.lanes ?? 1,
           worker: options.worker ?? "dev-forwarder",
           log,
         });
