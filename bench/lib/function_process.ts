@@ -47,11 +47,12 @@ export function startSinkServer(port: number): Promise<ServerProcess> {
  * own process. Runs from `cwd` so no developer .env is picked up.
  */
 export function startForwarderProcess(
-  { databaseUrl, agentSdkUrl, agentSdkSecret, batchSize, sweepMs, cwd }: {
+  { databaseUrl, agentSdkUrl, agentSdkSecret, batchSize, lanes, sweepMs, cwd }: {
     databaseUrl: string;
     agentSdkUrl: string;
     agentSdkSecret: string;
     batchSize: number;
+    lanes: number;
     sweepMs?: number;
     cwd: string;
   },
@@ -66,6 +67,8 @@ export function startForwarderProcess(
       new URL("../../scripts/forward.ts", import.meta.url).pathname,
       "--batch",
       String(batchSize),
+      "--lanes",
+      String(lanes),
       ...(sweepMs ? ["--sweep-ms", String(sweepMs)] : []),
     ],
     env: {

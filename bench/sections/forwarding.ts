@@ -1,15 +1,15 @@
 // Item 2 of issue 6: forwarding. (a) A backlog of pending events (50 k; bodies 5-20 KB) delivered by the real
 // forwarder — `deno task forward` processes (scripts/forward.ts: drain() in a LISTEN/NOTIFY + sweep loop) —
-// to a loopback sink that answers 200 at once, for several (processes × batch size) configurations; the best
-// one then delivers the whole backlog. (b) Limit C: wrk against the same sink with the same bodies at the same
-// concurrency. (c) End-to-end latency at a steady moderate rate: signed webhooks into the real chatwoot-webhook
+// to a loopback sink that answers 200 at once, for several (processes × batch size × lanes) configurations; the
+// best one then delivers the whole backlog. (b) Limit C: wrk against the same sink with the same bodies at the
+// same concurrency; for context, a bare Deno fetch client (bench/lib/bare_client.ts: signing, no database). (c) End-to-end latency at a steady moderate rate: signed webhooks into the real chatwoot-webhook
 // process (its immediate delivery attempt) with a `deno task forward` loop beside it, receipt (received_at)
 // to arrival at the sink.
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
 import { startForwarderProcess, startFunction, startSinkServer } from "../lib/function_process.ts";
 import { type BenchDb, createServerDb, stagePayloads } from "../lib/pg.ts";
 import { buildBodies, type PooledBody, signBodies, type SignedRequest, writeWrkPool } from "../lib/pool.ts";
-import { type DenoProcess, freePort, procCpuSeconds, type ServerProcess } from "../lib/proc.ts";
+import { type DenoProcess, freePort, procCpuSeconds, runCommand, type ServerProcess } from "../lib/proc.ts";
 import { ratio, summarize } from "../lib/stats.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
 import { SAMPLE_EVENTS } from "../../scripts/lib/samples.ts";
@@ -17,11 +17,14 @@ import { chatwootSignatureHeaders } from "../../supabase/functions/_shared/signa
 
 const FUNCTION = "chatwoot-webhook";
 const SINK_PATH = "/webhooks/chatwoot";
+const BARE_CLIENT = new URL("../lib/bare_client.ts", import.meta.url).pathname;
 
-/** How many `deno task forward` processes, each draining with this batch size. */
+/** How many `deno task forward` processes, each draining with this batch size and this many lanes. */
 interface ForwarderConfig {
   processes: number;
   batch: number;
+  /** Batches in flight at once in each process (`deno task forward --lanes`). */
+  lanes: number;
 }
 
 interface DrainRun extends ForwarderConfig {
@@ -42,13 +45,16 @@ interface DrainRun extends ForwarderConfig {
   deliveredInDb: number;
 }
 
-const label = (c: ForwarderConfig) => `${c.processes} × batch ${c.batch}`;
+const label = (c: ForwarderConfig) =>
+  `${c.processes} × batch ${c.batch}${c.lanes > 1 ? ` × ${c.lanes} lanes` : ""}`;
+/** Requests in flight at most: what limit C's load generator is given as connections. */
+const inFlight = (c: ForwarderConfig) => c.processes * c.batch * c.lanes;
 
 function parseConfigs(text: string): ForwarderConfig[] {
   return text.split(",").map((part) => {
-    const m = /^\s*(\d+)x(\d+)\s*$/.exec(part);
-    if (!m) throw new Error(`BENCH_FORWARD_CONFIGS: "${part}" is not <processes>x<batch>`);
-    return { processes: Number(m[1]), batch: Number(m[2]) };
+    const m = /^\s*(\d+)x(\d+)(?:x(\d+))?\s*$/.exec(part);
+    if (!m) throw new Error(`BENCH_FORWARD_CONFIGS: "${part}" is not <processes>x<batch>[x<lanes>]`);
+    return { processes: Number(m[1]), batch: Number(m[2]), lanes: Number(m[3] ?? 1) };
   });
 }
 
@@ -143,6 +149,7 @@ async function runDrain(
       agentSdkUrl: `http://127.0.0.1:${sink.port}`,
       agentSdkSecret,
       batchSize: config.batch,
+      lanes: config.lanes,
       sweepMs: 1000,
       cwd: ctx.workDir,
     }));
@@ -199,8 +206,8 @@ async function runDrain(
 }
 
 /** The requests the forwarder sends, as raw HTTP for wrk: same bodies, same headers (signed the same way). */
-async function sinkRequests(bodies: PooledBody[], secret: string): Promise<SignedRequest[]> {
-  return await Promise.all(bodies.map(async (b, i) => ({
+function sinkRequests(bodies: PooledBody[], secret: string): SignedRequest[] {
+  return bodies.map((b, i) => ({
     body: b.body,
     headers: {
       "Content-Type": "application/json",
@@ -209,9 +216,58 @@ async function sinkRequests(bodies: PooledBody[], secret: string): Promise<Signe
       "X-Relay-Event-Id": String(i + 1),
       "X-Relay-Event-Version": "1",
       "X-Relay-Attempt": "1",
-      ...await chatwootSignatureHeaders(secret, b.body),
+      ...chatwootSignatureHeaders(secret, b.body),
     },
-  })));
+  }));
+}
+
+interface BareClientResult {
+  requests: number;
+  seconds: number;
+  requestsPerS: number;
+  clientCpuShare: number;
+  sinkCpuShare: number;
+}
+
+/** bench/lib/bare_client.ts against the sink: the forwarder's HTTP side alone (fetch + signing, no database). */
+async function runBareClient(
+  ctx: BenchContext,
+  sink: ServerProcess,
+  requests: SignedRequest[],
+  { connections, seconds, secret }: { connections: number; seconds: number; secret: string },
+): Promise<BareClientResult> {
+  const bodiesFile = `${ctx.workDir}/bare_client_bodies.json`;
+  await Deno.writeTextFile(bodiesFile, JSON.stringify(requests));
+  const url = `http://127.0.0.1:${sink.port}${SINK_PATH}`;
+  const args = [url, bodiesFile, String(connections)];
+  // A short unrecorded warm-up, then the measured run.
+  await runCommand("deno", ["run", "-A", BARE_CLIENT, ...args, "1", secret]);
+  const child = new Deno.Command("deno", {
+    args: ["run", "-A", BARE_CLIENT, ...args, String(seconds), secret],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // CPU is read from /proc while the client runs (after start-up), then once more just before it ends.
+  await new Promise((r) => setTimeout(r, 500));
+  const cpu0 = await procCpuSeconds(child.pid),
+    sink0 = await procCpuSeconds(sink.pid),
+    t0 = performance.now();
+  await new Promise((r) => setTimeout(r, Math.max(0, seconds * 1000 - 1000)));
+  const cpu1 = await procCpuSeconds(child.pid),
+    sink1 = await procCpuSeconds(sink.pid),
+    t1 = performance.now();
+  const out = await child.output();
+  if (!out.success) {
+    throw new Error(`bare client failed:\n${new TextDecoder().decode(out.stderr).slice(-1500)}`);
+  }
+  const r = JSON.parse(new TextDecoder().decode(out.stdout)) as { requests: number; seconds: number };
+  const window = (t1 - t0) / 1000;
+  return {
+    ...r,
+    requestsPerS: r.requests / r.seconds,
+    clientCpuShare: (cpu1 - cpu0) / window,
+    sinkCpuShare: (sink1 - sink0) / window,
+  };
 }
 
 interface EndToEnd {
@@ -261,6 +317,7 @@ async function measureEndToEnd(
       agentSdkUrl,
       agentSdkSecret,
       batchSize: 10,
+      lanes: 1,
       cwd: ctx.workDir,
     });
     servers.push(loop);
@@ -360,7 +417,8 @@ export const forwardingSection: BenchSection = {
       env("BENCH_FORWARD_CONVERSATIONS") ?? Math.max(200, Math.round(events / 10)),
     );
     const configs = parseConfigs(
-      env("BENCH_FORWARD_CONFIGS") ?? (ctx.quick ? "1x10,2x50" : "1x10,1x50,1x100,2x50,2x100,4x50"),
+      env("BENCH_FORWARD_CONFIGS") ??
+        (ctx.quick ? "1x10,1x50x2" : "1x10,1x50,1x50x2,1x100x2,2x50x2,2x100x2"),
     );
     const tuneSeconds = ctx.quick ? 2 : Math.min(8, ctx.phaseSeconds);
     const capSeconds = ctx.quick ? 5 : ctx.phaseSeconds * 2;
@@ -378,6 +436,7 @@ export const forwardingSection: BenchSection = {
     const tuning: DrainRun[] = [];
     let full: DrainRun;
     let limitC: WrkResult;
+    let clientCeiling: BareClientResult;
     try {
       await stagePayloads(db.sql, bodies);
       await setPaused(db, true);
@@ -399,9 +458,10 @@ export const forwardingSection: BenchSection = {
       full = await runDrain(ctx, db, sink, best, { backlog: events, capSeconds, agentSdkSecret });
 
       // Limit C: the sink under wrk, same bodies and headers, as many connections as requests in flight.
-      const concurrency = best.processes * best.batch;
+      const concurrency = inFlight(best);
       const poolFile = `${ctx.workDir}/sink.http`;
-      await writeWrkPool(poolFile, await sinkRequests(bodies, agentSdkSecret), {
+      const requests = sinkRequests(bodies, agentSdkSecret);
+      await writeWrkPool(poolFile, requests, {
         host: `127.0.0.1:${sink.port}`,
         path: SINK_PATH,
       });
@@ -418,6 +478,17 @@ export const forwardingSection: BenchSection = {
         throw new Error(`limit C: errors ${JSON.stringify(e)}\n${sink.stderrTail()}`);
       }
       ctx.log(`  limit C (wrk → sink, ${concurrency} connections): ${fmt.rate(limitC.requestsPerS)}`);
+      clientCeiling = await runBareClient(ctx, sink, requests, {
+        connections: concurrency,
+        seconds: tuneSeconds,
+        secret: agentSdkSecret,
+      });
+      ctx.log(
+        `  context: a bare Deno fetch client → sink (no database), ${concurrency} in flight: ` +
+          `${fmt.rate(clientCeiling.requestsPerS)} (client ${
+            fmt.pct(clientCeiling.clientCpuShare)
+          } of a core)`,
+      );
     } finally {
       await sink.stop();
       await db.close();
@@ -450,10 +521,18 @@ export const forwardingSection: BenchSection = {
       { section: s, metric: "deliveries repeated at the sink", postgres: fmt.int(full.repeats) },
       {
         section: s,
-        metric: `limit C: wrk → sink, ${full.processes * full.batch} connections, requests/s`,
+        metric: `limit C: wrk → sink, ${inFlight(full)} connections, requests/s`,
         postgres: fmt.rate(limitC.requestsPerS),
       },
       { section: s, metric: "forwarding ÷ limit C", postgres: fmt.ratio(vsC) },
+      {
+        section: s,
+        metric: `context: bare Deno fetch client → sink, ${inFlight(full)} in flight, no database`,
+        postgres: fmt.rate(clientCeiling.requestsPerS),
+        note: `client ${fmt.pct(clientCeiling.clientCpuShare)} of a core, sink ${
+          fmt.pct(clientCeiling.sinkCpuShare)
+        }; forwarding ÷ this ${fmt.ratio(ratio(full.deliveriesPerS, clientCeiling.requestsPerS))}`,
+      },
       {
         section: s,
         metric: "context: pg_net ceiling on Supabase",
@@ -497,7 +576,8 @@ export const forwardingSection: BenchSection = {
         capSeconds,
         tuning,
         full,
-        limitC: { connections: full.processes * full.batch, ...limitC },
+        limitC: { connections: inFlight(full), ...limitC },
+        bareClient: clientCeiling,
         ratios: { forwardingOverLimitC: vsC },
         endToEnd: { ...e2e, seconds: e2eSeconds },
       },
