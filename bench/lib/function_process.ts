@@ -5,14 +5,17 @@ const FUNCTIONS_DIR = new URL("../../supabase/functions/", import.meta.url);
 
 export function startFunction(
   name: string,
-  { port, databaseUrl, env = {} }: { port: number; databaseUrl: string; env?: Record<string, string> },
+  { port, databaseUrl, env = {}, v8Flags = Deno.env.get("BENCH_FUNCTION_V8_FLAGS") }: {
+    port: number;
+    databaseUrl: string;
+    env?: Record<string, string>;
+    /** e.g. BENCH_FUNCTION_V8_FLAGS=--max-old-space-size=64 to try a tighter heap, as the edge runtime has. */
+    v8Flags?: string;
+  },
 ): Promise<ServerProcess> {
   return startDenoServer({
     args: [
-      // e.g. BENCH_FUNCTION_V8_FLAGS=--max-old-space-size=64 to try a tighter heap, as the edge runtime has
-      ...(Deno.env.get("BENCH_FUNCTION_V8_FLAGS")
-        ? [`--v8-flags=${Deno.env.get("BENCH_FUNCTION_V8_FLAGS")}`]
-        : []),
+      ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
       "--no-lock", // the function resolves through its own deno.json; do not write a lockfile beside it
       "--allow-net",
       "--allow-env",
@@ -29,6 +32,21 @@ export function startBareServer(port: number): Promise<ServerProcess> {
   return startDenoServer({
     args: ["--allow-net", "--allow-env", new URL("./bare_server.ts", import.meta.url).pathname],
     env: {},
+    port,
+  });
+}
+
+/** The memory section's floor: Deno.serve + postgres.js storing each body, nothing else. */
+export function startStoreOnlyServer(port: number, databaseUrl: string): Promise<ServerProcess> {
+  return startDenoServer({
+    args: [
+      "--config",
+      new URL("../../deno.json", import.meta.url).pathname,
+      "--allow-net",
+      "--allow-env",
+      new URL("./store_only_server.ts", import.meta.url).pathname,
+    ],
+    env: { DATABASE_URL: databaseUrl },
     port,
   });
 }

@@ -1,13 +1,76 @@
-// Item 4 of issue 6: the function's memory after 100 k ingests (the quick run sends fewer and says so).
-// Bodies are generated and signed in batches while sending, so the sender's memory stays flat.
-import { type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
-import { startFunction } from "../lib/function_process.ts";
-import { createServerDb } from "../lib/pg.ts";
+// Item 4 of issue 6: the function's memory after 100 k ingests (the quick run sends fewer and says so), and,
+// under the very same load, what the stack under it costs on its own: Deno.serve alone (limit B's server),
+// Deno.serve + postgres.js storing each body (the floor of any receiver on this stack), and the function
+// with V8's heap capped the way an isolate memory limit caps it. Bodies are generated and signed in batches
+// while sending, so the sender's memory stays flat.
+import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
+import { startBareServer, startFunction, startStoreOnlyServer } from "../lib/function_process.ts";
+import { type BenchDb, createServerDb } from "../lib/pg.ts";
 import { buildBodies, signBodies } from "../lib/pool.ts";
-import { freePort, procMemory } from "../lib/proc.ts";
+import { freePort, procMemory, type ServerProcess } from "../lib/proc.ts";
 
 const FUNCTION = "chatwoot-webhook";
 const BATCH = 1_000;
+/** The capped run's heap: old space 96 MB, semi-spaces 2 MB (V8's defaults grow them to ~170 MB and 16 MB). */
+const CAPPED_HEAP_FLAGS = "--max-old-space-size=96,--max-semi-space-size=2";
+
+interface Sample {
+  ingests: number;
+  rssMb: number;
+  peakRssMb: number;
+}
+
+interface MemoryRun {
+  server: string;
+  samples: Sample[];
+  seconds: number;
+}
+
+/** Sends `total` distinct signed ingests to `path` on `server` (16 concurrent fetch clients), sampling RSS. */
+async function sendIngests(
+  ctx: BenchContext,
+  server: ServerProcess,
+  { name, path, total }: { name: string; path: string; total: number },
+): Promise<MemoryRun> {
+  const url = `http://127.0.0.1:${server.port}${path}`;
+  const samples: Sample[] = [{ ingests: 0, ...await procMemory(server.pid) }];
+  let failed = 0, sent = 0;
+  const t0 = performance.now();
+  const sampleEvery = Math.max(BATCH, Math.round(total / 10 / BATCH) * BATCH);
+  for (let batch = 0; sent < total; batch++) {
+    const count = Math.min(BATCH, total - sent);
+    const bodies = buildBodies({ count, seed: 1000 + batch, firstMessageId: 10_000_000 + sent });
+    const requests = signBodies(bodies, ctx.secret);
+    let next = 0;
+    await Promise.all(Array.from({ length: ctx.connections }, async () => {
+      while (next < requests.length) {
+        const r = requests[next++];
+        const response = await fetch(url, { method: "POST", headers: r.headers, body: r.body });
+        await response.body?.cancel();
+        if (response.status !== 200) failed++;
+      }
+    }));
+    sent += count;
+    if (sent % sampleEvery === 0 || sent === total) {
+      samples.push({ ingests: sent, ...await procMemory(server.pid) });
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (failed > 0) throw new Error(`${name}: ${failed} of ${sent} ingests were not answered 200`);
+  ctx.log(
+    `  ${name}: RSS after ${sent} ingests ${fmt.mb(samples.at(-1)!.rssMb)}, peak ${
+      fmt.mb(samples.at(-1)!.peakRssMb)
+    }`,
+  );
+  return { server: name, samples, seconds };
+}
+
+/** Empty tables and a checkpoint between runs, so each starts from the same database state. */
+async function resetDb(db: BenchDb): Promise<void> {
+  await db.sql.unsafe(`truncate public.webhook_delivery_attempts, public.webhook_events;
+    drop table if exists bench_store_only;
+    checkpoint;`).simple();
+}
 
 export const memorySection: BenchSection = {
   name: "memory",
@@ -15,60 +78,67 @@ export const memorySection: BenchSection = {
   async run(ctx) {
     const total = Number(Deno.env.get("BENCH_MEMORY_INGESTS") ?? (ctx.quick ? 2_000 : 100_000));
     const db = await createServerDb(ctx.serverUrl, "memory");
-    const port = freePort();
-    const samples: Array<{ ingests: number; rssMb: number; peakRssMb: number }> = [];
-    let failed = 0, sent = 0, seconds = 0;
-    try {
-      const fn = await startFunction(FUNCTION, {
-        port,
-        databaseUrl: db.url,
-        env: { CHATWOOT_WEBHOOK_SECRET: ctx.secret },
-      });
+    const runs: MemoryRun[] = [];
+    const measure = async (name: string, path: string, start: (port: number) => Promise<ServerProcess>) => {
+      await resetDb(db);
+      const server = await start(freePort());
       try {
-        const url = `http://127.0.0.1:${port}/${FUNCTION}`;
-        samples.push({ ingests: 0, ...await procMemory(fn.pid) });
-        const t0 = performance.now();
-        const sampleEvery = Math.max(BATCH, Math.round(total / 10 / BATCH) * BATCH);
-        for (let batch = 0; sent < total; batch++) {
-          const count = Math.min(BATCH, total - sent);
-          const bodies = await buildBodies({ count, seed: 1000 + batch, firstMessageId: 10_000_000 + sent });
-          const requests = await signBodies(bodies, ctx.secret);
-          let next = 0;
-          await Promise.all(Array.from({ length: ctx.connections }, async () => {
-            while (next < requests.length) {
-              const r = requests[next++];
-              const response = await fetch(url, { method: "POST", headers: r.headers, body: r.body });
-              await response.body?.cancel();
-              if (response.status !== 200) failed++;
-            }
-          }));
-          sent += count;
-          if (sent % sampleEvery === 0 || sent === total) {
-            samples.push({ ingests: sent, ...await procMemory(fn.pid) });
-            ctx.log(`  ${sent} ingests: RSS ${fmt.mb(samples.at(-1)!.rssMb)}`);
-          }
-        }
-        seconds = (performance.now() - t0) / 1000;
-        if (failed > 0) {
-          throw new Error(`${failed} of ${sent} ingests were not answered 200\n${fn.stderrTail()}`);
-        }
+        runs.push(await sendIngests(ctx, server, { name, path, total }));
+      } catch (error) {
+        throw new Error(`${(error as Error).message}\n${server.stderrTail()}`);
       } finally {
-        await fn.stop();
+        await server.stop();
       }
+    };
+    const env = { CHATWOOT_WEBHOOK_SECRET: ctx.secret };
+    try {
+      await measure(
+        "function",
+        `/${FUNCTION}`,
+        (port) => startFunction(FUNCTION, { port, databaseUrl: db.url, env }),
+      );
+      await measure(
+        "function, heap capped",
+        `/${FUNCTION}`,
+        (port) => startFunction(FUNCTION, { port, databaseUrl: db.url, env, v8Flags: CAPPED_HEAP_FLAGS }),
+      );
+      await measure(
+        "Deno.serve + postgres.js storing the body",
+        "/store",
+        (port) => startStoreOnlyServer(port, db.url),
+      );
+      await measure("Deno.serve alone", "/", (port) => startBareServer(port));
     } finally {
       await db.close();
     }
-    const last = samples.at(-1)!;
+    const [fn, capped, floor, bare] = runs;
+    const last = (r: MemoryRun) => r.samples.at(-1)!;
+    const sent = last(fn).ingests;
     const note = ctx.quick ? `quick run: ${total} ingests, not 100 k` : undefined;
+    const s = "4 memory";
     const rows: ResultRow[] = [
-      { section: "4 memory", metric: "ingests sent (all answered 200)", postgres: fmt.int(sent), note },
-      { section: "4 memory", metric: "function RSS at start", postgres: fmt.mb(samples[0].rssMb) },
+      { section: s, metric: "ingests sent (all answered 200)", postgres: fmt.int(sent), note },
+      { section: s, metric: "function RSS at start", postgres: fmt.mb(fn.samples[0].rssMb) },
+      { section: s, metric: `function RSS after ${fmt.int(sent)} ingests`, postgres: fmt.mb(last(fn).rssMb) },
+      { section: s, metric: "function peak RSS (VmHWM)", postgres: fmt.mb(last(fn).peakRssMb) },
       {
-        section: "4 memory",
-        metric: `function RSS after ${fmt.int(sent)} ingests`,
-        postgres: fmt.mb(last.rssMb),
+        section: s,
+        metric: "context: function with V8's heap capped, peak RSS",
+        postgres: fmt.mb(last(capped).peakRssMb),
+        note: CAPPED_HEAP_FLAGS,
       },
-      { section: "4 memory", metric: "function peak RSS (VmHWM)", postgres: fmt.mb(last.peakRssMb) },
+      {
+        section: s,
+        metric: "context: Deno.serve + postgres.js storing each body, peak RSS",
+        postgres: fmt.mb(last(floor).peakRssMb),
+        note: "bench/lib/store_only_server.ts, same load, default heap",
+      },
+      {
+        section: s,
+        metric: "context: Deno.serve alone, peak RSS",
+        postgres: fmt.mb(last(bare).peakRssMb),
+        note: "limit B's server, same load",
+      },
     ];
     return {
       rows,
@@ -76,13 +146,13 @@ export const memorySection: BenchSection = {
         check(
           "function RSS after the ingests (peak)",
           "≤ 150 MB",
-          last.peakRssMb,
-          fmt.mb(last.peakRssMb),
+          last(fn).peakRssMb,
+          fmt.mb(last(fn).peakRssMb),
           (v) => v <= 150,
           note,
         ),
       ],
-      data: { ingests: sent, seconds, concurrency: ctx.connections, samples },
+      data: { ingests: sent, concurrency: ctx.connections, cappedHeapFlags: CAPPED_HEAP_FLAGS, runs },
     };
   },
 };
