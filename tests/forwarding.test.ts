@@ -221,4 +221,41 @@ dbTest("forwarding: only configured events are forwarded; others are stored as s
   });
 });
 
+dbTest(
+  "forwarding: maxEvents bounds a drain's claims, with one lane or several; the rest stays pending",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      for (let i = 0; i < 20; i++) await storeSample(db.sql, "message_created", { conversationId: 3000 + i });
+      const pending = async () =>
+        (await db.sql`select count(*)::int as n from public.webhook_events where status = 'pending'`)[0].n;
+      const one = await drain(db.sql, config, {
+        budgetMs: 10_000,
+        batchSize: 5,
+        maxEvents: 7,
+        log: memoryLogger(),
+      });
+      assert.deepEqual([one.stopped, one.claimed, one.delivered, one.batches], ["limit", 7, 7, 2]);
+      assert.equal(await pending(), 13);
+      const laned = await drain(db.sql, config, {
+        budgetMs: 10_000,
+        batchSize: 4,
+        lanes: 3,
+        maxEvents: 10,
+        log: memoryLogger(),
+      });
+      assert.equal(laned.stopped, "limit");
+      assert.equal(laned.claimed, 10, "three lanes together claim no more than maxEvents");
+      assert.equal(await pending(), 3);
+      const rest = await drain(db.sql, config, {
+        budgetMs: 10_000,
+        batchSize: 5,
+        maxEvents: 50,
+        log: memoryLogger(),
+      });
+      assert.deepEqual([rest.stopped, rest.claimed], ["idle", 3]);
+      assert.equal(sdk.accepted().length, 20);
+    });
+  },
+);
+
 dbTest("forwarding: (close the shared database)", closeSharedDb);

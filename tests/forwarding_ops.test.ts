@@ -147,9 +147,10 @@ dbTest(
       const call = (
         auth: { forwarderToken: string | null; serviceRoleKey: string | null },
         header?: string,
+        query = "",
       ) =>
         createForwardEventsApp({ auth, forwarder: config, sql: db.sql, log: memoryLogger() }).fetch(
-          new Request("http://functions.local/forward-events", {
+          new Request(`http://functions.local/forward-events${query}`, {
             method: "POST",
             headers: header ? { Authorization: header } : {},
           }),
@@ -172,6 +173,11 @@ dbTest(
       const byServiceRole = await call(auth, "Bearer service-role-key-abc");
       assert.equal(byServiceRole.status, 200);
       assert.equal((await byServiceRole.json()).claimed, 0);
+      // Bounded by count (hosted Supabase's 2 s of CPU per request), not only by time.
+      for (let i = 0; i < 4; i++) await storeSample(db.sql, "message_created", { conversationId: 4000 + i });
+      const bounded = await call(auth, "Bearer forwarder-token-0123456789", "?max_events=3");
+      const limited = await bounded.json();
+      assert.deepEqual([bounded.status, limited.stopped, limited.claimed], [200, "limit", 3]);
     });
   },
 );

@@ -69,7 +69,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
           );
         }
         lastStop = summary.stopped;
-        if (summary.stopped === "budget") wanted = true;
+        if (summary.stopped === "budget" || summary.stopped === "limit") wanted = true;
       } catch (error) {
         // The next sweep tries again; the database may be restarting.
         log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });

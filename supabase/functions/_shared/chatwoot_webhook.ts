@@ -276,6 +276,11 @@ async function readBodyWithin(req: Request, limit: number): Promise<Uint8Array<A
 
 /** Budget of the delivery attempt started right after a pending event is stored. */
 export const IMMEDIATE_DRAIN_BUDGET_MS = 2_000;
+/**
+ * At most this many events per immediate attempt: it runs on the webhook request's CPU allowance (2 s on
+ * hosted Supabase), so a backlog is left to forward-events rather than worked off by every ingest.
+ */
+export const IMMEDIATE_DRAIN_MAX_EVENTS = 100;
 
 /**
  * The function as deployed: settings from the runtime's environment. A newly stored (or changed) pending
@@ -295,6 +300,7 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
         if (!stored.forwardNow || (!forwarder.agentSdkUrl && !stored.targetOverrideSet)) return;
         const summary = await drain(sql, forwarder, {
           budgetMs: IMMEDIATE_DRAIN_BUDGET_MS,
+          maxEvents: IMMEDIATE_DRAIN_MAX_EVENTS,
           batchSize: 10,
           worker: FUNCTION_NAME,
           log,

@@ -20,6 +20,11 @@ export interface DrainOptions {
    * never takes a conversation that has an event in flight, whichever lane holds it.
    */
   lanes?: number;
+  /**
+   * Claim at most this many events in this drain (a batch is never cut short). Hosted Supabase stops a
+   * function at 2 s of CPU per request, so forward-events bounds its work by count as well as by time.
+   */
+  maxEvents?: number;
   /** Name of this drain in leases and attempt rows; made unique per call. Default "forwarder". */
   worker?: string;
   log?: Logger;
@@ -30,7 +35,7 @@ export interface DrainOptions {
   settingsChecked?: boolean;
 }
 
-export type DrainStop = "idle" | "budget" | "paused" | "not_configured";
+export type DrainStop = "idle" | "budget" | "limit" | "paused" | "not_configured";
 
 export interface DrainSummary {
   ok: boolean;
@@ -121,15 +126,22 @@ export async function drain(
   }
 
   let budgetSpent = false;
+  const maxEvents = options.maxEvents ?? Infinity;
+  // Claimed plus asked for by claims in flight, so concurrent lanes never claim past maxEvents together.
+  let reserved = 0;
   const runLane = async () => {
     for (;;) {
       if (summary.batches > 0 && performance.now() - started >= budgetMs) {
         budgetSpent = true;
         return;
       }
+      const want = Math.min(batchSize, maxEvents - reserved);
+      if (want <= 0) return;
+      reserved += want;
       const claimed = await sql<ClaimedEvent[]>`
         select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms
-          from public.claim_webhook_events(${worker}, ${batchSize})`;
+          from public.claim_webhook_events(${worker}, ${want})`;
+      reserved -= want - claimed.length;
       // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
       if (claimed.length === 0) return;
       summary.batches++;
@@ -161,7 +173,7 @@ export async function drain(
   const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
-  return finish(budgetSpent ? "budget" : "idle");
+  return finish(budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle");
 }
 
 /** One POST of one event; never throws: every failure becomes an AttemptResult. */
