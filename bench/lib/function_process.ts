@@ -2,6 +2,8 @@
 import { type DenoProcess, type ServerProcess, startDenoProcess, startDenoServer } from "./proc.ts";
 
 const FUNCTIONS_DIR = new URL("../../supabase/functions/", import.meta.url);
+/** Scripts outside a function resolve their imports through the project's deno.json. */
+const PROJECT_IMPORTS = ["--config", new URL("../../deno.json", import.meta.url).pathname];
 
 export function startFunction(
   name: string,
@@ -40,8 +42,7 @@ export function startBareServer(port: number): Promise<ServerProcess> {
 export function startStoreOnlyServer(port: number, databaseUrl: string): Promise<ServerProcess> {
   return startDenoServer({
     args: [
-      "--config",
-      new URL("../../deno.json", import.meta.url).pathname,
+      ...PROJECT_IMPORTS,
       "--allow-net",
       "--allow-env",
       new URL("./store_only_server.ts", import.meta.url).pathname,
@@ -77,8 +78,7 @@ export function startForwarderProcess(
 ): DenoProcess {
   return startDenoProcess({
     args: [
-      "--config",
-      new URL("../../deno.json", import.meta.url).pathname,
+      ...PROJECT_IMPORTS,
       "--allow-net",
       "--allow-env",
       "--allow-read",
