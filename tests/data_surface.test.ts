@@ -219,6 +219,32 @@ dbTest(
   },
 );
 
+// Runs after the test above, which added 20 000 delivered events of history.
+dbTest(
+  `data [${db.kind}]: webhook_pipeline_health reads indexes, never the whole of webhook_events`,
+  async () => {
+    const [{ "QUERY PLAN": plan }] = await asRole(
+      "data_analyst",
+      (tx) => tx.unsafe("explain (format json) select * from webhook_pipeline_health"),
+    );
+    const scans: string[] = [];
+    const walk = (node: Record<string, unknown>) => {
+      if (node["Node Type"] === "Seq Scan") scans.push(String(node["Relation Name"]));
+      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+    };
+    walk((plan as Array<{ Plan: Record<string, unknown> }>)[0].Plan);
+    assert.ok(!scans.includes("webhook_events"), `sequential scans: ${scans.join(", ")}`);
+    // Same values as the plain aggregates over the table.
+    const [h] = await sql`select last_received_at from webhook_pipeline_health`;
+    const [t] = await sql`select max(last_received_at) as last_received_at from webhook_events`;
+    assert.equal(h.last_received_at.getTime(), t.last_received_at.getTime());
+    const [d] = await sql`select last_delivered_at from webhook_pipeline_health`;
+    const [a] =
+      await sql`select max(recorded_at) as at from webhook_delivery_attempts where outcome = 'delivered'`;
+    assert.equal(d.last_delivered_at.getTime(), a.at.getTime());
+  },
+);
+
 dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text and as JSON`, async () => {
   const run = async (...args: string[]) => {
     const out = await runScript("scripts/stats.ts", args, db.url);
