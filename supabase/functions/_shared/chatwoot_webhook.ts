@@ -230,14 +230,14 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           `${TIMESTAMP_HEADER} is outside the accepted window of ±${config.toleranceSeconds} s`,
         );
       }
-      if (!(verifier.verify(signature, timestamp!, body))) {
+      if (!verifier.verify(signature, timestamp!, body)) {
         return new Rejection(401, "signature_invalid", "Signature does not match the body");
       }
       return "signature";
     }
     const token = new URL(req.url).searchParams.get("token");
     if (config.urlToken !== null && token !== null) {
-      return (timingSafeEqualStrings(token, config.urlToken))
+      return timingSafeEqualStrings(token, config.urlToken)
         ? "url_token"
         : new Rejection(401, "token_invalid", "URL token does not match");
     }
