@@ -22,7 +22,7 @@ export const FIXTURE = {
 
 async function post(app: { fetch: (r: Request) => Response | Promise<Response> }, payload: unknown) {
   const res = await app.fetch(
-    await signedRequest("http://relay.test/chatwoot-webhook", JSON.stringify(payload)),
+    signedRequest("http://relay.test/chatwoot-webhook", JSON.stringify(payload)),
   );
   if (res.status !== 200) throw new Error(`fixture post answered ${res.status}: ${await res.text()}`);
   return await res.json();

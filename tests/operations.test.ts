@@ -63,7 +63,7 @@ dbTest(`operations [${db.kind}]: pause keeps events pending, resume delivers the
   });
   const body = JSON.stringify(samplePayload("message_created", { messageId: 777_001, conversationId: 4242 }));
   const res = await app.fetch(
-    await signedRequest("http://relay.test/chatwoot-webhook", body, { secret: "ops-secret" }),
+    signedRequest("http://relay.test/chatwoot-webhook", body, { secret: "ops-secret" }),
   );
   assert.equal(res.status, 200);
   const paused = await drain(sql, forwarder, { budgetMs: 5000, log: silentLogger });
@@ -144,20 +144,20 @@ dbTest(`operations [${db.kind}]: the secret rotation steps never refuse a genuin
   const body = JSON.stringify(samplePayload("message_created", { messageId: 777_002, conversationId: 4243 }));
   // Before: only the old webhook exists.
   const before = await appWith(vars.OLD_SECRET).fetch(
-    await signedRequest(url, body, { secret: vars.OLD_SECRET }),
+    signedRequest(url, body, { secret: vars.OLD_SECRET }),
   );
   assert.equal(before.status, 200);
   // Overlap: both webhooks send the same event, one per secret; both verify, it is stored once.
   const both = appWith(overlap);
   const next = JSON.stringify(samplePayload("message_created", { messageId: 777_003, conversationId: 4243 }));
-  const viaOld = await (await both.fetch(await signedRequest(url, next, { secret: vars.OLD_SECRET }))).json();
-  const viaNew = await (await both.fetch(await signedRequest(url, next, { secret: vars.NEW_SECRET }))).json();
+  const viaOld = await (await both.fetch(signedRequest(url, next, { secret: vars.OLD_SECRET }))).json();
+  const viaNew = await (await both.fetch(signedRequest(url, next, { secret: vars.NEW_SECRET }))).json();
   assert.deepEqual([viaOld.outcome, viaNew.outcome], ["stored", "duplicate"]);
   assert.equal(viaNew.id, viaOld.id);
   // After: the old webhook is gone and only the new secret verifies.
   const after = appWith(finalOnly);
-  assert.equal((await after.fetch(await signedRequest(url, next, { secret: vars.NEW_SECRET }))).status, 200);
-  assert.equal((await after.fetch(await signedRequest(url, next, { secret: vars.OLD_SECRET }))).status, 401);
+  assert.equal((await after.fetch(signedRequest(url, next, { secret: vars.NEW_SECRET }))).status, 200);
+  assert.equal((await after.fetch(signedRequest(url, next, { secret: vars.OLD_SECRET }))).status, 401);
 });
 
 dbTest(`operations [${db.kind}]: read the escalation flag in SQL and with deno task stats`, async () => {

@@ -62,7 +62,7 @@ dbTest(
 dbTest(
   "readiness seed: Markdown rendered from the fresh seed is the document (but for doc_hash)",
   async () => {
-    const { markdown, docHash: hash } = await renderMarkdown(await snapshot());
+    const { markdown, docHash: hash } = renderMarkdown(await snapshot());
     // The user's file carries one invisible private-use character (U+F8FF) before "🚧 Staging only"; the parser
     // ignores it and the rendering does not reproduce it. The file also lacks a final newline.
     const strays = seed.match(/\p{Co}/gu) ?? [];
@@ -76,7 +76,7 @@ dbTest(
 );
 
 dbTest("readiness markdown: doc_hash is the SHA-256 of the body after the front matter", async () => {
-  const { markdown, docHash: hash } = await renderMarkdown(await snapshot());
+  const { markdown, docHash: hash } = renderMarkdown(await snapshot());
   const body = markdown.slice(markdown.indexOf("\n---\n") + 5);
   assert.ok(body.startsWith("# Chatwoot Production Readiness Tracking\n"));
   assert.equal(hash, sha256Hex(new TextEncoder().encode(body)));
@@ -97,7 +97,7 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
   await tx`select public.readiness_update_item('inbox-2', 'staging_only', false, null, null, 'test')`;
   try {
     const doc = await snapshot();
-    const { markdown, docHash: hash } = await renderMarkdown(doc);
+    const { markdown, docHash: hash } = renderMarkdown(doc);
     const parsed = parseMarkdown(markdown);
     assert.deepEqual(parsed.doc, documentContent(doc));
     assert.equal(parsed.docHash, hash);

@@ -51,7 +51,7 @@ dbTest(
       samplePayload("message_created", { messageId: 42, conversationId: 7, inboxId: 3 }),
     );
     const delivery = crypto.randomUUID();
-    const res = await post(app, await signedRequest(URL_BASE, body, { deliveryId: delivery }));
+    const res = await post(app, signedRequest(URL_BASE, body, { deliveryId: delivery }));
     assert.equal(res.status, 200);
     assert.equal(res.body.ok, true);
     assert.equal(res.body.outcome, "stored");
@@ -81,7 +81,7 @@ dbTest(`webhook [${db.kind}]: each event type of the contract is stored under it
     const body = JSON.stringify(
       samplePayload(event, { messageId: 777, conversationId: 888, accountId: 5, inboxId: 6 }),
     );
-    const res = await post(app, await signedRequest(URL_BASE, body));
+    const res = await post(app, signedRequest(URL_BASE, body));
     assert.equal(res.status, 200, `${event}: ${JSON.stringify(res.body)}`);
     const expectedKey = event.startsWith("message_") ? `message:777:${event}` : `${event}:${sha256Hex(body)}`;
     const [row] = await sql`select * from webhook_events where id = ${res.body.id}`;
@@ -97,8 +97,8 @@ dbTest(`webhook [${db.kind}]: each event type of the contract is stored under it
 dbTest(`webhook [${db.kind}]: an identical body again is a counted duplicate, not a new row`, async () => {
   const { app } = makeApp();
   const body = uniqueMessage();
-  const first = await post(app, await signedRequest(URL_BASE, body));
-  const second = await post(app, await signedRequest(URL_BASE, body));
+  const first = await post(app, signedRequest(URL_BASE, body));
+  const second = await post(app, signedRequest(URL_BASE, body));
   assert.equal(first.body.outcome, "stored");
   assert.equal(second.status, 200);
   assert.equal(second.body.duplicate, true);
@@ -119,7 +119,7 @@ dbTest(
       const body = uniqueMessage();
       const responses = await Promise.all(
         Array.from({ length: 100 }, async () => {
-          const res = await fetch(await signedRequest(`${server.url}/chatwoot-webhook`, body));
+          const res = await fetch(signedRequest(`${server.url}/chatwoot-webhook`, body));
           return { status: res.status, body: await res.json() };
         }),
       );
@@ -143,10 +143,10 @@ dbTest(
     const created = JSON.stringify(samplePayload("message_created", { messageId: id, content: "first" }));
     const v1 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "edited once" }));
     const v2 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "edited twice" }));
-    const c = await post(app, await signedRequest(URL_BASE, created));
-    const u1 = await post(app, await signedRequest(URL_BASE, v1));
+    const c = await post(app, signedRequest(URL_BASE, created));
+    const u1 = await post(app, signedRequest(URL_BASE, v1));
     await sql`update webhook_events set status = 'delivered', delivered_at = now(), attempts = 1 where id = ${u1.body.id}`;
-    const u2 = await post(app, await signedRequest(URL_BASE, v2));
+    const u2 = await post(app, signedRequest(URL_BASE, v2));
     assert.equal(u1.body.outcome, "stored");
     assert.equal(u2.body.outcome, "updated");
     assert.equal(u2.body.duplicate, false);
@@ -174,9 +174,9 @@ dbTest(
     const id = nextId++;
     const v1 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "v1" }));
     const v2 = JSON.stringify(samplePayload("message_updated", { messageId: id, content: "v2" }));
-    const first = await post(app, await signedRequest(URL_BASE, v1));
+    const first = await post(app, signedRequest(URL_BASE, v1));
     await sql`update webhook_events set status = 'delivering', attempts = 1 where id = ${first.body.id}`;
-    const second = await post(app, await signedRequest(URL_BASE, v2));
+    const second = await post(app, signedRequest(URL_BASE, v2));
     assert.equal(second.body.outcome, "updated");
     const [row] =
       await sql`select status, version, attempts, raw_body from webhook_events where id = ${first.body.id}`;
@@ -190,13 +190,13 @@ dbTest(
 dbTest(`webhook [${db.kind}]: rotation — every listed secret verifies, a removed one does not`, async () => {
   const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "new-secret-value, old-secret-value" });
   for (const secret of ["new-secret-value", "old-secret-value"]) {
-    const res = await post(app, await signedRequest(URL_BASE, uniqueMessage(), { secret }));
+    const res = await post(app, signedRequest(URL_BASE, uniqueMessage(), { secret }));
     assert.equal(res.status, 200, secret);
   }
   const after = makeApp({ CHATWOOT_WEBHOOK_SECRET: "new-secret-value" });
   const res = await post(
     after.app,
-    await signedRequest(URL_BASE, uniqueMessage(), { secret: "old-secret-value" }),
+    signedRequest(URL_BASE, uniqueMessage(), { secret: "old-secret-value" }),
   );
   assert.equal(res.status, 401);
   assert.equal(res.body.error, "signature_invalid");
@@ -214,16 +214,16 @@ dbTest(
         "signature_missing",
         new Request(URL_BASE, { method: "POST", headers: { "content-type": "application/json" }, body }),
       ],
-      ["signature_invalid", await signedRequest(URL_BASE, body, { secret: "wrong-secret", nowSeconds: now })],
-      ["timestamp_stale", await signedRequest(URL_BASE, body, { nowSeconds: now - 301 })],
-      ["timestamp_future", await signedRequest(URL_BASE, body, { nowSeconds: now + 301 })],
+      ["signature_invalid", signedRequest(URL_BASE, body, { secret: "wrong-secret", nowSeconds: now })],
+      ["timestamp_stale", signedRequest(URL_BASE, body, { nowSeconds: now - 301 })],
+      ["timestamp_future", signedRequest(URL_BASE, body, { nowSeconds: now + 301 })],
       [
         "timestamp_missing",
-        await signedRequest(URL_BASE, body, { nowSeconds: now, headers: { "X-Chatwoot-Timestamp": "" } }),
+        signedRequest(URL_BASE, body, { nowSeconds: now, headers: { "X-Chatwoot-Timestamp": "" } }),
       ],
       [
         "timestamp_invalid",
-        await signedRequest(URL_BASE, body, {
+        signedRequest(URL_BASE, body, {
           nowSeconds: now,
           headers: { "X-Chatwoot-Timestamp": "yesterday" },
         }),
@@ -245,7 +245,7 @@ dbTest(
       assert.equal(res.body.error, code);
       assert.equal(res.body.ok, false);
     }
-    const edge = await post(app, await signedRequest(URL_BASE, body, { nowSeconds: now - 300 }));
+    const edge = await post(app, signedRequest(URL_BASE, body, { nowSeconds: now - 300 }));
     assert.equal(edge.status, 200, "the window's edge is accepted");
     assert.equal(await countRows(), before + 1);
     const logged = JSON.stringify(log.lines);
@@ -271,7 +271,7 @@ dbTest(
     }
     // With both configured, a signature that fails is final: a valid token does not rescue it.
     const both = makeApp({ CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN });
-    const badSig = await signedRequest(`${URL_BASE}?token=${URL_TOKEN}`, uniqueMessage(), { secret: "nope" });
+    const badSig = signedRequest(`${URL_BASE}?token=${URL_TOKEN}`, uniqueMessage(), { secret: "nope" });
     assert.equal((await post(both.app, badSig)).body.error, "signature_invalid");
     const noSig = await post(both.app, plain(`${URL_BASE}?token=${URL_TOKEN}`));
     assert.equal(noSig.status, 200);
@@ -283,7 +283,7 @@ dbTest(
   async () => {
     const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "" });
     const before = await countRows();
-    const res = await post(app, await signedRequest(URL_BASE, uniqueMessage()));
+    const res = await post(app, signedRequest(URL_BASE, uniqueMessage()));
     assert.equal(res.status, 503);
     assert.equal(res.body.error, "not_configured");
     assert.match(res.body.message, /CHATWOOT_WEBHOOK_SECRET/);
@@ -293,7 +293,7 @@ dbTest(
       sql: null,
       log: memoryLogger(),
     });
-    const res2 = await post(noDb, await signedRequest(URL_BASE, uniqueMessage()));
+    const res2 = await post(noDb, signedRequest(URL_BASE, uniqueMessage()));
     assert.equal(res2.status, 503);
     assert.equal(res2.body.error, "not_configured");
     const shortToken = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_URL_TOKEN: "short" });
@@ -319,13 +319,13 @@ dbTest(
       ["invalid_payload", JSON.stringify({ ...samplePayload("message_created"), message_type: 1 })],
     ];
     for (const [code, body] of bodies) {
-      const res = await post(app, await signedRequest(URL_BASE, body));
+      const res = await post(app, signedRequest(URL_BASE, body));
       assert.equal(res.status, 400, body);
       assert.equal(res.body.error, code);
     }
     const mismatch = await post(
       app,
-      await signedRequest(URL_BASE, JSON.stringify({ ...samplePayload("message_created"), message_type: 1 })),
+      signedRequest(URL_BASE, JSON.stringify({ ...samplePayload("message_created"), message_type: 1 })),
     );
     assert.deepEqual(mismatch.body.issues.map((i: { path: string }) => i.path), ["message_type"]);
     const badUtf8 = new Uint8Array([0x7b, 0x22, 0x65, 0x22, 0x3a, 0xff, 0x7d]);
@@ -352,17 +352,17 @@ dbTest(`webhook [${db.kind}]: 405, 415, 413 (declared and streamed) and 404`, as
   const body = uniqueMessage();
   const text = await post(
     app,
-    await signedRequest(URL_BASE, body, { headers: { "Content-Type": "text/plain" } }),
+    signedRequest(URL_BASE, body, { headers: { "Content-Type": "text/plain" } }),
   );
   assert.equal(text.status, 415);
   assert.equal(text.body.error, "unsupported_media_type");
   const charset = await post(
     app,
-    await signedRequest(URL_BASE, body, { headers: { "Content-Type": "application/json; charset=utf-8" } }),
+    signedRequest(URL_BASE, body, { headers: { "Content-Type": "application/json; charset=utf-8" } }),
   );
   assert.equal(charset.status, 200);
   const big = JSON.stringify(samplePayload("message_created", { messageId: nextId++, padToBytes: 4096 }));
-  const declared = await post(app, await signedRequest(URL_BASE, big));
+  const declared = await post(app, signedRequest(URL_BASE, big));
   assert.equal(declared.status, 413);
   assert.equal(declared.body.error, "payload_too_large");
   // Chunked upload without Content-Length: the limit still holds while streaming.
@@ -402,9 +402,9 @@ dbTest(`webhook [${db.kind}]: refusals are counted by reason, without bodies`, a
     settled = JSON.stringify(again) === JSON.stringify(baseline);
     baseline = again;
   }
-  await post(app, await signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
-  await post(app, await signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
-  await post(app, await signedRequest(URL_BASE, "{bad json"));
+  await post(app, signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
+  await post(app, signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
+  await post(app, signedRequest(URL_BASE, "{bad json"));
   const delta = (now: Record<string, number>, reason: string) => (now[reason] ?? 0) - (baseline[reason] ?? 0);
   await eventually(
     async () => {
@@ -434,7 +434,7 @@ dbTest(
     const { app } = makeApp();
     const body = uniqueMessage({ content: "before\u0000after" });
     assert.ok(body.includes("\\u0000"));
-    const res = await post(app, await signedRequest(URL_BASE, body));
+    const res = await post(app, signedRequest(URL_BASE, body));
     assert.equal(res.status, 200);
     const [row] =
       await sql`select raw_body, payload->>'content' as content from webhook_events where id = ${res.body.id}`;
@@ -449,7 +449,7 @@ dbTest(`webhook [${db.kind}]: numbers beyond double precision keep every digit i
     '"content_type":"text"',
     '"content_type":"text","big":12345678901234567890.5',
   );
-  const res = await post(app, await signedRequest(URL_BASE, body));
+  const res = await post(app, signedRequest(URL_BASE, body));
   assert.equal(res.status, 200);
   const [row] =
     await sql`select payload->>'big' as big, raw_body from webhook_events where id = ${res.body.id}`;
@@ -462,7 +462,7 @@ dbTest(
   async () => {
     const { app, log } = makeApp();
     const content = `private words ${crypto.randomUUID()}`;
-    const req = await signedRequest(URL_BASE, uniqueMessage({ content }));
+    const req = signedRequest(URL_BASE, uniqueMessage({ content }));
     const signature = req.headers.get("X-Chatwoot-Signature")!;
     assert.equal((await post(app, req)).status, 200);
     const logged = JSON.stringify(log.lines);
@@ -489,7 +489,7 @@ dbTest(
       log,
     });
     const started = Date.now();
-    const res = await post(app, await signedRequest(URL_BASE, uniqueMessage()));
+    const res = await post(app, signedRequest(URL_BASE, uniqueMessage()));
     const elapsed = Date.now() - started;
     await deadSql.end({ timeout: 1 });
     assert.equal(res.status, 503);
@@ -529,7 +529,7 @@ dbTest(
     });
     try {
       const body = uniqueMessage();
-      const res = await post(app, await signedRequest(URL_BASE, body));
+      const res = await post(app, signedRequest(URL_BASE, body));
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const rows = await sql`select id from webhook_events where raw_body = ${body}`;
       assert.equal(rows.length, 1);
@@ -554,7 +554,7 @@ dbTest(
       log,
     });
     try {
-      const res = await post(app, await signedRequest(URL_BASE, uniqueMessage()));
+      const res = await post(app, signedRequest(URL_BASE, uniqueMessage()));
       assert.equal(res.status, 500);
       assert.equal(res.body.error, "internal_error");
       const failure = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
@@ -570,8 +570,8 @@ dbTest(`webhook [${db.kind}]: afterStore runs for new and changed events, not fo
   const seen: Array<{ id: number; outcome: string }> = [];
   const { app } = makeApp({}, { afterStore: (s) => void seen.push({ id: s.id, outcome: s.outcome }) });
   const body = uniqueMessage();
-  const first = await post(app, await signedRequest(URL_BASE, body));
-  await post(app, await signedRequest(URL_BASE, body));
+  const first = await post(app, signedRequest(URL_BASE, body));
+  await post(app, signedRequest(URL_BASE, body));
   await eventually(() => Promise.resolve(seen.length >= 1));
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(seen, [{ id: first.body.id, outcome: "stored" }]);

@@ -95,7 +95,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         .then((rows) => checks!(rows.map((r) => r.name))),
     ]);
     const doc = pickDoc(snapshot);
-    const { markdown, docHash } = await renderMarkdown(doc);
+    const { markdown, docHash } = renderMarkdown(doc);
     const at = now();
     return {
       doc,
@@ -166,7 +166,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     }
     const auth = c.req.header("authorization") ?? "";
     const presented = /^Bearer\s+(.+)$/i.exec(auth.trim())?.[1] ?? "";
-    if (!(timingSafeEqualStrings(presented, config!.adminToken))) {
+    if (!timingSafeEqualStrings(presented, config!.adminToken)) {
       c.header("WWW-Authenticate", 'Bearer realm="readiness"');
       return fail(c, 401, "unauthorized", "Authorization: Bearer <READINESS_ADMIN_TOKEN> is required");
     }
