@@ -29,13 +29,18 @@ export function startFunction(
   });
 }
 
-/** Limit B's server: Deno.serve reading the body and answering 200, nothing else. */
-export function startBareServer(port: number): Promise<ServerProcess> {
+/** A server script of bench/lib/ that needs no imports beyond the runtime's, on `port`. */
+function startLibServer(file: string, port: number): Promise<ServerProcess> {
   return startDenoServer({
-    args: ["--allow-net", "--allow-env", new URL("./bare_server.ts", import.meta.url).pathname],
+    args: ["--allow-net", "--allow-env", new URL(file, import.meta.url).pathname],
     env: {},
     port,
   });
+}
+
+/** Limit B's server: Deno.serve reading the body and answering 200, nothing else. */
+export function startBareServer(port: number): Promise<ServerProcess> {
+  return startLibServer("./bare_server.ts", port);
 }
 
 /** The memory section's floor: Deno.serve + postgres.js storing each body, nothing else. */
@@ -54,11 +59,7 @@ export function startStoreOnlyServer(port: number, databaseUrl: string): Promise
 
 /** Limit C's server and the forwarding benchmark's Agent SDK stand-in (answers 200, records arrivals). */
 export function startSinkServer(port: number): Promise<ServerProcess> {
-  return startDenoServer({
-    args: ["--allow-net", "--allow-env", new URL("./sink_server.ts", import.meta.url).pathname],
-    env: {},
-    port,
-  });
+  return startLibServer("./sink_server.ts", port);
 }
 
 /**

@@ -327,12 +327,12 @@ async function measureEndToEnd(
     const load = { url: `http://127.0.0.1:${fnPort}/${FUNCTION}`, connections: ctx.connections };
     // Warm-up with keys of its own, then the measured phase from an empty sink.
     const warmFile = `${ctx.workDir}/e2e_warm.http`;
-    const warmBodies = await buildBodies({
+    const warmBodies = buildBodies({
       count: Math.max(50, rate * ctx.warmupSeconds),
       seed: 71,
       firstMessageId: 90_000_000,
     });
-    await writeWrkPool(warmFile, await signBodies(warmBodies, ctx.secret), target);
+    await writeWrkPool(warmFile, signBodies(warmBodies, ctx.secret), target);
     await runWrk({ ...load, poolFile: warmFile, durationS: ctx.warmupSeconds, rate, workDir: ctx.workDir });
     await waitForEmptyOutbox(db, 10_000);
     await control.reset();
@@ -340,9 +340,9 @@ async function measureEndToEnd(
       select coalesce(max(id), 0)::text as before from public.webhook_events`;
 
     // Enough bodies that the pool does not cycle (a cycled body is a duplicate, stored once).
-    const bodies = await buildBodies({ count: Math.ceil(rate * seconds * 1.2) + 50, seed: 72 });
+    const bodies = buildBodies({ count: Math.ceil(rate * seconds * 1.2) + 50, seed: 72 });
     const poolFile = `${ctx.workDir}/e2e.http`;
-    await writeWrkPool(poolFile, await signBodies(bodies, ctx.secret), target);
+    await writeWrkPool(poolFile, signBodies(bodies, ctx.secret), target);
     const ingest = await runWrk({ ...load, poolFile, durationS: seconds, rate, workDir: ctx.workDir });
     const e = ingest.errors;
     if (ingest.requests === 0 || e.connect + e.read + e.write + e.status + e.timeout > 0) {
@@ -428,7 +428,7 @@ export const forwardingSection: BenchSection = {
 
     const distinctBodies = ctx.quick ? 300 : 2_000;
     ctx.log(`  building ${distinctBodies} distinct bodies (5-20 KB) for a backlog of ${events} events`);
-    const bodies = await buildBodies({ count: distinctBodies, seed: 22, duplicateShare: 0 });
+    const bodies = buildBodies({ count: distinctBodies, seed: 22, duplicateShare: 0 });
     const avgKb = bodies.reduce((s, b) => s + b.body.length, 0) / bodies.length / 1024;
 
     const db = await createServerDb(ctx.serverUrl, "forward");

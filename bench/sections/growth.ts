@@ -172,7 +172,7 @@ export const growthSection: BenchSection = {
     const timings: Record<string, Array<{ rows: number; meanMs: number; opsPerS: number; loadS: number }>> =
       {};
     try {
-      await stagePayloads(db.sql, await buildBodies({ count: payloads, seed: 33, duplicateShare: 0 }));
+      await stagePayloads(db.sql, buildBodies({ count: payloads, seed: 33, duplicateShare: 0 }));
       for (const rows of sizes) {
         const t0 = performance.now();
         await fillEvents(db, rows);

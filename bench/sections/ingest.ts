@@ -45,7 +45,7 @@ async function measureBackend(
   const port = freePort();
   const poolFile = `${ctx.workDir}/pool_${db.kind}.http`;
   // Signed now: the function accepts timestamps within ±300 s and this backend's phases take less.
-  const megabytes = await writeWrkPool(poolFile, await signBodies(bodies, ctx.secret), {
+  const megabytes = await writeWrkPool(poolFile, signBodies(bodies, ctx.secret), {
     host: `127.0.0.1:${port}`,
     path: `/${FUNCTION}`,
   }) / 1e6;
@@ -53,11 +53,14 @@ async function measureBackend(
   const url = `http://127.0.0.1:${port}/${FUNCTION}`;
   const load = { url, poolFile, connections: ctx.connections, workDir: ctx.workDir };
 
-  const fn = await startFunction(FUNCTION, {
-    port,
-    databaseUrl: db.url,
-    env: { CHATWOOT_WEBHOOK_SECRET: ctx.secret },
-  });
+  const startWebhook = (v8Flags?: string) =>
+    startFunction(FUNCTION, {
+      port,
+      databaseUrl: db.url,
+      env: { CHATWOOT_WEBHOOK_SECRET: ctx.secret },
+      v8Flags,
+    });
+  const fn = await startWebhook(); // BENCH_FUNCTION_V8_FLAGS, if set
   let max: BackendResult["max"], half: WrkResult | null = null, peakRssMb: number;
   try {
     await runWrk({ ...load, durationS: ctx.warmupSeconds });
@@ -89,17 +92,11 @@ async function measureBackend(
     await fn.stop();
   }
 
-  let limitA: BackendResult["limitA"];
   let smallYoungGen: BackendResult["smallYoungGen"] = null;
   if (half?.targetRate && db.kind === "postgres") {
     // Context for the tail and the RSS: V8 grows the young generation to 16 MB semi-spaces under this load;
     // the same code with them capped at 2 MB (a runtime setting, not a code change), same rate, fresh process.
-    const capped = await startFunction(FUNCTION, {
-      port,
-      databaseUrl: db.url,
-      env: { CHATWOOT_WEBHOOK_SECRET: ctx.secret },
-      v8Flags: SMALL_YOUNG_GEN_FLAGS,
-    });
+    const capped = await startWebhook(SMALL_YOUNG_GEN_FLAGS);
     try {
       await runWrk({ ...load, durationS: ctx.warmupSeconds });
       await resetEvents(db.sql);
@@ -112,6 +109,7 @@ async function measureBackend(
     }
   }
 
+  let limitA: BackendResult["limitA"];
   let limitAHalf: PgbenchResult | null = null;
   try {
     const pgbench = { url: db.url, script: ingestScript(bodies.length), clients: ctx.connections };
@@ -162,9 +160,9 @@ export const ingestSection: BenchSection = {
   async run(ctx) {
     const poolSize = Number(Deno.env.get("BENCH_POOL") ?? (ctx.quick ? 1_500 : 30_000));
     ctx.log(`  building ${poolSize} bodies (5-20 KB, mixed events, ~5% exact repeats)`);
-    const bodies = await buildBodies({ count: poolSize });
+    const bodies = buildBodies({ count: poolSize });
     const avgKb = bodies.reduce((s, b) => s + b.body.length, 0) / bodies.length / 1024;
-    const stagesUs = await timeIngestStages(await signBodies(bodies.slice(0, 2_000), ctx.secret), ctx.secret);
+    const stagesUs = timeIngestStages(signBodies(bodies.slice(0, 2_000), ctx.secret), ctx.secret);
     ctx.log(`  function CPU by stage, µs per request: ${JSON.stringify(stagesUs)}`);
 
     const pg = await createServerDb(ctx.serverUrl, "ingest");
