@@ -2,16 +2,45 @@
 import { type DenoProcess, type ServerProcess, startDenoProcess, startDenoServer } from "./proc.ts";
 
 const FUNCTIONS_DIR = new URL("../../supabase/functions/", import.meta.url);
+
+/** Supabase's memory limit per function (docs: Edge Functions limits); `supabase functions serve` uses it too. */
+export const FUNCTION_MEMORY_LIMIT_MB = 256;
+
+/**
+ * The V8 heap a deployed function gets. The edge runtime creates each function's isolate with heap limits
+ * set from its memory limit (`heap_limits(0, limit)`), and V8 sizes both generations from that maximum;
+ * `--max-heap-size` goes through the same V8 rule, so a plain `deno run` with it has a deployed function's
+ * heap. Without it, Deno sizes the heap from the machine's RAM (a 4 GB limit and 16 MB semi-spaces on a
+ * 24 GB machine), which no deployed function has: that is the "plain deno run" context row.
+ */
+export const EDGE_RUNTIME_HEAP_FLAGS = `--max-heap-size=${FUNCTION_MEMORY_LIMIT_MB}`;
+
+/** The V8 flags a function process gets unless told otherwise, and how the result tables name them. */
+export function functionHeap(): { v8Flags: string; note: string } {
+  const v8Flags = Deno.env.get("BENCH_FUNCTION_V8_FLAGS") ?? EDGE_RUNTIME_HEAP_FLAGS;
+  return {
+    v8Flags,
+    note: v8Flags === EDGE_RUNTIME_HEAP_FLAGS
+      ? `--v8-flags=${v8Flags}: a deployed function's heap (edge runtime, ${FUNCTION_MEMORY_LIMIT_MB} MB limit)`
+      : `BENCH_FUNCTION_V8_FLAGS=${v8Flags}`,
+  };
+}
+
 /** Scripts outside a function resolve their imports through the project's deno.json. */
 const PROJECT_IMPORTS = ["--config", new URL("../../deno.json", import.meta.url).pathname];
 
 export function startFunction(
   name: string,
-  { port, databaseUrl, env = {}, v8Flags = Deno.env.get("BENCH_FUNCTION_V8_FLAGS") }: {
+  {
+    port,
+    databaseUrl,
+    env = {},
+    v8Flags = functionHeap().v8Flags,
+  }: {
     port: number;
     databaseUrl: string;
     env?: Record<string, string>;
-    /** e.g. BENCH_FUNCTION_V8_FLAGS=--max-old-space-size=64 to try a tighter heap, as the edge runtime has. */
+    /** The edge runtime's heap unless BENCH_FUNCTION_V8_FLAGS says otherwise; "" for plain `deno run`. */
     v8Flags?: string;
   },
 ): Promise<ServerProcess> {
@@ -41,20 +70,6 @@ function startLibServer(file: string, port: number): Promise<ServerProcess> {
 /** Limit B's server: Deno.serve reading the body and answering 200, nothing else. */
 export function startBareServer(port: number): Promise<ServerProcess> {
   return startLibServer("./bare_server.ts", port);
-}
-
-/** The memory section's floor: Deno.serve + postgres.js storing each body, nothing else. */
-export function startStoreOnlyServer(port: number, databaseUrl: string): Promise<ServerProcess> {
-  return startDenoServer({
-    args: [
-      ...PROJECT_IMPORTS,
-      "--allow-net",
-      "--allow-env",
-      new URL("./store_only_server.ts", import.meta.url).pathname,
-    ],
-    env: { DATABASE_URL: databaseUrl },
-    port,
-  });
 }
 
 /** Limit C's server and the forwarding benchmark's Agent SDK stand-in (answers 200, records arrivals). */

@@ -1,18 +1,15 @@
-// Item 4 of issue 6: the function's memory after 100 k ingests (the quick run sends fewer and says so), and,
-// under the very same load, what the stack under it costs on its own: Deno.serve alone (limit B's server),
-// Deno.serve + postgres.js storing each body (the floor of any receiver on this stack), and the function
-// with V8's heap capped the way an isolate memory limit caps it. Bodies are generated and signed in batches
-// while sending, so the sender's memory stays flat.
+// Item 4 of issue 6: the function's memory after 100 k ingests (the quick run sends fewer and says so), with
+// the V8 heap a deployed function has (see EDGE_RUNTIME_HEAP_FLAGS), and, under the very same load, two context
+// runs: the same function with plain `deno run`'s heap, and Deno.serve alone (limit B's server). Bodies are
+// generated and signed in batches while sending, so the sender's memory stays flat.
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
-import { startBareServer, startFunction, startStoreOnlyServer } from "../lib/function_process.ts";
+import { functionHeap, startBareServer, startFunction } from "../lib/function_process.ts";
 import { type BenchDb, createServerDb } from "../lib/pg.ts";
 import { buildBodies, signBodies } from "../lib/pool.ts";
 import { freePort, procMemory, type ServerProcess } from "../lib/proc.ts";
 
 const FUNCTION = "chatwoot-webhook";
 const BATCH = 1_000;
-/** The capped run's heap: old space 96 MB, semi-spaces 2 MB (V8's defaults grow them to ~170 MB and 16 MB). */
-const CAPPED_HEAP_FLAGS = "--max-old-space-size=96,--max-semi-space-size=2";
 
 interface Sample {
   ingests: number;
@@ -68,7 +65,6 @@ async function sendIngests(
 /** Empty tables and a checkpoint between runs, so each starts from the same database state. */
 async function resetDb(db: BenchDb): Promise<void> {
   await db.sql.unsafe(`truncate public.webhook_delivery_attempts, public.webhook_events;
-    drop table if exists bench_store_only;
     checkpoint;`).simple();
 }
 
@@ -98,40 +94,35 @@ export const memorySection: BenchSection = {
         (port) => startFunction(FUNCTION, { port, databaseUrl: db.url, env }),
       );
       await measure(
-        "function, heap capped",
+        "function, plain deno run heap",
         `/${FUNCTION}`,
-        (port) => startFunction(FUNCTION, { port, databaseUrl: db.url, env, v8Flags: CAPPED_HEAP_FLAGS }),
-      );
-      await measure(
-        "Deno.serve + postgres.js storing the body",
-        "/store",
-        (port) => startStoreOnlyServer(port, db.url),
+        (port) => startFunction(FUNCTION, { port, databaseUrl: db.url, env, v8Flags: "" }),
       );
       await measure("Deno.serve alone", "/", (port) => startBareServer(port));
     } finally {
       await db.close();
     }
-    const [fn, capped, floor, bare] = runs;
+    const [fn, plain, bare] = runs;
     const last = (r: MemoryRun) => r.samples.at(-1)!;
     const sent = last(fn).ingests;
     const note = ctx.quick ? `quick run: ${total} ingests, not 100 k` : undefined;
     const s = "4 memory";
+    const heap = functionHeap();
     const rows: ResultRow[] = [
       { section: s, metric: "ingests sent (all answered 200)", postgres: fmt.int(sent), note },
       { section: s, metric: "function RSS at start", postgres: fmt.mb(fn.samples[0].rssMb) },
       { section: s, metric: `function RSS after ${fmt.int(sent)} ingests`, postgres: fmt.mb(last(fn).rssMb) },
-      { section: s, metric: "function peak RSS (VmHWM)", postgres: fmt.mb(last(fn).peakRssMb) },
       {
         section: s,
-        metric: "context: function with V8's heap capped, peak RSS",
-        postgres: fmt.mb(last(capped).peakRssMb),
-        note: CAPPED_HEAP_FLAGS,
+        metric: "function peak RSS (VmHWM)",
+        postgres: fmt.mb(last(fn).peakRssMb),
+        note: heap.note,
       },
       {
         section: s,
-        metric: "context: Deno.serve + postgres.js storing each body, peak RSS",
-        postgres: fmt.mb(last(floor).peakRssMb),
-        note: "bench/lib/store_only_server.ts, same load, default heap",
+        metric: "context: function with plain deno run's heap, peak RSS",
+        postgres: fmt.mb(last(plain).peakRssMb),
+        note: "no V8 flags: heap sized from the machine's RAM, as deno task dev runs it",
       },
       {
         section: s,
@@ -152,7 +143,7 @@ export const memorySection: BenchSection = {
           note,
         ),
       ],
-      data: { ingests: sent, concurrency: ctx.connections, cappedHeapFlags: CAPPED_HEAP_FLAGS, runs },
+      data: { ingests: sent, concurrency: ctx.connections, functionV8Flags: heap.v8Flags, runs },
     };
   },
 };
