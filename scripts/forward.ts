@@ -9,6 +9,7 @@ import { jsonLogger } from "../supabase/functions/_shared/log.ts";
 import { requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
+import { undiciTransport } from "./lib/undici_transport.ts";
 
 await loadDotenv(".env");
 const { values } = parseArgs({
@@ -29,14 +30,17 @@ const lanes = Number(values.lanes);
 const budgetMs = Number(values["budget-ms"]);
 
 if (values.once) {
+  const transport = undiciTransport();
   const summary = await drain(sql, config, {
     budgetMs,
     batchSize,
     lanes,
     worker: "forward-cli",
     log: jsonLogger,
+    transport: transport.send,
   });
   console.log(JSON.stringify(summary));
+  await transport.close();
   await sql.end({ timeout: 2 });
   Deno.exit(summary.ok ? 0 : 1);
 }

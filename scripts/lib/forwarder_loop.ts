@@ -1,11 +1,13 @@
 // A forwarder that runs continuously (dev server, `deno task forward`): drains whenever the database announces
 // a due event (NOTIFY webhook_events_due) and on a periodic sweep, which also catches retries coming due and
-// expired leases. It drains once at start, so events stored while it was stopped go out right away.
+// expired leases. It drains once at start, so events stored while it was stopped go out right away. Its POSTs
+// go through undici (undici_transport.ts), not fetch.
 import { errorMessage } from "../../supabase/functions/_shared/background.ts";
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
 import { drain, type DrainSummary } from "../../supabase/functions/_shared/forwarder.ts";
 import type { ForwarderConfig } from "../../supabase/functions/_shared/forwarder_config.ts";
 import type { Logger } from "../../supabase/functions/_shared/log.ts";
+import { undiciTransport } from "./undici_transport.ts";
 
 export const DUE_CHANNEL = "webhook_events_due";
 
@@ -42,6 +44,7 @@ export function postgresSubscribe(sql: Sql): Subscribe {
 
 export async function startForwarderLoop(options: ForwarderLoopOptions): Promise<ForwarderLoop> {
   const { sql, config, log } = options;
+  const transport = undiciTransport(); // closed by stop()
   let stopped = false;
   let wanted = false;
   let running: Promise<void> | null = null;
@@ -57,6 +60,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
           lanes: options.lanes ?? 1,
           worker: options.worker ?? "dev-forwarder",
           log,
+          transport: transport.send,
         });
         options.onDrain?.(summary);
         if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
@@ -103,6 +107,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
       clearInterval(timer);
       await unsubscribe?.().catch(() => {});
       await running;
+      await transport.close();
     },
   };
 }

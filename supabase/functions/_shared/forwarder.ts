@@ -27,6 +27,8 @@ export interface DrainOptions {
   maxEvents?: number;
   /** Name of this drain in leases and attempt rows; made unique per call. Default "forwarder". */
   worker?: string;
+  /** How each POST goes out. Default fetchTransport (the runtime's fetch, as in the Edge Functions). */
+  transport?: DeliveryTransport;
   log?: Logger;
   /**
    * The caller has just seen that forwarding is not paused and has a target (the ingest call returns both),
@@ -84,8 +86,46 @@ interface Outcome {
   next_attempt_at: Date | null;
 }
 
-const EXCERPT_BYTES = 300;
+/** One delivery as it goes on the wire. */
+export interface DeliveryRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: Uint8Array<ArrayBuffer>;
+  timeoutMs: number;
+}
+
+/** What the Agent SDK answered; `excerpt` holds at most EXCERPT_BYTES of the answer's body. */
+export interface DeliveryAnswer {
+  status: number;
+  retryAfter: string | null;
+  excerpt: string | null;
+}
+
+/**
+ * Sends one POST and reads at most EXCERPT_BYTES of the answer. Rejects only when no answer came (refused,
+ * reset, timed out). Never follows a redirect: a redirect is not a delivery, and the body must not be
+ * re-posted somewhere else.
+ */
+export type DeliveryTransport = (request: DeliveryRequest) => Promise<DeliveryAnswer>;
+
+export const EXCERPT_BYTES = 300;
 const encoder = new TextEncoder();
+
+/** The runtime's fetch: what the Edge Functions use (hosted Supabase runs them with nothing else). */
+export const fetchTransport: DeliveryTransport = async ({ url, headers, body, timeoutMs }) => {
+  const response = await fetch(url, {
+    method: "POST",
+    headers,
+    body,
+    signal: AbortSignal.timeout(timeoutMs),
+    redirect: "manual",
+  });
+  return {
+    status: response.status,
+    retryAfter: response.headers.get("retry-after"),
+    excerpt: await readExcerpt(response.body),
+  };
+};
 
 export async function drain(
   sql: Sql,
@@ -96,6 +136,7 @@ export async function drain(
   const budgetMs = options.budgetMs ?? 25_000;
   const batchSize = Math.max(1, Math.min(options.batchSize ?? 10, 100));
   const log = options.log ?? jsonLogger;
+  const transport = options.transport ?? fetchTransport;
   const worker = `${options.worker ?? "forwarder"}:${crypto.randomUUID().slice(0, 8)}`;
   const summary: DrainSummary = {
     ok: true,
@@ -147,7 +188,7 @@ export async function drain(
       summary.batches++;
       summary.claimed += claimed.length;
 
-      const results = await Promise.all(claimed.map((event) => deliver(event, config, log)));
+      const results = await Promise.all(claimed.map((event) => deliver(event, config, log, transport)));
       // If this write-back never lands, the leases expire and the events are sent again: worth a few retries.
       const outcomes = await retryWithinBudget(
         () =>
@@ -181,6 +222,7 @@ export async function deliver(
   event: ClaimedEvent,
   config: ForwarderConfig,
   log: Logger,
+  transport: DeliveryTransport = fetchTransport,
 ): Promise<AttemptResult> {
   const startedAt = new Date();
   const t0 = performance.now();
@@ -217,17 +259,17 @@ export async function deliver(
       Object.assign(headers, chatwootSignatureHeaders(config.agentSdkSecret, body));
     }
     if (config.agentSdkToken) headers.Authorization = `Bearer ${config.agentSdkToken}`;
-    const signal = AbortSignal.timeout(event.request_timeout_ms);
-    const response = await fetch(deliveryUrl(base), {
-      method: "POST",
+    const answer = await transport({
+      url: deliveryUrl(base),
       headers,
       body,
-      signal,
-      redirect: "manual", // a redirect is not a delivery; never re-post the body somewhere else
+      timeoutMs: event.request_timeout_ms,
     });
-    result.http_status = response.status;
-    result.response_excerpt = await readExcerpt(response);
-    if (!response.ok) result.retry_after_seconds = parseRetryAfter(response.headers.get("retry-after"));
+    result.http_status = answer.status;
+    result.response_excerpt = answer.excerpt;
+    if (answer.status < 200 || answer.status > 299) {
+      result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
+    }
   } catch (error) {
     result.error = describeFetchError(error, event.request_timeout_ms);
   }
@@ -267,10 +309,10 @@ export function parseRetryAfter(header: string | null, now = Date.now()): number
   return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
-/** At most EXCERPT_BYTES of the answer, decoded leniently; the rest is not read. */
-async function readExcerpt(response: Response): Promise<string | null> {
-  if (!response.body) return null;
-  const reader = response.body.getReader();
+/** At most EXCERPT_BYTES of an answer's body, decoded leniently; the rest is not read. */
+async function readExcerpt(stream: ReadableStream<Uint8Array> | null): Promise<string | null> {
+  if (!stream) return null;
+  const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {
@@ -285,6 +327,12 @@ async function readExcerpt(response: Response): Promise<string | null> {
   } finally {
     reader.cancel().catch(() => {});
   }
+  return excerptOf(chunks);
+}
+
+/** The first EXCERPT_BYTES of the chunks read from an answer, decoded leniently; null when blank. */
+export function excerptOf(chunks: Uint8Array[]): string | null {
+  const size = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
   const bytes = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {

@@ -1,0 +1,151 @@
+// The two ways a delivery goes on the wire behave alike: fetch (the Edge Functions) and undici (the standalone
+// forwarder, `deno task forward` and the dev server's loop). Each case runs through drain() against a real
+// database and the real Agent SDK stand-in, once per transport.
+import assert from "node:assert/strict";
+import { dbTest } from "./_db.ts";
+import { closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
+import {
+  attemptsOf,
+  closeSharedDb,
+  fastSettings,
+  statusOf,
+  storeSample,
+  withForwardingSetup,
+} from "./_forwarding.ts";
+import {
+  type DeliveryTransport,
+  drain,
+  EXCERPT_BYTES,
+  fetchTransport,
+} from "../supabase/functions/_shared/forwarder.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { ChatwootSignatureVerifier } from "../supabase/functions/_shared/signature.ts";
+import { undiciTransport } from "../scripts/lib/undici_transport.ts";
+
+const TRANSPORTS: Array<[string, () => { send: DeliveryTransport; close(): Promise<void> }]> = [
+  ["fetch", () => ({ send: fetchTransport, close: async () => {} })],
+  ["undici", undiciTransport],
+];
+
+function transportTest(
+  name: string,
+  fn: (transport: DeliveryTransport) => Promise<void>,
+) {
+  for (const [label, make] of TRANSPORTS) {
+    dbTest(`delivery over ${label}: ${name}`, async () => {
+      const transport = make();
+      try {
+        await fn(transport.send);
+      } finally {
+        await transport.close();
+      }
+    });
+  }
+}
+
+transportTest("exact raw bytes, every header, a signature that verifies", async (transport) => {
+  await withForwardingSetup(async (db, sdk, base) => {
+    const secret = "agent-sdk-shared-secret-0123456789";
+    const config = { ...base, agentSdkSecret: secret, agentSdkToken: "agent-token-xyz" };
+    // Odd spacing, escapes and key order: only a byte-exact copy matches this.
+    const raw = `{ "event":"message_created",  "id": 778, "content":"caf\\u00e9 \u00e9 \u{1F600}",` +
+      `"message_type":"incoming","private":false,"created_at":"2026-11-21T10:00:00Z",` +
+      `"conversation":{"id":5,"inbox_id":3},"account":{"id":1,"name":"HotDash"},"inbox":{"id":3,"name":"x"},` +
+      `"sender":{"id":9,"name":"J"} , "n": 1.000000000000000000001 }`;
+    const id = await storeSample(db.sql, "message_created", { raw });
+    const summary = await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger(), transport });
+    assert.equal(summary.delivered, 1);
+    assert.equal(sdk.received.length, 1);
+    const got = sdk.received[0];
+    assert.deepEqual(got.body, new TextEncoder().encode(raw));
+    assert.equal(got.headers.get("content-type"), "application/json");
+    assert.equal(got.headers.get("idempotency-key"), "message:778:message_created");
+    assert.equal(got.headers.get("x-chatwoot-event"), "message_created");
+    assert.equal(got.headers.get("x-relay-event-id"), String(id));
+    assert.equal(got.headers.get("x-relay-event-version"), "1");
+    assert.equal(got.headers.get("x-relay-attempt"), "1");
+    assert.equal(got.headers.get("authorization"), "Bearer agent-token-xyz");
+    assert.ok(
+      new ChatwootSignatureVerifier([secret]).verify(
+        got.headers.get("x-chatwoot-signature")!,
+        got.headers.get("x-chatwoot-timestamp")!,
+        got.body,
+      ),
+    );
+    assert.equal(await statusOf(db.sql, id), "delivered");
+  });
+});
+
+transportTest(
+  "a 500's body cut to the excerpt, a timeout, a refused connection, then delivered",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      await fastSettings(db.sql, { request_timeout_ms: 300, lease_seconds: 5 });
+      const id = await storeSample(db.sql);
+      const longError = "é".repeat(5_000); // 10 000 bytes, two per character
+      sdk.behave((_r, i) =>
+        i === 0 ? new Response(longError, { status: 500 }) : i === 1 ? { delayMs: 3_000, then: ok() } : ok()
+      );
+      const log = memoryLogger();
+      const round = (c = config) => drain(db.sql, c, { budgetMs: 0, log, transport });
+      assert.equal((await round()).retried, 1);
+      assert.equal((await round()).retried, 1);
+      assert.equal((await round({ ...config, agentSdkUrl: closedPortUrl() })).retried, 1);
+      assert.equal((await round()).delivered, 1);
+      const attempts = await attemptsOf(db.sql, id);
+      assert.deepEqual(attempts.map((a) => [a.attempt, a.http_status, a.outcome]), [
+        [1, 500, "retry"],
+        [2, null, "retry"],
+        [3, null, "retry"],
+        [4, 200, "delivered"],
+      ]);
+      assert.match(attempts[1].error!, /^timeout after 300 ms$/);
+      assert.match(attempts[2].error!, /^connection refused$/);
+      const errors = log.lines.filter((l) => l.msg === "Agent SDK error");
+      assert.equal(errors.length, 3);
+      assert.equal(errors[0].status, 500);
+      assert.equal(errors[0].body, "é".repeat(EXCERPT_BYTES / 2), "the first 300 bytes, decoded");
+      assert.deepEqual(sdk.received.map((r) => r.attempt), [1, 2, 4]);
+    });
+  },
+);
+
+transportTest("Retry-After of a 429 sets the next attempt", async (transport) => {
+  await withForwardingSetup(async (db, sdk, config) => {
+    const id = await storeSample(db.sql);
+    sdk.behave(() => new Response("slow down", { status: 429, headers: { "Retry-After": "120" } }));
+    const before = Date.now();
+    const summary = await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger(), transport });
+    assert.equal(summary.retried, 1);
+    const [row] = await db.sql<{ next_attempt_at: Date }[]>`
+      select next_attempt_at from public.webhook_events where id = ${id}`;
+    assert.ok(row.next_attempt_at.getTime() >= before + 119_000, row.next_attempt_at.toISOString());
+  });
+});
+
+transportTest(
+  "a redirect is not followed: a failed attempt, nothing re-posted elsewhere",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const elsewhere = startAgentSdk();
+      try {
+        const id = await storeSample(db.sql);
+        sdk.behave(() =>
+          new Response(null, { status: 307, headers: { location: `${elsewhere.url}/webhooks/chatwoot` } })
+        );
+        const summary = await drain(db.sql, config, { budgetMs: 0, log: memoryLogger(), transport });
+        assert.equal(summary.retried, 1);
+        assert.equal(sdk.received.length, 1);
+        assert.equal(elsewhere.received.length, 0);
+        assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.http_status, a.outcome]), [[
+          307,
+          "retry",
+        ]]);
+      } finally {
+        await elsewhere.close();
+      }
+    });
+  },
+);
+
+dbTest("delivery transports: (close the shared database)", closeSharedDb);
