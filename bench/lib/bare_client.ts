@@ -1,10 +1,14 @@
-// Context for limit C: the most a Deno process can POST to the sink with the forwarder's own means (fetch,
-// a fresh HMAC signature per request, the same bodies and headers) and nothing else: no database, no claim,
-// no write-back, no log line. `deno run bare_client.ts <url> <bodies.json> <connections> <seconds> <secret>`
-// prints {"requests": n, "seconds": s}. bodies.json: [{ "body": "...", "headers": {...} }].
+// Context for limit C: the most a Deno process can POST to the sink with the forwarder's own means (one of
+// its delivery transports, a fresh HMAC signature per request, the same bodies and headers) and nothing else:
+// no database, no claim, no write-back, no log line.
+// `deno run bare_client.ts <undici|fetch> <url> <bodies.json> <connections> <seconds> <secret>` prints
+// {"requests": n, "seconds": s}. bodies.json: [{ "body": "...", "headers": {...} }].
+import { type DeliveryTransport, fetchTransport } from "../../supabase/functions/_shared/forwarder.ts";
 import { chatwootSignatureHeaders } from "../../supabase/functions/_shared/signature.ts";
+import { undiciTransport } from "../../scripts/lib/undici_transport.ts";
 
-const [url, bodiesFile, connectionsArg, secondsArg, secret] = Deno.args;
+const [transportName, url, bodiesFile, connectionsArg, secondsArg, secret] = Deno.args;
+const send: DeliveryTransport = transportName === "undici" ? undiciTransport().send : fetchTransport;
 const requests = JSON.parse(await Deno.readTextFile(bodiesFile)) as Array<
   { body: string; headers: Record<string, string> }
 >;
@@ -17,13 +21,9 @@ async function lane() {
   while (performance.now() < deadline) {
     const r = requests[next++ % requests.length];
     const body = encoder.encode(r.body);
-    const response = await fetch(url, {
-      method: "POST",
-      headers: { ...r.headers, ...chatwootSignatureHeaders(secret, body) },
-      body,
-    });
-    await response.body?.cancel();
-    if (!response.ok) throw new Error(`sink answered ${response.status}`);
+    const headers = { ...r.headers, ...chatwootSignatureHeaders(secret, body) };
+    const answer = await send({ url, headers, body, timeoutMs: 10_000 });
+    if (answer.status !== 200) throw new Error(`sink answered ${answer.status}`);
     sent++;
   }
 }
@@ -31,3 +31,4 @@ async function lane() {
 const started = performance.now();
 await Promise.all(Array.from({ length: Number(connectionsArg) }, lane));
 console.log(JSON.stringify({ requests: sent, seconds: (performance.now() - started) / 1000 }));
+Deno.exit(0); // the undici pool keeps its connections open

@@ -2,7 +2,9 @@
 // forwarder — `deno task forward` processes (scripts/forward.ts: drain() in a LISTEN/NOTIFY + sweep loop) —
 // to a loopback sink that answers 200 at once, for several (processes × batch size × lanes) configurations; the
 // best one then delivers the whole backlog. (b) Limit C: wrk against the same sink with the same bodies at the
-// same concurrency; for context, a bare Deno fetch client (bench/lib/bare_client.ts: signing, no database). (c) End-to-end latency at a steady moderate rate: signed webhooks into the real chatwoot-webhook
+// same concurrency; for context, the forwarder's HTTP side alone (bench/lib/bare_client.ts: its undici
+// transport, and fetch as the Edge Functions send, signing, no database). (c) End-to-end latency at a steady
+// moderate rate: signed webhooks into the real chatwoot-webhook
 // process (its immediate delivery attempt) with a `deno task forward` loop beside it, receipt (received_at)
 // to arrival at the sink.
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
@@ -18,6 +20,7 @@ import { chatwootSignatureHeaders } from "../../supabase/functions/_shared/signa
 const FUNCTION = "chatwoot-webhook";
 const SINK_PATH = "/webhooks/chatwoot";
 const BARE_CLIENT = new URL("../lib/bare_client.ts", import.meta.url).pathname;
+const PROJECT_CONFIG = ["--config", new URL("../../deno.json", import.meta.url).pathname];
 
 /** How many `deno task forward` processes, each draining with this batch size and this many lanes. */
 interface ForwarderConfig {
@@ -229,21 +232,29 @@ interface BareClientResult {
   sinkCpuShare: number;
 }
 
-/** bench/lib/bare_client.ts against the sink: the forwarder's HTTP side alone (fetch + signing, no database). */
+/** The forwarder's delivery transports: undici in `deno task forward`, fetch in the Edge Functions. */
+type TransportName = "undici" | "fetch";
+
+/** bench/lib/bare_client.ts against the sink: the forwarder's HTTP side alone (transport + signing, no database). */
 async function runBareClient(
   ctx: BenchContext,
   sink: ServerProcess,
   requests: SignedRequest[],
-  { connections, seconds, secret }: { connections: number; seconds: number; secret: string },
+  { transport, connections, seconds, secret }: {
+    transport: TransportName;
+    connections: number;
+    seconds: number;
+    secret: string;
+  },
 ): Promise<BareClientResult> {
   const bodiesFile = `${ctx.workDir}/bare_client_bodies.json`;
   await Deno.writeTextFile(bodiesFile, JSON.stringify(requests));
   const url = `http://127.0.0.1:${sink.port}${SINK_PATH}`;
-  const args = [url, bodiesFile, String(connections)];
+  const args = [transport, url, bodiesFile, String(connections)];
   // A short unrecorded warm-up, then the measured run.
-  await runCommand("deno", ["run", "-A", BARE_CLIENT, ...args, "1", secret]);
+  await runCommand("deno", ["run", "-A", ...PROJECT_CONFIG, BARE_CLIENT, ...args, "1", secret]);
   const child = new Deno.Command("deno", {
-    args: ["run", "-A", BARE_CLIENT, ...args, String(seconds), secret],
+    args: ["run", "-A", ...PROJECT_CONFIG, BARE_CLIENT, ...args, String(seconds), secret],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -439,7 +450,7 @@ export const forwardingSection: BenchSection = {
     const tuning: DrainRun[] = [];
     let full: DrainRun;
     let limitC: WrkResult;
-    let clientCeiling: BareClientResult;
+    const clientCeiling = {} as Record<TransportName, BareClientResult>;
     try {
       await stagePayloads(db.sql, bodies);
       await setPaused(db, true);
@@ -481,17 +492,19 @@ export const forwardingSection: BenchSection = {
         throw new Error(`limit C: errors ${JSON.stringify(e)}\n${sink.stderrTail()}`);
       }
       ctx.log(`  limit C (wrk → sink, ${concurrency} connections): ${fmt.rate(limitC.requestsPerS)}`);
-      clientCeiling = await runBareClient(ctx, sink, requests, {
-        connections: concurrency,
-        seconds: tuneSeconds,
-        secret: agentSdkSecret,
-      });
-      ctx.log(
-        `  context: a bare Deno fetch client → sink (no database), ${concurrency} in flight: ` +
-          `${fmt.rate(clientCeiling.requestsPerS)} (client ${
-            fmt.pct(clientCeiling.clientCpuShare)
-          } of a core)`,
-      );
+      for (const transport of ["undici", "fetch"] as const) {
+        const r = await runBareClient(ctx, sink, requests, {
+          transport,
+          connections: concurrency,
+          seconds: tuneSeconds,
+          secret: agentSdkSecret,
+        });
+        clientCeiling[transport] = r;
+        ctx.log(
+          `  context: the HTTP side alone over ${transport} → sink (no database), ${concurrency} in flight: ` +
+            `${fmt.rate(r.requestsPerS)} (client ${fmt.pct(r.clientCpuShare)} of a core)`,
+        );
+      }
     } finally {
       await sink.stop();
       await db.close();
@@ -528,14 +541,22 @@ export const forwardingSection: BenchSection = {
         postgres: fmt.rate(limitC.requestsPerS),
       },
       { section: s, metric: "forwarding ÷ limit C", postgres: fmt.ratio(vsC) },
-      {
-        section: s,
-        metric: `context: bare Deno fetch client → sink, ${inFlight(full)} in flight, no database`,
-        postgres: fmt.rate(clientCeiling.requestsPerS),
-        note: `client ${fmt.pct(clientCeiling.clientCpuShare)} of a core, sink ${
-          fmt.pct(clientCeiling.sinkCpuShare)
-        }; forwarding ÷ this ${fmt.ratio(ratio(full.deliveriesPerS, clientCeiling.requestsPerS))}`,
-      },
+      ...(["undici", "fetch"] as const).map((transport): ResultRow => {
+        const r = clientCeiling[transport];
+        return {
+          section: s,
+          metric: `context: HTTP side alone over ${transport} → sink, ${
+            inFlight(full)
+          } in flight, no database`,
+          postgres: fmt.rate(r.requestsPerS),
+          note: `client ${fmt.pct(r.clientCpuShare)} of a core, sink ${fmt.pct(r.sinkCpuShare)}; ` +
+            (transport === "undici"
+              ? `the forwarder's own transport; forwarding ÷ this ${
+                fmt.ratio(ratio(full.deliveriesPerS, r.requestsPerS))
+              }`
+              : "the Edge Functions' transport"),
+        };
+      }),
       {
         section: s,
         metric: "context: pg_net ceiling on Supabase",
