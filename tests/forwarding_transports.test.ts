@@ -1,6 +1,6 @@
-// The two ways a delivery goes on the wire behave alike: fetch (the Edge Functions) and undici (the standalone
-// forwarder, `deno task forward` and the dev server's loop). Each case runs through drain() against a real
-// database and the real Agent SDK stand-in, once per transport.
+// Delivery semantics on the wire, alike for both ways a delivery goes out: fetch (the Edge Functions) and
+// undici (the standalone forwarder, `deno task forward` and the dev server's loop). Each case runs through
+// drain() against a real database and the real Agent SDK stand-in, once per transport.
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
@@ -53,8 +53,10 @@ transportTest("exact raw bytes, every header, a signature that verifies", async 
       `"conversation":{"id":5,"inbox_id":3},"account":{"id":1,"name":"HotDash"},"inbox":{"id":3,"name":"x"},` +
       `"sender":{"id":9,"name":"J"} , "n": 1.000000000000000000001 }`;
     const id = await storeSample(db.sql, "message_created", { raw });
-    const summary = await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger(), transport });
+    const log = memoryLogger();
+    const summary = await drain(db.sql, config, { budgetMs: 5_000, log, transport });
     assert.equal(summary.delivered, 1);
+    assert.equal(summary.stopped, "idle");
     assert.equal(sdk.received.length, 1);
     const got = sdk.received[0];
     assert.deepEqual(got.body, new TextEncoder().encode(raw));
@@ -73,6 +75,15 @@ transportTest("exact raw bytes, every header, a signature that verifies", async 
       ),
     );
     assert.equal(await statusOf(db.sql, id), "delivered");
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.attempt, a.http_status, a.outcome]), [
+      [1, 200, "delivered"],
+    ]);
+    assert.ok(log.lines.some((l) => l.msg === "Processed successfully" && l.status === 200));
+    const logged = JSON.stringify(log.lines);
+    assert.ok(!logged.includes(secret) && !logged.includes("agent-token-xyz"), "no secret in the log");
+    // Nothing more to do: a second drain sends nothing.
+    assert.equal((await drain(db.sql, config, { log, transport })).claimed, 0);
+    assert.equal(sdk.received.length, 1);
   });
 });
 
@@ -105,7 +116,10 @@ transportTest(
       assert.equal(errors.length, 3);
       assert.equal(errors[0].status, 500);
       assert.equal(errors[0].body, "é".repeat(EXCERPT_BYTES / 2), "the first 300 bytes, decoded");
+      // The refused attempt never arrived; the timed-out one arrived but was never answered to us.
       assert.deepEqual(sdk.received.map((r) => r.attempt), [1, 2, 4]);
+      assert.deepEqual(sdk.accepted().map((r) => r.attempt), [4]);
+      assert.equal(await statusOf(db.sql, id), "delivered");
     });
   },
 );
