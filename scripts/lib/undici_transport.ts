@@ -4,11 +4,7 @@
 // The Edge Functions keep fetchTransport: the edge runtime gives them fetch natively, and their import graph
 // stays free of a large npm package that a cold start would have to load.
 import { Agent, request } from "undici";
-import {
-  type DeliveryTransport,
-  EXCERPT_BYTES,
-  excerptOf,
-} from "../../supabase/functions/_shared/forwarder.ts";
+import { type DeliveryTransport, readExcerpt } from "../../supabase/functions/_shared/forwarder.ts";
 
 /** A transport with its own connection pool; close() ends the pool's connections. */
 export interface PooledTransport {
@@ -29,22 +25,11 @@ export function undiciTransport(): PooledTransport {
       signal: AbortSignal.timeout(timeoutMs),
       dispatcher,
     });
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of answer.body as AsyncIterable<Uint8Array>) {
-        chunks.push(chunk);
-        size += chunk.length;
-        if (size >= EXCERPT_BYTES) break; // leaving the loop discards the rest of the body
-      }
-    } catch {
-      // A body cut off (timeout, reset) after the status arrived: the status is what counts.
-    }
     const retryAfter = answer.headers["retry-after"];
     return {
       status: answer.statusCode,
       retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter ?? null,
-      excerpt: excerptOf(chunks),
+      excerpt: await readExcerpt(answer.body),
     };
   };
   return { send, close: () => dispatcher.close() };

@@ -271,7 +271,7 @@ export async function deliver(
       result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
     }
   } catch (error) {
-    result.error = describeFetchError(error, event.request_timeout_ms);
+    result.error = describeTransportError(error, event.request_timeout_ms);
   }
   result.duration_ms = Math.round(performance.now() - t0);
   if (result.http_status !== null && result.http_status >= 200 && result.http_status < 300) {
@@ -309,30 +309,23 @@ export function parseRetryAfter(header: string | null, now = Date.now()): number
   return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
-/** At most EXCERPT_BYTES of an answer's body, decoded leniently; the rest is not read. */
-async function readExcerpt(stream: ReadableStream<Uint8Array> | null): Promise<string | null> {
-  if (!stream) return null;
-  const reader = stream.getReader();
+/**
+ * At most EXCERPT_BYTES of an answer's body, decoded leniently; null when blank. Takes any async iterable of
+ * chunks (a fetch body stream, an undici body); leaving the loop early cancels the rest of the body.
+ */
+export async function readExcerpt(body: AsyncIterable<Uint8Array> | null): Promise<string | null> {
+  if (!body) return null;
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {
-    while (size < EXCERPT_BYTES) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.length;
+    for await (const chunk of body) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= EXCERPT_BYTES) break;
     }
   } catch {
     // A body cut off (timeout, reset) after the status arrived: the status is what counts.
-  } finally {
-    reader.cancel().catch(() => {});
   }
-  return excerptOf(chunks);
-}
-
-/** The first EXCERPT_BYTES of the chunks read from an answer, decoded leniently; null when blank. */
-export function excerptOf(chunks: Uint8Array[]): string | null {
-  const size = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
   const bytes = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
@@ -343,7 +336,7 @@ export function excerptOf(chunks: Uint8Array[]): string | null {
   return text === "" ? null : text;
 }
 
-function describeFetchError(error: unknown, timeoutMs: number): string {
+function describeTransportError(error: unknown, timeoutMs: number): string {
   if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
     return `timeout after ${timeoutMs} ms`;
   }
