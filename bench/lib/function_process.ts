@@ -15,6 +15,12 @@ export const FUNCTION_MEMORY_LIMIT_MB = 256;
  */
 export const EDGE_RUNTIME_HEAP_FLAGS = `--max-heap-size=${FUNCTION_MEMORY_LIMIT_MB}`;
 
+/** No V8 flags: the heap plain `deno run` sizes from the machine's RAM (`deno task dev`, a self-hosted run). */
+export const PLAIN_DENO_HEAP = {
+  v8Flags: "",
+  note: "no V8 flags: heap sized from the machine's RAM, as deno task dev runs it",
+};
+
 /** The V8 flags a function process gets unless told otherwise, and how the result tables name them. */
 export function functionHeap(): { v8Flags: string; note: string } {
   const v8Flags = Deno.env.get("BENCH_FUNCTION_V8_FLAGS") ?? EDGE_RUNTIME_HEAP_FLAGS;
@@ -27,7 +33,7 @@ export function functionHeap(): { v8Flags: string; note: string } {
 }
 
 /** Scripts outside a function resolve their imports through the project's deno.json. */
-const PROJECT_IMPORTS = ["--config", new URL("../../deno.json", import.meta.url).pathname];
+export const PROJECT_IMPORTS = ["--config", new URL("../../deno.json", import.meta.url).pathname];
 
 export function startFunction(
   name: string,

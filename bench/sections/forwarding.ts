@@ -8,7 +8,12 @@
 // process (its immediate delivery attempt) with a `deno task forward` loop beside it, receipt (received_at)
 // to arrival at the sink.
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
-import { startForwarderProcess, startFunction, startSinkServer } from "../lib/function_process.ts";
+import {
+  PROJECT_IMPORTS,
+  startForwarderProcess,
+  startFunction,
+  startSinkServer,
+} from "../lib/function_process.ts";
 import { type BenchDb, createServerDb, stagePayloads } from "../lib/pg.ts";
 import { buildBodies, type PooledBody, signBodies, type SignedRequest, writeWrkPool } from "../lib/pool.ts";
 import { type DenoProcess, freePort, procCpuSeconds, runCommand, type ServerProcess } from "../lib/proc.ts";
@@ -20,7 +25,6 @@ import { chatwootSignatureHeaders } from "../../supabase/functions/_shared/signa
 const FUNCTION = "chatwoot-webhook";
 const SINK_PATH = "/webhooks/chatwoot";
 const BARE_CLIENT = new URL("../lib/bare_client.ts", import.meta.url).pathname;
-const PROJECT_CONFIG = ["--config", new URL("../../deno.json", import.meta.url).pathname];
 
 /** How many `deno task forward` processes, each draining with this batch size and this many lanes. */
 interface ForwarderConfig {
@@ -233,7 +237,8 @@ interface BareClientResult {
 }
 
 /** The forwarder's delivery transports: undici in `deno task forward`, fetch in the Edge Functions. */
-type TransportName = "undici" | "fetch";
+const TRANSPORTS = ["undici", "fetch"] as const;
+type TransportName = typeof TRANSPORTS[number];
 
 /** bench/lib/bare_client.ts against the sink: the forwarder's HTTP side alone (transport + signing, no database). */
 async function runBareClient(
@@ -252,9 +257,9 @@ async function runBareClient(
   const url = `http://127.0.0.1:${sink.port}${SINK_PATH}`;
   const args = [transport, url, bodiesFile, String(connections)];
   // A short unrecorded warm-up, then the measured run.
-  await runCommand("deno", ["run", "-A", ...PROJECT_CONFIG, BARE_CLIENT, ...args, "1", secret]);
+  await runCommand("deno", ["run", "-A", ...PROJECT_IMPORTS, BARE_CLIENT, ...args, "1", secret]);
   const child = new Deno.Command("deno", {
-    args: ["run", "-A", ...PROJECT_CONFIG, BARE_CLIENT, ...args, String(seconds), secret],
+    args: ["run", "-A", ...PROJECT_IMPORTS, BARE_CLIENT, ...args, String(seconds), secret],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -492,7 +497,7 @@ export const forwardingSection: BenchSection = {
         throw new Error(`limit C: errors ${JSON.stringify(e)}\n${sink.stderrTail()}`);
       }
       ctx.log(`  limit C (wrk → sink, ${concurrency} connections): ${fmt.rate(limitC.requestsPerS)}`);
-      for (const transport of ["undici", "fetch"] as const) {
+      for (const transport of TRANSPORTS) {
         const r = await runBareClient(ctx, sink, requests, {
           transport,
           connections: concurrency,
@@ -541,7 +546,7 @@ export const forwardingSection: BenchSection = {
         postgres: fmt.rate(limitC.requestsPerS),
       },
       { section: s, metric: "forwarding ÷ limit C", postgres: fmt.ratio(vsC) },
-      ...(["undici", "fetch"] as const).map((transport): ResultRow => {
+      ...TRANSPORTS.map((transport): ResultRow => {
         const r = clientCeiling[transport];
         return {
           section: s,

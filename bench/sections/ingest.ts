@@ -1,7 +1,7 @@
 // Item 1 of issue 6: signed webhooks posted over HTTP to chatwoot-webhook (own process, PG15 and PGlite),
 // against limit A (pgbench running the same upsert) and limit B (bare Deno.serve under the same load).
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
-import { functionHeap, startBareServer, startFunction } from "../lib/function_process.ts";
+import { functionHeap, PLAIN_DENO_HEAP, startBareServer, startFunction } from "../lib/function_process.ts";
 import {
   type BenchDb,
   createServerDb,
@@ -19,8 +19,6 @@ import { timeIngestStages } from "../lib/stages.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
 
 const FUNCTION = "chatwoot-webhook";
-/** No V8 flags: the heap plain `deno run` sizes from the machine's RAM (`deno task dev`, a self-hosted run). */
-const PLAIN_DENO_HEAP = "";
 
 interface BackendResult {
   db: "postgres" | "pglite";
@@ -97,7 +95,7 @@ async function measureBackend(
   if (half?.targetRate && db.kind === "postgres") {
     // Context: the same code and rate in a fresh process with plain `deno run`'s heap, which grows the young
     // generation to 16 MB semi-spaces under this load (no deployed function has that heap).
-    const plain = await startWebhook(PLAIN_DENO_HEAP);
+    const plain = await startWebhook(PLAIN_DENO_HEAP.v8Flags);
     try {
       await runWrk({ ...load, durationS: ctx.warmupSeconds });
       await resetEvents(db.sql);
@@ -242,7 +240,7 @@ export const ingestSection: BenchSection = {
         postgres: onPg.plainHeap
           ? `${latencies(onPg.plainHeap)}; ${fmt.mb(onPg.plainHeap.peakRssMb)}`
           : "not run",
-        note: "no V8 flags: heap sized from the machine's RAM, as deno task dev runs it",
+        note: PLAIN_DENO_HEAP.note,
       },
       {
         section: s,

@@ -3,7 +3,7 @@
 // runs: the same function with plain `deno run`'s heap, and Deno.serve alone (limit B's server). Bodies are
 // generated and signed in batches while sending, so the sender's memory stays flat.
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
-import { functionHeap, startBareServer, startFunction } from "../lib/function_process.ts";
+import { functionHeap, PLAIN_DENO_HEAP, startBareServer, startFunction } from "../lib/function_process.ts";
 import { type BenchDb, createServerDb } from "../lib/pg.ts";
 import { buildBodies, signBodies } from "../lib/pool.ts";
 import { freePort, procMemory, type ServerProcess } from "../lib/proc.ts";
@@ -96,7 +96,8 @@ export const memorySection: BenchSection = {
       await measure(
         "function, plain deno run heap",
         `/${FUNCTION}`,
-        (port) => startFunction(FUNCTION, { port, databaseUrl: db.url, env, v8Flags: "" }),
+        (port) =>
+          startFunction(FUNCTION, { port, databaseUrl: db.url, env, v8Flags: PLAIN_DENO_HEAP.v8Flags }),
       );
       await measure("Deno.serve alone", "/", (port) => startBareServer(port));
     } finally {
@@ -122,7 +123,7 @@ export const memorySection: BenchSection = {
         section: s,
         metric: "context: function with plain deno run's heap, peak RSS",
         postgres: fmt.mb(last(plain).peakRssMb),
-        note: "no V8 flags: heap sized from the machine's RAM, as deno task dev runs it",
+        note: PLAIN_DENO_HEAP.note,
       },
       {
         section: s,
