@@ -126,6 +126,14 @@ export function signBodies(bodies: PooledBody[], secret: string): SignedRequest[
 /** Separator between raw requests in the file the wrk script reads (cannot occur in a JSON body). */
 export const WRK_POOL_SEPARATOR = "\0\0BENCH-REQUEST\0\0";
 
+/** Writes a file and waits until it is on disk (see writeWrkPool for why). */
+export async function writeTextFileToDisk(path: string, text: string): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const bytes = new TextEncoder().encode(text);
+  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+  await file.syncData();
+}
+
 /** Writes raw HTTP/1.1 requests for wrk's Lua script to replay in order. */
 export async function writeWrkPool(
   path: string,
@@ -153,6 +161,9 @@ export async function writeWrkPool(
       await writer.write(encoder.encode(WRK_POOL_SEPARATOR));
       bytes += chunk.length + body.length;
     }
+    // On disk before any phase reads it: left dirty, the kernel writes these hundreds of MB back ~30 s
+    // later (vm.dirty_expire_centisecs), in the middle of a measured phase, stalling Postgres' WAL fsyncs.
+    await file.syncData();
   } finally {
     await writer.close();
   }

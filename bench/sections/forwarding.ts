@@ -15,7 +15,14 @@ import {
   startSinkServer,
 } from "../lib/function_process.ts";
 import { type BenchDb, createServerDb, stagePayloads } from "../lib/pg.ts";
-import { buildBodies, type PooledBody, signBodies, type SignedRequest, writeWrkPool } from "../lib/pool.ts";
+import {
+  buildBodies,
+  type PooledBody,
+  signBodies,
+  type SignedRequest,
+  writeTextFileToDisk,
+  writeWrkPool,
+} from "../lib/pool.ts";
 import { type DenoProcess, freePort, procCpuSeconds, runCommand, type ServerProcess } from "../lib/proc.ts";
 import { ratio, summarize } from "../lib/stats.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
@@ -253,7 +260,7 @@ async function runBareClient(
   },
 ): Promise<BareClientResult> {
   const bodiesFile = `${ctx.workDir}/bare_client_bodies.json`;
-  await Deno.writeTextFile(bodiesFile, JSON.stringify(requests));
+  await writeTextFileToDisk(bodiesFile, JSON.stringify(requests));
   const url = `http://127.0.0.1:${sink.port}${SINK_PATH}`;
   const args = [transport, url, bodiesFile, String(connections)];
   // A short unrecorded warm-up, then the measured run.
