@@ -245,6 +245,45 @@ dbTest(
   },
 );
 
+dbTest(
+  `data [${db.kind}]: webhook_pipeline_health finds the latest receipt among dead letters without fetching them`,
+  async () => {
+    await sql.begin(async (tx) => {
+      // 300 dead letters, the newest of them the latest receipt of all (inside a transaction rolled back).
+      await tx`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+                 received_at, last_received_at)
+               select 'dead-' || g, 'message_created', '{}', '{}', repeat('d', 64), 'signature', 'dead',
+                 now() - interval '1 minute' * g, now() + interval '1 minute' - interval '1 second' * g
+                 from generate_series(1, 300) g`;
+      await tx.unsafe("set local role data_analyst");
+      const [{ "QUERY PLAN": plan }] = await tx.unsafe(
+        "explain (analyze, format json) select * from webhook_pipeline_health",
+      );
+      // Rows each scan of webhook_events fetched from the table (index-only scans excluded).
+      const heapRows: Array<[string, number]> = [];
+      const walk = (node: Record<string, unknown>) => {
+        if (node["Relation Name"] === "webhook_events" && node["Node Type"] !== "Index Only Scan") {
+          const rows = Number(node["Actual Rows"]) * Number(node["Actual Loops"]);
+          heapRows.push([`${node["Node Type"]} ${node["Index Name"] ?? ""}`, rows]);
+        }
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((plan as Array<{ Plan: Record<string, unknown> }>)[0].Plan);
+      const [{ backlog }] = await tx`select count(*)::int as backlog from webhook_events
+                                      where status in ('pending', 'delivering')`;
+      for (const [scan, rows] of heapRows) {
+        assert.ok(rows <= Math.max(1, backlog), `${scan} fetched ${rows} rows (backlog ${backlog})`);
+      }
+      const [h] = await tx`select last_received_at from webhook_pipeline_health`;
+      const [t] = await tx`select max(last_received_at) as at from webhook_events where status = 'dead'`;
+      assert.equal(h.last_received_at.getTime(), t.at.getTime());
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
+
 dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text and as JSON`, async () => {
   const run = async (...args: string[]) => {
     const out = await runScript("scripts/stats.ts", args, db.url);
