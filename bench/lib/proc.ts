@@ -23,6 +23,19 @@ export async function procCpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
+/** CPU seconds used so far by every process named postgres (backends alive now and the server's own). */
+export async function postgresCpuSeconds(): Promise<number> {
+  let total = 0;
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      if ((await Deno.readTextFile(`/proc/${entry.name}/comm`)).trim() !== "postgres") continue;
+      total += await procCpuSeconds(Number(entry.name));
+    } catch { /* exited meanwhile */ }
+  }
+  return total;
+}
+
 /** A free loopback TCP port (bound then released, so another process can take it). */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -23,7 +23,15 @@ import {
   writeTextFileToDisk,
   writeWrkPool,
 } from "../lib/pool.ts";
-import { type DenoProcess, freePort, procCpuSeconds, runCommand, type ServerProcess } from "../lib/proc.ts";
+import {
+  type DenoProcess,
+  freePort,
+  postgresCpuSeconds,
+  procCpuSeconds,
+  runCommand,
+  type ServerProcess,
+  startDenoProcess,
+} from "../lib/proc.ts";
 import { ratio, summarize } from "../lib/stats.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
 import { SAMPLE_EVENTS } from "../../scripts/lib/samples.ts";
@@ -32,6 +40,7 @@ import { chatwootSignatureHeaders } from "../../supabase/functions/_shared/signa
 const FUNCTION = "chatwoot-webhook";
 const SINK_PATH = "/webhooks/chatwoot";
 const BARE_CLIENT = new URL("../lib/bare_client.ts", import.meta.url).pathname;
+const DB_SIDE_FORWARDER = new URL("../lib/db_side_forwarder.ts", import.meta.url).pathname;
 
 /** How many `deno task forward` processes, each draining with this batch size and this many lanes. */
 interface ForwarderConfig {
@@ -293,6 +302,92 @@ async function runBareClient(
   };
 }
 
+interface DbSideResult extends ForwarderConfig {
+  delivered: number;
+  seconds: number;
+  deliveriesPerS: number;
+  forwarderCpuShare: number;
+  /** Every postgres process (backends and the server's own) over the same window, as a share of one core. */
+  postgresCpuShare: number;
+}
+
+/**
+ * bench/lib/db_side_forwarder.ts over the whole backlog with `config`: drain() with a transport that answers
+ * 200 at once, so the rate is what the database side of a delivery (claim, write-back) and the forwarder's JS
+ * around it allow with no HTTP at all.
+ */
+async function runDbSide(
+  ctx: BenchContext,
+  db: BenchDb,
+  config: ForwarderConfig,
+  { backlog, agentSdkSecret }: { backlog: number; agentSdkSecret: string },
+): Promise<DbSideResult> {
+  await setPaused(db, false);
+  await resetBacklog(db);
+  await db.sql`checkpoint`;
+  const startAt = Date.now() + 3_000; // after every process has started and connected
+  const summaries = Array.from({ length: config.processes }, (_, i) => `${ctx.workDir}/db_side_${i}.json`);
+  const procs = summaries.map((summaryFile) =>
+    startDenoProcess({
+      args: [
+        "-A",
+        ...PROJECT_IMPORTS,
+        DB_SIDE_FORWARDER,
+        String(config.batch),
+        String(config.lanes),
+        String(startAt),
+        summaryFile,
+      ],
+      env: {
+        DATABASE_URL: db.url,
+        AGENT_SDK_URL: "http://127.0.0.1:9", // never contacted: the transport answers by itself
+        AGENT_SDK_SECRET: agentSdkSecret,
+        AGENT_SDK_TOKEN: "",
+      },
+    })
+  );
+  type Summary = { delivered: number; startMs: number; endMs: number; cpuSeconds: number };
+  // Each process writes its summary when nothing is left to claim, then keeps its connections 3 s.
+  const readSummaries = async (): Promise<Summary[] | null> => {
+    const out: Summary[] = [];
+    for (const [i, file] of summaries.entries()) {
+      try {
+        out.push(JSON.parse(await Deno.readTextFile(file)) as Summary);
+      } catch {
+        if (!procs[i].alive()) throw new Error(`db-side forwarder exited:\n${procs[i].stderrTail()}`);
+        return null;
+      }
+    }
+    return out;
+  };
+  try {
+    await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
+    const pg0 = await postgresCpuSeconds();
+    const capAt = Date.now() + 120_000;
+    let done = await readSummaries();
+    while (!done && Date.now() < capAt) {
+      await new Promise((r) => setTimeout(r, 50));
+      done = await readSummaries();
+    }
+    const pg1 = await postgresCpuSeconds();
+    if (!done) throw new Error("the database-side forwarders did not finish within 120 s");
+    const delivered = done.reduce((a, d) => a + d.delivered, 0);
+    if (delivered !== backlog) throw new Error(`database side: ${delivered} of ${backlog} delivered`);
+    const seconds = (Math.max(...done.map((d) => d.endMs)) - Math.min(...done.map((d) => d.startMs))) / 1000;
+    return {
+      ...config,
+      delivered,
+      seconds,
+      deliveriesPerS: delivered / seconds,
+      forwarderCpuShare: done.reduce((a, d) => a + d.cpuSeconds, 0) / seconds,
+      postgresCpuShare: (pg1 - pg0) / seconds,
+    };
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+    await setPaused(db, true);
+  }
+}
+
 interface EndToEnd {
   rateAsked: number;
   ingest: WrkResult;
@@ -463,6 +558,7 @@ export const forwardingSection: BenchSection = {
     let full: DrainRun;
     let limitC: WrkResult;
     const clientCeiling = {} as Record<TransportName, BareClientResult>;
+    let dbSide: DbSideResult;
     try {
       await stagePayloads(db.sql, bodies);
       await setPaused(db, true);
@@ -482,6 +578,13 @@ export const forwardingSection: BenchSection = {
       const best = tuning.reduce((a, b) => b.deliveriesPerS > a.deliveriesPerS ? b : a);
       ctx.log(`  the whole backlog with the best configuration (${label(best)}; cap ${capSeconds} s):`);
       full = await runDrain(ctx, db, sink, best, { backlog: events, capSeconds, agentSdkSecret });
+      dbSide = await runDbSide(ctx, db, best, { backlog: events, agentSdkSecret });
+      ctx.log(
+        `  context: the forwarder without HTTP (${label(best)}): ${fmt.rate(dbSide.deliveriesPerS)} ` +
+          `(forwarders ${fmt.pct(dbSide.forwarderCpuShare)} of a core, Postgres ${
+            fmt.pct(dbSide.postgresCpuShare)
+          })`,
+      );
 
       // Limit C: the sink under wrk, same bodies and headers, as many connections as requests in flight.
       const concurrency = inFlight(best);
@@ -571,6 +674,16 @@ export const forwardingSection: BenchSection = {
       }),
       {
         section: s,
+        metric: `context: the forwarder without HTTP, ${label(dbSide)}, whole backlog`,
+        postgres: fmt.rate(dbSide.deliveriesPerS),
+        note: `forwarders ${fmt.pct(dbSide.forwarderCpuShare)} of a core, Postgres ${
+          fmt.pct(dbSide.postgresCpuShare)
+        }; real drain(), a transport that answers 200 at once: claim, sign, log, write-back; ÷ limit C ${
+          fmt.ratio(ratio(dbSide.deliveriesPerS, limitC.requestsPerS))
+        }`,
+      },
+      {
+        section: s,
         metric: "context: pg_net ceiling on Supabase",
         postgres: "~200/s",
         note: "documented, not measured",
@@ -614,6 +727,7 @@ export const forwardingSection: BenchSection = {
         full,
         limitC: { connections: inFlight(full), ...limitC },
         bareClient: clientCeiling,
+        withoutHttp: dbSide,
         ratios: { forwardingOverLimitC: vsC },
         endToEnd: { ...e2e, seconds: e2eSeconds },
       },
