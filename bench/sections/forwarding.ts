@@ -3,10 +3,10 @@
 // to a loopback sink that answers 200 at once, for several (processes × batch size × lanes) configurations; the
 // best one then delivers the whole backlog. (b) Limit C: wrk against the same sink with the same bodies at the
 // same concurrency; for context, the forwarder's HTTP side alone (bench/lib/bare_client.ts: its undici
-// transport, and fetch as the Edge Functions send, signing, no database). (c) End-to-end latency at a steady
-// moderate rate: signed webhooks into the real chatwoot-webhook
-// process (its immediate delivery attempt) with a `deno task forward` loop beside it, receipt (received_at)
-// to arrival at the sink.
+// transport, and fetch as the Edge Functions send, signing, no database) and the forwarder without HTTP
+// (bench/lib/db_side_forwarder.ts: drain() with a transport that answers at once). (c) End-to-end latency at
+// a steady moderate rate: signed webhooks into the real chatwoot-webhook process (its immediate delivery
+// attempt) with a `deno task forward` loop beside it, receipt (received_at) to arrival at the sink.
 import { type BenchContext, type BenchSection, check, fmt, type ResultRow } from "../lib/context.ts";
 import {
   PROJECT_IMPORTS,
