@@ -47,3 +47,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "migrations: raw_body and payload are compressed with lz4 where the server has it, pglz elsewhere",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startTestDb();
+    try {
+      // Servers built with lz4 list it among default_toast_compression's values (PGlite is built without).
+      const [{ lz4 }] = await db.sql<{ lz4: boolean }[]>`
+        select 'lz4' = any (enumvals) as lz4 from pg_settings where name = 'default_toast_compression'`;
+      const words = ["order", "refund", "tracking", "package", "delayed", "invoice", "thanks", "support"];
+      const content = Array.from({ length: 1500 }, (_, i) => words[(i * 7 + (i >> 3)) % words.length]).join(
+        " ",
+      );
+      const body = JSON.stringify({ event: "message_created", id: 424242, content });
+      await db.sql`select * from public.ingest_webhook_event('message:424242:message_created',
+        'message_created', 424242, 1, 1, 1, null, ${body}::jsonb, ${body}, repeat('a', 64), 'signature')`;
+      const [stored] = await db.sql<{ raw_body: string | null; payload: string | null }[]>`
+        select pg_column_compression(raw_body) as raw_body, pg_column_compression(payload) as payload
+          from public.webhook_events where message_id = 424242`;
+      const expected = lz4 ? "lz4" : "pglz";
+      assert.deepEqual(
+        stored,
+        { raw_body: expected, payload: expected },
+        `${db.kind}, lz4 available: ${lz4}`,
+      );
+    } finally {
+      await db.close();
+    }
+  },
+});

@@ -8,4 +8,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121000500", // ingest_forwarding_hint
   "20261121000600", // pipeline_health_indexed
   "20261121000700", // dead_letters_last_received
+  "20261121000800", // lz4_bodies
 ];
