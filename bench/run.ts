@@ -136,8 +136,16 @@ async function describeMachine(url: string) {
   const meminfo = await Deno.readTextFile("/proc/meminfo");
   const admin = postgres(url, { max: 1, onnotice: () => {} });
   let pgVersion = "unreachable";
+  // The server settings the figures depend on, as this server has them (a machine may change its defaults).
+  let pgSettings: Record<string, string> = {};
   try {
     pgVersion = (await admin<{ v: string }[]>`select version() as v`)[0].v;
+    const settings = await admin<{ name: string; setting: string }[]>`
+      select name, current_setting(name) as setting from pg_settings
+       where name in ('autovacuum', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'fsync',
+                      'default_toast_compression', 'wal_compression')
+       order by name`;
+    pgSettings = Object.fromEntries(settings.map((s) => [s.name, s.setting]));
   } finally {
     await admin.end({ timeout: 1 });
   }
@@ -155,6 +163,7 @@ async function describeMachine(url: string) {
     memoryGb: Number((Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1]) / 1024 / 1024).toFixed(1)),
     kernel: Deno.osRelease(),
     postgres: pgVersion,
+    postgresSettings: pgSettings,
     deno: `deno ${Deno.version.deno} (v8 ${Deno.version.v8})`,
     wrk: await version("wrk", ["-v"]),
     pgbench: await version("pgbench", ["--version"]),
