@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { startTestDb } from "./_db.ts";
 import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 
 Deno.test({
   name: "migrations: all applied, recorded like the Supabase CLI, and a second run applies nothing",
@@ -75,6 +76,51 @@ Deno.test({
         `${db.kind}, lz4 available: ${lz4}`,
       );
     } finally {
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "migrations: the lz4 migration gives up after 2 s on a table a long query holds, changing nothing",
+  ignore: Deno.env.get("DATABASE_URL") === undefined, // two sessions at once: the PostgreSQL server only
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startTestDb();
+    const migration = (await listMigrations()).find((m) => m.name === "lz4_bodies");
+    assert.ok(migration, "supabase/migrations/*_lz4_bodies.sql");
+    const text = await Deno.readTextFile(migration.path);
+    const reader = connect(db.url, { max: 1 });
+    try {
+      await db.sql`alter table public.webhook_events alter column raw_body set compression pglz`;
+      const started = Date.now();
+      await reader.begin(async (tx) => {
+        await tx`select count(*) from public.webhook_events`; // a long analyst query, still open
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const error = await Promise.race([
+          db.sql.unsafe(text).simple().then(() => ({ code: "applied", message: "" }), (e) => e),
+          new Promise((resolve) => {
+            timer = setTimeout(() => resolve({ code: "none", message: "still waiting after 10 s" }), 10_000);
+          }),
+        ]) as { code?: string; message?: string };
+        clearTimeout(timer);
+        assert.equal(error.code, "55P03", String(error.message));
+        assert.match(String(error.message), /run the migration again/);
+      });
+      assert.ok(Date.now() - started < 5_000, "gave up within the lock timeout");
+      const [{ compression }] = await db.sql<{ compression: string }[]>`
+        select attcompression as compression from pg_attribute
+         where attrelid = 'public.webhook_events'::regclass and attname = 'raw_body'`;
+      assert.equal(compression, "p", "nothing changed");
+      // Once the query is done, the same migration applies.
+      await db.sql.unsafe(text).simple();
+      const [{ after }] = await db.sql<{ after: string }[]>`
+        select attcompression as after from pg_attribute
+         where attrelid = 'public.webhook_events'::regclass and attname = 'raw_body'`;
+      assert.equal(after, "l");
+    } finally {
+      await reader.end();
       await db.close();
     }
   },

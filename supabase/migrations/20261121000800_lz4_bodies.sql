@@ -6,10 +6,17 @@
 -- already stored stay as they are, readable. Servers built without lz4 (PGlite) keep pglz.
 do $$
 begin
+  -- The ALTER needs the table to itself for a moment, and ingests queue behind it while it waits for a long
+  -- query to finish. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration instead.
+  perform set_config('lock_timeout', '2s', true);
   alter table public.webhook_events
     alter column raw_body set compression lz4,
     alter column payload set compression lz4;
-exception when feature_not_supported then
-  raise notice 'lz4 is not available on this server: raw_body and payload keep pglz';
+exception
+  when feature_not_supported then
+    raise notice 'lz4 is not available on this server: raw_body and payload keep pglz';
+  when lock_not_available then
+    raise exception 'webhook_events is held by a long query: nothing changed; run the migration again'
+      using errcode = 'lock_not_available';
 end
 $$;
