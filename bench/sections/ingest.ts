@@ -293,5 +293,5 @@ function pgLatencies(l: { p50: number; p95: number; p99: number }): string {
 }
 
 function latencies(r: WrkResult): string {
-  return `${r.latencyMs.p50.toFixed(1)} / ${r.latencyMs.p95.toFixed(1)} / ${r.latencyMs.p99.toFixed(1)} ms`;
+  return pgLatencies(r.latencyMs);
 }

@@ -267,14 +267,12 @@ export async function deliver(
     });
     result.http_status = answer.status;
     result.response_excerpt = answer.excerpt;
-    if (answer.status < 200 || answer.status > 299) {
-      result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
-    }
+    if (!isSuccess(answer.status)) result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
   } catch (error) {
     result.error = describeTransportError(error, event.request_timeout_ms);
   }
   result.duration_ms = Math.round(performance.now() - t0);
-  if (result.http_status !== null && result.http_status >= 200 && result.http_status < 300) {
+  if (result.http_status !== null && isSuccess(result.http_status)) {
     log("info", "Processed successfully", {
       ...fields,
       status: result.http_status,
@@ -290,6 +288,11 @@ export async function deliver(
     });
   }
   return result;
+}
+
+/** A 2xx answer: the only kind that counts as delivered. */
+function isSuccess(status: number): boolean {
+  return status >= 200 && status < 300;
 }
 
 /**
