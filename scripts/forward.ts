@@ -2,13 +2,12 @@
 // DATABASE_URL. Defaults: batches of 50, two in flight (docs/benchmarks.md: the best of one process here).
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
 import { parseArgs } from "node:util";
-import { connect } from "../supabase/functions/_shared/db.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
 import { requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
-import { postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
+import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
 
 await loadDotenv(".env");
@@ -23,7 +22,7 @@ const { values } = parseArgs({
   },
 });
 const url = requireDatabaseUrl("the database to forward from");
-const sql = connect(url, { max: 4, connectTimeout: 10, applicationName: "chatwoot-relay-forwarder" });
+const sql = connectForwarder(url);
 const config = forwarderConfigFromEnv();
 const batchSize = Number(values.batch);
 const lanes = Number(values.lanes);

@@ -6,20 +6,16 @@
 // AGENT_SDK_URL and AGENT_SDK_SECRET set; drains until nothing is due and writes
 // {"delivered": n, "startMs": t, "endMs": t, "cpuSeconds": s} to the summary file (stdout carries the log).
 import process from "node:process";
-import { connect } from "../../supabase/functions/_shared/db.ts";
 import { type DeliveryTransport, drain } from "../../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../../supabase/functions/_shared/log.ts";
+import { connectForwarder } from "../../scripts/lib/forwarder_loop.ts";
 
 const [batchArg, lanesArg, startAtArg, summaryFile] = Deno.args;
 const answeredAtOnce: DeliveryTransport = () =>
   Promise.resolve({ status: 200, retryAfter: null, excerpt: null });
 
-const sql = connect(Deno.env.get("DATABASE_URL")!, {
-  max: 4,
-  connectTimeout: 10,
-  applicationName: "chatwoot-relay-forwarder", // as `deno task forward` names its connections
-});
+const sql = connectForwarder(Deno.env.get("DATABASE_URL")!); // as `deno task forward` connects
 await sql`select 1`; // connected before the start
 await new Promise((r) => setTimeout(r, Math.max(0, Number(startAtArg) - Date.now())));
 const cpu0 = process.cpuUsage();

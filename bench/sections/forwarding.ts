@@ -34,6 +34,7 @@ import {
 } from "../lib/proc.ts";
 import { ratio, summarize } from "../lib/stats.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
+import { FORWARDER_APPLICATION_NAME } from "../../scripts/lib/forwarder_loop.ts";
 import { SAMPLE_EVENTS } from "../../scripts/lib/samples.ts";
 import { chatwootSignatureHeaders } from "../../supabase/functions/_shared/signature.ts";
 
@@ -143,7 +144,7 @@ async function waitForListeners(db: BenchDb, count: number, procs: DenoProcess[]
     if (dead) throw new Error(`a forwarder exited at start:\n${dead.stderrTail()}`);
     const [{ n }] = await db.sql<{ n: number }[]>`
       select count(*)::int as n from pg_stat_activity
-       where datname = current_database() and application_name = 'chatwoot-relay-forwarder'
+       where datname = current_database() and application_name = ${FORWARDER_APPLICATION_NAME}
          and query ilike 'listen%'`;
     if (n >= count) return;
     await new Promise((r) => setTimeout(r, 100));

@@ -3,13 +3,21 @@
 // expired leases. It drains once at start, so events stored while it was stopped go out right away. Its POSTs
 // go through undici (undici_transport.ts), not fetch.
 import { errorMessage } from "../../supabase/functions/_shared/background.ts";
-import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import { connect, type Sql } from "../../supabase/functions/_shared/db.ts";
 import { drain, type DrainSummary } from "../../supabase/functions/_shared/forwarder.ts";
 import type { ForwarderConfig } from "../../supabase/functions/_shared/forwarder_config.ts";
 import type { Logger } from "../../supabase/functions/_shared/log.ts";
 import { undiciTransport } from "./undici_transport.ts";
 
 export const DUE_CHANNEL = "webhook_events_due";
+
+/** How a standalone forwarder's connections show in pg_stat_activity. */
+export const FORWARDER_APPLICATION_NAME = "chatwoot-relay-forwarder";
+
+/** A standalone forwarder's pool: the LISTEN connection and a few for claims and write-backs. */
+export function connectForwarder(url: string): Sql {
+  return connect(url, { max: 4, connectTimeout: 10, applicationName: FORWARDER_APPLICATION_NAME });
+}
 
 /** Subscribes `onNotify` to DUE_CHANNEL; resolves to an unsubscribe function. */
 export type Subscribe = (onNotify: () => void) => Promise<() => Promise<void>>;
