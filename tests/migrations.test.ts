@@ -78,43 +78,104 @@ migrationTest(
   },
 );
 
-// Two sessions at once: the PostgreSQL server only.
 migrationTest(
-  "migrations: the lz4 migration gives up after 2 s on a table a long query holds, changing nothing",
+  "migrations: body_sha256 takes exactly 64 lowercase hex digits, and the check is validated",
   async (db) => {
-    const migration = (await listMigrations()).find((m) => m.name === "lz4_bodies");
-    assert.ok(migration, "supabase/migrations/*_lz4_bodies.sql");
-    const text = await Deno.readTextFile(migration.path);
-    const reader = connect(db.url, { max: 1 });
-    /** The column's compression setting: "p" pglz, "l" lz4. */
-    const rawBodyCompression = async () =>
-      (await db.sql<{ c: string }[]>`
-        select attcompression as c from pg_attribute
-         where attrelid = 'public.webhook_events'::regclass and attname = 'raw_body'`)[0].c;
-    try {
-      await db.sql`alter table public.webhook_events alter column raw_body set compression pglz`;
-      const started = Date.now();
-      await reader.begin(async (tx) => {
-        await tx`select count(*) from public.webhook_events`; // a long analyst query, still open
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const error = await Promise.race([
-          db.sql.unsafe(text).simple().then(() => ({ code: "applied", message: "" }), (e) => e),
-          new Promise((resolve) => {
-            timer = setTimeout(() => resolve({ code: "none", message: "still waiting after 10 s" }), 10_000);
-          }),
-        ]) as { code?: string; message?: string };
-        clearTimeout(timer);
-        assert.equal(error.code, "55P03", String(error.message));
-        assert.match(String(error.message), /run the migration again/);
-      });
-      assert.ok(Date.now() - started < 5_000, "gave up within the lock timeout");
-      assert.equal(await rawBodyCompression(), "p", "nothing changed");
-      // Once the query is done, the same migration applies.
-      await db.sql.unsafe(text).simple();
-      assert.equal(await rawBodyCompression(), "l");
-    } finally {
-      await reader.end();
+    const insert = (sha: string) =>
+      db.sql`insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by)
+             values (${"sha:" + crypto.randomUUID()}, 'contact_created', '{}', '{}', ${sha}, 'signature')`;
+    const hex64 = "0123456789abcdef".repeat(4);
+    for (const sha of [hex64, "a".repeat(64)]) await insert(sha);
+    const refused = [
+      "",
+      hex64.slice(1), // 63
+      hex64 + "0", // 65
+      hex64.toUpperCase(),
+      "g" + hex64.slice(1),
+      hex64.slice(1) + "\n",
+      hex64.slice(0, 32) + " " + hex64.slice(33),
+      "é" + hex64.slice(2), // 63 characters, 64 bytes
+    ];
+    for (const sha of refused) {
+      await assert.rejects(insert(sha), (e: { code?: string }) => e.code === "23514", JSON.stringify(sha));
     }
+    const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from public.webhook_events`;
+    assert.equal(n, 2);
+    const [check] = await db.sql<{ convalidated: boolean }[]>`
+      select convalidated from pg_constraint where conname = 'webhook_events_body_sha256_check'`;
+    assert.deepEqual({ ...check }, { convalidated: true });
   },
-  { ignore: Deno.env.get("DATABASE_URL") === undefined },
 );
+
+// Two sessions at once: the PostgreSQL server only. The migrations that need webhook_events to themselves
+// wait at most 2 s for it, then fail with a clear message and change nothing.
+const LOCKING_MIGRATIONS: Array<{
+  name: string;
+  /** Puts the database back in the state before the migration. */
+  undo: string;
+  /** What the migration changes, read from the catalog. */
+  state: string;
+  before: string;
+  after: string;
+}> = [
+  {
+    name: "lz4_bodies",
+    undo: "alter table public.webhook_events alter column raw_body set compression pglz",
+    // "p" pglz, "l" lz4
+    state: `select attcompression::text as s from pg_attribute
+             where attrelid = 'public.webhook_events'::regclass and attname = 'raw_body'`,
+    before: "p",
+    after: "l",
+  },
+  {
+    name: "body_sha256_check_without_bounded_repeat",
+    undo: `alter table public.webhook_events drop constraint webhook_events_body_sha256_check,
+             add constraint webhook_events_body_sha256_check check (body_sha256 ~ '^[0-9a-f]{64}$')`,
+    state: `select pg_get_constraintdef(oid) as s from pg_constraint
+             where conname = 'webhook_events_body_sha256_check'`,
+    before: "CHECK ((body_sha256 ~ '^[0-9a-f]{64}$'::text))",
+    after: "CHECK (((octet_length(body_sha256) = 64) AND (body_sha256 ~ '^[0-9a-f]+$'::text))) NOT VALID",
+  },
+];
+
+for (const m of LOCKING_MIGRATIONS) {
+  migrationTest(
+    `migrations: ${m.name} gives up after 2 s on a table a long query holds, changing nothing`,
+    async (db) => {
+      const migration = (await listMigrations()).find((f) => f.name === m.name);
+      assert.ok(migration, `supabase/migrations/*_${m.name}.sql`);
+      const text = await Deno.readTextFile(migration.path);
+      const reader = connect(db.url, { max: 1 });
+      const state = async () => (await db.sql.unsafe<{ s: string }[]>(m.state))[0].s;
+      try {
+        await db.sql.unsafe(m.undo);
+        assert.equal(await state(), m.before);
+        const started = Date.now();
+        await reader.begin(async (tx) => {
+          await tx`select count(*) from public.webhook_events`; // a long analyst query, still open
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const error = await Promise.race([
+            db.sql.unsafe(text).simple().then(() => ({ code: "applied", message: "" }), (e) => e),
+            new Promise((resolve) => {
+              timer = setTimeout(
+                () => resolve({ code: "none", message: "still waiting after 10 s" }),
+                10_000,
+              );
+            }),
+          ]) as { code?: string; message?: string };
+          clearTimeout(timer);
+          assert.equal(error.code, "55P03", String(error.message));
+          assert.match(String(error.message), /run the migration again/);
+        });
+        assert.ok(Date.now() - started < 5_000, "gave up within the lock timeout");
+        assert.equal(await state(), m.before, "nothing changed");
+        // Once the query is done, the same migration applies.
+        await db.sql.unsafe(text).simple();
+        assert.equal(await state(), m.after);
+      } finally {
+        await reader.end();
+      }
+    },
+    { ignore: Deno.env.get("DATABASE_URL") === undefined },
+  );
+}

@@ -9,4 +9,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121000600", // pipeline_health_indexed
   "20261121000700", // dead_letters_last_received
   "20261121000800", // lz4_bodies
+  "20261121000900", // body_sha256_check_without_bounded_repeat
+  "20261121001000", // validate_body_sha256_check
 ];
