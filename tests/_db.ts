@@ -16,10 +16,15 @@ export interface TestDb {
 export interface TestDbOptions {
   /** SQL run on the empty database before the migrations (e.g. stand-ins for extensions). */
   beforeMigrations?: string;
+  /** The server to create the database on. Default: DATABASE_URL, and PGlite when that is unset. */
+  serverUrl?: string;
 }
 
+/** The advisory lock under which test databases on one server are migrated one at a time. */
+const MIGRATION_TURNS = "relay tests: one migration at a time";
+
 export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> {
-  const serverUrl = Deno.env.get("DATABASE_URL");
+  const serverUrl = options.serverUrl ?? Deno.env.get("DATABASE_URL");
   if (!serverUrl) {
     const embedded = await startEmbeddedDb();
     const sql = connect(embedded.url, { max: 10 });
@@ -39,7 +44,15 @@ export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> 
   await admin.unsafe(`create database ${name}`);
   const url = withDatabase(serverUrl, name);
   const sql = connect(url, { max: 10 });
-  await migrate(sql, options);
+  // Roles belong to the whole server. On a fresh one, test files migrating their databases at once all find
+  // Supabase's API roles missing, and every CREATE ROLE but the first fails (tests/fresh_server.test.ts).
+  // So they take turns, under a lock in the server's own database (advisory locks are per database).
+  await admin`select pg_advisory_lock(hashtext(${MIGRATION_TURNS}))`;
+  try {
+    await migrate(sql, options);
+  } finally {
+    await admin`select pg_advisory_unlock(hashtext(${MIGRATION_TURNS}))`;
+  }
   return {
     kind: "postgres",
     url,
