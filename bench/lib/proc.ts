@@ -23,16 +23,28 @@ export async function procCpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-/** CPU seconds used so far by every process named postgres (backends alive now and the server's own). */
-export async function postgresCpuSeconds(): Promise<number> {
-  let total = 0;
+/** CPU seconds used so far by each process named postgres (backends and the server's own), by pid. */
+export async function postgresCpuByPid(): Promise<Map<number, number>> {
+  const byPid = new Map<number, number>();
   for await (const entry of Deno.readDir("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
     try {
       if ((await Deno.readTextFile(`/proc/${entry.name}/comm`)).trim() !== "postgres") continue;
-      total += await procCpuSeconds(Number(entry.name));
+      byPid.set(Number(entry.name), await procCpuSeconds(Number(entry.name)));
     } catch { /* exited meanwhile */ }
   }
+  return byPid;
+}
+
+/**
+ * Postgres' CPU seconds since `before` (a postgresCpuByPid() reading), process by process: one started since
+ * counts from zero, one that exited since counts nothing. A difference of two plain sums fell by the whole
+ * lifetime's CPU of every connection closed in between (the harness' pool closes idle ones after 20 s), and
+ * once read as -62 % of a core.
+ */
+export async function postgresCpuSince(before: Map<number, number>): Promise<number> {
+  let total = 0;
+  for (const [pid, seconds] of await postgresCpuByPid()) total += seconds - (before.get(pid) ?? 0);
   return total;
 }
 

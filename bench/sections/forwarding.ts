@@ -26,7 +26,8 @@ import {
 import {
   type DenoProcess,
   freePort,
-  postgresCpuSeconds,
+  postgresCpuByPid,
+  postgresCpuSince,
   procCpuSeconds,
   runCommand,
   type ServerProcess,
@@ -363,14 +364,14 @@ async function runDbSide(
   };
   try {
     await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
-    const pg0 = await postgresCpuSeconds();
+    const pg0 = await postgresCpuByPid();
     const capAt = Date.now() + 120_000;
     let done = await readSummaries();
     while (!done && Date.now() < capAt) {
       await new Promise((r) => setTimeout(r, 50));
       done = await readSummaries();
     }
-    const pg1 = await postgresCpuSeconds();
+    const pgCpu = await postgresCpuSince(pg0);
     if (!done) throw new Error("the database-side forwarders did not finish within 120 s");
     const delivered = done.reduce((a, d) => a + d.delivered, 0);
     if (delivered !== backlog) throw new Error(`database side: ${delivered} of ${backlog} delivered`);
@@ -381,7 +382,7 @@ async function runDbSide(
       seconds,
       deliveriesPerS: delivered / seconds,
       forwarderCpuShare: done.reduce((a, d) => a + d.cpuSeconds, 0) / seconds,
-      postgresCpuShare: (pg1 - pg0) / seconds,
+      postgresCpuShare: pgCpu / seconds,
     };
   } finally {
     await Promise.all(procs.map((p) => p.stop()));
