@@ -13,8 +13,9 @@ import {
 } from "../lib/pg.ts";
 import type { PgbenchResult } from "../lib/pg.ts";
 import { buildBodies, type PooledBody, signBodies, writeWrkPool } from "../lib/pool.ts";
+import { withDiskProbe } from "../lib/disk_probe.ts";
 import { freePort, procCpuSeconds, procMemory } from "../lib/proc.ts";
-import { ratio } from "../lib/stats.ts";
+import { type LatencySummary, ratio } from "../lib/stats.ts";
 import { timeIngestStages } from "../lib/stages.ts";
 import { runWrk, type WrkResult } from "../lib/wrk.ts";
 
@@ -28,6 +29,9 @@ interface BackendResult {
   limitA: PgbenchResult | { error: string };
   /** pgbench alone at the same half rate: how much of the HTTP p99 the database accounts for. */
   limitAHalf: PgbenchResult | null;
+  /** The disk's fdatasync latencies (ms) during the half-rate phase and during pgbench at that rate. */
+  halfDisk: LatencySummary | null;
+  limitAHalfDisk: LatencySummary | null;
   /** The same half-rate load on a function process with plain `deno run`'s heap sizing (context). */
   plainHeap: (WrkResult & { peakRssMb: number }) | null;
   limitB: WrkResult | null;
@@ -61,6 +65,7 @@ async function measureBackend(
     });
   const fn = await startWebhook(); // the edge runtime's heap (or BENCH_FUNCTION_V8_FLAGS)
   let max: BackendResult["max"], half: WrkResult | null = null, peakRssMb: number;
+  let halfDisk: LatencySummary | null = null, limitAHalfDisk: LatencySummary | null = null;
   try {
     await runWrk({ ...load, durationS: ctx.warmupSeconds });
     await resetEvents(db.sql);
@@ -82,9 +87,13 @@ async function measureBackend(
     );
     if (withHalf) {
       await resetEvents(db.sql);
-      half = await runWrk({ ...load, durationS, rate: Math.max(1, Math.round(max.requestsPerS / 2)) });
+      const rate = Math.max(1, Math.round(max.requestsPerS / 2));
+      [half, halfDisk] = await withDiskProbe(ctx.workDir, () => runWrk({ ...load, durationS, rate }));
       assertClean(`${db.kind} ingest at half rate`, half, fn.stderrTail());
-      ctx.log(`  ${db.kind}: half rate ${fmt.rate(half.requestsPerS)} p99 ${fmt.ms(half.latencyMs.p99)}`);
+      ctx.log(
+        `  ${db.kind}: half rate ${fmt.rate(half.requestsPerS)} p99 ${fmt.ms(half.latencyMs.p99)}` +
+          ` (disk: ${diskStalls(halfDisk)})`,
+      );
     }
     peakRssMb = (await procMemory(fn.pid)).peakRssMb;
   } finally {
@@ -119,9 +128,14 @@ async function measureBackend(
     ctx.log(`  ${db.kind}: limit A (pgbench) ${fmt.rate(limitA.tps)}`);
     if (half?.targetRate) {
       await resetEvents(db.sql);
-      limitAHalf = await runPgbench({ ...pgbench, durationS, workDir: ctx.workDir, rate: half.targetRate });
+      const rate = half.targetRate;
+      [limitAHalf, limitAHalfDisk] = await withDiskProbe(
+        ctx.workDir,
+        () => runPgbench({ ...pgbench, durationS, workDir: ctx.workDir, rate }),
+      );
       ctx.log(
-        `  ${db.kind}: pgbench at ${fmt.rate(half.targetRate)}: p99 ${fmt.ms(limitAHalf.latencyMs?.p99)}`,
+        `  ${db.kind}: pgbench at ${fmt.rate(rate)}: p99 ${fmt.ms(limitAHalf.latencyMs?.p99)}` +
+          ` (disk: ${diskStalls(limitAHalfDisk)})`,
       );
     }
   } catch (error) {
@@ -142,7 +156,18 @@ async function measureBackend(
     }
   }
   await resetEvents(db.sql);
-  return { db: db.kind, max, half, peakRssMb, limitA, limitAHalf, plainHeap, limitB };
+  return {
+    db: db.kind,
+    max,
+    half,
+    peakRssMb,
+    limitA,
+    limitAHalf,
+    halfDisk,
+    limitAHalfDisk,
+    plainHeap,
+    limitB,
+  };
 }
 
 function assertClean(what: string, r: WrkResult, stderr: string) {
@@ -165,8 +190,9 @@ export const ingestSection: BenchSection = {
     ctx.log(`  function CPU by stage, µs per request: ${JSON.stringify(stagesUs)}`);
 
     const pg = await createServerDb(ctx.serverUrl, "ingest");
-    let onPg: BackendResult;
+    let onPg: BackendResult, probeDisk: string;
     try {
+      probeDisk = await diskOfProbe(pg.sql, ctx.workDir);
       onPg = await measureBackend(ctx, pg, bodies, {
         durationS: ctx.phaseSeconds,
         withHalf: true,
@@ -236,6 +262,12 @@ export const ingestSection: BenchSection = {
       },
       {
         section: s,
+        metric: "context: the disk during the half-rate phases, fdatasync p99 / max: HTTP; pgbench",
+        ...both((r) => `${diskPair(r.halfDisk)}; ${diskPair(r.limitAHalfDisk)}`),
+        note: `8 KB written and fdatasynced 20 times a second beside the phase, ${probeDisk}`,
+      },
+      {
+        section: s,
         metric: "context: same half rate, plain deno run heap: p50 / p95 / p99; peak RSS",
         postgres: onPg.plainHeap
           ? `${latencies(onPg.plainHeap)}; ${fmt.mb(onPg.plainHeap.peakRssMb)}`
@@ -268,6 +300,7 @@ export const ingestSection: BenchSection = {
         onPg.half?.latencyMs.p99 ?? null,
         fmt.ms(onPg.half?.latencyMs.p99),
         (v) => v <= 25,
+        onPg.halfDisk ? `disk meanwhile: ${diskStalls(onPg.halfDisk)}` : undefined,
       ),
     ];
     return {
@@ -287,6 +320,26 @@ export const ingestSection: BenchSection = {
     };
   },
 };
+
+/** Whether the probe's directory shares a disk with the server's data directory (when it is on this machine). */
+async function diskOfProbe(sql: BenchDb["sql"], dir: string): Promise<string> {
+  try {
+    const [{ data_directory }] = await sql<{ data_directory: string }[]>`show data_directory`;
+    const [probe, data] = await Promise.all([Deno.stat(dir), Deno.stat(data_directory)]);
+    return probe.dev === data.dev ? "on Postgres' disk" : "not on Postgres' disk";
+  } catch {
+    return "Postgres' data directory not readable from here";
+  }
+}
+
+function diskPair(d: LatencySummary | null): string {
+  return d && d.count > 0 ? `${d.p99.toFixed(1)} / ${d.max.toFixed(1)} ms` : "not run";
+}
+
+/** The disk probe's fdatasync p99 and max, e.g. "fdatasync p99 2.1 ms, max 280.4 ms". */
+function diskStalls(d: LatencySummary | null): string {
+  return d && d.count > 0 ? `fdatasync p99 ${d.p99.toFixed(1)} ms, max ${d.max.toFixed(1)} ms` : "not probed";
+}
 
 function pgLatencies(l: { p50: number; p95: number; p99: number }): string {
   return `${l.p50.toFixed(1)} / ${l.p95.toFixed(1)} / ${l.p99.toFixed(1)} ms`;
