@@ -1,6 +1,7 @@
 // Storing an accepted event: one call to ingest_webhook_event(), retried briefly on connection trouble.
 import { isTransientDbError, type Sql } from "./db.ts";
 import type { EventColumns } from "./chatwoot_payload.ts";
+import { bigintLiteral, textLiteral } from "./sql_literal.ts";
 
 export interface EventToStore extends EventColumns {
   deliveryId: string | null;
@@ -24,8 +25,12 @@ export interface StoredEvent {
   targetOverrideSet: boolean;
 }
 
+/**
+ * One call of ingest_webhook_event(), its values written in as literals so that it goes in one round trip
+ * (sql_literal.ts says why). The casts name the function's parameter types.
+ */
 export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent> {
-  const [row] = await sql<
+  const [row] = await sql.unsafe<
     {
       event_id: string;
       outcome: IngestOutcome;
@@ -34,12 +39,11 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
       forward_now: boolean;
       target_override_set: boolean;
     }[]
-  >`
-    select event_id, outcome, receive_count, status, forward_now, target_override_set
-      from public.ingest_webhook_event(
-      ${e.eventKey}, ${e.event}, ${e.messageId}, ${e.conversationId}, ${e.accountId}, ${e.inboxId},
-      ${e.deliveryId}, ${e.payloadJson}::text::jsonb, ${e.rawBody}, ${e.bodySha256}, ${e.verifiedBy}
-    )`;
+  >(`select event_id, outcome, receive_count, status, forward_now, target_override_set
+      from public.ingest_webhook_event(${textLiteral(e.eventKey)}, ${textLiteral(e.event)},
+        ${bigintLiteral(e.messageId)}, ${bigintLiteral(e.conversationId)}, ${bigintLiteral(e.accountId)},
+        ${bigintLiteral(e.inboxId)}, ${textLiteral(e.deliveryId)}, ${textLiteral(e.payloadJson)}::jsonb,
+        ${textLiteral(e.rawBody)}, ${textLiteral(e.bodySha256)}, ${textLiteral(e.verifiedBy)})`);
   return {
     id: Number(row.event_id),
     outcome: row.outcome,
