@@ -231,3 +231,17 @@ export function parsePgbenchOutput(stdout: string, clients: number, durationS: n
     durationS,
   };
 }
+
+/** Several unpaced pgbench runs of the same script as one: transactions and seconds summed, the mean weighted. */
+export function combinePgbenchRuns(runs: readonly PgbenchResult[]): PgbenchResult {
+  if (runs.length === 0) throw new RangeError("no pgbench runs to combine");
+  const transactions = runs.reduce((s, r) => s + r.transactions, 0);
+  const durationS = runs.reduce((s, r) => s + (r.tps > 0 ? r.transactions / r.tps : r.durationS), 0);
+  return {
+    tps: transactions / durationS,
+    latencyMeanMs: runs.reduce((s, r) => s + r.latencyMeanMs * r.transactions, 0) / transactions,
+    transactions,
+    clients: runs[0].clients,
+    durationS,
+  };
+}

@@ -1,5 +1,6 @@
 // HTTP load with wrk (Debian's wrk 4.1): replays a file of pre-signed requests, optionally paced to a rate.
 import { runCommand } from "./proc.ts";
+import { percentile } from "./stats.ts";
 
 export interface WrkResult {
   requests: number;
@@ -70,5 +71,33 @@ export function parseWrkOutput(stdout: string, targetRate?: number): WrkResult {
     errors: raw.errors,
     latencyMs: ms,
     ...(targetRate ? { targetRate } : {}),
+  };
+}
+
+/**
+ * Several wrk runs of the same load as one: requests and seconds summed (so the rate is over all of them),
+ * errors summed, and each latency percentile the median of the runs' (wrk reports percentiles, not samples).
+ */
+export function combineWrkRuns(runs: readonly WrkResult[]): WrkResult {
+  if (runs.length === 0) throw new RangeError("no wrk runs to combine");
+  const requests = runs.reduce((s, r) => s + r.requests, 0);
+  const durationS = runs.reduce((s, r) => s + r.durationS, 0);
+  const sum = (k: keyof WrkResult["errors"]) => runs.reduce((s, r) => s + r.errors[k], 0);
+  const keys = Object.keys(runs[0].latencyMs) as (keyof WrkResult["latencyMs"])[];
+  return {
+    requests,
+    durationS,
+    requestsPerS: requests / durationS,
+    errors: {
+      connect: sum("connect"),
+      read: sum("read"),
+      write: sum("write"),
+      status: sum("status"),
+      timeout: sum("timeout"),
+    },
+    latencyMs: Object.fromEntries(
+      keys.map((k) => [k, percentile(runs.map((r) => r.latencyMs[k]), 50)]),
+    ) as WrkResult["latencyMs"],
+    ...(runs[0].targetRate ? { targetRate: runs[0].targetRate } : {}),
   };
 }
