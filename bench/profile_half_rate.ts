@@ -1,0 +1,152 @@
+// deno task profile-half-rate [--rate=N] [--seconds=15]
+// Where the ingest p99 at half the max rate goes (docs/benchmarks.md, "where the half-rate p99 goes"): the same
+// paced load as the benchmark's half-rate phase, on the function wrapped in timers (bench/lib/timed_webhook.ts),
+// then on a bare Deno.serve, then pgbench running the same statement at the same rate. Prints HTTP latency
+// beside the time inside the handler, the upsert's round trip and the event loop's lag. Not part of
+// `deno task bench`: the timers cost a little of what they measure. V8 flags for the function process:
+// PROFILE_V8_FLAGS (default: a deployed function's heap, as the benchmark gives it).
+import { parseArgs } from "node:util";
+import { fmt, textTable } from "./lib/context.ts";
+import { withDiskProbe } from "./lib/disk_probe.ts";
+import { EDGE_RUNTIME_HEAP_FLAGS, PROJECT_IMPORTS, startBareServer } from "./lib/function_process.ts";
+import {
+  closeAllDbs,
+  createServerDb,
+  ingestScript,
+  resetEvents,
+  runPgbench,
+  stagePayloads,
+} from "./lib/pg.ts";
+import { buildBodies, signBodies, writeWrkPool } from "./lib/pool.ts";
+import { freePort, startDenoServer, stopAllServers } from "./lib/proc.ts";
+import type { LatencySummary } from "./lib/stats.ts";
+import { runWrk, type WrkResult } from "./lib/wrk.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { rate: { type: "string" }, seconds: { type: "string", default: "15" } },
+});
+const seconds = Number(values.seconds);
+const connections = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 16);
+const serverUrl = Deno.env.get("BENCH_DATABASE_URL") ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+const v8Flags = Deno.env.get("PROFILE_V8_FLAGS") ?? EDGE_RUNTIME_HEAP_FLAGS;
+const secret = `profile-${crypto.randomUUID()}`;
+const workDir = await Deno.makeTempDir({ prefix: "relay-bench-profile-" });
+
+interface ProfileStats {
+  handler: LatencySummary;
+  statement: LatencySummary;
+  lag: LatencySummary & { over5: number };
+}
+
+try {
+  const db = await createServerDb(serverUrl, "profile");
+  const bodies = buildBodies({ count: Number(Deno.env.get("BENCH_POOL") ?? 30_000) });
+  await stagePayloads(db.sql, bodies); // for pgbench; also creates the cursor resetEvents rewinds
+  const port = freePort();
+  const poolFile = `${workDir}/pool.http`;
+  await writeWrkPool(poolFile, signBodies(bodies, secret), {
+    host: `127.0.0.1:${port}`,
+    path: "/chatwoot-webhook",
+  });
+  const load = { url: `http://127.0.0.1:${port}/chatwoot-webhook`, poolFile, connections, workDir };
+
+  await startDenoServer({
+    args: [
+      ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
+      ...PROJECT_IMPORTS,
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      new URL("./lib/timed_webhook.ts", import.meta.url).pathname,
+    ],
+    env: { CHATWOOT_WEBHOOK_SECRET: secret, DATABASE_URL: db.url },
+    port,
+  });
+  const profileStats = async (): Promise<ProfileStats> =>
+    await (await fetch(`http://127.0.0.1:${port}/_profile/stats`)).json();
+
+  await runWrk({ ...load, durationS: 3 }); // warm-up
+  let rate = Number(values.rate ?? 0);
+  if (!rate) {
+    await resetEvents(db.sql);
+    const max = await runWrk({ ...load, durationS: 5 });
+    rate = Math.max(1, Math.round(max.requestsPerS / 2));
+    console.log(`max ${fmt.rate(max.requestsPerS)} over 5 s: profiling at ${fmt.rate(rate)}`);
+  }
+  await resetEvents(db.sql);
+  await profileStats(); // drop the warm-up's samples
+  const [http, httpDisk] = await withDiskProbe(workDir, () => runWrk({ ...load, durationS: seconds, rate }));
+  const inside = await profileStats();
+
+  const barePort = freePort();
+  await startBareServer(barePort);
+  const bare = await runWrk({ ...load, url: `http://127.0.0.1:${barePort}/`, durationS: seconds, rate });
+
+  await resetEvents(db.sql);
+  const [pgbench, pgbenchDisk] = await withDiskProbe(
+    workDir,
+    () =>
+      runPgbench({
+        url: db.url,
+        script: ingestScript(bodies.length),
+        clients: connections,
+        durationS: seconds,
+        workDir,
+        rate,
+      }),
+  );
+
+  const ms = (n: number | undefined) => n === undefined || !Number.isFinite(n) ? "n/a" : `${n.toFixed(2)} ms`;
+  const wrkRow = (
+    what: string,
+    r: WrkResult,
+  ): string[] => [
+    what,
+    fmt.rate(r.requestsPerS),
+    ms(r.latencyMs.p50),
+    ms(r.latencyMs.p99),
+    ms(r.latencyMs.max),
+  ];
+  const row = (
+    what: string,
+    s: LatencySummary,
+  ): string[] => [what, `${s.count}`, ms(s.p50), ms(s.p99), ms(s.max)];
+  console.log(
+    `\nHalf rate ${fmt.rate(rate)}, ${connections} connections, ${seconds} s per phase; function V8 flags: ${
+      v8Flags || "none"
+    }`,
+  );
+  console.log(textTable(["Phase", "rate / samples", "p50", "p99", "max"], [
+    wrkRow("HTTP, as wrk sees it", http),
+    row("inside the handler (app.fetch)", inside.handler),
+    row("the upsert's round trip, inside the handler", inside.statement),
+    row("event loop lag (1 ms interval)", inside.lag),
+    wrkRow("a bare Deno.serve, same load", bare),
+    [
+      "pgbench alone, same statement and rate",
+      fmt.rate(pgbench.tps),
+      ms(pgbench.latencyMs?.p50),
+      ms(pgbench.latencyMs?.p99),
+      ms(pgbench.latencyMs?.max),
+    ],
+  ]));
+  console.log(`event loop late by more than 5 ms: ${inside.lag.over5} times`);
+  console.log(
+    `disk fdatasync p99 / max: during HTTP ${ms(httpDisk.p99)} / ${ms(httpDisk.max)}; during pgbench ${
+      ms(pgbenchDisk.p99)
+    } / ${ms(pgbenchDisk.max)}`,
+  );
+  const errors = Object.values(http.errors).reduce((a, b) => a + b, 0);
+  if (errors || inside.handler.count === 0 || inside.statement.count === 0) {
+    // Figures from failed requests or from a wrapper that saw nothing would mislead: say so and fail.
+    console.error(
+      `profile not valid: HTTP errors ${JSON.stringify(http.errors)}, ${inside.handler.count} timed`,
+    );
+    Deno.exitCode = 1;
+  }
+} finally {
+  await stopAllServers();
+  await closeAllDbs();
+  await Deno.remove(workDir, { recursive: true }).catch(() => {});
+}
