@@ -1,13 +1,16 @@
-// deno task profile-half-rate [--rate=N] [--seconds=15]
+// deno task profile-half-rate [--rate=N] [--seconds=15] [--gc]
 // Where the ingest p99 at half the max rate goes (docs/benchmarks.md, "where the half-rate p99 goes"): the same
 // paced load as the benchmark's half-rate phase, on the function wrapped in timers (bench/lib/timed_webhook.ts),
 // then on a bare Deno.serve, then pgbench running the same statement at the same rate. Prints HTTP latency
 // beside the time inside the handler, the upsert's round trip and the event loop's lag. Not part of
 // `deno task bench`: the timers cost a little of what they measure. V8 flags for the function process:
-// PROFILE_V8_FLAGS (default: a deployed function's heap, as the benchmark gives it).
+// PROFILE_V8_FLAGS (default: a deployed function's heap, as the benchmark gives it). --gc adds V8's
+// --trace-gc-nvp and sums up the collections during the profiled phase (the function's log lines are then
+// dropped inside the process, so that its stdout carries only the trace).
 import { parseArgs } from "node:util";
 import { fmt, textTable } from "./lib/context.ts";
 import { withDiskProbe } from "./lib/disk_probe.ts";
+import { summarizeGcTrace } from "./lib/gc_trace.ts";
 import { EDGE_RUNTIME_HEAP_FLAGS, PROJECT_IMPORTS, startBareServer } from "./lib/function_process.ts";
 import {
   closeAllDbs,
@@ -24,12 +27,17 @@ import { runWrk, type WrkResult } from "./lib/wrk.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { rate: { type: "string" }, seconds: { type: "string", default: "15" } },
+  options: {
+    rate: { type: "string" },
+    seconds: { type: "string", default: "15" },
+    gc: { type: "boolean", default: false },
+  },
 });
 const seconds = Number(values.seconds);
 const connections = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 16);
 const serverUrl = Deno.env.get("BENCH_DATABASE_URL") ?? "postgresql://postgres@127.0.0.1:5432/postgres";
-const v8Flags = Deno.env.get("PROFILE_V8_FLAGS") ?? EDGE_RUNTIME_HEAP_FLAGS;
+const baseV8Flags = Deno.env.get("PROFILE_V8_FLAGS") ?? EDGE_RUNTIME_HEAP_FLAGS;
+const v8Flags = values.gc ? [baseV8Flags, "--trace-gc-nvp"].filter(Boolean).join(",") : baseV8Flags;
 const secret = `profile-${crypto.randomUUID()}`;
 const workDir = await Deno.makeTempDir({ prefix: "relay-bench-profile-" });
 
@@ -44,6 +52,7 @@ try {
   const bodies = buildBodies({ count: Number(Deno.env.get("BENCH_POOL") ?? 30_000) });
   await stagePayloads(db.sql, bodies); // for pgbench; also creates the cursor resetEvents rewinds
   const port = freePort();
+  const gcTraceFile = `${workDir}/function_stdout.log`;
   const poolFile = `${workDir}/pool.http`;
   await writeWrkPool(poolFile, signBodies(bodies, secret), {
     host: `127.0.0.1:${port}`,
@@ -60,8 +69,13 @@ try {
       "--allow-read",
       new URL("./lib/timed_webhook.ts", import.meta.url).pathname,
     ],
-    env: { CHATWOOT_WEBHOOK_SECRET: secret, DATABASE_URL: db.url },
+    env: {
+      CHATWOOT_WEBHOOK_SECRET: secret,
+      DATABASE_URL: db.url,
+      ...(values.gc ? { TIMED_WEBHOOK_QUIET_LOG: "1" } : {}),
+    },
     port,
+    ...(values.gc ? { stdoutFile: gcTraceFile } : {}),
   });
   const profileStats = async (): Promise<ProfileStats> =>
     await (await fetch(`http://127.0.0.1:${port}/_profile/stats`)).json();
@@ -76,7 +90,12 @@ try {
   }
   await resetEvents(db.sql);
   await profileStats(); // drop the warm-up's samples
+  const gcTraceFrom = values.gc ? (await Deno.stat(gcTraceFile)).size : 0;
   const [http, httpDisk] = await withDiskProbe(workDir, () => runWrk({ ...load, durationS: seconds, rate }));
+  // The phase's part of the trace (V8 buffers its output, so the last collections may not be in it yet).
+  const gc = values.gc
+    ? summarizeGcTrace(new TextDecoder().decode((await Deno.readFile(gcTraceFile)).subarray(gcTraceFrom)))
+    : null;
   const inside = await profileStats();
 
   const barePort = freePort();
@@ -132,6 +151,20 @@ try {
     ],
   ]));
   console.log(`event loop late by more than 5 ms: ${inside.lag.over5} times`);
+  if (gc && gc.scavenges === 0) {
+    console.log(
+      "GC during the profiled phase: nothing traced yet (V8 buffers its trace; profile a longer phase)",
+    );
+  } else if (gc) {
+    console.log(
+      `GC during the profiled phase: ${gc.scavenges} scavenges (median ${
+        gc.allocatedMbPerScavenge.toFixed(2)
+      } MB ` +
+        `allocated since the previous one, ${gc.promotedMbPerScavenge.toFixed(3)} MB promoted), ` +
+        `${gc.markCompacts} mark-compacts; pauses p99 ${ms(gc.pauseP99Ms)}, max ${ms(gc.pauseMaxMs)}, ` +
+        `${ms(gc.pauseTotalMs)} in all` + (gc.unreadable ? `; trace lines unreadable: ${gc.unreadable}` : ""),
+    );
+  }
   console.log(
     `disk fdatasync p99 / max: during HTTP ${ms(httpDisk.p99)} / ${ms(httpDisk.max)}; during pgbench ${
       ms(pgbenchDisk.p99)

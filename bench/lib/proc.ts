@@ -99,18 +99,31 @@ export async function stopAllServers(): Promise<void> {
   await Promise.all([...runningProcesses].map((p) => p.stop()));
 }
 
-/** Runs `deno run <args>` as its own process (stdout dropped, stderr kept for error messages). */
+/**
+ * Runs `deno run <args>` as its own process (stdout dropped unless `stdoutFile` names a file for it, stderr
+ * kept for error messages).
+ */
 export function startDenoProcess(
-  { args, env, cwd }: { args: string[]; env: Record<string, string>; cwd?: string },
+  { args, env, cwd, stdoutFile }: {
+    args: string[];
+    env: Record<string, string>;
+    cwd?: string;
+    stdoutFile?: string;
+  },
 ): DenoProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...args],
     env: { ...env, NO_COLOR: "1" },
     ...(cwd ? { cwd } : {}),
     stdin: "null",
-    stdout: "null", // JSON log lines are written (as in production) and dropped
+    stdout: stdoutFile ? "piped" : "null", // JSON log lines are written (as in production) and dropped
     stderr: "piped",
   }).spawn();
+  const stdoutCopied = stdoutFile
+    ? Deno.open(stdoutFile, { write: true, create: true, truncate: true })
+      .then((file) => child.stdout.pipeTo(file.writable))
+      .catch(() => {})
+    : Promise.resolve();
   let tail = "";
   let exited = false;
   const decoder = new TextDecoder();
@@ -142,6 +155,7 @@ export function startDenoProcess(
           clearTimeout(timer);
         }
         await drain;
+        await stdoutCopied;
       })();
       return stopped;
     },
@@ -155,9 +169,19 @@ export function startDenoProcess(
  * DENO_SERVE_ADDRESS says, so a function's unmodified index.ts can be served on a chosen port.
  */
 export async function startDenoServer(
-  { args, env, port, waitMs }: { args: string[]; env: Record<string, string>; port: number; waitMs?: number },
+  { args, env, port, waitMs, stdoutFile }: {
+    args: string[];
+    env: Record<string, string>;
+    port: number;
+    waitMs?: number;
+    stdoutFile?: string;
+  },
 ): Promise<ServerProcess> {
-  const proc = startDenoProcess({ args, env: { ...env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}` } });
+  const proc = startDenoProcess({
+    args,
+    env: { ...env, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${port}` },
+    stdoutFile,
+  });
   const server: ServerProcess = {
     pid: proc.pid,
     port,

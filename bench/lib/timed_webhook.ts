@@ -2,11 +2,14 @@
 // bench/profile_half_rate.ts: each app.fetch call, each statement the app sends, and the event loop's lag
 // (how late a 1 ms interval fires). GET /_profile/stats returns the samples since the last call and clears
 // them. Not used by `deno task bench`: the timers cost a little of what they measure.
+// TIMED_WEBHOOK_QUIET_LOG=1 drops the log lines inside the process, so that stdout carries only V8's GC trace.
 import { chatwootWebhookApp } from "../../supabase/functions/_shared/chatwoot_webhook.ts";
+import { silentLogger } from "../../supabase/functions/_shared/log.ts";
 import { runtimeFromEnv } from "../../supabase/functions/_shared/runtime.ts";
 import { summarize } from "./stats.ts";
 
 const runtime = runtimeFromEnv();
+if (Deno.env.get("TIMED_WEBHOOK_QUIET_LOG") === "1") runtime.log = silentLogger;
 const handlerMs: number[] = [], statementMs: number[] = [], lagMs: number[] = [];
 
 const sql = runtime.sql;
