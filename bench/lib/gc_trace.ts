@@ -1,7 +1,7 @@
 // V8's `--trace-gc-nvp` output (one "GC: {json}" line per collection on the process's stdout), summed up for
 // bench/profile_half_rate.ts: how often each kind of collection ran, how much each scavenge promoted to the
 // old generation, and the pauses.
-import { percentile } from "./stats.ts";
+import { percentile, summarize } from "./stats.ts";
 
 export interface GcSummary {
   scavenges: number;
@@ -41,15 +41,16 @@ export function summarizeGcTrace(text: string): GcSummary {
   }
   const scavenges = events.filter((e) => e.gc === "s");
   const mb = (bytes: number) => bytes / 1e6;
-  const pauses = events.map((e) => e.pause);
+  const pauseMs = events.map((e) => e.pause);
+  const pauses = summarize(pauseMs);
   return {
     scavenges: scavenges.length,
     markCompacts: events.filter((e) => e.gc === "mc").length,
     allocatedMbPerScavenge: mb(percentile(scavenges.map((e) => e.allocated ?? 0), 50)),
     promotedMbPerScavenge: mb(percentile(scavenges.map((e) => e.promoted ?? 0), 50)),
-    pauseP99Ms: percentile(pauses, 99),
-    pauseMaxMs: pauses.length ? Math.max(...pauses) : NaN,
-    pauseTotalMs: pauses.reduce((sum, p) => sum + p, 0),
+    pauseP99Ms: pauses.p99,
+    pauseMaxMs: pauses.max,
+    pauseTotalMs: pauseMs.reduce((sum, p) => sum + p, 0),
     unreadable,
   };
 }

@@ -116,7 +116,7 @@ export function startDenoProcess(
     env: { ...env, NO_COLOR: "1" },
     ...(cwd ? { cwd } : {}),
     stdin: "null",
-    stdout: stdoutFile ? "piped" : "null", // JSON log lines are written (as in production) and dropped
+    stdout: stdoutFile ? "piped" : "null", // log lines are written (as in production) and, by default, dropped
     stderr: "piped",
   }).spawn();
   const stdoutCopied = stdoutFile

@@ -51,6 +51,20 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   return parseWrkOutput(stdout, o.rate);
 }
 
+/** Throws unless the run sent requests and none failed (figures from failed requests would mislead). */
+export function assertCleanRun(what: string, r: WrkResult, stderr: string): void {
+  const e = r.errors;
+  const failures = e.connect + e.read + e.write + e.status + e.timeout;
+  if (r.requests === 0 || failures > 0) {
+    throw new Error(`${what}: ${r.requests} requests, errors ${JSON.stringify(e)}\n${stderr.slice(-1500)}`);
+  }
+}
+
+/** The rate of the half-rate phases: half of what a max-rate run achieved. */
+export function halfRate(max: WrkResult): number {
+  return Math.max(1, Math.round(max.requestsPerS / 2));
+}
+
 export function parseWrkOutput(stdout: string, targetRate?: number): WrkResult {
   const line = stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
   if (!line) throw new Error(`wrk printed no result:\n${stdout.slice(0, 2000)}`);

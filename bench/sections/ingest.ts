@@ -18,7 +18,7 @@ import { withDiskProbe } from "../lib/disk_probe.ts";
 import { freePort, procCpuSeconds, procMemory } from "../lib/proc.ts";
 import { type LatencySummary, ratio } from "../lib/stats.ts";
 import { timeIngestStages } from "../lib/stages.ts";
-import { combineWrkRuns, runWrk, type WrkResult } from "../lib/wrk.ts";
+import { assertCleanRun, combineWrkRuns, halfRate, runWrk, type WrkResult } from "../lib/wrk.ts";
 
 const FUNCTION = "chatwoot-webhook";
 /** Max-rate ingest and limit A are measured in this many alternating rounds (one in a quick run). */
@@ -98,7 +98,7 @@ async function measureBackend(
           const cpuBefore = await procCpuSeconds(fn.pid);
           const run = await runWrk({ ...load, durationS: roundS });
           cpu += await procCpuSeconds(fn.pid) - cpuBefore;
-          assertClean(`${db.kind} ingest`, run, fn.stderrTail());
+          assertCleanRun(`${db.kind} ingest`, run, fn.stderrTail());
           const [counts] = await db.sql<{ rows: number; receives: number }[]>`
             select count(*)::int as rows, coalesce(sum(receive_count), 0)::int as receives
             from public.webhook_events`;
@@ -134,9 +134,9 @@ async function measureBackend(
     );
     if (withHalf) {
       await resetEvents(db.sql);
-      const rate = Math.max(1, Math.round(max.requestsPerS / 2));
+      const rate = halfRate(max);
       [half, halfDisk] = await withDiskProbe(ctx.workDir, () => runWrk({ ...load, durationS, rate }));
-      assertClean(`${db.kind} ingest at half rate`, half, fn.stderrTail());
+      assertCleanRun(`${db.kind} ingest at half rate`, half, fn.stderrTail());
       ctx.log(
         `  ${db.kind}: half rate ${fmt.rate(half.requestsPerS)} p99 ${fmt.ms(half.latencyMs.p99)}` +
           ` (disk: ${diskStalls(halfDisk)})`,
@@ -156,7 +156,7 @@ async function measureBackend(
       await runWrk({ ...load, durationS: ctx.warmupSeconds });
       await resetEvents(db.sql);
       const run = await runWrk({ ...load, durationS, rate: half.targetRate });
-      assertClean(`${db.kind} ingest at half rate, plain deno run heap`, run, plain.stderrTail());
+      assertCleanRun(`${db.kind} ingest at half rate, plain deno run heap`, run, plain.stderrTail());
       plainHeap = { ...run, peakRssMb: (await procMemory(plain.pid)).peakRssMb };
       ctx.log(`  ${db.kind}: half rate with plain deno run's heap: p99 ${fmt.ms(run.latencyMs.p99)}`);
     } finally {
@@ -188,7 +188,7 @@ async function measureBackend(
     try {
       await runWrk({ ...load, durationS: ctx.warmupSeconds });
       limitB = await runWrk({ ...load, durationS });
-      assertClean("limit B", limitB, bare.stderrTail());
+      assertCleanRun("limit B", limitB, bare.stderrTail());
       ctx.log(`  limit B (bare Deno.serve) ${fmt.rate(limitB.requestsPerS)}`);
     } finally {
       await bare.stop();
@@ -208,14 +208,6 @@ async function measureBackend(
     plainHeap,
     limitB,
   };
-}
-
-function assertClean(what: string, r: WrkResult, stderr: string) {
-  const e = r.errors;
-  const failures = e.connect + e.read + e.write + e.status + e.timeout;
-  if (r.requests === 0 || failures > 0) {
-    throw new Error(`${what}: ${r.requests} requests, errors ${JSON.stringify(e)}\n${stderr.slice(-1500)}`);
-  }
 }
 
 export const ingestSection: BenchSection = {
