@@ -3,15 +3,15 @@
 // paced load as the benchmark's half-rate phase, on the function wrapped in timers (bench/lib/timed_webhook.ts),
 // then on a bare Deno.serve, then pgbench running the same statement at the same rate. Prints HTTP latency
 // beside the time inside the handler, the upsert's round trip and the event loop's lag. Not part of
-// `deno task bench`: the timers cost a little of what they measure. V8 flags for the function process:
-// PROFILE_V8_FLAGS (default: a deployed function's heap, as the benchmark gives it). --gc adds V8's
+// `deno task bench`: the timers cost a little of what they measure. V8 flags for the function process: as the
+// benchmark's (BENCH_FUNCTION_V8_FLAGS, default a deployed function's heap). --gc adds V8's
 // --trace-gc-nvp and sums up the collections during the profiled phase (the function's log lines are then
 // dropped inside the process, so that its stdout carries only the trace).
 import { parseArgs } from "node:util";
 import { fmt, textTable } from "./lib/context.ts";
 import { withDiskProbe } from "./lib/disk_probe.ts";
 import { summarizeGcTrace } from "./lib/gc_trace.ts";
-import { EDGE_RUNTIME_HEAP_FLAGS, PROJECT_IMPORTS, startBareServer } from "./lib/function_process.ts";
+import { functionHeap, PROJECT_IMPORTS, startBareServer } from "./lib/function_process.ts";
 import {
   closeAllDbs,
   createServerDb,
@@ -36,7 +36,7 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 const connections = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 16);
 const serverUrl = Deno.env.get("BENCH_DATABASE_URL") ?? "postgresql://postgres@127.0.0.1:5432/postgres";
-const baseV8Flags = Deno.env.get("PROFILE_V8_FLAGS") ?? EDGE_RUNTIME_HEAP_FLAGS;
+const baseV8Flags = functionHeap().v8Flags;
 const v8Flags = values.gc ? [baseV8Flags, "--trace-gc-nvp"].filter(Boolean).join(",") : baseV8Flags;
 const secret = `profile-${crypto.randomUUID()}`;
 const workDir = await Deno.makeTempDir({ prefix: "relay-bench-profile-" });
