@@ -64,6 +64,22 @@ function openNoDelaySocket(host: string, port: number, timeoutMs: number): Promi
   });
 }
 
+/**
+ * Drops the statement text from a settled postgres.js query object (3.4: `strings`, `string`, and
+ * `statement`, which its result shares). Why: here (Deno 2.9, V8 15) such objects outlive their query until
+ * V8's next full collection. In a standalone script, a newly made closure stored into an object's property
+ * survived the young generation's collections with all it reaches, and postgres.js' Query constructor stores
+ * two that reach the query through `this`. The ingest statement carries the whole body as a literal, so every
+ * webhook's body was copied into the old generation (docs/benchmarks.md, "the body in the query object").
+ * tests/ingest_store.test.ts fails if a later postgres.js keeps the text elsewhere.
+ */
+export function releaseStatementText(query: object): void {
+  const q = query as { strings?: unknown; string?: unknown; statement?: { string?: unknown } | null };
+  q.strings = undefined;
+  q.string = undefined;
+  if (q.statement) q.statement.string = undefined;
+}
+
 /** True for errors where the same query may succeed a moment later (connection trouble, contention). */
 export function isTransientDbError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

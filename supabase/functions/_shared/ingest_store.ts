@@ -1,5 +1,5 @@
 // Storing an accepted event: one call to ingest_webhook_event(), retried briefly on connection trouble.
-import { isTransientDbError, type Sql } from "./db.ts";
+import { isTransientDbError, releaseStatementText, type Sql } from "./db.ts";
 import type { EventColumns } from "./chatwoot_payload.ts";
 import { bigintLiteral, textLiteral } from "./sql_literal.ts";
 
@@ -27,10 +27,11 @@ export interface StoredEvent {
 
 /**
  * One call of ingest_webhook_event(), its values written in as literals so that it goes in one round trip
- * (sql_literal.ts says why). The casts name the function's parameter types.
+ * (sql_literal.ts says why). The casts name the function's parameter types. Once it has run, the statement
+ * (and with it the body) is dropped from postgres.js' query object, which outlives it (db.ts says why).
  */
 export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent> {
-  const [row] = await sql.unsafe<
+  const query = sql.unsafe<
     {
       event_id: string;
       outcome: IngestOutcome;
@@ -44,14 +45,19 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
         ${bigintLiteral(e.messageId)}, ${bigintLiteral(e.conversationId)}, ${bigintLiteral(e.accountId)},
         ${bigintLiteral(e.inboxId)}, ${textLiteral(e.deliveryId)}, ${textLiteral(e.payloadJson)}::jsonb,
         ${textLiteral(e.rawBody)}, ${textLiteral(e.bodySha256)}, ${textLiteral(e.verifiedBy)})`);
-  return {
-    id: Number(row.event_id),
-    outcome: row.outcome,
-    receiveCount: row.receive_count,
-    status: row.status,
-    forwardNow: row.forward_now,
-    targetOverrideSet: row.target_override_set,
-  };
+  try {
+    const [row] = await query;
+    return {
+      id: Number(row.event_id),
+      outcome: row.outcome,
+      receiveCount: row.receive_count,
+      status: row.status,
+      forwardNow: row.forward_now,
+      targetOverrideSet: row.target_override_set,
+    };
+  } finally {
+    releaseStatementText(query);
+  }
 }
 
 export class DeadlineExceeded extends Error {
