@@ -71,7 +71,7 @@ function openNoDelaySocket(host: string, port: number, timeoutMs: number): Promi
  * survived the young generation's collections with all it reaches, and postgres.js' Query constructor stores
  * two that reach the query through `this`. The ingest statement carries the whole body as a literal, so every
  * webhook's body was copied into the old generation (docs/benchmarks.md, "the body in the query object").
- * tests/ingest_store.test.ts fails if a later postgres.js keeps the text elsewhere.
+ * tests/query_objects.test.ts fails if a later postgres.js keeps the text elsewhere.
  */
 export function releaseStatementText(query: object): void {
   const q = query as { strings?: unknown; string?: unknown; statement?: { string?: unknown } | null };

@@ -189,6 +189,9 @@ export async function drain(
       summary.claimed += claimed.length;
 
       const results = await Promise.all(claimed.map((event) => deliver(event, config, log, transport)));
+      // The claim's query object keeps this array, its result, until V8's next full collection (db.ts,
+      // releaseStatementText): emptied, so that the batch's bodies are not copied into the old generation.
+      claimed.length = 0;
       // If this write-back never lands, the leases expire and the events are sent again: worth a few retries.
       const outcomes = await retryWithinBudget(
         () =>

@@ -1,8 +1,9 @@
-// storeEvent leaves no copy of the body in postgres.js' query object once the statement has run. Such
-// objects outlive their query until V8's next full collection (docs/benchmarks.md, "the body in the query
-// object"), and the ingest statement carries the whole body as a literal. Checked on real postgres.js queries
-// against a real Postgres (PGlite, or the server under DATABASE_URL): first that the walk below finds a body
-// postgres.js keeps, then that none is left after storeEvent, whether the statement succeeded or failed.
+// No body is left reachable from postgres.js' query objects once they have settled: neither from the ingest
+// statement, which carries the whole body as a literal, nor from the forwarder's claim, whose result holds a
+// batch of bodies. Such objects outlive their query until V8's next full collection (docs/benchmarks.md, "the
+// body in the query object"). Checked on real postgres.js queries against a real Postgres (PGlite, or the
+// server under DATABASE_URL) and a real Agent SDK stand-in on loopback: first that the walk below finds what
+// postgres.js keeps, then that no body is left after storeEvent (succeeded or failed) and after a drain.
 import assert from "node:assert/strict";
 import {
   eventColumns,
@@ -10,11 +11,15 @@ import {
   parseChatwootEvent,
 } from "../supabase/functions/_shared/chatwoot_payload.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { type EventToStore, storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { textLiteral } from "../supabase/functions/_shared/sql_literal.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, startTestDb } from "./_db.ts";
+import { startAgentSdk } from "./_agent_sdk.ts";
+import { fastSettings, statusOf, storeSample } from "./_forwarding.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -41,15 +46,13 @@ function reaches(root: unknown, marker: string): boolean {
   return false;
 }
 
-/** `sql` as storeEvent uses it, keeping each query object it creates for the test to look into. */
-function observed(): { sql: Sql; queries: object[] } {
-  const queries: object[] = [];
-  const unsafe = ((...args: Parameters<Sql["unsafe"]>) => {
-    const query = sql.unsafe(...args);
-    queries.push(query);
-    return query;
-  }) as Sql["unsafe"];
-  return { sql: { unsafe } as unknown as Sql, queries };
+/** `sql` as storeEvent and drain use it, keeping each query object made for the test to look into. */
+function observed(): { sql: Sql; queries: PromiseLike<unknown>[] } {
+  const queries: PromiseLike<unknown>[] = [];
+  const keep = <Q extends PromiseLike<unknown>>(query: Q): Q => (queries.push(query), query);
+  const tagged = (strings: TemplateStringsArray, ...values: never[]) => keep(sql(strings, ...values));
+  const unsafe = (...args: Parameters<Sql["unsafe"]>) => keep(sql.unsafe(...args));
+  return { sql: Object.assign(tagged, { unsafe }) as unknown as Sql, queries };
 }
 
 function eventWithBody(messageId: number, marker: string): EventToStore {
@@ -67,17 +70,20 @@ function eventWithBody(messageId: number, marker: string): EventToStore {
   };
 }
 
-dbTest(`ingest store [${db.kind}]: postgres.js keeps a statement's text in its query object`, async () => {
-  // The control: without this, the checks below could pass because the walk sees nothing.
+dbTest(`query objects [${db.kind}]: postgres.js keeps a statement's text and its result`, async () => {
+  // The controls: without them, the checks below could pass because the walk sees nothing.
   const marker = crypto.randomUUID();
   const query = sql.unsafe<{ n: number }[]>(`select length(${textLiteral(marker)}) as n`);
   const rows = await query;
   assert.equal(rows[0].n, marker.length);
   assert.ok(reaches(query, marker), "the settled query still holds its statement");
   assert.ok(reaches(rows, marker), "so does its result");
+  const selected = sql`select ${marker}::text as body`;
+  await selected;
+  assert.ok(reaches(await selected, marker), "a settled query answers again with the rows it read");
 });
 
-dbTest(`ingest store [${db.kind}]: storeEvent leaves no copy of the body in the query object`, async () => {
+dbTest(`query objects [${db.kind}]: storeEvent leaves no copy of the body in the query object`, async () => {
   const marker = crypto.randomUUID();
   const { sql: watched, queries } = observed();
   const stored = await storeEvent(watched, eventWithBody(991_001, marker));
@@ -90,7 +96,7 @@ dbTest(`ingest store [${db.kind}]: storeEvent leaves no copy of the body in the 
   assert.ok(row.raw_body.includes(marker), "and it was stored");
 });
 
-dbTest(`ingest store [${db.kind}]: nor when the statement fails`, async () => {
+dbTest(`query objects [${db.kind}]: nor when its statement fails`, async () => {
   const marker = crypto.randomUUID();
   const { sql: watched, queries } = observed();
   // A body Postgres refuses as jsonb: the statement reaches the database and fails there.
@@ -100,4 +106,27 @@ dbTest(`ingest store [${db.kind}]: nor when the statement fails`, async () => {
   assert.ok(!reaches(queries[0], marker), "the body is not reachable from the failed query");
 });
 
-dbTest(`ingest store [${db.kind}]: close database`, () => db.close());
+dbTest(`query objects [${db.kind}]: a drain leaves no body in its claim's result`, async () => {
+  const sdk = startAgentSdk();
+  try {
+    await fastSettings(sql);
+    const marker = crypto.randomUUID();
+    const id = await storeSample(sql, "message_created", { content: `body ${marker}` });
+    const { sql: watched, queries } = observed();
+    await drain(watched, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null }, {
+      budgetMs: 10_000,
+      log: memoryLogger(),
+    });
+    assert.equal(await statusOf(sql, id), "delivered");
+    assert.ok(sdk.received.some((r) => r.text.includes(marker)), "the body was delivered");
+    assert.ok(queries.length >= 2, "the drain's queries were observed");
+    for (const query of queries) {
+      assert.ok(!reaches(query, marker), "no body reachable from a query object");
+      assert.ok(!reaches(await query, marker), "nor from what it answers with");
+    }
+  } finally {
+    await sdk.close();
+  }
+});
+
+dbTest(`query objects [${db.kind}]: close database`, () => db.close());
