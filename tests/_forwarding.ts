@@ -2,7 +2,7 @@
 // the retry schedule fast (no test ever waits for real minutes).
 import { eventColumns, parseChatwootEvent } from "../supabase/functions/_shared/chatwoot_payload.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
-import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
+import { type EventToStore, storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
 import { type AgentSdkStandIn, startAgentSdk } from "./_agent_sdk.ts";
 import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
@@ -10,6 +10,21 @@ import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { type SampleEvent, type SampleOptions, samplePayload } from "../scripts/lib/samples.ts";
 
 let nextMessageId = 10_000;
+
+/** What chatwoot-webhook hands to storeEvent for this raw body (signed, no delivery id). */
+export function eventToStore(raw: string): EventToStore {
+  const parsed = parseChatwootEvent(raw);
+  if (!parsed.ok) throw new Error(`bad sample: ${parsed.message}`);
+  const sha = sha256Hex(raw);
+  return {
+    ...eventColumns(parsed.payload, parsed.event, sha),
+    deliveryId: null,
+    payloadJson: raw,
+    rawBody: raw,
+    bodySha256: sha,
+    verifiedBy: "signature",
+  };
+}
 
 /** Stores a sample event (or the given raw text) exactly as chatwoot-webhook would; returns its row id. */
 export async function storeSample(
@@ -19,18 +34,7 @@ export async function storeSample(
 ): Promise<number> {
   const raw = options.raw ??
     JSON.stringify(samplePayload(event, { messageId: nextMessageId++, ...options }));
-  const parsed = parseChatwootEvent(raw);
-  if (!parsed.ok) throw new Error(`bad sample: ${parsed.message}`);
-  const sha = sha256Hex(raw);
-  const columns = eventColumns(parsed.payload, parsed.event, sha);
-  const stored = await storeEvent(sql, {
-    ...columns,
-    deliveryId: null,
-    payloadJson: raw,
-    rawBody: raw,
-    bodySha256: sha,
-    verifiedBy: "signature",
-  });
+  const stored = await storeEvent(sql, eventToStore(raw));
   return stored.id;
 }
 

@@ -5,21 +5,15 @@
 // server under DATABASE_URL) and a real Agent SDK stand-in on loopback: first that the walk below finds what
 // postgres.js keeps, then that no body is left after storeEvent (succeeded or failed) and after a drain.
 import assert from "node:assert/strict";
-import {
-  eventColumns,
-  jsonbText,
-  parseChatwootEvent,
-} from "../supabase/functions/_shared/chatwoot_payload.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
-import { type EventToStore, storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
-import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { textLiteral } from "../supabase/functions/_shared/sql_literal.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
-import { fastSettings, statusOf, storeSample } from "./_forwarding.ts";
+import { eventToStore, fastSettings, statusOf, storeSample } from "./_forwarding.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -55,20 +49,8 @@ function observed(): { sql: Sql; queries: PromiseLike<unknown>[] } {
   return { sql: Object.assign(tagged, { unsafe }) as unknown as Sql, queries };
 }
 
-function eventWithBody(messageId: number, marker: string): EventToStore {
-  const text = JSON.stringify(samplePayload("message_created", { messageId, content: `body ${marker}` }));
-  const parsed = parseChatwootEvent(text);
-  assert.ok(parsed.ok);
-  const bodySha256 = sha256Hex(text);
-  return {
-    ...eventColumns(parsed.payload, parsed.event, bodySha256),
-    deliveryId: null,
-    payloadJson: jsonbText(text, parsed.payload),
-    rawBody: text,
-    bodySha256,
-    verifiedBy: "signature",
-  };
-}
+const eventWithBody = (messageId: number, marker: string) =>
+  eventToStore(JSON.stringify(samplePayload("message_created", { messageId, content: `body ${marker}` })));
 
 dbTest(`query objects [${db.kind}]: postgres.js keeps a statement's text and its result`, async () => {
   // The controls: without them, the checks below could pass because the walk sees nothing.
