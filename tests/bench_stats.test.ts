@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { percentile, ratio, seededRandom, summarize } from "../bench/lib/stats.ts";
+import {
+  alternatingOrder,
+  medianOfRoundRatios,
+  percentile,
+  ratio,
+  seededRandom,
+  summarize,
+} from "../bench/lib/stats.ts";
 
 Deno.test("percentile uses the nearest rank on unsorted samples", () => {
   const samples = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6];
@@ -42,4 +49,23 @@ Deno.test("seededRandom repeats for a seed and differs between seeds", () => {
   assert.deepEqual(Array.from({ length: 5 }, b), xs);
   assert.notDeepEqual(Array.from({ length: 5 }, c), xs);
   assert.ok(xs.every((x) => x >= 0 && x < 1));
+});
+
+Deno.test("medianOfRoundRatios takes the median of the rounds' own ratios, skipping rounds without one", () => {
+  // Ratio of medians would be 3 ÷ 2 = 1.5; the rounds' own ratios are 1.0, 1.1 and 3.0.
+  assert.equal(medianOfRoundRatios([{ a: 1, b: 1 }, { a: 2.2, b: 2 }, { a: 3, b: 1 }]), 1.1);
+  assert.equal(medianOfRoundRatios([{ a: 2, b: 1 }, { a: null, b: 1 }, { a: 1, b: 0 }]), 2);
+  assert.equal(medianOfRoundRatios([{ a: undefined, b: 1 }]), null);
+  assert.equal(medianOfRoundRatios([]), null);
+});
+
+Deno.test("alternatingOrder flips the order every other round and leaves its input alone", () => {
+  const sizes = [10_000, 1_000_000];
+  assert.deepEqual([0, 1, 2, 3].map((round) => alternatingOrder(sizes, round)), [
+    [10_000, 1_000_000],
+    [1_000_000, 10_000],
+    [10_000, 1_000_000],
+    [1_000_000, 10_000],
+  ]);
+  assert.deepEqual(sizes, [10_000, 1_000_000]);
 });

@@ -47,3 +47,19 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * The median (nearest rank) of each round's a ÷ b, or null when no round gives a ratio. Each round measures
+ * both sides back to back, so a drift in the machine's speed across the rounds cancels within a round's ratio.
+ */
+export function medianOfRoundRatios(
+  rounds: readonly { a: number | null | undefined; b: number | null | undefined }[],
+): number | null {
+  const ratios = rounds.map((r) => ratio(r.a, r.b)).filter((r): r is number => r !== null);
+  return ratios.length ? percentile(ratios, 50) : null;
+}
+
+/** The order round `round` (from 0) takes `items` in: as given, then reversed, and so on (ABBA…). */
+export function alternatingOrder<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...items] : [...items].reverse();
+}
