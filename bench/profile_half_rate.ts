@@ -139,7 +139,7 @@ try {
     }`,
   );
   console.log(textTable(["Phase", "rate / samples", "p50", "p99", "max"], [
-    wrkRow("HTTP, as wrk sees it", http),
+    wrkRow("HTTP, from each request's slot in the schedule", http),
     row("inside the handler (app.fetch)", inside.handler),
     row("the upsert's round trip, inside the handler", inside.statement),
     row("event loop lag (1 ms interval)", inside.lag),

@@ -7,11 +7,26 @@ export interface WrkResult {
   durationS: number;
   requestsPerS: number;
   errors: { connect: number; read: number; write: number; status: number; timeout: number };
-  /** Milliseconds. */
-  latencyMs: { p50: number; p90: number; p95: number; p99: number; p999: number; max: number; mean: number };
+  /**
+   * Milliseconds. When paced, counted from each request's slot in the schedule (wrk_pace.lua says why);
+   * otherwise wrk's own, from the moment each request was written.
+   */
+  latencyMs: LatencyMs;
+  /** When paced: wrk's own latency, from the moment each request was written (context). */
+  writeLatencyMs?: LatencyMs;
   /** The rate asked for, when paced. */
   targetRate?: number;
 }
+
+export type LatencyMs = {
+  p50: number;
+  p90: number;
+  p95: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+};
 
 const POOL_SCRIPT = new URL("./wrk_pool.lua", import.meta.url);
 const PACE_SCRIPT = new URL("./wrk_pace.lua", import.meta.url);
@@ -21,6 +36,7 @@ export interface WrkOptions {
   poolFile: string;
   connections: number;
   durationS: number;
+  /** wrk threads when not paced (1); a paced run gives each connection a thread and a schedule of its own. */
   threads?: number;
   /** Requests per second for the whole run; omit for as fast as the server answers. */
   rate?: number;
@@ -29,9 +45,12 @@ export interface WrkOptions {
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
-  const threads = o.threads ?? 1;
+  const threads = o.rate ? o.connections : o.threads ?? 1;
   let script = await Deno.readTextFile(POOL_SCRIPT);
-  if (o.rate) script += "\n" + await Deno.readTextFile(PACE_SCRIPT);
+  if (o.rate) {
+    script = `paced_pool_file = ${JSON.stringify(o.poolFile)}\npaced_threads = ${threads}\n` + script + "\n" +
+      await Deno.readTextFile(PACE_SCRIPT);
+  }
   const scriptPath = `${o.workDir}/wrk_${o.rate ? "paced" : "max"}.lua`;
   await Deno.writeTextFile(scriptPath, script);
   const { stdout } = await runCommand("wrk", [
@@ -66,25 +85,63 @@ export function halfRate(max: WrkResult): number {
 }
 
 export function parseWrkOutput(stdout: string, targetRate?: number): WrkResult {
-  const line = stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
+  const lines = stdout.split("\n");
+  const line = lines.find((l) => l.startsWith("BENCH_JSON "));
   if (!line) throw new Error(`wrk printed no result:\n${stdout.slice(0, 2000)}`);
   const raw = JSON.parse(line.slice("BENCH_JSON ".length)) as {
     requests: number;
     duration_us: number;
     errors: WrkResult["errors"];
-    latency_us: Record<keyof WrkResult["latencyMs"], number>;
+    latency_us: Record<keyof LatencyMs, number>;
   };
   const durationS = raw.duration_us / 1e6;
-  const ms = Object.fromEntries(
+  const fromWrite = Object.fromEntries(
     Object.entries(raw.latency_us).map(([k, v]) => [k, Math.round(v / 10) / 100]),
-  ) as WrkResult["latencyMs"];
-  return {
+  ) as LatencyMs;
+  const result = {
     requests: raw.requests,
     durationS,
     requestsPerS: raw.requests / durationS,
     errors: raw.errors,
-    latencyMs: ms,
-    ...(targetRate ? { targetRate } : {}),
+  };
+  if (!targetRate) return { ...result, latencyMs: fromWrite };
+  const slotLines = lines.filter((l) => l.startsWith("BENCH_SLOT_US "));
+  const paced = lines.find((l) => l.startsWith("BENCH_PACED "));
+  if (slotLines.length === 0 || !paced) {
+    throw new Error(`a paced wrk run printed no latencies from its schedule`);
+  }
+  // The requests scheduled within wrk's measured time (wrk_pace.lua's done() says why not wrk's own count).
+  const { requests } = JSON.parse(paced.slice("BENCH_PACED ".length)) as { requests: number };
+  const fromSlotMs = slotLines.flatMap((l) => l.slice("BENCH_SLOT_US ".length).split(",")).filter((v) =>
+    v !== ""
+  )
+    .map((us) => Number(us) / 1000);
+  if (fromSlotMs.length !== requests) {
+    throw new Error(`wrk_pace: ${fromSlotMs.length} latencies for ${requests} requests`);
+  }
+  return {
+    ...result,
+    requests,
+    requestsPerS: requests / durationS,
+    latencyMs: latencySummaryMs(fromSlotMs),
+    writeLatencyMs: fromWrite,
+    targetRate,
+  };
+}
+
+/** wrk's percentiles, from samples in milliseconds (rounded to 10 µs, as wrk's are here). */
+export function latencySummaryMs(samples: readonly number[]): LatencyMs {
+  if (samples.length === 0) throw new RangeError("no latencies to summarize");
+  const round = (v: number) => Math.round(v * 100) / 100;
+  const at = (p: number) => round(percentile(samples, p));
+  return {
+    p50: at(50),
+    p90: at(90),
+    p95: at(95),
+    p99: at(99),
+    p999: at(99.9),
+    max: round(samples.reduce((a, b) => Math.max(a, b), -Infinity)),
+    mean: round(samples.reduce((a, b) => a + b, 0) / samples.length),
   };
 }
 

@@ -24,24 +24,34 @@ local step = 1
 local interval_ms = 0
 local next_slot = nil
 
-function init(args)
-  local f = assert(io.open(args[1], "rb"))
+local function read_pool(path)
+  local f = assert(io.open(path, "rb"))
   local data = f:read("*a")
   f:close()
   local separator = "\0\0BENCH-REQUEST\0\0"
-  local pos = 1
+  local entries, pos = {}, 1
   while true do
     local s, e = string.find(data, separator, pos, true)
     if not s then break end
-    pool[#pool + 1] = string.sub(data, pos, s - 1)
+    entries[#entries + 1] = string.sub(data, pos, s - 1)
     pos = e + 1
   end
+  return entries
+end
+
+function init(args)
   local threads = tonumber(args[3]) or 1
   local rate = tonumber(args[2]) or 0
+  if rate > 0 then interval_ms = 1000 * threads / rate end
+  if pool_share then
+    -- A paced run: setup() handed this thread its share of the pool (wrk_pace.lua).
+    pool = pool_share
+    return
+  end
+  pool = read_pool(args[1])
   -- Threads interleave over the pool so that no two of them send the same entry at the same time.
   position = thread_index or 0
   step = threads
-  if rate > 0 then interval_ms = 1000 * threads / rate end
 end
 
 function request()
