@@ -112,9 +112,9 @@ export function parseWrkOutput(stdout: string, targetRate?: number): WrkResult {
   }
   // The requests scheduled within wrk's measured time (wrk_pace.lua's done() says why not wrk's own count).
   const { requests } = JSON.parse(paced.slice("BENCH_PACED ".length)) as { requests: number };
-  const fromSlotMs = slotLines.flatMap((l) => l.slice("BENCH_SLOT_US ".length).split(",")).filter((v) =>
-    v !== ""
-  )
+  const fromSlotMs = slotLines
+    .flatMap((l) => l.slice("BENCH_SLOT_US ".length).split(","))
+    .filter((us) => us !== "")
     .map((us) => Number(us) / 1000);
   if (fromSlotMs.length !== requests) {
     throw new Error(`wrk_pace: ${fromSlotMs.length} latencies for ${requests} requests`);
