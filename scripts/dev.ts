@@ -6,10 +6,27 @@ import { startDevServer } from "./lib/dev_server.ts";
 await loadDotenv(".env");
 const env = Deno.env.toObject();
 console.log("chatwoot-relay dev server");
+const port = intFromEnv(env, "PORT", 54321, 0);
+const dbPort = intFromEnv(env, "DB_PORT", 54322, 0);
 const server = await startDevServer({
-  port: intFromEnv(env, "PORT", 54321, 0),
-  dbPort: intFromEnv(env, "DB_PORT", 54322, 0),
+  port,
+  dbPort,
   forwarderSweepMs: intFromEnv(env, "FORWARDER_SWEEP_MS", 1000),
+}).catch((error) => {
+  // The functions listen through Deno.serve (Deno.errors.AddrInUse), the embedded database through node:net
+  // (a Node error with code EADDRINUSE, which Deno's error carries too: hence this order).
+  const taken: [string, number, string] | null = error instanceof Deno.errors.AddrInUse
+    ? ["PORT", port, "the functions"]
+    : error?.code === "EADDRINUSE"
+    ? ["DB_PORT", dbPort, "the embedded database"]
+    : null;
+  if (!taken) throw error;
+  const [setting, value, what] = taken;
+  console.error(
+    `${setting}=${value} (${what}) is already in use: is another \`deno task dev\` running? ` +
+      `Stop it, or set ${setting} to a free port (0 picks one).`,
+  );
+  Deno.exit(1);
 });
 console.log(`Ready: ${server.url}/functions/v1/ (Ctrl-C stops)`);
 

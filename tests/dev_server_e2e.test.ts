@@ -108,3 +108,42 @@ Deno.test({
     }
   },
 });
+
+/** Runs `deno run scripts/dev.ts` to its end (it is expected to exit on its own). */
+async function devUntilExit(env: Record<string, string>) {
+  const parentEnv = Deno.env.toObject();
+  for (const name of ["DATABASE_URL", "SUPABASE_DB_URL", "CHATWOOT_WEBHOOK_SECRET"]) delete parentEnv[name];
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scripts/dev.ts"],
+    cwd: ROOT,
+    clearEnv: true,
+    env: { ...parentEnv, PORT: "0", DB_PORT: "0", NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("dev: a port already taken is named with the setting to change, and the data folder is left alone", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-port-" });
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const port = String(taken.addr.port);
+    const db = await devUntilExit({ RELAY_DATA_DIR: dataDir, DB_PORT: port });
+    assert.equal(db.code, 1, db.stderr);
+    assert.match(
+      db.stderr,
+      new RegExp(`^DB_PORT=${port} \\(the embedded database\\) is already in use`, "m"),
+    );
+    assert.doesNotMatch(db.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
+    // The port is bound before the database is opened: a second dev server never opens the first one's data.
+    assert.equal(await Deno.stat(`${dataDir}/pglite`).then(() => true, () => false), false);
+
+    const functions = await devUntilExit({ RELAY_DATA_DIR: dataDir, PORT: port });
+    assert.equal(functions.code, 1, functions.stderr);
+    assert.match(functions.stderr, new RegExp(`^PORT=${port} \\(the functions\\) is already in use`, "m"));
+  } finally {
+    taken.close();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

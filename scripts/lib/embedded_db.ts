@@ -163,11 +163,13 @@ function endsCycle(message: Uint8Array): boolean {
 export async function startEmbeddedDb(
   { dataDir, port = 0, host = "127.0.0.1" }: { dataDir?: string; port?: number; host?: string } = {},
 ): Promise<EmbeddedDb> {
-  if (dataDir) await Deno.mkdir(dataDir, { recursive: true });
-  const pglite = await PGlite.create(dataDir ? { dataDir } : undefined);
-  const queue = new CycleQueue(pglite);
+  // The port first: taken, it most likely means another dev server on the same data directory, which this
+  // process must then not open (PGlite keeps no lock of its own).
+  let accepting: CycleQueue | null = null;
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
+    const queue = accepting;
+    if (!queue) return void socket.destroy(); // not ready yet: nobody has been given the address
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     // The handler's declared type names pglite-socket's own queue class; ours has the same methods.
@@ -181,6 +183,16 @@ export async function startEmbeddedDb(
     server.once("error", reject);
     server.listen(port, host, () => resolve());
   });
+  let pglite: PGlite;
+  try {
+    if (dataDir) await Deno.mkdir(dataDir, { recursive: true });
+    pglite = await PGlite.create(dataDir ? { dataDir } : undefined);
+  } catch (error) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw error;
+  }
+  const queue = new CycleQueue(pglite);
+  accepting = queue;
   const address = server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   return {
