@@ -9,20 +9,28 @@ export interface DevProcess {
   stop(): Promise<Deno.CommandStatus>;
 }
 
-/** Starts `deno run scripts/dev.ts` on free ports and waits for its "Ready:" line. */
-export async function startDev(env: Record<string, string>): Promise<DevProcess> {
+/**
+ * `deno run scripts/dev.ts` on free ports (unless `env` names them), without the test run's own database or
+ * secret settings.
+ */
+export function devCommand(env: Record<string, string>): Deno.Command {
   const parentEnv = Deno.env.toObject();
   delete parentEnv.DATABASE_URL;
   delete parentEnv.SUPABASE_DB_URL;
   delete parentEnv.CHATWOOT_WEBHOOK_SECRET;
-  const child = new Deno.Command(Deno.execPath(), {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "scripts/dev.ts"],
     cwd: ROOT,
     clearEnv: true,
     env: { ...parentEnv, PORT: "0", DB_PORT: "0", NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
-  }).spawn();
+  });
+}
+
+/** Starts `deno run scripts/dev.ts` on free ports and waits for its "Ready:" line. */
+export async function startDev(env: Record<string, string>): Promise<DevProcess> {
+  const child = devCommand(env).spawn();
   const lines: string[] = [];
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   child.stderr.pipeTo(

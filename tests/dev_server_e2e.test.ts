@@ -6,7 +6,7 @@ import postgres from "postgres";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
-import { startDev } from "./_dev.ts";
+import { devCommand, startDev } from "./_dev.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -111,16 +111,7 @@ Deno.test({
 
 /** Runs `deno run scripts/dev.ts` to its end (it is expected to exit on its own). */
 async function devUntilExit(env: Record<string, string>) {
-  const parentEnv = Deno.env.toObject();
-  for (const name of ["DATABASE_URL", "SUPABASE_DB_URL", "CHATWOOT_WEBHOOK_SECRET"]) delete parentEnv[name];
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "scripts/dev.ts"],
-    cwd: ROOT,
-    clearEnv: true,
-    env: { ...parentEnv, PORT: "0", DB_PORT: "0", NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const out = await devCommand(env).output();
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
 

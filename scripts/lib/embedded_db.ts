@@ -164,20 +164,22 @@ export async function startEmbeddedDb(
   { dataDir, port = 0, host = "127.0.0.1" }: { dataDir?: string; port?: number; host?: string } = {},
 ): Promise<EmbeddedDb> {
   // The port first: taken, it most likely means another dev server on the same data directory, which this
-  // process must then not open (PGlite keeps no lock of its own).
-  let accepting: CycleQueue | null = null;
+  // process must then not open (PGlite keeps no lock of its own). A client that connects meanwhile (one that
+  // polls the port to see the server up) waits for the database: its socket is attached once it is open.
+  const ready = Promise.withResolvers<CycleQueue>();
+  ready.promise.catch(() => {}); // a failed start is thrown below; here it only closes waiting sockets
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
-    const queue = accepting;
-    if (!queue) return void socket.destroy(); // not ready yet: nobody has been given the address
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    // The handler's declared type names pglite-socket's own queue class; ours has the same methods.
-    const handler = new PGLiteSocketHandler({
-      queryQueue: queue as unknown as ConstructorParameters<typeof PGLiteSocketHandler>[0]["queryQueue"],
-      closeOnDetach: true,
-    });
-    handler.attach(socket).catch(() => socket.destroy());
+    ready.promise.then((queue) => {
+      // The handler's declared type names pglite-socket's own queue class; ours has the same methods.
+      const handler = new PGLiteSocketHandler({
+        queryQueue: queue as unknown as ConstructorParameters<typeof PGLiteSocketHandler>[0]["queryQueue"],
+        closeOnDetach: true,
+      });
+      return handler.attach(socket);
+    }).catch(() => socket.destroy());
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -188,11 +190,13 @@ export async function startEmbeddedDb(
     if (dataDir) await Deno.mkdir(dataDir, { recursive: true });
     pglite = await PGlite.create(dataDir ? { dataDir } : undefined);
   } catch (error) {
+    ready.reject(error);
+    for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     throw error;
   }
   const queue = new CycleQueue(pglite);
-  accepting = queue;
+  ready.resolve(queue);
   const address = server.address();
   const boundPort = typeof address === "object" && address ? address.port : port;
   return {
