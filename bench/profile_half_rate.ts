@@ -93,8 +93,8 @@ try {
   await profileStats(); // drop the warm-up's samples
   const gcTraceFrom = values.gc ? (await Deno.stat(gcTraceFile)).size : 0;
   const [http, httpDisk] = await withDiskProbe(workDir, () => runWrk({ ...load, durationS: seconds, rate }));
-  // The phase's part of the trace (V8 buffers its output, so the last collections may not be in it yet).
   assertCleanRun("ingest at the half rate", http, fn.stderrTail());
+  // The phase's part of the trace (V8 buffers its output, so the last collections may not be in it yet).
   const gc = values.gc
     ? summarizeGcTrace(new TextDecoder().decode((await Deno.readFile(gcTraceFile)).subarray(gcTraceFrom)))
     : null;

@@ -1,6 +1,6 @@
 // HTTP load with wrk (Debian's wrk 4.1): replays a file of pre-signed requests, optionally paced to a rate.
 import { runCommand } from "./proc.ts";
-import { percentile } from "./stats.ts";
+import { percentile, summarize } from "./stats.ts";
 
 export interface WrkResult {
   requests: number;
@@ -36,8 +36,6 @@ export interface WrkOptions {
   poolFile: string;
   connections: number;
   durationS: number;
-  /** wrk threads when not paced (1); a paced run gives each connection a thread and a schedule of its own. */
-  threads?: number;
   /** Requests per second for the whole run; omit for as fast as the server answers. */
   rate?: number;
   /** A directory for the generated script. */
@@ -45,7 +43,8 @@ export interface WrkOptions {
 }
 
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
-  const threads = o.rate ? o.connections : o.threads ?? 1;
+  // One thread at full speed; a paced run gives each connection a thread and a schedule of its own.
+  const threads = o.rate ? o.connections : 1;
   let script = await Deno.readTextFile(POOL_SCRIPT);
   if (o.rate) {
     script = `paced_pool_file = ${JSON.stringify(o.poolFile)}\npaced_threads = ${threads}\n` + script + "\n" +
@@ -133,15 +132,15 @@ export function parseWrkOutput(stdout: string, targetRate?: number): WrkResult {
 export function latencySummaryMs(samples: readonly number[]): LatencyMs {
   if (samples.length === 0) throw new RangeError("no latencies to summarize");
   const round = (v: number) => Math.round(v * 100) / 100;
-  const at = (p: number) => round(percentile(samples, p));
+  const { p50, p95, p99, max, mean } = summarize(samples);
   return {
-    p50: at(50),
-    p90: at(90),
-    p95: at(95),
-    p99: at(99),
-    p999: at(99.9),
-    max: round(samples.reduce((a, b) => Math.max(a, b), -Infinity)),
-    mean: round(samples.reduce((a, b) => a + b, 0) / samples.length),
+    p50: round(p50),
+    p90: round(percentile(samples, 90)),
+    p95: round(p95),
+    p99: round(p99),
+    p999: round(percentile(samples, 99.9)),
+    max: round(max),
+    mean: round(mean),
   };
 }
 
