@@ -2,6 +2,7 @@
 // neither corrupt each other's statements nor see each other's open transactions.
 import assert from "node:assert/strict";
 import postgres from "postgres";
+import { PGlite } from "@electric-sql/pglite";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 
 Deno.test({
@@ -108,20 +109,28 @@ Deno.test({
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = probe.addr.port;
     probe.close();
-    let started = false;
-    const starting = startEmbeddedDb({ port }).then((db) => (started = true, db));
+    // The database opens only when the test says so: timing alone cannot guarantee the client comes first.
+    const opening = Promise.withResolvers<void>();
+    const starting = startEmbeddedDb({
+      port,
+      open: async (options) => {
+        await opening.promise;
+        return PGlite.create(options);
+      },
+    });
     let conn: Deno.Conn | null = null;
     for (let i = 0; i < 500 && !conn; i++) {
       conn = await Deno.connect({ hostname: "127.0.0.1", port }).catch(() => null);
       if (!conn) await new Promise((resolve) => setTimeout(resolve, 10));
     }
     assert.ok(conn, "the port accepts connections");
-    assert.equal(started, false, "the port accepted before the database was open");
     try {
       // SSLRequest (length 8, code 80877103): the server answers one byte, 'N' (no TLS), once it is open.
       await conn.write(new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]));
       const answer = new Uint8Array(1);
-      assert.equal(await conn.read(answer).catch(() => null), 1, "answered, not closed");
+      const reading = conn.read(answer).catch(() => null);
+      opening.resolve(); // only now: the client above connected and wrote while the database was closed
+      assert.equal(await reading, 1, "answered, not closed");
       assert.equal(String.fromCharCode(answer[0]), "N");
     } finally {
       conn.close();

@@ -159,9 +159,17 @@ function endsCycle(message: Uint8Array): boolean {
   return type === 0;
 }
 
-/** `dataDir` persists the database; omit it for an in-memory one. Port 0 picks a free port. */
+/**
+ * `dataDir` persists the database; omit it for an in-memory one. Port 0 picks a free port. `open` creates the
+ * PGlite instance once the port is bound (tests pass one that waits, to hold clients in the opening window).
+ */
 export async function startEmbeddedDb(
-  { dataDir, port = 0, host = "127.0.0.1" }: { dataDir?: string; port?: number; host?: string } = {},
+  { dataDir, port = 0, host = "127.0.0.1", open = (options) => PGlite.create(options) }: {
+    dataDir?: string;
+    port?: number;
+    host?: string;
+    open?: (options?: { dataDir: string }) => Promise<PGlite>;
+  } = {},
 ): Promise<EmbeddedDb> {
   // The port first: taken, it most likely means another dev server on the same data directory, which this
   // process must then not open (PGlite keeps no lock of its own). A client that connects meanwhile (one that
@@ -188,7 +196,7 @@ export async function startEmbeddedDb(
   let pglite: PGlite;
   try {
     if (dataDir) await Deno.mkdir(dataDir, { recursive: true });
-    pglite = await PGlite.create(dataDir ? { dataDir } : undefined);
+    pglite = await open(dataDir ? { dataDir } : undefined);
   } catch (error) {
     ready.reject(error);
     for (const socket of sockets) socket.destroy();
