@@ -76,12 +76,14 @@ Deno.test({
       // Paced: about 600 requests in 3 s, not as many as the server could take.
       assert.ok(r.requests >= 0.9 * rate * 3 && r.requests <= 1.05 * rate * 3, `${r.requests} requests`);
       // 60 of the ~600 slots fall in the 300 ms stall, each late by the rest of it: 0–300 ms, evenly spread. So
-      // the 5 % latest requests (~30) waited 150 ms or more, the 10 % latest include the barely late.
+      // the 5 % latest requests (~30) waited ~150 ms, the 10 % latest include the barely late. The upper bounds
+      // leave room for a machine loaded by the other test files (CI runs them in parallel); counted from the
+      // write, or from a misplaced schedule, the figures would be ~1 ms or seconds.
       assert.ok(
-        r.latencyMs.p95 >= 90 && r.latencyMs.p95 <= 220,
+        r.latencyMs.p95 >= 90 && r.latencyMs.p95 <= 260,
         `from the schedule: p95 ${r.latencyMs.p95} ms`,
       );
-      assert.ok(r.latencyMs.p90 < 60, `from the schedule: p90 ${r.latencyMs.p90} ms`);
+      assert.ok(r.latencyMs.p90 < 100, `from the schedule: p90 ${r.latencyMs.p90} ms`);
       assert.ok(r.latencyMs.max >= 250, `from the schedule: max ${r.latencyMs.max} ms`);
     } finally {
       await server.shutdown();

@@ -128,8 +128,12 @@ dbTest(
     assert.ok(h.last_received_at instanceof Date && h.last_delivered_at instanceof Date);
     assert.equal(h.paused, false);
     // The fixture's last attempts were failures of conversation 103, seconds ago: failing, not yet escalated.
-    assert.ok(h.failing_since instanceof Date);
-    assert.equal(h.escalate, false);
+    // (Read again with the successes a second earlier: PGlite's clock moves by milliseconds, and on a fast
+    // machine the last success and the failure after it can share one.)
+    await sql`update webhook_delivery_attempts set recorded_at = recorded_at - interval '1 second' where succeeded`;
+    const [failing] = await sql`select failing_since, escalate from webhook_pipeline_health`;
+    assert.ok(failing.failing_since instanceof Date);
+    assert.equal(failing.escalate, false);
     await sql`update webhook_delivery_attempts set recorded_at = recorded_at - interval '6 minutes'`;
     const [later] = await sql`select escalate, delivered_last_hour from webhook_pipeline_health`;
     assert.equal(later.escalate, true);

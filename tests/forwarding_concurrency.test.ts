@@ -101,12 +101,14 @@ dbTest(
     const inFlight = new Set<string>();
     const overlaps: string[] = [];
     let mostInFlight = 0;
-    // The first requests are held until another batch's arrive (or 1.5 s pass): on a loaded machine the lanes'
-    // round trips to Postgres can take longer than a quick answer, and batches then never meet at the sink.
+    // The first requests are held until another batch's arrive (or 1.5 s after the first one): on a loaded
+    // machine the lanes' round trips to Postgres can take longer than a quick answer, and batches then never
+    // meet at the sink. A held batch leaves the other 4 conversations' heads for a second lane to claim.
     let releaseHeld!: () => void;
     const held = new Promise<void>((resolve) => releaseHeld = resolve);
-    const holdTimer = setTimeout(releaseHeld, 1_500); // within the 2 s request timeout
+    let holdTimer: ReturnType<typeof setTimeout> | undefined;
     const sdk = startAgentSdk(async (r) => {
+      holdTimer ??= setTimeout(releaseHeld, 1_500); // within the 2 s request timeout
       const conversation = String(JSON.parse(r.text).conversation?.id);
       if (inFlight.has(conversation)) overlaps.push(conversation);
       inFlight.add(conversation);

@@ -111,23 +111,25 @@ dbTest(
   async () => {
     await withForwardingSetup(async (db) => {
       const id = await storeSample(db.sql);
-      const attempt = (minutesAgo: number, status: number, outcome: string) =>
+      // Explicit times, a second apart at the least: PGlite's clock moves by milliseconds, so two inserts at
+      // now() can share a timestamp on a fast machine, and the view needs the failure strictly after the success.
+      const attempt = (secondsAgo: number, status: number, outcome: string) =>
         db.sql`insert into public.webhook_delivery_attempts
                (event_id, attempt, version, started_at, http_status, succeeded, outcome, recorded_at)
-             values (${id}, 1, 1, now() - make_interval(mins => ${minutesAgo}), ${status},
-                     ${status < 300}, ${outcome}, now() - make_interval(mins => ${minutesAgo}))`;
+             values (${id}, 1, 1, now() - make_interval(secs => ${secondsAgo}), ${status},
+                     ${status < 300}, ${outcome}, now() - make_interval(secs => ${secondsAgo}))`;
       const health = async () => (await db.sql`select * from public.webhook_delivery_health`)[0];
       let h = await health();
       assert.equal(h.failing_since, null);
       assert.equal(h.escalate, false);
-      await attempt(20, 200, "delivered");
-      await attempt(8, 500, "retry");
-      await attempt(1, 502, "retry");
+      await attempt(20 * 60, 200, "delivered");
+      await attempt(8 * 60, 500, "retry");
+      await attempt(60, 502, "retry");
       h = await health();
       assert.ok(h.failing_since instanceof Date);
       assert.ok(Date.now() - h.failing_since.getTime() > 7 * 60_000);
       assert.equal(h.escalate, true);
-      await attempt(0, 200, "delivered");
+      await attempt(2, 200, "delivered");
       h = await health();
       assert.equal(h.failing_since, null);
       assert.equal(h.escalate, false);

@@ -31,9 +31,14 @@ const CREDENTIALS = [
   "CHATWOOT_BASE_URL_PROD",
 ];
 
-function deps(env: Record<string, string>, extra: Partial<CheckDeps> = {}): CheckDeps {
+/** A generous timeout by default (a loaded machine must not turn a pass into a timeout); short where tested. */
+function deps(
+  env: Record<string, string>,
+  extra: Partial<CheckDeps> = {},
+  checkTimeoutMs = 10_000,
+): CheckDeps {
   const config = readinessConfigFromEnv(env);
-  config.checkTimeoutMs = 300;
+  config.checkTimeoutMs = checkTimeoutMs;
   return { sql: db.sql, env, config, now: () => new Date(), ...extra };
 }
 
@@ -67,7 +72,7 @@ dbTest(
   async () => {
     chatwoot.health = "slow";
     try {
-      const slow = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
+      const slow = await checkChatwootHealth(deps(fullEnv(chatwoot.url), {}, 300));
       assert.equal(slow.status, "fail");
       assert.equal(slow.detail, "no answer within 300 ms");
     } finally {
@@ -109,7 +114,7 @@ dbTest(
 
     chatwoot.api = "slow";
     try {
-      const slow = await checkChatwootApi(deps(fullEnv(chatwoot.url)));
+      const slow = await checkChatwootApi(deps(fullEnv(chatwoot.url), {}, 300));
       assert.equal(slow.status, "fail");
       assert.equal(slow.detail, "no answer within 300 ms");
     } finally {

@@ -25,7 +25,7 @@ function app(extra: Partial<ReadinessDeps> = {}, env = fullEnv(chatwoot.url)) {
     env,
     log: memoryLogger(),
     cacheMs: 0,
-    checkTimeoutMs: 1000,
+    checkTimeoutMs: 10_000, // generous: nothing here tests the timeout, and a loaded machine must not fail a check
     ...extra,
   });
 }
