@@ -3,8 +3,9 @@
 // table). Measured as index entries read (pg_stat_user_indexes), not time: a count does not depend on the
 // machine's load.
 import assert from "node:assert/strict";
-import { dbTest } from "./_db.ts";
+import { dbTest, type TestDb } from "./_db.ts";
 import { closeSharedDb, fastSettings, freshForwardingDb } from "./_forwarding.ts";
+import postgres from "postgres";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 
 const BACKLOG = 3_000;
@@ -18,9 +19,8 @@ async function dueIndexEntriesRead(sql: Sql): Promise<number> {
   return Number(n);
 }
 
-dbTest("claim: a backlog the statistics do not know of is not read whole by each claim", async () => {
-  const db = await freshForwardingDb();
-  await fastSettings(db.sql);
+/** Delivered history, analyzed, then a backlog the statistics do not know of. */
+async function loadUnseenBacklog(db: TestDb): Promise<void> {
   await db.sql.unsafe(`
       insert into public.webhook_events (event_key, event, message_id, conversation_id, account_id, inbox_id,
         payload, raw_body, body_sha256, verified_by, status, attempts, received_at, last_received_at,
@@ -40,6 +40,12 @@ dbTest("claim: a backlog the statistics do not know of is not read whole by each
      from generate_series(1, $1::int) g`,
     [BACKLOG],
   );
+}
+
+dbTest("claim: a backlog the statistics do not know of is not read whole by each claim", async () => {
+  const db = await freshForwardingDb();
+  await fastSettings(db.sql);
+  await loadUnseenBacklog(db);
   const [{ first }] = await db.sql<{ first: string[] }[]>`
     select array_agg(id::text order by next_attempt_at, id) as first from (
       select id, next_attempt_at from public.webhook_events where status = 'pending'
@@ -60,6 +66,53 @@ dbTest("claim: a backlog the statistics do not know of is not read whole by each
   } finally {
     await sql.end({ timeout: 1 });
   }
+});
+
+// The claim's plans, as auto_explain shows them: a generic plan refers to the function's variables as
+// parameters ($1, …); a custom plan, made afresh for the call, has their values written in. A compiled plan
+// has a JIT section; the session asks for JIT at any cost, so that only the function's own setting prevents it.
+Deno.test({
+  name: "claim: a connection plans the claim's statements once (generic plans), and never compiles them",
+  // auto_explain is loaded per session, which takes a superuser; the test server's postgres is one.
+  ignore: !Deno.env.get("DATABASE_URL"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await freshForwardingDb();
+    await fastSettings(db.sql);
+    await loadUnseenBacklog(db);
+    const plans: string[] = [];
+    const sql = postgres(db.url, { max: 1, prepare: false, onnotice: (n) => plans.push(n.message) });
+    try {
+      const [{ jit }] = await sql<{ jit: boolean }[]>`select pg_jit_available() as jit`;
+      await sql.unsafe(`load 'auto_explain'`);
+      await sql.unsafe(`set auto_explain.log_min_duration = 0; set auto_explain.log_nested_statements = on;
+        set auto_explain.log_analyze = on; set auto_explain.log_level = notice; set client_min_messages = notice;
+        set jit = on; set jit_above_cost = 0; set jit_inline_above_cost = 0; set jit_optimize_above_cost = 0`)
+        .simple();
+      for (let i = 0; i < 10; i++) {
+        const claimed = await sql`select id from public.claim_webhook_events('plans', 10)`;
+        assert.equal(claimed.length, 10);
+      }
+      const leases = plans.filter((p) => p.includes("with claimable as")).map((p) =>
+        p.slice(p.indexOf("->"))
+      );
+      assert.equal(leases.length, 10, "one lease plan per claim");
+      const custom = leases.map((plan, i) => /\$\d/.test(plan) ? null : i + 1).filter((call) =>
+        call !== null
+      );
+      assert.deepEqual(custom, [], `calls planned with their values:\n${leases.at(-1)}`);
+      const nested = plans.filter((p) => !p.includes("from public.claim_webhook_events"));
+      const compiled = nested.filter((p) => p.includes("JIT:"));
+      assert.deepEqual(compiled, [], `JIT ${jit ? "available" : "not built in"}; compiled inside the claim`);
+      // The session's own statement is compiled where the server can: the check above could see it.
+      if (jit) {
+        assert.ok(plans.some((p) => p.includes("from public.claim_webhook_events") && p.includes("JIT:")));
+      }
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  },
 });
 
 dbTest("claim backlog: close the database", closeSharedDb);
