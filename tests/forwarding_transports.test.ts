@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
-import { attemptsOf, closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
+import {
+  attemptsOf,
+  closeSharedDb,
+  fastSettings,
+  statusOf,
+  storeSample,
+  withForwardingSetup,
+} from "./_forwarding.ts";
 import {
   type DeliveryTransport,
   drain,
@@ -84,10 +91,6 @@ transportTest(
   "a 500's body cut to the excerpt, a timeout, a refused connection, then delivered",
   async (transport) => {
     await withForwardingSetup(async (db, sdk, config) => {
-      // The 300 ms timeout only for the round that must time out: a loaded machine may take longer than that
-      // to answer the others on loopback.
-      const requestTimeout = (ms: number) =>
-        db.sql`update public.relay_settings set request_timeout_ms = ${ms}`;
       const id = await storeSample(db.sql);
       const longError = "é".repeat(5_000); // 10 000 bytes, two per character
       sdk.behave((_r, i) =>
@@ -96,9 +99,11 @@ transportTest(
       const log = memoryLogger();
       const round = (c = config) => drain(db.sql, c, { budgetMs: 0, log, transport });
       assert.equal((await round()).retried, 1);
-      await requestTimeout(300);
+      // The 300 ms timeout only for the round that must time out (then the setup's settings again): a loaded
+      // machine may take longer than that to answer the others on loopback.
+      await fastSettings(db.sql, { request_timeout_ms: 300 });
       assert.equal((await round()).retried, 1);
-      await requestTimeout(2000);
+      await fastSettings(db.sql);
       assert.equal((await round({ ...config, agentSdkUrl: closedPortUrl() })).retried, 1);
       assert.equal((await round()).delivered, 1);
       const attempts = await attemptsOf(db.sql, id);
