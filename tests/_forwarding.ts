@@ -23,6 +23,7 @@ export function eventToStore(raw: string): EventToStore {
     rawBody: raw,
     bodySha256: sha,
     verifiedBy: "signature",
+    sentAtSeconds: Math.floor(Date.now() / 1000),
   };
 }
 

@@ -96,12 +96,13 @@ dbTest("forwarding: per-conversation order; a failing conversation holds back on
 
 dbTest("forwarding: a newer version arriving during delivery is delivered after the old one", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
+    await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
     const options = { messageId: 555, conversationId: 9, content: "first text" };
-    const id = await storeSample(db.sql, "message_created", options);
+    const id = await storeSample(db.sql, "message_updated", options);
     sdk.behave((_r, i) => i === 0 ? { hold: true } : ok());
     const draining = drain(db.sql, config, { budgetMs: 0, log: memoryLogger() });
     await sdk.waitFor(() => sdk.received.length === 1, "first delivery in flight");
-    const again = await storeSample(db.sql, "message_created", { ...options, content: "edited text" });
+    const again = await storeSample(db.sql, "message_updated", { ...options, content: "edited text" });
     assert.equal(again, id);
     assert.equal(await statusOf(db.sql, id), "delivering");
     sdk.releaseHeld();
@@ -111,8 +112,8 @@ dbTest("forwarding: a newer version arriving during delivery is delivered after 
     assert.equal(await statusOf(db.sql, id), "delivered");
     assert.deepEqual(sdk.received.map((r) => JSON.parse(r.text).content), ["first text", "edited text"]);
     assert.deepEqual(sdk.received.map((r) => r.headers.get("idempotency-key")), [
-      "message:555:message_created",
-      "message:555:message_created:v2",
+      "message:555:message_updated",
+      "message:555:message_updated:v2",
     ]);
     assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.version, a.outcome]), [
       [1, "superseded"],

@@ -96,6 +96,7 @@ dbTest(`sql literal [${db.kind}]: an event with quotes and backslashes is stored
     rawBody: text,
     bodySha256,
     verifiedBy: "signature",
+    sentAtSeconds: Math.floor(Date.now() / 1000),
   });
   assert.equal(stored.outcome, "stored");
   const [row] = await sql<{ raw_body: string; content: string; delivery_id: string; message_id: string }[]>`
@@ -113,6 +114,7 @@ dbTest(`sql literal [${db.kind}]: an event with quotes and backslashes is stored
     rawBody: text,
     bodySha256,
     verifiedBy: "signature",
+    sentAtSeconds: Math.floor(Date.now() / 1000),
   });
   assert.equal(again.outcome, "duplicate");
   assert.equal(again.id, stored.id);

@@ -191,6 +191,107 @@ dbTest(
   },
 );
 
+dbTest(
+  `webhook [${db.kind}]: message_created again with a drifted snapshot is a duplicate, never forwarded twice`,
+  async () => {
+    // Chatwoot builds a payload when its job runs, so a duplicated message_created carries the conversation as
+    // it is by then. The message was created once: the Agent SDK must see it once.
+    const seen: number[] = [];
+    const { app } = makeApp({}, { afterStore: (s) => void seen.push(s.id) });
+    const id = nextId++;
+    const first = samplePayload("message_created", { messageId: id });
+    const later = {
+      ...first,
+      conversation: { ...(first.conversation as Record<string, unknown>), unread_count: 2, updated_at: 1.5 },
+    };
+    const a = await post(app, signedRequest(URL_BASE, JSON.stringify(first)));
+    await sql`update webhook_events set status = 'delivered', delivered_at = now(), attempts = 1 where id = ${a.body.id}`;
+    const b = await post(app, signedRequest(URL_BASE, JSON.stringify(later)));
+    assert.equal(b.status, 200);
+    assert.equal(b.body.id, a.body.id);
+    assert.equal(b.body.outcome, "duplicate");
+    assert.equal(b.body.duplicate, true);
+    const [row] =
+      await sql`select status, version, receive_count, attempts, raw_body, delivered_at is not null as kept
+                            from webhook_events where id = ${a.body.id}`;
+    assert.deepEqual(
+      { status: row.status, version: row.version, receive_count: row.receive_count, attempts: row.attempts },
+      { status: "delivered", version: 1, receive_count: 2, attempts: 1 },
+    );
+    assert.equal(row.raw_body, JSON.stringify(first), "the body first received stays");
+    assert.equal(row.kept, true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(seen, [a.body.id], "no delivery is started for the copy");
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: an older message_updated arriving after a newer one is a duplicate, not a replacement`,
+  async () => {
+    const { app } = makeApp();
+    const id = nextId++;
+    const now = Math.floor(Date.now() / 1000);
+    const body = (content: string) =>
+      JSON.stringify(samplePayload("message_updated", { messageId: id, content }));
+    const newer = await post(app, signedRequest(URL_BASE, body("edited twice"), { nowSeconds: now - 10 }));
+    const older = await post(app, signedRequest(URL_BASE, body("edited once"), { nowSeconds: now - 20 }));
+    assert.equal(newer.body.outcome, "stored");
+    assert.equal(older.status, 200);
+    assert.equal(older.body.outcome, "duplicate");
+    let [row] = await sql`select payload->>'content' as content, version, receive_count,
+                                 extract(epoch from sent_at)::bigint as sent
+                            from webhook_events where id = ${newer.body.id}`;
+    assert.deepEqual(
+      {
+        content: row.content,
+        version: row.version,
+        receive_count: row.receive_count,
+        sent: Number(row.sent),
+      },
+      { content: "edited twice", version: 1, receive_count: 2, sent: now - 10 },
+    );
+    // Sent in the same second as the stored one: the signed time cannot order them, so the later arrival wins.
+    const same = await post(app, signedRequest(URL_BASE, body("edited thrice"), { nowSeconds: now - 10 }));
+    assert.equal(same.body.outcome, "updated");
+    const latest = await post(app, signedRequest(URL_BASE, body("edited four times"), { nowSeconds: now }));
+    assert.equal(latest.body.outcome, "updated");
+    [row] =
+      await sql`select payload->>'content' as content, version, extract(epoch from sent_at)::bigint as sent
+                        from webhook_events where id = ${newer.body.id}`;
+    assert.deepEqual(
+      { content: row.content, version: row.version, sent: Number(row.sent) },
+      { content: "edited four times", version: 3, sent: now },
+    );
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: an unsigned (URL token) message_updated has no sent time and replaces as it arrives`,
+  async () => {
+    const { app } = makeApp({ CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN });
+    const id = nextId++;
+    const body = (content: string) =>
+      JSON.stringify(samplePayload("message_updated", { messageId: id, content }));
+    const unsigned = (content: string) =>
+      new Request(`${URL_BASE}?token=${URL_TOKEN}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: body(content),
+      });
+    const signed = await post(app, signedRequest(URL_BASE, body("signed")));
+    const first = await post(app, unsigned("unsigned one"));
+    const second = await post(app, unsigned("unsigned two"));
+    assert.deepEqual([signed.body.outcome, first.body.outcome, second.body.outcome], [
+      "stored",
+      "updated",
+      "updated",
+    ]);
+    const [row] = await sql`select payload->>'content' as content, sent_at, verified_by
+                            from webhook_events where id = ${signed.body.id}`;
+    assert.deepEqual(row, { content: "unsigned two", sent_at: null, verified_by: "url_token" });
+  },
+);
+
 dbTest(`webhook [${db.kind}]: rotation — every listed secret verifies, a removed one does not`, async () => {
   const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "new-secret-value, old-secret-value" });
   for (const secret of ["new-secret-value", "old-secret-value"]) {

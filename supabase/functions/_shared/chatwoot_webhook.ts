@@ -65,6 +65,11 @@ class Rejection {
   ) {}
 }
 
+/** How a request was authenticated, and the signed time it was sent (none for a URL token). */
+type Authenticated =
+  | { verifiedBy: "signature"; sentAtSeconds: number }
+  | { verifiedBy: "url_token"; sentAtSeconds: null };
+
 export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   const { config: configResult, sql, log } = deps;
   const nowSeconds = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
@@ -156,7 +161,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
             payloadJson: jsonbText(text, parsed.payload),
             rawBody: text,
             bodySha256,
-            verifiedBy: auth,
+            ...auth,
           }),
         { budgetMs: config.storeBudgetMs },
       );
@@ -208,7 +213,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     req: Request,
     body: Uint8Array,
     config: WebhookConfig,
-  ): "signature" | "url_token" | Rejection {
+  ): Authenticated | Rejection {
     const signature = req.headers.get(SIGNATURE_HEADER);
     if (verifier && signature !== null) {
       const timestamp = req.headers.get(TIMESTAMP_HEADER);
@@ -233,12 +238,12 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       if (!verifier.verify(signature, timestamp!, body)) {
         return new Rejection(401, "signature_invalid", "Signature does not match the body");
       }
-      return "signature";
+      return { verifiedBy: "signature", sentAtSeconds: Number(timestamp) };
     }
     const token = new URL(req.url).searchParams.get("token");
     if (config.urlToken !== null && token !== null) {
       return timingSafeEqualStrings(token, config.urlToken)
-        ? "url_token"
+        ? { verifiedBy: "url_token", sentAtSeconds: null }
         : new Rejection(401, "token_invalid", "URL token does not match");
     }
     return verifier

@@ -10,6 +10,8 @@ export interface EventToStore extends EventColumns {
   rawBody: string;
   bodySha256: string;
   verifiedBy: "signature" | "url_token";
+  /** X-Chatwoot-Timestamp of a signed request (Unix seconds): orders versions of a message; null for a URL token. */
+  sentAtSeconds: number | null;
 }
 
 export type IngestOutcome = "stored" | "duplicate" | "updated";
@@ -44,7 +46,8 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
       from public.ingest_webhook_event(${textLiteral(e.eventKey)}, ${textLiteral(e.event)},
         ${bigintLiteral(e.messageId)}, ${bigintLiteral(e.conversationId)}, ${bigintLiteral(e.accountId)},
         ${bigintLiteral(e.inboxId)}, ${textLiteral(e.deliveryId)}, ${textLiteral(e.payloadJson)}::jsonb,
-        ${textLiteral(e.rawBody)}, ${textLiteral(e.bodySha256)}, ${textLiteral(e.verifiedBy)})`);
+        ${textLiteral(e.rawBody)}, ${textLiteral(e.bodySha256)}, ${textLiteral(e.verifiedBy)},
+        to_timestamp(${bigintLiteral(e.sentAtSeconds)}))`);
   try {
     const [row] = await query;
     return {
