@@ -10,8 +10,10 @@ import {
   storeSample,
   withForwardingSetup,
 } from "./_forwarding.ts";
-import { drain, parseRetryAfter } from "../supabase/functions/_shared/forwarder.ts";
+import { drain, parseRetryAfter, WRITE_BACK_MIN_BUDGET_MS } from "../supabase/functions/_shared/forwarder.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { startDbProxy } from "./_proxy.ts";
 
 dbTest("forwarding: dead after the last attempt; the conversation's next event then goes", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
@@ -119,6 +121,34 @@ dbTest("forwarding: a newer version arriving during delivery is delivered after 
       [1, "superseded"],
       [2, "delivered"],
     ]);
+  });
+});
+
+dbTest("forwarding: a database restart between the POST and the write-back loses no outcome", async () => {
+  await withForwardingSetup(async (db, sdk, config) => {
+    // One attempt allowed: an outcome lost here would make a delivered event dead once its lease expired.
+    await fastSettings(db.sql, { lease_seconds: 60, max_attempts: 1 });
+    const id = await storeSample(db.sql, "message_created");
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 1 });
+    try {
+      sdk.behave(() => ({ hold: true }));
+      const draining = drain(viaProxy, config, { budgetMs: 0, log: memoryLogger() });
+      await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
+      proxy.cut();
+      sdk.releaseHeld();
+      // Down for longer than the write-back's least budget: only the leases' own time bounds it.
+      await new Promise((resolve) => setTimeout(resolve, WRITE_BACK_MIN_BUDGET_MS + 2_000));
+      proxy.restore();
+      const summary = await draining;
+      assert.equal(summary.delivered, 1);
+      assert.equal(await statusOf(db.sql, id), "delivered");
+      assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
+      assert.equal(sdk.received.length, 1);
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_conf
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
+import { startDbProxy } from "./_proxy.ts";
 import { eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 
 const db = await startTestDb();
@@ -608,25 +609,10 @@ dbTest(
 dbTest(
   `webhook [${db.kind}]: a database that comes back within the budget still gets the event stored`,
   async () => {
-    // A TCP proxy that refuses connections for the first 400 ms, then forwards to the real database.
-    const target = new URL(db.url);
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    const openAt = Date.now() + 400;
-    const proxying = (async () => {
-      for await (const conn of listener) {
-        if (Date.now() < openAt) {
-          conn.close();
-          continue;
-        }
-        const upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 5432) });
-        conn.readable.pipeTo(upstream.writable).catch(() => {});
-        upstream.readable.pipeTo(conn.writable).catch(() => {});
-      }
-    })();
-    const proxied = new URL(db.url);
-    proxied.port = String(port);
-    const flakySql = connect(proxied.toString(), { max: 1 });
+    // The database refuses connections for the first 400 ms, then comes back.
+    const proxy = startDbProxy(db.url, { cut: true });
+    const reopening = setTimeout(() => proxy.restore(), 400);
+    const flakySql = connect(proxy.url, { max: 1 });
     const app = createChatwootWebhookApp({
       config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
       sql: flakySql,
@@ -639,9 +625,9 @@ dbTest(
       const rows = await sql`select id from webhook_events where raw_body = ${body}`;
       assert.equal(rows.length, 1);
     } finally {
+      clearTimeout(reopening);
       await flakySql.end({ timeout: 1 });
-      listener.close();
-      await proxying.catch(() => {});
+      await proxy.close();
     }
   },
 );

@@ -64,6 +64,8 @@ interface ClaimedEvent {
   raw_body: string;
   agent_sdk_url_override: string | null;
   request_timeout_ms: number;
+  /** How long the lease had left when the claim read it (ms; the database's clock, so only a duration). */
+  lease_left_ms: number;
 }
 
 export interface AttemptResult {
@@ -127,6 +129,11 @@ export const fetchTransport: DeliveryTransport = async ({ url, headers, body, ti
   };
 };
 
+/** The write-back is retried for at least this long, even when the leases are about to expire. */
+export const WRITE_BACK_MIN_BUDGET_MS = 5_000;
+/** ...and otherwise until this long before they expire: past that, another forwarder may claim them again. */
+export const WRITE_BACK_LEASE_MARGIN_MS = 1_000;
+
 export async function drain(
   sql: Sql,
   config: ForwarderConfig,
@@ -179,26 +186,34 @@ export async function drain(
       const want = Math.min(batchSize, maxEvents - reserved);
       if (want <= 0) return;
       reserved += want;
+      const claimSentAt = Date.now();
       const claimed = await sql<ClaimedEvent[]>`
-        select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms
+        select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms,
+               extract(epoch from lease_expires_at - clock_timestamp())::float8 * 1000 as lease_left_ms
           from public.claim_webhook_events(${worker}, ${want})`;
       reserved -= want - claimed.length;
       // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
       if (claimed.length === 0) return;
       summary.batches++;
       summary.claimed += claimed.length;
+      // Counted from before the claim was sent, so this end is never later than the leases' own.
+      const leasesEndAt = claimSentAt + Math.min(...claimed.map((e) => e.lease_left_ms));
 
       const results = await Promise.all(claimed.map((event) => deliver(event, config, log, transport)));
       // The claim's query object keeps this array, its result, until V8's next full collection (db.ts,
       // releaseStatementText): emptied, so that the batch's bodies are not copied into the old generation.
       claimed.length = 0;
-      // If this write-back never lands, the leases expire and the events are sent again: worth a few retries.
+      // If this write-back never lands, the leases expire and the events are sent again (using up an attempt,
+      // or dead on the last one though delivered): so it is retried through a database restart, until just
+      // before the leases expire, and for WRITE_BACK_MIN_BUDGET_MS at least.
       const outcomes = await retryWithinBudget(
         () =>
           sql<Outcome[]>`
             select event_id, attempt, outcome, status, next_attempt_at
               from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
-        { budgetMs: 5_000 },
+        {
+          budgetMs: Math.max(WRITE_BACK_MIN_BUDGET_MS, leasesEndAt - WRITE_BACK_LEASE_MARGIN_MS - Date.now()),
+        },
       );
       for (const o of outcomes) {
         if (o.outcome === "retry") summary.retried++;

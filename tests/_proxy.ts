@@ -1,0 +1,57 @@
+// A TCP proxy on 127.0.0.1 in front of a real database, which a test can cut (open connections closed, new ones
+// refused at once) and restore: a database restart, as its clients see it.
+export interface DbProxy {
+  /** The database URL with the proxy's port. */
+  url: string;
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy {
+  const target = new URL(databaseUrl);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  let refusing = cut;
+  const closeQuietly = (conn: Deno.Conn) => {
+    open.delete(conn);
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      if (refusing) {
+        closeQuietly(conn);
+        continue;
+      }
+      const upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 5432) });
+      open.add(conn);
+      open.add(upstream);
+      const end = () => {
+        closeQuietly(conn);
+        closeQuietly(upstream);
+      };
+      conn.readable.pipeTo(upstream.writable).catch(() => {}).finally(end);
+      upstream.readable.pipeTo(conn.writable).catch(() => {}).finally(end);
+    }
+  })();
+  const url = new URL(databaseUrl);
+  url.hostname = "127.0.0.1";
+  url.port = String((listener.addr as Deno.NetAddr).port);
+  return {
+    url: url.toString(),
+    cut() {
+      refusing = true;
+      for (const conn of [...open]) closeQuietly(conn);
+    },
+    restore() {
+      refusing = false;
+    },
+    async close() {
+      this.cut();
+      listener.close();
+      await accepting.catch(() => {});
+    },
+  };
+}
