@@ -508,14 +508,22 @@ dbTest(`webhook [${db.kind}]: refusals are counted by reason, without bodies`, a
     settled = JSON.stringify(again) === JSON.stringify(baseline);
     baseline = again;
   }
-  await post(app, signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
-  await post(app, signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
-  await post(app, signedRequest(URL_BASE, "{bad json"));
   const delta = (now: Record<string, number>, reason: string) => (now[reason] ?? 0) - (baseline[reason] ?? 0);
+  // One refusal first, so the minute's row exists and the next write adds to it.
+  await post(app, signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" }));
+  await eventually(async () => delta(await counts(), "signature_invalid") === 1);
+  // Concurrent refusals are gathered and written together (rejection_counter.ts): each one still counts.
+  await Promise.all(
+    Array.from(
+      { length: 50 },
+      () => post(app, signedRequest(URL_BASE, uniqueMessage(), { secret: "wrong" })),
+    ),
+  );
+  await post(app, signedRequest(URL_BASE, "{bad json"));
   await eventually(
     async () => {
       const now = await counts();
-      return delta(now, "signature_invalid") === 2 && delta(now, "invalid_json") === 1;
+      return delta(now, "signature_invalid") === 51 && delta(now, "invalid_json") === 1;
     },
     5000,
     `rejection counts (baseline ${JSON.stringify(baseline)}, now ${JSON.stringify(await counts())})`,

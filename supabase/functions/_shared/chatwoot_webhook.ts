@@ -10,6 +10,7 @@ import { drain } from "./forwarder.ts";
 import { forwarderConfigFromEnv } from "./forwarder_config.ts";
 import { DeadlineExceeded, retryWithinBudget, type StoredEvent, storeEvent } from "./ingest_store.ts";
 import type { Logger } from "./log.ts";
+import { RejectionCounter } from "./rejection_counter.ts";
 import {
   ChatwootSignatureVerifier,
   checkTimestamp,
@@ -77,17 +78,20 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     ? new ChatwootSignatureVerifier(configResult.config.secrets)
     : null;
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const rejections = sql
+    ? new RejectionCounter(
+      (counts) =>
+        sql`select public.record_webhook_rejection(r.reason, r.status, r.count)
+              from jsonb_to_recordset(${JSON.stringify(counts)}::text::jsonb)
+                as r(reason text, status integer, count integer)`,
+      log,
+    )
+    : null;
 
   const reject = (c: Context, r: Rejection) => {
     log(r.status >= 500 ? "error" : "warn", `${LOG} Rejected`, { status: r.status, error: r.error });
     // Count refusals by reason for the readiness checks; never delays the answer, never stores the body.
-    if (sql && r.status < 500 && r.error !== "not_configured") {
-      runInBackground(
-        () => sql`select public.record_webhook_rejection(${r.error}, ${r.status})`,
-        log,
-        "record_webhook_rejection",
-      );
-    }
+    if (rejections && r.status < 500 && r.error !== "not_configured") rejections.add(r.error, r.status);
     if (r.status === 405) c.header("Allow", "POST");
     return jsonError(c, r.status, r.error, r.message, r.extra);
   };

@@ -14,4 +14,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001100", // claim_lease_bounded_to_candidates
   "20261121001200", // claim_generic_plans
   "20261121001300", // message_events_once_and_in_order
+  "20261121001400", // rejections_written_in_batches
 ];
