@@ -1,6 +1,7 @@
 // Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import {
   createDeliveryHealthView,
   ensureDeliveryHealthView,
@@ -264,6 +265,54 @@ dbTest(
     const twoRows = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_two_rows" }));
     assert.equal(twoRows.status, "fail");
     assert.match(twoRows.detail, /returned 2 rows, expected 1/);
+  },
+);
+
+dbTest(
+  "readiness check webhook_pipeline: events of every status count, read through indexes, not a table scan",
+  async () => {
+    // A day far ahead, so that only this test's rows fall in its 24 hours.
+    const now = new Date("2100-01-02T00:00:00Z");
+    const row = (key: string, status: string, at: string) =>
+      db.sql`insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by,
+               status, received_at, last_received_at, next_attempt_at)
+             values (${key}, 'contact_updated', '{}', '{}', ${"b".repeat(64)}, 'signature', ${status},
+               ${at}::timestamptz, ${at}::timestamptz, ${at}::timestamptz)`;
+    await row("day:pending", "pending", "2100-01-01T01:00:00Z");
+    await row("day:delivering", "delivering", "2100-01-01T02:00:00Z");
+    await row("day:delivered", "delivered", "2100-01-01T03:00:00Z");
+    await row("day:skipped", "skipped", "2100-01-01T04:00:00Z");
+    await row("day:dead", "dead", "2100-01-01T05:00:00Z");
+    await row("day:before", "delivered", "2099-12-31T23:00:00Z");
+    if (db.kind === "postgres") {
+      // Enough delivered history that a scan of the table would be the planner's choice for a term over it.
+      await db.sql.unsafe(`
+        insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+          received_at, last_received_at, next_attempt_at)
+        select 'history:' || g, 'contact_updated', '{}', '{}', md5(g::text) || md5(g::text), 'signature',
+          'delivered', now(), now(), now()
+        from generate_series(1, 20000) g;
+        analyze public.webhook_events;`);
+    }
+    const sql = connect(db.url, { max: 1 });
+    try {
+      const scans = async () => {
+        await sql`select pg_stat_force_next_flush()`;
+        await sql`select pg_stat_clear_snapshot()`;
+        const [{ n }] = await sql<{ n: string }[]>`
+          select seq_scan::text as n from pg_stat_user_tables where relname = 'webhook_events'`;
+        return Number(n);
+      };
+      const before = db.kind === "postgres" ? await scans() : 0;
+      const r = await checkWebhookPipeline(deps({}, { sql, now: () => now }));
+      assert.equal(r.data?.events_24h, 5);
+      assert.equal(r.data?.last_verified_webhook_at, "2100-01-01T05:00:00.000Z");
+      if (db.kind === "postgres") assert.equal(await scans(), before, "webhook_events was scanned");
+    } finally {
+      await sql.end({ timeout: 1 });
+      await db
+        .sql`delete from public.webhook_events where event_key like 'day:%' or event_key like 'history:%'`;
+    }
   },
 );
 
