@@ -7,7 +7,8 @@ export function requireDatabaseUrl(purpose: string): string {
   const url = databaseUrlFromEnv();
   if (url) return url;
   console.error(
-    `Set DATABASE_URL (or SUPABASE_DB_URL) to ${purpose}; locally: postgresql://postgres:postgres@127.0.0.1:54322/postgres`,
+    `Set DATABASE_URL (or SUPABASE_DB_URL) to ${purpose}; for \`deno task dev\`'s database, export ` +
+      `DATABASE_URL=postgresql://postgres:postgres@127.0.0.1:54322/postgres in this shell (not in .env)`,
   );
   Deno.exit(2);
 }

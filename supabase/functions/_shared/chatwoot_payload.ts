@@ -1,4 +1,4 @@
-// What a Chatwoot webhook body must look like (../../../docs/chatwoot-contract facts), and the columns we
+// What a Chatwoot webhook body must look like (docs/chatwoot-contract.md), and the columns we
 // derive from it. Schemas check only what we rely on; unknown extra fields pass through untouched, because
 // Chatwoot adds fields between versions and a rejected event is lost for good.
 import { z } from "zod";
