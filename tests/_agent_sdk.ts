@@ -10,7 +10,7 @@ export interface Received {
   answered?: number;
 }
 
-export type Answer = Response | { hold: true } | { delayMs: number; then: Response };
+export type Answer = Response | { hold: true; then?: Response } | { delayMs: number; then: Response };
 export type Behaviour = (request: Received, index: number) => Answer | Promise<Answer>;
 
 export interface AgentSdkStandIn {
@@ -19,7 +19,7 @@ export interface AgentSdkStandIn {
   /** Requests answered with a 2xx, in the order they were answered. */
   accepted(): Received[];
   behave(behaviour: Behaviour): void;
-  /** Answers every held request with 200. */
+  /** Answers every held request: with its `then`, or 200. */
   releaseHeld(): void;
   waitFor(predicate: () => boolean, what: string, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -50,7 +50,7 @@ export function startAgentSdk(behaviour: Behaviour = () => ok()): AgentSdkStandI
         held.push(resolve);
         closing.signal.addEventListener("abort", () => resolve());
       });
-      answer = ok();
+      answer = answer.then ?? ok();
     } else if ("delayMs" in answer) {
       const { delayMs, then } = answer;
       await new Promise<void>((resolve) => {

@@ -152,6 +152,82 @@ dbTest("forwarding: a database restart between the POST and the write-back loses
   });
 });
 
+dbTest("forwarding: a newer version arriving during a failing last attempt is sent, not dead", async () => {
+  await withForwardingSetup(async (db, sdk, config) => {
+    await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+    await fastSettings(db.sql, { max_attempts: 1 });
+    const options = { messageId: 556, conversationId: 10, content: "first text" };
+    const id = await storeSample(db.sql, "message_updated", options);
+    sdk.behave((_r, i) => i === 0 ? { hold: true, then: new Response("down", { status: 503 }) } : ok());
+    const draining = drain(db.sql, config, { budgetMs: 0, log: memoryLogger() });
+    await sdk.waitFor(() => sdk.received.length === 1, "first delivery in flight");
+    await storeSample(db.sql, "message_updated", { ...options, content: "edited text" });
+    sdk.releaseHeld();
+    assert.equal((await draining).retried, 1);
+    const [row] = await db.sql`select status, attempts, version from public.webhook_events where id = ${id}`;
+    assert.deepEqual(
+      { ...row },
+      { status: "pending", attempts: 0, version: 2 },
+      "the new version starts afresh",
+    );
+    assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+    assert.deepEqual(sdk.received.map((r) => JSON.parse(r.text).content), ["first text", "edited text"]);
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.version, a.outcome]), [
+      [1, "retry"],
+      [2, "delivered"],
+    ]);
+  });
+});
+
+dbTest(
+  "forwarding: an expired lease on an older version leaves the newer one to be sent, not dead",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+      await fastSettings(db.sql, { max_attempts: 1, lease_seconds: 3 });
+      const options = { messageId: 557, conversationId: 11, content: "first text" };
+      const id = await storeSample(db.sql, "message_updated", options);
+      // A forwarder claims version 1 for a second, then is never heard of again.
+      const [claimed] = await db.sql`select id, version from public.claim_webhook_events('crashed', 10, 1)`;
+      assert.deepEqual([Number(claimed.id), claimed.version], [id, 1]);
+      await storeSample(db.sql, "message_updated", { ...options, content: "edited text" });
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+      assert.equal(await statusOf(db.sql, id), "delivered");
+      assert.deepEqual(sdk.received.map((r) => JSON.parse(r.text).content), ["edited text"]);
+      assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.version, a.outcome]), [
+        [1, "lease_expired"],
+        [2, "delivered"],
+      ]);
+    });
+  },
+);
+
+dbTest("forwarding: a write-back sent again after its reply was lost records each attempt once", async () => {
+  await withForwardingSetup(async (db) => {
+    const id = await storeSample(db.sql, "message_created");
+    const [claimed] = await db.sql`select id, attempt, version from public.claim_webhook_events('w', 10)`;
+    const results = JSON.stringify([{
+      id: claimed.id,
+      attempt: claimed.attempt,
+      version: claimed.version,
+      started_at: new Date().toISOString(),
+      duration_ms: 3,
+      http_status: 200,
+      error: null,
+      response_excerpt: null,
+      retry_after_seconds: null,
+    }]);
+    const complete = () =>
+      db.sql`select outcome, status from public.complete_webhook_deliveries('w', ${results}::text::jsonb)`;
+    const [first] = await complete();
+    const [again] = await complete();
+    assert.deepEqual({ ...first }, { outcome: "delivered", status: "delivered" });
+    assert.deepEqual({ ...again }, { outcome: "delivered", status: "delivered" }, "the recorded outcome");
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
+  });
+});
+
 dbTest("forwarding: only configured events are forwarded; others are stored as skipped", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
     const skipped = await storeSample(db.sql, "conversation_created", { conversationId: 77 });
