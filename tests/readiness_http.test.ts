@@ -326,6 +326,20 @@ dbTest(
       assert.equal(json.error, error, JSON.stringify(body));
       assert.equal(typeof json.message, "string");
     }
+    // Every secret the functions are given counts, not only the readiness page's own.
+    const others = {
+      AGENT_SDK_SECRET: "sdk-secret-0123456789",
+      AGENT_SDK_TOKEN: "sdk-token-0123456789",
+      FORWARDER_TOKEN: "forwarder-token-0123456789",
+      SUPABASE_SERVICE_ROLE_KEY: "service-role-key-0123456789",
+    };
+    for (const [name, value] of Object.entries(others)) {
+      const res = await patch(app({}, { ...fullEnv(chatwoot.url), ...others }), "task-2", {
+        evidence: `pasted ${value} here`,
+      });
+      assert.equal(res.status, 400, name);
+      assert.equal((await res.json()).error, "secret_in_evidence", name);
+    }
     // The database refuses a secret-looking value on a credential row even when it is not a configured secret.
     const secretish = await patch(app(), "credential-chatwoot_token_prod", {
       evidence: "Xk29aPq7LmN4vB8sT1wZ3yR6",

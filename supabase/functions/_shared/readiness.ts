@@ -297,6 +297,10 @@ export function secretValues(env: Env): string[] {
     "CHATWOOT_WEBHOOK_SECRET",
     "CHATWOOT_WEBHOOK_URL_TOKEN",
     "READINESS_ADMIN_TOKEN",
+    "AGENT_SDK_SECRET",
+    "AGENT_SDK_TOKEN",
+    "FORWARDER_TOKEN",
+    "SUPABASE_SERVICE_ROLE_KEY",
   ].flatMap((name) => (env[name] ?? "").split(",")).map((v) => v.trim()).filter((v) => v.length >= 8);
 }
 
