@@ -196,12 +196,19 @@ as $$
            when e.status = 'dead' then 'dead'
            else 'retry' end as outcome
   ), earlier as (
-    -- This very report already recorded: the forwarder retried a write-back whose reply it never got.
-    select distinct on (a.event_id) a.event_id, a.outcome
-      from public.webhook_delivery_attempts a
-      join r on a.event_id = r.id and a.attempt = r.attempt and a.version = r.version and a.worker = p_worker
-     where not exists (select 1 from updated u where u.id = r.id)
-     order by a.event_id, a.id
+    -- A result that matched no lease, already recorded by this very report: the forwarder retried a
+    -- write-back whose reply it never got. Probed one by one (LATERAL ... LIMIT 1 on the attempts' event
+    -- index), and only for such results, so the usual write-back reads nothing more.
+    select l.id, p.outcome, p.status, p.next_attempt_at
+      from r l
+     cross join lateral (
+       select a.outcome, e.status, e.next_attempt_at
+         from public.webhook_delivery_attempts a
+         join public.webhook_events e on e.id = a.event_id
+        where a.event_id = l.id and a.attempt = l.attempt and a.version = l.version and a.worker = p_worker
+        order by a.id
+        limit 1) p
+     where not exists (select 1 from updated u where u.id = l.id)
   ), recorded as (
     insert into public.webhook_delivery_attempts (event_id, attempt, version, worker, started_at, duration_ms,
       http_status, succeeded, outcome, error, response_excerpt)
@@ -210,12 +217,11 @@ as $$
       from r
       left join updated u on u.id = r.id
      where exists (select 1 from public.webhook_events e where e.id = r.id)
-       and not exists (select 1 from earlier x where x.event_id = r.id)
+       and not exists (select 1 from earlier x where x.id = r.id)
   )
-  select r.id, r.attempt, coalesce(u.outcome, x.outcome, 'lease_lost'), coalesce(u.status, e.status),
-         coalesce(u.next_attempt_at, case when x.event_id is not null then e.next_attempt_at end)
+  select r.id, r.attempt, coalesce(u.outcome, x.outcome, 'lease_lost'), coalesce(u.status, x.status),
+         coalesce(u.next_attempt_at, x.next_attempt_at)
     from r
     left join updated u on u.id = r.id
-    left join earlier x on x.event_id = r.id
-    left join public.webhook_events e on x.event_id is not null and e.id = r.id
+    left join earlier x on x.id = r.id
 $$;
