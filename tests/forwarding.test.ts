@@ -15,6 +15,21 @@ import { connect } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { startDbProxy } from "./_proxy.ts";
 
+/** What a forwarder reports for one claimed event (the JSON complete_webhook_deliveries reads). */
+// deno-lint-ignore no-explicit-any
+const report = (claimed: Record<string, any>, http_status: number) =>
+  JSON.stringify([{
+    id: claimed.id,
+    attempt: claimed.attempt,
+    version: claimed.version,
+    started_at: new Date().toISOString(),
+    duration_ms: 3,
+    http_status,
+    error: null,
+    response_excerpt: null,
+    retry_after_seconds: null,
+  }]);
+
 dbTest("forwarding: dead after the last attempt; the conversation's next event then goes", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
     await fastSettings(db.sql, { max_attempts: 3 });
@@ -207,17 +222,7 @@ dbTest("forwarding: a write-back sent again after its reply was lost records eac
   await withForwardingSetup(async (db) => {
     const id = await storeSample(db.sql, "message_created");
     const [claimed] = await db.sql`select id, attempt, version from public.claim_webhook_events('w', 10)`;
-    const results = JSON.stringify([{
-      id: claimed.id,
-      attempt: claimed.attempt,
-      version: claimed.version,
-      started_at: new Date().toISOString(),
-      duration_ms: 3,
-      http_status: 200,
-      error: null,
-      response_excerpt: null,
-      retry_after_seconds: null,
-    }]);
+    const results = report(claimed, 200);
     const complete = () =>
       db.sql`select outcome, status from public.complete_webhook_deliveries('w', ${results}::text::jsonb)`;
     const [first] = await complete();
@@ -227,6 +232,54 @@ dbTest("forwarding: a write-back sent again after its reply was lost records eac
     assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
   });
 });
+
+dbTest(
+  "forwarding: a report arriving after its lease expired and was reclaimed is lease_lost, and recorded",
+  async () => {
+    await withForwardingSetup(async (db) => {
+      const id = await storeSample(db.sql, "message_created");
+      const [slow] = await db
+        .sql`select id, attempt, version from public.claim_webhook_events('slow', 10, 1)`;
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const [again] = await db.sql`select id, attempt from public.claim_webhook_events('next', 10)`;
+      assert.deepEqual([Number(again.id), again.attempt], [id, 2]);
+      const [late] = await db.sql`
+      select outcome from public.complete_webhook_deliveries('slow', ${report(slow, 200)}::text::jsonb)`;
+      assert.equal(late.outcome, "lease_lost");
+      assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.attempt, a.outcome, a.http_status]), [
+        [1, "lease_expired", null],
+        [1, "lease_lost", 200],
+      ]);
+      assert.equal(await statusOf(db.sql, id), "delivering", "the new lease is untouched");
+    });
+  },
+);
+
+dbTest(
+  "forwarding: a report of version 1 never settles the lease of version 2 at the same attempt number",
+  async () => {
+    await withForwardingSetup(async (db) => {
+      await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+      const options = { messageId: 558, conversationId: 12, content: "first text" };
+      const id = await storeSample(db.sql, "message_updated", options);
+      const [v1] = await db.sql`select id, attempt, version from public.claim_webhook_events('w', 10)`;
+      await storeSample(db.sql, "message_updated", { ...options, content: "edited text" });
+      // Version 1 failed: version 2 starts afresh and is claimed by the same worker as attempt 1 again.
+      await db.sql`select * from public.complete_webhook_deliveries('w', ${report(v1, 503)}::text::jsonb)`;
+      const [v2] = await db.sql`select id, attempt, version from public.claim_webhook_events('w', 10)`;
+      assert.deepEqual([v2.attempt, v2.version], [1, 2]);
+      // Version 1's report once more (its reply was lost): it answers what was recorded and touches nothing.
+      const [repeat] = await db.sql`
+      select outcome from public.complete_webhook_deliveries('w', ${report(v1, 503)}::text::jsonb)`;
+      assert.equal(repeat.outcome, "retry");
+      const [row] = await db.sql`select status, leased_version from public.webhook_events where id = ${id}`;
+      assert.deepEqual({ ...row }, { status: "delivering", leased_version: 2 });
+      const [done] = await db.sql`
+      select outcome from public.complete_webhook_deliveries('w', ${report(v2, 200)}::text::jsonb)`;
+      assert.equal(done.outcome, "delivered");
+    });
+  },
+);
 
 dbTest("forwarding: only configured events are forwarded; others are stored as skipped", async () => {
   await withForwardingSetup(async (db, sdk, config) => {

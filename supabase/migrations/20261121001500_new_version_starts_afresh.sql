@@ -10,7 +10,8 @@
 -- The forwarder retries its write-back through a database restart (forwarder.ts); when the first call
 -- committed but its reply was lost, the second found the leases gone and recorded every result again as
 -- 'lease_lost'. A report already recorded (same event, attempt, version and worker) is now answered with its
--- recorded outcome and not written again.
+-- recorded outcome and not written again. Since attempt numbers now start again with each version, a report
+-- also matches its lease by version (leased_version), not by worker and attempt alone.
 --
 -- Both functions are otherwise as they were (claim_webhook_events: migration 001100, with migration 001200's
 -- settings repeated, as a CREATE OR REPLACE resets them; complete_webhook_deliveries: migration 000200).
@@ -69,9 +70,10 @@ begin
   ), reclaimed as (
     update public.webhook_events e
        -- A version newer than the one leased was never sent: it starts its own count of attempts.
-       set status = case when x.attempts >= s.max_attempts and x.version = x.leased_version then 'dead'
+       set status = case when x.attempts >= s.max_attempts and x.version = coalesce(x.leased_version, x.version)
+                           then 'dead'
                          else 'pending' end,
-           attempts = case when x.version = x.leased_version then x.attempts else 0 end,
+           attempts = case when x.version = coalesce(x.leased_version, x.version) then x.attempts else 0 end,
            next_attempt_at = now(),
            last_error = format('lease expired: %s did not report attempt %s', x.leased_by, x.attempts),
            leased_by = null, leased_at = null, lease_expires_at = null, leased_version = null
@@ -189,7 +191,10 @@ as $$
              else left(coalesce(r.error, 'HTTP ' || r.http_status), 500) end,
            leased_by = null, leased_at = null, lease_expires_at = null, leased_version = null
       from r, s
+     -- The lease this report is for: attempt numbers start again with each version, so the version is
+     -- matched too (another lane of the same drain may hold a newer version's lease at the same number).
      where e.id = r.id and e.status = 'delivering' and e.leased_by = p_worker and e.attempts = r.attempt
+       and e.leased_version = r.version
     returning e.id, e.status, e.next_attempt_at,
       case when r.ok and e.version = r.version then 'delivered'
            when r.ok then 'superseded'
@@ -206,6 +211,8 @@ as $$
          from public.webhook_delivery_attempts a
          join public.webhook_events e on e.id = a.event_id
         where a.event_id = l.id and a.attempt = l.attempt and a.version = l.version and a.worker = p_worker
+          -- The reclaim of an expired lease records under the lease holder's name too: not a report.
+          and a.outcome <> 'lease_expired'
         order by a.id
         limit 1) p
      where not exists (select 1 from updated u where u.id = l.id)
