@@ -267,10 +267,11 @@ dbTest(
 );
 
 dbTest(
-  `webhook [${db.kind}]: an unsigned (URL token) message_updated has no sent time and replaces as it arrives`,
+  `webhook [${db.kind}]: an unsigned (URL token) message_updated replaces as it arrives; the signed time stays`,
   async () => {
     const { app } = makeApp({ CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN });
     const id = nextId++;
+    const now = Math.floor(Date.now() / 1000);
     const body = (content: string) =>
       JSON.stringify(samplePayload("message_updated", { messageId: id, content }));
     const unsigned = (content: string) =>
@@ -279,17 +280,26 @@ dbTest(
         headers: { "Content-Type": "application/json" },
         body: body(content),
       });
-    const signed = await post(app, signedRequest(URL_BASE, body("signed")));
+    const signed = await post(app, signedRequest(URL_BASE, body("signed"), { nowSeconds: now - 10 }));
     const first = await post(app, unsigned("unsigned one"));
     const second = await post(app, unsigned("unsigned two"));
-    assert.deepEqual([signed.body.outcome, first.body.outcome, second.body.outcome], [
+    // Older than the last signed copy: still a duplicate after the unsigned ones.
+    const older = await post(app, signedRequest(URL_BASE, body("signed earlier"), { nowSeconds: now - 20 }));
+    assert.deepEqual([signed.body.outcome, first.body.outcome, second.body.outcome, older.body.outcome], [
       "stored",
       "updated",
       "updated",
+      "duplicate",
     ]);
-    const [row] = await sql`select payload->>'content' as content, sent_at, verified_by
+    const [row] =
+      await sql`select payload->>'content' as content, extract(epoch from sent_at)::bigint as sent,
+                                   verified_by
                             from webhook_events where id = ${signed.body.id}`;
-    assert.deepEqual(row, { content: "unsigned two", sent_at: null, verified_by: "url_token" });
+    assert.deepEqual({ ...row, sent: Number(row.sent) }, {
+      content: "unsigned two",
+      sent: now - 10,
+      verified_by: "url_token",
+    });
   },
 );
 

@@ -5,8 +5,10 @@
 --    and was forwarded again under a new Idempotency-Key, so the Agent SDK saw one new message twice.
 --  * message_updated carries the message as it was when Chatwoot sent it. A copy signed earlier than the stored
 --    one is an older state arriving late: a duplicate, not a replacement. The signed X-Chatwoot-Timestamp is
---    kept in sent_at. Requests authenticated by URL token carry no signed time (sent_at null) and replace as
---    they arrive; so does a copy sent in the same second as the stored one (the later arrival is the best guess).
+--    kept in sent_at. Requests authenticated by URL token carry no signed time and replace as they arrive
+--    (sent_at keeps the last signed time); so does a copy sent in the same second as the stored one. Chatwoot
+--    stamps a request when it sends it, not when it built the payload: the later sent is the best guess at the
+--    newer state, not a guarantee.
 -- Everything else is as in migration 000500 (same result columns; p_sent_at defaults to null).
 
 alter table public.webhook_events add column sent_at timestamptz;
@@ -67,7 +69,8 @@ begin
         payload = excluded.payload,
         raw_body = excluded.raw_body,
         body_sha256 = excluded.body_sha256,
-        sent_at = excluded.sent_at,
+        -- A URL-token copy has no signed time: the last signed one keeps ordering the signed copies after it.
+        sent_at = coalesce(excluded.sent_at, e.sent_at),
         delivery_id = excluded.delivery_id,
         verified_by = excluded.verified_by,
         message_id = excluded.message_id,
