@@ -31,7 +31,10 @@ export class RejectionCounter {
   async #writeAll(): Promise<void> {
     try {
       while (this.#gathered.size > 0) {
-        const counts = [...this.#gathered.values()];
+        // In one order everywhere: two instances writing the same reasons must not lock their rows crosswise.
+        const counts = [...this.#gathered.values()].sort((a, b) =>
+          a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0
+        );
         this.#gathered.clear();
         await this.write(counts);
       }
