@@ -1,7 +1,7 @@
 // Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
-import { connect } from "../supabase/functions/_shared/db.ts";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
 import {
   createDeliveryHealthView,
   ensureDeliveryHealthView,
@@ -294,22 +294,19 @@ dbTest(
         from generate_series(1, 20000) g;
         analyze public.webhook_events;`);
     }
-    const sql = connect(db.url, { max: 1 });
     try {
-      const scans = async () => {
-        await sql`select pg_stat_force_next_flush()`;
-        await sql`select pg_stat_clear_snapshot()`;
-        const [{ n }] = await sql<{ n: string }[]>`
-          select seq_scan::text as n from pg_stat_user_tables where relname = 'webhook_events'`;
-        return Number(n);
-      };
-      const before = db.kind === "postgres" ? await scans() : 0;
-      const r = await checkWebhookPipeline(deps({}, { sql, now: () => now }));
-      assert.equal(r.data?.events_24h, 5);
-      assert.equal(r.data?.last_verified_webhook_at, "2100-01-01T05:00:00.000Z");
-      if (db.kind === "postgres") assert.equal(await scans(), before, "webhook_events was scanned");
+      // In one transaction, whose own scans pg_stat_xact_user_tables counts (no other connection's).
+      await db.sql.begin(async (tx) => {
+        const r = await checkWebhookPipeline(deps({}, { sql: tx as unknown as Sql, now: () => now }));
+        assert.equal(r.data?.events_24h, 5);
+        assert.equal(r.data?.last_verified_webhook_at, "2100-01-01T05:00:00.000Z");
+        if (db.kind === "postgres") {
+          const [{ n }] = await tx<{ n: string }[]>`
+            select seq_scan::text as n from pg_stat_xact_user_tables where relname = 'webhook_events'`;
+          assert.equal(Number(n), 0, "webhook_events was scanned");
+        }
+      });
     } finally {
-      await sql.end({ timeout: 1 });
       await db
         .sql`delete from public.webhook_events where event_key like 'day:%' or event_key like 'history:%'`;
     }

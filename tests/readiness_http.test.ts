@@ -10,7 +10,12 @@ import {
   startChatwootStandIn,
   storeVerifiedWebhook,
 } from "./_readiness.ts";
-import { createReadinessApp, type ReadinessDeps } from "../supabase/functions/_shared/readiness.ts";
+import {
+  createReadinessApp,
+  parsePatch,
+  type ReadinessDeps,
+  secretValues,
+} from "../supabase/functions/_shared/readiness.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { documentBody } from "../supabase/functions/_shared/readiness_markdown.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
@@ -332,14 +337,19 @@ dbTest(
       AGENT_SDK_TOKEN: "sdk-token-0123456789",
       FORWARDER_TOKEN: "forwarder-token-0123456789",
       SUPABASE_SERVICE_ROLE_KEY: "service-role-key-0123456789",
+      SUPABASE_DB_URL: "postgresql://postgres.ref:db-pass%2Fword-0123@pooler.example:6543/postgres",
     };
-    for (const [name, value] of Object.entries(others)) {
+    const pasted = { ...others, SUPABASE_DB_URL: "db-pass/word-0123" };
+    for (const [name, value] of Object.entries(pasted)) {
       const res = await patch(app({}, { ...fullEnv(chatwoot.url), ...others }), "task-2", {
         evidence: `pasted ${value} here`,
       });
       assert.equal(res.status, 400, name);
       assert.equal((await res.json()).error, "secret_in_evidence", name);
     }
+    // A local database's password ("postgres") is no secret to refuse in a note that names Postgres.
+    const local = secretValues({ DATABASE_URL: "postgresql://postgres:postgres@127.0.0.1:54322/postgres" });
+    assert.equal(parsePatch({ evidence: "migrations applied on postgres 15" }, local).ok, true);
     // The database refuses a secret-looking value on a credential row even when it is not a configured secret.
     const secretish = await patch(app(), "credential-chatwoot_token_prod", {
       evidence: "Xk29aPq7LmN4vB8sT1wZ3yR6",

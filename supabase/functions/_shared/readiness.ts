@@ -301,7 +301,19 @@ export function secretValues(env: Env): string[] {
     "AGENT_SDK_TOKEN",
     "FORWARDER_TOKEN",
     "SUPABASE_SERVICE_ROLE_KEY",
-  ].flatMap((name) => (env[name] ?? "").split(",")).map((v) => v.trim()).filter((v) => v.length >= 8);
+  ].flatMap((name) => (env[name] ?? "").split(","))
+    .concat(["SUPABASE_DB_URL", "DATABASE_URL"].map((name) => databasePassword(env[name])))
+    .map((v) => v.trim()).filter((v) => v.length >= 8);
+}
+
+/** A real database's password; a local one such as "postgres" would refuse every note that names Postgres. */
+function databasePassword(url: string | undefined): string {
+  try {
+    const password = url ? decodeURIComponent(new URL(url).password) : "";
+    return password.length >= 12 ? password : "";
+  } catch {
+    return "";
+  }
 }
 
 export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
