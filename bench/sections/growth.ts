@@ -113,8 +113,9 @@ export function forwarderProbe(kind: "claim" | "write-back"): GrowthProbe {
 
 /**
  * One read of webhook_pipeline_health (what `deno task stats` and dashboards read; the readiness check reads
- * webhook_delivery_health and webhook_events through the same per-status indexes), single client. Reported, not held to the bar: part of its work is counting the dead letters (2 % of the
- * filler) and the last day's deliveries, which grow with them by design; the rest must not grow.
+ * webhook_delivery_health and webhook_events through the same per-status indexes), single client. Reported,
+ * not held to the bar: part of its work is counting the dead letters (2 % of the filler) and the last day's
+ * deliveries, which grow with them by design; the rest must not grow.
  */
 export const pipelineHealthProbe: GrowthProbe = {
   name: "pipeline health view (select * from webhook_pipeline_health)",
