@@ -1,5 +1,6 @@
 // Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import {
@@ -351,6 +352,38 @@ dbTest("readiness checks: one run per cache period (injected clock), all five ch
   assert.notEqual(second, first);
   assert.equal(second[0].checked_at, "2026-03-01T12:00:31.000Z");
   assert.equal(chatwoot.requests.length, 4);
+});
+
+Deno.test({
+  name: "readiness checks: a database check that times out cancels its query, so it holds no connection",
+  ignore: !Deno.env.get("DATABASE_URL"), // another session holds the locks; PGlite has one session
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await locker.begin(async (tx) => {
+        await tx`lock table supabase_migrations.schema_migrations, public.webhook_events in access exclusive mode`;
+        const [database, pipeline] = await Promise.all([
+          checkDatabase(deps({}, {}, 300)),
+          checkWebhookPipeline(deps({}, {}, 300)),
+        ]);
+        assert.equal(database.detail, "no answer within 300 ms");
+        assert.equal(pipeline.detail, "no answer within 300 ms");
+        // Cancelled, the two queries leave the lock queue at once; uncancelled, they waited for the commit.
+        let waiting = -1;
+        for (let i = 0; i < 50 && waiting !== 0; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 100));
+          [{ waiting }] = await db.sql<{ waiting: number }[]>`
+            select count(*)::int as waiting from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'`;
+        }
+        assert.equal(waiting, 0, "a timed-out check's query still waits on the lock");
+      });
+    } finally {
+      await locker.end({ timeout: 1 });
+    }
+  },
 });
 
 dbTest("readiness checks: close the stand-in and the database", async () => {

@@ -1,6 +1,7 @@
 // Live checks behind `ready`: database and migrations, Chatwoot health, credentials present, API token works,
 // webhook pipeline. Each one reports pass/warn/fail with a detail, is bounded by a timeout and runs in
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
+import type { MaybeRow, PendingQuery, Row, RowList } from "postgres";
 import type { Sql } from "./db.ts";
 import { type Env, intFromEnv, stringFromEnv } from "./env.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
@@ -125,24 +126,44 @@ async function timed(
   };
 }
 
+/**
+ * Cancels the query on the server when the check times out. Otherwise a query waiting on a lock (a migration
+ * holding one, say) kept its pooled connection for as long as the lock was held, and the next runs queued
+ * behind it and timed out too.
+ */
+function cancelledOnTimeout<T extends readonly MaybeRow[]>(
+  query: PendingQuery<T>,
+  signal: AbortSignal,
+): Promise<RowList<T>> {
+  const cancel = () => query.cancel();
+  if (signal.aborted) cancel();
+  else signal.addEventListener("abort", cancel, { once: true });
+  return query.finally(() => signal.removeEventListener("abort", cancel));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------------------
 
 export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
-  return timed("database", "Database reachable and migrations current", deps, async () => {
+  return timed("database", "Database reachable and migrations current", deps, async (signal) => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
-    const [{ has_history }] = await sql<{ has_history: boolean }[]>`
-      select to_regclass('supabase_migrations.schema_migrations') is not null as has_history`;
+    const [{ has_history }] = await cancelledOnTimeout(
+      sql<{ has_history: boolean }[]>`
+        select to_regclass('supabase_migrations.schema_migrations') is not null as has_history`,
+      signal,
+    );
     if (!has_history) {
       return {
         status: "fail",
         detail: "database reachable, but supabase_migrations.schema_migrations is missing",
       };
     }
-    const rows = await sql<{ version: string }[]>`
-      select version from supabase_migrations.schema_migrations order by version`;
+    const rows = await cancelledOnTimeout(
+      sql<{ version: string }[]>`select version from supabase_migrations.schema_migrations order by version`,
+      signal,
+    );
     const applied = new Set(rows.map((r) => r.version));
     const expected = new Set(MIGRATION_VERSIONS);
     const missing = MIGRATION_VERSIONS.filter((v) => !applied.has(v));
@@ -267,20 +288,21 @@ const iso = (value: unknown) =>
   value instanceof Date ? value.toISOString() : (value as string | null) ?? null;
 
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
-  return timed("webhook_pipeline", "Webhook pipeline", deps, async () => {
+  return timed("webhook_pipeline", "Webhook pipeline", deps, async (signal) => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured" };
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const [intake] = await sql<
-      {
-        last_received_at: Date | null;
-        events_24h: string;
-        rejections_24h: Record<string, number>;
-        forwarding_installed: boolean;
-      }[]
-    >`
+    const [intake] = await cancelledOnTimeout(
+      sql<
+        {
+          last_received_at: Date | null;
+          events_24h: string;
+          rejections_24h: Record<string, number>;
+          forwarding_installed: boolean;
+        }[]
+      >`
       -- Per status, so that each term reads an index of its own (the delivered and skipped rows, nearly all
       -- of a big table, through webhook_events_prunable_idx), as webhook_pipeline_health does: a term over the
       -- whole table scanned all of it at every uncached request (0.3-0.8 s at 1 M events).
@@ -302,7 +324,9 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         (select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) from (
           select reason, sum(count)::int as total from public.webhook_rejections
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
-        to_regclass(${"public." + view}) is not null as forwarding_installed`;
+        to_regclass(${"public." + view}) is not null as forwarding_installed`,
+      signal,
+    );
 
     const lastVerified = iso(intake.last_received_at);
     const data: Record<string, unknown> = {
@@ -328,7 +352,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     if (!intake.forwarding_installed) {
       warnings.push(`forwarding not installed (public.${view} is missing)`);
     } else {
-      const rows = await sql`select * from ${sql("public." + view)}`;
+      const rows = await cancelledOnTimeout(sql<Row[]>`select * from ${sql("public." + view)}`, signal);
       const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
       if (missing.length > 0) {
         failures.push(`${view} lacks columns ${missing.join(", ")}`);
