@@ -1,6 +1,6 @@
 // The Data team's SQL surface over a realistic fixture: views, the analyst role, docs/sql.md, retention.
 import assert from "node:assert/strict";
-import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
@@ -141,6 +141,39 @@ dbTest(
   },
 );
 
+dbTest(
+  `data [${db.kind}]: webhook_pipeline_health counts an event that died when its forwarder never reported`,
+  async () => {
+    await sql.begin(async (tx) => {
+      const read = async () =>
+        (await tx`select dead_last_hour::int, dead_last_day::int, dead_total::int from webhook_pipeline_health`)[
+          0
+        ];
+      const before = await read();
+      // An event on its last attempt (the fixture allows FIXTURE.maxAttempts), due before anything else.
+      const [{ id }] = await tx`
+        insert into webhook_events (event_key, event, conversation_id, account_id, payload, raw_body, body_sha256,
+                                    verified_by, status, attempts, next_attempt_at)
+        values ('lease-dies', 'message_created', 424242, 1, '{}', '{}', repeat('f', 64), 'signature', 'pending',
+                ${FIXTURE.maxAttempts - 1}, now() - interval '1 day')
+        returning id`;
+      const [claimed] = await tx`select id from claim_webhook_events('crashed-forwarder', 1, 0)`;
+      assert.equal(Number(claimed.id), Number(id));
+      // Its forwarder never reports; the next claim reclaims the expired lease: attempts are spent, it dies.
+      await tx`select * from claim_webhook_events('next-forwarder', 1)`;
+      const [event] = await tx`select status from webhook_events where id = ${id}`;
+      assert.equal(event.status, "dead");
+      const after = await read();
+      assert.equal(after.dead_total, before.dead_total + 1);
+      assert.equal(after.dead_last_hour, before.dead_last_hour + 1, "died in the last hour");
+      assert.equal(after.dead_last_day, before.dead_last_day + 1, "died in the last day");
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
+
 dbTest(`data [${db.kind}]: chatwoot_daily_event_stats matches the table`, async () => {
   const stats = await sql`select * from chatwoot_daily_event_stats`;
   const [totals] =
@@ -151,6 +184,17 @@ dbTest(`data [${db.kind}]: chatwoot_daily_event_stats matches the table`, async 
   assert.equal(created.reduce((n, r) => n + Number(r.duplicates), 0), 1, "the one duplicate of the fixture");
   const updated = stats.filter((r) => r.event === "message_updated");
   assert.equal(updated.reduce((n, r) => n + Number(r.changed), 0), 1, "the edited message changed once");
+  // Its second update was received as a new version, not as a duplicate.
+  const [edit] = await sql`select receive_count, version from webhook_events
+                            where event_key = ${`message:${FIXTURE.editedMessageId}:message_updated`}`;
+  assert.deepEqual([edit.receive_count, edit.version], [2, 2]);
+  assert.equal(updated.reduce((n, r) => n + Number(r.duplicates), 0), 0, "an edit is not a duplicate");
+  const [{ repeats }] = await sql`select sum(version - 1)::int as repeats from webhook_events`;
+  assert.equal(
+    stats.reduce((n, r) => n + Number(r.received) - Number(r.duplicates), 0),
+    totals.events + repeats,
+    "every receipt is the first, a new version or a duplicate",
+  );
   const typing = stats.filter((r) => r.event === "conversation_typing_on");
   assert.equal(typing.reduce((n, r) => n + Number(r.skipped), 0), 3);
 });
@@ -306,6 +350,36 @@ dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text a
   assert.match(text, /escalate\s+no/);
   assert.ok(!text.includes("postgres:postgres@"), "the connection string is shown without its password");
 });
+
+dbTest(
+  `data [${db.kind}]: deno task stats --days 1 is today's UTC day, whatever the session's time zone`,
+  async () => {
+    // A zone whose date differs from UTC's right now: 14 h ahead late in the UTC day, 12 h behind early in it.
+    const zone = new Date().getUTCHours() >= 10 ? "Etc/GMT-14" : "Etc/GMT+12";
+    const url = new URL(db.url);
+    url.searchParams.set("TimeZone", zone);
+    const probe = connect(url.toString(), { max: 1 });
+    const [{ tz }] = await probe`select current_setting('TimeZone') as tz`;
+    await probe.end();
+    if (tz !== zone) return; // PGlite's socket keeps one session and its settings: nothing to show there.
+    const today = new Date().toISOString().slice(0, 10);
+    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+    await sql`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+              received_at, last_received_at)
+            values ('stats-yesterday', 'stats_probe', '{}', '{}', repeat('9', 64), 'signature', 'skipped',
+                    ${yesterday + "T12:00:00Z"}, ${yesterday + "T12:00:00Z"}),
+                   ('stats-today', 'stats_probe', '{}', '{}', repeat('8', 64), 'signature', 'skipped', now(), now())`;
+    try {
+      const out = await runScript("scripts/stats.ts", ["--json", "--days", "1"], url.toString());
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      const days = JSON.parse(out.stdout).daily.filter((r: { event: string }) => r.event === "stats_probe")
+        .map((r: { day: string }) => r.day);
+      assert.deepEqual(days, [today]);
+    } finally {
+      await sql`delete from webhook_events where event = 'stats_probe'`;
+    }
+  },
+);
 
 dbTest(
   `data [${db.kind}]: retention prunes old delivered/skipped events in batches, never pending or dead`,
