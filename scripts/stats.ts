@@ -22,7 +22,7 @@ try {
   const daily = await sql`
     select day::text, event, events, received, duplicates, delivered, dead, skipped, pending + delivering as open
       from public.chatwoot_daily_event_stats
-     where day > current_date - ${days}::int
+     where day > (now() at time zone 'UTC')::date - ${days}::int -- day is a UTC date; current_date is local
      order by day desc, event`;
   if (values.json) {
     console.log(JSON.stringify({ health: numeric(health), daily: daily.map(numeric) }, null, 2));
