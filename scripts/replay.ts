@@ -1,6 +1,6 @@
 // deno task replay <id>... | --since <time> [--until <time>] [--event <name>] [--dry-run] [--chunk N]
-// Requeues dead events (replay_webhook_events / replay_webhook_events_between) in chunks, printing progress
-// and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
+// Requeues the dead events matching when the run starts (replay_webhook_events, by id) in chunks, printing
+// progress and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
 import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { redact, requireDatabaseUrl } from "./lib/cli.ts";
@@ -51,13 +51,18 @@ try {
   console.log(`database ${redact(url)}`);
   const until = values.until ?? "infinity";
   const event = values.event ?? null;
-  const [{ dead }] = byRange
-    ? await sql<{ dead: string }[]>`
-        select count(*) as dead from public.webhook_events
+  // The dead events matching, taken once: the run requeues exactly these (by id, oldest first). Selecting
+  // again per chunk would take an event requeued earlier in this run that died again meanwhile, in place of
+  // one not yet requeued, and leave that one dead while the count said all were done.
+  const [{ ids: matched }] = byRange
+    ? await sql<{ ids: string[] }[]>`
+        select coalesce(array_agg(id order by id), '{}') as ids from public.webhook_events
          where status = 'dead' and received_at >= ${values.since!}::text::timestamptz
            and received_at < ${until}::text::timestamptz and (${event}::text is null or event = ${event}::text)`
-    : await sql<{ dead: string }[]>`
-        select count(*) as dead from public.webhook_events where status = 'dead' and id = any(${ids}::bigint[])`;
+    : await sql<{ ids: string[] }[]>`
+        select coalesce(array_agg(id order by id), '{}') as ids from public.webhook_events
+         where status = 'dead' and id = any(${ids}::bigint[])`;
+  const dead = matched.length;
   const selection = byRange
     ? `received in [${values.since}, ${until})${event ? `, event ${event}` : ""}`
     : `${ids.length} id(s)`;
@@ -65,32 +70,24 @@ try {
 
   let replayed = 0;
   if (!values["dry-run"]) {
-    if (byRange) {
-      // Bounded by the count above: an event that dies again meanwhile is not replayed twice by one run.
-      while (replayed < Number(dead)) {
-        const limit = Math.min(chunk, Number(dead) - replayed);
-        const [{ n }] = await sql<{ n: string }[]>`
-          select public.replay_webhook_events_between(
-            ${values.since!}::text::timestamptz, ${until}::text::timestamptz, ${event}::text, ${limit}) as n`;
-        if (Number(n) === 0) break;
-        replayed += Number(n);
-        console.log(`  requeued ${replayed} / ${dead}`);
-      }
-    } else {
-      for (let i = 0; i < ids.length; i += chunk) {
-        const part = ids.slice(i, i + chunk);
-        const [{ n }] = await sql<
-          { n: string }[]
-        >`select public.replay_webhook_events(${part}::bigint[]) as n`;
-        replayed += Number(n);
-        console.log(`  requeued ${replayed} / ${dead}`);
-      }
+    // replay_webhook_events requeues only what is still dead when its turn comes: an event replayed by
+    // someone else, delivered or deleted meanwhile is left as it is (and counted below).
+    for (let i = 0; i < dead; i += chunk) {
+      const part = matched.slice(i, i + chunk);
+      const [{ n }] = await sql<{ n: string }[]>`select public.replay_webhook_events(${part}::bigint[]) as n`;
+      replayed += Number(n);
+      console.log(`  requeued ${replayed} / ${dead}`);
+    }
+    if (replayed < dead) {
+      console.log(
+        `  ${dead - replayed} no longer dead when their turn came (replayed, delivered or deleted meanwhile)`,
+      );
     }
   }
   const summary = {
     ok: true,
     dry_run: values["dry-run"],
-    matched_dead: Number(dead),
+    matched_dead: dead,
     requeued: replayed,
     duration_ms: Math.round(performance.now() - started),
   };

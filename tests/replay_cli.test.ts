@@ -1,0 +1,94 @@
+// `deno task replay` when the dead letters change under it: each event it counted is requeued at most once,
+// none is left out, and its summary says what happened. Runs the real script against a real database.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb } from "./_db.ts";
+import { runScript } from "./_dev.ts";
+
+const db = await startTestDb();
+const sql = db.sql;
+
+async function deadEvents(prefix: string, n: number): Promise<number[]> {
+  const rows = await sql<{ id: string }[]>`
+    insert into webhook_events (event_key, event, conversation_id, account_id, payload, raw_body, body_sha256,
+                                verified_by, status, attempts, received_at, last_received_at)
+    select ${prefix} || g, 'message_created', 880000 + g, 1, '{}', '{}', repeat('a', 64), 'signature', 'dead', 9,
+           now() - interval '1 hour', now() - interval '1 hour'
+      from generate_series(1, ${n}) g
+    returning id`;
+  return rows.map((r) => Number(r.id)).sort((a, b) => a - b);
+}
+
+async function replay(...args: string[]) {
+  const out = await runScript("scripts/replay.ts", args, db.url);
+  const text = out.stdout + out.stderr;
+  const summary = /summary (\{.*\})/.exec(text);
+  return { code: out.code, text, summary: summary ? JSON.parse(summary[1]) : null };
+}
+
+dbTest(
+  `replay cli [${db.kind}]: an event that dies again during a run is not requeued twice, and none is skipped`,
+  async () => {
+    const ids = await deadEvents("redie-", 3);
+    // Stands in for a forwarder that delivers each requeued event at once and gets a 410: the event is dead
+    // again before the next chunk. Every requeue is logged.
+    await sql.unsafe(`
+      create table replay_log (event_id bigint not null);
+      create function test_dies_again() returns trigger language plpgsql as $$
+      begin
+        insert into public.replay_log values (new.id);
+        new.status := 'dead';
+        return new;
+      end $$;
+      create trigger test_dies_again before update of status on webhook_events for each row
+        when (old.status = 'dead' and new.status = 'pending' and old.event_key like 'redie-%')
+        execute function test_dies_again();`);
+    try {
+      const run = await replay("--since", "2000-01-01T00:00Z", "--chunk", "1");
+      assert.equal(run.code, 0, run.text);
+      const log = await sql<{ event_id: string }[]>`select event_id from replay_log order by event_id`;
+      assert.deepEqual(log.map((r) => Number(r.event_id)), ids, "each counted event requeued exactly once");
+      assert.equal(run.summary.matched_dead, 3);
+      assert.equal(run.summary.requeued, 3);
+    } finally {
+      await sql.unsafe(`drop trigger test_dies_again on webhook_events; drop function test_dies_again();
+                        drop table replay_log; delete from webhook_events where event_key like 'redie-%';`);
+    }
+  },
+);
+
+dbTest(
+  `replay cli [${db.kind}]: events no longer dead when their turn comes are left alone, and the summary says so`,
+  async () => {
+    const ids = await deadEvents("gone-", 4);
+    // Between the count and the requeue, another operator replays one and it is delivered; one is deleted.
+    await sql`create function test_meanwhile() returns trigger language plpgsql as $$
+      begin
+        update public.webhook_events set status = 'delivered', delivered_at = now()
+         where event_key = 'gone-2' and status = 'dead';
+        delete from public.webhook_events where event_key = 'gone-3';
+        return null;
+      end $$`;
+    // Fires once, at the run's first requeue (of gone-1).
+    await sql`create trigger test_meanwhile after update of status on webhook_events for each row
+      when (old.event_key = 'gone-1' and new.status = 'pending') execute function test_meanwhile()`;
+    try {
+      const run = await replay(...ids.map(String), "--chunk", "1");
+      assert.equal(run.code, 0, run.text);
+      assert.equal(run.summary.matched_dead, 4);
+      assert.equal(run.summary.requeued, 2);
+      assert.match(run.text, /2 .*no longer dead/);
+      const rows = await sql<{ event_key: string; status: string }[]>`
+        select event_key, status from webhook_events where event_key like 'gone-%' order by event_key`;
+      assert.deepEqual(rows.map((r) => `${r.event_key}:${r.status}`), [
+        "gone-1:pending",
+        "gone-2:delivered",
+        "gone-4:pending",
+      ]);
+    } finally {
+      await sql.unsafe(`drop trigger test_meanwhile on webhook_events; drop function test_meanwhile();
+                        delete from webhook_events where event_key like 'gone-%';`);
+    }
+  },
+);
+
+dbTest(`replay cli [${db.kind}]: close database`, () => db.close());
