@@ -1,6 +1,7 @@
 // deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N]: a forwarder outside Supabase, against
 // DATABASE_URL. Defaults: batches of 50, two in flight (docs/benchmarks.md: the best of one process here).
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
+// Either way a signal ends it after the batches in flight are written back: nothing new is claimed meanwhile.
 import { parseArgs } from "node:util";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
@@ -11,25 +12,46 @@ import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/f
 import { undiciTransport } from "./lib/undici_transport.ts";
 
 await loadDotenv(".env");
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    once: { type: "boolean", default: false },
-    batch: { type: "string", default: "50" },
-    lanes: { type: "string", default: "2" },
-    "sweep-ms": { type: "string", default: "1000" },
-    "budget-ms": { type: "string", default: "25000" },
-  },
-});
+const USAGE = "Usage: deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N] [--budget-ms N]";
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    options: {
+      once: { type: "boolean", default: false },
+      batch: { type: "string", default: "50" },
+      lanes: { type: "string", default: "2" },
+      "sweep-ms": { type: "string", default: "1000" },
+      "budget-ms": { type: "string", default: "25000" },
+    },
+  });
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const { values } = parsed;
+/** A whole-number option, or exit 2 saying so (NaN would make a forwarder that silently sends nothing). */
+function wholeNumber(name: "batch" | "lanes" | "sweep-ms" | "budget-ms", min: number): number {
+  const value = Number(values[name]);
+  if (!Number.isInteger(value) || value < min) {
+    console.error(`--${name} takes a whole number (${min} or more), not ${values[name]}\n${USAGE}`);
+    Deno.exit(2);
+  }
+  return value;
+}
+const batchSize = wholeNumber("batch", 1);
+const lanes = wholeNumber("lanes", 1);
+const sweepMs = wholeNumber("sweep-ms", 10);
+const budgetMs = wholeNumber("budget-ms", 0);
 const url = requireDatabaseUrl("the database to forward from");
 const sql = connectForwarder(url);
 const config = forwarderConfigFromEnv();
-const batchSize = Number(values.batch);
-const lanes = Number(values.lanes);
-const budgetMs = Number(values["budget-ms"]);
 
 if (values.once) {
   const transport = undiciTransport();
+  // SIGINT/SIGTERM: claim nothing more, finish and write back what is in flight, then exit as usual.
+  const stopping = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => stopping.abort());
   const summary = await drain(sql, config, {
     budgetMs,
     batchSize,
@@ -37,6 +59,7 @@ if (values.once) {
     worker: "forward-cli",
     log: jsonLogger,
     transport: transport.send,
+    signal: stopping.signal,
   });
   console.log(JSON.stringify(summary));
   await transport.close();
@@ -49,14 +72,18 @@ const loop = await startForwarderLoop({
   config,
   log: jsonLogger,
   subscribe: postgresSubscribe(sql),
-  sweepMs: Number(values["sweep-ms"]),
+  sweepMs,
   batchSize,
   lanes,
   budgetMs,
   worker: "forward-cli",
 });
 jsonLogger("info", "[Forwarder] Running", { batch_size: batchSize, lanes });
+// SIGINT/SIGTERM: claim nothing more, finish and write back the batches in flight, then exit.
+let stopping = false;
 const stop = async () => {
+  if (stopping) return;
+  stopping = true;
   await loop.stop();
   await sql.end({ timeout: 2 });
   Deno.exit(0);

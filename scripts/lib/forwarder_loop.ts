@@ -54,6 +54,8 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
   const { sql, config, log } = options;
   const transport = undiciTransport(); // closed by stop()
   let stopped = false;
+  // Aborted by stop(): the drain running then claims no further batch, finishing only those in flight.
+  const stopping = new AbortController();
   let wanted = false;
   let running: Promise<void> | null = null;
   let lastStop = "";
@@ -69,6 +71,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
           worker: options.worker ?? "dev-forwarder",
           log,
           transport: transport.send,
+          signal: stopping.signal,
         });
         options.onDrain?.(summary);
         if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
@@ -112,6 +115,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
     wake,
     async stop() {
       stopped = true;
+      stopping.abort();
       clearInterval(timer);
       await unsubscribe?.().catch(() => {});
       await running;

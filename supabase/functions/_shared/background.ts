@@ -15,3 +15,31 @@ export function runInBackground(task: () => unknown, log: Logger, what: string):
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * `task` one run at a time. A call while a run is going asks for one more run after it (however many calls
+ * came meanwhile: they share it), because the running one may already be past the point where it would have
+ * seen what the caller wants handled. Each call's promise settles once a run that started after the call has
+ * finished; a failed run is logged and does not cancel the next one.
+ */
+export function singleFlight(task: () => Promise<unknown>, log: Logger, what: string): () => Promise<void> {
+  let wanted = false;
+  let running: Promise<void> | null = null;
+  const loop = async () => {
+    while (wanted) {
+      wanted = false;
+      try {
+        await task();
+      } catch (error) {
+        log("error", "Background task failed", { task: what, error: errorMessage(error) });
+      }
+    }
+    // In the same turn as the check above: a call from here on starts a new loop.
+    running = null;
+  };
+  return () => {
+    wanted = true;
+    running ??= loop();
+    return running;
+  };
+}

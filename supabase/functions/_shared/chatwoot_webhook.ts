@@ -4,7 +4,7 @@ import { jsonError, notFoundJson } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.ts";
-import { runInBackground } from "./background.ts";
+import { runInBackground, singleFlight } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
 import { forwarderConfigFromEnv } from "./forwarder_config.ts";
@@ -294,28 +294,41 @@ export const IMMEDIATE_DRAIN_MAX_EVENTS = 100;
 /**
  * The function as deployed: settings from the runtime's environment. A newly stored (or changed) pending
  * event starts a short drain in the background, so it usually reaches the Agent SDK within milliseconds;
- * whatever that drain leaves (failures, retries) is picked up by forward-events on its schedule.
+ * whatever that drain leaves (failures, retries) is picked up by forward-events on its schedule. One such
+ * drain runs at a time per instance: a burst of stores would otherwise become a burst of drains, each
+ * claiming on its own and taking connections of the small pool the stores need. A store while one runs
+ * gets one more drain after it (shared by every store meanwhile), so its event still goes out at once.
  */
 export function chatwootWebhookApp(runtime: Runtime): Hono {
   const { sql, log } = runtime;
   const forwarder = forwarderConfigFromEnv(runtime.env);
-  return createChatwootWebhookApp({
-    config: webhookConfigFromEnv(runtime.env),
-    sql,
-    log,
-    afterStore: sql
-      ? async (stored) => {
-        // The ingest call already read the settings: no attempt while paused or without a target.
-        if (!stored.forwardNow || (!forwarder.agentSdkUrl && !stored.targetOverrideSet)) return;
+  const immediateDrain = sql
+    ? singleFlight(
+      async () => {
         const summary = await drain(sql, forwarder, {
           budgetMs: IMMEDIATE_DRAIN_BUDGET_MS,
           maxEvents: IMMEDIATE_DRAIN_MAX_EVENTS,
           batchSize: 10,
           worker: FUNCTION_NAME,
           log,
+          // Every store that asked for this drain had just seen forwarding not paused and a target.
           settingsChecked: true,
         });
-        log("debug", `${LOG} Immediate delivery`, { event_id: stored.id, ...summary });
+        log("debug", `${LOG} Immediate delivery`, { ...summary });
+      },
+      log,
+      "immediate_delivery",
+    )
+    : null;
+  return createChatwootWebhookApp({
+    config: webhookConfigFromEnv(runtime.env),
+    sql,
+    log,
+    afterStore: immediateDrain
+      ? async (stored) => {
+        // The ingest call already read the settings: no attempt while paused or without a target.
+        if (!stored.forwardNow || (!forwarder.agentSdkUrl && !stored.targetOverrideSet)) return;
+        await immediateDrain();
       }
       : undefined,
   });

@@ -35,9 +35,14 @@ export interface DrainOptions {
    * so the drain starts claiming without reading relay_settings first. The claim still honours a pause.
    */
   settingsChecked?: boolean;
+  /**
+   * Once aborted (a forwarder shutting down), no further batch is claimed; batches in flight still finish
+   * and are written back, so a stop loses no outcome and leaves no lease behind.
+   */
+  signal?: AbortSignal;
 }
 
-export type DrainStop = "idle" | "budget" | "limit" | "paused" | "not_configured";
+export type DrainStop = "idle" | "budget" | "limit" | "paused" | "not_configured" | "aborted";
 
 export interface DrainSummary {
   ok: boolean;
@@ -174,11 +179,16 @@ export async function drain(
   }
 
   let budgetSpent = false;
+  let aborted = false;
   const maxEvents = options.maxEvents ?? Infinity;
   // Claimed plus asked for by claims in flight, so concurrent lanes never claim past maxEvents together.
   let reserved = 0;
   const runLane = async () => {
     for (;;) {
+      if (options.signal?.aborted) {
+        aborted = true;
+        return;
+      }
       if (summary.batches > 0 && performance.now() - started >= budgetMs) {
         budgetSpent = true;
         return;
@@ -232,7 +242,9 @@ export async function drain(
   const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
-  return finish(budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle");
+  return finish(
+    aborted ? "aborted" : budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle",
+  );
 }
 
 /** One POST of one event; never throws: every failure becomes an AttemptResult. */

@@ -1,0 +1,208 @@
+// The delivery attempt chatwoot-webhook starts after storing an event: within one function instance at most one
+// such drain runs at a time (a burst of stores must not become a burst of drains, each claiming and holding
+// connections of the instance's small pool), and an event stored while one runs is still forwarded promptly.
+import assert from "node:assert/strict";
+import { dbTest } from "./_db.ts";
+import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
+import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+
+const SECRET = "chatwoot-webhook-secret-for-tests";
+
+/**
+ * `sql` as the function sees it, with every claim_webhook_events call counted (how many at once, at most) and
+ * `afterEmptyClaim` run after a claim that found nothing, before the drain sees its answer.
+ */
+function observedSql(sql: Sql, afterEmptyClaim: () => Promise<void> = async () => {}) {
+  const stats = { claims: 0, active: 0, maxActive: 0 };
+  const proxy = new Proxy(sql, {
+    apply(target, thisArg, args: unknown[]) {
+      const query = Reflect.apply(target, thisArg, args);
+      const strings = args[0] as TemplateStringsArray | undefined;
+      if (!Array.isArray(strings) || !strings.join("").includes("claim_webhook_events")) return query;
+      stats.claims++;
+      stats.active++;
+      stats.maxActive = Math.max(stats.maxActive, stats.active);
+      return (async () => {
+        try {
+          const rows = await query;
+          if (rows.length === 0) await afterEmptyClaim();
+          return rows;
+        } finally {
+          stats.active--;
+        }
+      })();
+    },
+  });
+  return { sql: proxy as Sql, stats };
+}
+
+function webhookApp(sql: Sql, agentSdkUrl: string) {
+  const app = chatwootWebhookApp({
+    env: { CHATWOOT_WEBHOOK_SECRET: SECRET, AGENT_SDK_URL: agentSdkUrl },
+    sql,
+    log: memoryLogger(),
+  });
+  return async (messageId: number, conversationId: number) => {
+    const body = JSON.stringify(samplePayload("message_created", { messageId, conversationId }));
+    const response = await app.fetch(
+      new Request("http://functions.local/chatwoot-webhook", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(SECRET, body) },
+        body,
+      }),
+    );
+    assert.equal(response.status, 200);
+    return (await response.json()).id as number;
+  };
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `timed out waiting for: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+dbTest("immediate drain: a burst of stores runs one drain at a time, and every event goes out", async () => {
+  await withForwardingSetup(async (db, sdk) => {
+    sdk.behave(() => ({ hold: true }));
+    const { sql, stats } = observedSql(db.sql);
+    const post = webhookApp(sql, sdk.url);
+    const burst = 30;
+    const ids = await Promise.all(
+      Array.from({ length: burst }, (_, i) => post(77_000 + i, 7_000 + i)),
+    );
+    await sdk.waitFor(() => sdk.received.length > 0, "the first immediate attempt");
+    // Give piled-up drains (the defect) time to claim and post too.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const [{ drains }] = await db.sql<{ drains: number }[]>`
+      select count(distinct leased_by)::int as drains from public.webhook_events where status = 'delivering'`;
+    assert.equal(drains, 1, "one drain holds leases, not one per stored event");
+    assert.equal(stats.maxActive, 1, "never two claims of this instance at once");
+
+    sdk.behave(() => new Response("ok"));
+    sdk.releaseHeld();
+    // No forward-events call and no loop here: only the immediate drains can deliver them.
+    await eventually(
+      "every event of the burst delivered",
+      async () => (await Promise.all(ids.map((id) => statusOf(db.sql, id)))).every((s) => s === "delivered"),
+    );
+    assert.equal(new Set(sdk.accepted().map((r) => r.eventId)).size, burst);
+  });
+});
+
+dbTest(
+  "immediate drain: an event stored after the running drain's last claim is forwarded by another drain",
+  async () => {
+    await withForwardingSetup(async (db, sdk) => {
+      let storeLate: (() => Promise<void>) | null = null;
+      let lateId = 0;
+      // The first drain's final (empty) claim has answered; before that drain finishes, another event is
+      // stored: its own drain request must not be swallowed by the one that is ending.
+      const { sql } = observedSql(db.sql, async () => {
+        const store = storeLate;
+        storeLate = null;
+        await store?.();
+      });
+      const post = webhookApp(sql, sdk.url);
+      storeLate = async () => {
+        lateId = await post(88_002, 8_802);
+      };
+      const firstId = await post(88_001, 8_801);
+      await eventually(
+        "the first event delivered",
+        async () => (await statusOf(db.sql, firstId)) === "delivered",
+      );
+      assert.ok(lateId > 0, "the late event was stored during the first drain");
+      await eventually(
+        "the late event delivered without waiting for forward-events",
+        async () => (await statusOf(db.sql, lateId)) === "delivered",
+        5_000,
+      );
+    });
+  },
+);
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/**
+ * `deno task forward` (with `args`) as a subprocess against a backlog the Agent SDK answers slowly; SIGTERM
+ * once it has sent something. It finishes what it has in flight, writes it back and exits; it claims nothing
+ * new meanwhile (a supervisor's grace period is short, and what a SIGKILL cuts off is sent again).
+ */
+async function forwarderStopsOnSigterm(args: string[]) {
+  await withForwardingSetup(async (db, sdk) => {
+    const backlog = 40;
+    for (let i = 0; i < backlog; i++) {
+      await storeSample(db.sql, "message_created", { conversationId: 9_100 + i });
+    }
+    sdk.behave(() => ({ delayMs: 300, then: new Response("ok") }));
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/forward.ts", "--batch", "2", ...args],
+      cwd: ROOT,
+      env: { DATABASE_URL: db.url, AGENT_SDK_URL: sdk.url, NO_COLOR: "1" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    try {
+      await sdk.waitFor(() => sdk.received.length > 0, "the first delivery", 60_000);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const { code, stdout, stderr } = await output;
+    const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    assert.equal(code, 0, text);
+    assert.ok(sdk.received.length <= 8, `stopped claiming: ${sdk.received.length} of ${backlog} sent`);
+    // Every event it sent is written back; none is left leased to a forwarder that is gone.
+    const rows = await db.sql<{ id: string; status: string }[]>`
+      select id, status from public.webhook_events where status <> 'pending' order by id`;
+    assert.deepEqual(
+      rows.map((r) => [Number(r.id), r.status]),
+      sdk.received.map((r) => r.eventId).sort((a, b) => a - b).map((id) => [id, "delivered"]),
+    );
+  });
+}
+
+dbTest("forwarder: deno task forward stops on SIGTERM after writing back its batches in flight", async () => {
+  await forwarderStopsOnSigterm([]);
+});
+
+dbTest(
+  "forwarder: deno task forward --once stops on SIGTERM after writing back its batches in flight",
+  async () => {
+    await forwarderStopsOnSigterm(["--once"]);
+  },
+);
+
+Deno.test("forwarder: deno task forward refuses options that are not whole numbers, before connecting", async () => {
+  for (
+    const args of [["--lanes", "two"], ["--batch", "1.5"], ["--sweep-ms", "0"], [
+      "--once",
+      "--budget-ms",
+      "x",
+    ]]
+  ) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/forward.ts", ...args],
+      cwd: ROOT,
+      // Nothing listens there: an attempt to forward would fail differently.
+      env: { DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none", NO_COLOR: "1" },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 2, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, new RegExp(`^--${args.at(-2)!.slice(2)} takes a whole number`, "m"));
+    assert.match(stderr, /^Usage: deno task forward/m);
+  }
+});
+
+dbTest("immediate drain: (close the shared database)", closeSharedDb);
