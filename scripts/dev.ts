@@ -1,7 +1,24 @@
 // deno task dev — see README.md ("Run it locally").
+import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { intFromEnv } from "../supabase/functions/_shared/env.ts";
+import { redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
+
+/** Network errors (Node codes), postgres.js' connect timeout, and refusals by the server (SQLSTATE). */
+const CONNECT_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "CONNECT_TIMEOUT",
+  "28000", // invalid_authorization_specification
+  "28P01", // invalid_password
+  "3D000", // invalid_catalog_name: no such database
+]);
 
 await loadDotenv(".env");
 const env = Deno.env.toObject();
@@ -20,6 +37,14 @@ const server = await startDevServer({
     : error?.code === "EADDRINUSE"
     ? ["DB_PORT", dbPort, "the embedded database"]
     : null;
+  const external = databaseUrlFromEnv(env);
+  if (!taken && external && CONNECT_ERRORS.has(error?.code)) {
+    console.error(
+      `Cannot connect to the database in DATABASE_URL/SUPABASE_DB_URL (${redact(external)}): ` +
+        `${error.message}. Start it or fix the URL; unset both to use the embedded database.`,
+    );
+    Deno.exit(1);
+  }
   if (!taken) throw error;
   const [setting, value, what] = taken;
   console.error(

@@ -23,7 +23,7 @@ if (!SAMPLE_EVENTS.includes(event)) {
   Deno.exit(2);
 }
 const url = values.url ??
-  `http://127.0.0.1:${Deno.env.get("PORT") ?? "54321"}/functions/v1/chatwoot-webhook`;
+  `http://127.0.0.1:${Deno.env.get("PORT") || "54321"}/functions/v1/chatwoot-webhook`;
 const secret = await signingSecret();
 if (!secret) {
   console.error(
@@ -34,7 +34,8 @@ if (!secret) {
 const body = JSON.stringify(samplePayload(event, {
   messageId: values["message-id"]
     ? Number(values["message-id"])
-    : Math.floor(Date.now() / 1000) % 1_000_000_000,
+    // New each run, also for several runs within one second (the same message id again is a duplicate).
+    : Date.now(),
   conversationId: values["conversation-id"] ? Number(values["conversation-id"]) : undefined,
   content: values.content,
 }));

@@ -138,3 +138,28 @@ Deno.test("dev: a port already taken is named with the setting to change, and th
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("dev: a DATABASE_URL it cannot reach is named (password hidden), not thrown as a stack trace", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-db-" });
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = closed.addr.port;
+  closed.close();
+  try {
+    const run = await devUntilExit({
+      RELAY_DATA_DIR: dataDir,
+      DATABASE_URL: `postgresql://postgres:hunter2-secret@127.0.0.1:${port}/postgres`,
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `^Cannot connect to the database .*postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres.*ECONNREFUSED`,
+        "m",
+      ),
+    );
+    assert.doesNotMatch(run.stderr, /hunter2-secret/);
+    assert.doesNotMatch(run.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

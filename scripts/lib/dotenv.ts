@@ -13,7 +13,9 @@ export async function loadDotenv(path: string): Promise<string[]> {
     const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
     if (!match || line.trimStart().startsWith("#")) continue;
     const [, key, rawValue] = match;
-    const value = /^(["']).*\1$/.test(rawValue) ? rawValue.slice(1, -1) : rawValue.replace(/\s+#.*$/, "");
+    // A quoted value is taken as written (a # inside it included); a comment may follow either kind.
+    const quoted = /^(["'])(.*?)\1(?:\s+#.*)?$/.exec(rawValue);
+    const value = quoted ? quoted[2] : rawValue.replace(/\s+#.*$/, "");
     if (Deno.env.get(key) === undefined) {
       Deno.env.set(key, value);
       loaded.push(key);

@@ -1,0 +1,75 @@
+// Local use: the .env reader the scripts share, and `deno task send`.
+import assert from "node:assert/strict";
+import { loadDotenv } from "../scripts/lib/dotenv.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+Deno.test("dotenv: quotes, comments and exported variables", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+  const names = [
+    "DOTENV_T_DQ",
+    "DOTENV_T_SQ",
+    "DOTENV_T_PLAIN",
+    "DOTENV_T_HASH",
+    "DOTENV_T_SET",
+    "DOTENV_T_EXP",
+  ];
+  try {
+    await Deno.writeTextFile(
+      `${dir}/.env`,
+      [
+        "# a comment",
+        'DOTENV_T_DQ="https://staging-agent.example.com" # staging',
+        "DOTENV_T_SQ='two words' # note",
+        "DOTENV_T_PLAIN=value # comment",
+        "DOTENV_T_HASH=abc#def",
+        "DOTENV_T_SET=from-file",
+        "export DOTENV_T_EXP=exported\r",
+      ].join("\n"),
+    );
+    Deno.env.set("DOTENV_T_SET", "from-shell");
+    const loaded = await loadDotenv(`${dir}/.env`);
+    assert.deepEqual(loaded.sort(), names.filter((n) => n !== "DOTENV_T_SET").sort());
+    assert.deepEqual(names.map((n) => Deno.env.get(n)), [
+      "https://staging-agent.example.com",
+      "two words",
+      "value",
+      "abc#def",
+      "from-shell",
+      "exported",
+    ]);
+    assert.deepEqual(await loadDotenv(`${dir}/missing.env`), []);
+  } finally {
+    for (const n of names) Deno.env.delete(n);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "send: each run posts a new message, also several within one second",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const ids: number[] = [];
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+      ids.push((await req.json()).id);
+      return Response.json({ ok: true });
+    });
+    try {
+      const url = `http://127.0.0.1:${server.addr.port}/functions/v1/chatwoot-webhook`;
+      for (let i = 0; i < 4; i++) {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "scripts/send.ts", "message_created", "--url", url],
+          cwd: ROOT,
+          env: { CHATWOOT_WEBHOOK_SECRET: "local-secret-for-send-tests", NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      }
+      assert.equal(new Set(ids).size, 4, `message ids ${ids.join(", ")}`);
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
