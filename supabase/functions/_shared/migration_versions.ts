@@ -17,4 +17,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001400", // rejections_written_in_batches
   "20261121001500", // new_version_starts_afresh
   "20261121001600", // data_surface_counts
+  "20261121001700", // chatwoot_timestamp_never_raises
 ];
