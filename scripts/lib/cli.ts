@@ -13,13 +13,13 @@ export function requireDatabaseUrl(purpose: string): string {
   Deno.exit(2);
 }
 
-/** Connection strings are shown without their password. */
+/** URLs (connection strings, the Agent SDK's) are shown without their password. */
 export function redact(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
     return u.toString();
   } catch {
-    return "(unparseable database URL)";
+    return "(unparseable URL)";
   }
 }

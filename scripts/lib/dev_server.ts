@@ -97,7 +97,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       : postgresSubscribe(sql);
     const config = forwarderConfigFromEnv(runtime.env);
     forwarder = await startForwarderLoop({ sql, config, log, subscribe, sweepMs: options.forwarderSweepMs });
-    print(`  forwarder  -> ${config.agentSdkUrl ?? "(AGENT_SDK_URL not set; relay_settings override only)"}`);
+    const target = config.agentSdkUrl ? redact(config.agentSdkUrl) : null;
+    print(`  forwarder  -> ${target ?? "(AGENT_SDK_URL not set; relay_settings override only)"}`);
   }
 
   const base = `http://${host}:${server.addr.port}`;

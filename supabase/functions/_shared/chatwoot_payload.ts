@@ -99,6 +99,25 @@ export type ParsedEvent =
     issues?: PayloadIssue[];
   };
 
+/**
+ * Deepest nesting of objects and arrays accepted. Postgres parses jsonb recursively: a body nested some
+ * 100 000 levels deep fails with "stack depth limit exceeded" on a server, and one of 7 000 hangs PGlite's
+ * connection for good. Chatwoot reads its stored JSON with Ruby's parser, which stops at 100 levels, so no
+ * real payload comes near this.
+ */
+export const MAX_JSON_DEPTH = 512;
+
+/** True when `value` nests objects/arrays more than `limit` levels deep (stops looking as soon as it does). */
+function nestedDeeperThan(value: unknown, limit: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (limit === 0) return true;
+  if (Array.isArray(value)) return value.some((v) => nestedDeeperThan(v, limit - 1));
+  for (const key in value) {
+    if (nestedDeeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
+  }
+  return false;
+}
+
 /** Parses and validates a body that has already been authenticated. */
 export function parseChatwootEvent(text: string): ParsedEvent {
   let value: unknown;
@@ -109,6 +128,13 @@ export function parseChatwootEvent(text: string): ParsedEvent {
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return { ok: false, error: "invalid_json", message: "Body must be a JSON object" };
+  }
+  if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+    return {
+      ok: false,
+      error: "invalid_payload",
+      message: `Body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`,
+    };
   }
   const event = (value as { event?: unknown }).event;
   if (event === undefined || event === null || event === "") {

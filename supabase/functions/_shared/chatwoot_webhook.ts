@@ -171,7 +171,8 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       );
     } catch (error) {
       const cause = error instanceof DeadlineExceeded ? error.lastError : error;
-      log("error", `${LOG} Store failed`, {
+      const unstorable = bodyNotStorable(error);
+      log(unstorable ? "warn" : "error", `${LOG} Store failed`, {
         event: columns.event,
         event_key: columns.eventKey,
         delivery_id: deliveryId,
@@ -179,6 +180,8 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       });
       return error instanceof DeadlineExceeded
         ? reject(c, new Rejection(503, "database_unavailable", "Database unavailable; event not stored"))
+        : unstorable
+        ? reject(c, new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"))
         : reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
     }
 
@@ -212,6 +215,12 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   });
 
   app.notFound(notFoundJson);
+  // Anything thrown past the handler's own catches (a body stream cut off mid-read): the documented JSON 500
+  // and a JSON log line with the message, instead of Hono's plain-text answer and a printed error object.
+  app.onError((error, c) => {
+    log("error", `${LOG} Unhandled`, { error: error.message });
+    return jsonError(c, 500, "internal_error", "Internal error");
+  });
 
   function authenticate(
     req: Request,
@@ -256,6 +265,18 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   }
 
   return app;
+}
+
+/**
+ * Errors Postgres raises while reading the body as jsonb, about the body itself: JSON that JavaScript parses
+ * but jsonb cannot hold (a lone surrogate escape such as "\ud83d": 22P02; a number beyond numeric's range such
+ * as 1e1000000: 22003; an escape it does not support: 22P05; nesting past its stack: 54001). Bad input, not a
+ * failure of ours.
+ */
+function bodyNotStorable(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof Error && typeof code === "string" &&
+    ["22P02", "22P05", "22003", "54001"].includes(code);
 }
 
 /** Reads the body, or returns null as soon as it grows past `limit` bytes (chunked uploads included). */

@@ -21,18 +21,28 @@ export interface ConnectOptions {
 
 export function connect(url: string, options: ConnectOptions = {}): Sql {
   const connectTimeout = options.connectTimeout ?? 2;
-  return postgres(url, {
-    prepare: false, // Supavisor's transaction pooler cannot keep prepared statements
-    max: options.max ?? 5,
-    idle_timeout: 20,
-    connect_timeout: connectTimeout,
-    onnotice: () => {},
-    connection: { application_name: options.applicationName ?? "chatwoot-relay" },
-    // postgres.js passes `socket` through to its connections; its type definitions leave it out.
-    ...{
-      socket: ({ host, port }: SocketTarget) => openNoDelaySocket(host[0], port[0], connectTimeout * 1000),
-    },
-  });
+  try {
+    return postgres(url, {
+      prepare: false, // Supavisor's transaction pooler cannot keep prepared statements
+      max: options.max ?? 5,
+      idle_timeout: 20,
+      connect_timeout: connectTimeout,
+      onnotice: () => {},
+      connection: { application_name: options.applicationName ?? "chatwoot-relay" },
+      // postgres.js passes `socket` through to its connections; its type definitions leave it out.
+      ...{
+        socket: ({ host, port }: SocketTarget) => openNoDelaySocket(host[0], port[0], connectTimeout * 1000),
+      },
+    });
+  } catch (error) {
+    // postgres.js parses the URL with `new URL()`, whose error quotes the whole URL, password included, into
+    // the function's boot log or the terminal: said again without it (and without the original as cause).
+    throw new Error(
+      `The database URL (DATABASE_URL / SUPABASE_DB_URL) cannot be parsed (${
+        error instanceof Error ? error.name : "error"
+      }): percent-encode special characters such as # / ? % in the password`,
+    );
+  }
 }
 
 interface SocketTarget {

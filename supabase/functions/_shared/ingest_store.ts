@@ -78,7 +78,8 @@ export async function retryWithinBudget<T>(
   { budgetMs, pausesMs = [50, 150, 300, 500] }: { budgetMs: number; pausesMs?: number[] },
 ): Promise<T> {
   const deadline = Date.now() + budgetMs;
-  let lastError: unknown = new Error("no attempt made");
+  // What the log reports when no attempt came back at all (a lock wait, a database that stopped answering).
+  let lastError: unknown = new Error(`no answer from the database within ${budgetMs} ms`);
   for (let i = 0;; i++) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new DeadlineExceeded(lastError);

@@ -197,6 +197,13 @@ async function httpGet(deps: CheckDeps, url: string, headers: Record<string, str
   return response.status;
 }
 
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  u.username = "";
+  u.password = "";
+  return u.toString();
+}
+
 export function checkChatwootHealth(deps: CheckDeps): Promise<CheckResult> {
   const { baseUrl, baseUrlProblem, healthPath } = deps.config.chatwoot;
   return timed("chatwoot_health", "Chatwoot health endpoint", deps, async (signal) => {
@@ -205,7 +212,8 @@ export function checkChatwootHealth(deps: CheckDeps): Promise<CheckResult> {
       return { status: "warn", detail: "not configured: set CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)" };
     }
     const status = await httpGet(deps, `${baseUrl}${healthPath}`, {}, signal);
-    const data = { url: `${baseUrl}${healthPath}`, http_status: status };
+    // The page is public: a base URL's user:password (basic auth in front of Chatwoot) is never shown.
+    const data = { url: withoutCredentials(`${baseUrl}${healthPath}`), http_status: status };
     return status === 200
       ? {
         status: "pass",

@@ -1,0 +1,435 @@
+// Secrets never reach a log line, an answer or a stored row, whatever fails; and bodies Postgres cannot hold
+// as jsonb are refused with a clear 400 (nothing stored), not a 500 or a hung database.
+import assert from "node:assert/strict";
+import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { MAX_JSON_DEPTH } from "../supabase/functions/_shared/chatwoot_payload.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
+import { drain, type DrainOptions } from "../supabase/functions/_shared/forwarder.ts";
+import { jsonLogger, memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
+import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
+import { undiciTransport } from "../scripts/lib/undici_transport.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+import { dbTest, startTestDb } from "./_db.ts";
+import { runScript, startDev } from "./_dev.ts";
+import { fastSettings, storeSample } from "./_forwarding.ts";
+import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
+import { ensureDeliveryHealthView, fullEnv, startChatwootStandIn } from "./_readiness.ts";
+
+const db = await startTestDb();
+const sql = db.sql;
+const URL_BASE = "http://relay.test/chatwoot-webhook";
+
+// Every value below is a secret some part of the relay holds; none may ever be printed, answered or stored.
+const DB_PASSWORD = "dbpw-SECRET-7f3a9c1e5b";
+const URL_TOKEN = "urltok-SECRET-0123456789abcdef";
+const AGENT_SDK_SECRET = "agentsecret-SECRET-44d1";
+const AGENT_SDK_TOKEN = "agenttoken-SECRET-9e0b";
+const AGENT_SDK_PASSWORD = "agentpw-SECRET-61c2";
+const FORWARDER_TOKEN = "fwdtoken-SECRET-0123456789abcdef";
+const CHATWOOT_PASSWORD = "cwpw-SECRET-0d8e";
+const SECRETS = [
+  TEST_SECRET,
+  DB_PASSWORD,
+  URL_TOKEN,
+  AGENT_SDK_SECRET,
+  AGENT_SDK_TOKEN,
+  AGENT_SDK_PASSWORD,
+  FORWARDER_TOKEN,
+  CHATWOOT_PASSWORD,
+];
+
+function assertNoSecret(text: string, where: string, secrets = SECRETS) {
+  for (const secret of secrets) {
+    assert.ok(!text.includes(secret), `${where} contains a secret (${secret.split("-")[0]}):\n${text}`);
+  }
+}
+
+/** Runs `fn` with console.* captured (jsonLogger writes through console.log/console.error). */
+async function capturingConsole<T>(fn: () => Promise<T>): Promise<{ result: T; output: string }> {
+  const lines: string[] = [];
+  const methods = ["log", "error", "warn", "info", "debug"] as const;
+  const saved = methods.map((m) => console[m]);
+  for (const m of methods) {
+    console[m] = (...args: unknown[]) =>
+      void lines.push(args.map((a) => typeof a === "string" ? a : Deno.inspect(a)).join(" "));
+  }
+  try {
+    const result = await fn();
+    return { result, output: lines.join("\n") };
+  } finally {
+    methods.forEach((m, i) => console[m] = saved[i]);
+  }
+}
+
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+let nextId = 700_000;
+const message = () => JSON.stringify(samplePayload("message_created", { messageId: nextId++ }));
+
+async function answer(res: Response) {
+  const text = await res.text();
+  return { status: res.status, text, body: JSON.parse(text) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Secrets
+// ---------------------------------------------------------------------------------------------------------
+
+dbTest("secrets: a database URL postgres.js cannot parse is reported without its password", async () => {
+  // An unescaped # or / in the password: postgres.js' `new URL()` fails, and its message quoted the whole URL.
+  for (const password of [`p#${DB_PASSWORD}`, `p/${DB_PASSWORD}`]) {
+    const url = `postgresql://postgres:${password}@127.0.0.1:5432/postgres`;
+    let thrown: unknown = null;
+    try {
+      connect(url, { max: 1 });
+    } catch (error) {
+      thrown = error;
+    }
+    assert.ok(thrown instanceof Error, "connect refuses the URL");
+    assertNoSecret(`${thrown.message}\n${thrown.stack}\n${Deno.inspect(thrown)}`, "the error");
+    assert.match(thrown.message, /cannot be parsed/);
+  }
+  // The same through a CLI script, as an operator sees it in a terminal or a CI log.
+  const run = await runScript(
+    "scripts/migrate.ts",
+    [],
+    `postgresql://postgres:p#${DB_PASSWORD}@127.0.0.1:5432/postgres`,
+  );
+  assert.notEqual(run.code, 0);
+  assertNoSecret(run.stdout + run.stderr, "deno task migrate's output");
+  assert.match(run.stderr, /cannot be parsed/);
+});
+
+dbTest("secrets: chatwoot-webhook's logs and answers hold none, database down or token wrong", async () => {
+  // Database unreachable, its URL carrying a password: postgres.js' connection errors must not echo it.
+  const deadSql = connect(`postgresql://postgres:${DB_PASSWORD}@127.0.0.1:${closedPort()}/postgres`, {
+    max: 1,
+  });
+  const down = createChatwootWebhookApp({
+    config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+    sql: deadSql,
+    log: jsonLogger,
+  });
+  const { result: refused, output: downLog } = await capturingConsole(async () =>
+    await answer(await down.fetch(signedRequest(URL_BASE, message())))
+  );
+  await deadSql.end({ timeout: 1 });
+  assert.equal(refused.status, 503);
+  assert.match(downLog, /Store failed/);
+  assertNoSecret(downLog + refused.text, "database-down output");
+
+  // The URL-token path: neither the configured token nor a presented one is logged or answered.
+  const app = createChatwootWebhookApp({
+    config: webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+      CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN,
+    }),
+    sql,
+    log: jsonLogger,
+  });
+  const guess = "guess-SECRET-0123456789abcdef";
+  const { result, output } = await capturingConsole(async () => {
+    const post = async (url: string, init: RequestInit) =>
+      await answer(await app.fetch(new Request(url, { method: "POST", ...init })));
+    const json = { "content-type": "application/json" };
+    return [
+      await post(`${URL_BASE}?token=${URL_TOKEN}`, { headers: json, body: message() }),
+      await post(`${URL_BASE}?token=${guess}`, { headers: json, body: message() }),
+      await post(`${URL_BASE}?token=${URL_TOKEN}`, { headers: json, body: "{not json" }),
+      await answer(
+        await app.fetch(signedRequest(`${URL_BASE}?token=${URL_TOKEN}`, message(), { secret: "wrong" })),
+      ),
+    ];
+  });
+  assert.deepEqual(result.map((r) => r.status), [200, 401, 400, 401]);
+  assertNoSecret(output + result.map((r) => r.text).join("\n"), "webhook output", [...SECRETS, guess]);
+});
+
+for (const transport of ["fetch", "undici"] as const) {
+  dbTest(`secrets: an unreachable Agent SDK with credentials in its URL (${transport})`, async () => {
+    await fastSettings(sql, { max_attempts: 5, request_timeout_ms: 2000 });
+    // Only this test's event is due (earlier tests' events are set aside).
+    await sql`update webhook_events set status = 'skipped' where status = 'pending'`;
+    const id = await storeSample(sql);
+    const pooled = transport === "undici" ? undiciTransport() : null;
+    const options: DrainOptions = {
+      log: jsonLogger,
+      maxEvents: 1,
+      ...(pooled ? { transport: pooled.send } : {}),
+    };
+    const { result: summary, output } = await capturingConsole(() =>
+      drain(sql, {
+        agentSdkUrl: `http://relay:${AGENT_SDK_PASSWORD}@127.0.0.1:${closedPort()}/agent?x=1`,
+        agentSdkSecret: AGENT_SDK_SECRET,
+        agentSdkToken: AGENT_SDK_TOKEN,
+      }, options)
+    );
+    await pooled?.close();
+    assert.equal(summary.retried, 1);
+    const [row] = await sql`
+      select e.last_error, a.error, a.response_excerpt
+        from webhook_events e join webhook_delivery_attempts a on a.event_id = e.id
+       where e.id = ${id}`;
+    assert.ok(row.error, "the attempt's error is recorded");
+    assertNoSecret(
+      `${output}\n${JSON.stringify(summary)}\n${JSON.stringify(row)}`,
+      "forwarder output and rows",
+    );
+    await sql`update webhook_events set status = 'skipped' where id = ${id}`;
+  });
+}
+
+dbTest("secrets: forward-events answers and logs a wrong token without either token", async () => {
+  const guess = "guess-SECRET-fedcba9876543210";
+  const app = createForwardEventsApp({
+    auth: { forwarderToken: FORWARDER_TOKEN, serviceRoleKey: null },
+    forwarder: { agentSdkUrl: null, agentSdkSecret: AGENT_SDK_SECRET, agentSdkToken: AGENT_SDK_TOKEN },
+    sql,
+    log: jsonLogger,
+  });
+  const { result, output } = await capturingConsole(async () =>
+    await answer(
+      await app.fetch(
+        new Request("http://functions.local/forward-events", {
+          method: "POST",
+          headers: { Authorization: `Bearer ${guess}` },
+        }),
+      ),
+    )
+  );
+  assert.equal(result.status, 401);
+  assertNoSecret(output + result.text, "forward-events output", [...SECRETS, guess]);
+});
+
+dbTest("secrets: the public readiness page never shows a password in CHATWOOT_BASE_URL", async () => {
+  await ensureDeliveryHealthView(sql);
+  const chatwoot = startChatwootStandIn();
+  try {
+    for (const base of [chatwoot.url, `http://127.0.0.1:${closedPort()}`]) {
+      // Basic auth in front of Chatwoot: the credentials ride in the URL (fetch sends them as Authorization).
+      const withPassword = base.replace("http://", `http://ops:${CHATWOOT_PASSWORD}@`);
+      const app = createReadinessApp({
+        sql,
+        env: fullEnv(withPassword, { CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, AGENT_SDK_TOKEN }),
+        log: jsonLogger,
+        cacheMs: 0,
+        checkTimeoutMs: 10_000,
+      });
+      const { result, output } = await capturingConsole(async () => [
+        await (await app.request("/readiness")).text(),
+        await (await app.request("/readiness?format=markdown")).text(),
+        await (await app.request("/readiness?format=html")).text(),
+        await (await app.request("/readiness/probe")).text(),
+      ]);
+      const health = JSON.parse(result[0]).checks.find((c: { name: string }) => c.name === "chatwoot_health");
+      assert.equal(health.status, base === chatwoot.url ? "pass" : "fail", JSON.stringify(health));
+      assertNoSecret(output + result.join("\n"), `readiness output (${health.status})`);
+    }
+  } finally {
+    await chatwoot.close();
+  }
+});
+
+Deno.test({
+  name: "secrets: deno task dev prints the Agent SDK URL without its password",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
+    const dev = await startDev({
+      RELAY_DATA_DIR: dataDir,
+      AGENT_SDK_URL: `http://relay:${AGENT_SDK_PASSWORD}@127.0.0.1:${closedPort()}`,
+      AGENT_SDK_TOKEN,
+      AGENT_SDK_SECRET,
+    });
+    try {
+      const printed = dev.lines.join("\n");
+      assert.match(printed, /forwarder\s+-> http:\/\/relay:\*\*\*@127\.0\.0\.1:\d+/);
+      assertNoSecret(printed, "deno task dev's output");
+    } finally {
+      await dev.stop();
+      await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Bodies jsonb cannot hold, and a database that stops answering
+// ---------------------------------------------------------------------------------------------------------
+
+async function rowsFor(messageId: number): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`
+    select count(*)::int as n from webhook_events where message_id = ${messageId}`;
+  return n;
+}
+
+/** A message_created with `extra` spliced in as raw JSON text (so it can hold what JSON.stringify never writes). */
+function messageWith(extra: string): { id: number; body: string } {
+  const id = nextId++;
+  const body = JSON.stringify(samplePayload("message_created", { messageId: id })).replace(
+    /}$/,
+    `,${extra}}`,
+  );
+  return { id, body };
+}
+
+dbTest(
+  `webhook [${db.kind}]: JSON that jsonb cannot hold gets 400 invalid_payload, nothing stored`,
+  async () => {
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql,
+      log,
+    });
+    const nest = (depth: number) => `"deep":${"[".repeat(depth)}${"]".repeat(depth)}`;
+    const cases: Array<[string, string]> = [
+      ["a lone surrogate escape (half an emoji)", `"note":"cut \\ud83d"`],
+      ["a number beyond numeric's range", `"n":1e1000000`],
+      // The body itself is level 1: this array's innermost level is MAX_JSON_DEPTH + 1.
+      ["nesting one level too deep", nest(MAX_JSON_DEPTH)],
+      ["nesting 100 000 levels deep", nest(100_000)],
+    ];
+    for (const [what, extra] of cases) {
+      const { id, body } = messageWith(extra);
+      const started = Date.now();
+      const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+      assert.equal(res.body.error, "invalid_payload", what);
+      assert.ok(Date.now() - started < 2000, `${what}: answered after ${Date.now() - started} ms`);
+      assert.equal(await rowsFor(id), 0, what);
+    }
+    assert.ok(
+      !log.lines.some((l) => l.level === "error"),
+      JSON.stringify(log.lines.filter((l) => l.level === "error")),
+    );
+    // Nesting up to the limit is stored, byte for byte; and the database still answers after all of the above.
+    const { id, body } = messageWith(nest(MAX_JSON_DEPTH - 1));
+    const stored = await answer(await app.fetch(signedRequest(URL_BASE, body)));
+    assert.equal(stored.status, 200, stored.text);
+    const [row] = await sql`select raw_body from webhook_events where message_id = ${id}`;
+    assert.equal(row.raw_body, body);
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: a database that stops answering is logged as such, not as "no attempt made"`,
+  async () => {
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql,
+      log,
+    });
+    // A long lock on the table (a migration, a careless query): the ingest waits and never gets an answer.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => release = resolve);
+    let locked = false;
+    const holder = sql.begin(async (tx) => {
+      await tx`lock table public.webhook_events in access exclusive mode`;
+      locked = true;
+      await released;
+    });
+    try {
+      await eventually(() => Promise.resolve(locked));
+      const res = await answer(await app.fetch(signedRequest(URL_BASE, message())));
+      assert.equal(res.status, 503);
+      assert.equal(res.body.error, "database_unavailable");
+      const failure = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
+      assert.match(String(failure?.error), /no answer from the database within \d+ ms/);
+    } finally {
+      release();
+      await holder;
+    }
+  },
+);
+
+dbTest(
+  `data surface [${db.kind}]: a stored time that names no real time reads as null, not an error for every query`,
+  async () => {
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql,
+      log: memoryLogger(),
+    });
+    // Accepted at ingest (the schema checks the type, not the calendar) and stored as sent.
+    const odd = ["2026-02-30T10:00:00Z", "2026-13-01T10:00:00Z", "0000-01-01T00:00:00Z", 1e20, 1e-400];
+    const messageIds: number[] = [];
+    const conversationIds: number[] = [];
+    for (const value of odd) {
+      const id = nextId++;
+      const text = typeof value === "string" ? JSON.stringify(value) : value === 1e-400 ? "1e-400" : "1e20";
+      const message = JSON.stringify(samplePayload("message_created", { messageId: id }))
+        .replace(/"created_at":"[^"]*"/, `"created_at":${text}`);
+      const conversation = JSON.stringify(samplePayload("conversation_updated", { conversationId: id }))
+        .replace(/"updated_at":[\d.]+/, `"updated_at":${text}`);
+      assert.ok(message.includes(`"created_at":${text}`) && conversation.includes(`"updated_at":${text}`));
+      for (const body of [message, conversation]) {
+        const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
+        assert.equal(res.status, 200, res.text);
+      }
+      messageIds.push(id);
+      conversationIds.push(id);
+    }
+    const messages = await sql`
+      select message_id, created_at from public.chatwoot_messages where message_id = any(${messageIds}::bigint[])`;
+    assert.equal(messages.length, odd.length);
+    assert.deepEqual(
+      messages.map((m) => m.created_at === null || m.created_at.getTime() === 0),
+      odd.map(() => true),
+    );
+    const events = await sql`
+      select conversation_id, occurred_at from public.chatwoot_conversation_events
+       where conversation_id = any(${conversationIds}::bigint[])`;
+    assert.ok(events.length >= odd.length);
+    assert.ok(events.every((e) => e.occurred_at === null || e.occurred_at.getTime() === 0));
+    // Real times still read as before.
+    const [t] = await sql`
+      select public.chatwoot_timestamp('"2024-02-29T10:00:00.5+01:00"') as iso,
+             public.chatwoot_timestamp('1700000000.25') as epoch,
+             public.chatwoot_timestamp('"1700000000"') as epoch_text`;
+    assert.equal(t.iso.toISOString(), "2024-02-29T09:00:00.500Z");
+    assert.equal(t.epoch.toISOString(), "2023-11-14T22:13:20.250Z");
+    assert.equal(t.epoch_text.toISOString(), "2023-11-14T22:13:20.000Z");
+  },
+);
+
+dbTest(`webhook [${db.kind}]: a body cut off mid-read gets the JSON 500 and one JSON log line`, async () => {
+  const log = memoryLogger();
+  const app = createChatwootWebhookApp({
+    config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+    sql,
+    log,
+  });
+  const cut = new ReadableStream({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"event":"message_created",'));
+    },
+    pull(controller) {
+      controller.error(new Error("connection reset by peer"));
+    },
+  });
+  const { result, output } = await capturingConsole(async () =>
+    await app.fetch(
+      new Request(URL_BASE, { method: "POST", headers: { "content-type": "application/json" }, body: cut }),
+    )
+  );
+  assert.equal(result.status, 500);
+  assert.equal((await result.json()).error, "internal_error");
+  assert.equal(output, "", "nothing printed past the logger");
+  assert.ok(log.lines.some((l) => l.level === "error" && /connection reset/.test(String(l.error))));
+});
+
+Deno.test({
+  name: `secrets [${db.kind}]: close database`,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => db.close(),
+});
