@@ -9,6 +9,7 @@ import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_fo
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
+import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
@@ -147,7 +148,7 @@ dbTest(
   async () => {
     await withForwardingSetup(async (db, sdk, config) => {
       const call = (
-        auth: { forwarderToken: string | null; serviceRoleKey: string | null },
+        auth: { forwarderTokens: string[]; serviceRoleKey: string | null },
         header?: string,
         query = "",
       ) =>
@@ -157,10 +158,13 @@ dbTest(
             headers: header ? { Authorization: header } : {},
           }),
         );
-      const none = await call({ forwarderToken: null, serviceRoleKey: null }, "Bearer x");
+      const none = await call({ forwarderTokens: [], serviceRoleKey: null }, "Bearer x");
       assert.equal(none.status, 503);
       assert.equal((await none.json()).error, "not_configured");
-      const auth = { forwarderToken: "forwarder-token-0123456789", serviceRoleKey: "service-role-key-abc" };
+      const auth = {
+        forwarderTokens: ["forwarder-token-0123456789"],
+        serviceRoleKey: "service-role-key-abc",
+      };
       assert.equal((await call(auth)).status, 401);
       const wrong = await call(auth, "Bearer forwarder-token-0123456788");
       assert.equal(wrong.status, 401);
@@ -180,6 +184,15 @@ dbTest(
       const bounded = await call(auth, "Bearer forwarder-token-0123456789", "?max_events=3");
       const limited = await bounded.json();
       assert.deepEqual([bounded.status, limited.stopped, limited.claimed], [200, "limit", 3]);
+      // A rotation: both tokens while pg_cron's Vault secret changes over, then only the new one.
+      const rotating = forwardEventsAuthFromEnv({
+        FORWARDER_TOKEN: "forwarder-token-0123456789, forwarder-token-new-9876543210",
+      });
+      assert.equal((await call(rotating, "Bearer forwarder-token-0123456789")).status, 200);
+      assert.equal((await call(rotating, "Bearer forwarder-token-new-9876543210")).status, 200);
+      const rotated = forwardEventsAuthFromEnv({ FORWARDER_TOKEN: "forwarder-token-new-9876543210" });
+      assert.equal((await call(rotated, "Bearer forwarder-token-0123456789")).status, 401);
+      assert.equal((await call(rotated, "Bearer forwarder-token-new-9876543210")).status, 200);
     });
   },
 );

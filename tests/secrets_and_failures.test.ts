@@ -189,7 +189,7 @@ for (const transport of ["fetch", "undici"] as const) {
 dbTest("secrets: forward-events answers and logs a wrong token without either token", async () => {
   const guess = "guess-SECRET-fedcba9876543210";
   const app = createForwardEventsApp({
-    auth: { forwarderToken: FORWARDER_TOKEN, serviceRoleKey: null },
+    auth: { forwarderTokens: [FORWARDER_TOKEN], serviceRoleKey: null },
     forwarder: { agentSdkUrl: null, agentSdkSecret: AGENT_SDK_SECRET, agentSdkToken: AGENT_SDK_TOKEN },
     sql,
     log: jsonLogger,

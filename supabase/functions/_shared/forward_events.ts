@@ -37,7 +37,7 @@ export interface ForwardEventsDeps {
 
 export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
   const { auth, sql, log } = deps;
-  const accepted = [auth.forwarderToken, auth.serviceRoleKey].filter((v): v is string => !!v);
+  const accepted = [...auth.forwarderTokens, auth.serviceRoleKey].filter((v): v is string => !!v);
   const app = new Hono({ strict: false });
 
   const fail = (c: Context, status: ContentfulStatusCode, error: string, message: string) => {

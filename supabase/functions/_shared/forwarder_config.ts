@@ -1,6 +1,6 @@
 // Settings of the forwarder that live in the environment (secrets, the default target). Everything an operator
 // changes at run time (pause, target override, schedule, timeouts) lives in public.relay_settings instead.
-import { type Env, stringFromEnv } from "./env.ts";
+import { type Env, listFromEnv, stringFromEnv } from "./env.ts";
 
 export interface ForwarderConfig {
   /** Base URL of the Agent SDK; events go to `${url}/webhooks/chatwoot`. relay_settings may override it. */
@@ -12,8 +12,11 @@ export interface ForwarderConfig {
 }
 
 export interface ForwardEventsAuthConfig {
-  /** Bearer token the forward-events function accepts (pg_cron sends it). */
-  forwarderToken: string | null;
+  /**
+   * Bearer tokens the forward-events function accepts (pg_cron sends one, read from Vault). Several,
+   * comma-separated, during a rotation: the function's secret and the Vault secret cannot change at once.
+   */
+  forwarderTokens: string[];
   /** The project's service-role key, also accepted. */
   serviceRoleKey: string | null;
 }
@@ -28,7 +31,7 @@ export function forwarderConfigFromEnv(env: Env = Deno.env.toObject()): Forwarde
 
 export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): ForwardEventsAuthConfig {
   return {
-    forwarderToken: stringFromEnv(env, "FORWARDER_TOKEN"),
+    forwarderTokens: listFromEnv(env, "FORWARDER_TOKEN"),
     serviceRoleKey: stringFromEnv(env, "SUPABASE_SERVICE_ROLE_KEY"),
   };
 }
