@@ -3,6 +3,7 @@
 // connections of the instance's small pool), and an event stored while one runs is still forwarded promptly.
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
+import { eventually } from "./_http.ts";
 import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
@@ -60,14 +61,6 @@ function webhookApp(sql: Sql, agentSdkUrl: string) {
   };
 }
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 dbTest("immediate drain: a burst of stores runs one drain at a time, and every event goes out", async () => {
   await withForwardingSetup(async (db, sdk) => {
     sdk.behave(() => ({ hold: true }));
@@ -89,8 +82,9 @@ dbTest("immediate drain: a burst of stores runs one drain at a time, and every e
     sdk.releaseHeld();
     // No forward-events call and no loop here: only the immediate drains can deliver them.
     await eventually(
-      "every event of the burst delivered",
       async () => (await Promise.all(ids.map((id) => statusOf(db.sql, id)))).every((s) => s === "delivered"),
+      10_000,
+      "every event of the burst delivered",
     );
     assert.equal(new Set(sdk.accepted().map((r) => r.eventId)).size, burst);
   });
@@ -115,14 +109,15 @@ dbTest(
       };
       const firstId = await post(88_001, 8_801);
       await eventually(
-        "the first event delivered",
         async () => (await statusOf(db.sql, firstId)) === "delivered",
+        10_000,
+        "the first event delivered",
       );
       assert.ok(lateId > 0, "the late event was stored during the first drain");
       await eventually(
-        "the late event delivered without waiting for forward-events",
         async () => (await statusOf(db.sql, lateId)) === "delivered",
-        5_000,
+        10_000,
+        "the late event delivered without waiting for forward-events",
       );
     });
   },

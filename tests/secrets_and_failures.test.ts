@@ -6,7 +6,7 @@ import { MAX_JSON_DEPTH } from "../supabase/functions/_shared/chatwoot_payload.t
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { drain, type DrainOptions } from "../supabase/functions/_shared/forwarder.ts";
-import { jsonLogger, memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { jsonLogger, type Logger, memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { undiciTransport } from "../scripts/lib/undici_transport.ts";
@@ -270,6 +270,15 @@ async function rowsFor(messageId: number): Promise<number> {
   return n;
 }
 
+/** chatwoot-webhook on this file's database, verifying TEST_SECRET's signatures. */
+function signedWebhookApp(log: Logger) {
+  return createChatwootWebhookApp({
+    config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+    sql,
+    log,
+  });
+}
+
 /** A message_created with `extra` spliced in as raw JSON text (so it can hold what JSON.stringify never writes). */
 function messageWith(extra: string): { id: number; body: string } {
   const id = nextId++;
@@ -284,11 +293,7 @@ dbTest(
   `webhook [${db.kind}]: JSON that jsonb cannot hold gets 400 invalid_payload, nothing stored`,
   async () => {
     const log = memoryLogger();
-    const app = createChatwootWebhookApp({
-      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
-      sql,
-      log,
-    });
+    const app = signedWebhookApp(log);
     const nest = (depth: number) => `"deep":${"[".repeat(depth)}${"]".repeat(depth)}`;
     const cases: Array<[string, string]> = [
       ["a lone surrogate escape (half an emoji)", `"note":"cut \\ud83d"`],
@@ -299,11 +304,9 @@ dbTest(
     ];
     for (const [what, extra] of cases) {
       const { id, body } = messageWith(extra);
-      const started = Date.now();
       const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
       assert.equal(res.status, 400, `${what}: ${res.text}`);
       assert.equal(res.body.error, "invalid_payload", what);
-      assert.ok(Date.now() - started < 2000, `${what}: answered after ${Date.now() - started} ms`);
       assert.equal(await rowsFor(id), 0, what);
     }
     assert.ok(
@@ -323,11 +326,7 @@ dbTest(
   `webhook [${db.kind}]: a database that stops answering is logged as such, not as "no attempt made"`,
   async () => {
     const log = memoryLogger();
-    const app = createChatwootWebhookApp({
-      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
-      sql,
-      log,
-    });
+    const app = signedWebhookApp(log);
     // A long lock on the table (a migration, a careless query): the ingest waits and never gets an answer.
     let release!: () => void;
     const released = new Promise<void>((resolve) => release = resolve);
@@ -354,11 +353,7 @@ dbTest(
 dbTest(
   `data surface [${db.kind}]: a stored time that names no real time reads as null, not an error for every query`,
   async () => {
-    const app = createChatwootWebhookApp({
-      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
-      sql,
-      log: memoryLogger(),
-    });
+    const app = signedWebhookApp(memoryLogger());
     // Accepted at ingest (the schema checks the type, not the calendar) and stored as sent.
     const odd = ["2026-02-30T10:00:00Z", "2026-13-01T10:00:00Z", "0000-01-01T00:00:00Z", 1e20, 1e-400];
     const messageIds: number[] = [];
@@ -403,11 +398,7 @@ dbTest(
 
 dbTest(`webhook [${db.kind}]: a body cut off mid-read gets the JSON 500 and one JSON log line`, async () => {
   const log = memoryLogger();
-  const app = createChatwootWebhookApp({
-    config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
-    sql,
-    log,
-  });
+  const app = signedWebhookApp(log);
   const cut = new ReadableStream({
     start(controller) {
       controller.enqueue(new TextEncoder().encode('{"event":"message_created",'));
