@@ -12,6 +12,7 @@ import {
 } from "./_readiness.ts";
 import {
   createReadinessApp,
+  MAX_PATCH_BYTES,
   parsePatch,
   type ReadinessDeps,
   secretValues,
@@ -356,6 +357,29 @@ dbTest(
     });
     assert.equal(secretish.status, 400);
     assert.equal((await secretish.json()).error, "secret_in_evidence");
+
+    // The body itself: JSON only, 64 KB at most, UTF-8.
+    const request = (headers: Record<string, string>, body: BodyInit) =>
+      app().request("/readiness/items/task-2", {
+        method: "PATCH",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers },
+        body,
+      });
+    const plain = await request({ "content-type": "text/plain" }, JSON.stringify({ status: "done" }));
+    assert.deepEqual([plain.status, (await plain.json()).error], [415, "unsupported_media_type"]);
+    const big = JSON.stringify({ status: "done", note: "n".repeat(MAX_PATCH_BYTES) });
+    const declared = await request({ "content-type": "application/json" }, big);
+    assert.deepEqual([declared.status, (await declared.json()).error], [413, "payload_too_large"]);
+    const streamed = await request(
+      { "content-type": "application/json" },
+      new Blob([big]).stream(), // no Content-Length: cut off as it grows past the limit
+    );
+    assert.deepEqual([streamed.status, (await streamed.json()).error], [413, "payload_too_large"]);
+    const latin1 = await request(
+      { "content-type": "application/json; charset=utf-8" },
+      new Uint8Array([...new TextEncoder().encode('{"status":"done","note":"caf'), 0xe9, 0x22, 0x7d]),
+    );
+    assert.deepEqual([latin1.status, (await latin1.json()).error], [400, "invalid_json"]);
 
     const missing = await patch(app(), "task-99", { status: "done" });
     assert.equal(missing.status, 404);

@@ -1,6 +1,6 @@
 // The chatwoot-webhook function: authenticate the raw body, validate it, store it, answer in milliseconds.
 import { Hono } from "hono";
-import { jsonError, notFoundJson } from "./http.ts";
+import { isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.ts";
@@ -118,12 +118,10 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     }
     const config = configResult.config;
 
-    const mediaType = (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
-    if (mediaType !== "application/json") {
+    if (!isJsonContentType(req)) {
       return reject(c, new Rejection(415, "unsupported_media_type", "Content-Type must be application/json"));
     }
-    const declared = Number(req.headers.get("content-length") ?? "0");
-    const body = declared > config.maxBodyBytes ? null : await readBodyWithin(req, config.maxBodyBytes);
+    const body = await readBodyWithin(req, config.maxBodyBytes);
     if (body === null) {
       return reject(
         c,
@@ -277,31 +275,6 @@ function bodyNotStorable(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return error instanceof Error && typeof code === "string" &&
     ["22P02", "22P05", "22003", "54001"].includes(code);
-}
-
-/** Reads the body, or returns null as soon as it grows past `limit` bytes (chunked uploads included). */
-async function readBodyWithin(req: Request, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
-  if (!req.body) return new Uint8Array();
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 /** Budget of the delivery attempt started right after a pending event is stored. */

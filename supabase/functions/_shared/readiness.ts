@@ -3,7 +3,7 @@
 //   GET   /readiness/probe           200 when ready, 503 with the failing items and checks
 //   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
 import { Hono } from "hono";
-import { jsonError, notFoundJson } from "./http.ts";
+import { isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Sql } from "./db.ts";
@@ -27,6 +27,8 @@ import { timingSafeEqualStrings } from "./signature.ts";
 
 export const FUNCTION_NAME = "readiness";
 const LOG = "[Readiness]";
+/** A PATCH carries a status, a line of evidence (2 000 characters at most) and a note: 64 KB is ample. */
+export const MAX_PATCH_BYTES = 64 * 1024;
 const MAX_TEXT = 2000;
 
 export interface ReadinessDeps {
@@ -56,6 +58,8 @@ type ErrorCode =
   | "database_unavailable"
   | "bad_format"
   | "unauthorized"
+  | "unsupported_media_type"
+  | "payload_too_large"
   | "invalid_json"
   | "invalid_body"
   | "invalid_status"
@@ -174,11 +178,21 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
     }
 
+    if (!isJsonContentType(c.req.raw)) {
+      return fail(c, 415, "unsupported_media_type", "Content-Type must be application/json");
+    }
+    const raw = await readBodyWithin(c.req.raw, MAX_PATCH_BYTES);
+    if (raw === null) {
+      return fail(c, 413, "payload_too_large", `Body exceeds ${MAX_PATCH_BYTES} bytes`, {
+        limit_bytes: MAX_PATCH_BYTES,
+      });
+    }
     let body: unknown;
     try {
-      body = await c.req.json();
+      // Fatal: bytes that are not UTF-8 are refused, not stored as U+FFFD in the item's evidence.
+      body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
     } catch {
-      return fail(c, 400, "invalid_json", "Body must be a JSON object");
+      return fail(c, 400, "invalid_json", "Body must be a JSON object, in UTF-8");
     }
     const parsed = parsePatch(body, secretValues(env));
     if (!parsed.ok) return fail(c, 400, parsed.error, parsed.message, parsed.extra);
