@@ -176,8 +176,12 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         delivery_id: deliveryId,
         error: cause instanceof Error ? cause.message : String(cause),
       });
+      // "may not": a statement still waiting (on a lock, say) when the budget ends can store the event later.
       return error instanceof DeadlineExceeded
-        ? reject(c, new Rejection(503, "database_unavailable", "Database unavailable; event not stored"))
+        ? reject(
+          c,
+          new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored"),
+        )
         : unstorable
         ? reject(c, new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"))
         : reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
