@@ -4,6 +4,7 @@ import { intFromEnv } from "../supabase/functions/_shared/env.ts";
 import { redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
+import { DataDirInUse } from "./lib/embedded_db.ts";
 
 /** Network errors (Node codes), postgres.js' connect timeout, and refusals by the server (SQLSTATE). */
 const CONNECT_ERRORS = new Set([
@@ -37,6 +38,12 @@ const server = await startDevServer({
     : error?.code === "EADDRINUSE"
     ? ["DB_PORT", dbPort, "the embedded database"]
     : null;
+  if (error instanceof DataDirInUse) {
+    console.error(
+      `The embedded database in ${error.dataDir} is in use: is another \`deno task dev\` running? Stop it first.`,
+    );
+    Deno.exit(1);
+  }
   const external = databaseUrlFromEnv(env);
   if (!taken && external && CONNECT_ERRORS.has(error?.code)) {
     console.error(

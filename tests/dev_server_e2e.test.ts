@@ -109,11 +109,47 @@ Deno.test({
   },
 });
 
-/** Runs `deno run scripts/dev.ts` to its end (it is expected to exit on its own). */
+/**
+ * Runs `deno run scripts/dev.ts` to its end (it is expected to exit on its own: one that starts serving instead
+ * is killed after a minute, so the test fails rather than hangs).
+ */
 async function devUntilExit(env: Record<string, string>) {
-  const out = await devCommand(env).output();
+  const child = devCommand(env).spawn();
+  const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const out = await child.output();
+  clearTimeout(guard);
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
+
+Deno.test({
+  name: "dev: a second dev server on the same data folder, on other ports, is refused before opening it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-lock-" });
+    const first = await startDev({ RELAY_DATA_DIR: dataDir });
+    try {
+      // Both on free ports (PORT=0, DB_PORT=0): no port is taken twice, only the folder is shared.
+      const second = await devUntilExit({ RELAY_DATA_DIR: dataDir });
+      assert.equal(second.code, 1, second.stderr);
+      assert.match(
+        second.stderr,
+        /^The embedded database in \S+ is in use: is another `deno task dev` running\?/m,
+      );
+      assert.doesNotMatch(second.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
+      // The first still serves.
+      const res = await fetch(`${first.base}/functions/v1/readiness/probe`);
+      await res.body?.cancel();
+      assert.ok(res.status === 200 || res.status === 503, String(res.status));
+    } finally {
+      await first.stop();
+    }
+    // Stopped, it leaves the folder free for the next one.
+    const next = await startDev({ RELAY_DATA_DIR: dataDir });
+    await next.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  },
+});
 
 Deno.test("dev: a port already taken is named with the setting to change, and the data folder is left alone", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-port-" });

@@ -171,9 +171,9 @@ export async function startEmbeddedDb(
     open?: (options?: { dataDir: string }) => Promise<PGlite>;
   } = {},
 ): Promise<EmbeddedDb> {
-  // The port first: taken, it most likely means another dev server on the same data directory, which this
-  // process must then not open (PGlite keeps no lock of its own). A client that connects meanwhile (one that
-  // polls the port to see the server up) waits for the database: its socket is attached once it is open.
+  // The port first: taken, it most likely means another dev server on the same data directory. A client that
+  // connects meanwhile (one that polls the port to see the server up) waits for the database: its socket is
+  // attached once it is open.
   const ready = Promise.withResolvers<CycleQueue>();
   ready.promise.catch(() => {}); // a failed start is thrown below; here it only closes waiting sockets
   const sockets = new Set<Socket>();
@@ -194,10 +194,15 @@ export async function startEmbeddedDb(
     server.listen(port, host, () => resolve());
   });
   let pglite: PGlite;
+  let lock: Deno.FsFile | null = null;
   try {
-    if (dataDir) await Deno.mkdir(dataDir, { recursive: true });
+    if (dataDir) {
+      await Deno.mkdir(dataDir, { recursive: true });
+      lock = await lockDataDir(dataDir);
+    }
     pglite = await open(dataDir ? { dataDir } : undefined);
   } catch (error) {
+    lock?.close();
     ready.reject(error);
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -231,6 +236,26 @@ export async function startEmbeddedDb(
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await pglite.close();
+      lock?.close(); // closing the file releases its lock
     },
   };
+}
+
+/** Raised when another process has the data directory open. */
+export class DataDirInUse extends Error {
+  constructor(readonly dataDir: string) {
+    super(`${dataDir} is in use by another process`);
+  }
+}
+
+/**
+ * An exclusive lock on `<dataDir>.lock`, held while the database is open. PGlite keeps no lock of its own, and
+ * two processes writing one data directory corrupt it; the port check above does not cover two servers on
+ * different ports (DB_PORT=0 twice). The system drops the lock when the process ends, however it ends.
+ */
+async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
+  const file = await Deno.open(`${dataDir}.lock`, { create: true, write: true });
+  if (await file.tryLock(true)) return file;
+  file.close();
+  throw new DataDirInUse(dataDir);
 }
