@@ -64,7 +64,7 @@ console.log(`Ready: ${server.url}/functions/v1/ (Ctrl-C stops)`);
 
 let stopping = false;
 const stop = async () => {
-  if (stopping) return;
+  if (stopping) Deno.exit(130); // a second Ctrl-C: at once, without waiting for deliveries in flight
   stopping = true;
   await server.stop();
   Deno.exit(0);

@@ -7,6 +7,9 @@ import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signatur
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
+import { startAgentSdk } from "./_agent_sdk.ts";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -120,6 +123,53 @@ async function devUntilExit(env: Record<string, string>) {
   clearTimeout(guard);
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
+
+Deno.test({
+  name: "dev: stopping lets the delivery started after a store finish, so its event is not left leased",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-stop-" });
+    const sdk = startAgentSdk(() => ({ hold: true }));
+    const secret = "dev-stop-secret-0123456789abcdef";
+    const dev = await startDev({
+      RELAY_DATA_DIR: dataDir,
+      AGENT_SDK_URL: sdk.url,
+      CHATWOOT_WEBHOOK_SECRET: secret,
+    });
+    try {
+      const body = JSON.stringify(
+        samplePayload("message_created", { messageId: 990_001, conversationId: 9_901 }),
+      );
+      const res = await signedPost(`${dev.base}/functions/v1/chatwoot-webhook`, secret, body);
+      assert.equal(res.status, 200);
+      const { id } = await res.json();
+      await sdk.waitFor(() => sdk.received.length === 1, "the delivery started after the store");
+      // Stop while the Agent SDK holds the delivery; answer it once the dev server says it waits for it (or
+      // has exited without waiting, or after a while: the sweep's drain, not this one, may hold it).
+      const stopped = dev.stop();
+      let exited = false;
+      stopped.finally(() => exited = true);
+      for (let i = 0; i < 100 && !exited && !dev.lines.join("").includes("finishing 1 delivery run"); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      sdk.releaseHeld();
+      assert.equal((await stopped).code, 0);
+      const db = await startEmbeddedDb({ dataDir: `${dataDir}/pglite` });
+      const sql = connect(db.url, { max: 1 });
+      try {
+        const [row] = await sql`select status from webhook_events where id = ${id}`;
+        assert.equal(row.status, "delivered", "written back before the dev server stopped");
+      } finally {
+        await sql.end({ timeout: 1 });
+        await db.stop();
+      }
+    } finally {
+      await sdk.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
 
 Deno.test({
   name: "dev: a second dev server on the same data folder, on other ports, is refused before opening it",

@@ -39,6 +39,20 @@ export interface DevServer {
 
 const FUNCTIONS_PREFIX = "/functions/v1/";
 
+/**
+ * Work the functions hand to `EdgeRuntime.waitUntil` (the delivery started after a store), kept as the edge
+ * runtime keeps it, so that stop() lets it finish: cut off, its events stayed leased and went out again once
+ * the lease expired, the next time the dev server ran.
+ */
+const background = new Set<Promise<unknown>>();
+const edge = globalThis as { EdgeRuntime?: { waitUntil?: (promise: Promise<unknown>) => void } };
+edge.EdgeRuntime ??= {
+  waitUntil(promise) {
+    background.add(promise);
+    promise.finally(() => background.delete(promise)).catch(() => {});
+  },
+};
+
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const host = options.host ?? "127.0.0.1";
   const print = options.print ?? console.log;
@@ -118,6 +132,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     async stop() {
       await forwarder?.stop();
       await server.shutdown();
+      if (background.size > 0) {
+        print(`  finishing ${background.size} delivery run(s) in flight (Ctrl-C again quits at once)`);
+        await Promise.allSettled([...background]);
+      }
       await sql.end({ timeout: 2 });
       await embedded?.stop();
     },
