@@ -1,8 +1,9 @@
 // Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
 import assert from "node:assert/strict";
+import { connect as tcpConnect, createServer } from "node:net";
 import postgres from "postgres";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
-import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import {
   createDeliveryHealthView,
   ensureDeliveryHealthView,
@@ -382,6 +383,69 @@ Deno.test({
       });
     } finally {
       await locker.end({ timeout: 1 });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "readiness checks: a timed-out database check frees its query even when no new connection can be made",
+  ignore: !Deno.env.get("DATABASE_URL"), // another session holds the lock; PGlite has one session
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // The checks' one connection goes through a relay that then refuses every new one: a database reachable
+    // only over the connections it already has (its host going away, a full pooler). Cancelling with
+    // query.cancel() opened a connection of its own, and its failure was a promise rejection no one could
+    // catch: the process (the dev server, the function's worker) ended with "Uncaught (in promise)".
+    const upstream = new URL(db.url);
+    let accepted = 0;
+    const relay = createServer((client) => {
+      accepted++;
+      relay.close(); // the next connection is refused
+      const server = tcpConnect(Number(upstream.port || 5432), upstream.hostname);
+      client.pipe(server);
+      server.pipe(client);
+      client.on("error", () => server.destroy());
+      server.on("error", () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+    const relayed = new URL(db.url);
+    relayed.hostname = "127.0.0.1";
+    relayed.port = String((relay.address() as { port: number }).port);
+    const checksSql = connect(relayed.toString(), { max: 1 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      unhandled.push(event.reason);
+    };
+    globalThis.addEventListener("unhandledrejection", onUnhandled);
+    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await checksSql`select 1`; // the relay's one connection
+      await locker.begin(async (tx) => {
+        await tx`lock table supabase_migrations.schema_migrations in access exclusive mode`;
+        const database = await checkDatabase(deps({}, { sql: checksSql }, 300));
+        assert.equal(database.detail, "no answer within 300 ms");
+        let waiting = -1;
+        for (let i = 0; i < 50 && waiting !== 0; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 100));
+          [{ waiting }] = await db.sql<{ waiting: number }[]>`
+            select count(*)::int as waiting from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'`;
+        }
+        assert.equal(waiting, 0, "the timed-out check's query still waits on the lock");
+      });
+      // Its connection is usable again (the next check does not queue behind the old query).
+      const again = await checkDatabase(deps({}, { sql: checksSql }, 10_000));
+      assert.doesNotMatch(again.detail, /no answer|error/);
+      assert.equal(accepted, 1);
+      assert.deepEqual(unhandled.map(String), []);
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+      await locker.end({ timeout: 1 });
+      await checksSql.end({ timeout: 1 });
+      relay.close();
     }
   },
 });

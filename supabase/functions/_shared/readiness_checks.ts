@@ -1,7 +1,8 @@
 // Live checks behind `ready`: database and migrations, Chatwoot health, credentials present, API token works,
 // webhook pipeline. Each one reports pass/warn/fail with a detail, is bounded by a timeout and runs in
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
-import type { MaybeRow, PendingQuery, Row, RowList } from "postgres";
+import type postgres from "postgres";
+import type { Row } from "postgres";
 import type { Sql } from "./db.ts";
 import { type Env, intFromEnv, stringFromEnv } from "./env.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
@@ -127,18 +128,24 @@ async function timed(
 }
 
 /**
- * Cancels the query on the server when the check times out. Otherwise a query waiting on a lock (a migration
- * holding one, say) kept its pooled connection for as long as the lock was held, and the next runs queued
- * behind it and timed out too.
+ * Runs a check's queries in one transaction that the server ends at the check's timeout (statement_timeout,
+ * lock waits included). Otherwise a query waiting on a lock (a migration holding one, say) kept its pooled
+ * connection for as long as the lock was held, and the next runs queued behind it and timed out too. Not
+ * postgres.js' query.cancel(): that opens a connection of its own, and when it cannot (the database answers
+ * only on the connections it has, its host gone) the rejection escapes every handler and ends the process.
  */
-function cancelledOnTimeout<T extends readonly MaybeRow[]>(
-  query: PendingQuery<T>,
-  signal: AbortSignal,
-): Promise<RowList<T>> {
-  const cancel = () => query.cancel();
-  if (signal.aborted) cancel();
-  else signal.addEventListener("abort", cancel, { once: true });
-  return query.finally(() => signal.removeEventListener("abort", cancel));
+async function boundedOnServer<T>(
+  deps: CheckDeps,
+  sql: Sql,
+  queries: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<T> {
+  const bounded = async (tx: postgres.TransactionSql) => {
+    await tx`select set_config('statement_timeout', ${String(deps.config.checkTimeoutMs)}, true)`;
+    return await queries(tx);
+  };
+  // Given a transaction rather than a pool (a test reading its own statistics): a savepoint in it.
+  const inTransaction = (sql as Partial<postgres.TransactionSql>).savepoint;
+  return await (inTransaction ? inTransaction(bounded) : sql.begin(bounded)) as T;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -146,24 +153,25 @@ function cancelledOnTimeout<T extends readonly MaybeRow[]>(
 // ---------------------------------------------------------------------------------------------------------
 
 export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
-  return timed("database", "Database reachable and migrations current", deps, async (signal) => {
+  return timed("database", "Database reachable and migrations current", deps, async () => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
-    const [{ has_history }] = await cancelledOnTimeout(
-      sql<{ has_history: boolean }[]>`
-        select to_regclass('supabase_migrations.schema_migrations') is not null as has_history`,
-      signal,
-    );
-    if (!has_history) {
+    const rows = await boundedOnServer(deps, sql, async (tx) => {
+      const [{ has_history }] = await tx<{ has_history: boolean }[]>`
+        select to_regclass('supabase_migrations.schema_migrations') is not null as has_history`;
+      return has_history
+        ? [
+          ...await tx<{ version: string }[]>`
+            select version from supabase_migrations.schema_migrations order by version`,
+        ]
+        : null;
+    });
+    if (!rows) {
       return {
         status: "fail",
         detail: "database reachable, but supabase_migrations.schema_migrations is missing",
       };
     }
-    const rows = await cancelledOnTimeout(
-      sql<{ version: string }[]>`select version from supabase_migrations.schema_migrations order by version`,
-      signal,
-    );
     const applied = new Set(rows.map((r) => r.version));
     const expected = new Set(MIGRATION_VERSIONS);
     const missing = MIGRATION_VERSIONS.filter((v) => !applied.has(v));
@@ -296,14 +304,14 @@ const iso = (value: unknown) =>
   value instanceof Date ? value.toISOString() : (value as string | null) ?? null;
 
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
-  return timed("webhook_pipeline", "Webhook pipeline", deps, async (signal) => {
+  return timed("webhook_pipeline", "Webhook pipeline", deps, async () => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured" };
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const [intake] = await cancelledOnTimeout(
-      sql<
+    const { intake, health } = await boundedOnServer(deps, sql, async (tx) => {
+      const [intake] = await tx<
         {
           last_received_at: Date | null;
           events_24h: string;
@@ -332,9 +340,13 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         (select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) from (
           select reason, sum(count)::int as total from public.webhook_rejections
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
-        to_regclass(${"public." + view}) is not null as forwarding_installed`,
-      signal,
-    );
+        to_regclass(${"public." + view}) is not null as forwarding_installed`;
+      // Read in the same transaction, under the same bound, when the view exists.
+      const health = intake.forwarding_installed
+        ? await tx<Row[]>`select * from ${tx("public." + view)}`
+        : null;
+      return { intake, health };
+    });
 
     const lastVerified = iso(intake.last_received_at);
     const data: Record<string, unknown> = {
@@ -360,7 +372,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     if (!intake.forwarding_installed) {
       warnings.push(`forwarding not installed (public.${view} is missing)`);
     } else {
-      const rows = await cancelledOnTimeout(sql<Row[]>`select * from ${sql("public." + view)}`, signal);
+      const rows = health!;
       const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
       if (missing.length > 0) {
         failures.push(`${view} lacks columns ${missing.join(", ")}`);
