@@ -1,7 +1,8 @@
 // deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N]: a forwarder outside Supabase, against
 // DATABASE_URL. Defaults: batches of 50, two in flight (docs/benchmarks.md: the best of one process here).
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
-// Either way a signal ends it after the batches in flight are written back: nothing new is claimed meanwhile.
+// Either way a signal ends it after the batches in flight are written back: nothing new is claimed meanwhile;
+// a second signal ends it at once (what it had in flight is sent again once the leases expire).
 import { parseArgs } from "node:util";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
@@ -51,7 +52,13 @@ if (values.once) {
   const transport = undiciTransport();
   // SIGINT/SIGTERM: claim nothing more, finish and write back what is in flight, then exit as usual.
   const stopping = new AbortController();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => stopping.abort());
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      if (stopping.signal.aborted) Deno.exit(130); // a second one: at once, without waiting for them
+      jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");
+      stopping.abort();
+    });
+  }
   const summary = await drain(sql, config, {
     budgetMs,
     batchSize,
@@ -82,8 +89,9 @@ jsonLogger("info", "[Forwarder] Running", { batch_size: batchSize, lanes });
 // SIGINT/SIGTERM: claim nothing more, finish and write back the batches in flight, then exit.
 let stopping = false;
 const stop = async () => {
-  if (stopping) return;
+  if (stopping) Deno.exit(130); // a second signal: at once, without waiting for the batches in flight
   stopping = true;
+  jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");
   await loop.stop();
   await sql.end({ timeout: 2 });
   Deno.exit(0);

@@ -4,12 +4,13 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { eventually } from "./_http.ts";
-import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
+import { closeSharedDb, fastSettings, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
+import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
 
 const SECRET = "chatwoot-webhook-secret-for-tests";
 
@@ -123,6 +124,39 @@ dbTest(
   },
 );
 
+dbTest(
+  "forwarder loop: stopped before its drain claims anything, it does not report a missing target",
+  async () => {
+    await withForwardingSetup(async (db, _sdk, config) => {
+      // The start-up drain's read of relay_settings is held until stop() has been called.
+      const reading = Promise.withResolvers<void>();
+      const release = Promise.withResolvers<void>();
+      const sql = new Proxy(db.sql, {
+        apply(target, thisArg, args: unknown[]) {
+          const query = Reflect.apply(target, thisArg, args);
+          const strings = args[0] as TemplateStringsArray | undefined;
+          if (
+            !Array.isArray(strings) || !strings.join("").includes("from public.relay_settings")
+          ) return query;
+          return (async () => {
+            reading.resolve();
+            await release.promise;
+            return await query;
+          })();
+        },
+      });
+      const log = memoryLogger();
+      const loop = await startForwarderLoop({ sql, config, log, sweepMs: 60_000 });
+      await reading.promise;
+      const stopped = loop.stop();
+      release.resolve();
+      await stopped;
+      // AGENT_SDK_URL is set: a "Not configured" warning here sends the operator after a setting that is fine.
+      assert.deepEqual(log.lines.filter((l) => l.level !== "debug"), []);
+    });
+  },
+);
+
 const ROOT = new URL("..", import.meta.url).pathname;
 
 /**
@@ -175,6 +209,56 @@ dbTest(
     await forwarderStopsOnSigterm(["--once"]);
   },
 );
+
+for (const args of [[], ["--once"]]) {
+  dbTest(
+    `forwarder: deno task forward ${args.join(" ")} quits at once on a second signal`.replace("  ", " "),
+    async () => {
+      await withForwardingSetup(async (db, sdk) => {
+        // A delivery the Agent SDK never answers, within a timeout far away: the first signal waits for it.
+        await fastSettings(db.sql, { request_timeout_ms: 120_000, lease_seconds: 300 });
+        sdk.behave(() => ({ hold: true }));
+        await storeSample(db.sql, "message_created", { conversationId: 9_300 });
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "scripts/forward.ts", ...args],
+          cwd: ROOT,
+          env: { DATABASE_URL: db.url, AGENT_SDK_URL: sdk.url, NO_COLOR: "1" },
+          clearEnv: true,
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        let printed = "";
+        const reading = child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
+          new WritableStream({ write: (chunk) => void (printed += chunk) }),
+        );
+        const stderr = new Response(child.stderr).text();
+        // A guard only: a forwarder that ignores the second signal is still there when the delivery is held.
+        const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
+        try {
+          await sdk.waitFor(() => sdk.received.length > 0, "the held delivery", 60_000);
+          child.kill("SIGINT");
+          // Signals of one kind do not queue up: the second goes once the first has been taken in.
+          await eventually(
+            () => Promise.resolve(printed.includes("Stopping")),
+            30_000,
+            "the first signal taken in",
+          );
+          child.kill("SIGINT");
+          const { code } = await child.status;
+          await reading;
+          assert.equal(code, 130, printed + (await stderr));
+        } finally {
+          clearTimeout(guard);
+          try {
+            child.kill("SIGKILL"); // when an assertion above failed before it exited
+          } catch { /* exited */ }
+          await child.status;
+          sdk.releaseHeld();
+        }
+      });
+    },
+  );
+}
 
 Deno.test("forwarder: deno task forward refuses options that are not whole numbers, before connecting", async () => {
   for (

@@ -75,7 +75,11 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
         });
         options.onDrain?.(summary);
         if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
-        else if (summary.stopped !== lastStop && summary.stopped !== "idle") {
+        // Only a pause or a missing target is news (a stop() before any claim ends as "aborted").
+        else if (
+          summary.stopped !== lastStop &&
+          (summary.stopped === "paused" || summary.stopped === "not_configured")
+        ) {
           log(
             "warn",
             summary.stopped === "paused"
