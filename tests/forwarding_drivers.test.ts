@@ -62,6 +62,18 @@ function webhookApp(sql: Sql, agentSdkUrl: string) {
   };
 }
 
+/** `deno task forward <args>` as a subprocess, with only `env` (and NO_COLOR) in its environment. */
+function forwardCommand(args: string[], env: Record<string, string>): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scripts/forward.ts", ...args],
+    cwd: ROOT,
+    env: { ...env, NO_COLOR: "1" },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
 dbTest("immediate drain: a burst of stores runs one drain at a time, and every event goes out", async () => {
   await withForwardingSetup(async (db, sdk) => {
     sdk.behave(() => ({ hold: true }));
@@ -171,14 +183,8 @@ async function forwarderStopsOnSigterm(args: string[]) {
       await storeSample(db.sql, "message_created", { conversationId: 9_100 + i });
     }
     sdk.behave(() => ({ delayMs: 300, then: new Response("ok") }));
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "scripts/forward.ts", "--batch", "2", ...args],
-      cwd: ROOT,
-      env: { DATABASE_URL: db.url, AGENT_SDK_URL: sdk.url, NO_COLOR: "1" },
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = forwardCommand(["--batch", "2", ...args], { DATABASE_URL: db.url, AGENT_SDK_URL: sdk.url })
+      .spawn();
     const output = child.output();
     try {
       await sdk.waitFor(() => sdk.received.length > 0, "the first delivery", 60_000);
@@ -219,14 +225,7 @@ for (const args of [[], ["--once"]]) {
         await fastSettings(db.sql, { request_timeout_ms: 120_000, lease_seconds: 300 });
         sdk.behave(() => ({ hold: true }));
         await storeSample(db.sql, "message_created", { conversationId: 9_300 });
-        const child = new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", "scripts/forward.ts", ...args],
-          cwd: ROOT,
-          env: { DATABASE_URL: db.url, AGENT_SDK_URL: sdk.url, NO_COLOR: "1" },
-          clearEnv: true,
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn();
+        const child = forwardCommand(args, { DATABASE_URL: db.url, AGENT_SDK_URL: sdk.url }).spawn();
         let printed = "";
         const reading = child.stdout.pipeThrough(new TextDecoderStream()).pipeTo(
           new WritableStream({ write: (chunk) => void (printed += chunk) }),
@@ -268,15 +267,9 @@ Deno.test("forwarder: deno task forward refuses options that are not whole numbe
       "x",
     ]]
   ) {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "scripts/forward.ts", ...args],
-      cwd: ROOT,
-      // Nothing listens there: an attempt to forward would fail differently.
-      env: { DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none", NO_COLOR: "1" },
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    // Nothing listens at that database: an attempt to forward would fail differently.
+    const out = await forwardCommand(args, { DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none" })
+      .output();
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 2, `${args.join(" ")}: ${stderr}`);
     assert.match(stderr, new RegExp(`^--${args.at(-2)!.slice(2)} takes a whole number`, "m"));

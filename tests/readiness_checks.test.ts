@@ -355,6 +355,18 @@ dbTest("readiness checks: one run per cache period (injected clock), all five ch
   assert.equal(chatwoot.requests.length, 4);
 });
 
+/** Sessions of this database waiting on a lock: polled for up to 5 s until there are none. */
+async function lockWaitsAfterAWhile(): Promise<number> {
+  let waiting = -1;
+  for (let i = 0; i < 50 && waiting !== 0; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    [{ waiting }] = await db.sql<{ waiting: number }[]>`
+      select count(*)::int as waiting from pg_stat_activity
+       where datname = current_database() and wait_event_type = 'Lock'`;
+  }
+  return waiting;
+}
+
 Deno.test({
   name: "readiness checks: a database check that times out cancels its query, so it holds no connection",
   ignore: !Deno.env.get("DATABASE_URL"), // another session holds the locks; PGlite has one session
@@ -371,15 +383,8 @@ Deno.test({
         ]);
         assert.equal(database.detail, "no answer within 300 ms");
         assert.equal(pipeline.detail, "no answer within 300 ms");
-        // Cancelled, the two queries leave the lock queue at once; uncancelled, they waited for the commit.
-        let waiting = -1;
-        for (let i = 0; i < 50 && waiting !== 0; i++) {
-          if (i > 0) await new Promise((r) => setTimeout(r, 100));
-          [{ waiting }] = await db.sql<{ waiting: number }[]>`
-            select count(*)::int as waiting from pg_stat_activity
-             where datname = current_database() and wait_event_type = 'Lock'`;
-        }
-        assert.equal(waiting, 0, "a timed-out check's query still waits on the lock");
+        // Ended on the server, the two queries leave the lock queue; left alone, they waited for the commit.
+        assert.equal(await lockWaitsAfterAWhile(), 0, "a timed-out check's query still waits on the lock");
       });
     } finally {
       await locker.end({ timeout: 1 });
@@ -427,14 +432,7 @@ Deno.test({
         await tx`lock table supabase_migrations.schema_migrations in access exclusive mode`;
         const database = await checkDatabase(deps({}, { sql: checksSql }, 300));
         assert.equal(database.detail, "no answer within 300 ms");
-        let waiting = -1;
-        for (let i = 0; i < 50 && waiting !== 0; i++) {
-          if (i > 0) await new Promise((r) => setTimeout(r, 100));
-          [{ waiting }] = await db.sql<{ waiting: number }[]>`
-            select count(*)::int as waiting from pg_stat_activity
-             where datname = current_database() and wait_event_type = 'Lock'`;
-        }
-        assert.equal(waiting, 0, "the timed-out check's query still waits on the lock");
+        assert.equal(await lockWaitsAfterAWhile(), 0, "the timed-out check's query still waits on the lock");
       });
       // Its connection is usable again (the next check does not queue behind the old query).
       const again = await checkDatabase(deps({}, { sql: checksSql }, 10_000));
