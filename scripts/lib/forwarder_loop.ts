@@ -2,7 +2,7 @@
 // a due event (NOTIFY webhook_events_due) and on a periodic sweep, which also catches retries coming due and
 // expired leases. It drains once at start, so events stored while it was stopped go out right away. Its POSTs
 // go through undici (undici_transport.ts), not fetch.
-import { errorMessage } from "../../supabase/functions/_shared/background.ts";
+import { errorMessage, singleFlight } from "../../supabase/functions/_shared/background.ts";
 import { connect, type Sql } from "../../supabase/functions/_shared/db.ts";
 import { drain, type DrainSummary } from "../../supabase/functions/_shared/forwarder.ts";
 import type { ForwarderConfig } from "../../supabase/functions/_shared/forwarder_config.ts";
@@ -56,52 +56,46 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
   let stopped = false;
   // Aborted by stop(): the drain running then claims no further batch, finishing only those in flight.
   const stopping = new AbortController();
-  let wanted = false;
-  let running: Promise<void> | null = null;
   let lastStop = "";
 
-  const run = async () => {
-    while (wanted && !stopped) {
-      wanted = false;
-      try {
-        const summary = await drain(sql, config, {
-          budgetMs: options.budgetMs ?? 5_000,
-          batchSize: options.batchSize ?? 10,
-          lanes: options.lanes ?? 1,
-          worker: options.worker ?? "dev-forwarder",
-          log,
-          transport: transport.send,
-          signal: stopping.signal,
-        });
-        options.onDrain?.(summary);
-        if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
-        // Only a pause or a missing target is news (a stop() before any claim ends as "aborted").
-        else if (
-          summary.stopped !== lastStop &&
-          (summary.stopped === "paused" || summary.stopped === "not_configured")
-        ) {
-          log(
-            "warn",
-            summary.stopped === "paused"
-              ? "[Forwarder] Paused (public.relay_settings.forwarding_paused)"
-              : "[Forwarder] Not configured: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override",
-          );
-        }
-        lastStop = summary.stopped;
-        if (summary.stopped === "budget" || summary.stopped === "limit") wanted = true;
-      } catch (error) {
-        // The next sweep tries again; the database may be restarting.
-        log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });
+  const drainOnce = async () => {
+    if (stopped) return;
+    try {
+      const summary = await drain(sql, config, {
+        budgetMs: options.budgetMs ?? 5_000,
+        batchSize: options.batchSize ?? 10,
+        lanes: options.lanes ?? 1,
+        worker: options.worker ?? "dev-forwarder",
+        log,
+        transport: transport.send,
+        signal: stopping.signal,
+      });
+      options.onDrain?.(summary);
+      if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
+      // Only a pause or a missing target is news (a stop() before any claim ends as "aborted").
+      else if (
+        summary.stopped !== lastStop &&
+        (summary.stopped === "paused" || summary.stopped === "not_configured")
+      ) {
+        log(
+          "warn",
+          summary.stopped === "paused"
+            ? "[Forwarder] Paused (public.relay_settings.forwarding_paused)"
+            : "[Forwarder] Not configured: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override",
+        );
       }
+      lastStop = summary.stopped;
+      // More is due: one more drain right after this one.
+      if (summary.stopped === "budget" || summary.stopped === "limit") void drains();
+    } catch (error) {
+      // The next sweep tries again; the database may be restarting.
+      log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });
     }
   };
+  // One drain at a time; a wake during one (NOTIFY, the sweep) gets one more after it.
+  const drains = singleFlight(drainOnce, log, "forwarder");
   const wake = () => {
-    if (stopped) return;
-    wanted = true;
-    running ??= run().finally(() => {
-      running = null;
-      if (wanted && !stopped) wake();
-    });
+    if (!stopped) void drains();
   };
 
   let unsubscribe: (() => Promise<void>) | null = null;
@@ -122,7 +116,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
       stopping.abort();
       clearInterval(timer);
       await unsubscribe?.().catch(() => {});
-      await running;
+      await drains.idle();
       await transport.close();
     },
   };

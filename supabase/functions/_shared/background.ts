@@ -16,13 +16,20 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Asks for a run; see singleFlight. */
+export interface SingleFlight {
+  (): Promise<void>;
+  /** Settles when no run is going (at once when none is); asks for none. */
+  idle(): Promise<void>;
+}
+
 /**
  * `task` one run at a time. A call while a run is going asks for one more run after it (however many calls
  * came meanwhile: they share it), because the running one may already be past the point where it would have
  * seen what the caller wants handled. Each call's promise settles once a run that started after the call has
  * finished; a failed run is logged and does not cancel the next one.
  */
-export function singleFlight(task: () => Promise<unknown>, log: Logger, what: string): () => Promise<void> {
+export function singleFlight(task: () => Promise<unknown>, log: Logger, what: string): SingleFlight {
   let wanted = false;
   let running: Promise<void> | null = null;
   const loop = async () => {
@@ -37,9 +44,10 @@ export function singleFlight(task: () => Promise<unknown>, log: Logger, what: st
     // In the same turn as the check above: a call from here on starts a new loop.
     running = null;
   };
-  return () => {
+  const request = () => {
     wanted = true;
     running ??= loop();
     return running;
   };
+  return Object.assign(request, { idle: () => running ?? Promise.resolve() });
 }

@@ -1,7 +1,7 @@
 // Refusals counted in memory and written one statement at a time. Each refused request used to start its own
 // upsert of one hot row: a flood of bad signatures, which costs its sender nothing, then held the function's
 // few database connections that real events need to be stored within Chatwoot's 5 s.
-import { runInBackground } from "./background.ts";
+import { runInBackground, type SingleFlight, singleFlight } from "./background.ts";
 import type { Logger } from "./log.ts";
 
 export interface RejectionCount {
@@ -14,32 +14,28 @@ export type RejectionWriter = (counts: RejectionCount[]) => Promise<unknown>;
 
 export class RejectionCounter {
   #gathered = new Map<string, RejectionCount>();
-  #writing = false;
+  /** One write at a time; the refusals counted while it runs go in one more write after it. */
+  readonly #flush: SingleFlight;
 
-  constructor(private readonly write: RejectionWriter, private readonly log: Logger) {}
+  constructor(write: RejectionWriter, private readonly log: Logger) {
+    this.#flush = singleFlight(() => this.#writeGathered(write), log, "record_webhook_rejection");
+  }
 
-  /** Counts one refusal; a write starts unless one is under way (it takes this one along when it is done). */
+  /** Counts one refusal and asks for a write (handed to the runtime, so the request waits for it). */
   add(reason: string, status: number): void {
     const entry = this.#gathered.get(reason);
     if (entry) entry.count++;
     else this.#gathered.set(reason, { reason, status, count: 1 });
-    if (this.#writing) return;
-    this.#writing = true;
-    runInBackground(() => this.#writeAll(), this.log, "record_webhook_rejection");
+    runInBackground(this.#flush, this.log, "record_webhook_rejection");
   }
 
-  async #writeAll(): Promise<void> {
-    try {
-      while (this.#gathered.size > 0) {
-        // In one order everywhere: two instances writing the same reasons must not lock their rows crosswise.
-        const counts = [...this.#gathered.values()].sort((a, b) =>
-          a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0
-        );
-        this.#gathered.clear();
-        await this.write(counts);
-      }
-    } finally {
-      this.#writing = false;
-    }
+  async #writeGathered(write: RejectionWriter): Promise<void> {
+    if (this.#gathered.size === 0) return;
+    // In one order everywhere: two instances writing the same reasons must not lock their rows crosswise.
+    const counts = [...this.#gathered.values()].sort((a, b) =>
+      a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0
+    );
+    this.#gathered.clear();
+    await write(counts);
   }
 }
