@@ -1,8 +1,13 @@
 // A TCP proxy on 127.0.0.1 in front of a real database, which a test can cut (open connections closed, new ones
-// refused at once) and restore: a database restart, as its clients see it.
+// refused at once) and restore: a database restart, as its clients see it. Or it refuses only new connections:
+// a database reachable only over the connections its clients already have.
 export interface DbProxy {
   /** The database URL with the proxy's port. */
   url: string;
+  /** Connections let through so far. */
+  readonly accepted: number;
+  /** New connections are refused; open ones go on. */
+  refuseNew(): void;
   cut(): void;
   restore(): void;
   close(): Promise<void>;
@@ -13,6 +18,7 @@ export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
   let refusing = cut;
+  let accepted = 0;
   const closeQuietly = (conn: Deno.Conn) => {
     open.delete(conn);
     try {
@@ -25,6 +31,7 @@ export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy
         closeQuietly(conn);
         continue;
       }
+      accepted++;
       const upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 5432) });
       open.add(conn);
       open.add(upstream);
@@ -41,6 +48,12 @@ export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy
   url.port = String((listener.addr as Deno.NetAddr).port);
   return {
     url: url.toString(),
+    get accepted() {
+      return accepted;
+    },
+    refuseNew() {
+      refusing = true;
+    },
     cut() {
       refusing = true;
       for (const conn of [...open]) closeQuietly(conn);

@@ -1,8 +1,8 @@
 // Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
 import assert from "node:assert/strict";
-import { connect as tcpConnect, createServer } from "node:net";
 import postgres from "postgres";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { startDbProxy } from "./_proxy.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import {
   createDeliveryHealthView,
@@ -399,26 +399,12 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    // The checks' one connection goes through a relay that then refuses every new one: a database reachable
+    // The checks' one connection goes through a proxy that then refuses every new one: a database reachable
     // only over the connections it already has (its host going away, a full pooler). Cancelling with
     // query.cancel() opened a connection of its own, and its failure was a promise rejection no one could
     // catch: the process (the dev server, the function's worker) ended with "Uncaught (in promise)".
-    const upstream = new URL(db.url);
-    let accepted = 0;
-    const relay = createServer((client) => {
-      accepted++;
-      relay.close(); // the next connection is refused
-      const server = tcpConnect(Number(upstream.port || 5432), upstream.hostname);
-      client.pipe(server);
-      server.pipe(client);
-      client.on("error", () => server.destroy());
-      server.on("error", () => client.destroy());
-    });
-    await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
-    const relayed = new URL(db.url);
-    relayed.hostname = "127.0.0.1";
-    relayed.port = String((relay.address() as { port: number }).port);
-    const checksSql = connect(relayed.toString(), { max: 1 });
+    const proxy = startDbProxy(db.url);
+    const checksSql = connect(proxy.url, { max: 1 });
     const unhandled: unknown[] = [];
     const onUnhandled = (event: PromiseRejectionEvent) => {
       event.preventDefault();
@@ -427,7 +413,8 @@ Deno.test({
     globalThis.addEventListener("unhandledrejection", onUnhandled);
     const locker = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
-      await checksSql`select 1`; // the relay's one connection
+      await checksSql`select 1`; // the checks' one connection
+      proxy.refuseNew();
       await locker.begin(async (tx) => {
         await tx`lock table supabase_migrations.schema_migrations in access exclusive mode`;
         const database = await checkDatabase(deps({}, { sql: checksSql }, 300));
@@ -437,13 +424,13 @@ Deno.test({
       // Its connection is usable again (the next check does not queue behind the old query).
       const again = await checkDatabase(deps({}, { sql: checksSql }, 10_000));
       assert.doesNotMatch(again.detail, /no answer|error/);
-      assert.equal(accepted, 1);
+      assert.equal(proxy.accepted, 1);
       assert.deepEqual(unhandled.map(String), []);
     } finally {
       globalThis.removeEventListener("unhandledrejection", onUnhandled);
       await locker.end({ timeout: 1 });
       await checksSql.end({ timeout: 1 });
-      relay.close();
+      await proxy.close();
     }
   },
 });
