@@ -62,6 +62,24 @@ function webhookApp(sql: Sql, agentSdkUrl: string) {
   };
 }
 
+/**
+ * Runs `fn` with the edge runtime's `EdgeRuntime.waitUntil` stood in for, then waits for what was handed to it,
+ * as the runtime does: the immediate drains end before the next test truncates the tables under them (a
+ * drain's last, empty claim could otherwise meet that TRUNCATE: "deadlock detected").
+ */
+async function withBackgroundAwaited(fn: () => Promise<void>): Promise<void> {
+  const edge = globalThis as { EdgeRuntime?: unknown };
+  const before = edge.EdgeRuntime;
+  const handed: Promise<unknown>[] = [];
+  edge.EdgeRuntime = { waitUntil: (promise: Promise<unknown>) => void handed.push(promise) };
+  try {
+    await fn();
+  } finally {
+    edge.EdgeRuntime = before;
+    await Promise.allSettled(handed);
+  }
+}
+
 /** `deno task forward <args>` as a subprocess, with only `env` (and NO_COLOR) in its environment. */
 function forwardCommand(args: string[], env: Record<string, string>): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
@@ -75,64 +93,74 @@ function forwardCommand(args: string[], env: Record<string, string>): Deno.Comma
 }
 
 dbTest("immediate drain: a burst of stores runs one drain at a time, and every event goes out", async () => {
-  await withForwardingSetup(async (db, sdk) => {
-    sdk.behave(() => ({ hold: true }));
-    const { sql, stats } = observedSql(db.sql);
-    const post = webhookApp(sql, sdk.url);
-    const burst = 30;
-    const ids = await Promise.all(
-      Array.from({ length: burst }, (_, i) => post(77_000 + i, 7_000 + i)),
-    );
-    await sdk.waitFor(() => sdk.received.length > 0, "the first immediate attempt");
-    // Give piled-up drains (the defect) time to claim and post too.
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const [{ drains }] = await db.sql<{ drains: number }[]>`
+  await withForwardingSetup((db, sdk) =>
+    withBackgroundAwaited(async () => {
+      sdk.behave(() => ({ hold: true }));
+      const { sql, stats } = observedSql(db.sql);
+      const post = webhookApp(sql, sdk.url);
+      const burst = 30;
+      const ids = await Promise.all(
+        Array.from({ length: burst }, (_, i) => post(77_000 + i, 7_000 + i)),
+      );
+      await sdk.waitFor(() => sdk.received.length > 0, "the first immediate attempt");
+      // Give piled-up drains (the defect) time to claim and post too.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const [{ drains }] = await db.sql<{ drains: number }[]>`
       select count(distinct leased_by)::int as drains from public.webhook_events where status = 'delivering'`;
-    assert.equal(drains, 1, "one drain holds leases, not one per stored event");
-    assert.equal(stats.maxActive, 1, "never two claims of this instance at once");
+      assert.equal(drains, 1, "one drain holds leases, not one per stored event");
+      assert.equal(stats.maxActive, 1, "never two claims of this instance at once");
 
-    sdk.behave(() => new Response("ok"));
-    sdk.releaseHeld();
-    // No forward-events call and no loop here: only the immediate drains can deliver them.
-    await eventually(
-      async () => (await Promise.all(ids.map((id) => statusOf(db.sql, id)))).every((s) => s === "delivered"),
-      10_000,
-      "every event of the burst delivered",
-    );
-    assert.equal(new Set(sdk.accepted().map((r) => r.eventId)).size, burst);
-  });
+      sdk.behave(() => new Response("ok"));
+      sdk.releaseHeld();
+      // No forward-events call and no loop here: only the immediate drains can deliver them.
+      await eventually(
+        async () =>
+          (await Promise.all(ids.map((id) => statusOf(db.sql, id)))).every((s) => s === "delivered"),
+        10_000,
+        "every event of the burst delivered",
+      );
+      assert.equal(new Set(sdk.accepted().map((r) => r.eventId)).size, burst);
+    })
+  );
 });
 
 dbTest(
   "immediate drain: an event stored after the running drain's last claim is forwarded by another drain",
   async () => {
-    await withForwardingSetup(async (db, sdk) => {
-      let storeLate: (() => Promise<void>) | null = null;
-      let lateId = 0;
-      // The first drain's final (empty) claim has answered; before that drain finishes, another event is
-      // stored: its own drain request must not be swallowed by the one that is ending.
-      const { sql } = observedSql(db.sql, async () => {
-        const store = storeLate;
-        storeLate = null;
-        await store?.();
-      });
-      const post = webhookApp(sql, sdk.url);
-      storeLate = async () => {
-        lateId = await post(88_002, 8_802);
-      };
-      const firstId = await post(88_001, 8_801);
-      await eventually(
-        async () => (await statusOf(db.sql, firstId)) === "delivered",
-        10_000,
-        "the first event delivered",
-      );
-      assert.ok(lateId > 0, "the late event was stored during the first drain");
-      await eventually(
-        async () => (await statusOf(db.sql, lateId)) === "delivered",
-        10_000,
-        "the late event delivered without waiting for forward-events",
-      );
-    });
+    await withForwardingSetup((db, sdk) =>
+      withBackgroundAwaited(async () => {
+        let storeLate: (() => Promise<void>) | null = null;
+        let lateId = 0;
+        // The first drain's final (empty) claim has answered; before that drain finishes, another event is
+        // stored: its own drain request must not be swallowed by the one that is ending.
+        const { sql } = observedSql(db.sql, async () => {
+          const store = storeLate;
+          storeLate = null;
+          await store?.();
+        });
+        const post = webhookApp(sql, sdk.url);
+        storeLate = async () => {
+          lateId = await post(88_002, 8_802);
+        };
+        const firstId = await post(88_001, 8_801);
+        await eventually(
+          async () => (await statusOf(db.sql, firstId)) === "delivered",
+          10_000,
+          "the first event delivered",
+        );
+        // Its delivery is written back before the drain's next (empty) claim, which stores the late event.
+        await eventually(
+          () => Promise.resolve(lateId > 0),
+          10_000,
+          "the late event stored during the first drain",
+        );
+        await eventually(
+          async () => (await statusOf(db.sql, lateId)) === "delivered",
+          10_000,
+          "the late event delivered without waiting for forward-events",
+        );
+      })
+    );
   },
 );
 
