@@ -1,7 +1,7 @@
 // deno task dev — see README.md ("Run it locally").
 import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { intFromEnv } from "../supabase/functions/_shared/env.ts";
-import { redact } from "./lib/cli.ts";
+import { onStopSignals, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
 import { DataDirInUse } from "./lib/embedded_db.ts";
@@ -62,12 +62,7 @@ const server = await startDevServer({
 });
 console.log(`Ready: ${server.url}/functions/v1/ (Ctrl-C stops)`);
 
-let stopping = false;
-const stop = async () => {
-  if (stopping) Deno.exit(130); // a second Ctrl-C: at once, without waiting for deliveries in flight
-  stopping = true;
+onStopSignals(async () => {
   await server.stop();
   Deno.exit(0);
-};
-Deno.addSignalListener("SIGINT", stop);
-Deno.addSignalListener("SIGTERM", stop);
+});

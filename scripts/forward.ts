@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
-import { requireDatabaseUrl } from "./lib/cli.ts";
+import { onStopSignals, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
@@ -44,6 +44,9 @@ const batchSize = wholeNumber("batch", 1);
 const lanes = wholeNumber("lanes", 1);
 const sweepMs = wholeNumber("sweep-ms", 10);
 const budgetMs = wholeNumber("budget-ms", 0);
+function announceStop() {
+  jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");
+}
 const url = requireDatabaseUrl("the database to forward from");
 const sql = connectForwarder(url);
 const config = forwarderConfigFromEnv();
@@ -52,13 +55,10 @@ if (values.once) {
   const transport = undiciTransport();
   // SIGINT/SIGTERM: claim nothing more, finish and write back what is in flight, then exit as usual.
   const stopping = new AbortController();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => {
-      if (stopping.signal.aborted) Deno.exit(130); // a second one: at once, without waiting for them
-      jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");
-      stopping.abort();
-    });
-  }
+  onStopSignals(() => {
+    announceStop();
+    stopping.abort();
+  });
   const summary = await drain(sql, config, {
     budgetMs,
     batchSize,
@@ -87,14 +87,9 @@ const loop = await startForwarderLoop({
 });
 jsonLogger("info", "[Forwarder] Running", { batch_size: batchSize, lanes });
 // SIGINT/SIGTERM: claim nothing more, finish and write back the batches in flight, then exit.
-let stopping = false;
-const stop = async () => {
-  if (stopping) Deno.exit(130); // a second signal: at once, without waiting for the batches in flight
-  stopping = true;
-  jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");
+onStopSignals(async () => {
+  announceStop();
   await loop.stop();
   await sql.end({ timeout: 2 });
   Deno.exit(0);
-};
-Deno.addSignalListener("SIGINT", stop);
-Deno.addSignalListener("SIGTERM", stop);
+});

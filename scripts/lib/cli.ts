@@ -23,3 +23,17 @@ export function redact(url: string): string {
     return "(unparseable URL)";
   }
 }
+
+/**
+ * SIGINT/SIGTERM: the first runs `stop`, which lets what is in flight finish (a delivery cut off is sent again
+ * once its lease expires); a second one quits at once, with 130.
+ */
+export function onStopSignals(stop: () => unknown): void {
+  let signalled = false;
+  const handle = () => {
+    if (signalled) Deno.exit(130);
+    signalled = true;
+    stop();
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, handle);
+}
