@@ -220,6 +220,50 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "forwarding: a replay by time range waits for a dead event another session holds locked (server only)",
+  ignore: !Deno.env.get("DATABASE_URL"), // needs two real sessions; PGlite has one
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await freshForwardingDb();
+    const [holder, replayer] = pools(db, 2, 1);
+    try {
+      const held = await storeSample(db.sql, "message_created", { conversationId: 81 });
+      const free = await storeSample(db.sql, "message_created", { conversationId: 82 });
+      await db.sql`update public.webhook_events set status = 'dead' where id in ${db.sql([held, free])}`;
+      let replayed: number | undefined;
+      let replay: Promise<unknown> = Promise.resolve();
+      await holder.begin(async (tx) => {
+        // What a duplicate's ingest does to the row: counts it, holding the row lock until commit.
+        await tx`update public.webhook_events set receive_count = receive_count + 1 where id = ${held}`;
+        replay = replayer<{ n: string }[]>`
+          select public.replay_webhook_events_between(now() - interval '1 hour', now() + interval '1 hour') as n`
+          .then(([row]) => replayed = Number(row.n));
+        // Skipping the locked row would answer at once; waiting shows up as a lock wait on the server.
+        const deadline = Date.now() + 30_000;
+        while (replayed === undefined) {
+          const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+            select count(*)::int as waiting from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'
+               and query like '%replay_webhook_events_between%'`;
+          if (waiting > 0) break;
+          assert.ok(Date.now() < deadline, "the replay either answers or waits for the lock");
+          await sleep(20);
+        }
+        assert.equal(replayed, undefined, "the replay answered without the locked dead event");
+      });
+      await replay;
+      assert.equal(replayed, 2);
+      assert.equal(await statusOf(db.sql, held), "pending");
+      assert.equal(await statusOf(db.sql, free), "pending");
+    } finally {
+      await endAll([holder, replayer]);
+    }
+  },
+});
+
 dbTest(
   "forwarding: a forwarder killed mid-batch (SIGKILL) loses nothing; leases expire, events go once",
   async () => {

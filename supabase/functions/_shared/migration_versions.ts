@@ -18,4 +18,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001500", // new_version_starts_afresh
   "20261121001600", // data_surface_counts
   "20261121001700", // chatwoot_timestamp_never_raises
+  "20261121001800", // replay_between_waits_for_locked_rows
 ];
