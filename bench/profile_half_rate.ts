@@ -1,12 +1,12 @@
 // deno task profile-half-rate [--rate=N] [--seconds=15] [--gc]
-// Where the ingest p99 at half the max rate goes (docs/benchmarks.md, "where the half-rate p99 goes"): the same
-// paced load as the benchmark's half-rate phase, on the function wrapped in timers (bench/lib/timed_webhook.ts),
-// then on a bare Deno.serve, then pgbench running the same statement at the same rate. Prints HTTP latency
-// beside the time inside the handler, the upsert's round trip and the event loop's lag. Not part of
-// `deno task bench`: the timers cost a little of what they measure. V8 flags for the function process: as the
-// benchmark's (BENCH_FUNCTION_V8_FLAGS, default a deployed function's heap). --gc adds V8's
-// --trace-gc-nvp and sums up the collections during the profiled phase (the function's log lines are then
-// dropped inside the process, so that its stdout carries only the trace).
+// Where the ingest p99 at half the max rate goes (docs/benchmarks-history.md, "where the half-rate p99
+// goes"): the same paced load as the benchmark's half-rate phase, on the function wrapped in timers
+// (bench/lib/timed_webhook.ts), then on a bare Deno.serve, then pgbench running the same statement at the
+// same rate. Prints HTTP latency beside the time inside the handler, the upsert's round trip and the event
+// loop's lag. Not part of `deno task bench`: the timers cost a little of what they measure. V8 flags for the
+// function process: as the benchmark's (BENCH_FUNCTION_V8_FLAGS, default a deployed function's heap). --gc
+// adds V8's --trace-gc-nvp and sums up the collections during the profiled phase (the function's log lines
+// are then dropped inside the process, so that its stdout carries only the trace).
 import { parseArgs } from "node:util";
 import { fmt, textTable } from "./lib/context.ts";
 import { withDiskProbe } from "./lib/disk_probe.ts";

@@ -1,9 +1,10 @@
 // No body is left reachable from postgres.js' query objects once they have settled: neither from the ingest
 // statement, which carries the whole body as a literal, nor from the forwarder's claim, whose result holds a
-// batch of bodies. Such objects outlive their query until V8's next full collection (docs/benchmarks.md, "the
-// body in the query object"). Checked on real postgres.js queries against a real Postgres (PGlite, or the
-// server under DATABASE_URL) and a real Agent SDK stand-in on loopback: first that the walk below finds what
-// postgres.js keeps, then that no body is left after storeEvent (succeeded or failed) and after a drain.
+// batch of bodies. Such objects outlive their query until V8's next full collection
+// (docs/benchmarks-history.md, "the body in the query object"). Checked on real postgres.js queries against a
+// real Postgres (PGlite, or the server under DATABASE_URL) and a real Agent SDK stand-in on loopback: first
+// that the walk below finds what postgres.js keeps, then that no body is left after storeEvent (succeeded or
+// failed) and after a drain.
 import assert from "node:assert/strict";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";

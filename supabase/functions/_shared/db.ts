@@ -53,7 +53,8 @@ interface SocketTarget {
 /**
  * postgres.js writes a query's Bind/Execute (our 5-20 KB body) and its Sync as separate writes; with Nagle's
  * algorithm on, the small Sync waits for the server's delayed ACK of the body, a 40 ms stall that showed as
- * the ingest p99 (docs/benchmarks.md). postgres.js leaves TCP_NODELAY off, so the socket is made here.
+ * the ingest p99 (docs/benchmarks-history.md). postgres.js leaves TCP_NODELAY off, so the socket is made
+ * here.
  */
 function openNoDelaySocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -80,7 +81,8 @@ function openNoDelaySocket(host: string, port: number, timeoutMs: number): Promi
  * V8's next full collection. In a standalone script, a newly made closure stored into an object's property
  * survived the young generation's collections with all it reaches, and postgres.js' Query constructor stores
  * two that reach the query through `this`. The ingest statement carries the whole body as a literal, so every
- * webhook's body was copied into the old generation (docs/benchmarks.md, "the body in the query object").
+ * webhook's body was copied into the old generation (docs/benchmarks-history.md, "the body in the query
+ * object").
  * tests/query_objects.test.ts fails if a later postgres.js keeps the text elsewhere.
  */
 export function releaseStatementText(query: object): void {

@@ -22,8 +22,8 @@ const DEFAULT_BUDGET_MS = 25_000;
 const MAX_BUDGET_MS = 120_000;
 /**
  * Events per call: hosted Supabase allows 2 s of CPU per request, and a delivery costs the forwarder
- * ~0.2 ms of CPU here (docs/benchmarks.md), so 2 000 stays well inside it on slower hardware too. A longer
- * backlog is worked off by the next scheduled calls (and by chatwoot-webhook's immediate attempts).
+ * ~0.2 ms of CPU here (docs/benchmarks-history.md), so 2 000 stays well inside it on slower hardware too.
+ * A longer backlog is worked off by the next scheduled calls (and by chatwoot-webhook's immediate attempts).
  */
 const DEFAULT_MAX_EVENTS = 2_000;
 const MAX_MAX_EVENTS = 100_000;
