@@ -331,14 +331,18 @@ dbTest(
     let release!: () => void;
     const released = new Promise<void>((resolve) => release = resolve);
     let locked = false;
+    // Connections opened first, so that the store waits on the lock, not on a new connection (on PGlite,
+    // opening one while the holder's transaction is open times out).
+    await Promise.all([1, 2, 3].map(() => sql`select pg_sleep(0.05)`));
     const holder = sql.begin(async (tx) => {
       await tx`lock table public.webhook_events in access exclusive mode`;
       locked = true;
       await released;
     });
+    const body = message();
     try {
       await eventually(() => Promise.resolve(locked));
-      const res = await answer(await app.fetch(signedRequest(URL_BASE, message())));
+      const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
       assert.equal(res.status, 503);
       assert.equal(res.body.error, "database_unavailable");
       const failure = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
@@ -347,6 +351,15 @@ dbTest(
       release();
       await holder;
     }
+    // The statement that was waiting stores the event once the lock is gone; the late store takes its answer
+    // instead of sending a second one, which would count the event as its own duplicate.
+    const late = await eventually(
+      () => Promise.resolve(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Stored late")),
+      30_000,
+    );
+    assert.equal(late.outcome, "stored");
+    const [row] = await sql`select receive_count from webhook_events where raw_body = ${body}`;
+    assert.equal(row.receive_count, 1);
   },
 );
 

@@ -44,6 +44,13 @@ async function countRows(): Promise<number> {
   return n;
 }
 
+async function countRowsWhere(rawBody: string): Promise<number> {
+  const [{ n }] = await sql<
+    { n: number }[]
+  >`select count(*)::int as n from webhook_events where raw_body = ${rawBody}`;
+  return n;
+}
+
 dbTest(
   `webhook [${db.kind}]: a signed message_created is stored with its columns, exact bytes and hash`,
   async () => {
@@ -645,6 +652,124 @@ dbTest(
     } finally {
       clearTimeout(reopening);
       await flakySql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
+/** The app on a database behind `proxy`, with a short store budget so the 503 comes quickly. */
+function appBehindProxy(
+  proxyUrl: string,
+  env: Record<string, string>,
+  deps: Partial<WebhookDeps> = {},
+  lateStoreMaxBytes?: number,
+) {
+  const config = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, ...env });
+  assert.ok(config.ok);
+  config.config.storeBudgetMs = 300;
+  if (lateStoreMaxBytes !== undefined) config.config.lateStoreMaxBytes = lateStoreMaxBytes;
+  const proxiedSql = connect(proxyUrl, { max: 1 });
+  const log = memoryLogger();
+  const app = createChatwootWebhookApp({ config, sql: proxiedSql, log, ...deps });
+  return { app, log, proxiedSql };
+}
+
+dbTest(
+  `webhook [${db.kind}]: database down past the budget — 503, then the event is stored once it is back, and delivered`,
+  async () => {
+    const proxy = startDbProxy(db.url, { cut: true });
+    const after: Array<{ id: number; outcome: string }> = [];
+    const { app, log, proxiedSql } = appBehindProxy(
+      proxy.url,
+      { CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "60" },
+      {
+        afterStore: (stored) => void after.push({ id: stored.id, outcome: stored.outcome }),
+      },
+    );
+    try {
+      const body = uniqueMessage();
+      const delivery = crypto.randomUUID();
+      const res = await post(app, signedRequest(URL_BASE, body, { deliveryId: delivery }));
+      assert.equal(res.status, 503);
+      assert.equal(res.body.error, "database_unavailable");
+      assert.equal(res.body.retrying_seconds, 60);
+      const failed = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
+      assert.equal(failed?.late_store, "trying");
+      assert.equal(await countRowsWhere(body), 0);
+
+      proxy.restore();
+      await eventually(async () => (await countRowsWhere(body)) === 1, 30_000);
+      const [row] =
+        await sql`select receive_count, delivery_id, status from webhook_events where raw_body = ${body}`;
+      assert.equal(row.receive_count, 1);
+      assert.equal(row.delivery_id, delivery);
+      assert.equal(row.status, "pending");
+      await eventually(() => Promise.resolve(after.length === 1));
+      assert.equal(after[0].outcome, "stored");
+      const late = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Stored late");
+      assert.equal(late?.event_id, after[0].id);
+      assert.equal(late?.delivery_id, delivery);
+      assert.ok(!log.lines.some((l) => l.msg === "[Chatwoot Webhook] Lost"));
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: a late store that outlasts its window is logged Lost, with the key to fetch it by`,
+  async () => {
+    const proxy = startDbProxy(db.url, { cut: true });
+    const { app, log, proxiedSql } = appBehindProxy(proxy.url, { CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "1" });
+    try {
+      const body = uniqueMessage();
+      const delivery = crypto.randomUUID();
+      const res = await post(app, signedRequest(URL_BASE, body, { deliveryId: delivery }));
+      assert.equal(res.status, 503);
+      assert.equal(res.body.retrying_seconds, 1);
+      await eventually(
+        () => Promise.resolve(log.lines.some((l) => l.msg === "[Chatwoot Webhook] Lost")),
+        30_000,
+      );
+      const lost = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Lost")!;
+      assert.equal(lost.event_key, `message:${JSON.parse(body).id}:message_created`);
+      assert.equal(lost.delivery_id, delivery);
+      assert.equal(typeof lost.error, "string");
+      proxy.restore();
+      assert.equal(await countRowsWhere(body), 0, "given up: not stored behind the log's back");
+      assert.ok(!log.lines.some((l) => l.msg === "[Chatwoot Webhook] Stored late"));
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: late stores turned off (0), or past their memory bound: 503 "may not be stored"`,
+  async () => {
+    const proxy = startDbProxy(db.url, { cut: true });
+    const off = appBehindProxy(proxy.url, { CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "0" });
+    const bounded = appBehindProxy(proxy.url, {}, {}, 100); // fewer bytes than any body
+    try {
+      for (
+        const [app, log, reason] of [[off.app, off.log, "off"], [
+          bounded.app,
+          bounded.log,
+          "memory_bound",
+        ]] as const
+      ) {
+        const res = await post(app, signedRequest(URL_BASE, uniqueMessage()));
+        assert.equal(res.status, 503);
+        assert.equal(res.body.error, "database_unavailable");
+        assert.match(res.body.message, /may not be stored/);
+        assert.equal(res.body.retrying_seconds, undefined);
+        assert.equal(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed")?.late_store, reason);
+      }
+    } finally {
+      await off.proxiedSql.end({ timeout: 1 });
+      await bounded.proxiedSql.end({ timeout: 1 });
       await proxy.close();
     }
   },

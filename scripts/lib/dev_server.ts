@@ -40,9 +40,9 @@ export interface DevServer {
 const FUNCTIONS_PREFIX = "/functions/v1/";
 
 /**
- * Work the functions hand to `EdgeRuntime.waitUntil` (the delivery started after a store), kept as the edge
- * runtime keeps it, so that stop() lets it finish: cut off, its events stayed leased and went out again once
- * the lease expired, the next time the dev server ran.
+ * Work the functions hand to `EdgeRuntime.waitUntil` (the delivery started after a store, a late store after
+ * a 503), kept as the edge runtime keeps it, so that stop() lets it finish: a delivery cut off left its events
+ * leased, and they went out again once the lease expired, the next time the dev server ran.
  */
 const background = new Set<Promise<unknown>>();
 const edge = globalThis as { EdgeRuntime?: { waitUntil?: (promise: Promise<unknown>) => void } };
@@ -133,7 +133,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       await forwarder?.stop();
       await server.shutdown();
       if (background.size > 0) {
-        print(`  finishing ${background.size} delivery run(s) in flight (Ctrl-C again quits at once)`);
+        print(
+          `  finishing ${background.size} background task(s): deliveries, late stores (Ctrl-C again quits at once)`,
+        );
         await Promise.allSettled([...background]);
       }
       await sql.end({ timeout: 2 });

@@ -8,7 +8,14 @@ import { runInBackground, singleFlight } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
 import { forwarderConfigFromEnv } from "./forwarder_config.ts";
-import { DeadlineExceeded, retryWithinBudget, type StoredEvent, storeEvent } from "./ingest_store.ts";
+import {
+  DeadlineExceeded,
+  type EventToStore,
+  retryWithinBudget,
+  type StoredEvent,
+  storeEvent,
+} from "./ingest_store.ts";
+import { LateStores } from "./late_store.ts";
 import type { Logger } from "./log.ts";
 import { RejectionCounter } from "./rejection_counter.ts";
 import {
@@ -88,6 +95,26 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     )
     : null;
 
+  // A new or changed event (not a duplicate) may start a delivery attempt at once.
+  const startAfterStore = (stored: StoredEvent, e: EventToStore) => {
+    if (stored.outcome === "duplicate" || !deps.afterStore) return;
+    const afterStore = deps.afterStore;
+    runInBackground(
+      () => afterStore({ ...stored, event: e.event, conversationId: e.conversationId }),
+      log,
+      "after_store",
+    );
+  };
+  const lateStores = configResult.ok && sql
+    ? new LateStores(
+      { windowMs: configResult.config.lateStoreMs, maxHeldBytes: configResult.config.lateStoreMaxBytes },
+      (e) => storeEvent(sql, e),
+      log,
+      LOG,
+      startAfterStore,
+    )
+    : null;
+
   const reject = (c: Context, r: Rejection) => {
     log(r.status >= 500 ? "error" : "warn", `${LOG} Rejected`, { status: r.status, error: r.error });
     // Count refusals by reason for the readiness checks; never delays the answer, never stores the body.
@@ -153,31 +180,43 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
 
     const bodySha256 = sha256Hex(body);
     const columns = eventColumns(parsed.payload, parsed.event, bodySha256);
+    const toStore: EventToStore = {
+      ...columns,
+      deliveryId,
+      payloadJson: jsonbText(text, parsed.payload),
+      rawBody: text,
+      bodySha256,
+      ...auth,
+    };
     let stored: StoredEvent;
     try {
-      stored = await retryWithinBudget(
-        () =>
-          storeEvent(sql, {
-            ...columns,
-            deliveryId,
-            payloadJson: jsonbText(text, parsed.payload),
-            rawBody: text,
-            bodySha256,
-            ...auth,
-          }),
-        { budgetMs: config.storeBudgetMs },
-      );
+      stored = await retryWithinBudget(() => storeEvent(sql, toStore), { budgetMs: config.storeBudgetMs });
     } catch (error) {
       const cause = error instanceof DeadlineExceeded ? error.lastError : error;
       const unstorable = bodyNotStorable(error);
+      // Out of budget: Chatwoot will not send it again, so this instance goes on trying in the background.
+      const late = error instanceof DeadlineExceeded
+        ? (lateStores ? lateStores.take(toStore, error.inFlight as Promise<StoredEvent> | null) : "off")
+        : undefined;
       log(unstorable ? "warn" : "error", `${LOG} Store failed`, {
         event: columns.event,
         event_key: columns.eventKey,
         delivery_id: deliveryId,
         error: cause instanceof Error ? cause.message : String(cause),
+        ...(late !== undefined ? { late_store: late ?? "trying" } : {}),
       });
-      // "may not": a statement still waiting (on a lock, say) when the budget ends can store the event later.
-      return error instanceof DeadlineExceeded
+      // Not taken over: "may not", since a statement still waiting (on a lock, say) can store it later.
+      return late === null
+        ? reject(
+          c,
+          new Rejection(
+            503,
+            "database_unavailable",
+            `Database unavailable; not stored yet, still trying for ${config.lateStoreMs / 1000} s`,
+            { retrying_seconds: config.lateStoreMs / 1000 },
+          ),
+        )
+        : late !== undefined
         ? reject(
           c,
           new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored"),
@@ -197,14 +236,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       delivery_id: deliveryId,
       duration_ms: Math.round(performance.now() - started),
     });
-    if (!duplicate && deps.afterStore) {
-      const afterStore = deps.afterStore;
-      runInBackground(
-        () => afterStore({ ...stored, event: columns.event, conversationId: columns.conversationId }),
-        log,
-        "after_store",
-      );
-    }
+    startAfterStore(stored, toStore);
     return c.json({
       ok: true,
       id: stored.id,

@@ -64,7 +64,11 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
 }
 
 export class DeadlineExceeded extends Error {
-  constructor(readonly lastError: unknown) {
+  constructor(
+    readonly lastError: unknown,
+    /** The attempt still running when the budget ended (a lock wait, a database that stopped answering). */
+    readonly inFlight: Promise<unknown> | null = null,
+  ) {
     super("deadline exceeded");
   }
 }
@@ -85,10 +89,11 @@ export async function retryWithinBudget<T>(
     if (remaining <= 0) throw new DeadlineExceeded(lastError);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
+      const current = attempt();
       return await Promise.race([
-        attempt(),
+        current,
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DeadlineExceeded(lastError)), remaining);
+          timer = setTimeout(() => reject(new DeadlineExceeded(lastError, current)), remaining);
         }),
       ]);
     } catch (error) {

@@ -11,6 +11,10 @@ export interface WebhookConfig {
   maxBodyBytes: number;
   /** Budget for storing, retries included; the whole answer must stay under 3 s. */
   storeBudgetMs: number;
+  /** After a 503, how long the instance keeps trying to store the event in the background; 0: not at all. */
+  lateStoreMs: number;
+  /** Body bytes an instance holds for such late stores at most (a hosted function has 256 MB in all). */
+  lateStoreMaxBytes: number;
 }
 
 export type WebhookConfigResult = { ok: true; config: WebhookConfig } | { ok: false; message: string };
@@ -23,6 +27,9 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
       toleranceSeconds: intFromEnv(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
       maxBodyBytes: intFromEnv(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
       storeBudgetMs: 2500,
+      // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
+      lateStoreMs: intFromEnv(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0) * 1000,
+      lateStoreMaxBytes: 32 * 1024 * 1024,
     };
     if (config.urlToken !== null && config.urlToken.length < 24) {
       throw new ConfigError(
