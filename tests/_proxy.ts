@@ -9,13 +9,16 @@ export interface DbProxy {
   /** New connections are refused; open ones go on. */
   refuseNew(): void;
   cut(): void;
+  /** Open connections closed and the port closed too: new connections are refused by the system
+   * (ECONNREFUSED), as when the database's host is up and its server is not. */
+  takeDown(): void;
+  /** Back to passing connections through (listening on the same port again after takeDown). */
   restore(): void;
   close(): Promise<void>;
 }
 
 export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy {
   const target = new URL(databaseUrl);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const open = new Set<Deno.Conn>();
   let refusing = cut;
   let accepted = 0;
@@ -25,27 +28,34 @@ export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy
       conn.close();
     } catch { /* already closed */ }
   };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      if (refusing) {
-        closeQuietly(conn);
-        continue;
+  const serve = (listener: Deno.Listener) =>
+    (async () => {
+      for await (const conn of listener) {
+        if (refusing) {
+          closeQuietly(conn);
+          continue;
+        }
+        accepted++;
+        const upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 5432) });
+        open.add(conn);
+        open.add(upstream);
+        const end = () => {
+          closeQuietly(conn);
+          closeQuietly(upstream);
+        };
+        conn.readable.pipeTo(upstream.writable).catch(() => {}).finally(end);
+        upstream.readable.pipeTo(conn.writable).catch(() => {}).finally(end);
       }
-      accepted++;
-      const upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port || 5432) });
-      open.add(conn);
-      open.add(upstream);
-      const end = () => {
-        closeQuietly(conn);
-        closeQuietly(upstream);
-      };
-      conn.readable.pipeTo(upstream.writable).catch(() => {}).finally(end);
-      upstream.readable.pipeTo(conn.writable).catch(() => {}).finally(end);
-    }
-  })();
+    })().catch(() => {});
+  let listener: Deno.Listener | null = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  let accepting = serve(listener);
+  const cutOpen = () => {
+    for (const conn of [...open]) closeQuietly(conn);
+  };
   const url = new URL(databaseUrl);
   url.hostname = "127.0.0.1";
-  url.port = String((listener.addr as Deno.NetAddr).port);
+  url.port = String(port);
   return {
     url: url.toString(),
     get accepted() {
@@ -56,15 +66,25 @@ export function startDbProxy(databaseUrl: string, { cut = false } = {}): DbProxy
     },
     cut() {
       refusing = true;
-      for (const conn of [...open]) closeQuietly(conn);
+      cutOpen();
+    },
+    takeDown() {
+      listener?.close();
+      listener = null;
+      cutOpen();
     },
     restore() {
       refusing = false;
+      if (!listener) {
+        listener = Deno.listen({ hostname: "127.0.0.1", port });
+        accepting = serve(listener);
+      }
     },
     async close() {
       this.cut();
-      listener.close();
-      await accepting.catch(() => {});
+      listener?.close();
+      listener = null;
+      await accepting;
     },
   };
 }

@@ -718,6 +718,38 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a database whose port refused connections is used again once it is back`,
+  async () => {
+    // Refused connects (the server down, its host up) used to leave postgres.js' connections stuck in
+    // "connecting": once the pool's were all spent, every query waited forever, the database back or not.
+    const proxy = startDbProxy(db.url);
+    const { app, log, proxiedSql } = appBehindProxy(proxy.url, { CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "60" });
+    try {
+      assert.equal((await post(app, signedRequest(URL_BASE, uniqueMessage()))).status, 200);
+      proxy.takeDown();
+      const during = [uniqueMessage(), uniqueMessage(), uniqueMessage()];
+      for (const body of during) assert.equal((await post(app, signedRequest(URL_BASE, body))).status, 503);
+      proxy.restore();
+      // Each post is given its 300 ms budget; postgres.js may still be backing off from the refusals.
+      await eventually(
+        async () => (await post(app, signedRequest(URL_BASE, uniqueMessage()))).status === 200,
+        30_000,
+        "a store after the database came back",
+      );
+      for (const body of during) {
+        await eventually(async () => (await countRowsWhere(body)) === 1, 30_000, "the late stores");
+      }
+      const keys = during.map((body) => `message:${JSON.parse(body).id}:message_created`);
+      const storedLate = log.lines.filter((l) => l.msg === "[Chatwoot Webhook] Stored late");
+      assert.deepEqual(keys.map((key) => storedLate.filter((l) => l.event_key === key).length), [1, 1, 1]);
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: a late store that outlasts its window is logged Lost, with the key to fetch it by`,
   async () => {
     const proxy = startDbProxy(db.url, { cut: true });

@@ -31,7 +31,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
       connection: { application_name: options.applicationName ?? "chatwoot-relay" },
       // postgres.js passes `socket` through to its connections; its type definitions leave it out.
       ...{
-        socket: ({ host, port }: SocketTarget) => openNoDelaySocket(host[0], port[0], connectTimeout * 1000),
+        socket: ({ host, port }: SocketTarget) => openNoDelaySocket(host[0], port[0]),
       },
     });
   } catch (error) {
@@ -55,24 +55,15 @@ interface SocketTarget {
  * algorithm on, the small Sync waits for the server's delayed ACK of the body, a 40 ms stall that showed as
  * the ingest p99 (docs/benchmarks-history.md). postgres.js leaves TCP_NODELAY off, so the socket is made
  * here.
+ *
+ * The socket is handed over while it is still connecting (writes wait in it until it is connected), as
+ * postgres.js does with its own: a failed connect then reaches postgres.js as the socket's 'error' and
+ * 'close', which return the connection to its pool, and its connect_timeout applies. A factory that waits
+ * for the connect and throws instead leaves the connection stuck in "connecting" for good: after as many
+ * refused connects as the pool has connections, every query waited forever, also once the database was back.
  */
-function openNoDelaySocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect({ host, port, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(Object.assign(new Error(`connect to ${host}:${port} timed out`), { code: "CONNECT_TIMEOUT" }));
-    }, timeoutMs);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      socket.off("error", reject);
-      resolve(socket);
-    });
-    socket.once("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-  });
+function openNoDelaySocket(host: string, port: number): Socket {
+  return tcpConnect({ host, port, noDelay: true });
 }
 
 /**
