@@ -150,7 +150,11 @@ Deno.test({
       const stopped = dev.stop();
       let exited = false;
       stopped.finally(() => exited = true);
-      for (let i = 0; i < 100 && !exited && !dev.lines.join("").includes("finishing 1 delivery run"); i++) {
+      for (
+        let i = 0;
+        i < 100 && !exited && !dev.lines.join("").includes("finishing 1 background task");
+        i++
+      ) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       sdk.releaseHeld();

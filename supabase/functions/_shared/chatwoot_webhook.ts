@@ -188,6 +188,20 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       bodySha256,
       ...auth,
     };
+    if (lateStores?.refusal(toStore) === "memory_bound") {
+      // The database has not answered for a while and this instance holds all the unstored events it may.
+      log("error", `${LOG} Store failed`, {
+        event: columns.event,
+        event_key: columns.eventKey,
+        delivery_id: deliveryId,
+        error: "not tried: the instance holds its limit of events waiting for the database",
+        late_store: "memory_bound",
+      });
+      return reject(
+        c,
+        new Rejection(503, "database_unavailable", "Database unavailable; the event is not stored"),
+      );
+    }
     let stored: StoredEvent;
     try {
       stored = await retryWithinBudget(() => storeEvent(sql, toStore), { budgetMs: config.storeBudgetMs });
@@ -205,7 +219,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         error: cause instanceof Error ? cause.message : String(cause),
         ...(late !== undefined ? { late_store: late ?? "trying" } : {}),
       });
-      // Not taken over: "may not", since a statement still waiting (on a lock, say) can store it later.
+      // Not taken over: "may not", since the statement still queued or waiting (on a lock, say) can store it.
       return late === null
         ? reject(
           c,

@@ -1,27 +1,46 @@
 // Storing an event after chatwoot-webhook has answered 503. Chatwoot never re-sends an account webhook, so
 // when the store budget is spent (a database restart, a failover, a long lock) the event would be lost. The
-// instance keeps trying instead, in the background (EdgeRuntime.waitUntil on the edge runtime), for a bounded
-// time and with a bounded number of body bytes held, and logs the end either way: "Stored late", or "Lost"
-// with the event key and delivery id, so that an operator can fetch exactly those from Chatwoot's API.
+// instance keeps trying instead, in the background (EdgeRuntime.waitUntil on the edge runtime), and logs the
+// end either way: "Stored late", or "Lost" with the event key and delivery id, so that an operator can fetch
+// exactly those from Chatwoot's API.
+//
+// A statement is never abandoned: postgres.js keeps one queued while it cannot connect and sends it once it
+// can, however late, and cancelling it safely is not possible in every state (a statement handed to a
+// connection that is still connecting wedges that connection when cancelled). So the window bounds when new
+// attempts start, and the event is held (and counted against the memory bound) until its last statement has
+// settled; "Lost" is said only then, or when the worker is shut down with it still pending.
 import { errorMessage, runInBackground } from "./background.ts";
 import { isTransientDbError } from "./db.ts";
-import { DeadlineExceeded, type EventToStore, retryWithinBudget, type StoredEvent } from "./ingest_store.ts";
+import type { EventToStore, StoredEvent } from "./ingest_store.ts";
 import type { Logger } from "./log.ts";
 
 export interface LateStoreOptions {
-  /** How long after the 503 an event is still tried; 0 turns late stores off. */
+  /** How long after the 503 new attempts are started; 0 turns late stores off. */
   windowMs: number;
-  /** Body bytes held at once by an instance; an event past this is lost at once (memory is 256 MB hosted). */
+  /** Memory an instance holds for late stores at most (lateStoreBytes); a hosted function has 256 MB. */
   maxHeldBytes: number;
-  /** Pauses between attempts (the last repeats): a database coming back is not hammered. */
+  /** Pauses between attempts (the last repeats), each ±25 %: a database coming back is not hammered. */
   pausesMs?: number[];
 }
 
 export type LateStoreRefusal = "off" | "memory_bound";
 
+/**
+ * What an event's late store holds, counted generously: its texts at two bytes a character (a body with any
+ * character past U+00FF is kept that way), twice (the strings and the statement built from them).
+ */
+export function lateStoreBytes(event: EventToStore): number {
+  return 4 * (event.rawBody.length + (event.payloadJson?.length ?? 0));
+}
+
+interface Pending {
+  event: EventToStore;
+  started: number;
+}
+
 export class LateStores {
   #heldBytes = 0;
-  #running = new Set<Promise<void>>();
+  #running = new Map<Promise<void>, Pending>();
 
   constructor(
     private readonly options: LateStoreOptions,
@@ -29,92 +48,104 @@ export class LateStores {
     private readonly log: Logger,
     private readonly logPrefix: string,
     private readonly onStored: (stored: StoredEvent, event: EventToStore) => void,
-  ) {}
+  ) {
+    // The edge runtime stops a worker at its wall-clock limit even with work pending: say what goes with it.
+    globalThis.addEventListener?.("beforeunload", () => {
+      for (const { event, started } of this.#running.values()) {
+        this.#logLost(event, started, "the worker is shutting down", { reason: "worker_shutdown" });
+      }
+    });
+  }
 
-  /** Body bytes of the events being tried now. */
+  /** Memory held now for events being tried (lateStoreBytes). */
   get heldBytes(): number {
     return this.#heldBytes;
   }
 
   /**
+   * Why `event` would not be taken over now, or null. Asked before the first attempt too: an instance that
+   * already holds as many unstored events as it may answers 503 at once rather than queue one more statement
+   * (each holds its body) behind a database that does not answer.
+   */
+  refusal(event: EventToStore): LateStoreRefusal | null {
+    if (this.options.windowMs <= 0) return "off";
+    // One event is always taken (a body is at most 1 MiB by default).
+    const full = this.#heldBytes > 0 && this.#heldBytes + lateStoreBytes(event) > this.options.maxHeldBytes;
+    return full ? "memory_bound" : null;
+  }
+
+  /**
    * Takes over an event whose store ran out of budget. `inFlight` is the attempt still running when it did
-   * (a statement waiting on a lock, say): its outcome is awaited first, so that the event is not stored twice.
-   * Returns why it was not taken, or null when it was.
+   * (queued while the database is unreachable, or waiting on a lock): its outcome is awaited first, so that
+   * the event is not stored twice. Returns why it was not taken, or null when it was.
    */
   take(event: EventToStore, inFlight: Promise<StoredEvent> | null): LateStoreRefusal | null {
-    if (this.options.windowMs <= 0) return "off";
-    const bytes = event.rawBody.length + (event.payloadJson?.length ?? 0);
-    if (this.#heldBytes + bytes > this.options.maxHeldBytes) return "memory_bound";
+    const refusal = this.refusal(event);
+    if (refusal) return refusal;
+    const bytes = lateStoreBytes(event);
     this.#heldBytes += bytes;
-    const task = this.#tryUntilDeadline(event, inFlight, Date.now() + this.options.windowMs)
-      .finally(() => {
-        this.#heldBytes -= bytes;
-        this.#running.delete(task);
-      });
-    this.#running.add(task);
+    const started = Date.now();
+    const task: Promise<void> = this.#storeLate(event, inFlight, started).finally(() => {
+      this.#heldBytes -= bytes;
+      this.#running.delete(task);
+    });
+    this.#running.set(task, { event, started });
     runInBackground(() => task, this.log, "late_store");
     return null;
   }
 
-  /** Settles when no event is being tried (tests, and a clean stop). */
+  /** Settles when no event is being tried. */
   async idle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running.keys()]);
   }
 
-  async #tryUntilDeadline(
+  async #storeLate(
     event: EventToStore,
     inFlight: Promise<StoredEvent> | null,
-    deadline: number,
+    started: number,
   ): Promise<void> {
-    const started = Date.now();
-    const fields = { event: event.event, event_key: event.eventKey, delivery_id: event.deliveryId };
-    try {
-      let stored = inFlight ? await settledWithin(inFlight, deadline) : undefined;
-      stored ??= await retryWithinBudget(() => this.store(event), {
-        budgetMs: Math.max(0, deadline - Date.now()),
-        pausesMs: this.options.pausesMs ?? [250, 500, 1000, 2000, 4000],
-      });
-      this.log("info", `${this.logPrefix} Stored late`, {
-        ...fields,
-        event_id: stored.id,
-        outcome: stored.outcome,
-        receive_count: stored.receiveCount,
-        late_by_ms: Date.now() - started,
-      });
-      this.onStored(stored, event);
-    } catch (error) {
-      const cause = error instanceof DeadlineExceeded ? error.lastError : error;
-      this.log("error", `${this.logPrefix} Lost`, {
-        ...fields,
-        tried_for_ms: Date.now() - started,
-        error: errorMessage(cause),
-        // A statement still waiting (on a lock, say) may yet store it.
-        ...(error instanceof DeadlineExceeded && error.inFlight ? { statement_still_waiting: true } : {}),
-      });
+    const deadline = started + this.options.windowMs;
+    const pauses = this.options.pausesMs ?? [250, 500, 1000, 2000, 4000];
+    let current = inFlight;
+    let stored: StoredEvent | undefined;
+    for (let i = 0; !stored; i++) {
+      try {
+        stored = await (current ?? this.store(event));
+      } catch (error) {
+        current = null;
+        const pause = pauses[Math.min(i, pauses.length - 1)] * (0.75 + Math.random() / 2);
+        if (!worthRetrying(error) || Date.now() + pause >= deadline) {
+          return this.#logLost(event, started, errorMessage(error));
+        }
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
     }
+    this.log("info", `${this.logPrefix} Stored late`, {
+      event: event.event,
+      event_key: event.eventKey,
+      delivery_id: event.deliveryId,
+      event_id: stored.id,
+      outcome: stored.outcome,
+      receive_count: stored.receiveCount,
+      late_by_ms: Date.now() - started,
+    });
+    this.onStored(stored, event);
+  }
+
+  #logLost(event: EventToStore, started: number, error: string, extra: Record<string, unknown> = {}): void {
+    this.log("error", `${this.logPrefix} Lost`, {
+      event: event.event,
+      event_key: event.eventKey,
+      delivery_id: event.deliveryId,
+      tried_for_ms: Date.now() - started,
+      error,
+      ...extra,
+    });
   }
 }
 
-/**
- * The attempt's result if it succeeds before `deadline`; undefined if it fails in a way a new attempt may
- * not (connection trouble) or is still running at the deadline; any other failure is thrown.
- */
-async function settledWithin(
-  attempt: Promise<StoredEvent>,
-  deadline: number,
-): Promise<StoredEvent | undefined> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      attempt,
-      new Promise<undefined>((resolve) =>
-        timer = setTimeout(() => resolve(undefined), deadline - Date.now())
-      ),
-    ]);
-  } catch (error) {
-    if (isTransientDbError(error)) return undefined;
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
+/** Connection trouble may pass; a pool that was ended (the instance stopping) will not come back. */
+function worthRetrying(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return isTransientDbError(error) && code !== "CONNECTION_ENDED" && code !== "CONNECTION_DESTROYED";
 }

@@ -13,7 +13,7 @@ export interface WebhookConfig {
   storeBudgetMs: number;
   /** After a 503, how long the instance keeps trying to store the event in the background; 0: not at all. */
   lateStoreMs: number;
-  /** Body bytes an instance holds for such late stores at most (a hosted function has 256 MB in all). */
+  /** Memory an instance holds for such late stores at most (late_store.ts counts it; 256 MB hosted in all). */
   lateStoreMaxBytes: number;
 }
 
@@ -29,7 +29,7 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
       storeBudgetMs: 2500,
       // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
       lateStoreMs: intFromEnv(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0) * 1000,
-      lateStoreMaxBytes: 32 * 1024 * 1024,
+      lateStoreMaxBytes: 64 * 1024 * 1024, // as lateStoreBytes counts it: about 16 MB of body text
     };
     if (config.urlToken !== null && config.urlToken.length < 24) {
       throw new ConfigError(
