@@ -18,6 +18,8 @@ import {
   secretValues,
 } from "../supabase/functions/_shared/readiness.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { startDbProxy } from "./_proxy.ts";
 import { documentBody } from "../supabase/functions/_shared/readiness_markdown.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { STATUSES } from "../supabase/functions/_shared/readiness_model.ts";
@@ -453,6 +455,44 @@ dbTest("readiness: without a database every route answers 503 not_configured", a
     assert.equal((await res.json()).error, "not_configured");
   }
 });
+
+dbTest(
+  "readiness: a database that does not answer gets 503 database_unavailable, not a request left hanging",
+  async () => {
+    // Connections accepted and closed at once: postgres.js keeps reconnecting and holds the reads meanwhile.
+    const proxy = startDbProxy(db.url, { cut: true });
+    const proxiedSql = connect(proxy.url, { max: 2 });
+    const log = memoryLogger();
+    const a = createReadinessApp({
+      sql: proxiedSql,
+      env: fullEnv(chatwoot.url),
+      log,
+      cacheMs: 0,
+      checkTimeoutMs: 200,
+    });
+    try {
+      for (const path of ["/readiness", "/readiness/probe"]) {
+        let guard: ReturnType<typeof setTimeout> | undefined;
+        const res = await Promise.race([
+          a.request(path),
+          new Promise<never>((_, reject) => {
+            guard = setTimeout(() => reject(new Error(`${path} still unanswered`)), 30_000);
+          }),
+        ]).finally(() => clearTimeout(guard));
+        assert.equal(res.status, 503, path);
+        const body = await res.json();
+        assert.equal(body.error, "database_unavailable", path);
+      }
+      assert.match(
+        String(log.lines.find((l) => l.msg === "[Readiness] Report failed")?.error),
+        /no answer from the database within 2200 ms/,
+      );
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
 
 dbTest("readiness http: close the stand-in and the database", async () => {
   await chatwoot.close();
