@@ -841,6 +841,10 @@ dbTest(
       assert.equal(lateStoreOf(second), "memory_bound");
       assert.equal(refused.status, 503);
       assert.equal(refused.body.message, "Database unavailable; the event is not stored");
+      const lostNow = log.lines.find((l) =>
+        l.msg === "[Chatwoot Webhook] Lost" && l.reason === "memory_bound"
+      );
+      assert.equal(lostNow?.event_key, `message:${JSON.parse(second).id}:message_created`);
 
       dispatchEvent(new Event("beforeunload"));
       const shutdown = log.lines.filter((l) =>

@@ -197,6 +197,14 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         error: "not tried: the instance holds its limit of events waiting for the database",
         late_store: "memory_bound",
       });
+      log("error", `${LOG} Lost`, {
+        event: columns.event,
+        event_key: columns.eventKey,
+        delivery_id: deliveryId,
+        tried_for_ms: 0,
+        error: "not tried: the instance holds its limit of events waiting for the database",
+        reason: "memory_bound",
+      });
       return reject(
         c,
         new Rejection(503, "database_unavailable", "Database unavailable; the event is not stored"),
