@@ -1,5 +1,8 @@
 // Helpers for talking to the webhook function the way Chatwoot does.
+import assert from "node:assert/strict";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+import type { Sql } from "../supabase/functions/_shared/db.ts";
+import type { memoryLogger } from "../supabase/functions/_shared/log.ts";
 
 export const TEST_SECRET = "whsec_test_0123456789abcdef0123456789abcdef";
 
@@ -43,4 +46,19 @@ export async function eventually<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/**
+ * Waits for the webhook's "Stored late" line, then checks the event was stored once: a second statement for
+ * it would have counted it as its own duplicate.
+ */
+export async function assertStoredLateOnce(log: ReturnType<typeof memoryLogger>, sql: Sql, body: string) {
+  const late = await eventually(
+    () => Promise.resolve(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Stored late")),
+    30_000,
+    "the late store",
+  );
+  assert.equal(late.outcome, "stored");
+  const [row] = await sql`select receive_count from webhook_events where raw_body = ${body}`;
+  assert.equal(row.receive_count, 1);
 }

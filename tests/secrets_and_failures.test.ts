@@ -14,7 +14,7 @@ import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
 import { fastSettings, storeSample } from "./_forwarding.ts";
-import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
+import { assertStoredLateOnce, eventually, signedRequest, TEST_SECRET } from "./_http.ts";
 import { ensureDeliveryHealthView, fullEnv, startChatwootStandIn } from "./_readiness.ts";
 
 const db = await startTestDb();
@@ -353,13 +353,7 @@ dbTest(
     }
     // The statement that was waiting stores the event once the lock is gone; the late store takes its answer
     // instead of sending a second one, which would count the event as its own duplicate.
-    const late = await eventually(
-      () => Promise.resolve(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Stored late")),
-      30_000,
-    );
-    assert.equal(late.outcome, "stored");
-    const [row] = await sql`select receive_count from webhook_events where raw_body = ${body}`;
-    assert.equal(row.receive_count, 1);
+    await assertStoredLateOnce(log, sql, body);
   },
 );
 

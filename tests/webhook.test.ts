@@ -12,7 +12,7 @@ import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
-import { eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
+import { assertStoredLateOnce, eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -923,13 +923,7 @@ Deno.test({
       await holder;
     }
     try {
-      const late = await eventually(
-        () => Promise.resolve(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Stored late")),
-        30_000,
-      );
-      assert.equal(late.outcome, "stored");
-      const [row] = await sql`select receive_count from webhook_events where raw_body = ${body}`;
-      assert.equal(row.receive_count, 1);
+      await assertStoredLateOnce(log, sql, body);
     } finally {
       await proxiedSql.end({ timeout: 1 });
       await proxy.close();
