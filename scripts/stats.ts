@@ -38,7 +38,8 @@ try {
       ["delivered", `${health.delivered_last_hour} last hour, ${health.delivered_last_day} last day`],
       [
         "dead",
-        `${health.dead_last_hour} last hour, ${health.dead_last_day} last day, ${health.dead_total} in all`,
+        // The first two count events that went dead (a replay does not undo that); the last, those dead now.
+        `${health.dead_last_hour} went dead last hour, ${health.dead_last_day} last day; ${health.dead_total} dead now`,
       ],
       ["last received", when(health.last_received_at)],
       ["last delivered", when(health.last_delivered_at)],

@@ -346,7 +346,10 @@ dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text a
   const created = json.daily.filter((r: { event: string }) => r.event === "message_created");
   assert.ok(created.length > 0 && created.every((r: { events: number }) => r.events > 0));
   const text = await run();
-  assert.match(text, new RegExp(`dead\\s+\\d+ last hour, \\d+ last day, ${health.dead_total} in all`));
+  assert.match(
+    text,
+    new RegExp(`dead\\s+\\d+ went dead last hour, \\d+ last day; ${health.dead_total} dead now`),
+  );
   assert.match(text, /escalate\s+no/);
   assert.ok(!text.includes("postgres:postgres@"), "the connection string is shown without its password");
 });
