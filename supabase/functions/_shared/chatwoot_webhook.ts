@@ -15,7 +15,7 @@ import {
   type StoredEvent,
   storeEvent,
 } from "./ingest_store.ts";
-import { LateStores } from "./late_store.ts";
+import { LateStores, NOT_TRIED_WHEN_FULL } from "./late_store.ts";
 import type { Logger } from "./log.ts";
 import { RejectionCounter } from "./rejection_counter.ts";
 import {
@@ -188,22 +188,14 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       bodySha256,
       ...auth,
     };
-    if (lateStores?.refusal(toStore) === "memory_bound") {
+    if (lateStores?.refuseIfFull(toStore)) {
       // The database has not answered for a while and this instance holds all the unstored events it may.
       log("error", `${LOG} Store failed`, {
         event: columns.event,
         event_key: columns.eventKey,
         delivery_id: deliveryId,
-        error: "not tried: the instance holds its limit of events waiting for the database",
+        error: NOT_TRIED_WHEN_FULL,
         late_store: "memory_bound",
-      });
-      log("error", `${LOG} Lost`, {
-        event: columns.event,
-        event_key: columns.eventKey,
-        delivery_id: deliveryId,
-        tried_for_ms: 0,
-        error: "not tried: the instance holds its limit of events waiting for the database",
-        reason: "memory_bound",
       });
       return reject(
         c,

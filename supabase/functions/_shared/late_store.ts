@@ -19,9 +19,14 @@ export interface LateStoreOptions {
   windowMs: number;
   /** Memory an instance holds for late stores at most (lateStoreBytes); a hosted function has 256 MB. */
   maxHeldBytes: number;
-  /** Pauses between attempts (the last repeats), each ±25 %: a database coming back is not hammered. */
-  pausesMs?: number[];
 }
+
+/** Pauses between attempts (the last repeats), each ±25 %: a database coming back is not hammered. */
+const PAUSES_MS = [250, 500, 1000, 2000, 4000];
+
+/** Why an event refused by refuseIfFull was not stored. */
+export const NOT_TRIED_WHEN_FULL =
+  "not tried: the instance holds its limit of events waiting for the database";
 
 export type LateStoreRefusal = "off" | "memory_bound";
 
@@ -57,17 +62,19 @@ export class LateStores {
     });
   }
 
-  /** Memory held now for events being tried (lateStoreBytes). */
-  get heldBytes(): number {
-    return this.#heldBytes;
+  /**
+   * Asked before the first attempt: an instance that already holds as many unstored events as it may answers
+   * 503 at once rather than queue one more statement (each holds its body) behind a database that does not
+   * answer. True when `event` is refused so; it is then logged Lost.
+   */
+  refuseIfFull(event: EventToStore): boolean {
+    if (this.#refusal(event) !== "memory_bound") return false;
+    this.#logLost(event, Date.now(), NOT_TRIED_WHEN_FULL, { reason: "memory_bound" });
+    return true;
   }
 
-  /**
-   * Why `event` would not be taken over now, or null. Asked before the first attempt too: an instance that
-   * already holds as many unstored events as it may answers 503 at once rather than queue one more statement
-   * (each holds its body) behind a database that does not answer.
-   */
-  refusal(event: EventToStore): LateStoreRefusal | null {
+  /** Why `event` would not be taken over now, or null. */
+  #refusal(event: EventToStore): LateStoreRefusal | null {
     if (this.options.windowMs <= 0) return "off";
     // One event is always taken (a body is at most 1 MiB by default).
     const full = this.#heldBytes > 0 && this.#heldBytes + lateStoreBytes(event) > this.options.maxHeldBytes;
@@ -80,7 +87,7 @@ export class LateStores {
    * the event is not stored twice. Returns why it was not taken, or null when it was.
    */
   take(event: EventToStore, inFlight: Promise<StoredEvent> | null): LateStoreRefusal | null {
-    const refusal = this.refusal(event);
+    const refusal = this.#refusal(event);
     if (refusal) return refusal;
     const bytes = lateStoreBytes(event);
     this.#heldBytes += bytes;
@@ -94,18 +101,12 @@ export class LateStores {
     return null;
   }
 
-  /** Settles when no event is being tried. */
-  async idle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running.keys()]);
-  }
-
   async #storeLate(
     event: EventToStore,
     inFlight: Promise<StoredEvent> | null,
     started: number,
   ): Promise<void> {
     const deadline = started + this.options.windowMs;
-    const pauses = this.options.pausesMs ?? [250, 500, 1000, 2000, 4000];
     let current = inFlight;
     let stored: StoredEvent | undefined;
     for (let i = 0; !stored; i++) {
@@ -113,7 +114,7 @@ export class LateStores {
         stored = await (current ?? this.store(event));
       } catch (error) {
         current = null;
-        const pause = pauses[Math.min(i, pauses.length - 1)] * (0.75 + Math.random() / 2);
+        const pause = PAUSES_MS[Math.min(i, PAUSES_MS.length - 1)] * (0.75 + Math.random() / 2);
         if (!worthRetrying(error) || Date.now() + pause >= deadline) {
           return this.#logLost(event, started, errorMessage(error));
         }
