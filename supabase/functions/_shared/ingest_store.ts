@@ -2,6 +2,7 @@
 import { isTransientDbError, releaseStatementText, type Sql } from "./db.ts";
 import type { EventColumns } from "./chatwoot_payload.ts";
 import { bigintLiteral, textLiteral } from "./sql_literal.ts";
+import { withTimeout } from "./timeout.ts";
 
 export interface EventToStore extends EventColumns {
   deliveryId: string | null;
@@ -87,21 +88,13 @@ export async function retryWithinBudget<T>(
   for (let i = 0;; i++) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new DeadlineExceeded(lastError);
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const current = attempt();
-      return await Promise.race([
-        current,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new DeadlineExceeded(lastError, current)), remaining);
-        }),
-      ]);
+      return await withTimeout(current, remaining, () => new DeadlineExceeded(lastError, current));
     } catch (error) {
       if (error instanceof DeadlineExceeded) throw error;
       if (!isTransientDbError(error)) throw error;
       lastError = error;
-    } finally {
-      clearTimeout(timer);
     }
     const pause = Math.min(pausesMs[Math.min(i, pausesMs.length - 1)], deadline - Date.now());
     if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));

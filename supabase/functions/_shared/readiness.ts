@@ -24,6 +24,7 @@ import {
 } from "./readiness_model.ts";
 import type { Runtime } from "./runtime.ts";
 import { timingSafeEqualStrings } from "./signature.ts";
+import { withTimeout } from "./timeout.ts";
 
 export const FUNCTION_NAME = "readiness";
 const LOG = "[Readiness]";
@@ -77,21 +78,6 @@ const fail = (c: Context, status: ContentfulStatusCode, error: ErrorCode, messag
 /** Time the report may take beyond the checks' own bound: the document's two reads. */
 const REPORT_MARGIN_MS = 2000;
 
-/** `work`'s result, or an error once `ms` have passed (the work itself goes on; a read does no harm). */
-async function answerWithin<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer from the database within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export function createReadinessApp(deps: ReadinessDeps): Hono {
   const { sql, env, log } = deps;
   const now = deps.now ?? (() => new Date());
@@ -140,7 +126,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     try {
       // Bounded here too: while the database cannot be reached postgres.js queues the reads until it can,
       // and an uptime monitor needs its answer now (each check has its own bound inside).
-      r = await answerWithin(report(sql), config!.checkTimeoutMs + REPORT_MARGIN_MS);
+      // The reads that time out go on (and do no harm).
+      const ms = config!.checkTimeoutMs + REPORT_MARGIN_MS;
+      r = await withTimeout(report(sql), ms, () => new Error(`no answer from the database within ${ms} ms`));
     } catch (error) {
       log("error", `${LOG} Report failed`, { error: error instanceof Error ? error.message : String(error) });
       return fail(c, 503, "database_unavailable", "The readiness data could not be read");

@@ -6,6 +6,7 @@ import type { Row } from "postgres";
 import type { Sql } from "./db.ts";
 import { type Env, intFromEnv, stringFromEnv } from "./env.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
+import { withTimeout } from "./timeout.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
 
 export interface ChatwootTarget {
@@ -93,18 +94,12 @@ async function timed(
   const started = performance.now();
   const controller = new AbortController();
   const timeoutMs = deps.config.checkTimeoutMs;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let outcome: Outcome;
   try {
-    outcome = await Promise.race([
-      run(controller.signal),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          controller.abort();
-          reject(new CheckTimeout());
-        }, timeoutMs);
-      }),
-    ]);
+    outcome = await withTimeout(run(controller.signal), timeoutMs, () => {
+      controller.abort();
+      return new CheckTimeout();
+    });
   } catch (error) {
     outcome = {
       status: "fail",
@@ -112,8 +107,6 @@ async function timed(
         ? `no answer within ${timeoutMs} ms`
         : `error: ${error instanceof Error ? error.message : String(error)}`,
     };
-  } finally {
-    clearTimeout(timer);
   }
   return {
     name,
