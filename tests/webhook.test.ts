@@ -657,6 +657,15 @@ dbTest(
   },
 );
 
+/** Waits until `app` stores a new event again (postgres.js may still be backing off after an outage). */
+async function storesAgain(app: { fetch: (r: Request) => Response | Promise<Response> }) {
+  await eventually(
+    async () => (await post(app, signedRequest(URL_BASE, uniqueMessage()))).status === 200,
+    30_000,
+    "a store after the database came back",
+  );
+}
+
 /** The app on a database behind `proxy`, with a short store budget so the 503 comes quickly. */
 function appBehindProxy(
   proxyUrl: string,
@@ -731,11 +740,7 @@ dbTest(
       for (const body of during) assert.equal((await post(app, signedRequest(URL_BASE, body))).status, 503);
       proxy.restore();
       // Each post is given its 300 ms budget; postgres.js may still be backing off from the refusals.
-      await eventually(
-        async () => (await post(app, signedRequest(URL_BASE, uniqueMessage()))).status === 200,
-        30_000,
-        "a store after the database came back",
-      );
+      await storesAgain(app);
       for (const body of during) {
         await eventually(async () => (await countRowsWhere(body)) === 1, 30_000, "the late stores");
       }
@@ -772,11 +777,7 @@ dbTest(
       proxy.restore();
       // The same pool stores a new event, so whatever it still had queued has gone out by now: "Lost" is
       // said only once no statement of the event is left.
-      await eventually(
-        async () => (await post(app, signedRequest(URL_BASE, uniqueMessage()))).status === 200,
-        30_000,
-        "a store after the database came back",
-      );
+      await storesAgain(app);
       assert.equal(await countRowsWhere(body), 0, "given up: not stored behind the log's back");
       // (The probes above may have been stored late themselves; the lost event must not be.)
       assert.ok(
@@ -803,11 +804,7 @@ dbTest(
       assert.equal(res.body.retrying_seconds, undefined);
       assert.equal(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed")?.late_store, "off");
       proxy.restore();
-      await eventually(
-        async () => (await post(app, signedRequest(URL_BASE, uniqueMessage()))).status === 200,
-        30_000,
-        "a store after the database came back",
-      );
+      await storesAgain(app);
       assert.ok(!log.lines.some((l) => /Stored late|Lost/.test(String(l.msg))));
     } finally {
       await proxiedSql.end({ timeout: 1 });
