@@ -24,6 +24,7 @@ export function eventToStore(raw: string): EventToStore {
     bodySha256: sha,
     verifiedBy: "signature",
     sentAtSeconds: Math.floor(Date.now() / 1000),
+    receiptId: crypto.randomUUID(),
   };
 }
 

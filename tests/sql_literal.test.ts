@@ -97,6 +97,7 @@ dbTest(`sql literal [${db.kind}]: an event with quotes and backslashes is stored
     bodySha256,
     verifiedBy: "signature",
     sentAtSeconds: Math.floor(Date.now() / 1000),
+    receiptId: crypto.randomUUID(),
   });
   assert.equal(stored.outcome, "stored");
   const [row] = await sql<{ raw_body: string; content: string; delivery_id: string; message_id: string }[]>`
@@ -115,6 +116,7 @@ dbTest(`sql literal [${db.kind}]: an event with quotes and backslashes is stored
     bodySha256,
     verifiedBy: "signature",
     sentAtSeconds: Math.floor(Date.now() / 1000),
+    receiptId: crypto.randomUUID(),
   });
   assert.equal(again.outcome, "duplicate");
   assert.equal(again.id, stored.id);

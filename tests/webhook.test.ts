@@ -13,6 +13,8 @@ import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { assertStoredLateOnce, eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
+import { eventToStore } from "./_forwarding.ts";
+import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -927,6 +929,96 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: `webhook [${db.kind}]: a statement that outlives its cut connection stores the event; the retry is ` +
+    `not counted a duplicate, and the delivery starts`,
+  ignore: db.kind !== "postgres", // two sessions waiting on one lock; PGlite is one session
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const proxy = startDbProxy(db.url);
+    const after: Array<{ outcome: string; forwardNow: boolean }> = [];
+    const { app, log, proxiedSql } = appBehindProxy(
+      proxy.url,
+      { CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "60" },
+      { afterStore: (s) => void after.push({ outcome: s.outcome, forwardNow: s.forwardNow }) },
+    );
+    const body = uniqueMessage();
+    const waitingIngests = async () => {
+      const [{ n }] = await sql<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity
+         where datname = current_database() and wait_event_type = 'Lock'
+           and query like '%ingest_webhook_event%'`;
+      return n;
+    };
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => release = resolve);
+    let locked = false;
+    const holder = sql.begin(async (tx) => {
+      await tx`lock table public.webhook_events in access exclusive mode`;
+      locked = true;
+      await released;
+    });
+    try {
+      await eventually(() => Promise.resolve(locked));
+      assert.equal((await post(app, signedRequest(URL_BASE, body))).status, 503);
+      assert.equal(await waitingIngests(), 1);
+      // The connection goes, its statement stays: PostgreSQL notices a gone client only when it next reads
+      // or writes, so the statement runs (and commits) once the lock is free. The late store starts another.
+      proxy.cut();
+      proxy.restore();
+      await eventually(async () => (await waitingIngests()) === 2, 30_000, "the late store's own statement");
+    } finally {
+      release();
+      await holder;
+    }
+    try {
+      await assertStoredLateOnce(log, sql, body);
+      await eventually(() => Promise.resolve(after.length === 1), 30_000, "afterStore");
+      assert.deepEqual(after, [{ outcome: "stored", forwardNow: true }]);
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+});
+
+dbTest(
+  `webhook [${db.kind}]: a receipt stored again with its own receipt id answers what it did, counting nothing`,
+  async () => {
+    const id = nextId++;
+    const version = (content: string, receiptId = crypto.randomUUID()) => {
+      const raw = JSON.stringify(samplePayload("message_updated", { messageId: id, content }));
+      return { ...eventToStore(raw), receiptId };
+    };
+    const first = version("v1");
+    const changed = version("v2");
+    const copy = { ...changed, receiptId: crypto.randomUUID() };
+    const seen = [];
+    // Forwarded, so that forward_now says whether a delivery may start (message_updated is not by default).
+    await sql`update relay_settings set forward_events = forward_events || '{message_updated}'`;
+    try {
+      for (const e of [first, first, changed, changed, copy, copy]) {
+        const s = await storeEvent(sql, e);
+        seen.push([s.outcome, s.receiveCount, s.forwardNow]);
+      }
+    } finally {
+      await sql`update relay_settings set forward_events = array_remove(forward_events, 'message_updated')`;
+    }
+    assert.deepEqual(seen, [
+      ["stored", 1, true],
+      ["stored", 1, true],
+      ["updated", 2, true],
+      ["updated", 2, true],
+      ["duplicate", 3, false],
+      ["duplicate", 3, false],
+    ]);
+    const [row] = await sql`select receive_count, version from webhook_events
+      where event_key = ${`message:${id}:message_updated`}`;
+    assert.deepEqual({ ...row }, { receive_count: 3, version: 2 });
+  },
+);
 
 dbTest(
   `webhook [${db.kind}]: an error of ours that retrying cannot fix is a 500 internal_error, logged`,

@@ -141,7 +141,8 @@ export function ingestScript(poolSize: number): string {
 with c as materialized (select (nextval('bench_cursor') - 1) % ${poolSize} + 1 as i)
 select e.* from c join bench_payloads p using (i),
   lateral public.ingest_webhook_event(p.event_key, p.event, p.message_id, p.conversation_id, p.account_id,
-    p.inbox_id, p.delivery_id, p.raw_body::jsonb, p.raw_body, p.body_sha256, 'signature', now()) e;
+    p.inbox_id, p.delivery_id, p.raw_body::jsonb, p.raw_body, p.body_sha256, 'signature', now(),
+    gen_random_uuid()) e;
 `;
 }
 

@@ -187,6 +187,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       rawBody: text,
       bodySha256,
       ...auth,
+      receiptId: crypto.randomUUID(),
     };
     if (lateStores?.refuseIfFull(toStore)) {
       // The database has not answered for a while and this instance holds all the unstored events it may.

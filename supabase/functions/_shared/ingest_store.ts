@@ -13,6 +13,9 @@ export interface EventToStore extends EventColumns {
   verifiedBy: "signature" | "url_token";
   /** X-Chatwoot-Timestamp of a signed request (Unix seconds): orders versions of a message; null for a URL token. */
   sentAtSeconds: number | null;
+  /** Made once per request and sent with every attempt: the database tells a retry of ours from a duplicate
+   * (an attempt whose connection was lost may still have stored the event). */
+  receiptId: string;
 }
 
 export type IngestOutcome = "stored" | "duplicate" | "updated";
@@ -48,7 +51,7 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
         ${bigintLiteral(e.messageId)}, ${bigintLiteral(e.conversationId)}, ${bigintLiteral(e.accountId)},
         ${bigintLiteral(e.inboxId)}, ${textLiteral(e.deliveryId)}, ${textLiteral(e.payloadJson)}::jsonb,
         ${textLiteral(e.rawBody)}, ${textLiteral(e.bodySha256)}, ${textLiteral(e.verifiedBy)},
-        to_timestamp(${bigintLiteral(e.sentAtSeconds)}))`);
+        to_timestamp(${bigintLiteral(e.sentAtSeconds)}), ${textLiteral(e.receiptId)}::uuid)`);
   try {
     const [row] = await query;
     return {

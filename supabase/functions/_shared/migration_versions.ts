@@ -19,4 +19,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001600", // data_surface_counts
   "20261121001700", // chatwoot_timestamp_never_raises
   "20261121001800", // replay_between_waits_for_locked_rows
+  "20261121001900", // ingest_recognises_its_own_retry
 ];

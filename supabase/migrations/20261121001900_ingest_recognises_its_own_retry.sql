@@ -1,0 +1,149 @@
+-- A retry of ours is not a second receipt.
+--
+-- When a connection is lost while its ingest statement runs or waits on a lock, the server can go on and
+-- commit it (PostgreSQL notices a client is gone only when it next reads from or writes to it).
+-- chatwoot-webhook then tries again, within the request or as a late store, and the retry found its own event
+-- already there. It counted as a duplicate: receive_count + 1, one more in the Data team's duplicates, and, a
+-- duplicate starting no delivery, the event waited for the next sweep instead of being forwarded at once.
+--
+-- Each receipt now carries an id the function makes (p_receipt_id). The row keeps its last receipt's id and
+-- outcome; a call with that id again answers that outcome and counts nothing. Calls without an id (psql,
+-- older callers) count as before. What is left: a retry that finds a later receipt already applied over its
+-- own (two races at once) still counts once more.
+--
+-- The columns come without a constraint, so adding them does not read the table under its exclusive lock.
+-- Everything else is as in migration 001300.
+
+alter table public.webhook_events
+  add column last_receipt_id uuid,
+  add column last_receipt_outcome text;
+comment on column public.webhook_events.last_receipt_id is
+  'Id chatwoot-webhook gave the last receipt of this event: a retry of that receipt is not counted twice.';
+comment on column public.webhook_events.last_receipt_outcome is
+  'What the last receipt did: stored, updated or duplicate (null before migration 001900).';
+
+drop function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz);
+
+create function public.ingest_webhook_event(
+  p_event_key text,
+  p_event text,
+  p_message_id bigint,
+  p_conversation_id bigint,
+  p_account_id bigint,
+  p_inbox_id bigint,
+  p_delivery_id text,
+  p_payload jsonb,
+  p_raw_body text,
+  p_body_sha256 text,
+  p_verified_by text,
+  p_sent_at timestamptz default null,
+  p_receipt_id uuid default null
+)
+returns table (
+  event_id bigint,
+  outcome text,
+  receive_count integer,
+  status text,
+  forward_now boolean,
+  target_override_set boolean
+)
+language plpgsql
+as $$
+declare
+  v_payload jsonb := coalesce(p_payload, p_raw_body::jsonb);
+  v_paused boolean;
+  v_override_set boolean;
+begin
+  select s.forwarding_paused, s.agent_sdk_url_override is not null
+    into v_paused, v_override_set
+    from public.relay_settings s
+   where s.id;
+  v_paused := coalesce(v_paused, true);
+  v_override_set := coalesce(v_override_set, false);
+  loop
+    -- Insert, or replace a changed body that is newer. ON CONFLICT locks the existing row even when the WHERE
+    -- rejects the update, so the duplicate branch below cannot race with another writer.
+    return query
+      insert into public.webhook_events as e (
+        event_key, event, message_id, conversation_id, account_id, inbox_id, delivery_id,
+        payload, raw_body, body_sha256, verified_by, sent_at, status, next_attempt_at, last_receipt_id,
+        last_receipt_outcome
+      )
+      values (
+        p_event_key, p_event, p_message_id, p_conversation_id, p_account_id, p_inbox_id, p_delivery_id,
+        v_payload, p_raw_body, p_body_sha256, p_verified_by, p_sent_at, public.webhook_initial_status(p_event),
+        now(), p_receipt_id, 'stored'
+      )
+      on conflict (event_key) do update set
+        payload = excluded.payload,
+        raw_body = excluded.raw_body,
+        body_sha256 = excluded.body_sha256,
+        -- A URL-token copy has no signed time: the last signed one keeps ordering the signed copies after it.
+        sent_at = coalesce(excluded.sent_at, e.sent_at),
+        delivery_id = excluded.delivery_id,
+        verified_by = excluded.verified_by,
+        message_id = excluded.message_id,
+        conversation_id = excluded.conversation_id,
+        account_id = excluded.account_id,
+        inbox_id = excluded.inbox_id,
+        version = e.version + 1,
+        receive_count = e.receive_count + 1,
+        last_received_at = now(),
+        -- An event being delivered keeps its lease; the forwarder sees the new version and sends it next.
+        status = case when e.status in ('skipped', 'delivering') then e.status else 'pending' end,
+        attempts = case when e.status = 'delivering' then e.attempts else 0 end,
+        next_attempt_at = case when e.status = 'delivering' then e.next_attempt_at else now() end,
+        delivered_at = case when e.status = 'delivering' then e.delivered_at else null end,
+        last_receipt_id = excluded.last_receipt_id,
+        last_receipt_outcome = 'updated'
+      where e.body_sha256 <> excluded.body_sha256
+        and e.event <> 'message_created'
+        and (excluded.sent_at is null or e.sent_at is null or excluded.sent_at >= e.sent_at)
+      returning e.id,
+        case when e.receive_count = 1 then 'stored' else 'updated' end,
+        e.receive_count,
+        e.status,
+        e.status = 'pending' and not v_paused,
+        v_override_set;
+    if found then
+      return;
+    end if;
+
+    -- Neither inserted nor replaced, and the row is locked. When it names this very receipt, an earlier
+    -- attempt of this call stored it (its statement went on after its connection was lost): answer what
+    -- that attempt did, count nothing. A stored or updated event's delivery may start now; the attempt that
+    -- said so never got its answer back.
+    return query
+      select e.id, e.last_receipt_outcome, e.receive_count, e.status,
+             e.status = 'pending' and not v_paused and e.last_receipt_outcome <> 'duplicate', v_override_set
+        from public.webhook_events as e
+       where e.event_key = p_event_key
+         and e.last_receipt_id = p_receipt_id;
+    if found then
+      return;
+    end if;
+
+    return query
+      update public.webhook_events as e
+         set receive_count = e.receive_count + 1,
+             last_received_at = now(),
+             last_receipt_id = p_receipt_id,
+             last_receipt_outcome = 'duplicate'
+       where e.event_key = p_event_key
+      returning e.id, 'duplicate'::text, e.receive_count, e.status, false, v_override_set;
+    if found then
+      return;
+    end if;
+    -- The row was deleted (retention) between the two statements: try the insert again.
+  end loop;
+end
+$$;
+
+comment on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid) is
+  'Stores one verified Chatwoot event (stored | duplicate | updated); forward_now says a delivery may start now. '
+  'A repeated p_receipt_id is a retry of that receipt: its outcome again, nothing counted.';
+
+revoke all on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid)
+  from public, anon, authenticated;
+grant execute on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid)
+  to service_role;
