@@ -14,17 +14,28 @@
 -- The columns come without a constraint, so adding them does not read the table under its exclusive lock.
 -- Everything else is as in migration 001300.
 
-alter table public.webhook_events
-  add column last_receipt_id uuid,
-  add column last_receipt_outcome text;
+do $$
+begin
+  -- Adding columns needs the table to itself for a moment, and ingests queue behind it while it waits for a
+  -- long query to finish. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration.
+  perform set_config('lock_timeout', '2s', true);
+  alter table public.webhook_events
+    add column if not exists last_receipt_id uuid,
+    add column if not exists last_receipt_outcome text;
+exception
+  when lock_not_available then
+    raise exception 'webhook_events is held by a long query: nothing changed; run the migration again'
+      using errcode = 'lock_not_available';
+end
+$$;
 comment on column public.webhook_events.last_receipt_id is
   'Id chatwoot-webhook gave the last receipt of this event: a retry of that receipt is not counted twice.';
 comment on column public.webhook_events.last_receipt_outcome is
   'What the last receipt did: stored, updated or duplicate (null before migration 001900).';
 
-drop function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz);
+drop function if exists public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz);
 
-create function public.ingest_webhook_event(
+create or replace function public.ingest_webhook_event(
   p_event_key text,
   p_event text,
   p_message_id bigint,
