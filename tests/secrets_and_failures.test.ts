@@ -403,6 +403,31 @@ dbTest(
   },
 );
 
+dbTest(
+  `data surface [${db.kind}]: a sender id written 1.0 reads as the integer, not an error for every query`,
+  async () => {
+    const app = signedWebhookApp(memoryLogger());
+    const id = nextId++;
+    // JSON has one number type: 512.0 is the integer the schema asks for, and jsonb keeps it as written.
+    const body = JSON.stringify(samplePayload("message_created", { messageId: id, contactId: 512 }))
+      .replace(`"sender":{"id":512,`, `"sender":{"id":512.0,`);
+    assert.ok(body.includes(`"sender":{"id":512.0,`));
+    const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
+    assert.equal(res.status, 200, res.text);
+    const [m] = await sql`select sender_id from public.chatwoot_messages where message_id = ${id}`;
+    assert.equal(Number(m.sender_id), 512);
+    await sql`select count(sender_id) from public.chatwoot_messages`;
+    const [ids] = await sql`
+      select public.chatwoot_id('7') as seven, public.chatwoot_id('-3.00') as minus_three,
+             public.chatwoot_id('1.5') as fraction, public.chatwoot_id('"7"') as text,
+             public.chatwoot_id('1e30') as too_big, public.chatwoot_id('null') as json_null`;
+    assert.deepEqual(
+      { ...ids },
+      { seven: "7", minus_three: "-3", fraction: null, text: null, too_big: null, json_null: null },
+    );
+  },
+);
+
 dbTest(`webhook [${db.kind}]: a body cut off mid-read gets the JSON 500 and one JSON log line`, async () => {
   const log = memoryLogger();
   const app = signedWebhookApp(log);

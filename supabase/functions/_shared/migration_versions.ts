@@ -20,4 +20,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001700", // chatwoot_timestamp_never_raises
   "20261121001800", // replay_between_waits_for_locked_rows
   "20261121001900", // ingest_recognises_its_own_retry
+  "20261121002000", // sender_id_never_raises
 ];
