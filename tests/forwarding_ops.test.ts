@@ -193,6 +193,18 @@ dbTest(
       const rotated = forwardEventsAuthFromEnv({ FORWARDER_TOKEN: "forwarder-token-new-9876543210" });
       assert.equal((await call(rotated, "Bearer forwarder-token-0123456789")).status, 401);
       assert.equal((await call(rotated, "Bearer forwarder-token-new-9876543210")).status, 200);
+      // A token short enough to guess is refused as a setting, even the right one, and even in a rotation.
+      for (const value of ["letmein", "forwarder-token-new-9876543210,short"]) {
+        const weak = await call(forwardEventsAuthFromEnv({ FORWARDER_TOKEN: value }), "Bearer letmein");
+        assert.equal(weak.status, 503, value);
+        const answer = await weak.json();
+        assert.equal(answer.error, "not_configured");
+        assert.match(answer.message, /FORWARDER_TOKEN must be at least 24 characters/);
+      }
+      const weakRotation = forwardEventsAuthFromEnv({
+        FORWARDER_TOKEN: "forwarder-token-new-9876543210,short",
+      });
+      assert.equal((await call(weakRotation, "Bearer forwarder-token-new-9876543210")).status, 503);
     });
   },
 );

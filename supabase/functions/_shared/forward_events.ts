@@ -50,6 +50,7 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
       c.header("Allow", "POST");
       return fail(c, 405, "method_not_allowed", "Only POST is accepted");
     }
+    if (auth.problem) return fail(c, 503, "not_configured", auth.problem);
     if (accepted.length === 0) {
       return fail(c, 503, "not_configured", "Set FORWARDER_TOKEN (or SUPABASE_SERVICE_ROLE_KEY)");
     }

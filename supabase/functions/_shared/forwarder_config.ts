@@ -19,7 +19,12 @@ export interface ForwardEventsAuthConfig {
   forwarderTokens: string[];
   /** The project's service-role key, also accepted. */
   serviceRoleKey: string | null;
+  /** Set when a FORWARDER_TOKEN value is too short to be secret: forward-events then accepts nothing. */
+  problem?: string | null;
 }
+
+/** As for CHATWOOT_WEBHOOK_URL_TOKEN and READINESS_ADMIN_TOKEN: a token anyone may guess guards nothing. */
+export const MIN_FORWARDER_TOKEN_LENGTH = 24;
 
 export function forwarderConfigFromEnv(env: Env = Deno.env.toObject()): ForwarderConfig {
   return {
@@ -30,9 +35,13 @@ export function forwarderConfigFromEnv(env: Env = Deno.env.toObject()): Forwarde
 }
 
 export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): ForwardEventsAuthConfig {
+  const forwarderTokens = listFromEnv(env, "FORWARDER_TOKEN");
   return {
-    forwarderTokens: listFromEnv(env, "FORWARDER_TOKEN"),
+    forwarderTokens,
     serviceRoleKey: stringFromEnv(env, "SUPABASE_SERVICE_ROLE_KEY"),
+    problem: forwarderTokens.some((t) => t.length < MIN_FORWARDER_TOKEN_LENGTH)
+      ? `FORWARDER_TOKEN must be at least ${MIN_FORWARDER_TOKEN_LENGTH} characters (each value, when several)`
+      : null,
   };
 }
 
