@@ -81,11 +81,16 @@ export interface ScriptRun {
 }
 
 /** Runs `deno run -A <script> <args>` from the project root with DATABASE_URL set to `databaseUrl`. */
-export async function runScript(script: string, args: string[], databaseUrl: string): Promise<ScriptRun> {
+export async function runScript(
+  script: string,
+  args: string[],
+  databaseUrl: string,
+  env: Record<string, string> = {},
+): Promise<ScriptRun> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
     cwd: ROOT,
-    env: { DATABASE_URL: databaseUrl, NO_COLOR: "1" },
+    env: { DATABASE_URL: databaseUrl, NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -145,6 +145,16 @@ const LOCKING_MIGRATIONS: Array<{
     before: "0",
     after: "2",
   },
+  {
+    name: "recover_from_chatwoot_api",
+    undo: `alter table public.webhook_events drop constraint webhook_events_verified_by_check,
+             add constraint webhook_events_verified_by_check check (verified_by in ('signature', 'url_token'))`,
+    state: `select pg_get_constraintdef(oid) as s from pg_constraint
+             where conname = 'webhook_events_verified_by_check'`,
+    before: "CHECK ((verified_by = ANY (ARRAY['signature'::text, 'url_token'::text])))",
+    after:
+      "CHECK ((verified_by = ANY (ARRAY['signature'::text, 'url_token'::text, 'chatwoot_api'::text]))) NOT VALID",
+  },
 ];
 
 for (const m of LOCKING_MIGRATIONS) {

@@ -2,7 +2,7 @@
 // when the store budget is spent (a database restart, a failover, a long lock) the event would be lost. The
 // instance keeps trying instead, in the background (EdgeRuntime.waitUntil on the edge runtime), and logs the
 // end either way: "Stored late", or "Lost" with the event key and delivery id, so that an operator can fetch
-// exactly those from Chatwoot's API.
+// exactly those from Chatwoot's API (deno task recover).
 //
 // A statement is never abandoned: postgres.js keeps one queued while it cannot connect and sends it once it
 // can, however late, and cancelling it safely is not possible in every state (a statement handed to a

@@ -21,4 +21,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001800", // replay_between_waits_for_locked_rows
   "20261121001900", // ingest_recognises_its_own_retry
   "20261121002000", // sender_id_never_raises
+  "20261121002100", // recover_from_chatwoot_api
+  "20261121002200", // validate_verified_by_check
 ];

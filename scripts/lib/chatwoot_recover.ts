@@ -1,0 +1,310 @@
+// Recovering message_created events that never reached us, from Chatwoot's REST API (`deno task recover`).
+// Chatwoot sends an account webhook once and never again, so an event we did not store (an outage past the
+// late stores' window, a worker stopped with events pending: logged "[Chatwoot Webhook] Lost") exists only in
+// Chatwoot. The API lists conversations by last activity and a conversation's messages 20 at a time; the
+// messages of a time window that webhook_events lacks are reported, and with `store` rebuilt in the webhook's
+// shape and stored (recover_webhook_event, migration 002100), to be forwarded like any new event.
+//
+// No API call returns a message in the webhook's shape, so the rebuilt payload differs in what the API does not
+// give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
+// message's current state, not its edits, and conversation events leave nothing to list.
+import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import { eventColumns, parseChatwootEvent } from "../../supabase/functions/_shared/chatwoot_payload.ts";
+import { sha256Hex } from "../../supabase/functions/_shared/signature.ts";
+
+export interface ChatwootApi {
+  /** Without a trailing slash. */
+  baseUrl: string;
+  apiToken: string;
+  accountId: string;
+  /** Pauses before retrying a 429, a 5xx or a network error (one retry per entry). */
+  retryPausesMs?: number[];
+}
+
+type Json = Record<string, unknown>;
+
+export interface ApiMessage extends Json {
+  id: number;
+  message_type: number;
+  created_at: number;
+}
+
+export class ChatwootApiError extends Error {
+  constructor(readonly status: number | null, path: string, detail: string) {
+    super(`Chatwoot API ${path}: ${detail}`);
+  }
+}
+
+/** Message types whose messages Chatwoot sends as message_created (activity messages, 2, are never sent). */
+const WEBHOOK_MESSAGE_TYPES: Record<number, string> = { 0: "incoming", 1: "outgoing", 3: "template" };
+
+/** What the API does not give, so a rebuilt payload cannot hold it as the webhook had it. */
+const NOT_FROM_API = [
+  "additional_attributes",
+  "created_at milliseconds",
+  "conversation as it was when the message was sent (this is its state when recovered)",
+];
+
+const DEFAULT_RETRY_PAUSES_MS = [1000, 2000, 4000, 8000];
+
+async function getJson(api: ChatwootApi, path: string, params: Record<string, string | number> = {}) {
+  const url = new URL(`${api.baseUrl}/api/v1/accounts/${encodeURIComponent(api.accountId)}${path}`);
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
+  const pauses = api.retryPausesMs ?? DEFAULT_RETRY_PAUSES_MS;
+  for (let attempt = 0;; attempt++) {
+    let retryable: string;
+    let retryAfterMs: number | null = null;
+    try {
+      const response = await fetch(url, {
+        headers: { api_access_token: api.apiToken, accept: "application/json" },
+        redirect: "manual",
+        signal: AbortSignal.timeout(30_000),
+      });
+      if (response.ok) {
+        try {
+          return await response.json() as unknown;
+        } catch {
+          throw new ChatwootApiError(response.status, path, "the answer is not JSON");
+        }
+      }
+      await response.body?.cancel().catch(() => {});
+      if (response.status !== 429 && response.status < 500) {
+        const hint = response.status === 401 || response.status === 403
+          ? " (check CHATWOOT_API_TOKEN: a user's access token, of an administrator to see every inbox)"
+          : response.status === 404
+          ? " (check CHATWOOT_BASE_URL and CHATWOOT_ACCOUNT_ID)"
+          : "";
+        throw new ChatwootApiError(response.status, path, `answered ${response.status}${hint}`);
+      }
+      retryable = `answered ${response.status}`;
+      const seconds = Number(response.headers.get("retry-after"));
+      if (Number.isFinite(seconds) && seconds > 0) retryAfterMs = Math.min(seconds, 60) * 1000;
+    } catch (error) {
+      if (error instanceof ChatwootApiError) throw error;
+      retryable = error instanceof Error ? error.message : String(error);
+    }
+    if (attempt >= pauses.length) {
+      throw new ChatwootApiError(null, path, `${retryable}, after ${attempt + 1} tries`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, retryAfterMs ?? pauses[attempt]));
+  }
+}
+
+function arrayAt(value: unknown, path: string[], where: string): Json[] {
+  let at = value;
+  for (const key of path) at = (at as Json | null)?.[key];
+  if (!Array.isArray(at)) throw new ChatwootApiError(null, where, `no ${path.join(".")} array in the answer`);
+  return at as Json[];
+}
+
+const seconds = (date: Date) => date.getTime() / 1000;
+
+/**
+ * Conversations with activity at or after `since`, most recent first: the API sorts by last activity, so
+ * paging stops at the first one older than that. Only the conversations the token's user may see are listed.
+ */
+export async function conversationsActiveSince(api: ChatwootApi, since: Date): Promise<Json[]> {
+  const found: Json[] = [];
+  for (let page = 1;; page++) {
+    const answer = await getJson(api, "/conversations", {
+      status: "all",
+      sort_by: "last_activity_at_desc",
+      page,
+    });
+    const conversations = arrayAt(answer, ["data", "payload"], "/conversations");
+    if (conversations.length === 0) return found;
+    for (const conversation of conversations) {
+      const activity = Number(conversation.last_activity_at ?? conversation.timestamp);
+      if (Number.isFinite(activity) && activity < seconds(since)) return found;
+      found.push(conversation);
+    }
+  }
+}
+
+/** A conversation's messages created in [since, until), read back from the newest, 20 at a time. */
+export async function messagesBetween(
+  api: ChatwootApi,
+  conversationId: number,
+  since: Date,
+  until: Date,
+): Promise<ApiMessage[]> {
+  const path = `/conversations/${conversationId}/messages`;
+  const found: ApiMessage[] = [];
+  let before: number | null = null;
+  for (;;) {
+    const answer = await getJson(api, path, before === null ? {} : { before });
+    const page: ApiMessage[] = arrayAt(answer, ["payload"], path)
+      .filter((m): m is ApiMessage => Number.isSafeInteger(m.id) && typeof m.created_at === "number");
+    if (page.length === 0) break;
+    found.push(...page);
+    const oldest = page.reduce((a: ApiMessage, b: ApiMessage) => (a.id < b.id ? a : b));
+    // Older pages hold older messages; an id that does not go down would page forever.
+    if (oldest.created_at < seconds(since) || (before !== null && oldest.id >= before)) break;
+    before = oldest.id;
+  }
+  return found.filter((m) => m.created_at >= seconds(since) && m.created_at < seconds(until));
+}
+
+export interface MissingMessage {
+  message: ApiMessage;
+  conversation: Json;
+}
+
+export interface RecoveryScan {
+  conversations: number;
+  /** Messages in the window that Chatwoot sends as message_created. */
+  messages: number;
+  alreadyStored: number;
+  missing: MissingMessage[];
+}
+
+/** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
+export async function scanForMissing(
+  api: ChatwootApi,
+  sql: Sql,
+  since: Date,
+  until: Date,
+  progress: (line: string) => void = () => {},
+): Promise<RecoveryScan> {
+  const conversations = await conversationsActiveSince(api, since);
+  progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
+  const candidates: MissingMessage[] = [];
+  const seen = new Set<number>();
+  for (const conversation of conversations) {
+    const id = Number(conversation.id);
+    if (!Number.isSafeInteger(id)) continue;
+    for (const message of await messagesBetween(api, id, since, until)) {
+      if (!(message.message_type in WEBHOOK_MESSAGE_TYPES) || seen.has(message.id)) continue;
+      seen.add(message.id);
+      candidates.push({ message, conversation });
+    }
+  }
+  const keys = candidates.map((c) => messageCreatedKey(c.message.id));
+  const stored = new Set(
+    (await sql<{ event_key: string }[]>`
+      select event_key from public.webhook_events where event_key = any(${keys}::text[])`)
+      .map((r) => r.event_key),
+  );
+  const missing = candidates.filter((c) => !stored.has(messageCreatedKey(c.message.id)));
+  missing.sort((a, b) => a.message.created_at - b.message.created_at || a.message.id - b.message.id);
+  return {
+    conversations: conversations.length,
+    messages: candidates.length,
+    alreadyStored: candidates.length - missing.length,
+    missing,
+  };
+}
+
+const messageCreatedKey = (id: number) => `message:${id}:message_created`;
+
+/** The webhook's sender shapes: a contact has no `type`; a user is {id, name, email, type}; a bot {id, name, type}. */
+function webhookSender(sender: unknown, account: Json): unknown {
+  const s = sender as Json | null | undefined;
+  if (!s || typeof s !== "object") return null;
+  if (s.type === "user") {
+    return { id: s.id, name: s.name, ...(s.email !== undefined ? { email: s.email } : {}), type: "user" };
+  }
+  if (s.type === "agent_bot") return { id: s.id, name: s.name, type: "agent_bot" };
+  if (s.type === "contact") {
+    const { type: _type, ...contact } = s;
+    return { ...contact, account };
+  }
+  return s;
+}
+
+/** The message_created payload Chatwoot would have sent, as near as the API allows (NOT_FROM_API). */
+export function rebuildMessageCreated(
+  { message, conversation }: MissingMessage,
+  account: { id: number; name: string | null },
+  inboxNames: Map<number, string>,
+  recoveredAt: Date,
+): Json {
+  const inboxId = Number(message.inbox_id ?? conversation.inbox_id);
+  const attachments = message.attachments;
+  return {
+    id: message.id,
+    content: message.content ?? null,
+    content_type: message.content_type ?? "text",
+    content_attributes: message.content_attributes ?? {},
+    message_type: WEBHOOK_MESSAGE_TYPES[message.message_type],
+    private: message.private === true,
+    created_at: new Date(message.created_at * 1000).toISOString(),
+    source_id: message.source_id ?? null,
+    sender: webhookSender(message.sender, account),
+    conversation,
+    account,
+    ...(Number.isSafeInteger(inboxId)
+      ? { inbox: { id: inboxId, name: inboxNames.get(inboxId) ?? null } }
+      : {}),
+    ...(Array.isArray(attachments) && attachments.length > 0 ? { attachments } : {}),
+    event: "message_created",
+    relay_recovered: {
+      from: "chatwoot_api",
+      recovered_at: recoveredAt.toISOString(),
+      not_available: NOT_FROM_API,
+    },
+  };
+}
+
+/** The account's name and its inboxes' names, for the rebuilt payloads; null names when the token may not read them. */
+export async function accountDetails(api: ChatwootApi) {
+  const readable = async <T>(read: () => Promise<T>, fallback: T): Promise<T> => {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof ChatwootApiError && (error.status === 401 || error.status === 403)) {
+        return fallback;
+      }
+      throw error;
+    }
+  };
+  const accountName = await readable(async () => {
+    const name = ((await getJson(api, "")) as Json | null)?.name;
+    return typeof name === "string" ? name : null;
+  }, null);
+  const inboxNames = await readable(async () => {
+    const names = new Map<number, string>();
+    for (const inbox of arrayAt(await getJson(api, "/inboxes"), ["payload"], "/inboxes")) {
+      if (Number.isSafeInteger(inbox.id) && typeof inbox.name === "string") {
+        names.set(inbox.id as number, inbox.name);
+      }
+    }
+    return names;
+  }, new Map<number, string>());
+  return { account: { id: Number(api.accountId), name: accountName }, inboxNames };
+}
+
+export interface StoreSummary {
+  stored: number;
+  /** Stored by someone else between the scan and now (a webhook after all, another run). */
+  storedMeanwhile: number;
+}
+
+/** Stores each missing message as a message_created event (verified_by chatwoot_api), unless stored meanwhile. */
+export async function storeRecovered(
+  api: ChatwootApi,
+  sql: Sql,
+  missing: MissingMessage[],
+  now = new Date(),
+): Promise<StoreSummary> {
+  const summary: StoreSummary = { stored: 0, storedMeanwhile: 0 };
+  if (missing.length === 0) return summary;
+  const { account, inboxNames } = await accountDetails(api);
+  for (const item of missing) {
+    const raw = JSON.stringify(rebuildMessageCreated(item, account, inboxNames, now));
+    const parsed = parseChatwootEvent(raw);
+    if (!parsed.ok) {
+      throw new Error(
+        `message ${item.message.id}: the rebuilt payload is not a valid event: ${parsed.message}`,
+      );
+    }
+    const sha = sha256Hex(raw);
+    const c = eventColumns(parsed.payload, parsed.event, sha);
+    const [{ id }] = await sql<{ id: string | null }[]>`
+      select public.recover_webhook_event(${c.eventKey}::text, ${c.event}::text, ${c.messageId}::bigint,
+        ${c.conversationId}::bigint, ${c.accountId}::bigint, ${c.inboxId}::bigint, ${raw}::text, ${sha}::text) as id`;
+    if (id === null) summary.storedMeanwhile++;
+    else summary.stored++;
+  }
+  return summary;
+}

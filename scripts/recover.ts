@@ -1,0 +1,86 @@
+// deno task recover --since <time> [--until <time>] [--store]
+// Finds the messages Chatwoot sent (or would have sent) as message_created in [since, until) that
+// webhook_events lacks, by reading Chatwoot's REST API, and with --store stores them to be forwarded.
+// Chatwoot: CHATWOOT_BASE_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID (or their _PROD names); the database:
+// DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
+import { parseArgs } from "node:util";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
+import { type ChatwootApi, scanForMissing, storeRecovered } from "./lib/chatwoot_recover.ts";
+import { redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { loadDotenv } from "./lib/dotenv.ts";
+
+const USAGE = `usage:
+  deno task recover --since <time> [--until <time>]     list the messages of [since, until) we never stored
+  deno task recover --since <time> [--until <time>] --store
+                                                         ... and store them, to be forwarded
+times: ISO 8601, e.g. 2026-11-21T10:00Z or 2026-11-21T10:00:00+01:00; --until defaults to now`;
+
+await loadDotenv(".env");
+let values;
+try {
+  ({ values } = parseArgs({
+    args: Deno.args,
+    options: {
+      since: { type: "string" },
+      until: { type: "string" },
+      store: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }));
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const since = new Date(values.since ?? "");
+const until = values.until === undefined ? new Date() : new Date(values.until);
+if (values.help || Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until) {
+  console.error(USAGE);
+  Deno.exit(values.help ? 0 : 2);
+}
+
+const { chatwoot } = readinessConfigFromEnv(Deno.env.toObject());
+const unset = [
+  chatwoot.baseUrl ? null : chatwoot.baseUrlProblem ?? "CHATWOOT_BASE_URL",
+  chatwoot.apiToken ? null : "CHATWOOT_API_TOKEN",
+  chatwoot.accountId ? null : "CHATWOOT_ACCOUNT_ID",
+].filter((v) => v !== null);
+if (unset.length > 0) {
+  console.error(`Set ${unset.join(", ")} (or the _PROD names) to read Chatwoot's API`);
+  Deno.exit(2);
+}
+const api: ChatwootApi = {
+  baseUrl: chatwoot.baseUrl!,
+  apiToken: chatwoot.apiToken!,
+  accountId: chatwoot.accountId!,
+};
+const url = requireDatabaseUrl("the database holding the events");
+const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-recover" });
+try {
+  console.log(`database ${redact(url)}; Chatwoot ${redact(api.baseUrl)}, account ${api.accountId}`);
+  const scan = await scanForMissing(api, sql, since, until, (line) => console.log(line));
+  console.log(
+    `messages created in [${since.toISOString()}, ${until.toISOString()}) that Chatwoot sends as ` +
+      `message_created: ${scan.messages}; stored: ${scan.alreadyStored}; missing: ${scan.missing.length}`,
+  );
+  for (const { message } of scan.missing) {
+    console.log(
+      `  message ${message.id} in conversation ${message.conversation_id ?? "?"}, ` +
+        `${new Date(message.created_at * 1000).toISOString()}${message.private === true ? ", private" : ""}`,
+    );
+  }
+  if (values.store) {
+    const stored = await storeRecovered(api, sql, scan.missing);
+    console.log(
+      `stored ${stored.stored} (verified_by chatwoot_api, forwarded as usual)` +
+        (stored.storedMeanwhile > 0 ? `; ${stored.storedMeanwhile} had been stored meanwhile` : ""),
+    );
+  } else if (scan.missing.length > 0) {
+    console.log("run again with --store to store them");
+  }
+} catch (error) {
+  console.error(`recover failed: ${(error as Error).message}`);
+  Deno.exitCode = 1;
+} finally {
+  await sql.end({ timeout: 5 });
+}

@@ -1,0 +1,288 @@
+// `deno task recover`: the messages of a window that webhook_events lacks, found through a stand-in of
+// Chatwoot's REST API on loopback (its shapes as Chatwoot's API views give them: conversations by last
+// activity, 25 a page; a conversation's messages oldest first, a page at a time, older ones by `before`).
+import assert from "node:assert/strict";
+import {
+  type ChatwootApi,
+  ChatwootApiError,
+  scanForMissing,
+  storeRecovered,
+} from "../scripts/lib/chatwoot_recover.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+import { dbTest, startTestDb } from "./_db.ts";
+import { runScript } from "./_dev.ts";
+import { storeSample } from "./_forwarding.ts";
+import { serveOnLoopback } from "./_http.ts";
+
+const db = await startTestDb();
+const sql = db.sql;
+const TOKEN = "user-access-token-0123456789";
+const ACCOUNT = "7";
+const NOW = Math.floor(Date.now() / 1000);
+const ago = (minutes: number) => NOW - minutes * 60;
+
+interface StandInMessage {
+  id: number;
+  message_type: number;
+  created_at: number;
+  private?: boolean;
+  sender?: Record<string, unknown>;
+  attachments?: unknown[];
+}
+
+const contact = {
+  id: 31,
+  name: "Jamie Rivera",
+  email: "jamie@example.com",
+  phone_number: null,
+  type: "contact",
+};
+const agent = { id: 5, name: "Alex Agent", email: "alex@example.com", available_name: "Alex", type: "user" };
+
+/** A Chatwoot account's API with these conversations (most recent activity first), small pages to page through. */
+function startChatwootApi(
+  conversations: Array<{ id: number; last_activity_at: number; messages: StandInMessage[] }>,
+  { conversationsPerPage = 2, messagesPerPage = 3, failFirst = 0 } = {},
+) {
+  const requests: string[] = [];
+  let failures = failFirst;
+  const json = (body: unknown) => Response.json(body);
+  const api = serveOnLoopback((req) => {
+    const url = new URL(req.url);
+    requests.push(url.pathname + url.search);
+    if (req.headers.get("api_access_token") !== TOKEN) {
+      return Response.json({ errors: ["Invalid Access Token"] }, { status: 401 });
+    }
+    if (failures > 0) {
+      failures--;
+      return new Response("upstream restarting", { status: 503 });
+    }
+    const base = `/api/v1/accounts/${ACCOUNT}`;
+    if (url.pathname === base) return json({ id: Number(ACCOUNT), name: "Acme Support" });
+    if (url.pathname === `${base}/inboxes`) return json({ payload: [{ id: 3, name: "Email" }] });
+    if (url.pathname === `${base}/conversations`) {
+      assert.equal(url.searchParams.get("status"), "all");
+      assert.equal(url.searchParams.get("sort_by"), "last_activity_at_desc");
+      const page = Number(url.searchParams.get("page") ?? 1);
+      const slice = conversations.slice((page - 1) * conversationsPerPage, page * conversationsPerPage);
+      return json({
+        data: {
+          meta: { all_count: conversations.length },
+          payload: slice.map((c) => ({
+            id: c.id,
+            account_id: Number(ACCOUNT),
+            inbox_id: 3,
+            status: "open",
+            last_activity_at: c.last_activity_at,
+            timestamp: c.last_activity_at,
+            messages: c.messages.slice(-1),
+          })),
+        },
+      });
+    }
+    const m = new RegExp(`^${base}/conversations/(\\d+)/messages$`).exec(url.pathname);
+    const conversation = m && conversations.find((c) => c.id === Number(m[1]));
+    if (conversation) {
+      const before = url.searchParams.get("before");
+      const older = conversation.messages.filter((x) => before === null || x.id < Number(before));
+      return json({
+        meta: { labels: [] },
+        payload: older.slice(-messagesPerPage).map((x) => ({
+          content: `message ${x.id}`,
+          inbox_id: 3,
+          conversation_id: conversation.id,
+          content_type: "text",
+          status: "sent",
+          content_attributes: {},
+          private: x.private ?? false,
+          source_id: null,
+          ...x,
+        })),
+      });
+    }
+    return new Response(null, { status: 404 });
+  });
+  const config: ChatwootApi = {
+    baseUrl: api.url,
+    apiToken: TOKEN,
+    accountId: ACCOUNT,
+    retryPausesMs: [10, 10],
+  };
+  return { ...api, config, requests };
+}
+
+let nextId = 7_000_000;
+/** One window's worth of conversations: what Chatwoot holds, and which of its messages we stored. */
+async function scenario() {
+  const id = () => nextId++;
+  const [before, stored, outgoing, activity, note, template, incoming, fromContact] = Array.from(
+    { length: 8 },
+    id,
+  );
+  const conversations = [
+    {
+      id: id(),
+      last_activity_at: ago(10),
+      messages: [
+        { id: before, message_type: 0, created_at: ago(180), sender: contact },
+        { id: stored, message_type: 0, created_at: ago(90), sender: contact },
+        { id: outgoing, message_type: 1, created_at: ago(80), sender: agent },
+        { id: activity, message_type: 2, created_at: ago(70) },
+        { id: note, message_type: 1, created_at: ago(60), private: true, sender: agent },
+        { id: template, message_type: 3, created_at: ago(50) },
+        { id: incoming, message_type: 0, created_at: ago(40), sender: contact },
+      ],
+    },
+    {
+      id: id(),
+      last_activity_at: ago(30),
+      messages: [{
+        id: fromContact,
+        message_type: 0,
+        created_at: ago(30),
+        sender: contact,
+        attachments: [{ id: 9, message_id: fromContact, file_type: "image", data_url: "https://x/a.png" }],
+      }],
+    },
+    // Last active before the window: paging stops at it, and its messages are never read.
+    { id: id(), last_activity_at: ago(300), messages: [{ id: id(), message_type: 0, created_at: ago(300) }] },
+    { id: id(), last_activity_at: ago(400), messages: [{ id: id(), message_type: 0, created_at: ago(400) }] },
+  ];
+  await storeSample(sql, "message_created", { messageId: stored, conversationId: conversations[0].id });
+  return {
+    conversations,
+    missing: [outgoing, note, template, incoming, fromContact],
+    ids: { stored, outgoing, note, template, incoming, fromContact, activity, before },
+  };
+}
+
+const SINCE = new Date((NOW - 120 * 60) * 1000);
+const UNTIL = new Date((NOW + 60) * 1000);
+
+dbTest(
+  `recover [${db.kind}]: lists the window's messages we lack, then stores them once, to be forwarded`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations, { failFirst: 1 });
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      assert.deepEqual(scan.missing.map((m) => m.message.id), s.missing);
+      assert.deepEqual([scan.conversations, scan.messages, scan.alreadyStored], [2, 6, 1]);
+      // The conversation list stopped at the first one active before the window; its messages were not read.
+      const oldConversation = s.conversations[2].id;
+      assert.ok(!api.requests.some((r) => r.includes(`/conversations/${oldConversation}/`)));
+      assert.ok(api.requests.some((r) => /messages\?before=\d+/.test(r)), "paged back with before=");
+
+      const [check] = await sql`select convalidated from pg_constraint
+      where conname = 'webhook_events_verified_by_check'`;
+      assert.equal(check.convalidated, true, "migration 002200 validated the widened check");
+      const stored = await storeRecovered(api.config, sql, scan.missing);
+      assert.deepEqual(stored, { stored: 5, storedMeanwhile: 0 });
+      const rows = await sql`
+      select message_id, verified_by, status, receive_count, account_id, inbox_id, conversation_id, payload
+        from webhook_events where message_id = any(${s.missing}::bigint[]) order by message_id`;
+      assert.equal(rows.length, 5);
+      for (const row of rows) {
+        assert.deepEqual(
+          [row.verified_by, row.status, row.receive_count, Number(row.account_id), Number(row.inbox_id)],
+          ["chatwoot_api", "pending", 1, 7, 3],
+        );
+        assert.equal(row.payload.event, "message_created");
+        assert.equal(row.payload.relay_recovered.from, "chatwoot_api");
+        assert.deepEqual(row.payload.account, { id: 7, name: "Acme Support" });
+        assert.deepEqual(row.payload.inbox, { id: 3, name: "Email" });
+      }
+      const byId = new Map(rows.map((r) => [Number(r.message_id), r.payload]));
+      const out = byId.get(s.ids.outgoing)!;
+      assert.equal(out.message_type, "outgoing");
+      assert.equal(out.created_at, new Date(ago(80) * 1000).toISOString());
+      assert.deepEqual(out.sender, { id: 5, name: "Alex Agent", email: "alex@example.com", type: "user" });
+      assert.equal(Number(out.conversation.id), s.conversations[0].id);
+      assert.equal(byId.get(s.ids.note)!.private, true);
+      assert.equal(byId.get(s.ids.template)!.message_type, "template");
+      const fromContact = byId.get(s.ids.fromContact)!;
+      assert.equal(fromContact.sender.type, undefined, "a webhook's contact has no type");
+      assert.deepEqual(fromContact.sender.account, { id: 7, name: "Acme Support" });
+      assert.equal(fromContact.attachments.length, 1);
+      // The Data team's view reads them like any message.
+      const [view] = await sql`select sender_type, message_type, content from chatwoot_messages
+      where message_id = ${s.ids.incoming}`;
+      assert.deepEqual({ ...view }, {
+        sender_type: "contact",
+        message_type: "incoming",
+        content: `message ${s.ids.incoming}`,
+      });
+
+      // Nothing left to recover; a second run storing the same list (as if racing this one) stores nothing.
+      assert.equal((await scanForMissing(api.config, sql, SINCE, UNTIL)).missing.length, 0);
+      assert.deepEqual(await storeRecovered(api.config, sql, scan.missing), {
+        stored: 0,
+        storedMeanwhile: 5,
+      });
+      const [{ n }] =
+        await sql`select count(*)::int as n from webhook_events where message_id = any(${s.missing}::bigint[])`;
+      assert.equal(n, 5);
+      // The webhook arriving after all is a duplicate of the recovered event, not a second message.
+      await storeSample(sql, "message_created", {
+        raw: JSON.stringify(samplePayload("message_created", { messageId: s.ids.incoming })),
+      });
+      const [after] = await sql`select count(*)::int as n, max(receive_count) as receipts from webhook_events
+      where message_id = ${s.ids.incoming}`;
+      assert.deepEqual({ ...after }, { n: 1, receipts: 2 });
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a token Chatwoot refuses stops the scan with the reason, storing nothing`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations);
+    try {
+      await assert.rejects(
+        scanForMissing({ ...api.config, apiToken: "wrong-token-0123456789" }, sql, SINCE, UNTIL),
+        (e: Error) => e instanceof ChatwootApiError && /answered 401.*CHATWOOT_API_TOKEN/.test(e.message),
+      );
+      assert.equal(api.requests.length, 1, "a 401 is not retried");
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores`, async () => {
+  const s = await scenario();
+  const api = startChatwootApi(s.conversations);
+  const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+  const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString()];
+  try {
+    const report = await runScript("scripts/recover.ts", args, db.url, env);
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stdout, /stored: 1; missing: 5/);
+    assert.match(report.stdout, new RegExp(`message ${s.ids.note} in conversation \\d+, .*, private`));
+    assert.match(report.stdout, /run again with --store/);
+    assert.doesNotMatch(report.stdout, new RegExp(TOKEN));
+    const store = await runScript("scripts/recover.ts", [...args, "--store"], db.url, env);
+    assert.equal(store.code, 0, store.stderr);
+    assert.match(store.stdout, /stored 5 \(verified_by chatwoot_api/);
+    const [{ n }] = await sql`select count(*)::int as n from webhook_events
+      where message_id = any(${s.missing}::bigint[]) and verified_by = 'chatwoot_api'`;
+    assert.equal(n, 5);
+
+    const refused = await runScript("scripts/recover.ts", args, db.url, {
+      ...env,
+      CHATWOOT_API_TOKEN: "nope",
+    });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /recover failed: Chatwoot API \/conversations: answered 401/);
+    const unset = await runScript("scripts/recover.ts", args, db.url, { CHATWOOT_BASE_URL: api.url });
+    assert.equal(unset.code, 2);
+    assert.match(unset.stderr, /Set CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
+  } finally {
+    await api.stop();
+  }
+});
+
+dbTest(`recover [${db.kind}]: close database`, () => db.close());
