@@ -6,7 +6,12 @@
 import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
-import { type ChatwootApi, scanForMissing, storeRecovered } from "./lib/chatwoot_recover.ts";
+import {
+  type ChatwootApi,
+  RecoveryWindowError,
+  scanForMissing,
+  storeRecovered,
+} from "./lib/chatwoot_recover.ts";
 import { redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
@@ -80,7 +85,7 @@ try {
   }
 } catch (error) {
   console.error(`recover failed: ${(error as Error).message}`);
-  Deno.exitCode = 1;
+  Deno.exitCode = error instanceof RecoveryWindowError ? 2 : 1;
 } finally {
   await sql.end({ timeout: 5 });
 }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import {
   type ChatwootApi,
   ChatwootApiError,
+  RecoveryWindowError,
   scanForMissing,
   storeRecovered,
 } from "../scripts/lib/chatwoot_recover.ts";
@@ -284,5 +285,34 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
     await api.stop();
   }
 });
+
+dbTest(
+  `recover [${db.kind}]: a window reaching back past what retention deleted is refused: it would deliver twice`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations);
+    try {
+      // Deletes nothing here (no delivered event is 10 days old) but records its cutoff.
+      await sql`call public.prune_webhook_events(0, interval '10 days')`;
+      const elevenDaysAgo = new Date((NOW - 11 * 86_400) * 1000);
+      await assert.rejects(
+        scanForMissing(api.config, sql, elevenDaysAgo, UNTIL),
+        (e: Error) => e instanceof RecoveryWindowError && /retention may have deleted events/.test(e.message),
+      );
+      assert.equal(api.requests.length, 0, "refused before asking Chatwoot anything");
+      const cli = await runScript("scripts/recover.ts", ["--since", elevenDaysAgo.toISOString()], db.url, {
+        CHATWOOT_BASE_URL: api.url,
+        CHATWOOT_API_TOKEN: TOKEN,
+        CHATWOOT_ACCOUNT_ID: ACCOUNT,
+      });
+      assert.equal(cli.code, 2);
+      assert.match(cli.stderr, /start from \S+ or later/);
+      // A window inside what is kept is read as before.
+      assert.equal((await scanForMissing(api.config, sql, SINCE, UNTIL)).missing.length, 5);
+    } finally {
+      await api.stop();
+    }
+  },
+);
 
 dbTest(`recover [${db.kind}]: close database`, () => db.close());

@@ -35,6 +35,9 @@ export class ChatwootApiError extends Error {
   }
 }
 
+/** A window reaching back past what retention may have deleted (recover_horizon()). */
+export class RecoveryWindowError extends Error {}
+
 /** Message types whose messages Chatwoot sends as message_created (activity messages, 2, are never sent). */
 const WEBHOOK_MESSAGE_TYPES: Record<number, string> = { 0: "incoming", 1: "outgoing", 3: "template" };
 
@@ -166,6 +169,14 @@ export async function scanForMissing(
   until: Date,
   progress: (line: string) => void = () => {},
 ): Promise<RecoveryScan> {
+  const [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
+  if (horizon && since < horizon) {
+    throw new RecoveryWindowError(
+      `--since ${since.toISOString()} is before ${horizon.toISOString()}: retention may have deleted events ` +
+        `delivered before then, and a message whose event was deleted would be stored and delivered again; ` +
+        `start from ${horizon.toISOString()} or later`,
+    );
+  }
   const conversations = await conversationsActiveSince(api, since);
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
   const candidates: MissingMessage[] = [];

@@ -60,3 +60,59 @@ revoke all on function public.recover_webhook_event(text, text, bigint, bigint, 
   from public, anon, authenticated;
 grant execute on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text)
   to service_role;
+
+-- A recovery must not reach back past what retention deleted: a message whose delivered event was pruned
+-- looks exactly like one never received, and storing it again would deliver it twice. prune_webhook_events()
+-- records its cutoff (its latest, in relay_settings.pruned_before); recover_horizon() is the earliest time a
+-- recovery may start from, an hour later for clocks that differ between Chatwoot and the database.
+alter table public.relay_settings add column if not exists pruned_before timestamptz;
+comment on column public.relay_settings.pruned_before is
+  'Latest cutoff prune_webhook_events() used: delivered events last received before it may be deleted.';
+
+create or replace procedure public.prune_webhook_events(
+  inout deleted bigint default 0,
+  older_than interval default null,
+  batch_size integer default 5000
+)
+language plpgsql
+as $$
+declare
+  cutoff timestamptz := now() - coalesce(
+    older_than,
+    (select make_interval(days => s.retention_days) from public.relay_settings s where s.id),
+    interval '30 days');
+  n bigint;
+begin
+  deleted := 0;
+  -- Said before deleting, and kept at its latest: a recovery never reaches back past what may be gone.
+  update public.relay_settings s
+     set pruned_before = greatest(s.pruned_before, cutoff)
+   where s.id;
+  loop
+    delete from public.webhook_events e
+     where e.id in (
+       select p.id from public.webhook_events p
+        where p.status in ('delivered', 'skipped') and p.last_received_at < cutoff
+        order by p.last_received_at
+        limit batch_size
+          for update skip locked);
+    get diagnostics n = row_count;
+    deleted := deleted + n;
+    exit when n < batch_size;
+    commit;
+  end loop;
+  delete from public.webhook_rejections r where r.minute < cutoff;
+end
+$$;
+
+create or replace function public.recover_horizon()
+returns timestamptz
+language sql
+stable
+as $$ select s.pruned_before + interval '1 hour' from public.relay_settings s where s.id $$;
+
+comment on function public.recover_horizon() is
+  'Earliest time deno task recover may start from (null: nothing was ever pruned).';
+
+revoke all on function public.recover_horizon() from public, anon, authenticated;
+grant execute on function public.recover_horizon() to service_role;
