@@ -80,3 +80,26 @@ export function withDatabase(url: string, database: string): string {
 export function dbTest(name: string, fn: () => Promise<void>) {
   Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
 }
+
+/**
+ * Holds webhook_events locked (access exclusive, as a migration or a careless query would) in a transaction of
+ * `sql`'s, until `release()`: every ingest waits on the lock meanwhile. Resolves once the lock is held.
+ */
+export async function lockWebhookEvents(sql: Sql): Promise<{ release: () => Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  let locked!: () => void;
+  const held = new Promise<void>((resolve) => locked = resolve);
+  const holder = sql.begin(async (tx) => {
+    await tx`lock table public.webhook_events in access exclusive mode`;
+    locked();
+    await released;
+  });
+  await Promise.race([held, holder]);
+  return {
+    release: async () => {
+      release();
+      await holder;
+    },
+  };
+}

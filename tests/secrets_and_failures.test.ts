@@ -11,10 +11,10 @@ import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { undiciTransport } from "../scripts/lib/undici_transport.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { dbTest, startTestDb } from "./_db.ts";
+import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
 import { fastSettings, storeSample } from "./_forwarding.ts";
-import { assertStoredLateOnce, eventually, signedRequest, TEST_SECRET } from "./_http.ts";
+import { assertStoredLateOnce, signedRequest, TEST_SECRET } from "./_http.ts";
 import { ensureDeliveryHealthView, fullEnv, startChatwootStandIn } from "./_readiness.ts";
 
 const db = await startTestDb();
@@ -328,28 +328,19 @@ dbTest(
     const log = memoryLogger();
     const app = signedWebhookApp(log);
     // A long lock on the table (a migration, a careless query): the ingest waits and never gets an answer.
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => release = resolve);
-    let locked = false;
     // Connections opened first, so that the store waits on the lock, not on a new connection (on PGlite,
     // opening one while the holder's transaction is open times out).
     await Promise.all([1, 2, 3].map(() => sql`select pg_sleep(0.05)`));
-    const holder = sql.begin(async (tx) => {
-      await tx`lock table public.webhook_events in access exclusive mode`;
-      locked = true;
-      await released;
-    });
+    const lock = await lockWebhookEvents(sql);
     const body = message();
     try {
-      await eventually(() => Promise.resolve(locked));
       const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
       assert.equal(res.status, 503);
       assert.equal(res.body.error, "database_unavailable");
       const failure = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
       assert.match(String(failure?.error), /no answer from the database within \d+ ms/);
     } finally {
-      release();
-      await holder;
+      await lock.release();
     }
     // The statement that was waiting stores the event once the lock is gone; the late store takes its answer
     // instead of sending a second one, which would count the event as its own duplicate.

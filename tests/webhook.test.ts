@@ -10,7 +10,7 @@ import { chatwootSignatureHeaders, sha256Hex } from "../supabase/functions/_shar
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { dbTest, startTestDb } from "./_db.ts";
+import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { assertStoredLateOnce, eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 import { eventToStore } from "./_forwarding.ts";
@@ -659,6 +659,15 @@ dbTest(
   },
 );
 
+/** Ingest statements of this database's sessions waiting on a lock (PostgreSQL server only). */
+async function waitingIngests(): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`
+    select count(*)::int as n from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock'
+       and query like '%ingest_webhook_event%'`;
+  return n;
+}
+
 /** Waits until `app` stores a new event again (postgres.js may still be backing off after an outage). */
 async function storesAgain(app: { fetch: (r: Request) => Response | Promise<Response> }) {
   await eventually(
@@ -888,16 +897,8 @@ Deno.test({
     const proxy = startDbProxy(db.url);
     const { app, log, proxiedSql } = appBehindProxy(proxy.url, { CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "60" });
     const body = uniqueMessage();
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => release = resolve);
-    let locked = false;
-    const holder = sql.begin(async (tx) => {
-      await tx`lock table public.webhook_events in access exclusive mode`;
-      locked = true;
-      await released;
-    });
+    const lock = await lockWebhookEvents(sql);
     try {
-      await eventually(() => Promise.resolve(locked));
       assert.equal((await post(app, signedRequest(URL_BASE, body))).status, 503);
       // The late store waits on the lock with the request's statement; end that session (an aborted
       // statement stores nothing), so the late store must start a statement of its own.
@@ -906,20 +907,9 @@ Deno.test({
          where datname = current_database() and wait_event_type = 'Lock'
            and query like '%ingest_webhook_event%'`;
       assert.equal(n, 1);
-      await eventually(
-        async () => {
-          const [{ waiting }] = await sql<{ waiting: number }[]>`
-          select count(*)::int as waiting from pg_stat_activity
-           where datname = current_database() and wait_event_type = 'Lock'
-             and query like '%ingest_webhook_event%'`;
-          return waiting === 1;
-        },
-        30_000,
-        "the late store's own statement",
-      );
+      await eventually(async () => (await waitingIngests()) === 1, 30_000, "the late store's own statement");
     } finally {
-      release();
-      await holder;
+      await lock.release();
     }
     try {
       await assertStoredLateOnce(log, sql, body);
@@ -945,23 +935,8 @@ Deno.test({
       { afterStore: (s) => void after.push({ outcome: s.outcome, forwardNow: s.forwardNow }) },
     );
     const body = uniqueMessage();
-    const waitingIngests = async () => {
-      const [{ n }] = await sql<{ n: number }[]>`
-        select count(*)::int as n from pg_stat_activity
-         where datname = current_database() and wait_event_type = 'Lock'
-           and query like '%ingest_webhook_event%'`;
-      return n;
-    };
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => release = resolve);
-    let locked = false;
-    const holder = sql.begin(async (tx) => {
-      await tx`lock table public.webhook_events in access exclusive mode`;
-      locked = true;
-      await released;
-    });
+    const lock = await lockWebhookEvents(sql);
     try {
-      await eventually(() => Promise.resolve(locked));
       assert.equal((await post(app, signedRequest(URL_BASE, body))).status, 503);
       assert.equal(await waitingIngests(), 1);
       // The connection goes, its statement stays: PostgreSQL notices a gone client only when it next reads
@@ -970,8 +945,7 @@ Deno.test({
       proxy.restore();
       await eventually(async () => (await waitingIngests()) === 2, 30_000, "the late store's own statement");
     } finally {
-      release();
-      await holder;
+      await lock.release();
     }
     try {
       await assertStoredLateOnce(log, sql, body);
