@@ -17,9 +17,12 @@ import { loadDotenv } from "./lib/dotenv.ts";
 
 const USAGE = `usage:
   deno task recover --since <time> [--until <time>]     list the messages of [since, until) we never stored
-  deno task recover --since <time> [--until <time>] --store
-                                                         ... and store them, to be forwarded
-times: ISO 8601, e.g. 2026-11-21T10:00Z or 2026-11-21T10:00:00+01:00; --until defaults to now`;
+  deno task recover --since <time> [--until <time>] --store [--no-forward]
+                                                         ... and store them, to be forwarded (or not)
+options: --inbox <id>[,<id>...] (only these inboxes; all the token sees by default)
+times: ISO 8601, e.g. 2026-11-21T10:00Z or 2026-11-21T10:00:00+01:00; --until defaults to 5 minutes ago
+(a webhook for a newer message may still be on its way: late stores go on for 120 s)`;
+const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 
 await loadDotenv(".env");
 let values;
@@ -30,6 +33,8 @@ try {
       since: { type: "string" },
       until: { type: "string" },
       store: { type: "boolean", default: false },
+      "no-forward": { type: "boolean", default: false },
+      inbox: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   }));
@@ -38,8 +43,14 @@ try {
   Deno.exit(2);
 }
 const since = new Date(values.since ?? "");
-const until = values.until === undefined ? new Date() : new Date(values.until);
-if (values.help || Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until) {
+const until = values.until === undefined
+  ? new Date(Date.now() - UNTIL_DEFAULT_AGO_MS)
+  : new Date(values.until);
+const inboxIds = values.inbox?.split(",").map((v) => Number(v.trim()));
+if (
+  values.help || Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until ||
+  inboxIds?.some((id) => !Number.isSafeInteger(id) || id <= 0) || (values["no-forward"] && !values.store)
+) {
   console.error(USAGE);
   Deno.exit(values.help ? 0 : 2);
 }
@@ -63,7 +74,10 @@ const url = requireDatabaseUrl("the database holding the events");
 const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-recover" });
 try {
   console.log(`database ${redact(url)}; Chatwoot ${redact(api.baseUrl)}, account ${api.accountId}`);
-  const scan = await scanForMissing(api, sql, since, until, (line) => console.log(line));
+  const scan = await scanForMissing(api, sql, since, until, {
+    inboxIds,
+    progress: (line) => console.log(line),
+  });
   console.log(
     `messages created in [${since.toISOString()}, ${until.toISOString()}) that Chatwoot sends as ` +
       `message_created: ${scan.messages}; stored: ${scan.alreadyStored}; missing: ${scan.missing.length}`,
@@ -75,9 +89,12 @@ try {
     );
   }
   if (values.store) {
-    const stored = await storeRecovered(api, sql, scan.missing);
+    const forward = !values["no-forward"];
+    const stored = await storeRecovered(api, sql, scan.missing, { forward });
     console.log(
-      `stored ${stored.stored} (verified_by chatwoot_api, forwarded as usual)` +
+      `stored ${stored.stored} (verified_by chatwoot_api, ${
+        forward ? "forwarded as usual" : "skipped: not forwarded"
+      })` +
         (stored.storedMeanwhile > 0 ? `; ${stored.storedMeanwhile} had been stored meanwhile` : ""),
     );
   } else if (scan.missing.length > 0) {

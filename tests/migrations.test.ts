@@ -137,11 +137,12 @@ const LOCKING_MIGRATIONS: Array<{
     after: "CHECK (((octet_length(body_sha256) = 64) AND (body_sha256 ~ '^[0-9a-f]+$'::text))) NOT VALID",
   },
   {
-    name: "ingest_recognises_its_own_retry",
-    undo: "alter table public.webhook_events drop column last_receipt_id, drop column last_receipt_outcome",
+    name: "ingest_receipts_and_recovered_copies",
+    undo:
+      "alter table public.webhook_events drop column recent_receipt_ids, drop column last_receipt_outcome",
     state: `select count(*)::text as s from pg_attribute
              where attrelid = 'public.webhook_events'::regclass
-               and attname in ('last_receipt_id', 'last_receipt_outcome') and not attisdropped`,
+               and attname in ('recent_receipt_ids', 'last_receipt_outcome') and not attisdropped`,
     before: "0",
     after: "2",
   },

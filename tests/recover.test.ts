@@ -12,7 +12,8 @@ import {
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
-import { storeSample } from "./_forwarding.ts";
+import { eventToStore, storeSample } from "./_forwarding.ts";
+import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { serveOnLoopback } from "./_http.ts";
 
 const db = await startTestDb();
@@ -38,12 +39,27 @@ const contact = {
   phone_number: null,
   type: "contact",
 };
-const agent = { id: 5, name: "Alex Agent", email: "alex@example.com", available_name: "Alex", type: "user" };
+// The API's user sender has no email (the agents list has it).
+const agent = { id: 5, name: "Alex Agent", available_name: "Alex", type: "user" };
 
-/** A Chatwoot account's API with these conversations (most recent activity first), small pages to page through. */
+interface StandInConversation {
+  id: number;
+  last_activity_at: number;
+  inbox_id?: number;
+  messages: StandInMessage[];
+}
+
+/** A Chatwoot account's API with these conversations, listed by last activity, small pages to page through. */
 function startChatwootApi(
-  conversations: Array<{ id: number; last_activity_at: number; messages: StandInMessage[] }>,
-  { conversationsPerPage = 2, messagesPerPage = 3, failFirst = 0 } = {},
+  conversations: StandInConversation[],
+  {
+    conversationsPerPage = 2,
+    messagesPerPage = 3,
+    failFirst = 0,
+    role = "administrator",
+    gone = new Set<number>(),
+    onConversationsPage = (_page: number) => {},
+  } = {},
 ) {
   const requests: string[] = [];
   let failures = failFirst;
@@ -59,21 +75,28 @@ function startChatwootApi(
       return new Response("upstream restarting", { status: 503 });
     }
     const base = `/api/v1/accounts/${ACCOUNT}`;
+    if (url.pathname === "/api/v1/profile") return json({ id: 5, accounts: [{ id: Number(ACCOUNT), role }] });
     if (url.pathname === base) return json({ id: Number(ACCOUNT), name: "Acme Support" });
     if (url.pathname === `${base}/inboxes`) return json({ payload: [{ id: 3, name: "Email" }] });
+    if (url.pathname === `${base}/agents`) {
+      return json([{ id: 5, name: "Alex Agent", email: "alex@example.com" }]);
+    }
     if (url.pathname === `${base}/conversations`) {
       assert.equal(url.searchParams.get("status"), "all");
       assert.equal(url.searchParams.get("sort_by"), "last_activity_at_desc");
       const page = Number(url.searchParams.get("page") ?? 1);
-      const slice = conversations.slice((page - 1) * conversationsPerPage, page * conversationsPerPage);
+      const listed = [...conversations].sort((a, b) => b.last_activity_at - a.last_activity_at);
+      const slice = listed.slice((page - 1) * conversationsPerPage, page * conversationsPerPage);
+      onConversationsPage(page);
       return json({
         data: {
           meta: { all_count: conversations.length },
           payload: slice.map((c) => ({
             id: c.id,
             account_id: Number(ACCOUNT),
-            inbox_id: 3,
+            inbox_id: c.inbox_id ?? 3,
             status: "open",
+            meta: { channel: "Channel::Email", sender: contact },
             last_activity_at: c.last_activity_at,
             timestamp: c.last_activity_at,
             messages: c.messages.slice(-1),
@@ -82,7 +105,7 @@ function startChatwootApi(
       });
     }
     const m = new RegExp(`^${base}/conversations/(\\d+)/messages$`).exec(url.pathname);
-    const conversation = m && conversations.find((c) => c.id === Number(m[1]));
+    const conversation = m && !gone.has(Number(m[1])) && conversations.find((c) => c.id === Number(m[1]));
     if (conversation) {
       const before = url.searchParams.get("before");
       const older = conversation.messages.filter((x) => before === null || x.id < Number(before));
@@ -120,7 +143,7 @@ async function scenario() {
     { length: 8 },
     id,
   );
-  const conversations = [
+  const conversations: StandInConversation[] = [
     {
       id: id(),
       last_activity_at: ago(10),
@@ -176,9 +199,10 @@ dbTest(
 
       const [check] = await sql`select convalidated from pg_constraint
       where conname = 'webhook_events_verified_by_check'`;
-      assert.equal(check.convalidated, true, "migration 002200 validated the widened check");
+      assert.equal(check.convalidated, true, "migration 002100 validated the widened check");
       const stored = await storeRecovered(api.config, sql, scan.missing);
       assert.deepEqual(stored, { stored: 5, storedMeanwhile: 0 });
+      assert.ok(api.requests.includes("/api/v1/profile"), "the token's role was asked");
       const rows = await sql`
       select message_id, verified_by, status, receive_count, account_id, inbox_id, conversation_id, payload
         from webhook_events where message_id = any(${s.missing}::bigint[]) order by message_id`;
@@ -199,10 +223,22 @@ dbTest(
       assert.equal(out.created_at, new Date(ago(80) * 1000).toISOString());
       assert.deepEqual(out.sender, { id: 5, name: "Alex Agent", email: "alex@example.com", type: "user" });
       assert.equal(Number(out.conversation.id), s.conversations[0].id);
+      assert.equal(
+        out.conversation.channel,
+        "Channel::Email",
+        "the webhook's conversation has channel at the top",
+      );
+      assert.deepEqual(out.conversation.messages.map((m: { id: number }) => m.id), [s.ids.outgoing]);
+      assert.deepEqual(
+        byId.get(s.ids.note)!.conversation.messages,
+        [],
+        "a private note is not the last message",
+      );
       assert.equal(byId.get(s.ids.note)!.private, true);
       assert.equal(byId.get(s.ids.template)!.message_type, "template");
       const fromContact = byId.get(s.ids.fromContact)!;
       assert.equal(fromContact.sender.type, undefined, "a webhook's contact has no type");
+      assert.equal(typeof fromContact.sender.avatar, "string");
       assert.deepEqual(fromContact.sender.account, { id: 7, name: "Acme Support" });
       assert.equal(fromContact.attachments.length, 1);
       // The Data team's view reads them like any message.
@@ -223,13 +259,22 @@ dbTest(
       const [{ n }] =
         await sql`select count(*)::int as n from webhook_events where message_id = any(${s.missing}::bigint[])`;
       assert.equal(n, 5);
-      // The webhook arriving after all is a duplicate of the recovered event, not a second message.
-      await storeSample(sql, "message_created", {
-        raw: JSON.stringify(samplePayload("message_created", { messageId: s.ids.incoming })),
+      // The webhook arriving after all replaces the rebuilt copy with Chatwoot's own bytes: the same message,
+      // one receipt, no duplicate, still due for its (single) delivery.
+      const genuine = JSON.stringify(samplePayload("message_created", { messageId: s.ids.incoming }));
+      await storeSample(sql, "message_created", { raw: genuine });
+      const [after] =
+        await sql`select count(*)::int as n, max(receive_count) as receipts, max(version) as version,
+          bool_and(raw_body = ${genuine}) as genuine, max(verified_by) as verified_by, max(status) as status
+        from webhook_events where message_id = ${s.ids.incoming}`;
+      assert.deepEqual({ ...after }, {
+        n: 1,
+        receipts: 1,
+        version: 1,
+        genuine: true,
+        verified_by: "signature",
+        status: "pending",
       });
-      const [after] = await sql`select count(*)::int as n, max(receive_count) as receipts from webhook_events
-      where message_id = ${s.ids.incoming}`;
-      assert.deepEqual({ ...after }, { n: 1, receipts: 2 });
     } finally {
       await api.stop();
     }
@@ -277,7 +322,7 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
       CHATWOOT_API_TOKEN: "nope",
     });
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /recover failed: Chatwoot API \/conversations: answered 401/);
+    assert.match(refused.stderr, /recover failed: Chatwoot API \/api\/v1\/profile: answered 401/);
     const unset = await runScript("scripts/recover.ts", args, db.url, { CHATWOOT_BASE_URL: api.url });
     assert.equal(unset.code, 2);
     assert.match(unset.stderr, /Set CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
@@ -285,6 +330,99 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
     await api.stop();
   }
 });
+
+dbTest(
+  `recover [${db.kind}]: a conversation that moves to the first page while the list is paged is still read`,
+  async () => {
+    const lost = nextId++;
+    const conversations: StandInConversation[] = [
+      { id: nextId++, last_activity_at: ago(10), messages: [] },
+      { id: nextId++, last_activity_at: ago(20), messages: [] },
+      {
+        id: nextId++,
+        last_activity_at: ago(30),
+        messages: [{ id: lost, message_type: 0, created_at: ago(30) }],
+      },
+      { id: nextId++, last_activity_at: ago(300), messages: [] },
+    ];
+    // Once the first page is read, the third conversation gets a new message and is listed first.
+    const api = startChatwootApi(conversations, {
+      onConversationsPage: (page) => {
+        if (page === 1) conversations[2].last_activity_at = NOW;
+      },
+    });
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [lost]);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a conversation deleted after it was listed is skipped with a warning, the rest read`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations, { gone: new Set([s.conversations[0].id]) });
+    const lines: string[] = [];
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { progress: (l) => lines.push(l) });
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [s.ids.fromContact]);
+      const warning = `conversation ${s.conversations[0].id} is gone (404)`;
+      assert.ok(lines.some((l) => l.includes(warning)), lines.join("\n"));
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: an agent's token is warned about; --inbox keeps to the inboxes named; kept unforwarded`,
+  async () => {
+    const s = await scenario();
+    s.conversations[1].inbox_id = 4;
+    const api = startChatwootApi(s.conversations, { role: "agent" });
+    const lines: string[] = [];
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, {
+        inboxIds: [4],
+        progress: (l) => lines.push(l),
+      });
+      assert.ok(lines.some((l) => /warning: the token's user is an agent/.test(l)), lines.join("\n"));
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [s.ids.fromContact]);
+      const stored = await storeRecovered(api.config, sql, scan.missing, { forward: false });
+      assert.deepEqual(stored, { stored: 1, storedMeanwhile: 0 });
+      const [row] = await sql`select status, verified_by from webhook_events
+        where message_id = ${s.ids.fromContact}`;
+      assert.deepEqual({ ...row }, { status: "skipped", verified_by: "chatwoot_api" });
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a recovered copy already delivered is not sent again when the real webhook comes`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations);
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      await storeRecovered(api.config, sql, scan.missing);
+      await sql`update webhook_events set status = 'delivered', delivered_at = now(), next_attempt_at = null
+        where message_id = ${s.ids.outgoing}`;
+      const genuine = JSON.stringify(samplePayload("message_created", { messageId: s.ids.outgoing }));
+      const stored = await storeEvent(sql, eventToStore(genuine));
+      assert.deepEqual([stored.outcome, stored.receiveCount, stored.forwardNow], ["stored", 1, false]);
+      const [row] = await sql`select status, raw_body = ${genuine} as genuine, verified_by from webhook_events
+        where message_id = ${s.ids.outgoing}`;
+      assert.deepEqual({ ...row }, { status: "delivered", genuine: true, verified_by: "signature" });
+    } finally {
+      await api.stop();
+    }
+  },
+);
 
 dbTest(
   `recover [${db.kind}]: a window reaching back past what retention deleted is refused: it would deliver twice`,

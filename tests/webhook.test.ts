@@ -995,6 +995,28 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a retried receipt that finds a later one applied changes nothing: no older body back`,
+  async () => {
+    const id = nextId++;
+    // URL-token copies carry no signed time, so only the receipt id tells the retry from a newer edit.
+    const edit = (content: string) => ({
+      ...eventToStore(JSON.stringify(samplePayload("message_updated", { messageId: id, content }))),
+      verifiedBy: "url_token" as const,
+      sentAtSeconds: null,
+    });
+    const first = edit("first edit");
+    const second = edit("second edit");
+    await storeEvent(sql, first);
+    await storeEvent(sql, second);
+    const retry = await storeEvent(sql, first);
+    assert.deepEqual([retry.outcome, retry.forwardNow], ["duplicate", false]);
+    const [row] = await sql`select payload->>'content' as content, receive_count, version from webhook_events
+      where event_key = ${`message:${id}:message_updated`}`;
+    assert.deepEqual({ ...row }, { content: "second edit", receive_count: 2, version: 2 });
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: an error of ours that retrying cannot fix is a 500 internal_error, logged`,
   async () => {
     // A database without the schema: the ingest function does not exist (an operator forgot the migrations).

@@ -3,7 +3,7 @@
 // late stores' window, a worker stopped with events pending: logged "[Chatwoot Webhook] Lost") exists only in
 // Chatwoot. The API lists conversations by last activity and a conversation's messages 20 at a time; the
 // messages of a time window that webhook_events lacks are reported, and with `store` rebuilt in the webhook's
-// shape and stored (recover_webhook_event, migration 002100), to be forwarded like any new event.
+// shape and stored (recover_webhook_event, migration 002000), to be forwarded like any new event.
 //
 // No API call returns a message in the webhook's shape, so the rebuilt payload differs in what the API does not
 // give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
@@ -45,13 +45,21 @@ const WEBHOOK_MESSAGE_TYPES: Record<number, string> = { 0: "incoming", 1: "outgo
 const NOT_FROM_API = [
   "additional_attributes",
   "created_at milliseconds",
-  "conversation as it was when the message was sent (this is its state when recovered)",
+  "content as rendered for the webhook (the API gives the stored text)",
+  "conversation as it was when the message was sent (this is the API's listing of it when recovered, " +
+  "without contact_inbox; its messages hold this message unless it is private)",
 ];
 
-const DEFAULT_RETRY_PAUSES_MS = [1000, 2000, 4000, 8000];
+/** About a minute in all: long enough for a rate limit (Chatwoot counts per minute) or a restart to pass. */
+const DEFAULT_RETRY_PAUSES_MS = [1000, 2000, 4000, 8000, 16000, 32000];
 
+/** GET `path` under the account (`/api/v1/accounts/<id>`), or under `/api/v1` when `path` starts with `//`. */
 async function getJson(api: ChatwootApi, path: string, params: Record<string, string | number> = {}) {
-  const url = new URL(`${api.baseUrl}/api/v1/accounts/${encodeURIComponent(api.accountId)}${path}`);
+  const url = new URL(
+    path.startsWith("//")
+      ? `${api.baseUrl}/api/v1/${path.slice(2)}`
+      : `${api.baseUrl}/api/v1/accounts/${encodeURIComponent(api.accountId)}${path}`,
+  );
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
   const pauses = api.retryPausesMs ?? DEFAULT_RETRY_PAUSES_MS;
   for (let attempt = 0;; attempt++) {
@@ -67,7 +75,7 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
         try {
           return await response.json() as unknown;
         } catch {
-          throw new ChatwootApiError(response.status, path, "the answer is not JSON");
+          throw new ChatwootApiError(response.status, url.pathname, "the answer is not JSON");
         }
       }
       await response.body?.cancel().catch(() => {});
@@ -77,7 +85,7 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
           : response.status === 404
           ? " (check CHATWOOT_BASE_URL and CHATWOOT_ACCOUNT_ID)"
           : "";
-        throw new ChatwootApiError(response.status, path, `answered ${response.status}${hint}`);
+        throw new ChatwootApiError(response.status, url.pathname, `answered ${response.status}${hint}`);
       }
       retryable = `answered ${response.status}`;
       const seconds = Number(response.headers.get("retry-after"));
@@ -87,7 +95,7 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
       retryable = error instanceof Error ? error.message : String(error);
     }
     if (attempt >= pauses.length) {
-      throw new ChatwootApiError(null, path, `${retryable}, after ${attempt + 1} tries`);
+      throw new ChatwootApiError(null, url.pathname, `${retryable}, after ${attempt + 1} tries`);
     }
     await new Promise((resolve) => setTimeout(resolve, retryAfterMs ?? pauses[attempt]));
   }
@@ -100,28 +108,49 @@ function arrayAt(value: unknown, path: string[], where: string): Json[] {
   return at as Json[];
 }
 
-const seconds = (date: Date) => date.getTime() / 1000;
+/** Whole seconds, as the API gives times: a `since` within a second keeps that second's messages. */
+const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
+
+/** How far Chatwoot's clock may be ahead of ours, as far as telling the conversations active since a pass. */
+const CLOCK_SKEW_S = 60;
+const MAX_PASSES = 10;
 
 /**
  * Conversations with activity at or after `since`, most recent first: the API sorts by last activity, so
  * paging stops at the first one older than that. Only the conversations the token's user may see are listed.
+ *
+ * Pages are offsets into that order, and Chatwoot is live: a conversation with new activity moves to the
+ * first page, maybe after that page was read, and would be missed. So each further pass reads from the first
+ * page again, as far as the conversations active since the previous pass began, until one finds nothing new.
+ * (A conversation deleted meanwhile moves the later ones up a place, which no pass can notice.)
  */
 export async function conversationsActiveSince(api: ChatwootApi, since: Date): Promise<Json[]> {
-  const found: Json[] = [];
-  for (let page = 1;; page++) {
-    const answer = await getJson(api, "/conversations", {
-      status: "all",
-      sort_by: "last_activity_at_desc",
-      page,
-    });
-    const conversations = arrayAt(answer, ["data", "payload"], "/conversations");
-    if (conversations.length === 0) return found;
-    for (const conversation of conversations) {
-      const activity = Number(conversation.last_activity_at ?? conversation.timestamp);
-      if (Number.isFinite(activity) && activity < seconds(since)) return found;
-      found.push(conversation);
+  const found = new Map<number, Json>();
+  let floor = seconds(since);
+  for (let pass = 0; pass < MAX_PASSES; pass++) {
+    const passStarted = seconds(new Date());
+    let added = 0;
+    pages: for (let page = 1;; page++) {
+      const answer = await getJson(api, "/conversations", {
+        status: "all",
+        sort_by: "last_activity_at_desc",
+        page,
+      });
+      const conversations = arrayAt(answer, ["data", "payload"], "/conversations");
+      if (conversations.length === 0) break;
+      for (const conversation of conversations) {
+        const activity = Number(conversation.last_activity_at ?? conversation.timestamp);
+        if (Number.isFinite(activity) && activity < floor) break pages;
+        const id = Number(conversation.id);
+        if (!Number.isSafeInteger(id) || found.has(id)) continue;
+        found.set(id, conversation);
+        added++;
+      }
     }
+    if (pass > 0 && added === 0) break;
+    floor = Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
   }
+  return [...found.values()];
 }
 
 /** A conversation's messages created in [since, until), read back from the newest, 20 at a time. */
@@ -140,10 +169,13 @@ export async function messagesBetween(
       .filter((m): m is ApiMessage => Number.isSafeInteger(m.id) && typeof m.created_at === "number");
     if (page.length === 0) break;
     found.push(...page);
-    const oldest = page.reduce((a: ApiMessage, b: ApiMessage) => (a.id < b.id ? a : b));
-    // Older pages hold older messages; an id that does not go down would page forever.
-    if (oldest.created_at < seconds(since) || (before !== null && oldest.id >= before)) break;
-    before = oldest.id;
+    // `before` is a message id: the next page holds the latest messages with smaller ids. (Ids follow
+    // creation, except for messages imported with older times, which this order cannot promise to reach.)
+    const smallestId = Math.min(...page.map((m) => m.id));
+    const earliest = Math.min(...page.map((m) => m.created_at));
+    // An id that does not go down would page forever.
+    if (earliest < seconds(since) || (before !== null && smallestId >= before)) break;
+    before = smallestId;
   }
   return found.filter((m) => m.created_at >= seconds(since) && m.created_at < seconds(until));
 }
@@ -162,12 +194,19 @@ export interface RecoveryScan {
 }
 
 /** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
+export interface ScanOptions {
+  /** Only these inboxes (a webhook of an API inbox or agent bot covers one); all the token sees when unset. */
+  inboxIds?: number[];
+  /** Progress and warnings, a line at a time. */
+  progress?: (line: string) => void;
+}
+
 export async function scanForMissing(
   api: ChatwootApi,
   sql: Sql,
   since: Date,
   until: Date,
-  progress: (line: string) => void = () => {},
+  { inboxIds, progress = () => {} }: ScanOptions = {},
 ): Promise<RecoveryScan> {
   const [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
   if (horizon && since < horizon) {
@@ -177,14 +216,30 @@ export async function scanForMissing(
         `start from ${horizon.toISOString()} or later`,
     );
   }
-  const conversations = await conversationsActiveSince(api, since);
+  const role = await tokenRole(api);
+  if (role !== "administrator") {
+    progress(
+      `warning: the token's user is ${role === null ? "of an unknown role" : `an ${role}`}: only the ` +
+        `conversations of the inboxes it belongs to are listed (an administrator's token lists them all)`,
+    );
+  }
+  const conversations = (await conversationsActiveSince(api, since))
+    .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
   const candidates: MissingMessage[] = [];
   const seen = new Set<number>();
   for (const conversation of conversations) {
     const id = Number(conversation.id);
-    if (!Number.isSafeInteger(id)) continue;
-    for (const message of await messagesBetween(api, id, since, until)) {
+    let messages: ApiMessage[];
+    try {
+      messages = await messagesBetween(api, id, since, until);
+    } catch (error) {
+      // Deleted since it was listed: nothing of it can be recovered, and the others still can.
+      if (!(error instanceof ChatwootApiError && error.status === 404)) throw error;
+      progress(`warning: conversation ${id} is gone (404); its messages are not recovered`);
+      continue;
+    }
+    for (const message of messages) {
       if (!(message.message_type in WEBHOOK_MESSAGE_TYPES) || seen.has(message.id)) continue;
       seen.add(message.id);
       candidates.push({ message, conversation });
@@ -208,26 +263,53 @@ export async function scanForMissing(
 
 const messageCreatedKey = (id: number) => `message:${id}:message_created`;
 
-/** The webhook's sender shapes: a contact has no `type`; a user is {id, name, email, type}; a bot {id, name, type}. */
-function webhookSender(sender: unknown, account: Json): unknown {
+/** The token's user's role in the account (administrator or agent), or null when the profile does not say. */
+async function tokenRole(api: ChatwootApi): Promise<string | null> {
+  try {
+    const profile = await getJson(api, "//profile") as Json | null;
+    const accounts = Array.isArray(profile?.accounts) ? profile.accounts as Json[] : [];
+    const role = accounts.find((a) => String(a.id) === api.accountId)?.role;
+    return typeof role === "string" ? role : null;
+  } catch (error) {
+    if (error instanceof ChatwootApiError && error.status !== null && error.status !== 401) return null;
+    throw error;
+  }
+}
+
+/**
+ * The webhook's sender shapes: a contact has no `type` (and `avatar` beside `thumbnail`); a user is
+ * {id, name, email, type} (the API gives no email: it comes from the agents list); a bot {id, name, type}.
+ */
+function webhookSender(sender: unknown, account: Json, agentEmails: Map<number, string>): unknown {
   const s = sender as Json | null | undefined;
   if (!s || typeof s !== "object") return null;
   if (s.type === "user") {
-    return { id: s.id, name: s.name, ...(s.email !== undefined ? { email: s.email } : {}), type: "user" };
+    const email = s.email ?? agentEmails.get(Number(s.id));
+    return { id: s.id, name: s.name, ...(email !== undefined ? { email } : {}), type: "user" };
   }
   if (s.type === "agent_bot") return { id: s.id, name: s.name, type: "agent_bot" };
   if (s.type === "contact") {
     const { type: _type, ...contact } = s;
-    return { ...contact, account };
+    return { ...contact, avatar: contact.avatar ?? contact.thumbnail ?? "", account };
   }
   return s;
+}
+
+/** The conversation as the webhook carries it, as near as the API's listing allows (NOT_FROM_API). */
+function webhookConversation(conversation: Json, message: ApiMessage): Json {
+  const meta = (conversation.meta ?? {}) as Json;
+  return {
+    ...conversation,
+    ...(conversation.channel === undefined && meta.channel !== undefined ? { channel: meta.channel } : {}),
+    // The webhook's holds the last message that is neither private nor activity: this one, when it is sent.
+    messages: message.private === true ? [] : [message],
+  };
 }
 
 /** The message_created payload Chatwoot would have sent, as near as the API allows (NOT_FROM_API). */
 export function rebuildMessageCreated(
   { message, conversation }: MissingMessage,
-  account: { id: number; name: string | null },
-  inboxNames: Map<number, string>,
+  { account, inboxNames, agentEmails }: AccountDetails,
   recoveredAt: Date,
 ): Json {
   const inboxId = Number(message.inbox_id ?? conversation.inbox_id);
@@ -241,8 +323,8 @@ export function rebuildMessageCreated(
     private: message.private === true,
     created_at: new Date(message.created_at * 1000).toISOString(),
     source_id: message.source_id ?? null,
-    sender: webhookSender(message.sender, account),
-    conversation,
+    sender: webhookSender(message.sender, account, agentEmails),
+    conversation: webhookConversation(conversation, message),
     account,
     ...(Number.isSafeInteger(inboxId)
       ? { inbox: { id: inboxId, name: inboxNames.get(inboxId) ?? null } }
@@ -257,8 +339,15 @@ export function rebuildMessageCreated(
   };
 }
 
-/** The account's name and its inboxes' names, for the rebuilt payloads; null names when the token may not read them. */
-export async function accountDetails(api: ChatwootApi) {
+export interface AccountDetails {
+  account: { id: number; name: string | null };
+  inboxNames: Map<number, string>;
+  agentEmails: Map<number, string>;
+}
+
+/** The account's name, its inboxes' names and its agents' emails, for the rebuilt payloads; left out when
+ * the token may not read them. */
+export async function accountDetails(api: ChatwootApi): Promise<AccountDetails> {
   const readable = async <T>(read: () => Promise<T>, fallback: T): Promise<T> => {
     try {
       return await read();
@@ -282,7 +371,17 @@ export async function accountDetails(api: ChatwootApi) {
     }
     return names;
   }, new Map<number, string>());
-  return { account: { id: Number(api.accountId), name: accountName }, inboxNames };
+  const agentEmails = await readable(async () => {
+    const emails = new Map<number, string>();
+    const answer = await getJson(api, "/agents");
+    for (const agent of Array.isArray(answer) ? answer as Json[] : arrayAt(answer, ["payload"], "/agents")) {
+      if (Number.isSafeInteger(agent.id) && typeof agent.email === "string") {
+        emails.set(agent.id as number, agent.email);
+      }
+    }
+    return emails;
+  }, new Map<number, string>());
+  return { account: { id: Number(api.accountId), name: accountName }, inboxNames, agentEmails };
 }
 
 export interface StoreSummary {
@@ -291,18 +390,21 @@ export interface StoreSummary {
   storedMeanwhile: number;
 }
 
-/** Stores each missing message as a message_created event (verified_by chatwoot_api), unless stored meanwhile. */
+/**
+ * Stores each missing message as a message_created event (verified_by chatwoot_api), unless stored meanwhile:
+ * to be forwarded, or with `forward: false` kept as skipped (a record for the Data team, nothing sent).
+ */
 export async function storeRecovered(
   api: ChatwootApi,
   sql: Sql,
   missing: MissingMessage[],
-  now = new Date(),
+  { forward = true, now = new Date() }: { forward?: boolean; now?: Date } = {},
 ): Promise<StoreSummary> {
   const summary: StoreSummary = { stored: 0, storedMeanwhile: 0 };
   if (missing.length === 0) return summary;
-  const { account, inboxNames } = await accountDetails(api);
+  const details = await accountDetails(api);
   for (const item of missing) {
-    const raw = JSON.stringify(rebuildMessageCreated(item, account, inboxNames, now));
+    const raw = JSON.stringify(rebuildMessageCreated(item, details, now));
     const parsed = parseChatwootEvent(raw);
     if (!parsed.ok) {
       throw new Error(
@@ -313,7 +415,8 @@ export async function storeRecovered(
     const c = eventColumns(parsed.payload, parsed.event, sha);
     const [{ id }] = await sql<{ id: string | null }[]>`
       select public.recover_webhook_event(${c.eventKey}::text, ${c.event}::text, ${c.messageId}::bigint,
-        ${c.conversationId}::bigint, ${c.accountId}::bigint, ${c.inboxId}::bigint, ${raw}::text, ${sha}::text) as id`;
+        ${c.conversationId}::bigint, ${c.accountId}::bigint, ${c.inboxId}::bigint, ${raw}::text, ${sha}::text,
+        ${forward}::boolean) as id`;
     if (id === null) summary.storedMeanwhile++;
     else summary.stored++;
   }

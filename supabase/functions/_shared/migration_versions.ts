@@ -19,8 +19,8 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121001600", // data_surface_counts
   "20261121001700", // chatwoot_timestamp_never_raises
   "20261121001800", // replay_between_waits_for_locked_rows
-  "20261121001900", // ingest_recognises_its_own_retry
-  "20261121002000", // sender_id_never_raises
-  "20261121002100", // recover_from_chatwoot_api
-  "20261121002200", // validate_verified_by_check
+  "20261121001900", // sender_id_never_raises
+  "20261121002000", // recover_from_chatwoot_api
+  "20261121002100", // validate_verified_by_check
+  "20261121002200", // ingest_receipts_and_recovered_copies
 ];

@@ -4,7 +4,7 @@
 -- API instead. Such an event is stored with verified_by 'chatwoot_api': read with the account's API token over
 -- TLS, not signed by Chatwoot, and rebuilt from the API's shape (relay_recovered in the payload says so).
 --
--- The check is widened NOT VALID (no scan while the table is locked); migration 002200 validates it without
+-- The check is widened NOT VALID (no scan while the table is locked); migration 002100 validates it without
 -- blocking ingests. Every stored row passed the old check, which the new one contains.
 do $$
 begin
@@ -27,7 +27,8 @@ comment on column public.webhook_events.verified_by is
 
 -- Stores a recovered event unless the event is there already (stored meanwhile by a late webhook, or by
 -- another recover run): then it changes nothing and counts nothing, since it is not a receipt from Chatwoot.
--- Returns the new row's id, or null. Delivery is as for any new event: pending when forwarded, due now.
+-- Returns the new row's id, or null. Delivery is as for any new event (pending when forwarded, due now), or
+-- none with p_forward false: skipped, a record for the Data team.
 create or replace function public.recover_webhook_event(
   p_event_key text,
   p_event text,
@@ -36,7 +37,8 @@ create or replace function public.recover_webhook_event(
   p_account_id bigint,
   p_inbox_id bigint,
   p_raw_body text,
-  p_body_sha256 text
+  p_body_sha256 text,
+  p_forward boolean default true
 )
 returns bigint
 language sql
@@ -47,18 +49,19 @@ as $$
   )
   values (
     p_event_key, p_event, p_message_id, p_conversation_id, p_account_id, p_inbox_id,
-    p_raw_body::jsonb, p_raw_body, p_body_sha256, 'chatwoot_api', public.webhook_initial_status(p_event), now()
+    p_raw_body::jsonb, p_raw_body, p_body_sha256, 'chatwoot_api',
+    case when p_forward then public.webhook_initial_status(p_event) else 'skipped' end, now()
   )
   on conflict (event_key) do nothing
   returning e.id
 $$;
 
-comment on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text) is
+comment on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text, boolean) is
   'Stores an event recovered from Chatwoot''s API unless its key is stored already; the new id, or null.';
 
-revoke all on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text)
+revoke all on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text, boolean)
   from public, anon, authenticated;
-grant execute on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text)
+grant execute on function public.recover_webhook_event(text, text, bigint, bigint, bigint, bigint, text, text, boolean)
   to service_role;
 
 -- A recovery must not reach back past what retention deleted: a message whose delivered event was pruned

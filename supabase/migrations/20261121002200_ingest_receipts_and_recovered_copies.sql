@@ -1,0 +1,184 @@
+-- Two receipts that were counted, or kept, wrongly.
+--
+-- A retry of ours is not a second receipt. When a connection is lost while its ingest statement runs or waits
+-- on a lock, the server can go on and commit it (PostgreSQL notices a client is gone only when it next reads
+-- from or writes to it). chatwoot-webhook then tries again, within the request or as a late store, and the
+-- retry found its own event already there. It counted as a duplicate: receive_count + 1, one more in the Data
+-- team's duplicates, and, a duplicate starting no delivery, the event waited for the next sweep instead of
+-- being forwarded at once. Worse, a retried message_updated sent with a URL token (no signed time to order by)
+-- that found a newer edit applied after its own replaced that edit with its older body again.
+-- Each receipt now carries an id the function makes (p_receipt_id). The row keeps its last four receipts' ids
+-- and the last one's outcome; a call with one of those ids counts nothing and changes nothing. The last
+-- receipt's retry answers its outcome again (and a delivery may start); an older one's, 'duplicate'. Calls
+-- without an id (psql, older callers) count as before.
+--
+-- The real webhook replaces a copy recovered from Chatwoot's API (verified_by 'chatwoot_api', migration
+-- 002000). It used to be a duplicate of it: the rebuilt bytes stayed, and were what got forwarded, and the
+-- real receipt counted as a duplicate. Now Chatwoot's bytes replace the copy's, and the row keeps its
+-- version, receipt count and delivery state: a copy already delivered is not sent again.
+--
+-- The columns come without a constraint, so adding them does not read the table under its exclusive lock.
+-- Everything else is as in migration 001300.
+
+do $$
+begin
+  -- Adding columns needs the table to itself for a moment, and ingests queue behind it while it waits for a
+  -- long query to finish. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration.
+  perform set_config('lock_timeout', '2s', true);
+  alter table public.webhook_events
+    add column if not exists recent_receipt_ids uuid[] not null default '{}',
+    add column if not exists last_receipt_outcome text;
+exception
+  when lock_not_available then
+    raise exception 'webhook_events is held by a long query: nothing changed; run the migration again'
+      using errcode = 'lock_not_available';
+end
+$$;
+comment on column public.webhook_events.recent_receipt_ids is
+  'Ids chatwoot-webhook gave the last four receipts of this event, oldest first: a retry of one is not counted.';
+comment on column public.webhook_events.last_receipt_outcome is
+  'What the last receipt did: stored, updated or duplicate (null before migration 002200).';
+
+drop function if exists public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz);
+
+create or replace function public.ingest_webhook_event(
+  p_event_key text,
+  p_event text,
+  p_message_id bigint,
+  p_conversation_id bigint,
+  p_account_id bigint,
+  p_inbox_id bigint,
+  p_delivery_id text,
+  p_payload jsonb,
+  p_raw_body text,
+  p_body_sha256 text,
+  p_verified_by text,
+  p_sent_at timestamptz default null,
+  p_receipt_id uuid default null
+)
+returns table (
+  event_id bigint,
+  outcome text,
+  receive_count integer,
+  status text,
+  forward_now boolean,
+  target_override_set boolean
+)
+language plpgsql
+as $$
+declare
+  v_payload jsonb := coalesce(p_payload, p_raw_body::jsonb);
+  v_receipts uuid[] := case when p_receipt_id is null then '{}' else array[p_receipt_id] end;
+  v_paused boolean;
+  v_override_set boolean;
+begin
+  select s.forwarding_paused, s.agent_sdk_url_override is not null
+    into v_paused, v_override_set
+    from public.relay_settings s
+   where s.id;
+  v_paused := coalesce(v_paused, true);
+  v_override_set := coalesce(v_override_set, false);
+  loop
+    -- Insert, or replace a changed body that is newer, or a copy recovered from Chatwoot's API by the real
+    -- webhook. ON CONFLICT locks the existing row even when the WHERE rejects the update, so the branches
+    -- below cannot race with another writer.
+    return query
+      insert into public.webhook_events as e (
+        event_key, event, message_id, conversation_id, account_id, inbox_id, delivery_id,
+        payload, raw_body, body_sha256, verified_by, sent_at, status, next_attempt_at, recent_receipt_ids,
+        last_receipt_outcome
+      )
+      values (
+        p_event_key, p_event, p_message_id, p_conversation_id, p_account_id, p_inbox_id, p_delivery_id,
+        v_payload, p_raw_body, p_body_sha256, p_verified_by, p_sent_at, public.webhook_initial_status(p_event),
+        now(), v_receipts, 'stored'
+      )
+      on conflict (event_key) do update set
+        payload = excluded.payload,
+        raw_body = excluded.raw_body,
+        body_sha256 = excluded.body_sha256,
+        -- A URL-token copy has no signed time: the last signed one keeps ordering the signed copies after it.
+        sent_at = coalesce(excluded.sent_at, e.sent_at),
+        delivery_id = excluded.delivery_id,
+        verified_by = excluded.verified_by,
+        message_id = excluded.message_id,
+        conversation_id = excluded.conversation_id,
+        account_id = excluded.account_id,
+        inbox_id = excluded.inbox_id,
+        -- A recovered copy replaced by the real webhook is the same receipt, version and delivery: only the
+        -- bytes (and when they came) become Chatwoot's own. Anything else is a new version, due again.
+        version = case when e.verified_by = 'chatwoot_api' then e.version else e.version + 1 end,
+        receive_count = case when e.verified_by = 'chatwoot_api' then e.receive_count else e.receive_count + 1 end,
+        received_at = case when e.verified_by = 'chatwoot_api' then now() else e.received_at end,
+        last_received_at = now(),
+        -- An event being delivered keeps its lease; the forwarder sees the new version and sends it next.
+        status = case when e.verified_by = 'chatwoot_api' or e.status in ('skipped', 'delivering') then e.status
+                      else 'pending' end,
+        attempts = case when e.verified_by = 'chatwoot_api' or e.status = 'delivering' then e.attempts else 0 end,
+        next_attempt_at = case when e.verified_by = 'chatwoot_api' or e.status = 'delivering'
+                               then e.next_attempt_at else now() end,
+        delivered_at = case when e.verified_by = 'chatwoot_api' or e.status = 'delivering'
+                            then e.delivered_at else null end,
+        recent_receipt_ids = (e.recent_receipt_ids || v_receipts)[greatest(1, cardinality(e.recent_receipt_ids)
+                               + cardinality(v_receipts) - 3):],
+        last_receipt_outcome = case when e.verified_by = 'chatwoot_api' then 'stored' else 'updated' end
+      where not coalesce(p_receipt_id = any(e.recent_receipt_ids), false)
+        and ((e.verified_by = 'chatwoot_api' and excluded.verified_by <> 'chatwoot_api')
+             or (e.body_sha256 <> excluded.body_sha256
+                 and e.event <> 'message_created'
+                 and (excluded.sent_at is null or e.sent_at is null or excluded.sent_at >= e.sent_at)))
+      returning e.id,
+        case when e.receive_count = 1 then 'stored' else 'updated' end,
+        e.receive_count,
+        e.status,
+        e.status = 'pending' and not v_paused,
+        v_override_set;
+    if found then
+      return;
+    end if;
+
+    -- Neither inserted nor replaced, and the row is locked. When it names this receipt among its last ones, an
+    -- earlier attempt of this call stored it (its statement went on after its connection was lost): count
+    -- nothing, change nothing. The last receipt's outcome is answered again, and a delivery may start, since
+    -- the attempt that said so never got its answer back; an older one was followed by another receipt, which
+    -- saw to the delivery, and counts as the duplicate it now is.
+    return query
+      select e.id,
+             case when e.recent_receipt_ids[cardinality(e.recent_receipt_ids)] = p_receipt_id
+                  then e.last_receipt_outcome else 'duplicate' end,
+             e.receive_count, e.status,
+             e.recent_receipt_ids[cardinality(e.recent_receipt_ids)] = p_receipt_id
+               and e.last_receipt_outcome <> 'duplicate' and e.status = 'pending' and not v_paused,
+             v_override_set
+        from public.webhook_events as e
+       where e.event_key = p_event_key
+         and p_receipt_id = any(e.recent_receipt_ids);
+    if found then
+      return;
+    end if;
+
+    return query
+      update public.webhook_events as e
+         set receive_count = e.receive_count + 1,
+             last_received_at = now(),
+             recent_receipt_ids = (e.recent_receipt_ids || v_receipts)[greatest(1, cardinality(e.recent_receipt_ids)
+                                    + cardinality(v_receipts) - 3):],
+             last_receipt_outcome = 'duplicate'
+       where e.event_key = p_event_key
+      returning e.id, 'duplicate'::text, e.receive_count, e.status, false, v_override_set;
+    if found then
+      return;
+    end if;
+    -- The row was deleted (retention) between the two statements: try the insert again.
+  end loop;
+end
+$$;
+
+comment on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid) is
+  'Stores one verified Chatwoot event (stored | duplicate | updated); forward_now says a delivery may start now. '
+  'A repeated p_receipt_id is a retry of that receipt: nothing counted, nothing changed.';
+
+revoke all on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid)
+  from public, anon, authenticated;
+grant execute on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid)
+  to service_role;
