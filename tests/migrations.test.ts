@@ -138,13 +138,12 @@ const LOCKING_MIGRATIONS: Array<{
   },
   {
     name: "ingest_receipts_and_recovered_copies",
-    undo:
-      "alter table public.webhook_events drop column recent_receipt_ids, drop column last_receipt_outcome",
+    undo: "alter table public.webhook_events drop column recent_receipts",
     state: `select count(*)::text as s from pg_attribute
-             where attrelid = 'public.webhook_events'::regclass
-               and attname in ('recent_receipt_ids', 'last_receipt_outcome') and not attisdropped`,
+             where attrelid = 'public.webhook_events'::regclass and attname = 'recent_receipts'
+               and not attisdropped`,
     before: "0",
-    after: "2",
+    after: "1",
   },
   {
     name: "recover_from_chatwoot_api",

@@ -995,6 +995,22 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a retried receipt answers what it did even after duplicates came, and its delivery starts`,
+  async () => {
+    for (const later of ["a second copy from Chatwoot", "a call without a receipt id"]) {
+      const first = eventToStore(uniqueMessage());
+      await storeEvent(sql, first);
+      const copy = later === "a call without a receipt id"
+        ? { ...first, receiptId: null as unknown as string }
+        : { ...first, receiptId: crypto.randomUUID() };
+      assert.equal((await storeEvent(sql, copy)).outcome, "duplicate", later);
+      const retry = await storeEvent(sql, first);
+      assert.deepEqual([retry.outcome, retry.receiveCount, retry.forwardNow], ["stored", 2, true], later);
+    }
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: a retried receipt that finds a later one applied changes nothing: no older body back`,
   async () => {
     const id = nextId++;
@@ -1009,7 +1025,8 @@ dbTest(
     await storeEvent(sql, first);
     await storeEvent(sql, second);
     const retry = await storeEvent(sql, first);
-    assert.deepEqual([retry.outcome, retry.forwardNow], ["duplicate", false]);
+    // What the first receipt did, said again; message_updated is not forwarded by default.
+    assert.deepEqual([retry.outcome, retry.receiveCount, retry.forwardNow], ["stored", 2, false]);
     const [row] = await sql`select payload->>'content' as content, receive_count, version from webhook_events
       where event_key = ${`message:${id}:message_updated`}`;
     assert.deepEqual({ ...row }, { content: "second edit", receive_count: 2, version: 2 });

@@ -7,15 +7,16 @@
 -- team's duplicates, and, a duplicate starting no delivery, the event waited for the next sweep instead of
 -- being forwarded at once. Worse, a retried message_updated sent with a URL token (no signed time to order by)
 -- that found a newer edit applied after its own replaced that edit with its older body again.
--- Each receipt now carries an id the function makes (p_receipt_id). The row keeps its last four receipts' ids
--- and the last one's outcome; a call with one of those ids counts nothing and changes nothing. The last
--- receipt's retry answers its outcome again (and a delivery may start); an older one's, 'duplicate'. Calls
+-- Each receipt now carries an id the function makes (p_receipt_id). The row keeps its last four receipts,
+-- each with its outcome; a call with one of those ids counts nothing and changes nothing, and answers that
+-- receipt's outcome again (a delivery may start: the attempt that said so never got its answer back). Calls
 -- without an id (psql, older callers) count as before.
 --
 -- The real webhook replaces a copy recovered from Chatwoot's API (verified_by 'chatwoot_api', migration
 -- 002000). It used to be a duplicate of it: the rebuilt bytes stayed, and were what got forwarded, and the
 -- real receipt counted as a duplicate. Now Chatwoot's bytes replace the copy's, and the row keeps its
--- version, receipt count and delivery state: a copy already delivered is not sent again.
+-- version, receipt count and delivery state: a copy already delivered is not sent again (one being delivered
+-- at that moment goes out with the rebuilt bytes; a skipped or dead copy stays so).
 --
 -- The columns come without a constraint, so adding them does not read the table under its exclusive lock.
 -- Everything else is as in migration 001300.
@@ -26,18 +27,39 @@ begin
   -- long query to finish. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration.
   perform set_config('lock_timeout', '2s', true);
   alter table public.webhook_events
-    add column if not exists recent_receipt_ids uuid[] not null default '{}',
-    add column if not exists last_receipt_outcome text;
+    add column if not exists recent_receipts text[] not null default '{}';
 exception
   when lock_not_available then
     raise exception 'webhook_events is held by a long query: nothing changed; run the migration again'
       using errcode = 'lock_not_available';
 end
 $$;
-comment on column public.webhook_events.recent_receipt_ids is
-  'Ids chatwoot-webhook gave the last four receipts of this event, oldest first: a retry of one is not counted.';
-comment on column public.webhook_events.last_receipt_outcome is
-  'What the last receipt did: stored, updated or duplicate (null before migration 002200).';
+comment on column public.webhook_events.recent_receipts is
+  'The last four receipts of this event, oldest first, as <receipt id>:<stored|updated|duplicate>.';
+
+-- recent_receipts with one more receipt (none when p_receipt_id is null), the last four kept.
+create or replace function public.webhook_receipts_after(p_receipts text[], p_receipt_id uuid, p_outcome text)
+returns text[]
+language sql
+immutable
+as $$
+  select case when p_receipt_id is null then p_receipts
+    else (p_receipts || (p_receipt_id::text || ':' || p_outcome))[greatest(1, cardinality(p_receipts) - 2):] end
+$$;
+
+-- What the receipt p_receipt_id did, when it is among recent_receipts; null otherwise.
+create or replace function public.webhook_receipt_outcome(p_receipts text[], p_receipt_id uuid)
+returns text
+language sql
+immutable
+as $$
+  select split_part(r, ':', 2) from unnest(p_receipts) r where split_part(r, ':', 1) = p_receipt_id::text limit 1
+$$;
+
+revoke all on function public.webhook_receipts_after(text[], uuid, text) from public, anon, authenticated;
+revoke all on function public.webhook_receipt_outcome(text[], uuid) from public, anon, authenticated;
+grant execute on function public.webhook_receipts_after(text[], uuid, text) to service_role;
+grant execute on function public.webhook_receipt_outcome(text[], uuid) to service_role;
 
 drop function if exists public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz);
 
@@ -68,7 +90,6 @@ language plpgsql
 as $$
 declare
   v_payload jsonb := coalesce(p_payload, p_raw_body::jsonb);
-  v_receipts uuid[] := case when p_receipt_id is null then '{}' else array[p_receipt_id] end;
   v_paused boolean;
   v_override_set boolean;
 begin
@@ -85,13 +106,12 @@ begin
     return query
       insert into public.webhook_events as e (
         event_key, event, message_id, conversation_id, account_id, inbox_id, delivery_id,
-        payload, raw_body, body_sha256, verified_by, sent_at, status, next_attempt_at, recent_receipt_ids,
-        last_receipt_outcome
+        payload, raw_body, body_sha256, verified_by, sent_at, status, next_attempt_at, recent_receipts
       )
       values (
         p_event_key, p_event, p_message_id, p_conversation_id, p_account_id, p_inbox_id, p_delivery_id,
         v_payload, p_raw_body, p_body_sha256, p_verified_by, p_sent_at, public.webhook_initial_status(p_event),
-        now(), v_receipts, 'stored'
+        now(), public.webhook_receipts_after('{}', p_receipt_id, 'stored')
       )
       on conflict (event_key) do update set
         payload = excluded.payload,
@@ -119,10 +139,9 @@ begin
                                then e.next_attempt_at else now() end,
         delivered_at = case when e.verified_by = 'chatwoot_api' or e.status = 'delivering'
                             then e.delivered_at else null end,
-        recent_receipt_ids = (e.recent_receipt_ids || v_receipts)[greatest(1, cardinality(e.recent_receipt_ids)
-                               + cardinality(v_receipts) - 3):],
-        last_receipt_outcome = case when e.verified_by = 'chatwoot_api' then 'stored' else 'updated' end
-      where not coalesce(p_receipt_id = any(e.recent_receipt_ids), false)
+        recent_receipts = public.webhook_receipts_after(e.recent_receipts, p_receipt_id,
+                            case when e.verified_by = 'chatwoot_api' then 'stored' else 'updated' end)
+      where public.webhook_receipt_outcome(e.recent_receipts, p_receipt_id) is null
         and ((e.verified_by = 'chatwoot_api' and excluded.verified_by <> 'chatwoot_api')
              or (e.body_sha256 <> excluded.body_sha256
                  and e.event <> 'message_created'
@@ -139,20 +158,15 @@ begin
 
     -- Neither inserted nor replaced, and the row is locked. When it names this receipt among its last ones, an
     -- earlier attempt of this call stored it (its statement went on after its connection was lost): count
-    -- nothing, change nothing. The last receipt's outcome is answered again, and a delivery may start, since
-    -- the attempt that said so never got its answer back; an older one was followed by another receipt, which
-    -- saw to the delivery, and counts as the duplicate it now is.
+    -- nothing, change nothing, answer what that attempt did. A delivery may start, since the attempt that said
+    -- so never got its answer back.
     return query
-      select e.id,
-             case when e.recent_receipt_ids[cardinality(e.recent_receipt_ids)] = p_receipt_id
-                  then e.last_receipt_outcome else 'duplicate' end,
-             e.receive_count, e.status,
-             e.recent_receipt_ids[cardinality(e.recent_receipt_ids)] = p_receipt_id
-               and e.last_receipt_outcome <> 'duplicate' and e.status = 'pending' and not v_paused,
-             v_override_set
+      select e.id, r.outcome, e.receive_count, e.status,
+             r.outcome <> 'duplicate' and e.status = 'pending' and not v_paused, v_override_set
         from public.webhook_events as e
+       cross join lateral (select public.webhook_receipt_outcome(e.recent_receipts, p_receipt_id) as outcome) r
        where e.event_key = p_event_key
-         and p_receipt_id = any(e.recent_receipt_ids);
+         and r.outcome is not null;
     if found then
       return;
     end if;
@@ -161,9 +175,7 @@ begin
       update public.webhook_events as e
          set receive_count = e.receive_count + 1,
              last_received_at = now(),
-             recent_receipt_ids = (e.recent_receipt_ids || v_receipts)[greatest(1, cardinality(e.recent_receipt_ids)
-                                    + cardinality(v_receipts) - 3):],
-             last_receipt_outcome = 'duplicate'
+             recent_receipts = public.webhook_receipts_after(e.recent_receipts, p_receipt_id, 'duplicate')
        where e.event_key = p_event_key
       returning e.id, 'duplicate'::text, e.receive_count, e.status, false, v_override_set;
     if found then
