@@ -361,6 +361,40 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a conversation that moves ahead during two passes is still read (the list moved)`,
+  async () => {
+    const lost = nextId++;
+    const now = () => Math.floor(Date.now() / 1000);
+    const b = { id: nextId++, last_activity_at: ago(10), messages: [] };
+    const c = { id: nextId++, last_activity_at: ago(20), messages: [] };
+    const x = {
+      id: nextId++,
+      last_activity_at: ago(25),
+      messages: [{ id: lost, message_type: 0, created_at: ago(25) }],
+    };
+    const d = { id: nextId++, last_activity_at: ago(30), messages: [] };
+    let calls = 0;
+    const api = startChatwootApi([b, c, x, d], {
+      onConversationsPage: () => {
+        calls++;
+        // Pass 0, after page 1: X gets a message (moves to the front, before the read offset).
+        if (calls === 1) x.last_activity_at = now();
+        // Pass 0, after page 2: two conversations already found get messages too (ahead of X again).
+        if (calls === 2) (c.last_activity_at = now() + 1, b.last_activity_at = now() + 2);
+        // Pass 1, after page 1 (both already found): X gets another message.
+        if (calls === 4) x.last_activity_at = now() + 3;
+      },
+    });
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [lost], `calls: ${calls}`);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a conversation deleted after it was listed is skipped with a warning, the rest read`,
   async () => {
     const s = await scenario();

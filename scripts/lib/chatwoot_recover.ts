@@ -111,7 +111,7 @@ function arrayAt(value: unknown, path: string[], where: string): Json[] {
 /** Whole seconds, as the API gives times: a `since` within a second keeps that second's messages. */
 const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 
-/** How far Chatwoot's clock may be ahead of ours, as far as telling the conversations active since a pass. */
+/** How far Chatwoot's clock may be behind ours, as far as telling the conversations active since a pass. */
 const CLOCK_SKEW_S = 60;
 const MAX_PASSES = 10;
 
@@ -120,16 +120,31 @@ const MAX_PASSES = 10;
  * paging stops at the first one older than that. Only the conversations the token's user may see are listed.
  *
  * Pages are offsets into that order, and Chatwoot is live: a conversation with new activity moves to the
- * first page, maybe after that page was read, and would be missed. So each further pass reads from the first
- * page again, as far as the conversations active since the previous pass began, until one finds nothing new.
- * (A conversation deleted meanwhile moves the later ones up a place, which no pass can notice.)
+ * first page, maybe after that page was read, and would be missed. Such a move pushes the rest down a place,
+ * so a conversation already read in the pass shows again on its next page. So each further pass reads from
+ * the first page again, as far as the conversations active since the previous pass began, until one is quiet:
+ * nothing new, nothing seen twice. (A conversation deleted meanwhile moves the later ones up a place, which no
+ * pass can notice.)
  */
-export async function conversationsActiveSince(api: ChatwootApi, since: Date): Promise<Json[]> {
+export async function conversationsActiveSince(
+  api: ChatwootApi,
+  since: Date,
+  progress: (line: string) => void = () => {},
+): Promise<Json[]> {
   const found = new Map<number, Json>();
   let floor = seconds(since);
-  for (let pass = 0; pass < MAX_PASSES; pass++) {
+  for (let pass = 0;; pass++) {
+    if (pass === MAX_PASSES) {
+      progress(
+        `warning: the conversation list was still moving after ${MAX_PASSES} passes; a conversation that ` +
+          `moved to the first page during the last one may be missed: run again for the same window`,
+      );
+      break;
+    }
     const passStarted = seconds(new Date());
+    const seenThisPass = new Set<number>();
     let added = 0;
+    let moved = false;
     pages: for (let page = 1;; page++) {
       const answer = await getJson(api, "/conversations", {
         status: "all",
@@ -142,12 +157,15 @@ export async function conversationsActiveSince(api: ChatwootApi, since: Date): P
         const activity = Number(conversation.last_activity_at ?? conversation.timestamp);
         if (Number.isFinite(activity) && activity < floor) break pages;
         const id = Number(conversation.id);
-        if (!Number.isSafeInteger(id) || found.has(id)) continue;
+        if (!Number.isSafeInteger(id)) continue;
+        if (seenThisPass.has(id)) moved = true;
+        seenThisPass.add(id);
+        if (found.has(id)) continue;
         found.set(id, conversation);
         added++;
       }
     }
-    if (pass > 0 && added === 0) break;
+    if (pass > 0 && added === 0 && !moved) break;
     floor = Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
   }
   return [...found.values()];
@@ -223,7 +241,7 @@ export async function scanForMissing(
         `conversations of the inboxes it belongs to are listed (an administrator's token lists them all)`,
     );
   }
-  const conversations = (await conversationsActiveSince(api, since))
+  const conversations = (await conversationsActiveSince(api, since, progress))
     .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
   const candidates: MissingMessage[] = [];
