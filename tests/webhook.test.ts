@@ -785,6 +785,9 @@ dbTest(
       assert.equal(lost.event_key, `message:${JSON.parse(body).id}:message_created`);
       assert.equal(lost.delivery_id, delivery);
       assert.match(String(lost.error), /ECONNREFUSED/);
+      // Where `deno task recover --since` would fetch it back from: a minute or two before now.
+      const since = Date.parse(String(lost.recover_since));
+      assert.ok(since <= Date.now() - 60_000 && since > Date.now() - 5 * 60_000, String(lost.recover_since));
       proxy.restore();
       // The same pool stores a new event, so whatever it still had queued has gone out by now: "Lost" is
       // said only once no statement of the event is left.

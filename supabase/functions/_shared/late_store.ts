@@ -140,9 +140,16 @@ export class LateStores {
       delivery_id: event.deliveryId,
       tried_for_ms: Date.now() - started,
       error,
+      // Where `deno task recover --since` may start to fetch it back (it recovers message_created only).
+      ...(event.event === "message_created" ? { recover_since: recoverSince(started) } : {}),
       ...extra,
     });
   }
+}
+
+/** A minute before the store gave up, to the minute: the request came at most a store budget earlier. */
+export function recoverSince(started: number): string {
+  return new Date(Math.floor((started - 60_000) / 60_000) * 60_000).toISOString();
 }
 
 /** Connection trouble may pass; a pool that was ended (the instance stopping) will not come back. */
