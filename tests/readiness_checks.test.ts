@@ -219,6 +219,17 @@ dbTest(
     assert.deepEqual(r.data?.rejections_24h, { signature_invalid: 2, timestamp_stale: 1 });
     assert.equal(r.data?.events_24h, 0);
     assert.equal(r.data?.last_verified_webhook_at, null);
+
+    // A message recovered from Chatwoot's API (deno task recover) came by no webhook: it proves nothing.
+    const [{ id }] = await db.sql`select public.recover_webhook_event('message:424299:message_created',
+      'message_created', 424299, 1, 1, 1, '{"event":"message_created","id":424299}', repeat('c', 64)) as id`;
+    const recovered = await checkWebhookPipeline(
+      deps({}, { deliveryHealthView: "delivery_health_not_there" }),
+    );
+    assert.deepEqual(recovered.proves, []);
+    assert.match(recovered.detail, /no verified webhook received yet/);
+    assert.equal(recovered.data?.events_24h, 1);
+    await db.sql`delete from public.webhook_events where id = ${id}`;
   },
 );
 
