@@ -9,7 +9,11 @@
 // give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
 // message's current state, not its edits, and conversation events leave nothing to list.
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
-import { eventColumns, parseChatwootEvent } from "../../supabase/functions/_shared/chatwoot_payload.ts";
+import {
+  eventColumns,
+  messageEventKey,
+  parseChatwootEvent,
+} from "../../supabase/functions/_shared/chatwoot_payload.ts";
 import { sha256Hex } from "../../supabase/functions/_shared/signature.ts";
 
 export interface ChatwootApi {
@@ -211,14 +215,14 @@ export interface RecoveryScan {
   missing: MissingMessage[];
 }
 
-/** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
 export interface ScanOptions {
-  /** Only these inboxes (a webhook of an API inbox or agent bot covers one); all the token sees when unset. */
+  /** Only these inboxes (an API inbox's or agent bot's webhook covers only its own); all the token sees when unset. */
   inboxIds?: number[];
   /** Progress and warnings, a line at a time. */
   progress?: (line: string) => void;
 }
 
+/** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
 export async function scanForMissing(
   api: ChatwootApi,
   sql: Sql,
@@ -263,13 +267,13 @@ export async function scanForMissing(
       candidates.push({ message, conversation });
     }
   }
-  const keys = candidates.map((c) => messageCreatedKey(c.message.id));
+  const keys = candidates.map((c) => messageEventKey(c.message.id, "message_created"));
   const stored = new Set(
     (await sql<{ event_key: string }[]>`
       select event_key from public.webhook_events where event_key = any(${keys}::text[])`)
       .map((r) => r.event_key),
   );
-  const missing = candidates.filter((c) => !stored.has(messageCreatedKey(c.message.id)));
+  const missing = candidates.filter((c) => !stored.has(messageEventKey(c.message.id, "message_created")));
   missing.sort((a, b) => a.message.created_at - b.message.created_at || a.message.id - b.message.id);
   return {
     conversations: conversations.length,
@@ -278,8 +282,6 @@ export async function scanForMissing(
     missing,
   };
 }
-
-const messageCreatedKey = (id: number) => `message:${id}:message_created`;
 
 /** The token's user's role in the account (administrator or agent), or null when the profile does not say. */
 async function tokenRole(api: ChatwootApi): Promise<string | null> {

@@ -178,6 +178,9 @@ const first = (...values: unknown[]): number | null => {
   return null;
 };
 
+/** The stored key of a message event: a message_updated never overwrites its message_created. */
+export const messageEventKey = (messageId: number | null, event: string) => `message:${messageId}:${event}`;
+
 /** The stored key and query columns of a validated payload. */
 export function eventColumns(payload: Json, event: string, bodySha256: string): EventColumns {
   const isMessage = (MESSAGE_EVENTS as readonly string[]).includes(event);
@@ -188,7 +191,7 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
   const messageId = isMessage ? int(payload.id) : null;
   return {
     event,
-    eventKey: isMessage ? `message:${messageId}:${event}` : `${event}:${bodySha256}`,
+    eventKey: isMessage ? messageEventKey(messageId, event) : `${event}:${bodySha256}`,
     messageId,
     conversationId: isConversation ? int(payload.id) : first(conversation?.id),
     accountId: first(

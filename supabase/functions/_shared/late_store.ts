@@ -148,7 +148,7 @@ export class LateStores {
 }
 
 /** A minute before the store gave up, to the minute: the request came at most a store budget earlier. */
-export function recoverSince(started: number): string {
+function recoverSince(started: number): string {
   return new Date(Math.floor((started - 60_000) / 60_000) * 60_000).toISOString();
 }
 
