@@ -44,9 +44,14 @@ try {
       ["last received", when(health.last_received_at)],
       ["last delivered", when(health.last_delivered_at)],
       ["failing since", health.failing_since ? when(health.failing_since) : "-"],
+      ["stalled since", health.stalled_since ? when(health.stalled_since) : "-"],
       [
         "escalate",
-        health.escalate ? "YES: deliveries failing for more than 5 minutes (runbook: escalate)" : "no",
+        !health.escalate
+          ? "no"
+          : health.stalled_since
+          ? "YES: events are due and no forwarder has claimed one for 5 minutes (runbook: escalate)"
+          : "YES: deliveries failing for more than 5 minutes (runbook: escalate)",
       ],
       ["paused", health.paused ? "YES: forwarding is paused" : "no"],
     ];

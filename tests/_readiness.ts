@@ -104,6 +104,7 @@ export interface DeliveryHealthValues {
   escalate?: boolean;
   paused?: boolean;
   failing_since?: string | null;
+  stalled_since?: string | null;
 }
 
 /** A view with the contract's exact columns and types over fixed values. */
@@ -123,7 +124,8 @@ export async function createDeliveryHealthView(
       null::timestamptz as last_failure_at,
       ${lit(v.failing_since)}::timestamptz as failing_since,
       ${v.escalate ?? false} as escalate,
-      ${v.paused ?? false} as paused`);
+      ${v.paused ?? false} as paused,
+      ${lit(v.stalled_since)}::timestamptz as stalled_since`);
 }
 
 /** Stores one verified webhook the way the chatwoot-webhook function does. */

@@ -144,6 +144,90 @@ dbTest(
 );
 
 dbTest(
+  "forwarding: health view: a forwarding that has stopped escalates after 5 minutes (stalled_since)",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const health = async () =>
+        (await db.sql`select backlog, escalate, failing_since, stalled_since,
+                             extract(epoch from now() - stalled_since)::int as stalled_for
+                        from public.webhook_pipeline_health`)[0];
+      const head = await storeSample(db.sql, "message_created", { conversationId: 501 });
+      const follower = await storeSample(db.sql, "message_created", { conversationId: 501 });
+      const other = await storeSample(db.sql, "message_created", { conversationId: 502 });
+      // Stored 4 minutes ago and never claimed: not yet 5 minutes.
+      await db.sql`update public.webhook_events set next_attempt_at = now() - interval '4 minutes'`;
+      let h = await health();
+      assert.equal(h.escalate, false);
+      assert.equal(h.stalled_since, null);
+
+      // No forwarder for 10 minutes: stalled since the oldest claimable event became due. The follower (due
+      // earlier still) is held back behind its conversation's head, so a claim would not take it.
+      await db
+        .sql`update public.webhook_events set next_attempt_at = now() - interval '10 minutes' where id = ${head}`;
+      await db
+        .sql`update public.webhook_events set next_attempt_at = now() - interval '30 minutes' where id = ${follower}`;
+      await db
+        .sql`update public.webhook_events set next_attempt_at = now() - interval '8 minutes' where id = ${other}`;
+      h = await health();
+      assert.equal(h.escalate, true);
+      assert.equal(h.failing_since, null, "nothing failed: nothing was attempted");
+      assert.ok(Math.abs(h.stalled_for - 600) <= 2, `stalled for ${h.stalled_for} s`);
+      const stats = await runScript("scripts/stats.ts", [], db.url);
+      assert.equal(stats.code, 0, stats.stderr);
+      assert.match(stats.stdout, /stalled since\s+\S+ \(10\.\d min ago\)/);
+      assert.match(
+        stats.stdout,
+        /escalate\s+YES: events are due and no forwarder has claimed one for 5 minutes/,
+      );
+
+      // Paused on purpose: not stalled (readiness warns about the pause itself).
+      await db.sql`update public.relay_settings set forwarding_paused = true`;
+      h = await health();
+      assert.deepEqual([h.escalate, h.stalled_since], [false, null]);
+      await db.sql`update public.relay_settings set forwarding_paused = false`;
+
+      // A forwarder at work in the last 5 minutes (here, a claim in flight): a slow drain, not a stall.
+      await db.sql`update public.webhook_events
+                      set status = 'delivering', attempts = 1, leased_by = 'w', leased_version = version,
+                          leased_at = now() - interval '1 minute', lease_expires_at = now() + interval '1 minute'
+                    where id = ${other}`;
+      h = await health();
+      assert.deepEqual([h.escalate, h.stalled_since], [false, null]);
+
+      // That forwarder died: it claimed 7 minutes ago, its lease expired 6 minutes ago, and no claim has
+      // reclaimed it since. Stalled since that claim, the last sign of a forwarder at work.
+      await db.sql`update public.webhook_events
+                      set leased_at = now() - interval '7 minutes', lease_expires_at = now() - interval '6 minutes'
+                    where id = ${other}`;
+      h = await health();
+      assert.equal(h.escalate, true);
+      assert.ok(Math.abs(h.stalled_for - 420) <= 2, `stalled for ${h.stalled_for} s`);
+
+      // A forwarder runs again: it reclaims the lease, delivers all three, and the stall is over.
+      let delivered = 0;
+      for (let i = 0; i < 5 && delivered < 3; i++) {
+        delivered += (await drain(db.sql, config, { log: memoryLogger() })).delivered;
+      }
+      assert.equal(delivered, 3);
+      assert.equal(sdk.received.length, 3);
+      h = await health();
+      assert.deepEqual([Number(h.backlog), h.escalate, h.stalled_since], [0, false, null]);
+
+      // A follower waiting behind a head that retries later is not stalled, however long it has been due.
+      const retrying = await storeSample(db.sql, "message_created", { conversationId: 503 });
+      const behind = await storeSample(db.sql, "message_created", { conversationId: 503 });
+      await db.sql`update public.webhook_events set attempts = 1, next_attempt_at = now() + interval '1 hour'
+                    where id = ${retrying}`;
+      await db
+        .sql`update public.webhook_events set next_attempt_at = now() - interval '1 hour' where id = ${behind}`;
+      await db.sql`update public.webhook_delivery_attempts set recorded_at = now() - interval '20 minutes'`;
+      h = await health();
+      assert.deepEqual([Number(h.backlog), h.escalate, h.stalled_since], [2, false, null]);
+    });
+  },
+);
+
+dbTest(
   "forwarding: forward-events answers 503 unconfigured, 401 without the token, 200 with a summary",
   async () => {
     await withForwardingSetup(async (db, sdk, config) => {

@@ -243,6 +243,11 @@ dbTest(
       escalate: true,
       failing_since: "2026-01-01T00:00:00Z",
     });
+    await createDeliveryHealthView(db.sql, "test_health_stalled", {
+      backlog: 7,
+      escalate: true,
+      stalled_since: "2026-01-01T00:00:00Z",
+    });
     await createDeliveryHealthView(db.sql, "test_health_paused", { paused: true, dead_count: 3 });
     await db.sql.unsafe(`create view public.test_health_broken as select 1::bigint as backlog`);
     await db.sql.unsafe(`create view public.test_health_two_rows as
@@ -267,6 +272,14 @@ dbTest(
     assert.match(escalate.detail, /failing since 2026-01-01T00:00:00.000Z \(escalate per runbook\)/);
     assert.deepEqual(escalate.proves, ["task-9", "inbox-4", "validation-3"]);
 
+    const stalled = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_stalled" }));
+    assert.equal(stalled.status, "fail");
+    assert.match(
+      stalled.detail,
+      /^forwarding stalled since 2026-01-01T00:00:00.000Z: events are due and no forwarder/,
+    );
+    assert.doesNotMatch(stalled.detail, /failing since/);
+
     const paused = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_paused" }));
     assert.equal(paused.status, "warn");
     assert.match(paused.detail, /forwarding is paused; 3 dead events/);
@@ -278,6 +291,35 @@ dbTest(
     const twoRows = await checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_two_rows" }));
     assert.equal(twoRows.status, "fail");
     assert.match(twoRows.detail, /returned 2 rows, expected 1/);
+  },
+);
+
+dbTest(
+  "readiness check webhook_pipeline: a stored event no forwarder claimed for 5 minutes fails it (stalled)",
+  async () => {
+    await storeVerifiedWebhook(db.sql, 424301);
+    try {
+      const fresh = await checkWebhookPipeline(deps({}));
+      assert.doesNotMatch(fresh.detail, /stalled/);
+      assert.equal((fresh.data?.delivery as Record<string, unknown>).stalled_since, null);
+      // No forwarder ran since it was stored, 6 minutes ago (nothing scheduled, or its token refused). In a
+      // conversation of its own: behind an earlier open event of its conversation a claim would not take it.
+      await db.sql`update public.webhook_events
+                      set next_attempt_at = now() - interval '6 minutes', conversation_id = 424301
+                    where message_id = 424301`;
+      const stalled = await checkWebhookPipeline(deps({}));
+      assert.equal(stalled.status, "fail");
+      assert.match(
+        stalled.detail,
+        /^forwarding stalled since \S+: events are due and no forwarder has claimed/,
+      );
+      const delivery = stalled.data?.delivery as Record<string, unknown>;
+      assert.equal(delivery.escalate, true);
+      assert.equal(delivery.failing_since, null);
+      assert.ok(typeof delivery.stalled_since === "string");
+    } finally {
+      await db.sql`delete from public.webhook_events where message_id = 424301`;
+    }
   },
 );
 

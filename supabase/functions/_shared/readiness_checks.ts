@@ -290,6 +290,7 @@ export const DELIVERY_HEALTH_COLUMNS = [
   "failing_since",
   "escalate",
   "paused",
+  "stalled_since",
 ] as const;
 
 const num = (value: unknown) => value === null || value === undefined ? null : Number(value);
@@ -388,10 +389,17 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           failing_since: iso(h.failing_since),
           escalate: Boolean(h.escalate),
           paused: Boolean(h.paused),
+          stalled_since: iso(h.stalled_since),
         };
         data.delivery = delivery;
         parts.push(`backlog ${delivery.backlog}`, `dead ${delivery.dead_count}`);
-        if (delivery.escalate) {
+        // escalate is failing for 5 minutes, or stalled: events a claim would take, and no forwarder at work.
+        if (delivery.escalate && delivery.stalled_since) {
+          failures.push(
+            `forwarding stalled since ${delivery.stalled_since}: events are due and no forwarder has claimed ` +
+              "one for 5 minutes (is the forwarder scheduled and its token right? escalate per runbook)",
+          );
+        } else if (delivery.escalate) {
           failures.push(
             `Agent SDK deliveries failing since ${delivery.failing_since} (escalate per runbook)`,
           );

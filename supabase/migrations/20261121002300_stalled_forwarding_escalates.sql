@@ -1,0 +1,138 @@
+-- A forwarding that has stopped escalates, as one that fails does.
+--
+-- escalate was "deliveries failing for more than 5 minutes" only, read from the attempts a forwarder records.
+-- A forwarder that never runs records nothing: the pg_cron job unscheduled or its Vault secret wrong, a
+-- FORWARDER_TOKEN that forward-events refuses, the function not deployed, a server process killed with its
+-- leases. Events then waited without end while escalate said false, the readiness probe said 200 and
+-- `deno task stats` said "escalate no".
+-- stalled_since is set when an event has been claimable for more than 5 minutes (due, first of its
+-- conversation's open events, or its lease expired) and nothing was claimed, attempted or reclaimed in those
+-- 5 minutes; it is the later of the two times. escalate is now failing or stalled. A paused forwarding is
+-- not stalled (readiness warns about it apart); an event held back behind its conversation's retrying head,
+-- or a drain that is slow but moving, is not stalled either.
+-- Both health views keep their columns, in their order, and gain stalled_since at the end.
+
+create or replace view public.webhook_delivery_health
+with (security_invoker = false) -- as 000400 set it: analysts read it through webhook_pipeline_health
+as
+with open_events as (
+  -- Pending and delivering counted apart, so each reads its own partial index (due_idx, lease_idx); the
+  -- single "status in (...)" matched neither and scanned the whole table.
+  select sum(o.n) as backlog, min(o.oldest) as oldest_pending_at
+    from (
+      select count(*) as n, min(e.last_received_at) as oldest from public.webhook_events e where e.status = 'pending'
+      union all
+      select count(*), min(e.last_received_at) from public.webhook_events e where e.status = 'delivering'
+    ) o
+), outcomes as (
+  select
+    (select max(a.recorded_at) from public.webhook_delivery_attempts a where a.succeeded) as last_success_at,
+    (select max(a.recorded_at) from public.webhook_delivery_attempts a
+      where not a.succeeded and a.outcome <> 'lease_expired') as last_failure_at
+), failing as (
+  select o.*,
+         (select min(a.recorded_at) from public.webhook_delivery_attempts a
+           where not a.succeeded and a.outcome <> 'lease_expired'
+             and a.recorded_at > coalesce(o.last_success_at, '-infinity')
+             and o.last_failure_at > coalesce(o.last_success_at, '-infinity')) as failing_since
+    from outcomes o
+), activity as (
+  -- The last sign of a forwarder at work: an attempt recorded (success_idx, failure_idx), a lease reclaimed
+  -- (lease_expired_idx), or a claim not yet reported (the few delivering rows, lease_idx).
+  select f.*,
+         greatest(
+           f.last_success_at,
+           f.last_failure_at,
+           (select max(a.recorded_at) from public.webhook_delivery_attempts a where a.outcome = 'lease_expired'),
+           (select max(e.leased_at) from public.webhook_events e where e.status = 'delivering')
+         ) as last_activity_at,
+         coalesce((select s.forwarding_paused from public.relay_settings s where s.id), false) as paused
+    from failing f
+), waiting as materialized ( -- computed once, though escalate and stalled_since both read it
+  -- Looked for only when no forwarder has been at work for 5 minutes. The oldest event a claim would take
+  -- that has waited that long: due pending events from the start of due_idx, skipping those held back by an
+  -- earlier open event of their conversation (claim_webhook_events' head rule), and expired leases
+  -- (lease_idx).
+  select a.*,
+         case when not a.paused and coalesce(a.last_activity_at, '-infinity') < now() - interval '5 minutes' then
+           least(
+             (select e.next_attempt_at from public.webhook_events e
+               where e.status = 'pending' and e.next_attempt_at < now() - interval '5 minutes'
+                 and (e.conversation_id is null or not exists (
+                   select 1 from public.webhook_events p
+                    where p.conversation_id = e.conversation_id
+                      and p.account_id is not distinct from e.account_id
+                      and p.status in ('pending', 'delivering')
+                      and p.id <> e.id
+                      and case when p.status = 'delivering' then true else p.id < e.id end))
+               order by e.next_attempt_at, e.id
+               limit 1),
+             (select min(e.lease_expires_at) from public.webhook_events e
+               where e.status = 'delivering' and e.lease_expires_at < now() - interval '5 minutes')
+           )
+         end as claimable_since
+    from activity a
+)
+select
+  oe.backlog::bigint as backlog,
+  oe.oldest_pending_at,
+  round(extract(epoch from now() - oe.oldest_pending_at)::numeric, 3) as oldest_pending_age_seconds,
+  (select count(*) from public.webhook_events e where e.status = 'dead')::bigint as dead_count,
+  w.last_success_at,
+  w.last_failure_at,
+  w.failing_since,
+  coalesce(w.failing_since < now() - interval '5 minutes', false) or w.claimable_since is not null as escalate,
+  w.paused,
+  case when w.claimable_since is not null then greatest(w.claimable_since, w.last_activity_at) end
+    as stalled_since
+from open_events oe
+cross join waiting w;
+
+comment on view public.webhook_delivery_health is
+  'One row: backlog, oldest pending, dead count, last success/failure, failing_since, stalled_since and '
+  'escalate (failing for more than 5 min, or stalled: claimable events and no forwarder at work for 5 min).';
+
+create or replace view public.webhook_pipeline_health as
+select
+  h.backlog,
+  h.oldest_pending_at,
+  h.oldest_pending_age_seconds,
+  (select count(distinct a.event_id) from public.webhook_delivery_attempts a
+    where a.succeeded and a.outcome = 'delivered'
+      and a.recorded_at > now() - interval '1 hour')::bigint as delivered_last_hour,
+  (select count(distinct a.event_id) from public.webhook_delivery_attempts a
+    where a.succeeded and a.outcome = 'delivered'
+      and a.recorded_at > now() - interval '1 day')::bigint as delivered_last_day,
+  -- Deaths reported by a forwarder (failure_idx) and deaths at the reclaim of an expired lease
+  -- (lease_expired_idx); the reclaim's error names the latter.
+  (select count(distinct a.event_id) from public.webhook_delivery_attempts a
+    where ((not a.succeeded and a.outcome <> 'lease_expired' and a.outcome = 'dead')
+           or (a.outcome = 'lease_expired' and a.error like '%attempts exhausted'))
+      and a.recorded_at > now() - interval '1 hour')::bigint as dead_last_hour,
+  (select count(distinct a.event_id) from public.webhook_delivery_attempts a
+    where ((not a.succeeded and a.outcome <> 'lease_expired' and a.outcome = 'dead')
+           or (a.outcome = 'lease_expired' and a.error like '%attempts exhausted'))
+      and a.recorded_at > now() - interval '1 day')::bigint as dead_last_day,
+  h.dead_count as dead_total,
+  -- The latest receipt, from indexes: delivered and skipped rows by webhook_events_prunable_idx (one entry
+  -- from its end), open and dead rows (the backlog and the dead letters) through their own partial indexes.
+  greatest(
+    (select max(e.last_received_at) from public.webhook_events e where e.status in ('delivered', 'skipped')),
+    (select max(e.last_received_at) from public.webhook_events e where e.status = 'pending'),
+    (select max(e.last_received_at) from public.webhook_events e where e.status = 'delivering'),
+    (select max(e.last_received_at) from public.webhook_events e where e.status = 'dead')
+  ) as last_received_at,
+  -- The latest successful delivery (its attempt row, recorded in the same transaction as delivered_at), from
+  -- the end of webhook_delivery_attempts_success_idx.
+  (select max(a.recorded_at) from public.webhook_delivery_attempts a
+    where a.succeeded and a.outcome = 'delivered') as last_delivered_at,
+  h.last_failure_at,
+  h.failing_since,
+  h.escalate,
+  h.paused,
+  h.stalled_since
+from public.webhook_delivery_health h;
+
+comment on view public.webhook_pipeline_health is
+  'One row: backlog, oldest pending age, delivered/dead in the last hour and day, last received/delivered, '
+  'escalate (failing or stalled for more than 5 minutes) and stalled_since.';
