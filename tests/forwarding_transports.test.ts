@@ -17,6 +17,7 @@ import {
   drain,
   EXCERPT_BYTES,
   fetchTransport,
+  storableText,
 } from "../supabase/functions/_shared/forwarder.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { ChatwootSignatureVerifier } from "../supabase/functions/_shared/signature.ts";
@@ -123,6 +124,47 @@ transportTest(
       assert.deepEqual(sdk.received.map((r) => r.attempt), [1, 2, 4]);
       assert.deepEqual(sdk.accepted().map((r) => r.attempt), [4]);
       assert.equal(await statusOf(db.sql, id), "delivered");
+    });
+  },
+);
+
+transportTest(
+  "an answer with a NUL byte or a broken UTF-16 pair is stored as U+FFFD; the batch is written back once",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      // Three events, one batch: a 2xx whose body holds a NUL (a binary answer), a 500 with one, and a plain 200.
+      const ids = [
+        await storeSample(db.sql, "message_created", { conversationId: 1 }),
+        await storeSample(db.sql, "message_created", { conversationId: 2 }),
+        await storeSample(db.sql, "message_created", { conversationId: 3 }),
+      ];
+      sdk.behave((r) =>
+        r.eventId === ids[0]
+          ? new Response(new Uint8Array([0x6f, 0x6b, 0x00, 0xff, 0x21]), { status: 200 })
+          : r.eventId === ids[1]
+          ? new Response("bad\u0000input", { status: 500 })
+          : ok()
+      );
+      const summary = await drain(db.sql, config, {
+        budgetMs: 0,
+        batchSize: 10,
+        log: memoryLogger(),
+        transport,
+      });
+      assert.deepEqual([summary.delivered, summary.retried], [2, 1]);
+      assert.deepEqual(await Promise.all(ids.map((id) => statusOf(db.sql, id))), [
+        "delivered",
+        "pending",
+        "delivered",
+      ]);
+      const excerpt = async (id: number) =>
+        (await db.sql<{ response_excerpt: string }[]>`
+          select response_excerpt from public.webhook_delivery_attempts where event_id = ${id}`)[0]
+          .response_excerpt;
+      assert.equal(await excerpt(ids[0]), "ok\uFFFD\uFFFD!");
+      assert.equal(await excerpt(ids[1]), "bad\uFFFDinput");
+      assert.equal(storableText("a\uD800b"), "a\uFFFDb", "a lone surrogate, which jsonb refuses too");
+      assert.equal(sdk.received.length, 3, "each sent once");
     });
   },
 );

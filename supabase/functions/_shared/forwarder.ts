@@ -296,10 +296,10 @@ export async function deliver(
       timeoutMs: event.request_timeout_ms,
     });
     result.http_status = answer.status;
-    result.response_excerpt = answer.excerpt;
+    result.response_excerpt = storableText(answer.excerpt);
     if (!isSuccess(answer.status)) result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
   } catch (error) {
-    result.error = describeTransportError(error, event.request_timeout_ms);
+    result.error = storableText(describeTransportError(error, event.request_timeout_ms));
   }
   result.duration_ms = Math.round(performance.now() - t0);
   if (result.http_status !== null && isSuccess(result.http_status)) {
@@ -318,6 +318,15 @@ export async function deliver(
     });
   }
   return result;
+}
+
+/**
+ * Text the write-back can store. jsonb and text refuse U+0000 (and a lone surrogate), and one such character
+ * in any answer's excerpt failed the whole batch's write-back: every event in it was sent again once its lease
+ * expired, though answered 2xx. Each becomes U+FFFD.
+ */
+export function storableText(text: string | null): string | null {
+  return text === null ? null : text.replaceAll("\u0000", "\uFFFD").toWellFormed();
 }
 
 /** A 2xx answer: the only kind that counts as delivered. */
