@@ -961,6 +961,49 @@ Deno.test({
   },
 });
 
+for (const setting of ["lock_timeout", "statement_timeout"]) {
+  Deno.test({
+    name:
+      `webhook [${db.kind}]: a ${setting} set for the database ends a lock wait as a 503 and a late store, ` +
+      `not a 500 that drops the event`,
+    ignore: db.kind !== "postgres", // a second session holds the lock; PGlite is one session
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      // As an operator may set it (Supabase documents alter database/role … set statement_timeout).
+      const [{ name }] = await sql<{ name: string }[]>`select current_database() as name`;
+      await sql.unsafe(`alter database "${name}" set ${setting} = '300ms'`);
+      const config = webhookConfigFromEnv({
+        CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+        CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "60",
+      });
+      assert.ok(config.ok);
+      config.config.storeBudgetMs = 1_000;
+      const appSql = connect(db.url, { max: 2 }); // new sessions: they take the database's setting
+      const log = memoryLogger();
+      const app = createChatwootWebhookApp({ config, sql: appSql, log });
+      const body = uniqueMessage();
+      try {
+        const lock = await lockWebhookEvents(sql);
+        try {
+          const res = await post(app, signedRequest(URL_BASE, body));
+          assert.equal(res.status, 503, JSON.stringify(res.body));
+          assert.equal(res.body.error, "database_unavailable");
+          const failed = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
+          assert.match(String(failed?.error), /canceling statement due to (lock|statement) timeout/);
+          assert.equal(failed?.late_store, "trying");
+        } finally {
+          await lock.release();
+        }
+        await assertStoredLateOnce(log, sql, body);
+      } finally {
+        await appSql.end({ timeout: 1 });
+        await sql.unsafe(`alter database "${name}" reset ${setting}`);
+      }
+    },
+  });
+}
+
 dbTest(
   `webhook [${db.kind}]: a receipt stored again with its own receipt id answers what it did, counting nothing`,
   async () => {
@@ -1054,6 +1097,17 @@ dbTest(
       assert.equal(res.body.error, "internal_error");
       const failure = log.lines.find((l) => l.msg === "[Chatwoot Webhook] Store failed");
       assert.match(String(failure?.error), /ingest_webhook_event/);
+      assert.equal(failure?.late_store, "trying");
+      // One more try in the background fails the same way: the event is logged Lost, with where
+      // `deno task recover` may start to fetch it back.
+      const lost = await eventually(
+        () => Promise.resolve(log.lines.find((l) => l.msg === "[Chatwoot Webhook] Lost")),
+        10_000,
+        "the Lost line",
+      );
+      assert.equal(lost.event_key, failure?.event_key);
+      assert.match(String(lost.recover_since), /^\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000Z$/);
+      assert.match(String(lost.error), /ingest_webhook_event/);
     } finally {
       await bareSql.end({ timeout: 1 });
       await bare.stop();

@@ -210,9 +210,13 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       const cause = error instanceof DeadlineExceeded ? error.lastError : error;
       const unstorable = bodyNotStorable(error);
       // Out of budget: Chatwoot will not send it again, so this instance goes on trying in the background.
+      // An error retrying within the budget could not fix (ours, not the body's) gets one more try there too,
+      // which logs it Lost, with where to recover it from, if it fails again.
       const late = error instanceof DeadlineExceeded
         ? (lateStores ? lateStores.take(toStore, error.inFlight as Promise<StoredEvent> | null) : "off")
-        : undefined;
+        : unstorable
+        ? undefined
+        : (lateStores ? lateStores.take(toStore, null) : "off");
       log(unstorable ? "warn" : "error", `${LOG} Store failed`, {
         event: columns.event,
         event_key: columns.eventKey,
@@ -220,6 +224,9 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         error: cause instanceof Error ? cause.message : String(cause),
         ...(late !== undefined ? { late_store: late ?? "trying" } : {}),
       });
+      if (!(error instanceof DeadlineExceeded) && !unstorable) {
+        return reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
+      }
       // Not taken over: "may not", since the statement still queued or waiting (on a lock, say) can store it.
       return late === null
         ? reject(
@@ -236,9 +243,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           c,
           new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored"),
         )
-        : unstorable
-        ? reject(c, new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"))
-        : reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
+        : reject(c, new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"));
     }
 
     const duplicate = stored.outcome === "duplicate";

@@ -83,11 +83,16 @@ export function releaseStatementText(query: object): void {
   if (q.statement) q.statement.string = undefined;
 }
 
-/** True for errors where the same query may succeed a moment later (connection trouble, contention). */
+/**
+ * True for errors where the same query may succeed a moment later: connection trouble, contention, and the
+ * server's own limits on waiting (lock_timeout 55P03, statement_timeout 57014, which an operator may set for
+ * the database or role) or a read-only spell (25006, hosted Supabase when its disk is full). A lock wait
+ * ended by a timeout is the same lock wait: a webhook's store must go on to its late store, not answer 500.
+ */
 export function isTransientDbError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: string }).code ?? "";
-  if (/^(08|53|57P0|40001|40P01)/.test(code)) return true;
+  if (/^(08|53|57P0|40001|40P01|55P03|57014|25006)/.test(code)) return true;
   return [
     "ECONNREFUSED",
     "ECONNRESET",
