@@ -5,6 +5,7 @@
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
 import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
+import { headerTokenProblem } from "../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import {
   type ChatwootApi,
@@ -63,6 +64,11 @@ const unset = [
 ].filter((v) => v !== null);
 if (unset.length > 0) {
   console.error(`Set ${unset.join(", ")} (or the _PROD names) to read Chatwoot's API`);
+  Deno.exit(2);
+}
+const tokenProblem = headerTokenProblem("CHATWOOT_API_TOKEN", chatwoot.apiToken);
+if (tokenProblem) {
+  console.error(tokenProblem);
   Deno.exit(2);
 }
 const api: ChatwootApi = {

@@ -169,6 +169,37 @@ transportTest(
   },
 );
 
+transportTest(
+  "an AGENT_SDK_TOKEN a header cannot carry is a failed attempt naming the setting; the token is never shown",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const tail = "SECRET-agent-3b9f1e";
+      for (const token of [`agent-token\n${tail}`, `agent-token\u0000${tail}`, `agent token ${tail}`]) {
+        const id = await storeSample(db.sql);
+        const log = memoryLogger();
+        const summary = await drain(db.sql, { ...config, agentSdkToken: token }, {
+          budgetMs: 0,
+          log,
+          transport,
+        });
+        assert.equal(summary.retried, 1);
+        const [attempt] = await attemptsOf(db.sql, id);
+        assert.equal(
+          attempt.error,
+          "AGENT_SDK_TOKEN holds characters an HTTP header cannot carry (a line break, a space, or a character " +
+            "past ASCII)",
+        );
+        const [row] = await db.sql`select last_error from public.webhook_events where id = ${id}`;
+        for (const text of [JSON.stringify(attempt), String(row.last_error), JSON.stringify(log.lines)]) {
+          assert.ok(!text.includes(tail), `the token shows: ${text}`);
+        }
+        await db.sql`delete from public.webhook_events where id = ${id}`;
+      }
+      assert.equal(sdk.received.length, 0, "nothing sent");
+    });
+  },
+);
+
 transportTest("Retry-After of a 429 sets the next attempt", async (transport) => {
   await withForwardingSetup(async (db, sdk, config) => {
     const id = await storeSample(db.sql);

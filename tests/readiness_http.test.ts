@@ -15,8 +15,8 @@ import {
   MAX_PATCH_BYTES,
   parsePatch,
   type ReadinessDeps,
-  secretValues,
 } from "../supabase/functions/_shared/readiness.ts";
+import { secretValues, withoutSecrets } from "../supabase/functions/_shared/env.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { startDbProxy } from "./_proxy.ts";
@@ -440,6 +440,47 @@ dbTest(
     );
   },
 );
+
+dbTest(
+  "readiness: a CHATWOOT_API_TOKEN a header cannot carry fails the check, and is never shown",
+  async () => {
+    await ensureDeliveryHealthView(db.sql);
+    const tail = "SECRET-rb-7d41c0a9e2";
+    for (const token of [`tok-part-one\n${tail}`, `tok-part-one\u0000${tail}`]) {
+      const log = memoryLogger();
+      const app = createReadinessApp({
+        sql: db.sql,
+        env: fullEnv(chatwoot.url, { CHATWOOT_API_TOKEN: token }),
+        log,
+        cacheMs: 0,
+        checkTimeoutMs: 10_000,
+      });
+      const json = await (await app.request("/readiness")).text();
+      const api = JSON.parse(json).checks.find((c: { name: string }) => c.name === "chatwoot_api");
+      assert.equal(api.status, "fail");
+      assert.match(api.detail, /^CHATWOOT_API_TOKEN holds characters an HTTP header cannot carry/);
+      const html = await (await app.request("/readiness?format=html")).text();
+      const probe = await (await app.request("/readiness/probe")).text();
+      for (
+        const [where, text] of [["json", json], ["html", html], ["probe", probe], [
+          "log",
+          JSON.stringify(log.lines),
+        ]]
+      ) {
+        assert.ok(!text.includes(tail), `${where} shows CHATWOOT_API_TOKEN`);
+      }
+    }
+  },
+);
+
+Deno.test("readiness: an error's text loses every configured secret, and a header value fetch quotes", () => {
+  const secrets = secretValues({ CHATWOOT_API_TOKEN: "abcdefgh-12345", AGENT_SDK_TOKEN: "x\ny-0123456789" });
+  assert.equal(
+    withoutSecrets('Invalid header value: "x\\ny-0123456789"; token abcdefgh-12345 refused', secrets),
+    "Invalid header value; token *** refused",
+  );
+  assert.equal(withoutSecrets("Invalid header value: x\ny-0123456789", secrets), "Invalid header value");
+});
 
 dbTest("readiness: without a database every route answers 503 not_configured", async () => {
   const a = createReadinessApp({ sql: null, env: fullEnv(chatwoot.url), log: memoryLogger() });

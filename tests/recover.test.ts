@@ -326,6 +326,13 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
     const unset = await runScript("scripts/recover.ts", args, db.url, { CHATWOOT_BASE_URL: api.url });
     assert.equal(unset.code, 2);
     assert.match(unset.stderr, /Set CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
+    const broken = await runScript("scripts/recover.ts", args, db.url, {
+      ...env,
+      CHATWOOT_API_TOKEN: "token-part\nSECRET-tail-4711",
+    });
+    assert.equal(broken.code, 2);
+    assert.match(broken.stderr, /CHATWOOT_API_TOKEN holds characters an HTTP header cannot carry/);
+    assert.ok(!broken.stderr.includes("SECRET-tail-4711"));
   } finally {
     await api.stop();
   }

@@ -26,3 +26,48 @@ export function stringFromEnv(env: Env, ...names: string[]): string | null {
   }
   return null;
 }
+
+/** Values of configured secrets: evidence, notes and error texts must never contain one. */
+export function secretValues(env: Env): string[] {
+  return [
+    "CHATWOOT_API_TOKEN",
+    "CHATWOOT_TOKEN_PROD",
+    "CHATWOOT_WEBHOOK_SECRET",
+    "CHATWOOT_WEBHOOK_URL_TOKEN",
+    "READINESS_ADMIN_TOKEN",
+    "AGENT_SDK_SECRET",
+    "AGENT_SDK_TOKEN",
+    "FORWARDER_TOKEN",
+    "SUPABASE_SERVICE_ROLE_KEY",
+  ].flatMap((name) => (env[name] ?? "").split(","))
+    .concat(["SUPABASE_DB_URL", "DATABASE_URL"].map((name) => databasePassword(env[name])))
+    .map((v) => v.trim()).filter((v) => v.length >= 8);
+}
+
+/** A real database's password; a local one such as "postgres" would refuse every note that names Postgres. */
+function databasePassword(url: string | undefined): string {
+  try {
+    const password = url ? decodeURIComponent(new URL(url).password) : "";
+    return password.length >= 12 ? password : "";
+  } catch {
+    return "";
+  }
+}
+
+/** `text` with every configured secret value (secretValues) replaced by ***. */
+export function withoutSecrets(text: string, secrets: string[]): string {
+  return secrets.reduce((t, secret) => t.replaceAll(secret, "***"), text)
+    // fetch refuses a header value it cannot send and quotes the whole value in its message: a token with a
+    // line break inside would be shown there whole, escaped, so matching it above is not enough.
+    .replace(/(invalid header value)\s*:?\s*("(?:[^"\\]|\\.)*"|\S+)/gi, "$1");
+}
+
+/**
+ * Why `value` of `name` cannot be sent as an HTTP header (a token: visible ASCII, no space), or null. fetch
+ * would refuse it with a message that quotes it whole.
+ */
+export function headerTokenProblem(name: string, value: string | null): string | null {
+  return value === null || /^[\x21-\x7e]+$/.test(value)
+    ? null
+    : `${name} holds characters an HTTP header cannot carry (a line break, a space, or a character past ASCII)`;
+}

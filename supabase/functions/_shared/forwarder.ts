@@ -4,6 +4,7 @@
 // complete_webhook_deliveries); this module only moves bytes and reports what happened.
 import { errorMessage } from "./background.ts";
 import type { Sql } from "./db.ts";
+import { headerTokenProblem, withoutSecrets } from "./env.ts";
 import { deliveryUrl, type ForwarderConfig } from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
@@ -275,7 +276,9 @@ export async function deliver(
     attempt: event.attempt,
   };
   try {
-    if (!base) throw new Error("no Agent SDK URL configured");
+    if (!base) throw new DeliveryNotConfigured("no Agent SDK URL configured");
+    const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
+    if (tokenProblem) throw new DeliveryNotConfigured(tokenProblem);
     const body = encoder.encode(event.raw_body);
     const headers: Record<string, string> = {
       "Content-Type": "application/json",
@@ -299,7 +302,12 @@ export async function deliver(
     result.response_excerpt = storableText(answer.excerpt);
     if (!isSuccess(answer.status)) result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
   } catch (error) {
-    result.error = storableText(describeTransportError(error, event.request_timeout_ms));
+    result.error = storableText(
+      error instanceof DeliveryNotConfigured ? error.message : withoutSecrets(
+        describeTransportError(error, event.request_timeout_ms),
+        [config.agentSdkToken, config.agentSdkSecret].filter((v): v is string => (v?.length ?? 0) >= 8),
+      ),
+    );
   }
   result.duration_ms = Math.round(performance.now() - t0);
   if (result.http_status !== null && isSuccess(result.http_status)) {
@@ -328,6 +336,9 @@ export async function deliver(
 export function storableText(text: string | null): string | null {
   return text === null ? null : text.replaceAll("\u0000", "\uFFFD").toWellFormed();
 }
+
+/** A setting that keeps any delivery from being sent; its message names the setting, never its value. */
+class DeliveryNotConfigured extends Error {}
 
 /** A 2xx answer: the only kind that counts as delivered. */
 function isSuccess(status: number): boolean {

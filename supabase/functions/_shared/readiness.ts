@@ -7,7 +7,7 @@ import { isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./ht
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Sql } from "./db.ts";
-import { ConfigError, type Env } from "./env.ts";
+import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
 import { cachedChecks, type ReadinessConfig, readinessConfigFromEnv } from "./readiness_checks.ts";
 import { renderHtml } from "./readiness_html.ts";
@@ -310,33 +310,6 @@ type PatchResult =
   | { ok: false; error: ErrorCode; message: string; extra?: Record<string, unknown> };
 
 const PATCH_FIELDS = ["status", "evidence", "note", "by"];
-
-/** Values of configured secrets: evidence and notes must never contain one. */
-export function secretValues(env: Env): string[] {
-  return [
-    "CHATWOOT_API_TOKEN",
-    "CHATWOOT_TOKEN_PROD",
-    "CHATWOOT_WEBHOOK_SECRET",
-    "CHATWOOT_WEBHOOK_URL_TOKEN",
-    "READINESS_ADMIN_TOKEN",
-    "AGENT_SDK_SECRET",
-    "AGENT_SDK_TOKEN",
-    "FORWARDER_TOKEN",
-    "SUPABASE_SERVICE_ROLE_KEY",
-  ].flatMap((name) => (env[name] ?? "").split(","))
-    .concat(["SUPABASE_DB_URL", "DATABASE_URL"].map((name) => databasePassword(env[name])))
-    .map((v) => v.trim()).filter((v) => v.length >= 8);
-}
-
-/** A real database's password; a local one such as "postgres" would refuse every note that names Postgres. */
-function databasePassword(url: string | undefined): string {
-  try {
-    const password = url ? decodeURIComponent(new URL(url).password) : "";
-    return password.length >= 12 ? password : "";
-  } catch {
-    return "";
-  }
-}
 
 export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {

@@ -4,7 +4,14 @@
 import type postgres from "postgres";
 import type { Row } from "postgres";
 import type { Sql } from "./db.ts";
-import { type Env, intFromEnv, stringFromEnv } from "./env.ts";
+import {
+  type Env,
+  headerTokenProblem,
+  intFromEnv,
+  secretValues,
+  stringFromEnv,
+  withoutSecrets,
+} from "./env.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import { withTimeout } from "./timeout.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
@@ -105,7 +112,10 @@ async function timed(
       status: "fail",
       detail: error instanceof CheckTimeout
         ? `no answer within ${timeoutMs} ms`
-        : `error: ${error instanceof Error ? error.message : String(error)}`,
+        // The page is public: an error's text (fetch's quotes a header value it refused) shows no secret.
+        : `error: ${
+          withoutSecrets(error instanceof Error ? error.message : String(error), secretValues(deps.env))
+        }`,
     };
   }
   return {
@@ -262,6 +272,8 @@ export function checkChatwootApi(deps: CheckDeps): Promise<CheckResult> {
       return { status: "warn", detail: `not configured: set ${unset.join(", ")} (or their *_PROD names)` };
     }
     if (!/^\d+$/.test(accountId!)) return { status: "fail", detail: "CHATWOOT_ACCOUNT_ID must be a number" };
+    const tokenProblem = headerTokenProblem("CHATWOOT_API_TOKEN", apiToken);
+    if (tokenProblem) return { status: "fail", detail: tokenProblem };
     const path = `/api/v1/accounts/${accountId}`;
     const status = await httpGet(deps, `${baseUrl}${path}`, { api_access_token: apiToken! }, signal);
     const data = { path, http_status: status };
