@@ -25,6 +25,21 @@ const pools = (db: TestDb, n: number, max: number): Sql[] => {
 const endAll = (list: Sql[]) => Promise.all([...new Set(list)].map((sql) => sql.end({ timeout: 1 })));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `n` statements of this database's sessions that mention `text` wait on a lock (server only). */
+async function lockWaits(sql: Sql, text: string, n: number) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const [{ waiting }] = await sql<{ waiting: number }[]>`
+      select count(*)::int as waiting from pg_stat_activity
+       where datname = current_database() and wait_event_type = 'Lock'
+         and query like ${"%" + text + "%"}`;
+    if (waiting >= n) return;
+    assert.ok(Date.now() < deadline, `${n} statements (${text}) waiting on a lock`);
+    await sleep(20);
+  }
+}
+
 const ROOT = new URL("../", import.meta.url);
 
 dbTest(
@@ -260,6 +275,61 @@ Deno.test({
       assert.equal(await statusOf(db.sql, free), "pending");
     } finally {
       await endAll([holder, replayer]);
+    }
+  },
+});
+
+Deno.test({
+  name: "forwarding: a write-back retried while the first call still runs is recorded once (server only)",
+  ignore: !Deno.env.get("DATABASE_URL"), // needs separate sessions; PGlite has one
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await freshForwardingDb();
+    await fastSettings(db.sql);
+    const [holder, firstSql, retrySql] = pools(db, 3, 1);
+    try {
+      const id = await storeSample(db.sql, "message_created");
+      const [claimed] = await db.sql<{ id: string; attempt: number; version: number }[]>`
+        select id, attempt, version from public.claim_webhook_events('w', 10)`;
+      const results = JSON.stringify([{
+        id: Number(claimed.id),
+        attempt: claimed.attempt,
+        version: claimed.version,
+        started_at: new Date().toISOString(),
+        duration_ms: 3,
+        http_status: 200,
+        error: null,
+        response_excerpt: null,
+        retry_after_seconds: null,
+      }]);
+      const writeBack = (sql: Sql) =>
+        sql<{ outcome: string }[]>`
+          select outcome from public.complete_webhook_deliveries('w', ${results}::text::jsonb)`.execute();
+      let first: Promise<{ outcome: string }[]> = Promise.resolve([]);
+      let second: Promise<{ outcome: string }[]> = Promise.resolve([]);
+      await holder.begin(async (tx) => {
+        // What an ingest of a duplicate does to the row: holds it locked until commit.
+        await tx`update public.webhook_events set receive_count = receive_count + 1 where id = ${id}`;
+        // The write-back queues behind it. Were its connection lost now, the server would go on with it.
+        first = writeBack(firstSql);
+        await lockWaits(db.sql, "complete_webhook_deliveries", 1);
+        // The forwarder's retry, while the first call still waits.
+        second = writeBack(retrySql);
+        await lockWaits(db.sql, "complete_webhook_deliveries", 2);
+      });
+      const [[one], [two]] = await Promise.all([first, second]);
+      assert.equal(await statusOf(db.sql, id), "delivered");
+      assert.deepEqual(
+        {
+          first: one.outcome,
+          retry: two.outcome,
+          recorded: (await attemptsOf(db.sql, id)).map((a) => [a.attempt, a.outcome]),
+        },
+        { first: "delivered", retry: "delivered", recorded: [[1, "delivered"]] },
+      );
+    } finally {
+      await endAll([holder, firstSql, retrySql]);
     }
   },
 });
