@@ -468,6 +468,29 @@ dbTest(
   },
 );
 
+dbTest(
+  `webhook [${db.kind}]: Chatwoot's longest message (150 000 characters) fits the default limit`,
+  async () => {
+    const { app } = makeApp();
+    // Three bytes a character in UTF-8, and in the body three times: content, and the conversation's last
+    // message with its processed_message_content, as Chatwoot sends them.
+    const text = "你好，我的订单还没有到。".repeat(12_500);
+    assert.equal(text.length, 150_000);
+    const id = nextId++;
+    const payload = samplePayload("message_created", { messageId: id, content: text }) as {
+      conversation: { messages: Array<Record<string, unknown>> };
+    };
+    payload.conversation.messages[0].processed_message_content = text;
+    const body = JSON.stringify(payload);
+    assert.ok(new TextEncoder().encode(body).length > 1_350_000);
+    const res = await post(app, signedRequest(URL_BASE, body));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const [row] =
+      await sql`select length(payload->>'content') as n from webhook_events where message_id = ${id}`;
+    assert.equal(row.n, 150_000);
+  },
+);
+
 dbTest(`webhook [${db.kind}]: 405, 415, 413 (declared and streamed) and 404`, async () => {
   const { app } = makeApp({ CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "2048" });
   const get = await post(app, new Request(URL_BASE));

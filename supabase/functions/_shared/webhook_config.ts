@@ -25,7 +25,10 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
       secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
       urlToken: stringFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
       toleranceSeconds: intFromEnv(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
-      maxBodyBytes: intFromEnv(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
+      // Chatwoot allows a message 150 000 characters long, and its message_created carries the text three
+      // times (content, and the conversation's last message with its processed_message_content): up to 1.8 MB
+      // in a 4-byte script. A body refused here is lost (Chatwoot never re-sends), so there is room to spare.
+      maxBodyBytes: intFromEnv(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024),
       storeBudgetMs: 2500,
       // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
       lateStoreMs: intFromEnv(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0) * 1000,
