@@ -62,10 +62,40 @@ Deno.test("payload: not JSON, not an object, no event, and schema mismatches are
   assert.ok(!stringId.ok && stringId.issues?.some((i) => i.path === "id"));
 });
 
-Deno.test("payload: the jsonb copy drops U+0000, keeps everything else, and is not made when the raw text serves", () => {
-  const raw = '{"event":"message_created","content":"a\\u0000b","big":12345678901234567890}';
-  assert.equal(jsonbText('{"event":"x","big":12345678901234567890}', null), null);
-  const cleaned = JSON.parse(jsonbText(raw, JSON.parse(raw))!);
-  assert.equal(cleaned.content, "ab");
-  assert.equal(cleaned.event, "message_created");
+/** A parsed JSON value with U+0000 removed from its strings and keys. */
+function withoutNul(value: unknown): unknown {
+  if (typeof value === "string") return value.replaceAll("\u0000", "");
+  if (Array.isArray(value)) return value.map(withoutNul);
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k.replaceAll("\u0000", ""), withoutNul(v)]),
+    );
+  }
+  return value;
+}
+
+Deno.test("payload: the jsonb copy is the raw text with its \\u0000 escapes cut out, or null when the raw text serves", () => {
+  const cases: [raw: string, jsonb: string | null][] = [
+    [String.raw`{"event":"x","big":12345678901234567890}`, null],
+    // Numbers, spacing and key order as sent: the copy is never re-serialised.
+    [
+      String.raw`{"c": "x\u0000", "n": 123456789012345678901234567890, "huge": 1e400, "f": -0.10}`,
+      String.raw`{"c": "x", "n": 123456789012345678901234567890, "huge": 1e400, "f": -0.10}`,
+    ],
+    [String.raw`{"c":"a\u0000\u0000\u0000b"}`, String.raw`{"c":"ab"}`],
+    [String.raw`{"\u0000k\u0000":["\u0000v"]}`, String.raw`{"k":["v"]}`],
+    // An escaped backslash, then the characters u0000: no U+0000, so the raw text serves.
+    [String.raw`{"c":"a\\u0000b"}`, null],
+    // An escaped backslash, then a U+0000: the backslash stays.
+    [String.raw`{"c":"\\\u0000","d":"\\\\u0000"}`, String.raw`{"c":"\\","d":"\\\\u0000"}`],
+    // Other escapes stay, hex digits in either case, and a digit after the escape is text.
+    [
+      String.raw`{"c":"\u00e9\u00E9\u0001\"\n\u00000"}`,
+      String.raw`{"c":"\u00e9\u00E9\u0001\"\n0"}`,
+    ],
+  ];
+  for (const [raw, jsonb] of cases) {
+    assert.equal(jsonbText(raw), jsonb, raw);
+    assert.deepEqual(JSON.parse(jsonb ?? raw), withoutNul(JSON.parse(raw)), raw);
+  }
 });

@@ -585,17 +585,26 @@ dbTest(`webhook [${db.kind}]: refusals are counted by reason, without bodies`, a
 });
 
 dbTest(
-  `webhook [${db.kind}]: a body with \\u0000 is kept byte-exact in raw_body and stored queryable`,
+  `webhook [${db.kind}]: a body with \\u0000 is kept byte-exact in raw_body and stored queryable, every digit kept`,
   async () => {
     const { app } = makeApp();
-    const body = uniqueMessage({ content: "before\u0000after" });
+    // Numbers a double cannot hold: the jsonb copy made without the U+0000 must still keep them exactly.
+    const body = uniqueMessage({ content: "before\u0000after" })
+      .replace(/}$/, ',"order_ref":123456789012345678901234567890,"huge":1e400}');
     assert.ok(body.includes("\\u0000"));
     const res = await post(app, signedRequest(URL_BASE, body));
     assert.equal(res.status, 200);
-    const [row] =
-      await sql`select raw_body, payload->>'content' as content from webhook_events where id = ${res.body.id}`;
+    const [row] = await sql`
+      select raw_body, payload->>'content' as content, payload->>'order_ref' as order_ref,
+             payload->>'huge' as huge, payload = replace(raw_body, '\\u0000', '')::jsonb as same
+        from webhook_events where id = ${res.body.id}`;
     assert.equal(row.raw_body, body);
     assert.equal(row.content, "beforeafter");
+    assert.deepEqual({ order_ref: row.order_ref, huge: row.huge }, {
+      order_ref: "123456789012345678901234567890",
+      huge: `1${"0".repeat(400)}`,
+    });
+    assert.equal(row.same, true, "payload is the body without its U+0000");
   },
 );
 

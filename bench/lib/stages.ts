@@ -52,7 +52,7 @@ export function timeIngestStages(
       const sha = sha256Hex(body);
       lap("sha256 of body");
       const columns = eventColumns(parsed.payload, parsed.event, sha);
-      jsonbText(text, parsed.payload);
+      jsonbText(text);
       lap("key and columns");
       JSON.stringify({ ts: new Date().toISOString(), level: "info", msg: "Received", bytes: body.length });
       JSON.stringify({

@@ -207,21 +207,17 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
 }
 
 /**
- * jsonb cannot hold U+0000, which JSON may escape as \u0000. The raw body keeps it; the queryable copy drops it.
- * Returns null when the raw text itself can be the jsonb (the usual case: Postgres parses it, numbers keep
- * their exact precision, and the body is sent to the database once).
+ * jsonb cannot hold U+0000, which JSON may escape as \u0000. The raw body keeps it; the queryable copy
+ * drops it. Returns null when the raw text itself can be the jsonb (the usual case: Postgres parses it,
+ * numbers keep their exact precision, and the body is sent to the database once).
+ *
+ * The copy is cut from the text, not re-serialised from the parsed value: JSON.stringify would pass every
+ * number through a double (a 30-digit id lost its digits, 1e400 became null). `rawText` has parsed as JSON,
+ * so a backslash occurs only inside a string, where it starts an escape; taking escapes left to right keeps
+ * an escaped backslash whole, so `\\u0000` (a backslash, then the characters u0000) stays.
  */
-export function jsonbText(rawText: string, parsed: unknown): string | null {
+export function jsonbText(rawText: string): string | null {
   if (!rawText.includes("\\u0000")) return null;
-  const clean = (value: unknown): unknown => {
-    if (typeof value === "string") return value.replaceAll("\u0000", "");
-    if (Array.isArray(value)) return value.map(clean);
-    if (value && typeof value === "object") {
-      return Object.fromEntries(
-        Object.entries(value).map(([k, v]) => [k.replaceAll("\u0000", ""), clean(v)]),
-      );
-    }
-    return value;
-  };
-  return JSON.stringify(clean(parsed));
+  const clean = rawText.replace(/\\(?:u0000|[^])/g, (escape) => escape === "\\u0000" ? "" : escape);
+  return clean === rawText ? null : clean;
 }

@@ -183,7 +183,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const toStore: EventToStore = {
       ...columns,
       deliveryId,
-      payloadJson: jsonbText(text, parsed.payload),
+      payloadJson: jsonbText(text),
       rawBody: text,
       bodySha256,
       ...auth,
