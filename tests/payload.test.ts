@@ -32,6 +32,24 @@ Deno.test("payload: conversation events without a top-level account fall back to
   assert.equal(eventColumns(parsed.payload, parsed.event, SHA).accountId, 9);
 });
 
+Deno.test("payload: webwidget_triggered with a null contact and conversation (Chatwoot's .try) is accepted", () => {
+  const payload = {
+    ...samplePayload("webwidget_triggered", { accountId: 3, inboxId: 4 }),
+    contact: null,
+    current_conversation: null,
+  };
+  const parsed = parseChatwootEvent(JSON.stringify(payload));
+  assert.ok(parsed.ok, JSON.stringify(parsed));
+  const columns = eventColumns(parsed.payload, parsed.event, SHA);
+  assert.deepEqual(
+    { conversationId: columns.conversationId, accountId: columns.accountId, inboxId: columns.inboxId },
+    { conversationId: null, accountId: 3, inboxId: 4 },
+  );
+  // A contact that is there still needs its id.
+  const noId = parseChatwootEvent(JSON.stringify({ ...payload, contact: { name: "Jamie" } }));
+  assert.ok(!noId.ok && noId.issues?.some((i) => i.path === "contact.id"));
+});
+
 Deno.test("payload: unknown extra fields and unknown future events are accepted", () => {
   const withExtra = { ...samplePayload("message_created"), brand_new_field: { nested: [1, 2] } };
   const parsed = parseChatwootEvent(JSON.stringify(withExtra));

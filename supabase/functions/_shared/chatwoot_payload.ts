@@ -44,9 +44,11 @@ const TypingEvent = z.looseObject({
   is_private: z.boolean().optional(),
 });
 
+// ContactInbox#webhook_data: `contact.try(:webhook_data)` and `current_conversation.try(:webhook_data)` are
+// null when there is none (a contact deleted while its widget session lives on).
 const WebwidgetEvent = z.looseObject({
   event: z.literal("webwidget_triggered"),
-  contact: Ref.optional(),
+  contact: Ref.nullish(),
   inbox: Ref.optional(),
   account: Ref.optional(),
   current_conversation: Ref.nullish(),
