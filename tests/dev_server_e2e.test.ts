@@ -76,6 +76,16 @@ Deno.test({
       assert.equal(data.outcome, "stored");
       assert.equal(data.event_key, "message:9000002:message_created");
 
+      // An unknown function is a JSON 404, as on Supabase, also when named like an Object.prototype member.
+      const unknownNames = ["no-such-function", "constructor", "toString", "hasOwnProperty", "__proto__"];
+      const answers: string[] = [];
+      for (const name of unknownNames) {
+        const res = await fetch(`${dev.base}/functions/v1/${name}`, { method: "POST", body: "{}" });
+        const answer = await res.json().catch(() => null);
+        answers.push(`${name}: ${res.status} ${answer?.error}`);
+      }
+      assert.deepEqual(answers, unknownNames.map((name) => `${name}: 404 not_found`));
+
       const dbUrl = external?.url ?? dev.databaseUrl;
       const sql = postgres(dbUrl, { max: 1, prepare: false, onnotice: () => {} });
       try {

@@ -79,7 +79,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   }
 
   const runtime: Runtime = { env: Deno.env.toObject(), sql, log };
-  const apps = Object.fromEntries(Object.entries(FUNCTIONS).map(([name, build]) => [name, build(runtime)]));
+  // A Map, not an object: a name like "constructor" or "toString" must not find an Object.prototype member.
+  const apps = new Map(Object.entries(FUNCTIONS).map(([name, build]) => [name, build(runtime)]));
 
   const server = Deno.serve({ hostname: host, port: options.port, onListen: () => {} }, (req) => {
     const url = new URL(req.url);
@@ -94,7 +95,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     // The function sees /<name>/..., exactly as behind Supabase's gateway.
     const rest = url.pathname.slice(FUNCTIONS_PREFIX.length - 1);
     const name = rest.split("/")[1];
-    const app = apps[name];
+    const app = apps.get(name);
     if (!app) {
       return Response.json({ error: "not_found", message: `No function named ${name}` }, { status: 404 });
     }
@@ -122,7 +123,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       embedded ? `${databaseUrl} (embedded PGlite in ${dataDir()}/pglite)` : redact(databaseUrl)
     }`,
   );
-  for (const name of Object.keys(apps)) print(`  function   ${base}${FUNCTIONS_PREFIX}${name}`);
+  for (const name of apps.keys()) print(`  function   ${base}${FUNCTIONS_PREFIX}${name}`);
 
   return {
     url: base,
