@@ -1,5 +1,6 @@
 // Delivery semantics of the forwarder against a real Agent SDK stand-in and a real database.
 import assert from "node:assert/strict";
+import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest } from "./_db.ts";
 import { ok } from "./_agent_sdk.ts";
 import {
@@ -108,6 +109,37 @@ dbTest("forwarding: per-conversation order; a failing conversation holds back on
       await Promise.all([...a, ...b, otherAccount].map((id) => statusOf(db.sql, id))),
       ["dead", "delivered", "delivered", "delivered", "delivered", "delivered", "delivered"],
     );
+  });
+});
+
+dbTest("forwarding: a conversation event without its account is ordered with its conversation", async () => {
+  await withForwardingSetup(async (db) => {
+    await db
+      .sql`update public.relay_settings set forward_events = '{message_created,conversation_status_changed}'`;
+    // The contract's fallback for a conversation event's account is messages[0].account_id; with no account
+    // and no messages it is stored without one.
+    const accountLess = (conversationId: number) => {
+      const status = samplePayload("conversation_status_changed", { conversationId, accountId: 7 });
+      delete status.account;
+      status.messages = [];
+      return storeSample(db.sql, "conversation_status_changed", { raw: JSON.stringify(status) });
+    };
+    const claimIds = async () =>
+      (await db.sql<{ id: string }[]>`select id from public.claim_webhook_events('w', 10)`).map((r) =>
+        Number(r.id)
+      );
+
+    // After a message of the conversation: held back until the message is out of the way.
+    const message = await storeSample(db.sql, "message_created", { conversationId: 42, accountId: 7 });
+    const status = await accountLess(42);
+    const [{ account_id }] = await db.sql`select account_id from public.webhook_events where id = ${status}`;
+    assert.equal(account_id, null);
+    assert.deepEqual(await claimIds(), [message]);
+    // Before a message of the conversation: the message waits for it.
+    const first = await accountLess(43);
+    const after = await storeSample(db.sql, "message_created", { conversationId: 43, accountId: 7 });
+    assert.deepEqual(await claimIds(), [first]);
+    assert.ok(!(await claimIds()).includes(after));
   });
 });
 

@@ -51,8 +51,8 @@ with open_events as (
 ), waiting as materialized ( -- computed once, though escalate and stalled_since both read it
   -- Looked for only when no forwarder has been at work for 5 minutes. The oldest event a claim would take
   -- that has waited that long: due pending events from the start of due_idx, skipping those held back by an
-  -- earlier open event of their conversation (claim_webhook_events' head rule), and expired leases
-  -- (lease_idx).
+  -- earlier open event of their conversation (claim_webhook_events' head rule, as migration 002400 has it),
+  -- and expired leases (lease_idx).
   select a.*,
          case when not a.paused and coalesce(a.last_activity_at, '-infinity') < now() - interval '5 minutes' then
            least(
@@ -61,7 +61,7 @@ with open_events as (
                  and (e.conversation_id is null or not exists (
                    select 1 from public.webhook_events p
                     where p.conversation_id = e.conversation_id
-                      and p.account_id is not distinct from e.account_id
+                      and (p.account_id = e.account_id or p.account_id is null or e.account_id is null)
                       and p.status in ('pending', 'delivering')
                       and p.id <> e.id
                       and case when p.status = 'delivering' then true else p.id < e.id end))

@@ -24,5 +24,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121002100", // validate_verified_by_check
   "20261121002200", // ingest_receipts_and_recovered_copies
   "20261121002300", // stalled_forwarding_escalates
+  "20261121002400", // account_less_events_ordered_with_their_conversation
   "20261121002500", // write_back_retry_counts_once
 ];

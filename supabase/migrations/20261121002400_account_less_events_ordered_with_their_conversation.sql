@@ -1,0 +1,148 @@
+-- A conversation event that came without its account is ordered with its conversation's other events.
+--
+-- Per conversation one event is in flight, the earliest (claim_webhook_events' head rule), and conversations
+-- are told apart by (account_id, conversation_id): display ids are per account. A conversation event need not
+-- carry a top-level account, and its messages, the contract's fallback, may be empty (a conversation opened
+-- before its first message, say): it is stored with account_id null. Such an event was a conversation of its
+-- own, delivered alongside the same conversation's message events, and could overtake them or be overtaken.
+-- Now an event without an account is ordered with the conversation of that display id in every account (one
+-- account in nearly every deployment; with several, a shared display id makes them take turns, never go out
+-- of order). The conversation lock is taken by display id alone, for the same reason.
+--
+-- Otherwise the function of migration 001500, with its settings (a CREATE OR REPLACE resets them).
+
+create or replace function public.claim_webhook_events(
+  p_worker text,
+  p_batch integer default 10,
+  p_lease_seconds integer default null
+)
+returns table (
+  id bigint,
+  event_key text,
+  event text,
+  account_id bigint,
+  conversation_id bigint,
+  version integer,
+  attempt integer,
+  raw_body text,
+  agent_sdk_url_override text,
+  request_timeout_ms integer,
+  lease_expires_at timestamptz
+)
+language plpgsql
+volatile
+set search_path = ''
+set plan_cache_mode = force_generic_plan
+set jit = off
+as $$
+declare
+  s public.relay_settings;
+  v_ids bigint[] := '{}';
+  -- The due-order position of the last candidate taken: the lease below looks no further than this.
+  v_last_due timestamptz;
+  v_last_id bigint;
+  c record;
+begin
+  if p_worker is null or p_worker = '' then
+    raise exception 'claim_webhook_events: worker name required';
+  end if;
+  select * into s from public.relay_settings r where r.id;
+  if not found then
+    raise exception 'claim_webhook_events: the public.relay_settings row is missing';
+  end if;
+  if s.forwarding_paused then
+    return;
+  end if;
+
+  -- Leases whose forwarder never reported (crashed, killed, cut off): reclaim and record.
+  with expired as (
+    select e.id, e.leased_by, e.leased_at, e.leased_version, e.attempts, e.version
+      from public.webhook_events e
+     where e.status = 'delivering' and e.lease_expires_at <= now()
+     order by e.lease_expires_at
+     limit 1000
+       for update skip locked
+  ), reclaimed as (
+    update public.webhook_events e
+       -- A version newer than the one leased was never sent: it starts its own count of attempts.
+       set status = case when x.attempts >= s.max_attempts and x.version = coalesce(x.leased_version, x.version)
+                           then 'dead'
+                         else 'pending' end,
+           attempts = case when x.version = coalesce(x.leased_version, x.version) then x.attempts else 0 end,
+           next_attempt_at = now(),
+           last_error = format('lease expired: %s did not report attempt %s', x.leased_by, x.attempts),
+           leased_by = null, leased_at = null, lease_expires_at = null, leased_version = null
+      from expired x
+     where e.id = x.id
+    returning e.id, e.status, x.leased_by, x.leased_at, x.leased_version, x.attempts
+  )
+  insert into public.webhook_delivery_attempts
+    (event_id, attempt, version, worker, started_at, succeeded, outcome, error)
+  select r.id, r.attempts, coalesce(r.leased_version, 0), r.leased_by, coalesce(r.leased_at, now()), false,
+         'lease_expired', 'lease expired without a report' || case when r.status = 'dead'
+           then '; attempts exhausted' else '' end
+    from reclaimed r;
+
+  -- Candidates from this snapshot; lock their conversations (skip those another claimer holds).
+  for c in
+    select e.id, e.account_id, e.conversation_id, e.next_attempt_at
+      from public.webhook_events e
+     where e.status = 'pending' and e.next_attempt_at <= now()
+       and (e.conversation_id is null or not exists (
+         select 1 from public.webhook_events p
+          where p.conversation_id = e.conversation_id
+            -- An event that came without its account (account_id null) belongs to its conversation in
+            -- every account: order it with all of them.
+            and (p.account_id = e.account_id or p.account_id is null or e.account_id is null)
+            and p.status in ('pending', 'delivering')
+            and p.id <> e.id
+            and case when p.status = 'delivering' then true else p.id < e.id end))
+     order by e.next_attempt_at, e.id
+     limit greatest(p_batch, 1) * 4
+  loop
+    exit when cardinality(v_ids) >= p_batch;
+    if c.conversation_id is null
+       or pg_try_advisory_xact_lock(
+            hashtext('public.webhook_events conversation'),
+            -- By conversation id alone, as the head rule may join accounts: a display id shared by two
+            -- accounts only makes their claims take turns.
+            hashtext(c.conversation_id::text)) then
+      v_ids := v_ids || c.id;
+      v_last_due := c.next_attempt_at;
+      v_last_id := c.id;
+    end if;
+  end loop;
+  if cardinality(v_ids) = 0 then
+    return;
+  end if;
+
+  -- Fresh snapshot: re-check the head rule under the conversation locks, then lease.
+  return query
+  with claimable as (
+    select e.id
+      from public.webhook_events e
+     where e.id = any (v_ids)
+       and e.status = 'pending' and e.next_attempt_at <= now()
+       and (e.next_attempt_at, e.id) <= (v_last_due, v_last_id)
+       and (e.conversation_id is null or not exists (
+         select 1 from public.webhook_events p
+          where p.conversation_id = e.conversation_id
+            and (p.account_id = e.account_id or p.account_id is null or e.account_id is null)
+            and p.status in ('pending', 'delivering')
+            and p.id <> e.id
+            and case when p.status = 'delivering' then true else p.id < e.id end))
+       for update skip locked
+  )
+  update public.webhook_events e
+     set status = 'delivering',
+         attempts = e.attempts + 1,
+         leased_by = p_worker,
+         leased_at = now(),
+         lease_expires_at = now() + make_interval(secs => coalesce(p_lease_seconds, s.lease_seconds)),
+         leased_version = e.version
+    from claimable k
+   where e.id = k.id
+  returning e.id, e.event_key, e.event, e.account_id, e.conversation_id, e.version, e.attempts, e.raw_body,
+            s.agent_sdk_url_override, s.request_timeout_ms, e.lease_expires_at;
+end
+$$;
