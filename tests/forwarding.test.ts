@@ -1,5 +1,6 @@
 // Delivery semantics of the forwarder against a real Agent SDK stand-in and a real database.
 import assert from "node:assert/strict";
+import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest } from "./_db.ts";
 import { ok } from "./_agent_sdk.ts";
@@ -160,10 +161,15 @@ dbTest("forwarding: a newer version arriving during delivery is delivered after 
     assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
     assert.equal(await statusOf(db.sql, id), "delivered");
     assert.deepEqual(sdk.received.map((r) => JSON.parse(r.text).content), ["first text", "edited text"]);
-    assert.deepEqual(sdk.received.map((r) => r.headers.get("idempotency-key")), [
-      "message:555:message_updated",
-      "message:555:message_updated:v2",
-    ]);
+    // Keyed by body: each edit its own key (a retry of one edit repeats its key).
+    assert.deepEqual(
+      sdk.received.map((r) => r.headers.get("idempotency-key")),
+      sdk.received.map((r) => `message:555:message_updated:${sha256Hex(r.text).slice(0, 16)}`),
+    );
+    assert.notEqual(
+      sdk.received[0].headers.get("idempotency-key"),
+      sdk.received[1].headers.get("idempotency-key"),
+    );
     assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.version, a.outcome]), [
       [1, "superseded"],
       [2, "delivered"],
@@ -309,6 +315,28 @@ dbTest(
       const [done] = await db.sql`
       select outcome from public.complete_webhook_deliveries('w', ${report(v2, 200)}::text::jsonb)`;
       assert.equal(done.outcome, "delivered");
+    });
+  },
+);
+
+dbTest(
+  "forwarding: an edit after retention deleted its message's row is sent under a key of its own",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+      const options = { messageId: 777, conversationId: 5, content: "first edit" };
+      await storeSample(db.sql, "message_updated", options);
+      assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+      // 31 days without a receipt of this event; the daily retention job deletes it.
+      await db.sql`update public.webhook_events set last_received_at = now() - interval '31 days'`;
+      await db.sql`call public.prune_webhook_events()`;
+      assert.equal(Number((await db.sql`select count(*) from public.webhook_events`)[0].count), 0);
+      // The next edit is a new row, version 1 again.
+      await storeSample(db.sql, "message_updated", { ...options, content: "much later edit" });
+      assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+      const sent = sdk.received.map((r) => [JSON.parse(r.text).content, r.headers.get("idempotency-key")]);
+      assert.deepEqual(sent.map(([content]) => content), ["first edit", "much later edit"]);
+      assert.notEqual(sent[0][1], sent[1][1], "two contents under one Idempotency-Key");
     });
   },
 );

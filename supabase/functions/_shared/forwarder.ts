@@ -8,7 +8,7 @@ import { headerTokenProblem, withoutSecrets } from "./env.ts";
 import { deliveryUrl, type ForwarderConfig } from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
-import { chatwootSignatureHeaders } from "./signature.ts";
+import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
 
 export interface DrainOptions {
   /** Stop claiming new batches after this long (a batch in flight still finishes). Default 25 s. */
@@ -282,7 +282,7 @@ export async function deliver(
     const body = encoder.encode(event.raw_body);
     const headers: Record<string, string> = {
       "Content-Type": "application/json",
-      "Idempotency-Key": idempotencyKey(event.event_key, event.version),
+      "Idempotency-Key": idempotencyKey(event.event_key, event.event, event.version, body),
       "X-Chatwoot-Event": event.event,
       "X-Relay-Event-Id": event.id,
       "X-Relay-Event-Version": String(event.version),
@@ -346,10 +346,14 @@ function isSuccess(status: number): boolean {
 }
 
 /**
- * The event key identifies the event; a changed body (version 2+) gets its own key, so an Agent SDK that
- * deduplicates by Idempotency-Key still receives the newer content. Retries of one version share the key.
+ * The event key identifies the event; retries of one body share the key, and a changed body gets its own, so
+ * an Agent SDK that deduplicates by Idempotency-Key still receives the newer content. A message_updated (the
+ * one event whose body changes under its key) is keyed by its body's hash, not by its version: retention may
+ * delete a delivered event, and the next edit of that message then starts again at version 1, which would
+ * have repeated the key its first edit was sent with.
  */
-export function idempotencyKey(eventKey: string, version: number): string {
+export function idempotencyKey(eventKey: string, event: string, version: number, body: Uint8Array): string {
+  if (event === "message_updated") return `${eventKey}:${sha256Hex(body).slice(0, 16)}`;
   return version <= 1 ? eventKey : `${eventKey}:v${version}`;
 }
 
