@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { MAX_JSON_DEPTH } from "../supabase/functions/_shared/chatwoot_payload.ts";
-import { connect } from "../supabase/functions/_shared/db.ts";
+import { connect, isTransientDbError } from "../supabase/functions/_shared/db.ts";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { drain, type DrainOptions } from "../supabase/functions/_shared/forwarder.ts";
 import { jsonLogger, type Logger, memoryLogger } from "../supabase/functions/_shared/log.ts";
@@ -81,6 +81,35 @@ async function answer(res: Response) {
 // ---------------------------------------------------------------------------------------------------------
 // Secrets
 // ---------------------------------------------------------------------------------------------------------
+
+Deno.test("failures: which database errors may pass (retried, then a late store) and which will not", () => {
+  const err = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
+  const transient = [
+    err("canceling statement due to lock timeout", "55P03"),
+    err("canceling statement due to statement timeout", "57014"),
+    err("cannot execute INSERT in a read-only transaction", "25006"),
+    err("terminating connection due to administrator command", "57P01"),
+    err("could not serialize access due to concurrent update", "40001"),
+    err("deadlock detected", "40P01"),
+    err("sorry, too many clients already", "53300"),
+    err("write CONNECTION_CLOSED 127.0.0.1:5432", "CONNECTION_CLOSED"),
+    // Supavisor, the hosted pooler, reports its own troubles as XX000.
+    err("Max client connections reached", "XX000"),
+    err(
+      "(EMAXCONNSESSION) max clients reached in session mode - max clients are limited to pool_size",
+      "XX000",
+    ),
+    err("Subscribe error: {:error, :worker_not_found}", "XX000"),
+  ];
+  const permanent = [
+    err("function public.ingest_webhook_event(text) does not exist", "42883"),
+    err("permission denied for table webhook_events", "42501"),
+    err("unsupported Unicode escape sequence", "22P05"),
+    new TypeError("cannot read properties of undefined"),
+  ];
+  assert.deepEqual(transient.filter((e) => !isTransientDbError(e)).map((e) => e.message), []);
+  assert.deepEqual(permanent.filter((e) => isTransientDbError(e)).map((e) => e.message), []);
+});
 
 dbTest("secrets: a database URL postgres.js cannot parse is reported without its password", async () => {
   // An unescaped # or / in the password: postgres.js' `new URL()` fails, and its message quoted the whole URL.

@@ -102,5 +102,8 @@ export function isTransientDbError(error: unknown): boolean {
     "CONNECTION_CLOSED",
     "CONNECTION_ENDED",
     "CONNECTION_DESTROYED",
-  ].includes(code) || /connect|connection|socket|network/i.test(error.message);
+  ].includes(code) ||
+    // Supavisor (the hosted pooler) reports its own troubles as XX000: "Max client connections reached",
+    // "max clients reached in session mode", "Subscribe error: {:error, :worker_not_found}" and the like.
+    /connect|connection|socket|network|max clients|subscribe error/i.test(error.message);
 }
