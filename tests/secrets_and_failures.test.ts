@@ -13,6 +13,8 @@ import { undiciTransport } from "../scripts/lib/undici_transport.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
+import { redact } from "../scripts/lib/cli.ts";
+import { secretValues } from "../supabase/functions/_shared/env.ts";
 import { fastSettings, storeSample } from "./_forwarding.ts";
 import { assertStoredLateOnce, signedRequest, TEST_SECRET } from "./_http.ts";
 import { ensureDeliveryHealthView, fullEnv, startChatwootStandIn } from "./_readiness.ts";
@@ -109,6 +111,26 @@ Deno.test("failures: which database errors may pass (retried, then a late store)
   ];
   assert.deepEqual(transient.filter((e) => !isTransientDbError(e)).map((e) => e.message), []);
   assert.deepEqual(permanent.filter((e) => isTransientDbError(e)).map((e) => e.message), []);
+});
+
+Deno.test("secrets: a password holding an unencoded #, / or ? is never shown by the CLIs", async () => {
+  const secret = "s3cret-Pa55word";
+  for (const password of [`#${secret}`, `/${secret}`, `?${secret}`, `1234#${secret}`, `a@b:${secret}`]) {
+    const url = `postgresql://postgres:${password}@db.example.com:5432/postgres`;
+    const shown = redact(url);
+    assert.equal(shown, "postgresql://postgres:***@db.example.com:5432/postgres");
+    assert.deepEqual(secretValues({ DATABASE_URL: url }), [password]);
+  }
+  assert.equal(redact("https://agent.example.com/base"), "https://agent.example.com/base");
+  assert.equal(redact("postgresql://postgres@127.0.0.1:5432/x"), "postgresql://postgres@127.0.0.1:5432/x");
+  // What the tools print before they connect (the host cannot be reached: nothing is touched).
+  const url = `postgresql://postgres:#${secret}@127.0.0.1:9/relay_none`;
+  for (
+    const [script, args] of [["scripts/replay.ts", ["1", "--dry-run"]], ["scripts/migrate.ts", ["--check"]]]
+  ) {
+    const run = await runScript(script as string, args as string[], url);
+    assert.ok(!(run.stdout + run.stderr).includes(secret), `${script} printed the password`);
+  }
 });
 
 dbTest("secrets: a database URL postgres.js cannot parse is reported without its password", async () => {

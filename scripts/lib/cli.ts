@@ -1,6 +1,7 @@
 // What the command-line scripts share: the database they work on, and how they show it. Kept apart from the
 // dev server so a short CLI run does not load PGlite and every function.
 import { databaseUrlFromEnv } from "../../supabase/functions/_shared/db.ts";
+import { urlCredentials } from "../../supabase/functions/_shared/env.ts";
 
 /** DATABASE_URL / SUPABASE_DB_URL (after the caller loaded .env), or exit 2 saying what to set. */
 export function requireDatabaseUrl(purpose: string): string {
@@ -13,12 +14,16 @@ export function requireDatabaseUrl(purpose: string): string {
   Deno.exit(2);
 }
 
-/** URLs (connection strings, the Agent SDK's) are shown without their password. */
+/**
+ * URLs (connection strings, the Agent SDK's) are shown without their password, found in the text itself
+ * (urlCredentials): a password holding an unencoded "#", "/" or "?" is one `new URL()` does not see.
+ */
 export function redact(url: string): string {
+  const credentials = urlCredentials(url);
+  if (credentials?.password) return `${credentials.prefix}${credentials.user}:***@${credentials.rest}`;
+  if (credentials) return url;
   try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
+    return new URL(url).toString();
   } catch {
     return "(unparseable URL)";
   }

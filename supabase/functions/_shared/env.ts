@@ -46,12 +46,31 @@ export function secretValues(env: Env): string[] {
 
 /** A real database's password; a local one such as "postgres" would refuse every note that names Postgres. */
 function databasePassword(url: string | undefined): string {
+  const password = url ? urlCredentials(url)?.password ?? "" : "";
+  let decoded = password;
   try {
-    const password = url ? decodeURIComponent(new URL(url).password) : "";
-    return password.length >= 12 ? password : "";
+    decoded = decodeURIComponent(password);
   } catch {
-    return "";
+    // Not percent-encoded after all: the text as written is the password.
   }
+  return decoded.length >= 12 ? decoded : "";
+}
+
+/**
+ * The user info of a URL, read from the text as postgres.js reads a connection string: everything between
+ * "://" and the last "@". `new URL()` ends the host at the first "#", "/" or "?", so a password holding one,
+ * not percent-encoded, would land in its fragment, path or query and never be seen as a password.
+ */
+export function urlCredentials(
+  url: string,
+): { prefix: string; user: string; password: string | null; rest: string } | null {
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^]*)@([^@]*)$/i.exec(url);
+  if (!match) return null;
+  const [, prefix, info, rest] = match;
+  const colon = info.indexOf(":");
+  return colon < 0
+    ? { prefix, user: info, password: null, rest }
+    : { prefix, user: info.slice(0, colon), password: info.slice(colon + 1), rest };
 }
 
 /** `text` with every configured secret value (secretValues) replaced by ***. */
