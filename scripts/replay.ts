@@ -13,6 +13,9 @@ const USAGE = `usage:
 options: --dry-run (count only)  --chunk <n> (rows per call, default 500)
 times: anything Postgres reads as timestamptz, e.g. 2026-11-21T10:00Z or "2026-11-21 10:00+01"`;
 
+/** Said already, with the usage; ends the run with exit 2. */
+class UsageError extends Error {}
+
 await loadDotenv(".env");
 let parsed;
 try {
@@ -51,6 +54,17 @@ try {
   console.log(`database ${redact(url)}`);
   const until = values.until ?? "infinity";
   const event = values.event ?? null;
+  if (byRange) {
+    // A time Postgres cannot read (a class 22 error) is the caller's, as the usage says: exit 2, not 1.
+    try {
+      await sql`select ${values.since!}::text::timestamptz, ${until}::text::timestamptz`;
+    } catch (error) {
+      if (!/^22/.test((error as { code?: string }).code ?? "")) throw error;
+      console.error(`${(error as Error).message}\n${USAGE}`);
+      Deno.exitCode = 2;
+      throw new UsageError();
+    }
+  }
   // The dead events matching, taken once: the run requeues exactly these (by id, oldest first). Selecting
   // again per chunk would take an event requeued earlier in this run that died again meanwhile, in place of
   // one not yet requeued, and leave that one dead while the count said all were done.
@@ -93,8 +107,10 @@ try {
   };
   console.log(`summary ${JSON.stringify(summary)}`);
 } catch (error) {
-  console.error(`replay failed: ${(error as Error).message}`);
-  Deno.exitCode = 1;
+  if (!(error instanceof UsageError)) {
+    console.error(`replay failed: ${(error as Error).message}`);
+    Deno.exitCode = 1;
+  }
 } finally {
   await sql.end({ timeout: 2 });
 }

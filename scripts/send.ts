@@ -7,16 +7,25 @@ import { signingSecret } from "./lib/dev_secret.ts";
 import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
 
 await loadDotenv(".env");
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    url: { type: "string" },
-    "message-id": { type: "string" },
-    "conversation-id": { type: "string" },
-    content: { type: "string" },
-  },
-});
+const USAGE =
+  "usage: deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]";
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      url: { type: "string" },
+      "message-id": { type: "string" },
+      "conversation-id": { type: "string" },
+      content: { type: "string" },
+    },
+  });
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const { values, positionals } = parsed;
 const event = (positionals[0] ?? "message_created") as SampleEvent;
 if (!SAMPLE_EVENTS.includes(event)) {
   console.error(`Unknown event ${event}. One of: ${SAMPLE_EVENTS.join(", ")}`);

@@ -6,10 +6,18 @@ import { redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 await loadDotenv(".env");
-const { values } = parseArgs({
-  args: Deno.args,
-  options: { json: { type: "boolean", default: false }, days: { type: "string", default: "7" } },
-});
+const USAGE = "usage: deno task stats [--json] [--days N]";
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    options: { json: { type: "boolean", default: false }, days: { type: "string", default: "7" } },
+  });
+} catch (error) {
+  console.error(`${(error as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const { values } = parsed;
 const days = Number(values.days);
 if (!Number.isInteger(days) || days < 1) {
   console.error("--days takes a whole number of days (1 or more)");

@@ -91,4 +91,38 @@ dbTest(
   },
 );
 
+dbTest(`replay cli [${db.kind}]: usage errors of the CLIs exit 2 and change nothing`, async () => {
+  const [{ n: before }] = await sql<{ n: number }[]>`select count(*)::int as n from webhook_events`;
+  // A time Postgres cannot read.
+  const badTime = await replay("--since", "2026-13-45", "--dry-run");
+  assert.equal(badTime.code, 2, badTime.text);
+  assert.match(badTime.text, /out of range/);
+  // A mistyped flag of migrate applies nothing (it used to apply every pending migration and exit 0).
+  const migrations = async () =>
+    (await sql<{ n: number }[]>`select count(*)::int as n from supabase_migrations.schema_migrations`)[0].n;
+  const applied = await migrations();
+  const [latest] = await sql`delete from supabase_migrations.schema_migrations
+    where version = (select max(version) from supabase_migrations.schema_migrations) returning *`;
+  try {
+    for (const flag of ["--chek", "-c"]) {
+      const run = await runScript("scripts/migrate.ts", [flag], db.url);
+      assert.equal(run.code, 2, run.stdout + run.stderr);
+      assert.match(run.stderr, /usage: deno task migrate/);
+      assert.equal(await migrations(), applied - 1, `migrate ${flag} applied something`);
+    }
+    const help = await runScript("scripts/migrate.ts", ["--help"], db.url);
+    assert.deepEqual([help.code, /usage/.test(help.stdout), await migrations()], [0, true, applied - 1]);
+  } finally {
+    // The history row back as it was (the migration itself stayed applied).
+    await sql`insert into supabase_migrations.schema_migrations ${sql(latest)} on conflict do nothing`;
+  }
+  for (const script of ["scripts/stats.ts", "scripts/send.ts"]) {
+    const run = await runScript(script, ["--bogus"], db.url, { CHATWOOT_WEBHOOK_SECRET: "x".repeat(32) });
+    assert.equal(run.code, 2, `${script}: ${run.stderr}`);
+    assert.match(run.stderr, /usage: deno task/);
+  }
+  const [{ n: after }] = await sql<{ n: number }[]>`select count(*)::int as n from webhook_events`;
+  assert.equal(after, before);
+});
+
 dbTest(`replay cli [${db.kind}]: close database`, () => db.close());
