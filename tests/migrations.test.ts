@@ -117,6 +117,10 @@ const LOCKING_MIGRATIONS: Array<{
   state: string;
   before: string;
   after: string;
+  /** What holds the table meanwhile: by default a long analyst query, still open. */
+  hold?: string;
+  /** The error's message: the migrations that say more than PostgreSQL's own. */
+  message?: RegExp;
 }> = [
   {
     name: "lz4_bodies",
@@ -135,6 +139,17 @@ const LOCKING_MIGRATIONS: Array<{
              where conname = 'webhook_events_body_sha256_check'`,
     before: "CHECK ((body_sha256 ~ '^[0-9a-f]{64}$'::text))",
     after: "CHECK (((octet_length(body_sha256) = 64) AND (body_sha256 ~ '^[0-9a-f]+$'::text))) NOT VALID",
+  },
+  {
+    // CREATE INDEX waits for writers (a reader does not stop it): an operator's update left open, say.
+    name: "dead_letters_last_received",
+    undo: "drop index public.webhook_events_dead_last_received_idx",
+    state:
+      `select count(*)::text as s from pg_indexes where indexname = 'webhook_events_dead_last_received_idx'`,
+    before: "0",
+    after: "1",
+    hold: "update public.webhook_events set attempts = attempts where false",
+    message: /lock timeout/,
   },
   {
     name: "ingest_receipts_and_recovered_copies",
@@ -157,6 +172,23 @@ const LOCKING_MIGRATIONS: Array<{
   },
 ];
 
+Deno.test("migrations: each one that locks webhook_events or relay_settings waits for it at most 2 s", async () => {
+  // Ingests read relay_settings and write webhook_events: a migration waiting without end for either (behind
+  // a long query or an open writing transaction) would hold every webhook behind it. The one creating them
+  // has nothing to wait for; validating a constraint does not stop writes.
+  const locking =
+    /\b(alter\s+table(\s+if\s+exists)?|create\s+(unique\s+)?index(\s+if\s+not\s+exists)?\s+\w+\s+on|create\s+policy\s+\w+\s+on)\s+(public\.)?(webhook_events|relay_settings)\b(?!\s+validate\s+constraint)/i;
+  const unguarded = [];
+  for (const m of await listMigrations()) {
+    const text = (await Deno.readTextFile(m.path)).replace(/--.*$/gm, "");
+    if (/create\s+table\s+public\.webhook_events\b/i.test(text)) continue;
+    if (locking.test(text) && !text.includes("set_config('lock_timeout', '2s', true)")) {
+      unguarded.push(m.name);
+    }
+  }
+  assert.deepEqual(unguarded, []);
+});
+
 for (const m of LOCKING_MIGRATIONS) {
   migrationTest(
     `migrations: ${m.name} gives up after 2 s on a table a long query holds, changing nothing`,
@@ -171,7 +203,7 @@ for (const m of LOCKING_MIGRATIONS) {
         assert.equal(await state(), m.before);
         const started = Date.now();
         await reader.begin(async (tx) => {
-          await tx`select count(*) from public.webhook_events`; // a long analyst query, still open
+          await tx.unsafe(m.hold ?? "select count(*) from public.webhook_events");
           let timer: ReturnType<typeof setTimeout> | undefined;
           const error = await Promise.race([
             db.sql.unsafe(text).simple().then(() => ({ code: "applied", message: "" }), (e) => e),
@@ -184,7 +216,7 @@ for (const m of LOCKING_MIGRATIONS) {
           ]) as { code?: string; message?: string };
           clearTimeout(timer);
           assert.equal(error.code, "55P03", String(error.message));
-          assert.match(String(error.message), /run the migration again/);
+          assert.match(String(error.message), m.message ?? /run the migration again/);
         });
         assert.ok(Date.now() - started < 5_000, "gave up within the lock timeout");
         assert.equal(await state(), m.before, "nothing changed");

@@ -2,6 +2,11 @@
 -- to the Agent SDK and write every outcome of a batch back in one statement. Per conversation, at most one
 -- event is in flight and it is the earliest undelivered one. Applies on hosted Supabase, PG15+ and PGlite.
 
+-- Added later (review): changes below take locks on webhook_events that ingests queue behind; with a long
+-- query or an open writing transaction on the table they would wait without end, and every webhook with
+-- them. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration, which changes nothing.
+select set_config('lock_timeout', '2s', true);
+
 -- Operator settings: exactly one row, changed with SQL one-liners (see README "Forwarding").
 create table public.relay_settings (
   id boolean primary key default true check (id),

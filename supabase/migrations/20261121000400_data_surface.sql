@@ -2,6 +2,11 @@
 -- indexes their common queries need, and retention. Documented in docs/sql.md (every query there is run by
 -- tests/data_surface.test.ts).
 
+-- Added later (review): changes below take locks on webhook_events that ingests queue behind; with a long
+-- query or an open writing transaction on the table they would wait without end, and every webhook with
+-- them. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration, which changes nothing.
+select set_config('lock_timeout', '2s', true);
+
 -- Chatwoot sends ISO-8601 strings on message events and epoch seconds (integer or float) elsewhere.
 -- Anything else yields null rather than breaking a whole query.
 create or replace function public.chatwoot_timestamp(p_value jsonb)

@@ -11,6 +11,11 @@
 --    newer state, not a guarantee.
 -- Everything else is as in migration 000500 (same result columns; p_sent_at defaults to null).
 
+-- Added later (review): changes below take locks on webhook_events that ingests queue behind; with a long
+-- query or an open writing transaction on the table they would wait without end, and every webhook with
+-- them. Wait at most 2 s (ingests retry for 2.5 s); a busy table fails the migration, which changes nothing.
+select set_config('lock_timeout', '2s', true);
+
 alter table public.webhook_events add column sent_at timestamptz;
 comment on column public.webhook_events.sent_at is
   'X-Chatwoot-Timestamp of the stored body (signed, so trusted); null when authenticated by URL token.';
