@@ -18,6 +18,8 @@ export interface TestDbOptions {
   beforeMigrations?: string;
   /** The server to create the database on. Default: DATABASE_URL, and PGlite when that is unset. */
   serverUrl?: string;
+  /** A role (existing, able to log in) that owns the database and applies the migrations; server only. */
+  owner?: string;
 }
 
 /** The advisory lock under which test databases on one server are migrated one at a time. */
@@ -41,8 +43,8 @@ export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> 
   }
   const name = `relay_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  const url = withDatabase(serverUrl, name);
+  await admin.unsafe(`create database ${name}${options.owner ? ` owner ${options.owner}` : ""}`);
+  const url = withDatabase(serverUrl, name, options.owner);
   const sql = connect(url, { max: 10 });
   // Roles belong to the whole server. On a fresh one, test files migrating their databases at once all find
   // Supabase's API roles missing, and every CREATE ROLE but the first fails (tests/fresh_server.test.ts).
@@ -70,9 +72,10 @@ async function migrate(sql: Sql, { beforeMigrations }: TestDbOptions): Promise<v
   await applyMigrations(sql);
 }
 
-export function withDatabase(url: string, database: string): string {
+export function withDatabase(url: string, database: string, user?: string): string {
   const u = new URL(url);
   u.pathname = `/${database}`;
+  if (user) u.username = user;
   return u.toString();
 }
 

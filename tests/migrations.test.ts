@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { startTestDb, type TestDb } from "./_db.ts";
 import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
@@ -34,24 +35,50 @@ migrationTest(
   },
 );
 
-migrationTest(
-  "migrations: RLS on every public table, and anon/authenticated get no privileges",
-  async (db) => {
-    const tables = await db.sql<{ relname: string; relrowsecurity: boolean }[]>`
-      select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = 'public' and c.relkind in ('r', 'p')`;
-    assert.ok(tables.length >= 2);
-    for (const t of tables) assert.equal(t.relrowsecurity, true, `RLS off on ${t.relname}`);
-    const grants = await db.sql`
-      select table_name, grantee, privilege_type from information_schema.role_table_grants
-      where table_schema = 'public' and grantee in ('anon', 'authenticated')`;
-    assert.deepEqual([...grants], []);
-    const routines = await db.sql`
-      select routine_name, grantee from information_schema.role_routine_grants
-      where routine_schema = 'public' and grantee in ('anon', 'authenticated', 'PUBLIC')`;
-    assert.deepEqual([...routines], []);
+/** What a hosted Supabase project has before any migration: what postgres creates in public is granted. */
+const HOSTED_DEFAULT_PRIVILEGES = `
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'anon') then create role anon nologin noinherit; end if;
+  if not exists (select 1 from pg_roles where rolname = 'authenticated') then
+    create role authenticated nologin noinherit;
+  end if;
+  if not exists (select 1 from pg_roles where rolname = 'service_role') then
+    create role service_role nologin noinherit bypassrls;
+  end if;
+end
+$$;
+grant usage on schema public to anon, authenticated, service_role;
+alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;`;
+
+Deno.test({
+  name:
+    "migrations: RLS on every public table, and anon/authenticated get no privileges, under hosted defaults",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await startTestDb({ beforeMigrations: HOSTED_DEFAULT_PRIVILEGES });
+    try {
+      const tables = await db.sql<{ relname: string; relrowsecurity: boolean }[]>`
+        select c.relname, c.relrowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'public' and c.relkind in ('r', 'p')`;
+      assert.ok(tables.length >= 2);
+      for (const t of tables) assert.equal(t.relrowsecurity, true, `RLS off on ${t.relname}`);
+      const grants = await db.sql`
+        select table_name, grantee, privilege_type from information_schema.role_table_grants
+        where table_schema = 'public' and grantee in ('anon', 'authenticated')`;
+      assert.deepEqual([...grants], []);
+      const routines = await db.sql`
+        select routine_name, grantee from information_schema.role_routine_grants
+        where routine_schema = 'public' and grantee in ('anon', 'authenticated', 'PUBLIC')`;
+      assert.deepEqual([...routines], []);
+    } finally {
+      await db.close();
+    }
   },
-);
+});
 
 migrationTest(
   "migrations: raw_body and payload are compressed with lz4 where the server has it, pglz elsewhere",
@@ -171,6 +198,41 @@ const LOCKING_MIGRATIONS: Array<{
       "CHECK ((verified_by = ANY (ARRAY['signature'::text, 'url_token'::text, 'chatwoot_api'::text]))) NOT VALID",
   },
 ];
+
+Deno.test({
+  name: "migrations: apply for a database owner that is not a superuser, on a server that ships pg_cron",
+  // A managed server, or hosted Supabase, whose postgres role is no superuser. PostgreSQL server only.
+  ignore: Deno.env.get("DATABASE_URL") === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const admin = postgres(Deno.env.get("DATABASE_URL")!, { max: 1, onnotice: () => {} });
+    const owner = `relay_test_owner_${crypto.randomUUID().replaceAll("-", "").slice(0, 8)}`;
+    try {
+      const [{ available }] = await admin`
+        select exists (select 1 from pg_available_extensions where name = 'pg_cron') as available`;
+      // Migration 000200 looks for pg_cron only where it is available (CI installs it).
+      if (!available) console.warn("pg_cron is not available on this server: the case is not exercised");
+      await admin.unsafe(`create role ${owner} login createrole`);
+      const db = await startTestDb({ owner }); // throws when a migration fails
+      try {
+        const [{ superuser, applied }] = await db.sql`
+          select (select rolsuper from pg_roles where rolname = current_user) as superuser,
+                 (select count(*)::int from supabase_migrations.schema_migrations) as applied`;
+        assert.deepEqual([superuser, applied], [false, (await listMigrations()).length]);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      // A database whose migrations failed is left behind by startTestDb: the role can go only after it.
+      const owned = await admin<{ datname: string }[]>`
+        select datname from pg_database where datdba = (select oid from pg_roles where rolname = ${owner})`;
+      for (const { datname } of owned) await admin.unsafe(`drop database if exists ${datname} with (force)`);
+      await admin.unsafe(`drop role if exists ${owner}`);
+      await admin.end({ timeout: 1 });
+    }
+  },
+});
 
 Deno.test("migrations: each one that locks webhook_events or relay_settings waits for it at most 2 s", async () => {
   // Ingests read relay_settings and write webhook_events: a migration waiting without end for either (behind

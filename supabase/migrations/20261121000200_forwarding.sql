@@ -462,10 +462,13 @@ $$;
 -- Where pg_cron and pg_net can run (hosted Supabase), enable them and schedule the forwarder if the Vault
 -- secrets already exist. Anywhere else (plain Postgres, PGlite, a database pg_cron does not serve) this
 -- only leaves a notice: every step is guarded and a failure rolls back just that step.
+-- shared_preload_libraries is read through pg_settings, which leaves out what a role may not see (a database
+-- owner that is no superuser lacks pg_read_all_settings): current_setting() raised for such an owner and
+-- stopped the migration (found by review). Unseen counts as not preloaded.
 do $$
 begin
   if exists (select 1 from pg_available_extensions where name = 'pg_cron')
-     and current_setting('shared_preload_libraries', true) like '%pg_cron%'
+     and (select setting from pg_settings where name = 'shared_preload_libraries') like '%pg_cron%'
      and coalesce(current_setting('cron.database_name', true), 'postgres') = current_database() then
     begin
       create extension if not exists pg_cron;
@@ -474,7 +477,7 @@ begin
     end;
   end if;
   if exists (select 1 from pg_available_extensions where name = 'pg_net')
-     and current_setting('shared_preload_libraries', true) like '%pg_net%' then
+     and (select setting from pg_settings where name = 'shared_preload_libraries') like '%pg_net%' then
     begin
       create extension if not exists pg_net;
     exception when others then
