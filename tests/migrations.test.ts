@@ -74,6 +74,15 @@ Deno.test({
         select routine_name, grantee from information_schema.role_routine_grants
         where routine_schema = 'public' and grantee in ('anon', 'authenticated', 'PUBLIC')`;
       assert.deepEqual([...routines], []);
+      // Sequences too: setval() as anon could park webhook_events' ids at their maximum.
+      const sequences = await db.sql<{ seq: string }[]>`
+        select r.role || ' on ' || c.relname as seq
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         cross join (values ('anon'), ('authenticated')) r(role)
+         where n.nspname = 'public' and c.relkind = 'S'
+           and has_sequence_privilege(r.role, c.oid, 'usage, select, update')`;
+      assert.ok((await db.sql`select 1 from pg_class where relkind = 'S'`).length >= 2);
+      assert.deepEqual(sequences.map((s) => s.seq), []);
     } finally {
       await db.close();
     }
