@@ -3,20 +3,18 @@
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
 // Either way a signal ends it after the batches in flight are written back: nothing new is claimed meanwhile;
 // a second signal ends it at once (what it had in flight is sent again once the leases expire).
-import { parseArgs } from "node:util";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
-import { onStopSignals, requireDatabaseUrl } from "./lib/cli.ts";
+import { onStopSignals, parseArgsOrExit, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
 
 await loadDotenv(".env");
 const USAGE = "Usage: deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N] [--budget-ms N]";
-let parsed;
-try {
-  parsed = parseArgs({
+const parsed = parseArgsOrExit(
+  {
     args: Deno.args,
     options: {
       once: { type: "boolean", default: false },
@@ -25,11 +23,9 @@ try {
       "sweep-ms": { type: "string", default: "1000" },
       "budget-ms": { type: "string", default: "25000" },
     },
-  });
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  Deno.exit(2);
-}
+  },
+  USAGE,
+);
 const { values } = parsed;
 /** A whole-number option, or exit 2 saying so (NaN would make a forwarder that silently sends nothing). */
 function wholeNumber(name: "batch" | "lanes" | "sweep-ms" | "budget-ms", min: number): number {

@@ -1,27 +1,23 @@
 // deno task migrate [--check]: apply pending migrations to DATABASE_URL / SUPABASE_DB_URL, or with --check
 // only list what is pending and exit 1 if anything is. Same history table as `supabase migration up`.
-import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
-import { redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { parseArgsOrExit, redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { appliedVersions, applyMigrations, listMigrations } from "./lib/migrations.ts";
 
 const USAGE =
   "usage: deno task migrate [--check]   (--check: list what is pending, apply nothing; exit 1 if any)";
-let parsed;
-try {
-  parsed = parseArgs({
+// Strict: a mistyped --check must not apply every pending migration.
+const parsed = parseArgsOrExit(
+  {
     args: Deno.args,
     options: {
       check: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
-  });
-} catch (error) {
-  // A mistyped --check must not apply every pending migration.
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  Deno.exit(2);
-}
+  },
+  USAGE,
+);
 if (parsed.values.help) {
   console.log(USAGE);
   Deno.exit(0);

@@ -1,9 +1,8 @@
 // deno task replay <id>... | --since <time> [--until <time>] [--event <name>] [--dry-run] [--chunk N]
 // Requeues the dead events matching when the run starts (replay_webhook_events, by id) in chunks, printing
 // progress and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
-import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
-import { redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { parseArgsOrExit, redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 const USAGE = `usage:
@@ -17,9 +16,8 @@ times: anything Postgres reads as timestamptz, e.g. 2026-11-21T10:00Z or "2026-1
 class UsageError extends Error {}
 
 await loadDotenv(".env");
-let parsed;
-try {
-  parsed = parseArgs({
+const parsed = parseArgsOrExit(
+  {
     args: Deno.args,
     allowPositionals: true,
     options: {
@@ -30,11 +28,9 @@ try {
       chunk: { type: "string", default: "500" },
       help: { type: "boolean", short: "h", default: false },
     },
-  });
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  Deno.exit(2);
-}
+  },
+  USAGE,
+);
 const { values, positionals } = parsed;
 const ids = positionals.flatMap((p) => p.split(",")).filter((p) => p !== "");
 const chunk = Number(values.chunk);

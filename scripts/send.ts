@@ -1,7 +1,7 @@
 // deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]
 // Posts one correctly signed sample webhook to the local server and prints the answer.
-import { parseArgs } from "node:util";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
+import { parseArgsOrExit } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { signingSecret } from "./lib/dev_secret.ts";
 import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
@@ -9,9 +9,8 @@ import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts
 await loadDotenv(".env");
 const USAGE =
   "usage: deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]";
-let parsed;
-try {
-  parsed = parseArgs({
+const parsed = parseArgsOrExit(
+  {
     args: Deno.args,
     allowPositionals: true,
     options: {
@@ -20,11 +19,9 @@ try {
       "conversation-id": { type: "string" },
       content: { type: "string" },
     },
-  });
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  Deno.exit(2);
-}
+  },
+  USAGE,
+);
 const { values, positionals } = parsed;
 const event = (positionals[0] ?? "message_created") as SampleEvent;
 if (!SAMPLE_EVENTS.includes(event)) {

@@ -1,22 +1,18 @@
 // deno task stats [--json] [--days N]: the pipeline's health and recent volume, from the Data team's views.
 // Reads DATABASE_URL / SUPABASE_DB_URL (any server, hosted Supabase included).
-import { parseArgs } from "node:util";
 import { connect } from "../supabase/functions/_shared/db.ts";
-import { redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { parseArgsOrExit, redact, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 await loadDotenv(".env");
 const USAGE = "usage: deno task stats [--json] [--days N]";
-let parsed;
-try {
-  parsed = parseArgs({
+const parsed = parseArgsOrExit(
+  {
     args: Deno.args,
     options: { json: { type: "boolean", default: false }, days: { type: "string", default: "7" } },
-  });
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  Deno.exit(2);
-}
+  },
+  USAGE,
+);
 const { values } = parsed;
 const days = Number(values.days);
 if (!Number.isInteger(days) || days < 1) {

@@ -1,5 +1,6 @@
 // What the command-line scripts share: the database they work on, and how they show it. Kept apart from the
 // dev server so a short CLI run does not load PGlite and every function.
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { databaseUrlFromEnv } from "../../supabase/functions/_shared/db.ts";
 import { urlCredentials } from "../../supabase/functions/_shared/env.ts";
 
@@ -41,4 +42,17 @@ export function onStopSignals(stop: () => unknown): void {
     stop();
   };
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, handle);
+}
+
+/** The command line parsed by `config`, or exit 2 with what was wrong and the usage (a usage error). */
+export function parseArgsOrExit<T extends ParseArgsConfig>(
+  config: T,
+  usage: string,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${usage}`);
+    Deno.exit(2);
+  }
 }
