@@ -91,6 +91,36 @@ dbTest(`data [${db.kind}]: chatwoot_messages has one typed row per message, late
   assert.deepEqual({ ...orphan }, { content: "late", edited: false, delivery_status: "skipped" });
 });
 
+dbTest(`data [${db.kind}]: chatwoot_messages: a status change is no edit; a deletion is said`, async () => {
+  const store = (id: number, event: string, body: Record<string, unknown>, sha: string) => {
+    const payload = JSON.stringify({ event, id, message_type: "outgoing", ...body });
+    return sql`select * from ingest_webhook_event(${`message:${id}:${event}`}, ${event}, ${id}, 104, 1, 3,
+      null, ${payload}::text::jsonb, '{}', ${sha.repeat(64)}, 'signature')`;
+  };
+  // Sent, then read: Chatwoot sends message_updated with the same content and a new status.
+  await store(999101, "message_created", { content: "Your order shipped", status: "sent" }, "c");
+  await store(999101, "message_updated", { content: "Your order shipped", status: "read" }, "d");
+  // Deleted by the agent: Chatwoot replaces the content and marks it.
+  await store(999102, "message_created", { content: "Wrong customer, sorry", status: "sent" }, "e");
+  await store(999102, "message_updated", {
+    content: "This message was deleted",
+    content_attributes: { deleted: true },
+    status: "sent",
+  }, "f");
+  const rows = await sql`select message_id, content, edited, deleted from chatwoot_messages
+                          where message_id in (999101, 999102, ${FIXTURE.editedMessageId}) order by message_id`;
+  assert.deepEqual(rows.map((r) => ({ ...r, message_id: Number(r.message_id) })), [
+    {
+      message_id: FIXTURE.editedMessageId,
+      content: "Where is my order #1042? Thanks",
+      edited: true,
+      deleted: false,
+    },
+    { message_id: 999101, content: "Your order shipped", edited: false, deleted: false },
+    { message_id: 999102, content: "This message was deleted", edited: false, deleted: true },
+  ]);
+});
+
 dbTest(`data [${db.kind}]: chatwoot_conversation_events lists previous and current values`, async () => {
   const rows =
     await sql`select * from chatwoot_conversation_events where conversation_id = 101 order by event_id`;

@@ -27,4 +27,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121002400", // account_less_events_ordered_with_their_conversation
   "20261121002500", // write_back_retry_counts_once
   "20261121002600", // sequences_not_granted_to_api_roles
+  "20261121002700", // messages_edited_only_when_content_changed
 ];
