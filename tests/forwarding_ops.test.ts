@@ -3,17 +3,20 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
-import { connect } from "../supabase/functions/_shared/db.ts";
-import { startAgentSdk } from "./_agent_sdk.ts";
-import { closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
-import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import { ok, startAgentSdk } from "./_agent_sdk.ts";
+import { closeSharedDb, fastSettings, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
+import {
+  chatwootWebhookApp,
+  IMMEDIATE_DRAIN_BUDGET_MS,
+} from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
-import { samplePayload } from "../scripts/lib/samples.ts";
+import { type SampleEvent, samplePayload } from "../scripts/lib/samples.ts";
 
 dbTest("forwarding: kill switch keeps events pending; resuming delivers them", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
@@ -268,6 +271,14 @@ dbTest(
       const bounded = await call(auth, "Bearer forwarder-token-0123456789", "?max_events=3");
       const limited = await bounded.json();
       assert.deepEqual([bounded.status, limited.stopped, limited.claimed], [200, "limit", 3]);
+      // Blank is unset (a URL template's unset variable), not 0 read as the minimum of 1 event.
+      const blank = await call(
+        auth,
+        "Bearer forwarder-token-0123456789",
+        "?max_events=&budget_ms=&batch_size=",
+      );
+      const rest = await blank.json();
+      assert.deepEqual([blank.status, rest.stopped, rest.claimed], [200, "idle", 1]);
       // A rotation: both tokens while pg_cron's Vault secret changes over, then only the new one.
       const rotating = forwardEventsAuthFromEnv({
         FORWARDER_TOKEN: "forwarder-token-0123456789, forwarder-token-new-9876543210",
@@ -336,6 +347,93 @@ dbTest(
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(sdk.received.length, 1);
     });
+  },
+);
+
+/** One chatwoot-webhook function instance (its own immediate-drain single flight), posting signed samples. */
+function webhookInstance(sql: Sql, agentSdkUrl: string) {
+  const secret = "chatwoot-webhook-secret-for-tests";
+  const app = chatwootWebhookApp({
+    env: { CHATWOOT_WEBHOOK_SECRET: secret, AGENT_SDK_URL: agentSdkUrl },
+    sql,
+    log: memoryLogger(),
+  });
+  return async (event: SampleEvent, messageId: number, conversationId: number, content?: string) => {
+    const body = JSON.stringify(samplePayload(event, { messageId, conversationId, content }));
+    const response = await app.fetch(
+      new Request("http://functions.local/chatwoot-webhook", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(secret, body) },
+        body,
+      }),
+    );
+    assert.equal(response.status, 200);
+    return (await response.json()) as { id: number; outcome: string; status: string };
+  };
+}
+
+/** As on the edge runtime: background work handed to EdgeRuntime.waitUntil, awaited before the test ends. */
+async function withEdgeRuntime(fn: () => Promise<void>): Promise<void> {
+  const edge = globalThis as { EdgeRuntime?: unknown };
+  const before = edge.EdgeRuntime;
+  const handed: Promise<unknown>[] = [];
+  edge.EdgeRuntime = { waitUntil: (promise: Promise<unknown>) => void handed.push(promise) };
+  try {
+    await fn();
+  } finally {
+    edge.EdgeRuntime = before;
+    await Promise.allSettled(handed);
+  }
+}
+
+// An Agent SDK slower than the immediate drain's 2 s budget (its timeout allows 10 s): what that delivery's
+// write-back makes due must go out at once, not wait for forward-events' next call (30 s hosted).
+const SLOWER_THAN_THE_BUDGET_MS = IMMEDIATE_DRAIN_BUDGET_MS + 500;
+
+dbTest(
+  "forwarding: an edit stored while the previous version is delivered slowly goes out right after it",
+  async () => {
+    await withForwardingSetup((db, sdk) =>
+      withEdgeRuntime(async () => {
+        await fastSettings(db.sql, { request_timeout_ms: 10_000, lease_seconds: 60 });
+        await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+        sdk.behave((_r, i) => i === 0 ? { delayMs: SLOWER_THAN_THE_BUDGET_MS, then: ok() } : ok());
+        const post = webhookInstance(db.sql, sdk.url);
+        const v1 = await post("message_updated", 55_001, 5_501, "first edit");
+        await sdk.waitFor(() => sdk.received.length === 1, "version 1 in flight");
+        const v2 = await post("message_updated", 55_001, 5_501, "second edit");
+        assert.deepEqual([v2.id, v2.outcome, v2.status], [v1.id, "updated", "delivering"]);
+        await sdk.waitFor(
+          () => sdk.received.some((r) => r.text.includes("second edit")),
+          "the second edit, without forward-events",
+          10_000,
+        );
+      })
+    );
+  },
+);
+
+dbTest(
+  "forwarding: a message stored on another instance behind a slow delivery of its conversation goes out after it",
+  async () => {
+    await withForwardingSetup((db, sdk) =>
+      withEdgeRuntime(async () => {
+        await fastSettings(db.sql, { request_timeout_ms: 10_000, lease_seconds: 60 });
+        sdk.behave((_r, i) => i === 0 ? { delayMs: SLOWER_THAN_THE_BUDGET_MS, then: ok() } : ok());
+        const instanceA = webhookInstance(db.sql, sdk.url);
+        const instanceB = webhookInstance(db.sql, sdk.url);
+        await instanceA("message_created", 56_001, 5_601);
+        await sdk.waitFor(() => sdk.received.length === 1, "the first message in flight");
+        // B's own drain finds the conversation held by A's delivery and ends; A's drain, past its budget
+        // when that delivery is written back, must take the next one.
+        const second = await instanceB("message_created", 56_002, 5_601);
+        await sdk.waitFor(
+          () => sdk.accepted().some((r) => r.eventId === second.id),
+          "the second message, without forward-events",
+          10_000,
+        );
+      })
+    );
   },
 );
 

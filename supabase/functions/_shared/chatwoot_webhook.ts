@@ -365,6 +365,11 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
           settingsChecked: true,
         });
         log("debug", `${LOG} Immediate delivery`, { ...summary });
+        // Stopped by its wall-clock budget, not for want of events: a slow Agent SDK holds a batch for seconds
+        // (its timeout is 10 s), and what its write-back made due (the next event of a conversation, a newer
+        // version) would otherwise wait for forward-events' next call. One more drain follows; the CPU bound
+        // is maxEvents, a "limit" stop, which leaves the rest to forward-events.
+        if (summary.stopped === "budget") void immediateDrain?.();
       },
       log,
       "immediate_delivery",
@@ -376,8 +381,12 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
     log,
     afterStore: immediateDrain
       ? async (stored) => {
-        // The ingest call already read the settings: no attempt while paused or without a target.
-        if (!stored.forwardNow || (!forwarder.agentSdkUrl && !stored.targetOverrideSet)) return;
+        // The ingest call already read the settings: no attempt while paused or without a target. A newer
+        // version of an event being delivered is due once that delivery is written back: the drain after
+        // the one in flight (if any) takes it (a paused forwarding claims nothing).
+        const newerWhileDelivering = stored.outcome === "updated" && stored.status === "delivering";
+        if (!stored.forwardNow && !newerWhileDelivering) return;
+        if (!forwarder.agentSdkUrl && !stored.targetOverrideSet) return;
         await immediateDrain();
       }
       : undefined,

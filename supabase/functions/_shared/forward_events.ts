@@ -98,7 +98,8 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
 }
 
 function boundedInt(raw: string | undefined, fallback: number, min: number, max: number): number {
-  const value = raw === undefined ? NaN : Number(raw);
+  // Blank (?max_events=, a URL template's unset variable) is unset: Number("") is 0, which read as the minimum.
+  const value = raw === undefined || raw.trim() === "" ? NaN : Number(raw);
   return Number.isInteger(value) ? Math.min(max, Math.max(min, value)) : fallback;
 }
 
