@@ -535,6 +535,67 @@ dbTest(
   },
 );
 
+dbTest(
+  "readiness PATCH: odd keys and text are 4xx; characters are code points; a no-op names nobody",
+  async () => {
+    const a = app();
+    const history = async () =>
+      (await db.sql<{ n: number }[]>`select count(*)::int as n from public.readiness_item_history`)[0].n;
+    // A key holding an encoded NUL (text Postgres refuses) names no item: not a 503 "database unavailable".
+    const nul = await patch(a, "task-1%00", { status: "done" });
+    assert.deepEqual([nul.status, (await nul.json()).error], [404, "unknown_item"]);
+    // A lone surrogate carried by a JSON escape is refused, as bytes that are not UTF-8 are.
+    const before = await history();
+    const lone = await patch(a, "task-2", '{"evidence":"log \\ud83d attached"}');
+    assert.deepEqual([lone.status, (await lone.json()).error], [400, "invalid_evidence"]);
+    assert.equal(await history(), before);
+    // 2 000 characters are 2 000 code points: 1 500 emoji (3 000 UTF-16 units) fit.
+    const emoji = await patch(a, "task-3", { evidence: "🚀".repeat(1500) });
+    assert.equal(emoji.status, 200, await emoji.text());
+    // A write that changes nothing leaves who last changed the item (the history records no such write).
+    await patch(a, "task-6", { status: "in_progress", by: "alice" });
+    const quiet = await history();
+    const noop = await patch(a, "task-6", { status: "in_progress", by: "mallory" });
+    assert.equal((await noop.json()).item.updated_by, "admin:alice");
+    assert.equal(await history(), quiet);
+    for (const key of ["task-3", "task-6"]) {
+      await db.sql`select public.readiness_update_item(${key}, 'pending', true, null, null, 'test')`;
+    }
+  },
+);
+
+dbTest(
+  "readiness: dates stay YYYY-MM-DD, and nothing is overdue early, under DateStyle 'SQL, MDY'",
+  async () => {
+    // A database (or server) configured so by someone else; postgres.js does not set DateStyle.
+    let sql = db.sql;
+    if (db.kind === "pglite") await db.sql.unsafe("set datestyle = 'SQL, MDY'"); // one session for all
+    else {
+      const [{ name }] = await db.sql<{ name: string }[]>`select current_database() as name`;
+      await db.sql.unsafe(`alter database "${name}" set datestyle = 'SQL, MDY'`);
+      sql = connect(db.url, { max: 2 });
+    }
+    try {
+      const [{ style }] = await sql<{ style: string }[]>`select current_setting('datestyle') as style`;
+      assert.equal(style, "SQL, MDY");
+      // Ten days before the first due date.
+      const a = app({ sql, now: () => new Date("2025-10-01T12:00:00Z") });
+      const markdown = await (await a.request("/readiness?format=markdown")).text();
+      const { body } = await getJson(a);
+      assert.deepEqual(body.overdue, []);
+      assert.match(markdown, /^\| 1 \| Fix Supabase DSN in Fly secrets \| Integrations \| 2025-10-11 \|/m);
+      assert.match(markdown, /^last_reviewed: 2025-10-11$/m);
+    } finally {
+      if (db.kind === "pglite") await db.sql.unsafe("reset datestyle");
+      else {
+        await sql.end({ timeout: 1 });
+        const [{ name }] = await db.sql<{ name: string }[]>`select current_database() as name`;
+        await db.sql.unsafe(`alter database "${name}" reset datestyle`);
+      }
+    }
+  },
+);
+
 dbTest("readiness http: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();

@@ -206,6 +206,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!parsed.ok) return fail(c, 400, parsed.error, parsed.message, parsed.extra);
     const p = parsed.value;
     const key = c.req.param("key");
+    // Item keys are short lowercase words (task-1, credential-chatwoot_token_prod): anything else names no
+    // item. Checked here, since text Postgres refuses (a NUL from %00) would fail as a database error.
+    if (!/^[a-z0-9_-]{1,100}$/.test(key)) return fail(c, 404, "unknown_item", "No such readiness item");
     const actor = p.by ? `admin:${p.by}` : "admin";
     try {
       const rows = await sql<(ItemBase & { section: string })[]>`
@@ -341,7 +344,12 @@ export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
     if (value === undefined || value === null) return null;
     // deno-lint-ignore no-control-regex
     const bad = singleLine ? /[\u0000-\u001f\u007f]/ : /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-    if (typeof value !== "string" || value.trim() === "" || value.length > max || bad.test(value)) {
+    // Characters are code points (an emoji is one); a lone surrogate, which a JSON escape can carry past the
+    // fatal UTF-8 decoder, is refused like bytes that are not UTF-8.
+    if (
+      typeof value !== "string" || value.trim() === "" || [...value].length > max || bad.test(value) ||
+      !value.isWellFormed()
+    ) {
       return {
         ok: false,
         error: name === "evidence" ? "invalid_evidence" : "invalid_body",
