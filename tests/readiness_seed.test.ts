@@ -93,6 +93,9 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
   await tx`select public.readiness_update_item('blocker-2', 'done', true, '/hc answers 200', null, 'test')`;
   await tx`select public.readiness_update_item('validation-2', 'done', false, null, null, 'test')`;
   await tx`select public.readiness_update_item('validation-4', 'in_progress', true, 'first mail received', null, 't')`;
+  // Text that Markdown would take for raw HTML or an entity, written so that it shows (and reads back) as typed.
+  await tx`select public.readiness_update_item('task-5', null, true, 'at vault/occ/<env>/x.env; see <details> &amp; A&B',
+    null, 'test')`;
   await tx`select public.readiness_update_item('credential-chatwoot_base_url_prod', 'done', true, 'prod URL set', null, 't')`;
   await tx`select public.readiness_update_item('inbox-2', 'staging_only', false, null, null, 'test')`;
   try {
@@ -106,6 +109,11 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
       /\| 1 \| Fix Supabase DSN in Fly secrets .*\| ✅ Done \| .* · Provided: DSN fixed \\\| see PR #12 \|/,
     );
     assert.match(markdown, /^- \[x\] API token authentication test$/m);
+    const task5 = markdown.split("\n").find((l) => l.startsWith("| 5 |"))!;
+    assert.ok(
+      task5.endsWith(" · Provided: at vault/occ/&lt;env>/x.env; see &lt;details> &amp;amp; A&amp;B |"),
+      task5,
+    );
     assert.match(
       markdown,
       /^- \[ \] Inbound email processing test — ⏳ In Progress · Provided: first mail received$/m,
@@ -116,7 +124,7 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
     assert.notDeepEqual(parsed.doc, fresh);
   } finally {
     await db.sql`select public.readiness_update_item(key, s, true, null, null, 'test')
-      from (values ('task-1', 'in_progress'), ('task-4', 'pending'), ('blocker-2', 'blocked'),
+      from (values ('task-1', 'in_progress'), ('task-4', 'pending'), ('task-5', 'pending'), ('blocker-2', 'blocked'),
         ('validation-2', 'pending'), ('validation-4', 'pending'), ('credential-chatwoot_base_url_prod', 'staging_only'),
         ('inbox-2', 'pending')) v(key, s)`;
   }

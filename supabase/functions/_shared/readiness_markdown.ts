@@ -58,8 +58,18 @@ function table(header: string[], rows: string[][]): string[] {
   return [row(header), `| ${header.map(() => "---").join(" | ")} |`, ...rows.map(row)];
 }
 
+/**
+ * Evidence is anyone's text (PATCH): "<" would open raw HTML in Markdown (GitHub drops `<env>` from
+ * "vault/occ/<env>/…" and acts on `<details>`), so it is written as an entity, and "&" too, so that an entity
+ * typed by hand reads back as typed.
+ */
 function withEvidence(text: string, evidence: string | null): string {
-  return evidence === null ? text : `${text}${PROVIDED_MARKER}${evidence}`;
+  if (evidence === null) return text;
+  return `${text}${PROVIDED_MARKER}${evidence.replaceAll("&", "&amp;").replaceAll("<", "&lt;")}`;
+}
+
+function evidenceFromMarkdown(text: string): string {
+  return text.replace(/&(amp|lt);/g, (_, name) => name === "lt" ? "<" : "&");
 }
 
 /** A list line's status suffix, omitted when the status is the one the list syntax already implies. */
@@ -239,10 +249,13 @@ function parseStatus(text: string, where: string): Status {
 function splitEvidence(text: string): { text: string; evidence: string | null } {
   // A table cell is trimmed, so an empty base text leaves the marker without its leading space.
   const marker = PROVIDED_MARKER.trimStart();
-  if (text.startsWith(marker)) return { text: "", evidence: text.slice(marker.length) };
+  if (text.startsWith(marker)) return { text: "", evidence: evidenceFromMarkdown(text.slice(marker.length)) };
   const at = text.lastIndexOf(PROVIDED_MARKER);
   if (at < 0) return { text, evidence: null };
-  return { text: text.slice(0, at), evidence: text.slice(at + PROVIDED_MARKER.length) };
+  return {
+    text: text.slice(0, at),
+    evidence: evidenceFromMarkdown(text.slice(at + PROVIDED_MARKER.length)),
+  };
 }
 
 function splitStatusSuffix(text: string, fallback: Status, where: string): { text: string; status: Status } {
