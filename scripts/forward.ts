@@ -3,7 +3,7 @@
 // Runs until SIGINT/SIGTERM (woken by NOTIFY, sweeping for retries); --once drains once and prints the summary.
 // Either way a signal ends it after the batches in flight are written back: nothing new is claimed meanwhile;
 // a second signal ends it at once (what it had in flight is sent again once the leases expire).
-import { drain } from "../supabase/functions/_shared/forwarder.ts";
+import { drain, MAX_BATCH_SIZE, MAX_LANES } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
 import { onStopSignals, parseArgsOrExit, requireDatabaseUrl } from "./lib/cli.ts";
@@ -27,17 +27,25 @@ const parsed = parseArgsOrExit(
   USAGE,
 );
 const { values } = parsed;
-/** A whole-number option, or exit 2 saying so (NaN would make a forwarder that silently sends nothing). */
-function wholeNumber(name: "batch" | "lanes" | "sweep-ms" | "budget-ms", min: number): number {
+/**
+ * A whole-number option, or exit 2 saying so (NaN would make a forwarder that silently sends nothing); above
+ * what a drain takes (max), too, rather than logging a value the drain would not use.
+ */
+function wholeNumber(
+  name: "batch" | "lanes" | "sweep-ms" | "budget-ms",
+  min: number,
+  max = Infinity,
+): number {
   const value = Number(values[name]);
-  if (!Number.isInteger(value) || value < min) {
-    console.error(`--${name} takes a whole number (${min} or more), not ${values[name]}\n${USAGE}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Infinity ? `${min} or more` : `${min} to ${max}`;
+    console.error(`--${name} takes a whole number (${range}), not ${values[name]}\n${USAGE}`);
     Deno.exit(2);
   }
   return value;
 }
-const batchSize = wholeNumber("batch", 1);
-const lanes = wholeNumber("lanes", 1);
+const batchSize = wholeNumber("batch", 1, MAX_BATCH_SIZE);
+const lanes = wholeNumber("lanes", 1, MAX_LANES);
 const sweepMs = wholeNumber("sweep-ms", 10);
 const budgetMs = wholeNumber("budget-ms", 0);
 function announceStop() {

@@ -24,7 +24,8 @@ const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoo
 try {
   const [health] = await sql`select * from public.webhook_pipeline_health`;
   const daily = await sql`
-    select day::text, event, events, received, duplicates, delivered, dead, skipped, pending + delivering as open
+    select to_char(day, 'YYYY-MM-DD') as day, event, events, received, duplicates, changed, delivered, dead, skipped,
+           pending + delivering as open
       from public.chatwoot_daily_event_stats
      where day > (now() at time zone 'UTC')::date - ${days}::int -- day is a UTC date; current_date is local
      order by day desc, event`;
@@ -67,6 +68,7 @@ try {
       "events",
       "received",
       "duplicates",
+      "changed",
       "delivered",
       "dead",
       "skipped",

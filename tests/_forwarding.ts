@@ -1,12 +1,15 @@
 // Shared set-up of the forwarding tests: store realistic events through the real ingest function, and make
 // the retry schedule fast (no test ever waits for real minutes).
+import assert from "node:assert/strict";
 import { eventColumns, parseChatwootEvent } from "../supabase/functions/_shared/chatwoot_payload.ts";
+import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { type EventToStore, storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
 import { type AgentSdkStandIn, startAgentSdk } from "./_agent_sdk.ts";
 import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
-import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import { chatwootSignatureHeaders, sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { type SampleEvent, type SampleOptions, samplePayload } from "../scripts/lib/samples.ts";
 
 let nextMessageId = 10_000;
@@ -104,5 +107,45 @@ export async function withForwardingSetup(
     await fn(db, sdk, { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null });
   } finally {
     await sdk.close();
+  }
+}
+
+/** One chatwoot-webhook function instance (its own immediate-drain single flight), posting signed samples. */
+export function webhookInstance(sql: Sql, agentSdkUrl: string) {
+  const secret = "chatwoot-webhook-secret-for-tests";
+  const app = chatwootWebhookApp({
+    env: { CHATWOOT_WEBHOOK_SECRET: secret, AGENT_SDK_URL: agentSdkUrl },
+    sql,
+    log: memoryLogger(),
+  });
+  return async (event: SampleEvent, messageId: number, conversationId: number, content?: string) => {
+    const body = JSON.stringify(samplePayload(event, { messageId, conversationId, content }));
+    const response = await app.fetch(
+      new Request("http://functions.local/chatwoot-webhook", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(secret, body) },
+        body,
+      }),
+    );
+    assert.equal(response.status, 200);
+    return (await response.json()) as { id: number; outcome: string; status: string };
+  };
+}
+
+/**
+ * Runs `fn` with the edge runtime's `EdgeRuntime.waitUntil` stood in for, then waits for what was handed to it,
+ * as the runtime does: the immediate drains end before the next test truncates the tables under them (a
+ * drain's last, empty claim could otherwise meet that TRUNCATE: "deadlock detected").
+ */
+export async function withBackgroundAwaited(fn: () => Promise<void>): Promise<void> {
+  const edge = globalThis as { EdgeRuntime?: unknown };
+  const before = edge.EdgeRuntime;
+  const handed: Promise<unknown>[] = [];
+  edge.EdgeRuntime = { waitUntil: (promise: Promise<unknown>) => void handed.push(promise) };
+  try {
+    await fn();
+  } finally {
+    edge.EdgeRuntime = before;
+    await Promise.allSettled(handed);
   }
 }

@@ -381,6 +381,11 @@ dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text a
     new RegExp(`dead\\s+\\d+ went dead last hour, \\d+ last day; ${health.dead_total} dead now`),
   );
   assert.match(text, /escalate\s+no/);
+  // Each day's row in the text, by its header: an edit is counted in `changed` (received - duplicates - changed
+  // = events), and the day reads YYYY-MM-DD whatever the server's DateStyle.
+  assert.match(text, /^ {2}day\s+event\s+events\s+received\s+duplicates\s+changed\s+delivered/m);
+  assert.ok(json.daily.every((r: { day: string }) => /^\d{4}-\d\d-\d\d$/.test(r.day)));
+  assert.ok(json.daily.some((r: { changed: number }) => r.changed > 0));
   assert.ok(!text.includes("postgres:postgres@"), "the connection string is shown without its password");
 });
 

@@ -4,15 +4,18 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { eventually } from "./_http.ts";
-import { closeSharedDb, fastSettings, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
-import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import {
+  closeSharedDb,
+  fastSettings,
+  statusOf,
+  storeSample,
+  webhookInstance,
+  withBackgroundAwaited,
+  withForwardingSetup,
+} from "./_forwarding.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
-import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
-import { samplePayload } from "../scripts/lib/samples.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
-
-const SECRET = "chatwoot-webhook-secret-for-tests";
 
 /**
  * `sql` as the function sees it, with every claim_webhook_events call counted (how many at once, at most) and
@@ -42,44 +45,6 @@ function observedSql(sql: Sql, afterEmptyClaim: () => Promise<void> = async () =
   return { sql: proxy as Sql, stats };
 }
 
-function webhookApp(sql: Sql, agentSdkUrl: string) {
-  const app = chatwootWebhookApp({
-    env: { CHATWOOT_WEBHOOK_SECRET: SECRET, AGENT_SDK_URL: agentSdkUrl },
-    sql,
-    log: memoryLogger(),
-  });
-  return async (messageId: number, conversationId: number) => {
-    const body = JSON.stringify(samplePayload("message_created", { messageId, conversationId }));
-    const response = await app.fetch(
-      new Request("http://functions.local/chatwoot-webhook", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(SECRET, body) },
-        body,
-      }),
-    );
-    assert.equal(response.status, 200);
-    return (await response.json()).id as number;
-  };
-}
-
-/**
- * Runs `fn` with the edge runtime's `EdgeRuntime.waitUntil` stood in for, then waits for what was handed to it,
- * as the runtime does: the immediate drains end before the next test truncates the tables under them (a
- * drain's last, empty claim could otherwise meet that TRUNCATE: "deadlock detected").
- */
-async function withBackgroundAwaited(fn: () => Promise<void>): Promise<void> {
-  const edge = globalThis as { EdgeRuntime?: unknown };
-  const before = edge.EdgeRuntime;
-  const handed: Promise<unknown>[] = [];
-  edge.EdgeRuntime = { waitUntil: (promise: Promise<unknown>) => void handed.push(promise) };
-  try {
-    await fn();
-  } finally {
-    edge.EdgeRuntime = before;
-    await Promise.allSettled(handed);
-  }
-}
-
 /** `deno task forward <args>` as a subprocess, with only `env` (and NO_COLOR) in its environment. */
 function forwardCommand(args: string[], env: Record<string, string>): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
@@ -97,7 +62,9 @@ dbTest("immediate drain: a burst of stores runs one drain at a time, and every e
     withBackgroundAwaited(async () => {
       sdk.behave(() => ({ hold: true }));
       const { sql, stats } = observedSql(db.sql);
-      const post = webhookApp(sql, sdk.url);
+      const instance = webhookInstance(sql, sdk.url);
+      const post = async (messageId: number, conversationId: number) =>
+        (await instance("message_created", messageId, conversationId)).id;
       const burst = 30;
       const ids = await Promise.all(
         Array.from({ length: burst }, (_, i) => post(77_000 + i, 7_000 + i)),
@@ -138,7 +105,9 @@ dbTest(
           storeLate = null;
           await store?.();
         });
-        const post = webhookApp(sql, sdk.url);
+        const instance = webhookInstance(sql, sdk.url);
+        const post = async (messageId: number, conversationId: number) =>
+          (await instance("message_created", messageId, conversationId)).id;
         storeLate = async () => {
           lateId = await post(88_002, 8_802);
         };
@@ -289,7 +258,11 @@ for (const args of [[], ["--once"]]) {
 
 Deno.test("forwarder: deno task forward refuses options that are not whole numbers, before connecting", async () => {
   for (
-    const args of [["--lanes", "two"], ["--batch", "1.5"], ["--sweep-ms", "0"], [
+    // Above what a drain takes (it would use 100 and 8, and the log would say 500 and 20).
+    const args of [["--lanes", "two"], ["--batch", "1.5"], ["--sweep-ms", "0"], ["--batch", "500"], [
+      "--lanes",
+      "20",
+    ], [
       "--once",
       "--budget-ms",
       "x",

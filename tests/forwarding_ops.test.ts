@@ -3,9 +3,17 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
-import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import { ok, startAgentSdk } from "./_agent_sdk.ts";
-import { closeSharedDb, fastSettings, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
+import {
+  closeSharedDb,
+  fastSettings,
+  statusOf,
+  storeSample,
+  webhookInstance,
+  withBackgroundAwaited,
+  withForwardingSetup,
+} from "./_forwarding.ts";
 import {
   chatwootWebhookApp,
   IMMEDIATE_DRAIN_BUDGET_MS,
@@ -16,7 +24,7 @@ import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarde
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
-import { type SampleEvent, samplePayload } from "../scripts/lib/samples.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
 
 dbTest("forwarding: kill switch keeps events pending; resuming delivers them", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
@@ -350,42 +358,6 @@ dbTest(
   },
 );
 
-/** One chatwoot-webhook function instance (its own immediate-drain single flight), posting signed samples. */
-function webhookInstance(sql: Sql, agentSdkUrl: string) {
-  const secret = "chatwoot-webhook-secret-for-tests";
-  const app = chatwootWebhookApp({
-    env: { CHATWOOT_WEBHOOK_SECRET: secret, AGENT_SDK_URL: agentSdkUrl },
-    sql,
-    log: memoryLogger(),
-  });
-  return async (event: SampleEvent, messageId: number, conversationId: number, content?: string) => {
-    const body = JSON.stringify(samplePayload(event, { messageId, conversationId, content }));
-    const response = await app.fetch(
-      new Request("http://functions.local/chatwoot-webhook", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", ...chatwootSignatureHeaders(secret, body) },
-        body,
-      }),
-    );
-    assert.equal(response.status, 200);
-    return (await response.json()) as { id: number; outcome: string; status: string };
-  };
-}
-
-/** As on the edge runtime: background work handed to EdgeRuntime.waitUntil, awaited before the test ends. */
-async function withEdgeRuntime(fn: () => Promise<void>): Promise<void> {
-  const edge = globalThis as { EdgeRuntime?: unknown };
-  const before = edge.EdgeRuntime;
-  const handed: Promise<unknown>[] = [];
-  edge.EdgeRuntime = { waitUntil: (promise: Promise<unknown>) => void handed.push(promise) };
-  try {
-    await fn();
-  } finally {
-    edge.EdgeRuntime = before;
-    await Promise.allSettled(handed);
-  }
-}
-
 // An Agent SDK slower than the immediate drain's 2 s budget (its timeout allows 10 s): what that delivery's
 // write-back makes due must go out at once, not wait for forward-events' next call (30 s hosted).
 const SLOWER_THAN_THE_BUDGET_MS = IMMEDIATE_DRAIN_BUDGET_MS + 500;
@@ -394,7 +366,7 @@ dbTest(
   "forwarding: an edit stored while the previous version is delivered slowly goes out right after it",
   async () => {
     await withForwardingSetup((db, sdk) =>
-      withEdgeRuntime(async () => {
+      withBackgroundAwaited(async () => {
         await fastSettings(db.sql, { request_timeout_ms: 10_000, lease_seconds: 60 });
         await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
         sdk.behave((_r, i) => i === 0 ? { delayMs: SLOWER_THAN_THE_BUDGET_MS, then: ok() } : ok());
@@ -417,7 +389,7 @@ dbTest(
   "forwarding: a message stored on another instance behind a slow delivery of its conversation goes out after it",
   async () => {
     await withForwardingSetup((db, sdk) =>
-      withEdgeRuntime(async () => {
+      withBackgroundAwaited(async () => {
         await fastSettings(db.sql, { request_timeout_ms: 10_000, lease_seconds: 60 });
         sdk.behave((_r, i) => i === 0 ? { delayMs: SLOWER_THAN_THE_BUDGET_MS, then: ok() } : ok());
         const instanceA = webhookInstance(db.sql, sdk.url);

@@ -137,6 +137,9 @@ export const fetchTransport: DeliveryTransport = async ({ url, headers, body, ti
 
 /** The write-back is retried for at least this long, even when the leases are about to expire. */
 export const WRITE_BACK_MIN_BUDGET_MS = 5_000;
+/** A drain's largest batch and most lanes: what it takes of the pool and of a lease's time is bounded. */
+export const MAX_BATCH_SIZE = 100;
+export const MAX_LANES = 8;
 /** ...and otherwise until this long before they expire: past that, another forwarder may claim them again. */
 export const WRITE_BACK_LEASE_MARGIN_MS = 1_000;
 
@@ -147,7 +150,7 @@ export async function drain(
 ): Promise<DrainSummary> {
   const started = performance.now();
   const budgetMs = options.budgetMs ?? 25_000;
-  const batchSize = Math.max(1, Math.min(options.batchSize ?? 10, 100));
+  const batchSize = Math.max(1, Math.min(options.batchSize ?? 10, MAX_BATCH_SIZE));
   const log = options.log ?? jsonLogger;
   const transport = options.transport ?? fetchTransport;
   const worker = `${options.worker ?? "forwarder"}:${crypto.randomUUID().slice(0, 8)}`;
@@ -238,7 +241,7 @@ export async function drain(
       }
     }
   };
-  const lanes = Math.max(1, Math.min(options.lanes ?? 1, 8));
+  const lanes = Math.max(1, Math.min(options.lanes ?? 1, MAX_LANES));
   // Every lane finishes before the drain reports, even when another one failed.
   const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
