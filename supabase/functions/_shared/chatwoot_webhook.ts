@@ -208,25 +208,28 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       stored = await retryWithinBudget(() => storeEvent(sql, toStore), { budgetMs: config.storeBudgetMs });
     } catch (error) {
       const cause = error instanceof DeadlineExceeded ? error.lastError : error;
-      const unstorable = bodyNotStorable(error);
-      // Out of budget: Chatwoot will not send it again, so this instance goes on trying in the background.
-      // An error retrying within the budget could not fix (ours, not the body's) gets one more try there too,
-      // which logs it Lost, with where to recover it from, if it fails again.
-      const late = error instanceof DeadlineExceeded
-        ? (lateStores ? lateStores.take(toStore, error.inFlight as Promise<StoredEvent> | null) : "off")
-        : unstorable
-        ? undefined
-        : (lateStores ? lateStores.take(toStore, null) : "off");
-      log(unstorable ? "warn" : "error", `${LOG} Store failed`, {
+      const failed = {
         event: columns.event,
         event_key: columns.eventKey,
         delivery_id: deliveryId,
         error: cause instanceof Error ? cause.message : String(cause),
-        ...(late !== undefined ? { late_store: late ?? "trying" } : {}),
-      });
-      if (!(error instanceof DeadlineExceeded) && !unstorable) {
-        return reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
+      };
+      if (bodyNotStorable(error)) {
+        log("warn", `${LOG} Store failed`, failed);
+        return reject(
+          c,
+          new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"),
+        );
       }
+      // Chatwoot will not send it again, so this instance goes on trying in the background: out of budget
+      // (after the statement still in flight), and after an error of ours that retrying within the budget
+      // could not fix (one more try, which logs it Lost, with where to recover it from, if it fails again).
+      const outOfBudget = error instanceof DeadlineExceeded;
+      const late = lateStores
+        ? lateStores.take(toStore, outOfBudget ? error.inFlight as Promise<StoredEvent> | null : null)
+        : "off";
+      log("error", `${LOG} Store failed`, { ...failed, late_store: late ?? "trying" });
+      if (!outOfBudget) return reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
       // Not taken over: "may not", since the statement still queued or waiting (on a lock, say) can store it.
       return late === null
         ? reject(
@@ -238,12 +241,10 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
             { retrying_seconds: config.lateStoreMs / 1000 },
           ),
         )
-        : late !== undefined
-        ? reject(
+        : reject(
           c,
           new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored"),
-        )
-        : reject(c, new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"));
+        );
     }
 
     const duplicate = stored.outcome === "duplicate";
