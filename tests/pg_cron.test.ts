@@ -1,6 +1,6 @@
 // On a real PostgreSQL with pg_cron preloaded (CI makes a throwaway cluster and sets PG_CRON_URL): the
 // migrations enable pg_cron, schedule retention, leave the forwarder unscheduled with a clear reason while
-// pg_net is absent, and the scheduled commands themselves run.
+// pg_net is absent, and the scheduled commands themselves run, by hand and under pg_cron itself.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { applyMigrations } from "../scripts/lib/migrations.ts";
@@ -36,6 +36,50 @@ Deno.test({
       const left = await sql`select event_key from webhook_events where event_key like 'cron-%' order by 1`;
       assert.deepEqual(left.map((r) => r.event_key), ["cron-pending"]);
     } finally {
+      await sql.end({ timeout: 1 });
+    }
+  },
+});
+
+// pg_cron sends a job's command over its own session (libpq mode, the default and hosted Supabase's), and
+// prune_webhook_events() commits between batches: a COMMIT there fails ("invalid transaction termination")
+// unless the CALL is a top-level statement of its own. Only pg_cron itself running the command shows it works.
+Deno.test({
+  name: "pg_cron: the scheduled prune runs under pg_cron itself, committing between batches",
+  ignore: !url,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const sql = postgres(url!, { max: 1, prepare: false, onnotice: () => {} });
+    let jobId: number | undefined;
+    try {
+      await applyMigrations(sql);
+      const [{ command }] =
+        await sql`select command from cron.job where jobname = 'relay-prune-webhook-events'`;
+      // More delivered events than one batch (5 000), so the procedure commits before it is done.
+      await sql`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+                  received_at, last_received_at)
+                select 'cron-run-' || i, 'message_created', '{}', '{}', md5(i::text) || md5(i::text), 'signature',
+                       'delivered', now() - interval '40 days', now() - interval '40 days'
+                  from generate_series(1, 5001) i`;
+      // The same command, on a schedule that comes round within a minute (pg_cron 1.4 has no seconds).
+      const [{ schedule }] = await sql`select cron.schedule('relay-prune-test-run', '* * * * *', ${command})`;
+      jobId = Number(schedule);
+      let run: postgres.Row | undefined;
+      for (let waited = 0; !run && waited < 90; waited++) {
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        [run] = await sql`select status, return_message from cron.job_run_details
+                           where jobid = ${jobId} and status in ('succeeded', 'failed')`;
+      }
+      assert.ok(run, "pg_cron ran the job within 90 s");
+      assert.equal(run.status, "succeeded", run.return_message);
+      const [{ left }] =
+        await sql`select count(*)::int as left from webhook_events where event_key like 'cron-run-%'`;
+      assert.equal(left, 0);
+      const [{ pruned }] = await sql`select pruned_before is not null as pruned from relay_settings`;
+      assert.ok(pruned);
+    } finally {
+      if (jobId !== undefined) await sql`select cron.unschedule(${jobId}::bigint)`.catch(() => {});
       await sql.end({ timeout: 1 });
     }
   },
