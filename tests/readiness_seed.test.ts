@@ -97,6 +97,9 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
   await tx`select public.readiness_update_item('task-5', null, true, 'at vault/occ/<env>/x.env; see <details> &amp; A&B',
     null, 'test')`;
   await tx`select public.readiness_update_item('credential-chatwoot_base_url_prod', 'done', true, 'prod URL set', null, 't')`;
+  // Backslashes right before a pipe, which GFM pairs up when it splits a row into cells.
+  await tx`select public.readiness_update_item('task-6', null, true, ${"share \\\\fs\\| one \\\\| two \\\\\\| end \\"},
+    null, 'test')`;
   await tx`select public.readiness_update_item('inbox-2', 'staging_only', false, null, null, 'test')`;
   try {
     const doc = await snapshot();
@@ -109,6 +112,13 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
       /\| 1 \| Fix Supabase DSN in Fly secrets .*\| ✅ Done \| .* · Provided: DSN fixed \\\| see PR #12 \|/,
     );
     assert.match(markdown, /^- \[x\] API token authentication test$/m);
+    // Every table row has as many cells as its header, read as GitHub reads it: "\" escapes any character.
+    let header = 0;
+    for (const line of markdown.split("\n")) {
+      if (!line.startsWith("|")) header = 0;
+      else if (!header) header = gfmCellCount(line);
+      else assert.equal(gfmCellCount(line), header, line);
+    }
     const task5 = markdown.split("\n").find((l) => l.startsWith("| 5 |"))!;
     assert.ok(
       task5.endsWith(" · Provided: at vault/occ/&lt;env>/x.env; see &lt;details> &amp;amp; A&amp;B |"),
@@ -124,7 +134,7 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
     assert.notDeepEqual(parsed.doc, fresh);
   } finally {
     await db.sql`select public.readiness_update_item(key, s, true, null, null, 'test')
-      from (values ('task-1', 'in_progress'), ('task-4', 'pending'), ('task-5', 'pending'), ('blocker-2', 'blocked'),
+      from (values ('task-1', 'in_progress'), ('task-4', 'pending'), ('task-5', 'pending'), ('task-6', 'pending'), ('blocker-2', 'blocked'),
         ('validation-2', 'pending'), ('validation-4', 'pending'), ('credential-chatwoot_base_url_prod', 'staging_only'),
         ('inbox-2', 'pending')) v(key, s)`;
   }
@@ -145,3 +155,14 @@ dbTest("readiness markdown: a document with an unknown status or a missing secti
 });
 
 dbTest("readiness seed: close the database", () => db.close());
+
+/** Cells in a GFM table row: a backslash escapes the character after it (a pipe or another backslash). */
+function gfmCellCount(line: string): number {
+  const inner = line.trim().replace(/^\|/, "").replace(/\|$/, "");
+  let cells = 1;
+  for (let i = 0; i < inner.length; i++) {
+    if (inner[i] === "\\") i++;
+    else if (inner[i] === "|") cells++;
+  }
+  return cells;
+}

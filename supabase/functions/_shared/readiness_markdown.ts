@@ -46,8 +46,15 @@ const EVIDENCE_SENTENCE = /^All testing evidence should be stored in `([^`]*)`:$
 // Rendering
 // ---------------------------------------------------------------------------------------------------------
 
+/**
+ * GFM splits a row at every "|" not escaped by a backslash, and a backslash escapes a backslash too: text
+ * "a\|b" written as "a\\|b" would end its cell at that pipe. So the backslashes right before a "|" are doubled.
+ */
 function cell(value: string): string {
-  return value.replace(/\r?\n/g, " ").replace(/\|/g, "\\|");
+  return value.replace(/\r?\n/g, " ").replace(
+    /(\\*)\|/g,
+    (_, backslashes: string) => `${backslashes.repeat(2)}\\|`,
+  );
 }
 
 function row(cells: string[]): string {
@@ -203,9 +210,23 @@ function parseCells(line: string): string[] {
   let current = "";
   const inner = trimmed.slice(1, -1);
   for (let i = 0; i < inner.length; i++) {
-    if (inner[i] === "\\" && inner[i + 1] === "|") {
-      current += "|";
-      i++;
+    if (inner[i] === "\\") {
+      // As GFM reads a row: before a "|", backslashes pair up, and an odd one out escapes the pipe.
+      let end = i;
+      while (inner[end] === "\\") end++;
+      const run = end - i;
+      if (inner[end] !== "|") {
+        current += inner.slice(i, end);
+        i = end - 1;
+        continue;
+      }
+      current += "\\".repeat(Math.floor(run / 2));
+      if (run % 2 === 1) {
+        current += "|";
+        i = end;
+      } else {
+        i = end - 1;
+      }
     } else if (inner[i] === "|") {
       cells.push(current.trim());
       current = "";
