@@ -71,3 +71,58 @@ dbTest(
     });
   },
 );
+
+dbTest(
+  "forwarding: schedule_forwarder() refuses Vault secrets the job could never use, and says which and why",
+  async () => {
+    await withFreshDb(STAND_INS, async (sql) => {
+      await sql`select public.unschedule_forwarder()`;
+      const attempt = async (name: string, value: string) => {
+        await sql`update vault.decrypted_secrets set decrypted_secret = ${value} where name = ${name}`;
+        const [{ result }] = await sql`select public.schedule_forwarder() as result`;
+        const jobs = await sql`select * from cron.job`;
+        return { result: result as string, scheduled: jobs.length };
+      };
+      const goodToken = "forwarder-token-from-vault";
+      const goodUrl = "https://ref.supabase.co/functions/v1/forward-events";
+      for (
+        const [name, value, reason] of [
+          [
+            "relay_forwarder_token",
+            `${goodToken}\n`,
+            /relay_forwarder_token holds spaces, a line break or a comma/,
+          ],
+          ["relay_forwarder_token", ` ${goodToken}`, /relay_forwarder_token holds spaces/],
+          [
+            "relay_forwarder_token",
+            `${goodToken},${goodToken}-new`,
+            /relay_forwarder_token holds .* a comma/,
+          ],
+          ["relay_forwarder_token", "   ", /relay_forwarder_token holds spaces/],
+          ["relay_forwarder_token", "short-token", /relay_forwarder_token is shorter than 24 characters/],
+          [
+            "relay_forwarder_url",
+            "ref.supabase.co/functions/v1/forward-events",
+            /relay_forwarder_url must be/,
+          ],
+          ["relay_forwarder_url", `${goodUrl}\r\n`, /relay_forwarder_url must be/],
+        ] as const
+      ) {
+        const { result, scheduled } = await attempt(name, value);
+        assert.match(result, /^not scheduled: Vault secret /, JSON.stringify(value));
+        assert.match(result, reason);
+        assert.equal(scheduled, 0, JSON.stringify(value));
+        assert.ok(!result.includes(goodToken), "the message never shows the secret");
+        await attempt(name, name === "relay_forwarder_url" ? goodUrl : goodToken);
+        await sql`select public.unschedule_forwarder()`;
+      }
+      // A service-role key (a JWT: dots, no spaces) is a token forward-events accepts too.
+      const { result, scheduled } = await attempt(
+        "relay_forwarder_token",
+        "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln",
+      );
+      assert.equal(result, "scheduled relay-forward-events every 30 seconds");
+      assert.equal(scheduled, 1);
+    });
+  },
+);
