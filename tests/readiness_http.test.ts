@@ -391,6 +391,43 @@ dbTest(
 );
 
 dbTest(
+  "readiness PATCH: a body declared in a charset other than UTF-8 is 415, never read as UTF-8 and stored",
+  async () => {
+    const before = await historyCount();
+    const request = (contentType: string, bytes: number[]) =>
+      app().request("/readiness/items/task-6", {
+        method: "PATCH",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": contentType },
+        body: new Uint8Array([...new TextEncoder().encode('{"evidence":"'), ...bytes, 0x22, 0x7d]),
+      });
+    // "Ã©" in Latin-1 is C3 A9, which is also valid UTF-8 ("é"): read as UTF-8 it was stored as "é".
+    for (
+      const contentType of [
+        "application/json; charset=latin1",
+        "application/json;charset=ISO-8859-1",
+        'application/json; charset="windows-1252"',
+      ]
+    ) {
+      const res = await request(contentType, [0xc3, 0xa9]);
+      const body = await res.json();
+      assert.deepEqual([res.status, body.error], [415, "unsupported_media_type"], contentType);
+      assert.match(body.message, /UTF-8/);
+    }
+    assert.equal(await historyCount(), before, "nothing stored");
+    const [{ evidence }] = await db.sql`select evidence from public.readiness_items where key = 'task-6'`;
+    assert.equal(evidence, null);
+
+    // UTF-8 declared in any spelling, or not declared (JSON is UTF-8), is read as UTF-8.
+    for (const contentType of ['application/json; charset="UTF-8"', "application/json; charset=utf8"]) {
+      const res = await request(contentType, [0xc3, 0xa9]);
+      assert.equal(res.status, 200, contentType);
+      assert.equal((await res.json()).item.evidence, "é");
+    }
+    await db.sql`select public.readiness_update_item('task-6', null, true, null, null, 'test')`;
+  },
+);
+
+dbTest(
   "readiness PATCH: updates the item, records history (who/when/old → new/evidence/note), GET shows it",
   async () => {
     const before = await historyCount();

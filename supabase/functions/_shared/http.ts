@@ -21,6 +21,18 @@ export function isJsonContentType(req: Request): boolean {
   return (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase() === "application/json";
 }
 
+/** Content-Type's charset parameter, lowercased and unquoted; null when none is given. */
+export function declaredCharset(req: Request): string | null {
+  const params = (req.headers.get("content-type") ?? "").split(";").slice(1);
+  for (const param of params) {
+    const [name, ...value] = param.split("=");
+    if (name.trim().toLowerCase() === "charset") {
+      return value.join("=").trim().replace(/^"(.*)"$/, "$1").trim().toLowerCase();
+    }
+  }
+  return null;
+}
+
 /**
  * Reads the body, or returns null when it is longer than `limit` bytes: at once when Content-Length says so,
  * else as soon as it grows past the limit (chunked uploads included).
