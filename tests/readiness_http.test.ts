@@ -72,7 +72,15 @@ dbTest(
     assert.equal(status, 200);
     assert.equal(body.ok, true);
     assert.equal(body.ready, false);
-    assert.deepEqual(body.counts, { pending: 21, in_progress: 1, blocked: 3, staging_only: 1, done: 0 });
+    // As recorded, and as shown: /hc and the API token prove tasks 3 and 5, validations 1 and 2, blocker 2.
+    assert.deepEqual(body.stored_counts, {
+      pending: 21,
+      in_progress: 1,
+      blocked: 3,
+      staging_only: 1,
+      done: 0,
+    });
+    assert.deepEqual(body.counts, { pending: 17, in_progress: 1, blocked: 2, staging_only: 1, done: 5 });
     assert.deepEqual(Object.keys(body.sections), [
       "current_status",
       "credentials",
@@ -182,6 +190,38 @@ dbTest(
     } finally {
       chatwoot.health = 200;
     }
+  },
+);
+
+dbTest(
+  "readiness GET: counts are of the statuses shown (a check's proof counts as done), in JSON and on the page",
+  async () => {
+    chatwoot.health = 200;
+    chatwoot.api = 200;
+    const a = app({ now: () => new Date("2025-10-12T08:00:00Z") });
+    const { body } = await getJson(a);
+    const tally = (field: "status" | "effective_status") => {
+      const counts: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
+      for (const section of ["credentials", "inbox_config", "blockers", "tasks", "validations"]) {
+        for (const item of body.sections[section]) counts[item[field]]++;
+      }
+      return counts;
+    };
+    // /hc and the API token prove tasks 3 and 5, validations 1 and 2 and blocker 2.
+    assert.equal(tally("effective_status").done, 5);
+    assert.deepEqual(body.counts, tally("effective_status"));
+    assert.deepEqual(body.stored_counts, tally("status"));
+    const required = body.failing.items.length;
+    assert.equal(
+      Object.values(body.counts).reduce((x: number, y) => x + (y as number), 0) - body.counts.done,
+      required + 1,
+      "not done = failing items + the optional validation",
+    );
+
+    const html = await (await a.request("/readiness?format=html")).text();
+    assert.match(html, /<span>✅ Done: <b>5<\/b><\/span>/);
+    assert.match(html, /<tr data-key="task-3"[^]*?data-status="done"/);
+    assert.match(html, /<tr data-key="task-1"[^]*?data-status="in_progress"/);
   },
 );
 
@@ -469,7 +509,7 @@ dbTest(
 
     const { body: report } = await getJson(app());
     assert.equal(report.sections.tasks[1].status, "done");
-    assert.equal(report.counts.done, 1);
+    assert.equal(report.stored_counts.done, 1);
     const markdown = await (await app().request("/readiness?format=markdown")).text();
     assert.match(
       markdown,

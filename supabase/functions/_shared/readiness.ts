@@ -283,6 +283,7 @@ export function reportJson(r: ReadinessReport) {
     document: { ...doc.document, doc_hash: r.docHash, expired: assessment.document_expired },
     statuses: STATUSES.map((s) => ({ status: s, ...STATUS_DISPLAY[s] })),
     counts: assessment.counts,
+    stored_counts: assessment.stored_counts,
     overdue: assessment.overdue,
     failing: assessment.failing,
     sections: {

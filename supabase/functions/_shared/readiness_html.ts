@@ -66,6 +66,7 @@ tr.overdue td:first-child { box-shadow: inset 4px 0 0 #d93025; }
 .overdue-tag { display: inline-block; margin-left: 6px; padding: 1px 7px; border-radius: 10px; background: #d93025;
   color: #fff; font-size: 11.5px; font-weight: 700; }
 .verified { display: block; margin-top: 3px; color: #135c2a; font-size: 12px; }
+.recorded { display: block; color: #5b6573; font-size: 12px; }
 .provided { display: block; margin-top: 3px; color: #394350; font-size: 12.5px; }
 .optional { color: #5b6573; font-size: 12px; }
 ul, ol { margin: 6px 0; padding-left: 24px; }
@@ -76,14 +77,21 @@ li { margin: 3px 0; }
 
 export function renderHtml(r: ReadinessReport): string {
   const { doc, assessment, checks } = r;
+  // An item proven by a check shows as done, as the counts and the banner count it; the note says by what,
+  // and what the document records.
   const verifiedNote = (item: ItemBase) => {
     const v = assessment.verified[item.key];
     return v
       ? `<span class="verified" title="${esc(v.at)}">✔ verified by ${esc(v.check)} at ${
         esc(when(v.at))
-      }</span>`
+      }</span>${
+        item.status === "done"
+          ? ""
+          : `<span class="recorded">recorded: ${esc(statusText(item.status))}</span>`
+      }`
       : "";
   };
+  const badge = (item: ItemBase) => statusBadge(assessment.verified[item.key] ? "done" : item.status);
   const provided = (item: ItemBase) =>
     item.evidence ? `<span class="provided"><b>Provided:</b> ${inline(item.evidence)}</span>` : "";
   const overdue = new Map(assessment.overdue.map((o) => [o.key, o]));
@@ -139,9 +147,9 @@ ${
     doc.credentials.map((c) =>
       `<tr data-key="${esc(c.key)}"><td><code>${esc(c.name)}</code></td><td>${
         inline(c.description)
-      }</td><td>${inline(c.storage_target)}</td><td>${statusBadge(c.status)}${verifiedNote(c)}</td><td>${
-        inline(c.notes)
-      }${provided(c)}</td></tr>`
+      }</td><td>${inline(c.storage_target)}</td><td>${badge(c)}${verifiedNote(c)}</td><td>${inline(c.notes)}${
+        provided(c)
+      }</td></tr>`
     ).join("\n")
   }</tbody></table></section>`);
 
@@ -150,9 +158,9 @@ ${
 <table><thead><tr><th>Configuration Item</th><th>Owner</th><th>Status</th><th>Evidence Required</th></tr></thead>
 <tbody>${
       doc.inbox_config.map((i) =>
-        `<tr data-key="${esc(i.key)}"><td>${inline(i.item)}</td><td>${esc(i.owner)}</td><td>${
-          statusBadge(i.status)
-        }${verifiedNote(i)}</td><td>${inline(i.evidence_required)}${provided(i)}</td></tr>`
+        `<tr data-key="${esc(i.key)}"><td>${inline(i.item)}</td><td>${esc(i.owner)}</td><td>${badge(i)}${
+          verifiedNote(i)
+        }</td><td>${inline(i.evidence_required)}${provided(i)}</td></tr>`
       ).join("\n")
     }</tbody></table></section>`,
   );
@@ -162,7 +170,7 @@ ${
     doc.blockers.map((b, i) =>
       `<tr data-key="${esc(b.key)}"><td>${i + 1}</td><td><b>${esc(b.title)}:</b> ${inline(b.detail)}${
         provided(b)
-      }</td><td>${statusBadge(b.status)}${verifiedNote(b)}</td></tr>`
+      }</td><td>${badge(b)}${verifiedNote(b)}</td></tr>`
     ).join("\n")
   }</tbody></table></section>`);
 
@@ -176,9 +184,7 @@ ${
       }</td>
 <td>${esc(t.owner)}</td><td>${esc(t.due)}${
         o ? `<span class="overdue-tag">OVERDUE ${o.days_overdue} d</span>` : ""
-      }</td><td>${statusBadge(t.status)}${verifiedNote(t)}</td><td>${inline(t.evidence_required)}${
-        provided(t)
-      }</td></tr>`;
+      }</td><td>${badge(t)}${verifiedNote(t)}</td><td>${inline(t.evidence_required)}${provided(t)}</td></tr>`;
     }).join("\n")
   }</tbody></table></section>`);
 
@@ -196,7 +202,7 @@ ${
       doc.validations.map((v) =>
         `<tr data-key="${esc(v.key)}"><td>${inline(v.description)}${
           v.required === false ? ' <span class="optional">(optional)</span>' : ""
-        }${provided(v)}</td><td>${statusBadge(v.status)}${verifiedNote(v)}</td></tr>`
+        }${provided(v)}</td><td>${badge(v)}${verifiedNote(v)}</td></tr>`
       ).join("\n")
     }</tbody></table>
 <h3>Evidence Capture Requirements</h3>

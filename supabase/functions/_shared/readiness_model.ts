@@ -133,7 +133,10 @@ export interface Verification {
 
 export interface Assessment {
   ready: boolean;
+  /** Items by the status shown: proven items count as done (the same statuses `failing` and `overdue` use). */
   counts: Record<Status, number>;
+  /** Items by the status recorded in the document (what the Markdown shows). */
+  stored_counts: Record<Status, number>;
   overdue: Array<
     {
       key: string;
@@ -175,9 +178,14 @@ export function assess(doc: ReadinessDoc, checks: CheckResult[], now: Date): Ass
   }
   const effective = (item: ItemBase): Status => verified[item.key] ? "done" : item.status;
 
-  const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
+  const zero = () => Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
+  const counts = zero();
+  const storedCounts = zero();
   const items = allItems(doc);
-  for (const item of items) counts[item.status]++;
+  for (const item of items) {
+    counts[effective(item)]++;
+    storedCounts[item.status]++;
+  }
 
   const today = utcDate(now);
   const overdue = doc.tasks
@@ -199,6 +207,7 @@ export function assess(doc: ReadinessDoc, checks: CheckResult[], now: Date): Ass
   return {
     ready: failingItems.length === 0 && failingChecks.length === 0,
     counts,
+    stored_counts: storedCounts,
     overdue,
     failing: { items: failingItems, checks: failingChecks },
     verified,
