@@ -174,6 +174,36 @@ dbTest("readiness check chatwoot_credentials: presence by name (or its alias), n
 });
 
 dbTest(
+  "readiness check chatwoot_credentials: a URL token stands for the webhook secret when Chatwoot cannot sign",
+  async () => {
+    const env: Record<string, string> = fullEnv(chatwoot.url);
+    delete env.CHATWOOT_WEBHOOK_SECRET;
+    const token = "url-token-0123456789abcdefgh";
+    const urlOnly = await checkCredentials(deps({ ...env, CHATWOOT_WEBHOOK_URL_TOKEN: token }), CREDENTIALS);
+    assert.equal(urlOnly.status, "pass", urlOnly.detail);
+    assert.equal(
+      (urlOnly.data?.present as Record<string, string>).CHATWOOT_WEBHOOK_SECRET,
+      "CHATWOOT_WEBHOOK_URL_TOKEN",
+    );
+    assert.match(urlOnly.detail, /CHATWOOT_WEBHOOK_SECRET as a URL token/);
+    assert.ok(!JSON.stringify(urlOnly).includes(token), "the token is never shown");
+
+    // A token the webhook refuses (under 24 characters: every request answered 503) supplies nothing, and
+    // spoils a secret set beside it too.
+    const beside: Record<string, string>[] = [{}, { CHATWOOT_WEBHOOK_SECRET: "webhook-secret-for-tests" }];
+    for (const extra of beside) {
+      const short = await checkCredentials(
+        deps({ ...env, ...extra, CHATWOOT_WEBHOOK_URL_TOKEN: "short-token" }),
+        CREDENTIALS,
+      );
+      assert.equal(short.status, "fail");
+      assert.match(short.detail, /CHATWOOT_WEBHOOK_URL_TOKEN must be at least 24 characters/);
+      assert.ok(!JSON.stringify(short).includes("short-token"));
+    }
+  },
+);
+
+dbTest(
   "readiness check database: passes when current, fails on a missing migration, warns on an unknown one",
   async () => {
     const ok = await checkDatabase(deps({}));

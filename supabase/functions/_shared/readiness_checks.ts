@@ -13,6 +13,7 @@ import {
   withoutSecrets,
 } from "./env.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
+import { webhookConfigFromEnv } from "./webhook_config.ts";
 import { withTimeout } from "./timeout.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
 
@@ -236,21 +237,47 @@ export function checkChatwootHealth(deps: CheckDeps): Promise<CheckResult> {
   });
 }
 
-/** Presence only: reports which environment name supplied each credential, never a value. */
+/**
+ * Presence only: reports which environment name supplied each credential, never a value. The webhook secret
+ * is present as the chatwoot-webhook function reads it: a signing secret, or for Chatwoot versions that cannot
+ * sign (docs/chatwoot-contract.md) a URL token; a setting that function refuses supplies nothing.
+ */
 export function checkCredentials(deps: CheckDeps, credentialNames: string[]): Promise<CheckResult> {
   return timed("chatwoot_credentials", "Credentials present", deps, () => {
     const present: Record<string, string> = {};
     const missing: string[] = [];
+    const problems: string[] = [];
     for (const name of credentialNames) {
+      if (name === "CHATWOOT_WEBHOOK_SECRET") {
+        const webhook = webhookConfigFromEnv(deps.env);
+        if (webhook.ok) {
+          present[name] = webhook.config.secrets.length > 0 ? name : "CHATWOOT_WEBHOOK_URL_TOKEN";
+        } else {
+          missing.push(name);
+          // Set but refused (a short URL token, a bad tolerance): why. The message names settings, never values.
+          const set = ["CHATWOOT_WEBHOOK_SECRET", "CHATWOOT_WEBHOOK_URL_TOKEN"].some((n) =>
+            deps.env[n]?.trim()
+          );
+          if (set) problems.push(webhook.message);
+        }
+        continue;
+      }
       const source = [name, ...(CREDENTIAL_ALIASES[name] ?? [])].find((n) => deps.env[n]?.trim());
       if (source) present[name] = source;
       else missing.push(name);
     }
     const data = { present, missing };
+    const urlToken = present.CHATWOOT_WEBHOOK_SECRET === "CHATWOOT_WEBHOOK_URL_TOKEN"
+      ? " (CHATWOOT_WEBHOOK_SECRET as a URL token, CHATWOOT_WEBHOOK_URL_TOKEN: unsigned, so prefer a signature)"
+      : "";
     return Promise.resolve(
       missing.length === 0
-        ? { status: "pass" as const, detail: `all ${credentialNames.length} present`, data }
-        : { status: "fail" as const, detail: `missing: ${missing.join(", ")}`, data },
+        ? { status: "pass" as const, detail: `all ${credentialNames.length} present${urlToken}`, data }
+        : {
+          status: "fail" as const,
+          detail: [`missing: ${missing.join(", ")}`, ...problems].join("; "),
+          data,
+        },
     );
   });
 }
