@@ -101,6 +101,8 @@ export async function ensureDeliveryHealthView(sql: Sql): Promise<"real" | "stan
 export interface DeliveryHealthValues {
   backlog?: number;
   dead_count?: number;
+  /** Default: dead_count (none acknowledged). */
+  dead_unacknowledged?: number;
   escalate?: boolean;
   paused?: boolean;
   failing_since?: string | null;
@@ -125,7 +127,8 @@ export async function createDeliveryHealthView(
       ${lit(v.failing_since)}::timestamptz as failing_since,
       ${v.escalate ?? false} as escalate,
       ${v.paused ?? false} as paused,
-      ${lit(v.stalled_since)}::timestamptz as stalled_since`);
+      ${lit(v.stalled_since)}::timestamptz as stalled_since,
+      ${v.dead_unacknowledged ?? v.dead_count ?? 0}::bigint as dead_unacknowledged`);
 }
 
 /** Stores one verified webhook the way the chatwoot-webhook function does. */

@@ -93,6 +93,20 @@ dbTest(`operations [${db.kind}]: point at staging and back, without a redeploy`,
   assert.equal(back.agent_sdk_url_override, null);
 });
 
+dbTest(`operations [${db.kind}]: acknowledged dead events stay dead and stop counting`, async () => {
+  const health = async () =>
+    (await sql<{ dead_count: string; dead_unacknowledged: string }[]>`
+      select dead_count, dead_unacknowledged from webhook_delivery_health`)[0];
+  const before = await health();
+  assert.ok(Number(before.dead_count) >= 2, "the fixture left dead events");
+  assert.equal(before.dead_unacknowledged, before.dead_count);
+  await sql.unsafe(block("sql", /dead_acknowledged_at = now\(\)/));
+  const after = await health();
+  assert.equal(after.dead_count, before.dead_count);
+  assert.equal(Number(after.dead_unacknowledged), 0);
+  await sql`update relay_settings set dead_acknowledged_at = null`;
+});
+
 dbTest(
   `operations [${db.kind}]: replay dead events with the CLI (dry run, then for real) and in SQL`,
   async () => {

@@ -518,6 +518,49 @@ Deno.test({
   },
 });
 
+dbTest(
+  "readiness check webhook_pipeline: dead events warn until acknowledged, and again when one dies after that",
+  async () => {
+    await ensureDeliveryHealthView(db.sql);
+    // Event 9101 died (the Agent SDK answered 410: a replay would die again); traffic went on: 9102 delivered.
+    await storeVerifiedWebhook(db.sql, 9101);
+    await storeVerifiedWebhook(db.sql, 9102);
+    const [{ id: deadId }] = await db.sql<{ id: number }[]>`
+      update public.webhook_events set status = 'dead', attempts = 1, next_attempt_at = null, last_error = '410'
+       where event_key = 'message:9101:message_created' returning id`;
+    const [{ id: deliveredId }] = await db.sql<{ id: number }[]>`
+      update public.webhook_events set status = 'delivered', attempts = 1, delivered_at = now() - interval '1 hour'
+       where event_key = 'message:9102:message_created' returning id`;
+    const attempt = (id: number, outcome: string, ago: string) =>
+      db.sql`insert into public.webhook_delivery_attempts
+               (event_id, attempt, version, started_at, http_status, succeeded, outcome, recorded_at)
+             values (${id}, 1, 1, now() - ${ago}::interval, ${outcome === "dead" ? 410 : 200},
+                     ${outcome === "delivered"}, ${outcome}, now() - ${ago}::interval)`;
+    await attempt(deadId, "dead", "2 hours");
+    await attempt(deliveredId, "delivered", "1 hour");
+    try {
+      const dead = await checkWebhookPipeline(deps({}));
+      assert.equal(dead.status, "warn");
+      assert.match(dead.detail, /^1 dead events \(replay, or acknowledge them\)/);
+
+      // The operator looked at it and let it go: the check (and so the probe) can pass again.
+      await db.sql`update public.relay_settings set dead_acknowledged_at = now() - interval '1 minute'`;
+      const acknowledged = await checkWebhookPipeline(deps({}));
+      assert.equal(acknowledged.status, "pass", acknowledged.detail);
+      assert.match(acknowledged.detail, /dead 1 \(acknowledged\)/);
+
+      // Replayed, it died once more, after the acknowledgement: that is news, and warns.
+      await attempt(deadId, "dead", "0 seconds");
+      const again = await checkWebhookPipeline(deps({}));
+      assert.equal(again.status, "warn");
+      assert.match(again.detail, /^1 dead events/);
+    } finally {
+      await db.sql`update public.relay_settings set dead_acknowledged_at = null`;
+      await db.sql`delete from public.webhook_events where id in (${deadId}, ${deliveredId})`;
+    }
+  },
+);
+
 dbTest("readiness checks: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();

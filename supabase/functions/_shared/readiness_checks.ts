@@ -330,6 +330,7 @@ export const DELIVERY_HEALTH_COLUMNS = [
   "escalate",
   "paused",
   "stalled_since",
+  "dead_unacknowledged",
 ] as const;
 
 const num = (value: unknown) => value === null || value === undefined ? null : Number(value);
@@ -429,9 +430,15 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           escalate: Boolean(h.escalate),
           paused: Boolean(h.paused),
           stalled_since: iso(h.stalled_since),
+          dead_unacknowledged: num(h.dead_unacknowledged),
         };
         data.delivery = delivery;
-        parts.push(`backlog ${delivery.backlog}`, `dead ${delivery.dead_count}`);
+        const dead = delivery.dead_count ?? 0;
+        const unacknowledged = delivery.dead_unacknowledged ?? dead;
+        parts.push(
+          `backlog ${delivery.backlog}`,
+          `dead ${dead}${dead > 0 && unacknowledged === 0 ? " (acknowledged)" : ""}`,
+        );
         // escalate is failing for 5 minutes, or stalled: events a claim would take, and no forwarder at work.
         if (delivery.escalate && delivery.stalled_since) {
           failures.push(
@@ -444,7 +451,9 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           );
         }
         if (delivery.paused) warnings.push("forwarding is paused");
-        if ((delivery.dead_count ?? 0) > 0) warnings.push(`${delivery.dead_count} dead events`);
+        // Dead events the operator has let be (relay_settings.dead_acknowledged_at) no longer hold `ready` back:
+        // else one event the Agent SDK refused for good (410) kept the probe at 503 forever.
+        if (unacknowledged > 0) warnings.push(`${unacknowledged} dead events (replay, or acknowledge them)`);
       }
     }
     const status: CheckStatus = failures.length > 0 ? "fail" : warnings.length > 0 ? "warn" : "pass";
