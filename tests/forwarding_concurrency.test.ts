@@ -280,6 +280,48 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "forwarding: a chunk of a replay by time range is full while dead events remain, even when a locked " +
+    "candidate stops being dead meanwhile (server only)",
+  ignore: !Deno.env.get("DATABASE_URL"), // needs two real sessions; PGlite has one
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await freshForwardingDb();
+    const [holder, replayer] = pools(db, 2, 1);
+    try {
+      const ids: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        ids.push(await storeSample(db.sql, "message_created", { conversationId: 90 + i }));
+      }
+      await db.sql`update public.webhook_events set status = 'dead' where id in ${db.sql(ids)}`;
+      const chunk = () =>
+        replayer<{ n: string }[]>`
+          select public.replay_webhook_events_between(now() - interval '1 hour', now() + interval '1 hour',
+                                                      null, 2) as n`.then(([row]) => Number(row.n));
+      let first: Promise<number> = Promise.resolve(-1);
+      await holder.begin(async (tx) => {
+        // A replay by id of the oldest candidate, not yet committed: the chunk waits for it, then finds that
+        // event no longer dead. A short chunk here would read to a caller as "fewer than 2 left".
+        await tx`select public.replay_webhook_events(${[ids[0]]}::bigint[])`;
+        first = chunk();
+        await lockWaits(db.sql, "replay_webhook_events_between", 1);
+      });
+      assert.equal(
+        await first,
+        2,
+        "the chunk took the next dead events in place of the one replayed meanwhile",
+      );
+      assert.equal(await chunk(), 1);
+      assert.equal(await chunk(), 0);
+      for (const id of ids) assert.equal(await statusOf(db.sql, id), "pending");
+    } finally {
+      await endAll([holder, replayer]);
+    }
+  },
+});
+
+Deno.test({
   name: "forwarding: a write-back retried while the first call still runs is recorded once (server only)",
   ignore: !Deno.env.get("DATABASE_URL"), // needs separate sessions; PGlite has one
   sanitizeOps: false,
