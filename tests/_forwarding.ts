@@ -110,11 +110,14 @@ export async function withForwardingSetup(
   }
 }
 
-/** One chatwoot-webhook function instance (its own immediate-drain single flight), posting signed samples. */
-export function webhookInstance(sql: Sql, agentSdkUrl: string) {
+/**
+ * One chatwoot-webhook function instance (its own immediate-drain single flight), posting signed samples.
+ * With `agentSdkUrl` null it has no AGENT_SDK_URL: only relay_settings' override gives it a target.
+ */
+export function webhookInstance(sql: Sql, agentSdkUrl: string | null) {
   const secret = "chatwoot-webhook-secret-for-tests";
   const app = chatwootWebhookApp({
-    env: { CHATWOOT_WEBHOOK_SECRET: secret, AGENT_SDK_URL: agentSdkUrl },
+    env: { CHATWOOT_WEBHOOK_SECRET: secret, ...(agentSdkUrl === null ? {} : { AGENT_SDK_URL: agentSdkUrl }) },
     sql,
     log: memoryLogger(),
   });

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { eventually } from "./_http.ts";
 import {
+  attemptsOf,
   closeSharedDb,
   fastSettings,
   statusOf,
@@ -14,6 +15,7 @@ import {
   withForwardingSetup,
 } from "./_forwarding.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
+import { drain } from "../supabase/functions/_shared/forwarder.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
 
@@ -130,6 +132,71 @@ dbTest(
         );
       })
     );
+  },
+);
+
+dbTest(
+  "immediate drain: an event claimed after the target override was cleared is handed back, no attempt spent",
+  async () => {
+    await withForwardingSetup(async (db, sdk) => {
+      // No AGENT_SDK_URL: relay_settings' override is the only target, as on a staging run.
+      await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
+      sdk.behave(() => ({ hold: true }));
+      let second = 0;
+      await withBackgroundAwaited(async () => {
+        const instance = webhookInstance(db.sql, null);
+        await instance("message_created", 92_001, 9_201);
+        await sdk.waitFor(() => sdk.received.length === 1, "the first event held by the Agent SDK");
+        // Stored while the target was set (its ingest said so); the drain after the held one claims it.
+        second = (await instance("message_created", 92_002, 9_202)).id;
+        await db.sql`update public.relay_settings set agent_sdk_url_override = null`;
+        sdk.behave(() => new Response("ok"));
+        sdk.releaseHeld();
+      });
+      const [row] = await db.sql<
+        { status: string; attempts: number; due: boolean; leased_by: string | null }[]
+      >`
+        select status, attempts, next_attempt_at <= now() as due, leased_by
+          from public.webhook_events where id = ${second}`;
+      assert.deepEqual(
+        { ...row, recorded: [...await attemptsOf(db.sql, second)], sent: sdk.received.length },
+        { status: "pending", attempts: 0, due: true, leased_by: null, recorded: [], sent: 1 },
+        "claimed with no target to send it to: as it was before the claim",
+      );
+      // The target back: it goes out as its first attempt.
+      await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
+      const summary = await drain(db.sql, { agentSdkUrl: null, agentSdkSecret: null, agentSdkToken: null }, {
+        log: memoryLogger(),
+      });
+      assert.equal(summary.delivered, 1);
+      assert.equal(sdk.received.at(-1)?.attempt, 1);
+    });
+  },
+);
+
+dbTest(
+  "drain: a claim that finds no target sends nothing, spends no attempt and stops as not_configured",
+  async () => {
+    await withForwardingSetup(async (db, sdk) => {
+      const id = await storeSample(db.sql);
+      // The caller saw a target (settingsChecked) that is gone by the time of the claim.
+      const summary = await drain(db.sql, { agentSdkUrl: null, agentSdkSecret: null, agentSdkToken: null }, {
+        settingsChecked: true,
+        log: memoryLogger(),
+      });
+      assert.deepEqual(
+        { stopped: summary.stopped, ok: summary.ok, claimed: summary.claimed },
+        { stopped: "not_configured", ok: false, claimed: 0 },
+      );
+      const [row] = await db.sql<{ status: string; attempts: number }[]>`
+        select status, attempts from public.webhook_events where id = ${id}`;
+      assert.deepEqual({ ...row, recorded: [...await attemptsOf(db.sql, id)] }, {
+        status: "pending",
+        attempts: 0,
+        recorded: [],
+      });
+      assert.equal(sdk.received.length, 0);
+    });
   },
 );
 

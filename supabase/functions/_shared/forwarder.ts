@@ -33,7 +33,8 @@ export interface DrainOptions {
   log?: Logger;
   /**
    * The caller has just seen that forwarding is not paused and has a target (the ingest call returns both),
-   * so the drain starts claiming without reading relay_settings first. The claim still honours a pause.
+   * so the drain starts claiming without reading relay_settings first. The claim still honours a pause, and
+   * events claimed after the target was unset are handed back uncounted (release_webhook_events).
    */
   settingsChecked?: boolean;
   /**
@@ -184,6 +185,7 @@ export async function drain(
 
   let budgetSpent = false;
   let aborted = false;
+  let noTarget = false;
   const maxEvents = options.maxEvents ?? Infinity;
   // Claimed plus asked for by claims in flight, so concurrent lanes never claim past maxEvents together.
   let reserved = 0;
@@ -193,6 +195,7 @@ export async function drain(
         aborted = true;
         return;
       }
+      if (noTarget) return;
       if (summary.batches > 0 && performance.now() - started >= budgetMs) {
         budgetSpent = true;
         return;
@@ -208,6 +211,21 @@ export async function drain(
       reserved -= want - claimed.length;
       // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
       if (claimed.length === 0) return;
+      // The claim returns the override it saw. Unset since the caller's look at relay_settings (or that look
+      // was the ingest's, seconds ago): nothing can be sent, and an attempt must not be spent on it. Handed
+      // back as claimed, then this drain stops as one that found no target.
+      if (claimed.some((e) => (e.agent_sdk_url_override ?? config.agentSdkUrl) === null)) {
+        const ids = claimed.map((e) => e.id);
+        claimed.length = 0;
+        reserved -= ids.length;
+        noTarget = true;
+        // Not handed back, the leases would expire and the reclaim count the attempt after all.
+        await retryWithinBudget(
+          () => sql`select public.release_webhook_events(${worker}, ${ids}::bigint[])`,
+          { budgetMs: WRITE_BACK_MIN_BUDGET_MS },
+        );
+        return;
+      }
       summary.batches++;
       summary.claimed += claimed.length;
       // Counted from before the claim was sent, so this end is never later than the leases' own.
@@ -246,6 +264,7 @@ export async function drain(
   const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
+  if (noTarget) return finish("not_configured", false);
   return finish(
     aborted ? "aborted" : budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle",
   );
