@@ -73,6 +73,54 @@ dbTest(
 );
 
 dbTest(
+  "forwarding: where pg_cron schedules forward-events, resuming (or setting a target) calls it once, now",
+  async () => {
+    await withFreshDb(STAND_INS, async (sql) => {
+      const calls = async () => (await sql<{ n: number }[]>`select count(*)::int as n from net.calls`)[0].n;
+      assert.equal(await calls(), 0);
+      await sql`update public.relay_settings set forwarding_paused = true`;
+      await sql`update public.relay_settings set max_attempts = 7, agent_sdk_url_override = 'https://a.example'`;
+      assert.equal(await calls(), 0, "pausing, or changing settings while paused, calls nothing");
+      await sql`update public.relay_settings set forwarding_paused = false`;
+      assert.equal(await calls(), 1, "the resume");
+      const [call] = await sql`select * from net.calls`;
+      assert.equal(call.url, "https://ref.supabase.co/functions/v1/forward-events");
+      assert.equal(call.headers.Authorization, "Bearer forwarder-token-from-vault");
+      await sql`update public.relay_settings set forwarding_paused = false, max_attempts = 8`;
+      await sql`update public.relay_settings set agent_sdk_url_override = null`;
+      assert.equal(await calls(), 1, "not paused before, and no new target: nothing to wake for");
+      await sql`update public.relay_settings set agent_sdk_url_override = 'https://staging.example'`;
+      assert.equal(await calls(), 2, "a new target");
+      // The API role the functions use may resume too (the trigger runs with its owner's rights).
+      await sql.begin(async (tx) => {
+        await tx`set local role service_role`;
+        await tx`update public.relay_settings set forwarding_paused = true`;
+        await tx`update public.relay_settings set forwarding_paused = false`;
+      });
+      assert.equal(await calls(), 3, "resumed by service_role");
+      // Unscheduled (forwarding runs elsewhere): a resume posts nothing, and still succeeds.
+      await sql`select public.unschedule_forwarder()`;
+      await sql`update public.relay_settings set forwarding_paused = true`;
+      await sql`update public.relay_settings set forwarding_paused = false`;
+      assert.equal(await calls(), 3);
+    });
+  },
+);
+
+dbTest(
+  "forwarding: a resume whose forward-events call fails still resumes (pg_cron calls it later)",
+  async () => {
+    await withFreshDb(STAND_INS, async (sql) => {
+      await sql`update public.relay_settings set forwarding_paused = true`;
+      await sql`drop table net.calls`; // every http_post now fails
+      await sql`update public.relay_settings set forwarding_paused = false`;
+      const [{ paused }] = await sql`select forwarding_paused as paused from public.relay_settings`;
+      assert.equal(paused, false);
+    });
+  },
+);
+
+dbTest(
   "forwarding: schedule_forwarder() refuses Vault secrets the job could never use, and says which and why",
   async () => {
     await withFreshDb(STAND_INS, async (sql) => {

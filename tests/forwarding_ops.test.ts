@@ -2,6 +2,7 @@
 // function, the immediate attempt after ingest, the dev loop (NOTIFY) and the guarded pg_cron schedule.
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
+import { eventually } from "./_http.ts";
 import { runScript, startDev } from "./_dev.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { ok, startAgentSdk } from "./_agent_sdk.ts";
@@ -451,6 +452,48 @@ dbTest(
           await sdk.waitFor(
             () => sdk.received.some((r) => r.eventId === id),
             "delivery woken by NOTIFY",
+            20_000,
+          );
+        } finally {
+          if (devSql !== db.sql) await devSql.end({ timeout: 1 });
+        }
+      } finally {
+        assert.equal((await dev.stop()).code, 0, "clean stop");
+        await Deno.remove(dataDir, { recursive: true });
+      }
+    });
+  },
+);
+
+dbTest(
+  "forwarding: resuming wakes the dev server's forwarder, so what waited goes out without the sweep",
+  async () => {
+    await withForwardingSetup(async (db, sdk) => {
+      const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
+      const env: Record<string, string> = {
+        RELAY_DATA_DIR: dataDir,
+        AGENT_SDK_URL: sdk.url,
+        FORWARDER_SWEEP_MS: "600000",
+      };
+      if (db.kind === "postgres") env.DATABASE_URL = db.url;
+      const dev = await startDev(env);
+      try {
+        const devSql = db.kind === "postgres" ? db.sql : connect(dev.databaseUrl, { max: 1 });
+        try {
+          await devSql`update public.relay_settings set forwarding_paused = true`;
+          // Its NOTIFY wakes the forwarder, whose drain finds forwarding paused (and says so once).
+          const id = await storeSample(devSql);
+          await eventually(
+            () => Promise.resolve(dev.lines.join("\n").includes("[Forwarder] Paused")),
+            20_000,
+            "the forwarder saw the pause",
+          );
+          assert.equal(sdk.received.length, 0);
+          await devSql`update public.relay_settings set forwarding_paused = false`;
+          // The sweep is 10 min away: only the resume's NOTIFY can explain a delivery now.
+          await sdk.waitFor(
+            () => sdk.received.some((r) => r.eventId === id),
+            "delivery woken by the resume",
             20_000,
           );
         } finally {

@@ -248,7 +248,7 @@ Deno.test("migrations: each one that locks webhook_events or relay_settings wait
   // a long query or an open writing transaction) would hold every webhook behind it. The one creating them
   // has nothing to wait for; validating a constraint does not stop writes.
   const locking =
-    /\b(alter\s+table(\s+if\s+exists)?|create\s+(unique\s+)?index(\s+if\s+not\s+exists)?\s+\w+\s+on|create\s+policy\s+\w+\s+on)\s+(public\.)?(webhook_events|relay_settings)\b(?!\s+validate\s+constraint)/i;
+    /\b(alter\s+table(\s+if\s+exists)?|create\s+(unique\s+)?index(\s+if\s+not\s+exists)?\s+\w+\s+on|create\s+policy\s+\w+\s+on|create\s+(or\s+replace\s+)?trigger\s+\w+[^;]*?\bon)\s+(public\.)?(webhook_events|relay_settings)\b(?!\s+validate\s+constraint)/i;
   const unguarded = [];
   for (const m of await listMigrations()) {
     const text = (await Deno.readTextFile(m.path)).replace(/--.*$/gm, "");

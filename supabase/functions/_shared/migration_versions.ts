@@ -30,6 +30,7 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121002700", // messages_edited_only_when_content_changed
   "20261121002800", // readiness_iso_dates_and_no_op_writes
   "20261121002900", // claims_without_a_target_handed_back
+  "20261121002950", // resume_wakes_forwarders
   "20261121003000", // dead_events_acknowledged
   "20261121003400", // schedule_forwarder_refuses_unusable_secrets
 ];
