@@ -4,6 +4,7 @@
 // Chatwoot: CHATWOOT_BASE_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID (or their _PROD names); the database:
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
 import { parseArgs } from "node:util";
+import { chatwootTime } from "../supabase/functions/_shared/chatwoot_time.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { headerTokenProblem } from "../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
@@ -21,7 +22,8 @@ const USAGE = `usage:
   deno task recover --since <time> [--until <time>] --store [--no-forward]
                                                          ... and store them, to be forwarded (or not)
 options: --inbox <id>[,<id>...] (only these inboxes; all the token sees by default)
-times: ISO 8601, e.g. 2026-11-21T10:00Z or 2026-11-21T10:00:00+01:00; --until defaults to 5 minutes ago
+times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 2026-11-21T10:00:00+01:00;
+--until defaults to 5 minutes ago
 (a webhook for a newer message may still be on its way: late stores go on for 120 s)`;
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 
@@ -43,10 +45,13 @@ try {
   console.error(`${(error as Error).message}\n${USAGE}`);
   Deno.exit(2);
 }
-const since = new Date(values.since ?? "");
+/** A time of the command line, read as chatwoot_timestamp() reads one; a date alone is its UTC midnight. */
+const timeArg = (text: string | undefined) =>
+  chatwootTime(/^\d{4}-\d\d-\d\d$/.test(text ?? "") ? `${text}T00:00Z` : text) ?? new Date(NaN);
+const since = timeArg(values.since);
 const until = values.until === undefined
   ? new Date(Date.now() - UNTIL_DEFAULT_AGO_MS)
-  : new Date(values.until);
+  : timeArg(values.until);
 const inboxIds = values.inbox?.split(",").map((v) => Number(v.trim()));
 if (
   values.help || Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until ||

@@ -10,7 +10,8 @@ const USAGE = `usage:
   deno task replay --since <time> [--until <time>] [--event <name>]
                                                          requeue dead events received in [since, until)
 options: --dry-run (count only)  --chunk <n> (rows per call, default 500)
-times: anything Postgres reads as timestamptz, e.g. 2026-11-21T10:00Z or "2026-11-21 10:00+01"`;
+times: anything Postgres reads as timestamptz, in UTC unless it names a zone, e.g. 2026-11-21T10:00 or
+"2026-11-21 10:00+01"`;
 
 /** Said already, with the usage; ends the run with exit 2. */
 class UsageError extends Error {}
@@ -50,28 +51,33 @@ try {
   console.log(`database ${redact(url)}`);
   const until = values.until ?? "infinity";
   const event = values.event ?? null;
-  if (byRange) {
-    // A time Postgres cannot read (a class 22 error) is the caller's, as the usage says: exit 2, not 1.
-    try {
-      await sql`select ${values.since!}::text::timestamptz, ${until}::text::timestamptz`;
-    } catch (error) {
-      if (!/^22/.test((error as { code?: string }).code ?? "")) throw error;
-      console.error(`${(error as Error).message}\n${USAGE}`);
-      Deno.exitCode = 2;
-      throw new UsageError();
-    }
-  }
   // The dead events matching, taken once: the run requeues exactly these (by id, oldest first). Selecting
   // again per chunk would take an event requeued earlier in this run that died again meanwhile, in place of
   // one not yet requeued, and leave that one dead while the count said all were done.
-  const [{ ids: matched }] = byRange
-    ? await sql<{ ids: string[] }[]>`
+  const matched = byRange
+    ? await sql.begin(async (tx) => {
+      // A time without a zone is UTC, as deno task recover and chatwoot_timestamp() read one, not whatever
+      // TimeZone the server or the connection has.
+      await tx`select set_config('TimeZone', 'UTC', true)`;
+      // A time Postgres cannot read (a class 22 error) is the caller's, as the usage says: exit 2, not 1.
+      try {
+        await tx`select ${values.since!}::text::timestamptz, ${until}::text::timestamptz`;
+      } catch (error) {
+        if (!/^22/.test((error as { code?: string }).code ?? "")) throw error;
+        console.error(`${(error as Error).message}\n${USAGE}`);
+        Deno.exitCode = 2;
+        throw new UsageError();
+      }
+      const [{ ids }] = await tx<{ ids: string[] }[]>`
         select coalesce(array_agg(id order by id), '{}') as ids from public.webhook_events
          where status = 'dead' and received_at >= ${values.since!}::text::timestamptz
-           and received_at < ${until}::text::timestamptz and (${event}::text is null or event = ${event}::text)`
-    : await sql<{ ids: string[] }[]>`
+           and received_at < ${until}::text::timestamptz
+           and (${event}::text is null or event = ${event}::text)`;
+      return ids;
+    })
+    : (await sql<{ ids: string[] }[]>`
         select coalesce(array_agg(id order by id), '{}') as ids from public.webhook_events
-         where status = 'dead' and id = any(${ids}::bigint[])`;
+         where status = 'dead' and id = any(${ids}::bigint[])`)[0].ids;
   const dead = matched.length;
   const selection = byRange
     ? `received in [${values.since}, ${until})${event ? `, event ${event}` : ""}`

@@ -298,6 +298,38 @@ dbTest(
   },
 );
 
+dbTest(
+  `recover [${db.kind}]: deno task recover reads a time without a zone as UTC, not the machine's zone`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations);
+    const env = {
+      CHATWOOT_BASE_URL: api.url,
+      CHATWOOT_API_TOKEN: TOKEN,
+      CHATWOOT_ACCOUNT_ID: ACCOUNT,
+      TZ: "America/New_York", // JavaScript's Date reads "2026-11-21T10:00" in this zone
+    };
+    // As chatwoot_timestamp() reads them: no zone is UTC, and "t"/"z" are "T"/"Z".
+    const args = [
+      "--since",
+      SINCE.toISOString().replace(/Z$/, ""),
+      "--until",
+      UNTIL.toISOString().toLowerCase(),
+    ];
+    try {
+      const report = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(report.code, 0, report.stderr);
+      assert.ok(
+        report.stdout.includes(`messages created in [${SINCE.toISOString()}, ${UNTIL.toISOString()})`),
+        report.stdout,
+      );
+      assert.match(report.stdout, /missing: 5/);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
 dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores`, async () => {
   const s = await scenario();
   const api = startChatwootApi(s.conversations);

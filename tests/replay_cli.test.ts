@@ -1,6 +1,7 @@
 // `deno task replay` when the dead letters change under it: each event it counted is requeued at most once,
 // none is left out, and its summary says what happened. Runs the real script against a real database.
 import assert from "node:assert/strict";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 
@@ -124,5 +125,40 @@ dbTest(`replay cli [${db.kind}]: usage errors of the CLIs exit 2 and change noth
   const [{ n: after }] = await sql<{ n: number }[]>`select count(*)::int as n from webhook_events`;
   assert.equal(after, before);
 });
+
+dbTest(
+  `replay cli [${db.kind}]: a time without a zone is UTC, whatever the server's or the connection's zone`,
+  async () => {
+    // 12 h behind UTC: read there, 10:00 is 22:00 UTC and the window misses the event.
+    const url = new URL(db.url);
+    url.searchParams.set("TimeZone", "Etc/GMT+12");
+    const probe = connect(url.toString(), { max: 1 });
+    const [{ tz }] = await probe`select current_setting('TimeZone') as tz`;
+    await probe.end();
+    if (tz !== "Etc/GMT+12") return; // PGlite's socket keeps one session and its settings: nothing to show there.
+    await sql`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+                received_at, last_received_at)
+              values ('replay-utc', 'replay_utc_probe', '{}', '{}', repeat('a', 64), 'signature', 'dead',
+                      '2026-11-21T10:30:00Z', '2026-11-21T10:30:00Z')`;
+    try {
+      for (
+        const [since, until] of [["2026-11-21T10:00", "2026-11-21T11:00"], [
+          "2026-11-21t10:00",
+          "2026-11-21 11:00",
+        ]]
+      ) {
+        const out = await runScript(
+          "scripts/replay.ts",
+          ["--since", since, "--until", until, "--event", "replay_utc_probe", "--dry-run"],
+          url.toString(),
+        );
+        assert.equal(out.code, 0, out.stdout + out.stderr);
+        assert.match(out.stdout, /"matched_dead":1\b/, `${since} .. ${until}: ${out.stdout}`);
+      }
+    } finally {
+      await sql`delete from webhook_events where event_key = 'replay-utc'`;
+    }
+  },
+);
 
 dbTest(`replay cli [${db.kind}]: close database`, () => db.close());

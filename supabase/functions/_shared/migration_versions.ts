@@ -32,5 +32,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121002900", // claims_without_a_target_handed_back
   "20261121002950", // resume_wakes_forwarders
   "20261121003000", // dead_events_acknowledged
+  "20261121003100", // chatwoot_timestamp_zoneless_is_utc
   "20261121003400", // schedule_forwarder_refuses_unusable_secrets
 ];
