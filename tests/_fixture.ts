@@ -56,10 +56,14 @@ export async function loadFixture(sql: Sql): Promise<{ posted: number }> {
   const edited = { conversationId: 101, messageId: FIXTURE.editedMessageId, at };
   await post(app, samplePayload("message_created", { ...edited, content: "Where is my order?" }));
   await post(app, samplePayload("message_updated", { ...edited, content: "Where is my order #1042?" }));
-  await post(
-    app,
-    samplePayload("message_updated", { ...edited, content: "Where is my order #1042? Thanks" }),
-  );
+  // Each edit touches the conversation: the second update's payload carries a later updated_at (which orders
+  // them when both are signed in the same second).
+  const secondEdit = samplePayload("message_updated", {
+    ...edited,
+    content: "Where is my order #1042? Thanks",
+  });
+  (secondEdit.conversation as Record<string, unknown>).updated_at = at.getTime() / 1000 + 60.5;
+  await post(app, secondEdit);
   // The same message_created delivered twice by Chatwoot (a duplicate).
   const duplicate = samplePayload("message_created", { ...edited, content: "Where is my order?" });
   await post(app, duplicate);

@@ -260,7 +260,7 @@ dbTest(
       },
       { content: "edited twice", version: 1, receive_count: 2, sent: now - 10 },
     );
-    // Sent in the same second as the stored one: the signed time cannot order them, so the later arrival wins.
+    // Sent in the same second as the stored one, built later (its conversation.updated_at is later): it wins.
     const same = await post(app, signedRequest(URL_BASE, body("edited thrice"), { nowSeconds: now - 10 }));
     assert.equal(same.body.outcome, "updated");
     const latest = await post(app, signedRequest(URL_BASE, body("edited four times"), { nowSeconds: now }));
@@ -272,6 +272,56 @@ dbTest(
       { content: row.content, version: row.version, sent: Number(row.sent) },
       { content: "edited four times", version: 3, sent: now },
     );
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: of two message_updated signed in the same second, the same one stays in either order`,
+  async () => {
+    const { app } = makeApp();
+    const now = Math.floor(Date.now() / 1000);
+    /** A message_updated as Chatwoot builds it: conversation.updated_at is read when the payload is built. */
+    const body = (id: number, content: string, conversationUpdatedAt: number) => {
+      const payload = samplePayload("message_updated", { messageId: id, content });
+      (payload.conversation as Record<string, unknown>).updated_at = conversationUpdatedAt;
+      return JSON.stringify(payload);
+    };
+    /** Posts the bodies in order, all signed in the same second; returns the outcomes and what stayed. */
+    const arrive = async (id: number, bodies: string[]) => {
+      const key = `message:${id}:message_updated`;
+      await sql`delete from webhook_events where event_key = ${key}`;
+      const outcomes = [];
+      for (const text of bodies) {
+        const res = await post(app, signedRequest(URL_BASE, text, { nowSeconds: now }));
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        outcomes.push(res.body.outcome);
+      }
+      const [row] =
+        await sql`select payload->>'content' as content from webhook_events where event_key = ${key}`;
+      const [view] = await sql`select content from chatwoot_messages where message_id = ${id}`;
+      assert.equal(view.content, row.content, "chatwoot_messages shows the stored body");
+      return { outcomes, content: row.content };
+    };
+    // The older state (built at .25) sent a moment after the newer one (built at .75): the newer stays.
+    const id = nextId++;
+    const older = body(id, "edited once", now - 1 + 0.25);
+    const newer = body(id, "edited twice", now - 1 + 0.75);
+    assert.deepEqual(await arrive(id, [older, newer]), {
+      outcomes: ["stored", "updated"],
+      content: "edited twice",
+    });
+    assert.deepEqual(await arrive(id, [newer, older]), {
+      outcomes: ["stored", "duplicate"],
+      content: "edited twice",
+    });
+    // Built at the same moment too (a status change read with the edit): Chatwoot gives no order at all, but
+    // the same body stays whichever arrives first.
+    const a = body(id, "status read", now + 0.5);
+    const b = body(id, "status delivered", now + 0.5);
+    const ab = await arrive(id, [a, b]);
+    const ba = await arrive(id, [b, a]);
+    assert.equal(ab.content, ba.content);
+    assert.deepEqual([...ab.outcomes, ...ba.outcomes].sort(), ["duplicate", "stored", "stored", "updated"]);
   },
 );
 

@@ -48,7 +48,11 @@ function contact(o: Required<Pick<SampleOptions, "contactId">>) {
   };
 }
 
-function conversationData(o: Required<Omit<SampleOptions, "content" | "padToBytes">>, content: string) {
+function conversationData(
+  o: Required<Omit<SampleOptions, "content" | "padToBytes">>,
+  content: string,
+  atGiven: boolean,
+) {
   const at = o.at;
   return {
     id: o.conversationId,
@@ -93,8 +97,22 @@ function conversationData(o: Required<Omit<SampleOptions, "content" | "padToByte
     last_activity_at: epoch(at),
     timestamp: epoch(at),
     created_at: epoch(at),
-    updated_at: at.getTime() / 1000 + 0.123456,
+    updated_at: updatedAt(o.at, atGiven),
   };
+}
+
+let lastUpdatedAt = 0;
+
+/**
+ * conversation.updated_at: epoch seconds with microseconds. Chatwoot's only grows (a change of the conversation
+ * or of one of its messages touches it), and the relay orders two edits signed in the same second by it; so,
+ * unless a time is given, a payload made later carries a later one, even within one millisecond.
+ */
+function updatedAt(at: Date, given: boolean): number {
+  const micros = Math.round(at.getTime() * 1000) + 123_456;
+  if (given) return micros / 1e6;
+  lastUpdatedAt = Math.max(micros, lastUpdatedAt + 1);
+  return lastUpdatedAt / 1e6;
 }
 
 export function samplePayload(event: SampleEvent, options: SampleOptions = {}): Record<string, unknown> {
@@ -109,7 +127,7 @@ export function samplePayload(event: SampleEvent, options: SampleOptions = {}): 
   const content = options.content ?? "Hi, my order #1042 has not arrived yet. Can you check?";
   const account = { id: o.accountId, name: "HotDash" };
   const inbox = { id: o.inboxId, name: "customer.support@hotrodan.com" };
-  const conversation = conversationData(o, content);
+  const conversation = conversationData(o, content, options.at !== undefined);
   let payload: Record<string, unknown>;
   switch (event) {
     case "message_created":

@@ -33,5 +33,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121002950", // resume_wakes_forwarders
   "20261121003000", // dead_events_acknowledged
   "20261121003100", // chatwoot_timestamp_zoneless_is_utc
+  "20261121003150", // same_second_message_updates_ordered
   "20261121003400", // schedule_forwarder_refuses_unusable_secrets
 ];
