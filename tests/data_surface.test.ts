@@ -32,6 +32,17 @@ async function deniedAs(role: string, statement: string): Promise<string> {
   return "allowed";
 }
 
+/** docs/sql.md's text. */
+const sqlDoc = () => Deno.readTextFile(new URL("../docs/sql.md", import.meta.url));
+
+/** Every ```sql block of docs/sql.md; fails when a block would be missed (a fence the pattern does not take). */
+async function docQueries(): Promise<string[]> {
+  const doc = await sqlDoc();
+  const blocks = [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].trim());
+  assert.equal(blocks.length, doc.match(/```sql/g)?.length, "every ```sql fence is read");
+  return blocks;
+}
+
 dbTest(`data [${db.kind}]: chatwoot_messages has one typed row per message, latest version`, async () => {
   const rows =
     await sql`select * from chatwoot_messages where conversation_id in (101, 102, 103) order by message_id`;
@@ -272,8 +283,7 @@ dbTest(
   `data [${db.kind}]: every query in docs/sql.md runs as data_analyst, and uses the index it names`,
   async () => {
     await loadHistory(sql);
-    const doc = await Deno.readTextFile(new URL("../docs/sql.md", import.meta.url));
-    const blocks = [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].trim());
+    const blocks = await docQueries();
     assert.ok(blocks.length >= 10, `found ${blocks.length} queries`);
     let indexed = 0;
     for (const query of blocks) {
@@ -294,6 +304,98 @@ dbTest(
     assert.ok(indexed >= 5);
     const [{ n }] = await sql`select count(*)::int as n from chatwoot_messages where conversation_id = 101`;
     assert.equal(n, 3);
+  },
+);
+
+dbTest(
+  `data [${db.kind}]: every query in docs/sql.md answers the same whatever the session's time zone`,
+  async () => {
+    // Many SQL clients set TimeZone to the computer's zone; the doc's days and hours are UTC ones.
+    const queries = await docQueries();
+    // One transaction, so that now() is the same instant for every zone.
+    const answers = await asRole("data_analyst", async (tx) => {
+      const byZone: Record<string, string[]> = {};
+      // 14 h ahead (the fixture's 10:00 UTC is the next day there) and a half-hour zone.
+      for (const zone of ["UTC", "Etc/GMT-14", "America/St_Johns"]) {
+        await tx`select set_config('TimeZone', ${zone}, true)`;
+        byZone[zone] = [];
+        for (const query of queries) byZone[zone].push(JSON.stringify(await tx.unsafe(query)));
+      }
+      return byZone;
+    });
+    for (const zone of ["Etc/GMT-14", "America/St_Johns"]) {
+      for (const [i, answer] of answers[zone].entries()) {
+        assert.equal(answer, answers.UTC[i], `${zone}:\n${queries[i]}`);
+      }
+    }
+  },
+);
+
+dbTest(
+  `data [${db.kind}]: docs/sql.md's relations have the columns it names, of the types it gives`,
+  async () => {
+    const doc = await sqlDoc();
+    const section = doc.slice(doc.indexOf("## Tables and views"), doc.indexOf("Notes on meaning"));
+    const rows = [...section.matchAll(/^\| `(\w+)`\s*\|[^|]*\|([^|]*)\|$/gm)];
+    assert.equal(rows.length, 5, "five relations listed");
+    const types: Record<string, string> = { jsonb: "jsonb", timestamptz: "timestamp with time zone" };
+    for (const [, relation, columnsText] of rows) {
+      const actual = new Map(
+        (await sql<{ name: string; type: string }[]>`
+        select a.attname as name, format_type(a.atttypid, a.atttypmod) as type from pg_attribute a
+         where a.attrelid = ${"public." + relation}::regclass and a.attnum > 0 and not a.attisdropped`)
+          .map((c) => [c.name, c.type]),
+      );
+      // "`a`/`b` (jsonb)": each name, and the type in parentheses after it; other parentheses hold values.
+      for (const [, names, note] of columnsText.matchAll(/((?:`\w+`\/?)+)(?: \(([^)]*)\))?/g)) {
+        for (const [, name] of names.matchAll(/`(\w+)`/g)) {
+          assert.ok(actual.has(name), `${relation}.${name} named by docs/sql.md does not exist`);
+          if (note && types[note]) assert.equal(actual.get(name), types[note], `${relation}.${name}`);
+        }
+      }
+    }
+    // The index table: each index exists with the columns and condition given.
+    const indexes = [...doc.matchAll(/^\| `(webhook_events_\w+)`(?: \(unique\))?(?: `([^`]*)`)?/gm)];
+    assert.ok(indexes.length >= 8);
+    for (const [, name, shape] of indexes) {
+      const [row] = await sql<
+        { def: string }[]
+      >`select indexdef as def from pg_indexes where indexname = ${name}`;
+      assert.ok(row, `${name} named by docs/sql.md does not exist`);
+      if (!shape) continue;
+      const normal = (text: string) =>
+        text.toLowerCase().replace(/\s+in\s*\(/g, "(").replace(/=\s*any\s*\(array\[/g, "(")
+          .replace(/[()'"\s\]]|::text/g, "");
+      assert.ok(normal(row.def).endsWith(normal(shape)), `${name}: documented ${shape}, is ${row.def}`);
+    }
+  },
+);
+
+dbTest(
+  `data [${db.kind}]: the doc's login "in role data_analyst" reads what data_analyst reads`,
+  async () => {
+    const doc = await sqlDoc();
+    const example = /^create role alice login password '[^']*' in role data_analyst;$/m.exec(doc)?.[0];
+    assert.ok(example, "the example is in docs/sql.md");
+    // Roles belong to the whole server: a name of this run's own, dropped afterwards.
+    const login = `relay_doc_analyst_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+    await sql.unsafe(example.replace("alice", login));
+    try {
+      const [{ events }] = await asRole(
+        login,
+        (tx) => tx`select count(*)::int as events from webhook_events`,
+      );
+      assert.ok(events > 0, "the policy for data_analyst lets its members see the rows");
+      const [{ messages }] = await asRole(
+        login,
+        (tx) => tx`select count(*)::int as messages from chatwoot_messages`,
+      );
+      assert.ok(messages > 0);
+      assert.equal(await deniedAs(login, "select * from relay_settings"), "42501");
+      assert.equal(await deniedAs(login, "update webhook_events set status = 'dead'"), "42501");
+    } finally {
+      await sql.unsafe(`drop role ${login}`);
+    }
   },
 );
 
