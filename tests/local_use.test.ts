@@ -73,3 +73,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test("dotenv: a key written twice takes its last value, as other dotenv readers do; the shell still wins", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/.env`,
+      [
+        "DOTENV_T_TWICE=first",
+        "DOTENV_T_SHELL=first",
+        "DOTENV_T_TWICE=second",
+        "DOTENV_T_SHELL=second",
+      ].join("\n"),
+    );
+    Deno.env.set("DOTENV_T_SHELL", "from-shell");
+    const loaded = await loadDotenv(`${dir}/.env`);
+    assert.deepEqual(loaded, ["DOTENV_T_TWICE"]);
+    assert.equal(Deno.env.get("DOTENV_T_TWICE"), "second");
+    assert.equal(Deno.env.get("DOTENV_T_SHELL"), "from-shell");
+  } finally {
+    Deno.env.delete("DOTENV_T_TWICE");
+    Deno.env.delete("DOTENV_T_SHELL");
+    await Deno.remove(dir, { recursive: true });
+  }
+});

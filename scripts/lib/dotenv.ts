@@ -8,18 +8,22 @@ export async function loadDotenv(path: string): Promise<string[]> {
     if (error instanceof Deno.errors.NotFound) return [];
     throw error;
   }
-  const loaded: string[] = [];
+  // Read whole first: a key written twice takes its last value, as every common dotenv reader does (set as
+  // it was read, the first one made the second look like a shell export).
+  const fileValues = new Map<string, string>();
   for (const line of text.split(/\r?\n/)) {
     const match = /^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$/.exec(line);
     if (!match || line.trimStart().startsWith("#")) continue;
     const [, key, rawValue] = match;
     // A quoted value is taken as written (a # inside it included); a comment may follow either kind.
     const quoted = /^(["'])(.*?)\1(?:\s+#.*)?$/.exec(rawValue);
-    const value = quoted ? quoted[2] : rawValue.replace(/\s+#.*$/, "");
-    if (Deno.env.get(key) === undefined) {
-      Deno.env.set(key, value);
-      loaded.push(key);
-    }
+    fileValues.set(key, quoted ? quoted[2] : rawValue.replace(/\s+#.*$/, ""));
+  }
+  const loaded: string[] = [];
+  for (const [key, value] of fileValues) {
+    if (Deno.env.get(key) !== undefined) continue;
+    Deno.env.set(key, value);
+    loaded.push(key);
   }
   return loaded;
 }
