@@ -1,6 +1,7 @@
 // Local use: the .env reader the scripts share, and `deno task send`.
 import assert from "node:assert/strict";
 import { loadDotenv } from "../scripts/lib/dotenv.ts";
+import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -94,6 +95,41 @@ Deno.test("dotenv: a key written twice takes its last value, as other dotenv rea
   } finally {
     Deno.env.delete("DOTENV_T_TWICE");
     Deno.env.delete("DOTENV_T_SHELL");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dotenv: a database URL exported under either name keeps both of the file's database URLs out", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+  const saved = {
+    DATABASE_URL: Deno.env.get("DATABASE_URL"),
+    SUPABASE_DB_URL: Deno.env.get("SUPABASE_DB_URL"),
+  };
+  const restore = () => {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  };
+  try {
+    await Deno.writeTextFile(
+      `${dir}/.env`,
+      "DATABASE_URL=postgresql://file@127.0.0.1:1/file\nSUPABASE_DB_URL=postgresql://file@127.0.0.1:2/file\n",
+    );
+    for (const exported of ["SUPABASE_DB_URL", "DATABASE_URL"]) {
+      Deno.env.delete("DATABASE_URL");
+      Deno.env.delete("SUPABASE_DB_URL");
+      Deno.env.set(exported, "postgresql://shell@127.0.0.1:3/shell");
+      assert.deepEqual(await loadDotenv(`${dir}/.env`), [], exported);
+      assert.equal(databaseUrlFromEnv(), "postgresql://shell@127.0.0.1:3/shell", exported);
+    }
+    // Exported as neither, the file's database URLs load (DATABASE_URL first, as always).
+    Deno.env.delete("DATABASE_URL");
+    Deno.env.delete("SUPABASE_DB_URL");
+    assert.deepEqual(await loadDotenv(`${dir}/.env`), ["DATABASE_URL", "SUPABASE_DB_URL"]);
+    assert.equal(databaseUrlFromEnv(), "postgresql://file@127.0.0.1:1/file");
+  } finally {
+    restore();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,5 +1,13 @@
 // Minimal .env reader for local runs (KEY=value lines, # comments, optional quotes). Values already in the
 // environment win, so a shell export always overrides the file.
+
+/**
+ * Two names for one setting, the database (databaseUrlFromEnv takes DATABASE_URL first). A database URL
+ * exported under either name keeps both out of the file: otherwise the file's DATABASE_URL beat an exported
+ * SUPABASE_DB_URL, and a run meant for the exported database went to the .env one, saying nothing.
+ */
+export const DATABASE_URL_NAMES: readonly string[] = ["DATABASE_URL", "SUPABASE_DB_URL"];
+
 export async function loadDotenv(path: string): Promise<string[]> {
   let text: string;
   try {
@@ -19,9 +27,10 @@ export async function loadDotenv(path: string): Promise<string[]> {
     const quoted = /^(["'])(.*?)\1(?:\s+#.*)?$/.exec(rawValue);
     fileValues.set(key, quoted ? quoted[2] : rawValue.replace(/\s+#.*$/, ""));
   }
+  const databaseFromShell = DATABASE_URL_NAMES.some((name) => Deno.env.get(name) !== undefined);
   const loaded: string[] = [];
   for (const [key, value] of fileValues) {
-    if (Deno.env.get(key) !== undefined) continue;
+    if (Deno.env.get(key) !== undefined || (databaseFromShell && DATABASE_URL_NAMES.includes(key))) continue;
     Deno.env.set(key, value);
     loaded.push(key);
   }

@@ -4,7 +4,10 @@ import postgres from "postgres";
 
 export type Sql = postgres.Sql;
 
-/** DATABASE_URL wins when set explicitly; hosted Supabase functions receive SUPABASE_DB_URL. */
+/**
+ * DATABASE_URL wins when set explicitly; hosted Supabase functions receive SUPABASE_DB_URL. Locally, a URL
+ * exported under either name keeps .env's out (scripts/lib/dotenv.ts), so the shell's is the one found here.
+ */
 export function databaseUrlFromEnv(
   env: Record<string, string | undefined> = Deno.env.toObject(),
 ): string | undefined {
