@@ -6,7 +6,13 @@
 import { drain, MAX_BATCH_SIZE, MAX_LANES } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
-import { onStopSignals, parseArgsOrExit, requireDatabaseUrl } from "./lib/cli.ts";
+import {
+  exitWithFailure,
+  onStopSignals,
+  parseArgsOrExit,
+  reportFailure,
+  requireDatabaseUrl,
+} from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
@@ -52,7 +58,12 @@ function announceStop() {
   jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");
 }
 const url = requireDatabaseUrl("the database to forward from");
-const sql = connectForwarder(url);
+let sql: ReturnType<typeof connectForwarder>;
+try {
+  sql = connectForwarder(url);
+} catch (error) {
+  exitWithFailure("forward", url, error);
+}
 const config = forwarderConfigFromEnv();
 
 if (values.once) {
@@ -63,21 +74,35 @@ if (values.once) {
     announceStop();
     stopping.abort();
   });
-  const summary = await drain(sql, config, {
-    budgetMs,
-    batchSize,
-    lanes,
-    worker: "forward-cli",
-    log: jsonLogger,
-    transport: transport.send,
-    signal: stopping.signal,
-  });
-  console.log(JSON.stringify(summary));
+  try {
+    const summary = await drain(sql, config, {
+      budgetMs,
+      batchSize,
+      lanes,
+      worker: "forward-cli",
+      log: jsonLogger,
+      transport: transport.send,
+      signal: stopping.signal,
+    });
+    console.log(JSON.stringify(summary));
+    if (!summary.ok) Deno.exitCode = 1;
+  } catch (error) {
+    reportFailure("forward", url, error);
+  }
   await transport.close();
   await sql.end({ timeout: 2 });
-  Deno.exit(summary.ok ? 0 : 1);
+  Deno.exit();
 }
 
+// A database it cannot use at start is the operator's to fix (a later failure, a restart, is retried): said
+// once, exit 1, instead of a "Drain failed" line every sweep for ever.
+try {
+  await sql`select 1 from public.relay_settings limit 1`;
+} catch (error) {
+  reportFailure("forward", url, error);
+  await sql.end({ timeout: 2 });
+  Deno.exit();
+}
 const loop = await startForwarderLoop({
   sql,
   config,

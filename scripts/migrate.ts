@@ -1,7 +1,6 @@
 // deno task migrate [--check]: apply pending migrations to DATABASE_URL / SUPABASE_DB_URL, or with --check
 // only list what is pending and exit 1 if anything is. Same history table as `supabase migration up`.
-import { connect } from "../supabase/functions/_shared/db.ts";
-import { parseArgsOrExit, redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { appliedVersions, applyMigrations, listMigrations } from "./lib/migrations.ts";
 
@@ -24,7 +23,7 @@ if (parsed.values.help) {
 }
 await loadDotenv(".env");
 const url = requireDatabaseUrl("the database to migrate");
-const sql = connect(url, { max: 1, connectTimeout: 10 });
+const sql = connectOrExit("migrate", url, { max: 1, connectTimeout: 10 });
 try {
   console.log(`database ${redact(url)}`);
   if (parsed.values.check) {
@@ -37,6 +36,8 @@ try {
     const done = await applyMigrations(sql, { log: console.log });
     console.log(done.length === 0 ? "migrations up to date" : `${done.length} applied`);
   }
+} catch (error) {
+  reportFailure("migrate", url, error);
 } finally {
   await sql.end({ timeout: 2 });
 }

@@ -5,16 +5,16 @@
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
 import { parseArgs } from "node:util";
 import { chatwootTime } from "../supabase/functions/_shared/chatwoot_time.ts";
-import { connect } from "../supabase/functions/_shared/db.ts";
 import { headerTokenProblem } from "../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import {
   type ChatwootApi,
+  ChatwootApiError,
   RecoveryWindowError,
   scanForMissing,
   storeRecovered,
 } from "./lib/chatwoot_recover.ts";
-import { redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { connectOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 const USAGE = `usage:
@@ -82,7 +82,11 @@ const api: ChatwootApi = {
   accountId: chatwoot.accountId!,
 };
 const url = requireDatabaseUrl("the database holding the events");
-const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-recover" });
+const sql = connectOrExit("recover", url, {
+  max: 1,
+  connectTimeout: 10,
+  applicationName: "chatwoot-relay-recover",
+});
 try {
   console.log(`database ${redact(url)}; Chatwoot ${redact(api.baseUrl)}, account ${api.accountId}`);
   const scan = await scanForMissing(api, sql, since, until, {
@@ -112,8 +116,13 @@ try {
     console.log("run again with --store to store them");
   }
 } catch (error) {
-  console.error(`recover failed: ${(error as Error).message}`);
-  Deno.exitCode = error instanceof RecoveryWindowError ? 2 : 1;
+  if (error instanceof RecoveryWindowError) {
+    console.error(`recover failed: ${error.message}`);
+    Deno.exitCode = 2;
+  } else {
+    // The target that failed: Chatwoot's API, or else the database.
+    reportFailure("recover", error instanceof ChatwootApiError ? api.baseUrl : url, error, [api.apiToken]);
+  }
 } finally {
   await sql.end({ timeout: 5 });
 }

@@ -1,8 +1,7 @@
 // deno task replay <id>... | --since <time> [--until <time>] [--event <name>] [--dry-run] [--chunk N]
 // Requeues the dead events matching when the run starts (replay_webhook_events, by id) in chunks, printing
 // progress and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
-import { connect } from "../supabase/functions/_shared/db.ts";
-import { parseArgsOrExit, redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 const USAGE = `usage:
@@ -45,7 +44,11 @@ if (
 }
 const url = requireDatabaseUrl("the database holding the events");
 
-const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-replay" });
+const sql = connectOrExit("replay", url, {
+  max: 1,
+  connectTimeout: 10,
+  applicationName: "chatwoot-relay-replay",
+});
 const started = performance.now();
 try {
   console.log(`database ${redact(url)}`);
@@ -109,10 +112,7 @@ try {
   };
   console.log(`summary ${JSON.stringify(summary)}`);
 } catch (error) {
-  if (!(error instanceof UsageError)) {
-    console.error(`replay failed: ${(error as Error).message}`);
-    Deno.exitCode = 1;
-  }
+  if (!(error instanceof UsageError)) reportFailure("replay", url, error);
 } finally {
   await sql.end({ timeout: 2 });
 }

@@ -1,7 +1,7 @@
 // deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]
 // Posts one correctly signed sample webhook to the local server and prints the answer.
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
-import { parseArgsOrExit } from "./lib/cli.ts";
+import { exitWithFailure, parseArgsOrExit } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { signingSecret } from "./lib/dev_secret.ts";
 import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
@@ -45,15 +45,25 @@ const body = JSON.stringify(samplePayload(event, {
   conversationId: values["conversation-id"] ? Number(values["conversation-id"]) : undefined,
   content: values.content,
 }));
-const response = await fetch(url, {
-  method: "POST",
-  headers: {
-    "Content-Type": "application/json",
-    "X-Chatwoot-Delivery": crypto.randomUUID(),
-    ...chatwootSignatureHeaders(secret, body),
-  },
-  body,
-});
-console.log(`${event} -> ${url}`);
-console.log(`HTTP ${response.status} ${await response.text()}`);
+// A ?token= in the URL is a credential: shown as ***.
+const urlToken = /[?&]token=([^&#]*)/.exec(url)?.[1] ?? "";
+const shownUrl = urlToken ? url.replace(`token=${urlToken}`, "token=***") : url;
+let response: Response;
+let answer: string;
+try {
+  response = await fetch(url, {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/json",
+      "X-Chatwoot-Delivery": crypto.randomUUID(),
+      ...chatwootSignatureHeaders(secret, body),
+    },
+    body,
+  });
+  answer = await response.text();
+} catch (error) {
+  exitWithFailure("send", shownUrl, error, urlToken ? [urlToken] : []);
+}
+console.log(`${event} -> ${shownUrl}`);
+console.log(`HTTP ${response.status} ${answer}`);
 Deno.exit(response.ok ? 0 : 1);

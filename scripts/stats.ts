@@ -1,7 +1,6 @@
 // deno task stats [--json] [--days N]: the pipeline's health and recent volume, from the Data team's views.
 // Reads DATABASE_URL / SUPABASE_DB_URL (any server, hosted Supabase included).
-import { connect } from "../supabase/functions/_shared/db.ts";
-import { parseArgsOrExit, redact, requireDatabaseUrl } from "./lib/cli.ts";
+import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 await loadDotenv(".env");
@@ -20,7 +19,11 @@ if (!Number.isInteger(days) || days < 1) {
   Deno.exit(2);
 }
 const url = requireDatabaseUrl("the database to report on");
-const sql = connect(url, { max: 1, connectTimeout: 10, applicationName: "chatwoot-relay-stats" });
+const sql = connectOrExit("stats", url, {
+  max: 1,
+  connectTimeout: 10,
+  applicationName: "chatwoot-relay-stats",
+});
 try {
   const [health] = await sql`select * from public.webhook_pipeline_health`;
   const daily = await sql`
@@ -83,9 +86,14 @@ try {
     if (rows.length === 0) console.log("  (no events)");
   }
 } catch (error) {
-  if ((error as { code?: string }).code !== "42P01") throw error;
-  console.error(`${redact(url)} has no Chatwoot Relay schema yet: apply the migrations (deno task migrate).`);
-  Deno.exitCode = 1;
+  if ((error as { code?: string }).code === "42P01") {
+    console.error(
+      `${redact(url)} has no Chatwoot Relay schema yet: apply the migrations (deno task migrate).`,
+    );
+    Deno.exitCode = 1;
+  } else {
+    reportFailure("stats", url, error);
+  }
 } finally {
   await sql.end({ timeout: 2 });
 }

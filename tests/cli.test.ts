@@ -1,6 +1,7 @@
 // The operator CLIs (scripts/*.ts) as an operator runs them: from a folder holding a .env, against a
 // database that is there, refuses, or rejects the password. Real subprocesses, a real database.
 import assert from "node:assert/strict";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -35,6 +36,9 @@ async function run(script: string, args: string[], env: Record<string, string>, 
     env: { ...parentEnv, NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
+    // A run that never ends (a forwarder loop that keeps retrying a database it cannot reach) fails the
+    // test instead of hanging it.
+    signal: AbortSignal.timeout(120_000),
   }).output();
   const decoder = new TextDecoder();
   return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
@@ -50,6 +54,107 @@ dbTest(`cli [${db.kind}]: a database URL exported as SUPABASE_DB_URL beats .env'
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+/**
+ * An operator's failure: exit 1 and one line on stderr saying what failed (matching `line`), no stack trace,
+ * never the password.
+ */
+function assertOneLineFailure(out: Run, line: RegExp) {
+  const said = out.stdout + out.stderr;
+  assert.equal(out.code, 1, said);
+  assert.doesNotMatch(said, /Uncaught|\n\s+at /, "a message, not a stack trace");
+  assert.doesNotMatch(said, /hunter2-secret/);
+  // Deno may say it downloads a package on a first run; that is not ours.
+  const lines = out.stderr.split("\n").filter((l) => l.trim() !== "" && !/^Download /.test(l));
+  assert.equal(lines.length, 1, out.stderr);
+  assert.match(lines[0], line);
+}
+
+const CHATWOOT_ENV = {
+  CHATWOOT_BASE_URL: "http://127.0.0.1:9",
+  CHATWOOT_API_TOKEN: "chatwoot-token-for-cli-tests",
+  CHATWOOT_ACCOUNT_ID: "1",
+};
+
+/** Each database CLI, as an operator would start it; `forward` without --once is the long-running loop. */
+const DATABASE_RUNS: Array<[string, string[], Record<string, string>]> = [
+  ["scripts/stats.ts", [], {}],
+  ["scripts/migrate.ts", [], {}],
+  ["scripts/migrate.ts", ["--check"], {}],
+  ["scripts/replay.ts", ["1"], {}],
+  ["scripts/forward.ts", ["--once"], {}],
+  ["scripts/forward.ts", [], {}],
+  ["scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], CHATWOOT_ENV],
+];
+
+Deno.test({
+  name: "cli: a database that refuses the connection is said in one line with the URL redacted, exit 1",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const url = refusedDatabaseUrl();
+    const port = new URL(url).port;
+    for (const [script, args, env] of DATABASE_RUNS) {
+      const out = await run(script, args, { DATABASE_URL: url, ...env });
+      assertOneLineFailure(
+        out,
+        new RegExp(
+          `failed \\(postgresql://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres\\): .*ECONNREFUSED`,
+        ),
+      );
+    }
+  },
+});
+
+dbTest(`cli [${db.kind}]: a role the server refuses is said in one line, exit 1`, async () => {
+  if (db.kind !== "postgres") return; // PGlite's socket takes any user
+  const url = new URL(db.url);
+  url.username = "relay_h1_no_such_role";
+  url.password = "hunter2-secret";
+  for (const [script, args, env] of DATABASE_RUNS) {
+    const out = await run(script, args, { DATABASE_URL: url.toString(), ...env });
+    assertOneLineFailure(
+      out,
+      /failed \(postgresql:\/\/relay_h1_no_such_role:\*\*\*@.*\): .*relay_h1_no_such_role/,
+    );
+  }
+});
+
+Deno.test({
+  name: "cli: a database without the relay's schema is an SQL error said in one line, exit 1",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const empty = await startEmbeddedDb();
+    try {
+      for (
+        const [script, args, env] of [
+          ["scripts/replay.ts", ["1"], {}],
+          ["scripts/forward.ts", ["--once"], {}],
+          ["scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], CHATWOOT_ENV],
+        ] as const
+      ) {
+        const out = await run(script, [...args], { DATABASE_URL: empty.url, ...env });
+        assertOneLineFailure(
+          out,
+          /failed \(postgresql:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/postgres\): .*does not exist/,
+        );
+      }
+    } finally {
+      await empty.stop();
+    }
+  },
+});
+
+Deno.test("cli: deno task send to a server that is not there says so in one line, exit 1", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${listener.addr.port}/functions/v1/chatwoot-webhook`;
+  listener.close();
+  const out = await run("scripts/send.ts", ["--url", url], {
+    CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
+  });
+  assertOneLineFailure(out, new RegExp(`^send failed \\(${url.replaceAll(".", "\\.")}\\): .*refused`, "i"));
 });
 
 dbTest(`cli [${db.kind}]: (close the database)`, () => db.close());

@@ -354,7 +354,10 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
       CHATWOOT_API_TOKEN: "nope",
     });
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /recover failed: Chatwoot API \/api\/v1\/profile: answered 401/);
+    assert.match(
+      refused.stderr,
+      /recover failed \(http:\/\/127\.0\.0\.1:\d+\/\): Chatwoot API \/api\/v1\/profile: answered 401/,
+    );
     const unset = await runScript("scripts/recover.ts", args, db.url, { CHATWOOT_BASE_URL: api.url });
     assert.equal(unset.code, 2);
     assert.match(unset.stderr, /Set CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);

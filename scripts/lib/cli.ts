@@ -1,8 +1,13 @@
 // What the command-line scripts share: the database they work on, and how they show it. Kept apart from the
 // dev server so a short CLI run does not load PGlite and every function.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { databaseUrlFromEnv } from "../../supabase/functions/_shared/db.ts";
-import { urlCredentials } from "../../supabase/functions/_shared/env.ts";
+import {
+  connect,
+  type ConnectOptions,
+  databaseUrlFromEnv,
+  type Sql,
+} from "../../supabase/functions/_shared/db.ts";
+import { urlCredentials, withoutSecrets } from "../../supabase/functions/_shared/env.ts";
 
 /** DATABASE_URL / SUPABASE_DB_URL (after the caller loaded .env), or exit 2 saying what to set. */
 export function requireDatabaseUrl(purpose: string): string {
@@ -27,6 +32,61 @@ export function redact(url: string): string {
     return new URL(url).toString();
   } catch {
     return "(unparseable URL)";
+  }
+}
+
+/**
+ * Says on one line (stderr) what failed and where, `target` redacted, and sets exit code 1. A database that
+ * refuses or is not there, a role or password rejected, an SQL error, a server not answering: news for the
+ * operator, not a bug of ours, so no stack trace; and whatever the error quotes, never the password.
+ */
+export function reportFailure(
+  what: string,
+  target: string | null,
+  error: unknown,
+  secrets: string[] = [],
+): void {
+  console.error(
+    `${what} failed${target ? ` (${redact(target)})` : ""}: ${failureText(error, target, secrets)}`,
+  );
+  Deno.exitCode = 1;
+}
+
+/** reportFailure, then exit 1 at once (for failures before there is anything to close). */
+export function exitWithFailure(
+  what: string,
+  target: string | null,
+  error: unknown,
+  secrets: string[] = [],
+): never {
+  reportFailure(what, target, error, secrets);
+  Deno.exit(1);
+}
+
+/** `connect(url, options)`, or exit 1 saying why (an unparseable URL), before any query. */
+export function connectOrExit(what: string, url: string, options: ConnectOptions): Sql {
+  try {
+    return connect(url, options);
+  } catch (error) {
+    exitWithFailure(what, url, error);
+  }
+}
+
+function failureText(error: unknown, target: string | null, secrets: string[]): string {
+  let text = error instanceof Error ? error.message : String(error);
+  // fetch says only "fetch failed"; what went wrong (refused, no such host) is in its cause.
+  const cause = error instanceof Error ? error.cause : undefined;
+  if (cause instanceof Error && cause.message) text += `: ${cause.message}`;
+  const password = target ? urlCredentials(target)?.password : null;
+  const hidden = [...secrets, ...(password ? [password, safeDecode(password)] : [])].filter((s) => s !== "");
+  return withoutSecrets(text, hidden).replace(/\s+/g, " ").trim();
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 
