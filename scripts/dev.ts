@@ -5,6 +5,7 @@ import { onStopSignals, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
 import { DataDirInUse } from "./lib/embedded_db.ts";
+import { OutOfOrderMigrations } from "./lib/migrations.ts";
 
 /** Network errors (Node codes), postgres.js' connect timeout, and refusals by the server (SQLSTATE). */
 const CONNECT_ERRORS = new Set([
@@ -45,6 +46,13 @@ const server = await startDevServer({
     Deno.exit(1);
   }
   const external = databaseUrlFromEnv(env);
+  if (error instanceof OutOfOrderMigrations && external) {
+    console.error(
+      `${error.message}\nin the database in DATABASE_URL/SUPABASE_DB_URL (${redact(external)}). Apply them ` +
+        "with `deno task migrate --include-all` if they still make sense after the newer ones, then start again.",
+    );
+    Deno.exit(1);
+  }
   if (!taken && external && CONNECT_ERRORS.has(error?.code)) {
     console.error(
       `Cannot connect to the database in DATABASE_URL/SUPABASE_DB_URL (${redact(external)}): ` +

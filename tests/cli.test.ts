@@ -1,8 +1,10 @@
 // The operator CLIs (scripts/*.ts) as an operator runs them: from a folder holding a .env, against a
 // database that is there, refuses, or rejects the password. Real subprocesses, a real database.
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
+import { devCommand, startDev } from "./_dev.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const db = await startTestDb();
@@ -155,6 +157,83 @@ Deno.test("cli: deno task send to a server that is not there says so in one line
     CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
   });
   assertOneLineFailure(out, new RegExp(`^send failed \\(${url.replaceAll(".", "\\.")}\\): .*refused`, "i"));
+});
+
+dbTest(
+  `cli [${db.kind}]: deno task migrate refuses a migration older than the last applied, unless --include-all`,
+  async () => {
+    // 002800 (idempotent: alter function, create or replace) made pending again, behind a newer version.
+    const older = "20261121002800";
+    const history = async () =>
+      (await db.sql`select version from supabase_migrations.schema_migrations order by version`)
+        .map((r) => r.version);
+    const before = await history();
+    await db.sql`delete from supabase_migrations.schema_migrations where version = ${older}`;
+    await db.sql`insert into supabase_migrations.schema_migrations (version, statements, name)
+                 values ('20991231000000', '{}', 'from_another_branch')`;
+    try {
+      const refused = await run("scripts/migrate.ts", [], { DATABASE_URL: db.url });
+      assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+      assert.match(refused.stderr, /Found local migration files to be inserted before the last migration/);
+      assert.match(
+        refused.stderr,
+        new RegExp(`^ +${older}_readiness_iso_dates_and_no_op_writes\\.sql$`, "m"),
+      );
+      assert.match(refused.stderr, /--include-all/);
+      assert.doesNotMatch(refused.stderr, /Uncaught|\n\s+at /);
+      const applied = async () =>
+        (await db.sql`select 1 from supabase_migrations.schema_migrations where version = ${older}`).length;
+      assert.equal(await applied(), 0, "nothing applied");
+
+      // `deno task dev` on that database refuses as well, and says how to go on.
+      const dataDir = await Deno.makeTempDir({ prefix: "relay-cli-dev-" });
+      const dev = await devCommand({ DATABASE_URL: db.url, RELAY_DATA_DIR: dataDir })
+        .output().finally(() => Deno.remove(dataDir, { recursive: true }));
+      const devStderr = new TextDecoder().decode(dev.stderr);
+      assert.equal(dev.code, 1, devStderr);
+      assert.match(devStderr, /inserted before the last migration[^]*deno task migrate --include-all/);
+      assert.doesNotMatch(devStderr, /Uncaught|\n\s+at /);
+
+      const check = await run("scripts/migrate.ts", ["--check"], { DATABASE_URL: db.url });
+      assert.equal(check.code, 1, check.stdout + check.stderr);
+      assert.match(check.stdout, new RegExp(`^pending ${older}_\\S+ .*--include-all`, "m"));
+
+      const all = await run("scripts/migrate.ts", ["--include-all"], { DATABASE_URL: db.url });
+      assert.equal(all.code, 0, all.stdout + all.stderr);
+      assert.match(all.stdout, new RegExp(`applied migration ${older}_`));
+      assert.equal(await applied(), 1);
+    } finally {
+      await db.sql`delete from supabase_migrations.schema_migrations where version = '20991231000000'`;
+    }
+    assert.deepEqual(await history(), before);
+  },
+);
+
+Deno.test({
+  name: "cli: deno task dev applies a migration older than the last applied to its embedded database",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-cli-dev-" });
+    const older = "20261121002800";
+    try {
+      const first = await startDev({ RELAY_DATA_DIR: dataDir });
+      const sql = postgres(first.databaseUrl, { max: 1, onnotice: () => {} });
+      try {
+        await sql`delete from supabase_migrations.schema_migrations where version = ${older}`;
+        await sql`insert into supabase_migrations.schema_migrations (version, statements, name)
+                   values ('20991231000000', '{}', 'from_another_branch')`;
+      } finally {
+        await sql.end();
+        await first.stop();
+      }
+      const again = await startDev({ RELAY_DATA_DIR: dataDir });
+      await again.stop();
+      assert.ok(again.lines.some((l) => l.includes(`applied migration ${older}_`)), again.lines.join("\n"));
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
 });
 
 dbTest(`cli [${db.kind}]: (close the database)`, () => db.close());

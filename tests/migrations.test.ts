@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startTestDb, type TestDb } from "./_db.ts";
-import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
+import { applyMigrations, listMigrations, OutOfOrderMigrations } from "../scripts/lib/migrations.ts";
+import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 
 /** A test on a freshly migrated database of its own (PGlite, or the server DATABASE_URL names). */
@@ -301,3 +302,46 @@ for (const m of LOCKING_MIGRATIONS) {
     { ignore: Deno.env.get("DATABASE_URL") === undefined },
   );
 }
+
+Deno.test({
+  name:
+    "migrations: a file older than the last one applied is refused, unless includeAll, like the Supabase CLI",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "relay-migrations-" });
+    const embedded = await startEmbeddedDb();
+    const sql = connect(embedded.url, { max: 1 });
+    const file = (version: string, table: string) =>
+      Deno.writeTextFile(`${dir}/${version}_${table}.sql`, `create table ${table} (id int);`);
+    try {
+      const dirUrl = new URL(`file://${dir}/`);
+      await file("20990101000100", "first");
+      await file("20990101000300", "third");
+      assert.deepEqual(await applyMigrations(sql, { dir: dirUrl }), ["20990101000100", "20990101000300"]);
+      // A branch merged late brings a file between the two.
+      await file("20990101000200", "second");
+      await file("20990101000400", "fourth");
+      await assert.rejects(applyMigrations(sql, { dir: dirUrl }), (error: unknown) => {
+        assert.ok(error instanceof OutOfOrderMigrations);
+        assert.deepEqual(error.files.map((f) => f.version), ["20990101000200"]);
+        assert.match(error.message, /inserted before the last migration/);
+        return true;
+      });
+      const tables = async () =>
+        (await sql<{ name: string }[]>`
+          select table_name as name from information_schema.tables where table_schema = 'public' order by 1`)
+          .map((r) => r.name);
+      assert.deepEqual(await tables(), ["first", "third"], "nothing applied, the newer file neither");
+      assert.deepEqual(
+        await applyMigrations(sql, { dir: dirUrl, includeAll: true }),
+        ["20990101000200", "20990101000400"],
+      );
+      assert.deepEqual(await tables(), ["first", "fourth", "second", "third"]);
+    } finally {
+      await sql.end({ timeout: 1 });
+      await embedded.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -65,7 +65,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   const databaseUrl = external ?? embedded!.url;
   const sql = connect(databaseUrl, { max: 10, applicationName: "chatwoot-relay-dev" });
   try {
-    const applied = await applyMigrations(sql, { log: (line) => print(`  ${line}`) });
+    // The embedded database is this checkout's own: a file from a branch merged late is applied as it comes.
+    // A server's gets what `deno task migrate` does (OutOfOrderMigrations: --include-all is the operator's).
+    const applied = await applyMigrations(sql, { log: (line) => print(`  ${line}`), includeAll: !external });
     if (applied.length === 0) print("  migrations up to date");
   } catch (error) {
     await sql.end({ timeout: 1 });

@@ -37,14 +37,55 @@ export async function appliedVersions(sql: Sql): Promise<Set<string>> {
   return new Set(rows.map((row) => row.version));
 }
 
-/** Applies every pending migration, each in its own transaction; returns the versions applied. */
+/**
+ * Pending files older than the newest version applied. `supabase migration up` refuses to apply them without
+ * --include-all: each was written before migrations the database already has, and runs after them.
+ */
+export class OutOfOrderMigrations extends Error {
+  constructor(readonly files: MigrationFile[], readonly lastApplied: string) {
+    super(
+      `Found local migration files to be inserted before the last migration on the database ` +
+        `(${lastApplied}):\n${files.map((f) => `  ${f.version}_${f.name}.sql`).join("\n")}`,
+    );
+  }
+}
+
+/** The files of `files` not applied yet, each marked when it is older than the newest version applied. */
+export function pendingMigrations(
+  files: MigrationFile[],
+  applied: Set<string>,
+): { file: MigrationFile; outOfOrder: boolean }[] {
+  const last = lastVersion(applied);
+  return files.filter((f) => !applied.has(f.version))
+    .map((file) => ({ file, outOfOrder: last !== null && file.version.localeCompare(last) < 0 }));
+}
+
+function lastVersion(applied: Set<string>): string | null {
+  return [...applied].reduce<string | null>((a, b) => a === null || b.localeCompare(a) > 0 ? b : a, null);
+}
+
+/**
+ * Applies every pending migration, each in its own transaction; returns the versions applied. A pending file
+ * older than the newest version applied is refused (OutOfOrderMigrations, nothing applied) unless
+ * `includeAll`, as `supabase migration up` does. A fresh database has none such.
+ */
 export async function applyMigrations(
   sql: Sql,
-  { dir = MIGRATIONS_DIR, log = (_line: string) => {} }: { dir?: URL; log?: (line: string) => void } = {},
+  { dir = MIGRATIONS_DIR, log = (_line: string) => {}, includeAll = false }: {
+    dir?: URL;
+    log?: (line: string) => void;
+    includeAll?: boolean;
+  } = {},
 ): Promise<string[]> {
   await sql.unsafe(HISTORY_DDL).simple();
+  const files = await listMigrations(dir);
+  if (!includeAll) {
+    const applied = await appliedVersions(sql);
+    const outOfOrder = pendingMigrations(files, applied).filter((p) => p.outOfOrder).map((p) => p.file);
+    if (outOfOrder.length > 0) throw new OutOfOrderMigrations(outOfOrder, lastVersion(applied)!);
+  }
   const applied: string[] = [];
-  for (const migration of await listMigrations(dir)) {
+  for (const migration of files) {
     const text = await Deno.readTextFile(migration.path);
     const done = await sql.begin(async (tx) => {
       // Two runners starting at once (several dev servers, CI jobs) must not apply a file twice.
