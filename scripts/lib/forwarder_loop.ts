@@ -42,10 +42,15 @@ export interface ForwarderLoop {
   stop(): Promise<void>;
 }
 
-/** postgres.js LISTEN (a dedicated connection, re-established by postgres.js after a drop). */
+/**
+ * postgres.js LISTEN on a dedicated connection, which postgres.js re-establishes by itself after a drop (at
+ * once after a pg_terminate_backend; after an outage when its reconnect backoff allows, up to 20 s later).
+ * A NOTIFY sent meanwhile reaches no one, so each LISTEN, the first and every one after a drop, also counts
+ * as a notification (onlisten): what was stored while not listening goes out then, not at the next sweep.
+ */
 export function postgresSubscribe(sql: Sql): Subscribe {
   return async (onNotify) => {
-    const { unlisten } = await sql.listen(DUE_CHANNEL, onNotify);
+    const { unlisten } = await sql.listen(DUE_CHANNEL, onNotify, onNotify);
     return unlisten;
   };
 }
