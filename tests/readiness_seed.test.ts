@@ -9,7 +9,15 @@ import {
   parseMarkdown,
   renderMarkdown,
 } from "../supabase/functions/_shared/readiness_markdown.ts";
-import { documentContent, type ReadinessDoc } from "../supabase/functions/_shared/readiness_model.ts";
+import {
+  documentContent,
+  ITEM_SECTIONS,
+  type ItemSection,
+  type ReadinessDoc,
+  type Status,
+  STATUSES,
+} from "../supabase/functions/_shared/readiness_model.ts";
+import { parsePatch } from "../supabase/functions/_shared/readiness.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 
 const db: TestDb = await startTestDb();
@@ -139,6 +147,89 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
         ('inbox-2', 'pending')) v(key, s)`;
   }
   assert.deepEqual(documentContent(await snapshot()), parseMarkdown(seed).doc);
+});
+
+dbTest("readiness markdown: any evidence a PATCH accepts reads back as written, status included", () => {
+  const base = parseMarkdown(seed).doc;
+  const roundTrip = (section: ItemSection, index: number, status: Status, evidence: string) => {
+    const doc = structuredClone(base);
+    Object.assign(doc[section][index], { status, evidence });
+    const { markdown } = renderMarkdown(doc);
+    let parsed: ReadinessDoc;
+    try {
+      parsed = parseMarkdown(markdown).doc;
+    } catch (error) {
+      throw new Error(`${section} ${index} ${JSON.stringify(evidence)}: ${(error as Error).message}`);
+    }
+    assert.deepEqual(parsed, doc, `${section} ${index} ${status} ${JSON.stringify(evidence)}`);
+    let header = 0;
+    for (const line of markdown.split("\n")) {
+      if (!line.startsWith("|")) header = 0;
+      else if (!header) header = gfmCellCount(line);
+      else assert.equal(gfmCellCount(line), header, line);
+    }
+  };
+  // The marker that ends a row's own text, inside the evidence: the row was cut at the last one, so the
+  // evidence lost its start, and a blocker's or validation's status (written before the marker) was lost too.
+  roundTrip("blockers", 1, "done", "curl log · Provided: in artifacts/");
+  roundTrip("validations", 0, "in_progress", "· Provided: twice");
+  roundTrip("tasks", 2, "pending", "a · Provided: b");
+  roundTrip("credentials", 0, "done", "x ·  · Provided:");
+  // A line separator (U+2028, U+2029) is no line break in Markdown, but "." in a JS pattern stops at it.
+  roundTrip("blockers", 0, "blocked", "first\u2028second");
+  roundTrip("validations", 1, "pending", "a\u2029b");
+  // Random evidence from the characters Markdown and this layout give meaning to, as a PATCH stores it.
+  const pieces = [
+    "|",
+    "\\",
+    "<",
+    ">",
+    "&",
+    "&amp;",
+    "&lt;",
+    "&#183;",
+    "`",
+    "\n",
+    " ",
+    "a",
+    "é",
+    "😀",
+    "·",
+    " · Provided: ",
+    "Provided:",
+    " — ",
+    "✅ Done",
+    "⏳",
+    "*",
+    "#",
+    "[x]",
+    "- ",
+    "\u00a0",
+    "\u2028",
+    "\u2029",
+  ];
+  let state = 20261121;
+  const random = (n: number) => { // mulberry32: the same strings on every run
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
+  };
+  let tried = 0;
+  while (tried < 3000) {
+    const raw = Array.from({ length: 1 + random(10) }, () => pieces[random(pieces.length)]).join("");
+    const patch = parsePatch({ evidence: raw });
+    if (!patch.ok) continue;
+    tried++;
+    const section = ITEM_SECTIONS[random(ITEM_SECTIONS.length)];
+    roundTrip(
+      section,
+      random(base[section].length),
+      STATUSES[random(STATUSES.length)],
+      patch.value.evidence!,
+    );
+  }
+  return Promise.resolve();
 });
 
 dbTest("readiness markdown: a document with an unknown status or a missing section is refused", () => {

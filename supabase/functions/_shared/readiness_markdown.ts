@@ -40,7 +40,7 @@ const HEADINGS = {
   timeline: "## Timeline",
 } as const;
 
-const EVIDENCE_SENTENCE = /^All testing evidence should be stored in `([^`]*)`:$/;
+const EVIDENCE_SENTENCE = /^All testing evidence should be stored in `([^`]*)`:$/s;
 
 // ---------------------------------------------------------------------------------------------------------
 // Rendering
@@ -68,15 +68,21 @@ function table(header: string[], rows: string[][]): string[] {
 /**
  * Evidence is anyone's text (PATCH): "<" would open raw HTML in Markdown (GitHub drops `<env>` from
  * "vault/occ/<env>/…" and acts on `<details>`), so it is written as an entity, and "&" too, so that an entity
- * typed by hand reads back as typed.
+ * typed by hand reads back as typed. A "·" that would spell the marker (" · Provided: ") is an entity as well:
+ * the reader splits a row at the marker, and one inside the evidence cut it short (and lost the status written
+ * before it).
  */
 function withEvidence(text: string, evidence: string | null): string {
   if (evidence === null) return text;
-  return `${text}${PROVIDED_MARKER}${evidence.replaceAll("&", "&amp;").replaceAll("<", "&lt;")}`;
+  const written = evidence.replaceAll("&", "&amp;").replaceAll("<", "&lt;")
+    .replace(/·(?= Provided: )/g, "&#183;");
+  return `${text}${PROVIDED_MARKER}${written}`;
 }
 
+const EVIDENCE_ENTITIES: Record<string, string> = { "&amp;": "&", "&lt;": "<", "&#183;": "·" };
+
 function evidenceFromMarkdown(text: string): string {
-  return text.replace(/&(amp|lt);/g, (_, name) => name === "lt" ? "<" : "&");
+  return text.replace(/&amp;|&lt;|&#183;/g, (entity) => EVIDENCE_ENTITIES[entity]);
 }
 
 /** A list line's status suffix, omitted when the status is the one the list syntax already implies. */
@@ -279,14 +285,16 @@ function splitEvidence(text: string): { text: string; evidence: string | null } 
   };
 }
 
+// Patterns over a line carry the s flag: "." stops at U+2028 and U+2029, which Markdown takes for ordinary
+// characters (evidence may hold them), so a line holding one was refused as malformed.
 function splitStatusSuffix(text: string, fallback: Status, where: string): { text: string; status: Status } {
-  const match = /^(.*) — ((?:⏳|🚧|✅) [A-Za-z ]+)$/u.exec(text);
+  const match = /^(.*) — ((?:⏳|🚧|✅) [A-Za-z ]+)$/su.exec(text);
   if (!match) return { text, status: fallback };
   return { text: match[1], status: parseStatus(match[2], where) };
 }
 
 function boldItem(line: string, where: string): { label: string; text: string } {
-  const match = /^(?:- |\d+\. )\*\*(.+?):\*\* (.*)$/.exec(line);
+  const match = /^(?:- |\d+\. )\*\*(.+?):\*\* (.*)$/s.exec(line);
   if (!match) throw new MarkdownFormatError(`${where}: expected "- **Label:** text", got "${line}"`);
   return { label: match[1], text: match[2] };
 }
@@ -316,7 +324,7 @@ export function parseMarkdown(markdown: string): { doc: ReadinessDoc; docHash: s
   const { front, body } = splitFrontMatter(markdown);
   const meta = new Map<string, string>();
   for (const line of front) {
-    const match = /^([a-z_]+):\s*(.*)$/.exec(line);
+    const match = /^([a-z_]+):\s*(.*)$/s.exec(line);
     if (!match) throw new MarkdownFormatError(`front matter: cannot read "${line}"`);
     meta.set(match[1], match[2]);
   }
@@ -400,7 +408,7 @@ export function parseMarkdown(markdown: string): { doc: ReadinessDoc; docHash: s
   });
 
   const validations: Validation[] = get(HEADINGS.validation).map((line, i) => {
-    const match = /^- \[( |x)\] (.*)$/.exec(line);
+    const match = /^- \[( |x)\] (.*)$/s.exec(line);
     if (!match) throw new MarkdownFormatError(`validations: expected "- [ ] text", got "${line}"`);
     const e = splitEvidence(match[2]);
     const s = splitStatusSuffix(e.text, match[1] === "x" ? "done" : "pending", `validation ${i + 1}`);
@@ -435,7 +443,7 @@ export function parseMarkdown(markdown: string): { doc: ReadinessDoc; docHash: s
     support_plan: {
       inbox_scope: get(HEADINGS.inboxScope).map((l) => boldItem(l, "inbox scope")),
       action_items: get(HEADINGS.actionItems).map((l) => {
-        const match = /^\d+\. (.*)$/.exec(l);
+        const match = /^\d+\. (.*)$/s.exec(l);
         if (!match) throw new MarkdownFormatError(`action items: expected "1. text", got "${l}"`);
         return { text: match[1] };
       }),
