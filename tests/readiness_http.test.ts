@@ -457,8 +457,32 @@ dbTest(
     const [{ evidence }] = await db.sql`select evidence from public.readiness_items where key = 'task-6'`;
     assert.equal(evidence, null);
 
+    // Parameters as RFC 9110 writes them: a quoted value may hold ";" and "=", and a second charset that
+    // contradicts the first declares another charset all the same.
+    for (
+      const contentType of [
+        "application/json; charset=utf-8; charset=windows-1252",
+        'application/json; profile="x;charset=utf-8"; charset=latin1',
+        "application/json; charset=",
+      ]
+    ) {
+      const res = await request(contentType, [0xc3, 0xa9]);
+      assert.deepEqual([res.status, (await res.json()).error], [415, "unsupported_media_type"], contentType);
+    }
+    assert.equal(await historyCount(), before, "nothing stored");
+
     // UTF-8 declared in any spelling, or not declared (JSON is UTF-8), is read as UTF-8.
-    for (const contentType of ['application/json; charset="UTF-8"', "application/json; charset=utf8"]) {
+    for (
+      const contentType of [
+        'application/json; charset="UTF-8"',
+        "application/json; charset=utf8",
+        "application/json;CHARSET = UTF-8 ; q=1",
+        'application/json; profile="a;charset=latin1"',
+        'application/json; charset="utf\\-8"',
+        "application/json; charset=utf-8; charset=UTF-8",
+        "application/json; charset=unicode-1-1-utf-8",
+      ]
+    ) {
       const res = await request(contentType, [0xc3, 0xa9]);
       assert.equal(res.status, 200, contentType);
       assert.equal((await res.json()).item.evidence, "é");

@@ -21,16 +21,54 @@ export function isJsonContentType(req: Request): boolean {
   return (req.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase() === "application/json";
 }
 
-/** Content-Type's charset parameter, lowercased and unquoted; null when none is given. */
-export function declaredCharset(req: Request): string | null {
-  const params = (req.headers.get("content-type") ?? "").split(";").slice(1);
-  for (const param of params) {
-    const [name, ...value] = param.split("=");
-    if (name.trim().toLowerCase() === "charset") {
-      return value.join("=").trim().replace(/^"(.*)"$/, "$1").trim().toLowerCase();
+/**
+ * Content-Type's parameters as RFC 9110 writes them (`; name=token` or `; name="quoted \"string\""`), names
+ * lowercased, quoted values unescaped. Not a split at every ";" and "=": a quoted value may hold both
+ * (`profile="x;charset=latin1"` declares no charset).
+ */
+export function contentTypeParameters(req: Request): Array<[name: string, value: string]> {
+  const header = req.headers.get("content-type") ?? "";
+  const params: Array<[string, string]> = [];
+  let i = header.indexOf(";");
+  while (i >= 0 && i < header.length) {
+    const nameEnd = header.slice(i + 1).search(/[=;]/);
+    const name = header.slice(i + 1, nameEnd < 0 ? header.length : i + 1 + nameEnd).trim().toLowerCase();
+    i = nameEnd < 0 ? header.length : i + 1 + nameEnd;
+    if (header[i] !== "=") {
+      if (name) params.push([name, ""]);
+      continue;
     }
+    i++;
+    while (header[i] === " " || header[i] === "\t") i++;
+    let value = "";
+    if (header[i] === '"') {
+      for (i++; i < header.length && header[i] !== '"'; i++) {
+        if (header[i] === "\\" && i + 1 < header.length) i++;
+        value += header[i];
+      }
+      i = header.indexOf(";", i);
+    } else {
+      const end = header.indexOf(";", i);
+      value = header.slice(i, end < 0 ? header.length : end).trim();
+      i = end;
+    }
+    params.push([name, value]);
   }
-  return null;
+  return params;
+}
+
+/** Every charset parameter of Content-Type (a header may repeat one), lowercased; none when none is given. */
+export function declaredCharsets(req: Request): string[] {
+  return contentTypeParameters(req).filter(([name]) => name === "charset").map(([, v]) => v.toLowerCase());
+}
+
+/** Whether `label` names UTF-8 as the Encoding Standard reads labels ("utf-8", "UTF8", "unicode-1-1-utf-8"). */
+export function isUtf8Label(label: string): boolean {
+  try {
+    return new TextDecoder(label).encoding === "utf-8";
+  } catch {
+    return false; // no encoding of that name
+  }
 }
 
 /**

@@ -3,7 +3,14 @@
 //   GET   /readiness/probe           200 when ready, 503 with the failing items and checks
 //   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
 import { Hono } from "hono";
-import { declaredCharset, isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./http.ts";
+import {
+  declaredCharsets,
+  isJsonContentType,
+  isUtf8Label,
+  jsonError,
+  notFoundJson,
+  readBodyWithin,
+} from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Sql } from "./db.ts";
@@ -191,8 +198,8 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     }
     // JSON is UTF-8. A body declared in another charset (latin1, windows-1252) would be read as UTF-8 anyway,
     // and where its bytes happen to be valid UTF-8 ("Ã©" is C3 A9) stored as other text: refused instead.
-    const charset = declaredCharset(c.req.raw);
-    if (charset !== null && charset !== "utf-8" && charset !== "utf8") {
+    // Every charset parameter counts: one that contradicts the first declares another charset all the same.
+    if (!declaredCharsets(c.req.raw).every(isUtf8Label)) {
       return fail(c, 415, "unsupported_media_type", "The body must be JSON in UTF-8 (charset=utf-8 or none)");
     }
     const raw = await readBodyWithin(c.req.raw, MAX_PATCH_BYTES);
