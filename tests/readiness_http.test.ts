@@ -430,6 +430,41 @@ dbTest(
   },
 );
 
+dbTest("readiness PATCH: token-shaped evidence is refused on every row, as the page is public", async () => {
+  const before = await historyCount();
+  // Every row's evidence is on the public page, not only a credential's: a token that is not configured here
+  // (a staging token, a GitHub or Fly token pasted while mirroring secrets) is refused on any row.
+  const items = () => db.sql`select key, status, evidence from public.readiness_items order by key`;
+  const published = await items();
+  for (const key of ["task-5", "task-10", "inbox-2", "blocker-3", "validation-2"]) {
+    for (
+      const evidence of [
+        "token Xk29aPq7LmN4vB8sT1wZ3yR6 generated",
+        `gh secret set CHATWOOT_TOKEN --body ghp_${"a1B2c3D4e5".repeat(4)}`,
+        `deployed ${"0123456789abcdef".repeat(2)}`,
+      ]
+    ) {
+      const res = await patch(app(), key, { status: "done", evidence });
+      assert.equal(res.status, 400, `${key}: ${evidence}`);
+      assert.equal((await res.json()).error, "secret_in_evidence", `${key}: ${evidence}`);
+    }
+  }
+  assert.deepEqual(await items(), published, "nothing stored");
+  // Text that only looks long is evidence all the same: a project ref of letters, a short commit id.
+  for (
+    const evidence of [
+      "webhook at https://abcdefghijklmnopqrst.supabase.co/functions/v1/chatwoot-webhook",
+      "commit 4c41480a9f3e, Internationalization_settings_v2 applied",
+    ]
+  ) {
+    const res = await patch(app(), "inbox-4", { evidence });
+    assert.equal(res.status, 200, evidence);
+    assert.equal((await res.json()).item.evidence, evidence);
+  }
+  await db.sql`select public.readiness_update_item('inbox-4', null, true, null, null, 'test')`;
+  assert.equal(await historyCount(), before + 3, "only the accepted evidence (and its clearing) is history");
+});
+
 dbTest(
   "readiness PATCH: a body declared in a charset other than UTF-8 is 415, never read as UTF-8 and stored",
   async () => {

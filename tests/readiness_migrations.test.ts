@@ -159,6 +159,79 @@ dbTest("readiness: credential rows refuse secret-looking values", async () => {
   assert.ok(!columns.some((c) => /value|secret|token/.test(c.column_name)), "no column for a secret value");
 });
 
+const PUBLISHED_SECTIONS = ["credentials", "inbox_config", "blockers", "tasks", "validations"];
+
+dbTest(
+  "readiness: no row's evidence holds a token-shaped value or a line break, whatever the write path",
+  async () => {
+    // The page is public: a credential row refused such a value, a task or an inbox item took it.
+    const token = "Xk29aPq7LmN4vB8sT1wZ3yR6";
+    for (
+      const [key, evidence] of [
+        ["task-5", `token ${token} generated`],
+        ["inbox-2", `scopes for ${token}`],
+        ["blocker-2", `see run ${"0123456789abcdef".repeat(2)}`],
+        ["validation-3", `payload signed with ${token}`],
+        // A line break would end a blocker's or validation's line in the Markdown, and start another there.
+        ["blocker-1", "fixed\n## Readiness Checklist"],
+        ["validation-1", "ok\r- [x] forged"],
+        ["task-2", "tab\tseparated"],
+      ]
+    ) {
+      await assert.rejects(
+        db.sql`select public.readiness_update_item(${key}, null, true, ${evidence}, null, 'x')`,
+        (e: { code?: string }) => e.code === "23514",
+        `${key}: ${JSON.stringify(evidence)}`,
+      );
+    }
+    // Long runs of one kind only are ordinary text: a Supabase project ref, a long word.
+    await db.sql`select public.readiness_update_item('inbox-4', null, true,
+    'https://abcdefghijklmnopqrst.supabase.co/functions/v1/chatwoot-webhook; Internationalization', null, 'x')`;
+    await db.sql`select public.readiness_update_item('inbox-4', null, true, null, null, 'x')`;
+  },
+);
+
+dbTest("readiness: migration 003800 redacts what an existing database already publishes", async () => {
+  const migration = (await listMigrations()).find((m) => m.version === "20261121003800")!;
+  const text = await Deno.readTextFile(migration.path);
+  for (const section of PUBLISHED_SECTIONS) {
+    await db.sql.unsafe(`alter table public.readiness_${section}
+      drop constraint readiness_${section}_evidence_publishable`);
+  }
+  const token = "Xk29aPq7LmN4vB8sT1wZ3yR6";
+  await db.sql`select public.readiness_update_item(k, null, true, e, null, 'x') from (values
+    ('task-5', ${`token ${token} generated, sha ${"0123456789abcdef".repeat(3)}.`}),
+    ('validation-3', ${`first line\r\nsecond\tline ${token}`}),
+    ('credential-chatwoot_base_url_prod', ${"set\nin vault"}),
+    ('task-6', ${"Support call, notes in artifacts/"})) v(k, e)`;
+  const history = await historyOf("task-5");
+  await db.sql.unsafe(text).simple();
+  const rows = await db.sql<{ key: string; evidence: string; updated_by: string }[]>`
+    select key, evidence, updated_by from public.readiness_items
+     where key in ('task-5', 'validation-3', 'credential-chatwoot_base_url_prod', 'task-6') order by key`;
+  assert.deepEqual(rows.map((r) => [r.key, r.evidence, r.updated_by]), [
+    ["credential-chatwoot_base_url_prod", "set in vault", "migration 20261121003800"],
+    ["task-5", "token [redacted] generated, sha [redacted].", "migration 20261121003800"],
+    ["task-6", "Support call, notes in artifacts/", "x"],
+    ["validation-3", "first line second line [redacted]", "migration 20261121003800"],
+  ]);
+  // The value leaves the page; the history (service_role only) keeps what was there, and says why.
+  const after = await historyOf("task-5");
+  assert.equal(after.length, history.length + 1);
+  assert.match(after.at(-1)!.old_evidence!, new RegExp(token));
+  assert.match(after.at(-1)!.note!, /public/);
+  for (const section of PUBLISHED_SECTIONS) {
+    const [{ convalidated }] = await db.sql<{ convalidated: boolean }[]>`
+      select convalidated from pg_constraint where conname = ${`readiness_${section}_evidence_publishable`}`;
+    assert.equal(convalidated, true, section);
+  }
+  // Later statements of the migration's transaction name their own writer, not the migration.
+  const [{ actor }] = await db.sql<{ actor: string }[]>`select public.readiness_actor() as actor`;
+  assert.notEqual(actor, "migration 20261121003800");
+  await db.sql`select public.readiness_update_item(k, null, true, null, null, 'x')
+    from unnest(array['task-5', 'validation-3', 'credential-chatwoot_base_url_prod', 'task-6']) k`;
+});
+
 dbTest("readiness: keys are unique across sections and follow each section's prefix", async () => {
   const [{ n, distinct }] = await db.sql<{ n: number; distinct: number }[]>`
     select count(*)::int as n, count(distinct key)::int as distinct from public.readiness_items`;

@@ -238,7 +238,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
           c,
           400,
           "secret_in_evidence",
-          "Evidence looks like a secret value; store secrets in the vault",
+          // The database's checks on evidence (migrations 000300, 003800): the page is public.
+          "Evidence looks like a secret value (20 or more letters and digits in a row); store secrets in the " +
+            "vault, and cite a commit by its short id",
         );
       }
       log("error", `${LOG} Update failed`, {
