@@ -106,7 +106,7 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
     null, 'test')`;
   await tx`select public.readiness_update_item('credential-chatwoot_base_url_prod', 'done', true, 'prod URL set', null, 't')`;
   // Backslashes right before a pipe, which GFM pairs up when it splits a row into cells.
-  await tx`select public.readiness_update_item('task-6', null, true, ${"share \\\\fs\\| one \\\\| two \\\\\\| end \\"},
+  await tx`select public.readiness_update_item('task-6', null, true, ${TASK_6_EVIDENCE},
     null, 'test')`;
   await tx`select public.readiness_update_item('inbox-2', 'staging_only', false, null, null, 'test')`;
   try {
@@ -127,6 +127,8 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
       else if (!header) header = gfmCellCount(line);
       else assert.equal(gfmCellCount(line), header, line);
     }
+    const task6 = githubCells(markdown.split("\n").find((l) => l.startsWith("| 6 |"))!);
+    assert.equal(task6.at(-1), `Inbox configuration screenshots · Provided: ${TASK_6_EVIDENCE}`);
     const task5 = markdown.split("\n").find((l) => l.startsWith("| 5 |"))!;
     assert.ok(
       task5.endsWith(" · Provided: at vault/occ/&lt;env>/x.env; see &lt;details> &amp;amp; A&amp;B |"),
@@ -247,13 +249,20 @@ dbTest("readiness markdown: a document with an unknown status or a missing secti
 
 dbTest("readiness seed: close the database", () => db.close());
 
-/** Cells in a GFM table row: a backslash escapes the character after it (a pipe or another backslash). */
+/** Backslashes right before pipes: GitHub reads "\\|" as a pipe in the cell, then "\\\\" as one backslash. */
+const TASK_6_EVIDENCE = String.raw`one \| two \\| three \\\| end \ `.trimEnd();
+
+/**
+ * A table row's cells as GitHub shows them (cmark-gfm): a "|" right after a backslash stays in its cell and that
+ * backslash goes; then a backslash before ASCII punctuation escapes it (entities and emphasis are left as written).
+ */
+function githubCells(line: string): string[] {
+  const inner = line.trim().replace(/^\|/, "").replace(/(?<!\\)\|$/, "");
+  return inner.split(/(?<!\\)\|/).map((cell) =>
+    cell.replaceAll("\\|", "|").replace(/\\([!-/:-@[-`{-~])/g, "$1").trim()
+  );
+}
+
 function gfmCellCount(line: string): number {
-  const inner = line.trim().replace(/^\|/, "").replace(/\|$/, "");
-  let cells = 1;
-  for (let i = 0; i < inner.length; i++) {
-    if (inner[i] === "\\") i++;
-    else if (inner[i] === "|") cells++;
-  }
-  return cells;
+  return githubCells(line).length;
 }

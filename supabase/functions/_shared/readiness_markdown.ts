@@ -47,8 +47,8 @@ const EVIDENCE_SENTENCE = /^All testing evidence should be stored in `([^`]*)`:$
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * GFM splits a row at every "|" not escaped by a backslash, and a backslash escapes a backslash too: text
- * "a\|b" written as "a\\|b" would end its cell at that pipe. So the backslashes right before a "|" are doubled.
+ * GitHub (cmark-gfm) takes every "\|" in a row for a pipe inside a cell, then reads the cell's backslash
+ * escapes: text "a\|b" written as "a\\|b" showed as "a|b". So the backslashes right before a "|" are doubled.
  */
 function cell(value: string): string {
   return value.replace(/\r?\n/g, " ").replace(
@@ -217,20 +217,15 @@ function parseCells(line: string): string[] {
   const inner = trimmed.slice(1, -1);
   for (let i = 0; i < inner.length; i++) {
     if (inner[i] === "\\") {
-      // As GFM reads a row: before a "|", backslashes pair up, and an odd one out escapes the pipe.
+      // As GitHub reads a row: a backslash right before a "|" keeps it in the cell and goes; the backslashes
+      // before that one are escapes of each other, so show half (what cell() doubled).
       let end = i;
       while (inner[end] === "\\") end++;
-      const run = end - i;
-      if (inner[end] !== "|") {
-        current += inner.slice(i, end);
-        i = end - 1;
-        continue;
-      }
-      current += "\\".repeat(Math.floor(run / 2));
-      if (run % 2 === 1) {
-        current += "|";
+      if (inner[end] === "|") {
+        current += "\\".repeat(Math.floor((end - i - 1) / 2)) + "|";
         i = end;
       } else {
+        current += inner.slice(i, end);
         i = end - 1;
       }
     } else if (inner[i] === "|") {
