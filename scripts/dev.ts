@@ -1,5 +1,5 @@
 // deno task dev — see README.md ("Run it locally").
-import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { DatabaseUrlError, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { intFromEnv } from "../supabase/functions/_shared/env.ts";
 import { onStopSignals, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
@@ -46,6 +46,10 @@ const server = await startDevServer({
     Deno.exit(1);
   }
   const external = databaseUrlFromEnv(env);
+  if (error instanceof DatabaseUrlError) {
+    console.error(`${error.message}: fix it, or unset both to use the embedded database.`);
+    Deno.exit(1);
+  }
   if (error instanceof OutOfOrderMigrations && external) {
     console.error(
       `${error.message}\nin the database in DATABASE_URL/SUPABASE_DB_URL (${redact(external)}). Apply them ` +

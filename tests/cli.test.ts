@@ -159,6 +159,70 @@ Deno.test("cli: deno task send to a server that is not there says so in one line
   assertOneLineFailure(out, new RegExp(`^send failed \\(${url.replaceAll(".", "\\.")}\\): .*refused`, "i"));
 });
 
+/** Two CLIs that print the database they work on. */
+const SHOWING_THE_DATABASE: Array<[string, string[]]> = [["scripts/migrate.ts", ["--check"]], [
+  "scripts/stats.ts",
+  [],
+]];
+
+dbTest(
+  `cli [${db.kind}]: a database URL with a space before it works and its password is never shown`,
+  async () => {
+    // new URL() (postgres.js) drops leading and trailing spaces and control characters: such a URL connects.
+    const url = new URL(db.url);
+    url.password = "hunter2-secret";
+    for (const [script, args] of SHOWING_THE_DATABASE) {
+      const out = await run(script, args, { DATABASE_URL: ` ${url}\n` });
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      assert.doesNotMatch(out.stdout + out.stderr, /hunter2-secret/);
+      assert.match(out.stdout, /postgresql:\/\/postgres:\*\*\*@127\.0\.0\.1:/);
+    }
+  },
+);
+
+Deno.test({
+  name:
+    "cli: a database URL's password is never shown, whatever the URL's form, and a malformed URL is refused",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const port = new URL(refusedDatabaseUrl()).port;
+    const at = `127.0.0.1:${port}/postgres`;
+    // Not scheme://…: postgres.js read these as a database on localhost:5432 named after the rest of the text
+    // ("postgres:hunter2-secret@…"), and the tools showed them whole.
+    for (const url of [`postgresql:/postgres:hunter2-secret@${at}`, `postgres:hunter2-secret@${at}`]) {
+      for (const [script, args] of SHOWING_THE_DATABASE) {
+        const out = await run(script, args, { DATABASE_URL: url });
+        assertOneLineFailure(
+          out,
+          /failed \(\*\*\*@127\.0\.0\.1:\d+\/postgres\): .*not a postgresql:\/\/user:password@host/,
+        );
+      }
+      const dataDir = await Deno.makeTempDir({ prefix: "relay-cli-dev-" });
+      const dev = await devCommand({ DATABASE_URL: url, RELAY_DATA_DIR: dataDir })
+        .output().finally(() => Deno.remove(dataDir, { recursive: true }));
+      const devSaid = new TextDecoder().decode(dev.stdout) + new TextDecoder().decode(dev.stderr);
+      assert.equal(dev.code, 1, devSaid);
+      assert.doesNotMatch(devSaid, /hunter2-secret|Uncaught/);
+      assert.match(devSaid, /not a postgresql:\/\/user:password@host/);
+    }
+    // Well-formed but unusual: a space before it, a libpq-style ?password= (postgres.js sends it to the server
+    // as a setting, which refuses it; here nothing listens).
+    for (
+      const [url, shown] of [
+        [` postgresql://postgres:hunter2-secret@${at}`, `postgresql://postgres:***@${at}`],
+        [`postgresql://postgres@${at}?password=hunter2-secret`, `postgresql://postgres@${at}?password=***`],
+      ]
+    ) {
+      const out = await run("scripts/migrate.ts", ["--check"], { DATABASE_URL: url });
+      assertOneLineFailure(
+        out,
+        new RegExp(`failed \\(${shown.replace(/[.*?]/g, "\\$&")}\\): .*ECONNREFUSED`),
+      );
+    }
+  },
+});
+
 dbTest(
   `cli [${db.kind}]: deno task migrate refuses a migration older than the last applied, unless --include-all`,
   async () => {

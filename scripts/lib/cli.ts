@@ -7,7 +7,11 @@ import {
   databaseUrlFromEnv,
   type Sql,
 } from "../../supabase/functions/_shared/db.ts";
-import { urlCredentials, withoutSecrets } from "../../supabase/functions/_shared/env.ts";
+import {
+  urlCredentials,
+  withoutSecrets,
+  withoutSurroundingSpace,
+} from "../../supabase/functions/_shared/env.ts";
 
 /** DATABASE_URL / SUPABASE_DB_URL (after the caller loaded .env), or exit 2 saying what to set. */
 export function requireDatabaseUrl(purpose: string): string {
@@ -22,17 +26,43 @@ export function requireDatabaseUrl(purpose: string): string {
 
 /**
  * URLs (connection strings, the Agent SDK's) are shown without their password, found in the text itself
- * (urlCredentials): a password holding an unencoded "#", "/" or "?" is one `new URL()` does not see.
+ * (urlCredentials): a password holding an unencoded "#", "/" or "?" is one `new URL()` does not see. A URL not
+ * of the form scheme://user:password@host shows nothing before its last "@"; a query parameter named like a
+ * credential (password=, token=, api_key=, …) shows ***.
  */
 export function redact(url: string): string {
-  const credentials = urlCredentials(url);
-  if (credentials?.password) return `${credentials.prefix}${credentials.user}:***@${credentials.rest}`;
-  if (credentials) return url;
-  try {
-    return new URL(url).toString();
-  } catch {
-    return "(unparseable URL)";
+  const text = withoutSurroundingSpace(url);
+  const credentials = urlCredentials(text);
+  let shown: string;
+  if (credentials?.password != null) {
+    shown = `${credentials.prefix}${credentials.user}:***@${credentials.rest}`;
+  } else if (credentials) shown = text;
+  else if (text.includes("@")) shown = `***@${text.slice(text.lastIndexOf("@") + 1)}`;
+  else {
+    try {
+      shown = new URL(text).toString();
+    } catch {
+      return "(unparseable URL)";
+    }
   }
+  return shown.replace(CREDENTIAL_PARAMETER, (_, name: string) => `${name}***`);
+}
+
+/** A query parameter that carries a credential, up to its "=" (1), and its value. */
+const CREDENTIAL_PARAMETER = /([?&;][^=&#]*(?:pass|pwd|token|secret|key|auth|sig)[^=&#]*=)[^&#]*/gi;
+
+/** What in `url` is secret, as written and percent-decoded: the password, credential query parameters. */
+export function urlSecrets(url: string): string[] {
+  const text = withoutSurroundingSpace(url);
+  const credentials = urlCredentials(text);
+  // Not scheme://user:password@host: whatever stands before the last "@", past a scheme, may be one.
+  const info = credentials
+    ? credentials.password
+    : text.includes("@")
+    ? text.slice(0, text.lastIndexOf("@")).replace(/^[a-z][a-z0-9+.-]*:\/*/i, "").replace(/^[^:]*:/, "")
+    : null;
+  const found = [info ?? "", ...[...text.matchAll(CREDENTIAL_PARAMETER)].map((m) => m[0].slice(m[1].length))];
+  return [...new Set(found.flatMap((s) => [s, safeDecode(s)]))].filter((s) => s !== "");
 }
 
 /**
@@ -77,8 +107,7 @@ function failureText(error: unknown, target: string | null, secrets: string[]): 
   // fetch says only "fetch failed"; what went wrong (refused, no such host) is in its cause.
   const cause = error instanceof Error ? error.cause : undefined;
   if (cause instanceof Error && cause.message) text += `: ${cause.message}`;
-  const password = target ? urlCredentials(target)?.password : null;
-  const hidden = [...secrets, ...(password ? [password, safeDecode(password)] : [])].filter((s) => s !== "");
+  const hidden = [...secrets, ...(target ? urlSecrets(target) : [])].filter((s) => s !== "");
   return withoutSecrets(text, hidden).replace(/\s+/g, " ").trim();
 }
 

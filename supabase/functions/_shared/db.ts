@@ -1,6 +1,7 @@
 // One way to reach Postgres: postgres.js over a connection URL (hosted Supabase, any server, or PGlite's socket).
 import { connect as tcpConnect, type Socket } from "node:net";
 import postgres from "postgres";
+import { withoutSurroundingSpace } from "./env.ts";
 
 export type Sql = postgres.Sql;
 
@@ -22,8 +23,18 @@ export interface ConnectOptions {
   applicationName?: string;
 }
 
+/** A database URL that cannot be used; its message never quotes the URL (it holds the password). */
+export class DatabaseUrlError extends Error {}
+
 export function connect(url: string, options: ConnectOptions = {}): Sql {
   const connectTimeout = options.connectTimeout ?? 2;
+  // postgres.js takes the user, password and host from after the first "://". Without one (a typo such as
+  // "postgresql:/user:pw@host/db", or no scheme) it connected to localhost, to a database named after the text.
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(withoutSurroundingSpace(url))) {
+    throw new DatabaseUrlError(
+      "The database URL (DATABASE_URL / SUPABASE_DB_URL) is not a postgresql://user:password@host:port/database URL",
+    );
+  }
   try {
     return postgres(url, {
       prepare: false, // Supavisor's transaction pooler cannot keep prepared statements
@@ -40,7 +51,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
   } catch (error) {
     // postgres.js parses the URL with `new URL()`, whose error quotes the whole URL, password included, into
     // the function's boot log or the terminal: said again without it (and without the original as cause).
-    throw new Error(
+    throw new DatabaseUrlError(
       `The database URL (DATABASE_URL / SUPABASE_DB_URL) cannot be parsed (${
         error instanceof Error ? error.name : "error"
       }): percent-encode special characters such as # / ? % in the password`,

@@ -64,13 +64,20 @@ function databasePassword(url: string | undefined): string {
 export function urlCredentials(
   url: string,
 ): { prefix: string; user: string; password: string | null; rest: string } | null {
-  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^]*)@([^@]*)$/i.exec(url);
+  // Spaces and control characters around it are dropped first, as `new URL()` drops them (such a URL works).
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^]*)@([^@]*)$/i.exec(withoutSurroundingSpace(url));
   if (!match) return null;
   const [, prefix, info, rest] = match;
   const colon = info.indexOf(":");
   return colon < 0
     ? { prefix, user: info, password: null, rest }
     : { prefix, user: info.slice(0, colon), password: info.slice(colon + 1), rest };
+}
+
+/** `url` without the spaces and control characters (U+0000 to U+0020) `new URL()` ignores around a URL. */
+export function withoutSurroundingSpace(url: string): string {
+  // deno-lint-ignore no-control-regex -- control characters are exactly what is dropped
+  return url.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, "");
 }
 
 /** `text` with every configured secret value (secretValues) replaced by ***. */
