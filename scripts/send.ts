@@ -1,7 +1,7 @@
 // deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]
 // Posts one correctly signed sample webhook to the local server and prints the answer.
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
-import { exitWithFailure, parseArgsOrExit } from "./lib/cli.ts";
+import { exitWithFailure, parseArgsOrExit, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { signingSecret } from "./lib/dev_secret.ts";
 import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
@@ -45,9 +45,8 @@ const body = JSON.stringify(samplePayload(event, {
   conversationId: values["conversation-id"] ? Number(values["conversation-id"]) : undefined,
   content: values.content,
 }));
-// A ?token= in the URL is a credential: shown as ***.
-const urlToken = /[?&]token=([^&#]*)/.exec(url)?.[1] ?? "";
-const shownUrl = urlToken ? url.replace(`token=${urlToken}`, "token=***") : url;
+// Credentials in the URL (user:password@, every ?token=) are shown as ***.
+const shownUrl = redact(url);
 let response: Response;
 let answer: string;
 try {
@@ -62,7 +61,7 @@ try {
   });
   answer = await response.text();
 } catch (error) {
-  exitWithFailure("send", shownUrl, error, urlToken ? [urlToken] : []);
+  exitWithFailure("send", url, error);
 }
 console.log(`${event} -> ${shownUrl}`);
 console.log(`HTTP ${response.status} ${answer}`);

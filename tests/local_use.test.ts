@@ -75,6 +75,43 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "send: a --url's credentials (user:password@, every token=) are never shown, sent or failing",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      () => Response.json({}),
+    );
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closedPort = closed.addr.port;
+    closed.close();
+    try {
+      for (const port of [server.addr.port, closedPort]) {
+        const url = `http://relay:hunter2-password@127.0.0.1:${port}/functions/v1/chatwoot-webhook` +
+          "?token=first-token-secret&token=second-token-secret";
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "scripts/send.ts", "message_created", "--url", url],
+          cwd: ROOT,
+          env: { CHATWOOT_WEBHOOK_SECRET: "local-secret-for-send-tests", NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, port === closedPort ? 1 : 0, said);
+        assert.doesNotMatch(said, /hunter2-password|first-token-secret|second-token-secret/);
+        assert.match(
+          said,
+          /http:\/\/relay:\*\*\*@127\.0\.0\.1:\d+\/functions\/v1\/chatwoot-webhook\?token=\*\*\*/,
+        );
+      }
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
+
 Deno.test("dotenv: a key written twice takes its last value, as other dotenv readers do; the shell still wins", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
   try {
