@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { loadDotenv } from "../scripts/lib/dotenv.ts";
 import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
+import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -167,6 +168,35 @@ Deno.test("dotenv: a database URL exported under either name keeps both of the f
     assert.equal(databaseUrlFromEnv(), "postgresql://file@127.0.0.1:1/file");
   } finally {
     restore();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dotenv: a Chatwoot setting exported under its _PROD name keeps both of the file's names out", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+  const pairs = [
+    ["CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD", "https://file.example", "https://shell.example"],
+    ["CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD", "file-token", "shell-token"],
+    ["CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD", "1", "2"],
+  ];
+  const names = pairs.flatMap(([generic, prod]) => [generic, prod]);
+  const saved = Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
+  try {
+    // The file holds the generic names (read first); the shell exports the document's _PROD names.
+    await Deno.writeTextFile(
+      `${dir}/.env`,
+      pairs.map(([generic, , file]) => `${generic}=${file}`).join("\n"),
+    );
+    for (const name of names) Deno.env.delete(name);
+    for (const [, prod, , shell] of pairs) Deno.env.set(prod, shell);
+    assert.deepEqual(await loadDotenv(`${dir}/.env`), []);
+    const { chatwoot } = readinessConfigFromEnv(Deno.env.toObject());
+    assert.deepEqual([chatwoot.baseUrl, chatwoot.apiToken, chatwoot.accountId], pairs.map((p) => p[3]));
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
     await Deno.remove(dir, { recursive: true });
   }
 });

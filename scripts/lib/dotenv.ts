@@ -1,5 +1,6 @@
 // Minimal .env reader for local runs (KEY=value lines, # comments, optional quotes). Values already in the
 // environment win, so a shell export always overrides the file.
+import { CREDENTIAL_ALIASES } from "../../supabase/functions/_shared/readiness_checks.ts";
 
 /**
  * Two names for one setting, the database (databaseUrlFromEnv takes DATABASE_URL first). A database URL
@@ -7,6 +8,18 @@
  * SUPABASE_DB_URL, and a run meant for the exported database went to the .env one, saying nothing.
  */
 export const DATABASE_URL_NAMES: readonly string[] = ["DATABASE_URL", "SUPABASE_DB_URL"];
+
+/**
+ * Names that are one setting, the first set winning (stringFromEnv, databaseUrlFromEnv): one of them exported,
+ * even empty, keeps all of them out of the file. The Chatwoot credentials go by the readiness document's
+ * _PROD names too, and the generic name is read first: the file's CHATWOOT_API_TOKEN beat an exported
+ * CHATWOOT_TOKEN_PROD.
+ */
+export const SAME_SETTING: readonly (readonly string[])[] = [
+  DATABASE_URL_NAMES,
+  ...Object.entries(CREDENTIAL_ALIASES).filter(([, generic]) => generic.length > 0)
+    .map(([documentName, generic]) => [...generic, documentName]),
+];
 
 export async function loadDotenv(path: string): Promise<string[]> {
   let text: string;
@@ -27,10 +40,13 @@ export async function loadDotenv(path: string): Promise<string[]> {
     const quoted = /^(["'])(.*?)\1(?:\s+#.*)?$/.exec(rawValue);
     fileValues.set(key, quoted ? quoted[2] : rawValue.replace(/\s+#.*$/, ""));
   }
-  const databaseFromShell = DATABASE_URL_NAMES.some((name) => Deno.env.get(name) !== undefined);
+  // What the shell set, taken before the file sets anything (the file's DATABASE_URL is no shell export).
+  const shell = new Set(Object.keys(Deno.env.toObject()));
+  const fromShell = (key: string) =>
+    (SAME_SETTING.find((names) => names.includes(key)) ?? [key]).some((name) => shell.has(name));
   const loaded: string[] = [];
   for (const [key, value] of fileValues) {
-    if (Deno.env.get(key) !== undefined || (databaseFromShell && DATABASE_URL_NAMES.includes(key))) continue;
+    if (fromShell(key)) continue;
     Deno.env.set(key, value);
     loaded.push(key);
   }
