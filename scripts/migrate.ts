@@ -9,6 +9,8 @@ import {
   listMigrations,
   OutOfOrderMigrations,
   pendingMigrations,
+  unknownVersions,
+  unknownVersionsWarning,
 } from "./lib/migrations.ts";
 
 const USAGE = "usage: deno task migrate [--check] [--include-all]\n" +
@@ -37,7 +39,10 @@ try {
   console.log(`database ${redact(url)}`);
   if (parsed.values.check) {
     const applied = await appliedVersions(sql);
-    const pending = pendingMigrations(await listMigrations(), applied);
+    const files = await listMigrations();
+    const unknown = unknownVersions(files, applied);
+    if (unknown.length > 0) console.log(unknownVersionsWarning(unknown));
+    const pending = pendingMigrations(files, applied);
     for (const { file, outOfOrder } of pending) {
       const note = outOfOrder ? " (older than the last migration applied: needs --include-all)" : "";
       console.log(`pending ${file.version}_${file.name}${note}`);

@@ -273,6 +273,28 @@ dbTest(
   },
 );
 
+dbTest(
+  `cli [${db.kind}]: deno task migrate names versions applied in the database that have no file here`,
+  async () => {
+    // Older than every file: nothing is refused (the Supabase CLI refuses; its way out is migration repair).
+    await db.sql`insert into supabase_migrations.schema_migrations (version, statements, name)
+                 values ('20000101000000', '{}', 'applied_by_hand')`;
+    try {
+      for (const args of [[], ["--check"]]) {
+        const out = await run("scripts/migrate.ts", args, { DATABASE_URL: db.url });
+        assert.equal(out.code, 0, out.stdout + out.stderr);
+        assert.match(
+          out.stdout,
+          /^warning: applied in the database but not in supabase\/migrations\/: 20000101000000 /m,
+        );
+        assert.match(out.stdout, /migrations up to date/);
+      }
+    } finally {
+      await db.sql`delete from supabase_migrations.schema_migrations where version = '20000101000000'`;
+    }
+  },
+);
+
 Deno.test({
   name: "cli: deno task dev applies a migration older than the last applied to its embedded database",
   sanitizeOps: false,

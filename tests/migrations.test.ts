@@ -345,3 +345,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "migrations: versions applied in the database without a file here are named in a warning, not refused",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "relay-migrations-" });
+    const embedded = await startEmbeddedDb();
+    const sql = connect(embedded.url, { max: 1 });
+    const file = (version: string, table: string) =>
+      Deno.writeTextFile(`${dir}/${version}_${table}.sql`, `create table ${table} (id int);`);
+    const elsewhere = (version: string) =>
+      sql`insert into supabase_migrations.schema_migrations (version, name) values (${version}, 'elsewhere')`;
+    try {
+      const dirUrl = new URL(`file://${dir}/`);
+      await file("20990101000100", "first");
+      await applyMigrations(sql, { dir: dirUrl });
+      // Applied by another branch or by hand, older than what is pending: said, and the newer file applies.
+      await elsewhere("20990101000150");
+      await file("20990101000200", "second");
+      const lines: string[] = [];
+      assert.deepEqual(await applyMigrations(sql, { dir: dirUrl, log: (l) => lines.push(l) }), [
+        "20990101000200",
+      ]);
+      assert.match(
+        lines[0],
+        /^warning: applied in the database but not in supabase\/migrations\/: 20990101000150 /,
+      );
+      // Newer than a pending file: refused as out of order, the message saying the newest has no file here.
+      await elsewhere("20990101000900");
+      await file("20990101000300", "third");
+      await assert.rejects(applyMigrations(sql, { dir: dirUrl }), (error: unknown) => {
+        assert.ok(error instanceof OutOfOrderMigrations);
+        assert.match(error.message, /\(20990101000900, which has no file here/);
+        return true;
+      });
+    } finally {
+      await sql.end({ timeout: 1 });
+      await embedded.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -42,12 +42,28 @@ export async function appliedVersions(sql: Sql): Promise<Set<string>> {
  * --include-all: each was written before migrations the database already has, and runs after them.
  */
 export class OutOfOrderMigrations extends Error {
-  constructor(readonly files: MigrationFile[], readonly lastApplied: string) {
+  constructor(readonly files: MigrationFile[], readonly lastApplied: string, lastAppliedHasFile = true) {
     super(
       `Found local migration files to be inserted before the last migration on the database ` +
-        `(${lastApplied}):\n${files.map((f) => `  ${f.version}_${f.name}.sql`).join("\n")}`,
+        `(${lastApplied}${lastAppliedHasFile ? "" : ", which has no file here: see the warning above"}):\n` +
+        files.map((f) => `  ${f.version}_${f.name}.sql`).join("\n"),
     );
   }
+}
+
+/**
+ * Versions applied in the database that have no file in `files`: another branch's, applied by hand, or this
+ * checkout is behind. The Supabase CLI refuses to migrate then (its `migration repair` is the way out); here
+ * it is a warning (unknownVersionsWarning), since a pending file older than one of them is refused anyway.
+ */
+export function unknownVersions(files: MigrationFile[], applied: Set<string>): string[] {
+  const local = new Set(files.map((f) => f.version));
+  return [...applied].filter((v) => !local.has(v)).sort((a, b) => a.localeCompare(b));
+}
+
+export function unknownVersionsWarning(versions: string[]): string {
+  return `warning: applied in the database but not in supabase/migrations/: ${versions.join(", ")} ` +
+    "(another branch's, or applied by hand? this checkout may be behind the database)";
 }
 
 /** The files of `files` not applied yet, each marked when it is older than the newest version applied. */
@@ -79,10 +95,13 @@ export async function applyMigrations(
 ): Promise<string[]> {
   await sql.unsafe(HISTORY_DDL).simple();
   const files = await listMigrations(dir);
+  const appliedBefore = await appliedVersions(sql);
+  const unknown = unknownVersions(files, appliedBefore);
+  if (unknown.length > 0) log(unknownVersionsWarning(unknown));
   if (!includeAll) {
-    const applied = await appliedVersions(sql);
-    const outOfOrder = pendingMigrations(files, applied).filter((p) => p.outOfOrder).map((p) => p.file);
-    if (outOfOrder.length > 0) throw new OutOfOrderMigrations(outOfOrder, lastVersion(applied)!);
+    const outOfOrder = pendingMigrations(files, appliedBefore).filter((p) => p.outOfOrder).map((p) => p.file);
+    const last = lastVersion(appliedBefore)!;
+    if (outOfOrder.length > 0) throw new OutOfOrderMigrations(outOfOrder, last, !unknown.includes(last));
   }
   const applied: string[] = [];
   for (const migration of files) {
