@@ -28,6 +28,18 @@ if (!SAMPLE_EVENTS.includes(event)) {
   console.error(`Unknown event ${event}. One of: ${SAMPLE_EVENTS.join(", ")}`);
   Deno.exit(2);
 }
+/** A whole-number option (an id, 1 or more), or exit 2 with the usage: a bad one is the caller's, not a 4xx. */
+function idOption(name: "message-id" | "conversation-id"): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) {
+    console.error(`--${name} takes a whole number (1 or more), not ${text}\n${USAGE}`);
+    Deno.exit(2);
+  }
+  return Number(text);
+}
+const messageId = idOption("message-id");
+const conversationId = idOption("conversation-id");
 const url = values.url ??
   `http://127.0.0.1:${Deno.env.get("PORT") || "54321"}/functions/v1/chatwoot-webhook`;
 const secret = await signingSecret();
@@ -38,11 +50,9 @@ if (!secret) {
   Deno.exit(2);
 }
 const body = JSON.stringify(samplePayload(event, {
-  messageId: values["message-id"]
-    ? Number(values["message-id"])
-    // New each run, also for several runs within one second (the same message id again is a duplicate).
-    : Date.now(),
-  conversationId: values["conversation-id"] ? Number(values["conversation-id"]) : undefined,
+  // New each run, also for several runs within one second (the same message id again is a duplicate).
+  messageId: messageId ?? Date.now(),
+  conversationId,
   content: values.content,
 }));
 // Credentials in the URL (user:password@, every ?token=) are shown as ***.

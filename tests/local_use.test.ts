@@ -200,3 +200,24 @@ Deno.test("dotenv: a Chatwoot setting exported under its _PROD name keeps both o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("send: a --message-id or --conversation-id that is not a whole number is a usage error, exit 2", async () => {
+  // Nothing listens there: a run that sent anyway would fail with exit 1 instead.
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const url = `http://127.0.0.1:${closed.addr.port}/functions/v1/chatwoot-webhook`;
+  closed.close();
+  for (const option of ["--message-id", "--conversation-id"]) {
+    for (const value of ["abc", "1.5", "0"]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "scripts/send.ts", "message_created", "--url", url, option, value],
+        cwd: ROOT,
+        env: { CHATWOOT_WEBHOOK_SECRET: "local-secret-for-send-tests", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 2, `${option} ${value}: ${stderr}`);
+      assert.match(stderr, new RegExp(`${option} takes a whole number`));
+    }
+  }
+});
