@@ -1,6 +1,8 @@
 // The Agent SDK stand-in: a real HTTP server on 127.0.0.1 (port 0) that records every request and answers
 // as the test says: 2xx, 500, 410, 429 with Retry-After, or too slowly (held until released or closed).
 export interface Received {
+  /** The request's URL as the stand-in saw it (path and query). */
+  url: string;
   body: Uint8Array;
   text: string;
   headers: Headers;
@@ -37,6 +39,7 @@ export function startAgentSdk(behaviour: Behaviour = () => ok()): AgentSdkStandI
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const body = new Uint8Array(await req.arrayBuffer());
     const r: Received = {
+      url: req.url,
       body,
       text: new TextDecoder().decode(body),
       headers: req.headers,

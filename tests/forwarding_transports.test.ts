@@ -239,3 +239,41 @@ transportTest(
 );
 
 dbTest("delivery transports: (close the shared database)", closeSharedDb);
+
+transportTest(
+  "an Agent SDK URL with a query: the path goes before it, the query is sent as is and never shown",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const key = "gatewaykey-SECRET-7c1d";
+      const id = await storeSample(db.sql);
+      const withQuery = { ...config, agentSdkUrl: `${sdk.url}/agent/?key=${key}` };
+      assert.equal(
+        (await drain(db.sql, withQuery, { budgetMs: 0, log: memoryLogger(), transport })).delivered,
+        1,
+      );
+      const url = new URL(sdk.received[0].url);
+      assert.equal(url.pathname, "/agent/webhooks/chatwoot");
+      assert.equal(url.searchParams.get("key"), key);
+      assert.equal(await statusOf(db.sql, id), "delivered");
+      // A server that takes the connection and closes it: the error (fetch names the URL in it) hides the query.
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const closing = (async () => {
+        for await (const conn of listener) conn.close();
+      })();
+      try {
+        const failing = await storeSample(db.sql, "message_created", { conversationId: 99 });
+        const log = memoryLogger();
+        const dead = { ...config, agentSdkUrl: `http://127.0.0.1:${listener.addr.port}/?key=${key}` };
+        assert.equal((await drain(db.sql, dead, { budgetMs: 0, log, transport })).retried, 1);
+        const [attempt] = await attemptsOf(db.sql, failing);
+        assert.match(attempt.error!, /^connection error: /);
+        for (const text of [attempt.error!, JSON.stringify(log.lines)]) {
+          assert.ok(!text.includes(key), `the key shows: ${text}`);
+        }
+      } finally {
+        listener.close();
+        await closing.catch(() => {});
+      }
+    });
+  },
+);

@@ -419,10 +419,11 @@ function describeTransportError(error: unknown, timeoutMs: number): string {
   if (error instanceof DOMException && (error.name === "TimeoutError" || error.name === "AbortError")) {
     return `timeout after ${timeoutMs} ms`;
   }
-  // Never echo credentials that might sit in a URL's user-info part.
+  // Never echo credentials that might sit in a URL's user-info part or its query (fetch names the URL).
   const cause = (error as { cause?: unknown })?.cause;
   const message = [errorMessage(error), cause ? errorMessage(cause) : ""].join(": ")
-    .replace(/\/\/[^/@\s]+@/g, "//***@");
+    .replace(/\/\/[^/@\s]+@/g, "//***@")
+    .replace(/\?[^\s()"'<>]*/g, "?***");
   if (/refused/i.test(message)) return "connection refused";
   return `connection error: ${message.slice(0, 300)}`;
 }

@@ -45,7 +45,12 @@ export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): Forwar
   };
 }
 
-/** `${base}/webhooks/chatwoot`, tolerant of a trailing slash on the base. */
+/**
+ * `${base}/webhooks/chatwoot`, tolerant of a trailing slash on the base; a query (or fragment) the base carries,
+ * such as a key some gateways want, stays after the path.
+ */
 export function deliveryUrl(base: string): string {
-  return `${base.replace(/\/+$/, "")}/webhooks/chatwoot`;
+  const cut = base.search(/[?#]/);
+  const [path, rest] = cut < 0 ? [base, ""] : [base.slice(0, cut), base.slice(cut)];
+  return `${path.replace(/\/+$/, "")}/webhooks/chatwoot${rest}`;
 }
