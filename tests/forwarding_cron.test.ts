@@ -174,3 +174,51 @@ dbTest(
     });
   },
 );
+
+dbTest(
+  "forwarding: schedule_forwarder() refuses a token or URL holding a character past ASCII (invisible ones too)",
+  async () => {
+    await withFreshDb(STAND_INS, async (sql) => {
+      await sql`select public.unschedule_forwarder()`;
+      const goodToken = "forwarder-token-from-vault";
+      const goodUrl = "https://ref.supabase.co/functions/v1/forward-events";
+      // Each one pasted along with the value, or typed into it: pg_net sends its UTF-8 bytes, which
+      // forward-events reads one character each and never matches with FORWARDER_TOKEN (or a path).
+      for (
+        const [name, value] of [
+          ["relay_forwarder_token", `${goodToken}\u00a0`], // no-break space
+          ["relay_forwarder_token", `\u200b${goodToken}`], // zero-width space
+          ["relay_forwarder_token", `${goodToken}\ufeff`], // byte order mark
+          ["relay_forwarder_token", `forwarder-tokén-from-vault`],
+          ["relay_forwarder_url", `${goodUrl}\u200b`],
+          ["relay_forwarder_url", `${goodUrl}\u00a0`],
+        ] as const
+      ) {
+        await sql`update vault.decrypted_secrets set decrypted_secret = ${value} where name = ${name}`;
+        const [{ result }] = await sql<{ result: string }[]>`select public.schedule_forwarder() as result`;
+        assert.match(result, new RegExp(`^not scheduled: Vault secret ${name} `), JSON.stringify(value));
+        assert.match(result, /past ASCII/);
+        assert.equal((await sql`select * from cron.job`).length, 0, JSON.stringify(value));
+        await sql`update vault.decrypted_secrets set decrypted_secret = ${
+          name === "relay_forwarder_url" ? goodUrl : goodToken
+        } where name = ${name}`;
+      }
+      const [{ result }] = await sql<{ result: string }[]>`select public.schedule_forwarder() as result`;
+      assert.equal(result, "scheduled relay-forward-events every 30 seconds");
+    });
+  },
+);
+
+dbTest(
+  "forwarding: Vault secrets set before the migrations and unusable leave no job scheduled",
+  async () => {
+    // Hosted, set up secrets first: migration 000200 schedules with the checks of its own time.
+    const unusable = STAND_INS.replace("'forwarder-token-from-vault'", "'forwarder-token-from-vault\n'");
+    assert.notEqual(unusable, STAND_INS);
+    await withFreshDb(unusable, async (sql) => {
+      assert.deepEqual([...await sql`select jobname from cron.job`], []);
+      const [{ result }] = await sql<{ result: string }[]>`select public.schedule_forwarder() as result`;
+      assert.match(result, /^not scheduled: Vault secret relay_forwarder_token holds spaces, a line break/);
+    });
+  },
+);
