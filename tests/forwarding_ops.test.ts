@@ -507,4 +507,66 @@ dbTest(
   },
 );
 
+dbTest(
+  "forwarding: dead_unacknowledged counts deaths after the acknowledgement, not late reports of older ones",
+  async () => {
+    await withForwardingSetup(async (db) => {
+      const { sql } = db;
+      await fastSettings(sql, { max_attempts: 1 });
+      const unacknowledged = async () =>
+        Number((await sql`select dead_unacknowledged as n from public.webhook_delivery_health`)[0].n);
+      const result = (id: number, status: number) =>
+        JSON.stringify([{
+          id: String(id),
+          attempt: 1,
+          version: 1,
+          started_at: new Date().toISOString(),
+          duration_ms: 5,
+          http_status: status,
+          error: null,
+          response_excerpt: null,
+          retry_after_seconds: null,
+        }]);
+      const id = await storeSample(sql);
+      // Forwarder "slow" claims its last attempt and outlives the lease; a claim by "next" reclaims it: dead.
+      assert.equal((await sql`select id from public.claim_webhook_events('slow', 10)`).length, 1);
+      await sql`update public.webhook_events set lease_expires_at = now() - interval '1 second' where id = ${id}`;
+      assert.equal((await sql`select id from public.claim_webhook_events('next', 10)`).length, 0);
+      assert.equal(await statusOf(sql, id), "dead");
+      // That was an hour ago; the operator looked at it and acknowledged it.
+      await sql`update public.webhook_delivery_attempts set recorded_at = recorded_at - interval '1 hour'
+                 where event_id = ${id}`;
+      assert.equal(await unacknowledged(), 1);
+      await sql`update public.relay_settings set dead_acknowledged_at = now() - interval '1 second'`;
+      assert.equal(await unacknowledged(), 0);
+
+      // "slow" reports at last: recorded as lease_lost, the event as dead as before. Nothing died.
+      const [late] = await sql`
+        select outcome from public.complete_webhook_deliveries('slow', ${result(id, 503)}::text::jsonb)`;
+      assert.equal(late.outcome, "lease_lost");
+      assert.equal(await statusOf(sql, id), "dead");
+      assert.equal(await unacknowledged(), 0, "a late report of a death already acknowledged");
+
+      // Replayed, it dies again (410): that death is after the acknowledgement, and counts.
+      await sql`select public.replay_webhook_events(${[id]}::bigint[])`;
+      assert.equal((await sql`select id from public.claim_webhook_events('again', 10)`).length, 1);
+      const [died] = await sql`
+        select outcome from public.complete_webhook_deliveries('again', ${result(id, 410)}::text::jsonb)`;
+      assert.equal(died.outcome, "dead");
+      assert.equal(await unacknowledged(), 1, "died again after the acknowledgement");
+
+      // Acknowledged, replayed, and dead once more at a lease's expiry: counts too.
+      await sql`update public.webhook_delivery_attempts set recorded_at = recorded_at - interval '1 hour'
+                 where event_id = ${id}`;
+      await sql`select public.replay_webhook_events(${[id]}::bigint[])`;
+      assert.equal(await unacknowledged(), 0);
+      assert.equal((await sql`select id from public.claim_webhook_events('gone', 10)`).length, 1);
+      await sql`update public.webhook_events set lease_expires_at = now() - interval '1 second' where id = ${id}`;
+      await sql`select id from public.claim_webhook_events('next', 10)`;
+      assert.equal(await statusOf(sql, id), "dead");
+      assert.equal(await unacknowledged(), 1, "died again, at a reclaim");
+    });
+  },
+);
+
 dbTest("forwarding: (close the shared database)", closeSharedDb);

@@ -36,5 +36,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121003150", // same_second_message_updates_ordered
   "20261121003400", // schedule_forwarder_refuses_unusable_secrets
   "20261121003500", // forwarder_secrets_visible_ascii
+  "20261121003550", // dead_unacknowledged_counts_deaths
   "20261121003800", // readiness_evidence_publishable
 ];
