@@ -8,7 +8,8 @@ import type { Sql } from "../supabase/functions/_shared/db.ts";
 
 const STAND_INS = `
   create schema cron;
-  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text);
+  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text,
+    active boolean not null default true);
   create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
     insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
     on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
@@ -98,6 +99,12 @@ dbTest(
         await tx`update public.relay_settings set forwarding_paused = false`;
       });
       assert.equal(await calls(), 3, "resumed by service_role");
+      // A job the operator switched off (cron.alter_job(active := false)) is not called on resume either.
+      await sql`update cron.job set active = false`;
+      await sql`update public.relay_settings set forwarding_paused = true`;
+      await sql`update public.relay_settings set forwarding_paused = false`;
+      assert.equal(await calls(), 3, "the job is inactive");
+      await sql`update cron.job set active = true`;
       // Unscheduled (forwarding runs elsewhere): a resume posts nothing, and still succeeds.
       await sql`select public.unschedule_forwarder()`;
       await sql`update public.relay_settings set forwarding_paused = true`;
@@ -116,6 +123,28 @@ dbTest(
       await sql`update public.relay_settings set forwarding_paused = false`;
       const [{ paused }] = await sql`select forwarding_paused as paused from public.relay_settings`;
       assert.equal(paused, false);
+    });
+  },
+);
+
+dbTest(
+  "forwarding: a resume stands where the trigger's owner may not look into pg_cron's schema (self-hosted)",
+  async () => {
+    await withFreshDb(STAND_INS, async (sql) => {
+      // A plain role owns the trigger function, as a self-hosted server's migration owner would, without USAGE
+      // on the cron schema: looking for cron.job raises "permission denied for schema cron".
+      const owner = `relay_wake_owner_${crypto.randomUUID().slice(0, 8)}`;
+      await sql.unsafe(`create role ${owner} nologin`);
+      try {
+        await sql.unsafe(`alter function public.wake_forwarders_on_resume() owner to ${owner}`);
+        await sql`update public.relay_settings set forwarding_paused = true`;
+        await sql`update public.relay_settings set forwarding_paused = false`;
+        const [{ paused }] = await sql`select forwarding_paused as paused from public.relay_settings`;
+        assert.equal(paused, false);
+      } finally {
+        await sql.unsafe(`alter function public.wake_forwarders_on_resume() owner to current_user`);
+        await sql.unsafe(`drop role ${owner}`);
+      }
     });
   },
 );
