@@ -113,6 +113,25 @@ Deno.test("failures: which database errors may pass (retried, then a late store)
   assert.deepEqual(permanent.filter((e) => isTransientDbError(e)).map((e) => e.message), []);
 });
 
+Deno.test("secrets: credentials in a URL's query (libpq's ?password=, a gateway's ?key=) are secrets too", () => {
+  assert.deepEqual(
+    secretValues({
+      DATABASE_URL:
+        "postgresql://db.example.com:5432/postgres?user=postgres&password=pw-SECRET-123456&sslmode=require",
+      AGENT_SDK_URL: "https://agent.example.com/base?key=gatewaykey-SECRET-7c1d&region=eu-west-1",
+    }),
+    ["pw-SECRET-123456", "gatewaykey-SECRET-7c1d"],
+  );
+  // A local database's password is not one (it would refuse every note naming Postgres), nor plain settings.
+  assert.deepEqual(
+    secretValues({
+      DATABASE_URL: "postgresql://127.0.0.1:54322/postgres?user=postgres&password=postgres",
+      AGENT_SDK_URL: "https://agent.example.com/base?region=eu-west-1&version=2026-11",
+    }),
+    [],
+  );
+});
+
 Deno.test("secrets: a password holding an unencoded #, / or ? is never shown by the CLIs", async () => {
   const secret = "s3cret-Pa55word";
   for (const password of [`#${secret}`, `/${secret}`, `?${secret}`, `1234#${secret}`, `a@b:${secret}`]) {

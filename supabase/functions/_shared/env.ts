@@ -41,7 +41,24 @@ export function secretValues(env: Env): string[] {
     "SUPABASE_SERVICE_ROLE_KEY",
   ].flatMap((name) => (env[name] ?? "").split(","))
     .concat(["SUPABASE_DB_URL", "DATABASE_URL"].map((name) => databasePassword(env[name])))
+    .concat(
+      ["SUPABASE_DB_URL", "DATABASE_URL", "AGENT_SDK_URL"].flatMap((name) => queryCredentials(env[name])),
+    )
     .map((v) => v.trim()).filter((v) => v.length >= 8);
+}
+
+/**
+ * Credentials a URL carries in its query: libpq's ?password=, a gateway's ?key= or ?token= on AGENT_SDK_URL.
+ * A database password in the query follows databasePassword's rule (a local "postgres" is no secret).
+ */
+function queryCredentials(url: string | undefined): string[] {
+  if (!url) return [];
+  const query = url.slice(url.lastIndexOf("@") + 1).split("#")[0];
+  const start = query.indexOf("?");
+  if (start < 0) return [];
+  return [...new URLSearchParams(query.slice(start + 1))]
+    .filter(([name]) => /pass|token|secret|key|sig|auth/i.test(name))
+    .map(([name, value]) => /pass/i.test(name) && value.length < 12 ? "" : value);
 }
 
 /** A real database's password; a local one such as "postgres" would refuse every note that names Postgres. */
