@@ -15,6 +15,7 @@ import { startDbProxy } from "./_proxy.ts";
 import { assertStoredLateOnce, eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 import { eventToStore } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
+import { textLiteral } from "../supabase/functions/_shared/sql_literal.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -322,6 +323,46 @@ dbTest(
     const ba = await arrive(id, [b, a]);
     assert.equal(ab.content, ba.content);
     assert.deepEqual([...ab.outcomes, ...ba.outcomes].sort(), ["duplicate", "stored", "stored", "updated"]);
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: ordering two message_updated of the same second does not read the stored body again`,
+  async () => {
+    const { app } = makeApp();
+    const id = nextId++;
+    const now = Math.floor(Date.now() / 1000);
+    // Some 1 MB of hex: it hardly compresses, so the stored payload is TOASTed over hundreds of blocks.
+    const hex = () =>
+      Array.from(crypto.getRandomValues(new Uint8Array(50_000)), (b) => b.toString(16)).join("");
+    const filler = Array.from({ length: 10 }, hex).join("");
+    const body = (content: string, conversationUpdatedAt: number) => {
+      const payload = samplePayload("message_updated", { messageId: id, content: `${content} ${filler}` });
+      (payload.conversation as Record<string, unknown>).updated_at = conversationUpdatedAt;
+      return JSON.stringify(payload);
+    };
+    const stored = body("edited twice", now - 1 + 0.75);
+    const res = await post(app, signedRequest(URL_BASE, stored, { nowSeconds: now }));
+    assert.equal(res.body.outcome, "stored");
+    /** Buffers the ingest of `text` (signed at `now`) touches; EXPLAIN counts those of nested statements. */
+    const ingest = async (text: string) => {
+      const [{ "QUERY PLAN": [plan] }] = await sql.unsafe(`
+        explain (analyze, buffers, format json)
+        select outcome from public.ingest_webhook_event(${textLiteral(`message:${id}:message_updated`)},
+          'message_updated', ${id}, 101, 1, 1, null, ${textLiteral(text)}::jsonb, ${textLiteral(text)},
+          ${textLiteral(sha256Hex(text))}, 'signature', to_timestamp(${now}), gen_random_uuid())`);
+      return plan.Plan["Shared Hit Blocks"] + plan.Plan["Shared Read Blocks"] as number;
+    };
+    const duplicate = await ingest(stored);
+    // Built earlier, signed in the same second: a duplicate, decided without reading the stored payload.
+    const older = await ingest(body("edited once", now - 1 + 0.25));
+    assert.ok(
+      older - duplicate < 100,
+      `an older copy touched ${older} buffers, an identical one ${duplicate}`,
+    );
+    const [row] = await sql`select payload->>'content' like 'edited twice %' as kept, receive_count
+                              from webhook_events where event_key = ${res.body.event_key}`;
+    assert.deepEqual({ ...row }, { kept: true, receive_count: 3 });
   },
 );
 
