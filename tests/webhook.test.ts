@@ -242,8 +242,18 @@ dbTest(
     const { app } = makeApp();
     const id = nextId++;
     const now = Math.floor(Date.now() / 1000);
-    const body = (content: string) =>
-      JSON.stringify(samplePayload("message_updated", { messageId: id, content }));
+    /** Built (conversation.updated_at) in the order of the edits, as Chatwoot builds them. */
+    const builtAt: Record<string, number> = {
+      "edited once": now - 21,
+      "edited twice": now - 11,
+      "edited thrice": now - 10.5,
+      "edited four times": now - 1,
+    };
+    const body = (content: string) => {
+      const payload = samplePayload("message_updated", { messageId: id, content });
+      (payload.conversation as Record<string, unknown>).updated_at = builtAt[content];
+      return JSON.stringify(payload);
+    };
     const newer = await post(app, signedRequest(URL_BASE, body("edited twice"), { nowSeconds: now - 10 }));
     const older = await post(app, signedRequest(URL_BASE, body("edited once"), { nowSeconds: now - 20 }));
     assert.equal(newer.body.outcome, "stored");
@@ -327,6 +337,37 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a message_updated built earlier but signed in a later second does not replace a newer one`,
+  async () => {
+    const { app } = makeApp();
+    const now = Math.floor(Date.now() / 1000);
+    const body = (id: number, content: string, conversationUpdatedAt: number) => {
+      const payload = samplePayload("message_updated", { messageId: id, content });
+      (payload.conversation as Record<string, unknown>).updated_at = conversationUpdatedAt;
+      return JSON.stringify(payload);
+    };
+    // Chatwoot builds a payload in one job and signs it in another, when it sends it: two sends can cross a
+    // second boundary in the other order, and an agent-bot delivery retried after a 500 is signed anew, 3 s
+    // later. The state built first (at .25) is signed 3 s after the one built later.
+    for (const order of ["older last", "older first"]) {
+      const id = nextId++;
+      const older = { text: body(id, "before the deletion", now - 5 + 0.25), nowSeconds: now - 2 };
+      const newer = { text: body(id, "This message was deleted", now - 5 + 0.75), nowSeconds: now - 5 };
+      const bodies = order === "older last" ? [newer, older] : [older, newer];
+      const outcomes = [];
+      for (const { text, nowSeconds } of bodies) {
+        outcomes.push((await post(app, signedRequest(URL_BASE, text, { nowSeconds }))).body.outcome);
+      }
+      const [view] = await sql`select content from chatwoot_messages where message_id = ${id}`;
+      assert.deepEqual({ outcomes, content: view.content }, {
+        outcomes: order === "older last" ? ["stored", "duplicate"] : ["stored", "updated"],
+        content: "This message was deleted",
+      }, order);
+    }
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: ordering two message_updated of the same second does not read the stored body again`,
   async () => {
     const { app } = makeApp();
@@ -372,8 +413,18 @@ dbTest(
     const { app } = makeApp({ CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN });
     const id = nextId++;
     const now = Math.floor(Date.now() / 1000);
-    const body = (content: string) =>
-      JSON.stringify(samplePayload("message_updated", { messageId: id, content }));
+    /** Built in the order of the story: "signed earlier" first, then "signed", then the unsigned ones. */
+    const builtAt: Record<string, number> = {
+      "signed earlier": now - 21,
+      "signed": now - 11,
+      "unsigned one": now - 2,
+      "unsigned two": now - 1,
+    };
+    const body = (content: string) => {
+      const payload = samplePayload("message_updated", { messageId: id, content });
+      (payload.conversation as Record<string, unknown>).updated_at = builtAt[content];
+      return JSON.stringify(payload);
+    };
     const unsigned = (content: string) =>
       new Request(`${URL_BASE}?token=${URL_TOKEN}`, {
         method: "POST",

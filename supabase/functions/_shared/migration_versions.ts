@@ -38,6 +38,7 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121003500", // forwarder_secrets_visible_ascii
   "20261121003550", // dead_unacknowledged_counts_deaths
   "20261121003600", // message_updated_build_time_stored
+  "20261121003650", // message_updated_ordered_by_build_time
   "20261121003800", // readiness_evidence_publishable
   "20261121003900", // resume_wake_never_fails_the_update
 ];
