@@ -1,9 +1,10 @@
 // deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]
-// Posts one correctly signed sample webhook to the local server and prints the answer.
+// Posts one correctly signed sample webhook to the local server and prints the answer (with only a URL token
+// configured, an unsigned one carrying ?token=, as Chatwoot versions that cannot sign send it).
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { exitWithFailure, parseArgsOrExit, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
-import { signingSecret } from "./lib/dev_secret.ts";
+import { localCredential } from "./lib/dev_secret.ts";
 import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
 
 await loadDotenv(".env");
@@ -40,14 +41,21 @@ function idOption(name: "message-id" | "conversation-id"): number | undefined {
 }
 const messageId = idOption("message-id");
 const conversationId = idOption("conversation-id");
-const url = values.url ??
-  `http://127.0.0.1:${Deno.env.get("PORT") || "54321"}/functions/v1/chatwoot-webhook`;
-const secret = await signingSecret();
-if (!secret) {
+const credential = await localCredential();
+if (!credential) {
   console.error(
-    "No secret: set CHATWOOT_WEBHOOK_SECRET, or start `deno task dev` once to create the dev secret.",
+    "No secret: set CHATWOOT_WEBHOOK_SECRET (or CHATWOOT_WEBHOOK_URL_TOKEN), or start `deno task dev` once " +
+      "to create the dev secret.",
   );
   Deno.exit(2);
+}
+let url = values.url ??
+  `http://127.0.0.1:${Deno.env.get("PORT") || "54321"}/functions/v1/chatwoot-webhook`;
+// Only a URL token configured: sent as ?token=, unless the URL already carries one.
+if ("urlToken" in credential && URL.canParse(url) && !new URL(url).searchParams.has("token")) {
+  const withToken = new URL(url);
+  withToken.searchParams.set("token", credential.urlToken);
+  url = withToken.toString();
 }
 const body = JSON.stringify(samplePayload(event, {
   // New each run, also for several runs within one second (the same message id again is a duplicate).
@@ -65,7 +73,7 @@ try {
     headers: {
       "Content-Type": "application/json",
       "X-Chatwoot-Delivery": crypto.randomUUID(),
-      ...chatwootSignatureHeaders(secret, body),
+      ...("secret" in credential ? chatwootSignatureHeaders(credential.secret, body) : {}),
     },
     body,
   });

@@ -263,3 +263,43 @@ Deno.test("dev: a DATABASE_URL it cannot reach is named (password hidden), not t
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "dev + send: with only CHATWOOT_WEBHOOK_URL_TOKEN set, `deno task send` posts with the token, unsigned",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // A fresh data folder: the dev server makes no secret when a URL token is configured, so none exists.
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-url-token-" });
+    const token = "url-token-for-send-0123456789abcdef";
+    const external: TestDb | null = Deno.env.get("DATABASE_URL") ? await startTestDb() : null;
+    const env: Record<string, string> = { RELAY_DATA_DIR: dataDir, CHATWOOT_WEBHOOK_URL_TOKEN: token };
+    if (external) env.DATABASE_URL = external.url;
+    const dev = await startDev(env);
+    try {
+      const parentEnv = Deno.env.toObject();
+      delete parentEnv.CHATWOOT_WEBHOOK_SECRET;
+      const url = `${dev.base}/functions/v1/chatwoot-webhook`;
+      // With a --url carrying ?token=, and without --url (send adds the configured token).
+      for (const args of [["--url", `${url}?token=${token}`], []]) {
+        const send = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "scripts/send.ts", "message_created", ...args],
+          cwd: ROOT,
+          clearEnv: true,
+          env: { ...parentEnv, ...env, PORT: new URL(dev.base).port, NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const said = new TextDecoder().decode(send.stdout) + new TextDecoder().decode(send.stderr);
+        assert.equal(send.code, 0, said);
+        assert.match(said, /HTTP 200 .*"outcome":"stored"/);
+        assert.ok(!said.includes(token), "the token is never shown");
+      }
+    } finally {
+      await dev.stop();
+      await external?.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});

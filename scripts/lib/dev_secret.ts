@@ -31,10 +31,18 @@ export async function ensureDevSecret(): Promise<string> {
   return secret;
 }
 
-/** The secret a local sender signs with: the first configured one, else the generated dev secret. */
-export async function signingSecret(): Promise<string | null> {
+/**
+ * How a local sender authenticates, as `deno task dev` configures the function: the first configured secret;
+ * else the URL token (the dev server then generates no secret, so a dev secret left from an earlier run is
+ * one it does not know); else the generated dev secret.
+ */
+export async function localCredential(): Promise<{ secret: string } | { urlToken: string } | null> {
   const configured = (Deno.env.get("CHATWOOT_WEBHOOK_SECRET") ?? "").split(",").map((s) => s.trim()).find(
     Boolean,
   );
-  return configured ?? await readDevSecret();
+  if (configured) return { secret: configured };
+  const urlToken = Deno.env.get("CHATWOOT_WEBHOOK_URL_TOKEN")?.trim();
+  if (urlToken) return { urlToken };
+  const devSecret = await readDevSecret();
+  return devSecret ? { secret: devSecret } : null;
 }
