@@ -1,7 +1,7 @@
 // deno task dev — see README.md ("Run it locally").
 import { DatabaseUrlError, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { intFromEnv } from "../supabase/functions/_shared/env.ts";
-import { onStopSignals, redact } from "./lib/cli.ts";
+import { onStopSignals, parseArgsOrExit, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
 import { DataDirInUse } from "./lib/embedded_db.ts";
@@ -22,6 +22,11 @@ const CONNECT_ERRORS = new Set([
   "3D000", // invalid_catalog_name: no such database
 ]);
 
+// No options: settings are environment variables (or .env), so `--port 8000` must not go unnoticed.
+parseArgsOrExit(
+  { args: Deno.args, options: {} },
+  "usage: deno task dev (no arguments; set PORT, DB_PORT, DATABASE_URL, … in the environment or .env)",
+);
 await loadDotenv(".env");
 const env = Deno.env.toObject();
 console.log("chatwoot-relay dev server");

@@ -1,5 +1,6 @@
 // `deno task migration-versions`: rewrites supabase/functions/_shared/migration_versions.ts from the files in
 // supabase/migrations/ (the readiness function cannot read that folder at request time).
+import { parseArgsOrExit } from "./lib/cli.ts";
 import { listMigrations } from "./lib/migrations.ts";
 
 export const MIGRATION_VERSIONS_FILE = new URL(
@@ -20,6 +21,7 @@ export async function migrationVersionsSource(): Promise<string> {
 }
 
 if (import.meta.main) {
+  parseArgsOrExit({ args: Deno.args, options: {} }, "usage: deno task migration-versions (no arguments)");
   await Deno.writeTextFile(MIGRATION_VERSIONS_FILE, await migrationVersionsSource());
   console.log(`wrote ${MIGRATION_VERSIONS_FILE.pathname}`);
 }

@@ -323,3 +323,27 @@ Deno.test({
 });
 
 dbTest(`cli [${db.kind}]: (close the database)`, () => db.close());
+
+Deno.test({
+  name: "cli: dev and migration-versions refuse a command line they do not take: exit 2 with the usage",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-cli-args-" });
+    try {
+      // `deno task dev --port 8000` served on 54321 all the same; settings are environment variables.
+      const runs: Array<[string, string[]]> = [
+        ["scripts/dev.ts", ["--port", "8000"]],
+        ["scripts/dev.ts", ["serve"]],
+        ["scripts/migration_versions.ts", ["--check"]],
+      ];
+      for (const [script, args] of runs) {
+        const out = await run(script, args, { RELAY_DATA_DIR: dataDir, PORT: "0", DB_PORT: "0" });
+        assert.equal(out.code, 2, `${script} ${args.join(" ")}: ${out.stdout}${out.stderr}`);
+        assert.match(out.stderr, /^usage: deno task /m);
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
