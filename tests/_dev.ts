@@ -33,7 +33,7 @@ export async function startDev(env: Record<string, string>): Promise<DevProcess>
   const child = devCommand(env).spawn();
   const lines: string[] = [];
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  child.stderr.pipeTo(
+  const stderrDrained = child.stderr.pipeTo(
     new WritableStream({ write: (chunk) => void lines.push(new TextDecoder().decode(chunk)) }),
   )
     .catch(() => {});
@@ -56,20 +56,27 @@ export async function startDev(env: Record<string, string>): Promise<DevProcess>
     }
   }
   // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
+  const stdoutDrained = (async () => {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
       lines.push(value);
     }
   })().catch(() => {});
+  let stopped: Promise<Deno.CommandStatus> | undefined;
   return {
     base,
     databaseUrl,
     lines,
-    async stop() {
-      child.kill("SIGTERM");
-      return await child.status;
+    /** Stops it (once, however often called); once this resolves, `lines` holds all it printed. */
+    stop() {
+      stopped ??= (async () => {
+        child.kill("SIGTERM");
+        const status = await child.status;
+        await Promise.all([stderrDrained, stdoutDrained]);
+        return status;
+      })();
+      return stopped;
     },
   };
 }

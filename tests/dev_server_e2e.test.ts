@@ -101,9 +101,13 @@ Deno.test({
         await sql.end({ timeout: 1 });
       }
 
+      // Nothing but its own lines: forwarding each request into its function read the request's signal, and
+      // Deno 2.9 then printed a warning about its legacy abort behaviour on the first webhook.
+      assert.equal((await dev.stop()).code, 0);
+      assert.doesNotMatch(dev.lines.join(""), /legacy behavior|request\.signal/);
+
       if (!external) {
         // The embedded database persists in the data folder: restart and find the rows again.
-        assert.equal((await dev.stop()).code, 0);
         dev = await startDev(env);
         assert.ok(dev.lines.some((l) => l.includes("migrations up to date")));
         const again = postgres(dev.databaseUrl, { max: 1, prepare: false, onnotice: () => {} });

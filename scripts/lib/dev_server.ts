@@ -102,7 +102,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       return Response.json({ error: "not_found", message: `No function named ${name}` }, { status: 404 });
     }
     url.pathname = rest;
-    return app.fetch(new Request(url, req));
+    // Not `new Request(url, req)`: copying the request reads its signal, and Deno 2.9 then warns about that
+    // signal's legacy abort behaviour on the first webhook. No function uses the signal.
+    return app.fetch(new Request(url, { method: req.method, headers: req.headers, body: req.body }));
   });
 
   // The forwarder, woken by NOTIFY webhook_events_due (in-process on the embedded database, LISTEN on a
