@@ -1,6 +1,7 @@
 // `deno task recover`: the messages of a window that webhook_events lacks, found through a stand-in of
 // Chatwoot's REST API on loopback (its shapes as Chatwoot's API views give them: conversations by last
-// activity, 25 a page; a conversation's messages oldest first, a page at a time, older ones by `before`).
+// activity, 25 a page; a conversation's messages as Chatwoot's MessageFinder gives them: ordered by created_at,
+// the latest page first, older ones by id (`before`), or every message of an id range (`after` and `before`)).
 import assert from "node:assert/strict";
 import {
   type ChatwootApi,
@@ -55,6 +56,7 @@ function startChatwootApi(
   {
     conversationsPerPage = 2,
     messagesPerPage = 3,
+    idRangeLimit = 1000,
     failFirst = 0,
     role = "administrator",
     gone = new Set<number>(),
@@ -107,11 +109,18 @@ function startChatwootApi(
     const m = new RegExp(`^${base}/conversations/(\\d+)/messages$`).exec(url.pathname);
     const conversation = m && !gone.has(Number(m[1])) && conversations.find((c) => c.id === Number(m[1]));
     if (conversation) {
+      // As Chatwoot's MessageFinder: `before`/`after` filter by id, created_at orders (a tie by id here).
       const before = url.searchParams.get("before");
-      const older = conversation.messages.filter((x) => before === null || x.id < Number(before));
+      const after = url.searchParams.get("after");
+      const byCreation = [...conversation.messages].sort((a, b) =>
+        a.created_at - b.created_at || a.id - b.id
+      );
+      const page = after !== null && before !== null
+        ? byCreation.filter((x) => x.id >= Number(after) && x.id < Number(before)).slice(0, idRangeLimit)
+        : byCreation.filter((x) => before === null || x.id < Number(before)).slice(-messagesPerPage);
       return json({
         meta: { labels: [] },
-        payload: older.slice(-messagesPerPage).map((x) => ({
+        payload: page.map((x) => ({
           content: `message ${x.id}`,
           inbox_id: 3,
           conversation_id: conversation.id,
@@ -449,6 +458,46 @@ dbTest(
       assert.ok(lines.some((l) => l.includes(warning)), lines.join("\n"));
     } finally {
       await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a message saved after messages created later than it (imported, concurrent) is read`,
+  async () => {
+    const [first, a, b, c, d, late] = Array.from({ length: 6 }, () => nextId++);
+    const conversation: StandInConversation = {
+      id: nextId++,
+      // Chatwoot sets last_activity_at to the created_at of the message saved last.
+      last_activity_at: ago(38),
+      messages: [
+        { id: first, message_type: 0, created_at: ago(45) },
+        { id: a, message_type: 0, created_at: ago(40) },
+        { id: b, message_type: 0, created_at: ago(35) },
+        { id: c, message_type: 0, created_at: ago(30) },
+        { id: d, message_type: 0, created_at: ago(25) },
+        // Saved last (the greatest id) with an earlier created_at: the latest page (by created_at) ends
+        // before it, and the page `before` the smallest id on it holds only smaller ids.
+        { id: late, message_type: 0, created_at: ago(38) },
+      ],
+    };
+    for (const idRangeLimit of [1000, 2]) {
+      const api = startChatwootApi([conversation], { idRangeLimit });
+      try {
+        const scan = await scanForMissing(
+          { ...api.config, messagesPerIdRange: idRangeLimit },
+          sql,
+          SINCE,
+          UNTIL,
+        );
+        assert.deepEqual(
+          scan.missing.map((m) => m.message.id),
+          [first, a, late, b, c, d],
+          `at most ${idRangeLimit}`,
+        );
+      } finally {
+        await api.stop();
+      }
     }
   },
 );

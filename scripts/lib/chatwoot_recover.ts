@@ -1,9 +1,10 @@
 // Recovering message_created events that never reached us, from Chatwoot's REST API (`deno task recover`).
 // Chatwoot sends an account webhook once and never again, so an event we did not store (an outage past the
 // late stores' window, a worker stopped with events pending: logged "[Chatwoot Webhook] Lost") exists only in
-// Chatwoot. The API lists conversations by last activity and a conversation's messages 20 at a time; the
-// messages of a time window that webhook_events lacks are reported, and with `store` rebuilt in the webhook's
-// shape and stored (recover_webhook_event, migration 002000), to be forwarded like any new event.
+// Chatwoot. The API lists conversations by last activity and a conversation's messages 20 at a time (or an
+// id range, up to 1000); the messages of a time window that webhook_events lacks are reported, and with
+// `store` rebuilt in the webhook's shape and stored (recover_webhook_event, migration 002000), to be
+// forwarded like any new event.
 //
 // No API call returns a message in the webhook's shape, so the rebuilt payload differs in what the API does not
 // give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
@@ -23,6 +24,8 @@ export interface ChatwootApi {
   accountId: string;
   /** Pauses before retrying a 429, a 5xx or a network error (one retry per entry). */
   retryPausesMs?: number[];
+  /** At most how many messages Chatwoot answers for an id range (1000; a stand-in's may differ). */
+  messagesPerIdRange?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -105,9 +108,14 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
   }
 }
 
-function arrayAt(value: unknown, path: string[], where: string): Json[] {
+function valueAt(value: unknown, path: string[]): unknown {
   let at = value;
   for (const key of path) at = (at as Json | null)?.[key];
+  return at;
+}
+
+function arrayAt(value: unknown, path: string[], where: string): Json[] {
+  const at = valueAt(value, path);
   if (!Array.isArray(at)) throw new ChatwootApiError(null, where, `no ${path.join(".")} array in the answer`);
   return at as Json[];
 }
@@ -175,7 +183,15 @@ export async function conversationsActiveSince(
   return [...found.values()];
 }
 
-/** A conversation's messages created in [since, until), read back from the newest, 20 at a time. */
+/** Chatwoot's answer for an id range (`after` and `before`) holds at most this many messages (MessageFinder). */
+const MESSAGES_PER_ID_RANGE = 1000;
+/** Above any message id: the open end of an id range. */
+const NO_ID_ABOVE = Number.MAX_SAFE_INTEGER;
+
+/**
+ * A conversation's messages created in [since, until). The pages read back from the newest, 20 at a time,
+ * find where the window starts; an id range from there reads what they cannot promise to hold.
+ */
 export async function messagesBetween(
   api: ChatwootApi,
   conversationId: number,
@@ -183,23 +199,57 @@ export async function messagesBetween(
   until: Date,
 ): Promise<ApiMessage[]> {
   const path = `/conversations/${conversationId}/messages`;
-  const found: ApiMessage[] = [];
+  const found = new Map<number, ApiMessage>();
   let before: number | null = null;
+  let lowestId: number | null = null;
   for (;;) {
-    const answer = await getJson(api, path, before === null ? {} : { before });
-    const page: ApiMessage[] = arrayAt(answer, ["payload"], path)
-      .filter((m): m is ApiMessage => Number.isSafeInteger(m.id) && typeof m.created_at === "number");
+    const page = messagesOf(await getJson(api, path, before === null ? {} : { before }), path);
     if (page.length === 0) break;
-    found.push(...page);
-    // `before` is a message id: the next page holds the latest messages with smaller ids. (Ids follow
-    // creation, except for messages imported with older times, which this order cannot promise to reach.)
+    for (const message of page) found.set(message.id, message);
     const smallestId = Math.min(...page.map((m) => m.id));
     const earliest = Math.min(...page.map((m) => m.created_at));
+    lowestId = Math.min(lowestId ?? smallestId, smallestId);
     // An id that does not go down would page forever.
     if (earliest < seconds(since) || (before !== null && smallestId >= before)) break;
     before = smallestId;
   }
-  return found.filter((m) => m.created_at >= seconds(since) && m.created_at < seconds(until));
+  // A `before` page is the latest 20 by created_at among the smaller ids, and the next one starts below its
+  // smallest id: a message with a greater id but an earlier created_at than that one's (imported with its
+  // own time, or saved concurrently with it) is on neither. Those below the last `before` are older than the
+  // window (the last page was the latest of them, and reached past `since`); from the lowest id read up, an id
+  // range holds every message, whatever its created_at.
+  if (lowestId !== null) {
+    for (const message of await messagesInIdRange(api, path, lowestId, NO_ID_ABOVE)) {
+      found.set(message.id, message);
+    }
+  }
+  return [...found.values()]
+    .filter((m) => m.created_at >= seconds(since) && m.created_at < seconds(until))
+    .sort((a, b) => a.created_at - b.created_at || a.id - b.id);
+}
+
+function messagesOf(answer: unknown, path: string): ApiMessage[] {
+  return arrayAt(answer, ["payload"], path)
+    .filter((m): m is ApiMessage => Number.isSafeInteger(m.id) && typeof m.created_at === "number");
+}
+
+/** The messages with ids in [fromId, belowId); a range answered in full is split at its middle id. */
+async function messagesInIdRange(
+  api: ChatwootApi,
+  path: string,
+  fromId: number,
+  belowId: number,
+): Promise<ApiMessage[]> {
+  const answer = messagesOf(await getJson(api, path, { after: fromId, before: belowId }), path)
+    .filter((m) => m.id >= fromId && m.id < belowId);
+  if (answer.length < Math.max(2, api.messagesPerIdRange ?? MESSAGES_PER_ID_RANGE)) return answer;
+  // Maybe cut short (the first by created_at, not by id). Both halves hold fewer: each lacks half the answer.
+  const ids = answer.map((m) => m.id).sort((a, b) => a - b);
+  const middle = ids[Math.floor(ids.length / 2)];
+  return [
+    ...await messagesInIdRange(api, path, fromId, middle),
+    ...await messagesInIdRange(api, path, middle, belowId),
+  ];
 }
 
 export interface MissingMessage {
