@@ -89,10 +89,12 @@ function startChatwootApi(
       const page = Number(url.searchParams.get("page") ?? 1);
       const listed = [...conversations].sort((a, b) => b.last_activity_at - a.last_activity_at);
       const slice = listed.slice((page - 1) * conversationsPerPage, page * conversationsPerPage);
+      // Counted as this page was read; what the callback changes shows on the next one.
+      const allCount = conversations.length;
       onConversationsPage(page);
       return json({
         data: {
-          meta: { all_count: conversations.length },
+          meta: { all_count: allCount },
           payload: slice.map((c) => ({
             id: c.id,
             account_id: Number(ACCOUNT),
@@ -439,6 +441,41 @@ dbTest(
     try {
       const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
       assert.deepEqual(scan.missing.map((m) => m.message.id), [lost], `calls: ${calls}`);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a conversation deleted while the list is paged does not hide the one after it`,
+  async () => {
+    const lost = nextId++;
+    const deleted = { id: nextId++, last_activity_at: ago(10), messages: [] };
+    const conversations: StandInConversation[] = [
+      deleted,
+      { id: nextId++, last_activity_at: ago(20), messages: [] },
+      {
+        id: nextId++,
+        last_activity_at: ago(30),
+        messages: [{ id: lost, message_type: 0, created_at: ago(30) }],
+      },
+      { id: nextId++, last_activity_at: ago(40), messages: [] },
+      { id: nextId++, last_activity_at: ago(300), messages: [] },
+    ];
+    // Once the first page is read, its first conversation is deleted: the rest move up a place, and the
+    // third would now be on the first page, which was read already.
+    const api = startChatwootApi(conversations, {
+      onConversationsPage: (page) => {
+        if (page === 1 && conversations.includes(deleted)) {
+          conversations.splice(conversations.indexOf(deleted), 1);
+        }
+      },
+    });
+    const lines: string[] = [];
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { progress: (l) => lines.push(l) });
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [lost], lines.join("\n"));
     } finally {
       await api.stop();
     }

@@ -135,8 +135,9 @@ const MAX_PASSES = 10;
  * first page, maybe after that page was read, and would be missed. Such a move pushes the rest down a place,
  * so a conversation already read in the pass shows again on its next page. So each further pass reads from
  * the first page again, as far as the conversations active since the previous pass began, until one is quiet:
- * nothing new, nothing seen twice. (A conversation deleted meanwhile moves the later ones up a place, which no
- * pass can notice.)
+ * nothing new, nothing seen twice. A conversation deleted meanwhile moves the later ones up a place instead,
+ * and the one that moved onto a page already read is skipped, however old its activity: the list's count
+ * (all_count) going down says so, and the next pass reads again as far as `since`.
  */
 export async function conversationsActiveSince(
   api: ChatwootApi,
@@ -145,11 +146,13 @@ export async function conversationsActiveSince(
 ): Promise<Json[]> {
   const found = new Map<number, Json>();
   let floor = seconds(since);
+  let lastCount: number | null = null;
   for (let pass = 0;; pass++) {
     if (pass === MAX_PASSES) {
       progress(
-        `warning: the conversation list was still moving after ${MAX_PASSES} passes; a conversation that ` +
-          `moved to the first page during the last one may be missed: run again for the same window`,
+        `warning: the conversation list was still changing after ${MAX_PASSES} passes; a conversation that ` +
+          `moved to the first page, or past a deleted one, during the last one may be missed: run again ` +
+          `for the same window`,
       );
       break;
     }
@@ -157,6 +160,7 @@ export async function conversationsActiveSince(
     const seenThisPass = new Set<number>();
     let added = 0;
     let moved = false;
+    let shrank = false;
     pages: for (let page = 1;; page++) {
       const answer = await getJson(api, "/conversations", {
         status: "all",
@@ -164,6 +168,12 @@ export async function conversationsActiveSince(
         page,
       });
       const conversations = arrayAt(answer, ["data", "payload"], "/conversations");
+      // Counted with the page, so a deletion just before it is seen at the next one (or the next pass).
+      const count = Number(valueAt(answer, ["data", "meta", "all_count"]) ?? NaN);
+      if (Number.isSafeInteger(count)) {
+        if (lastCount !== null && count < lastCount) shrank = true;
+        lastCount = count;
+      }
       if (conversations.length === 0) break;
       for (const conversation of conversations) {
         const activity = Number(conversation.last_activity_at ?? conversation.timestamp);
@@ -177,8 +187,8 @@ export async function conversationsActiveSince(
         added++;
       }
     }
-    if (pass > 0 && added === 0 && !moved) break;
-    floor = Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
+    if (pass > 0 && added === 0 && !moved && !shrank) break;
+    floor = shrank ? seconds(since) : Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
   }
   return [...found.values()];
 }
