@@ -587,6 +587,32 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a recovered copy is not a receipt: webhook_pipeline_health's last_received_at skips it`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations);
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      assert.equal((await storeRecovered(api.config, sql, scan.missing)).stored, 5);
+    } finally {
+      await api.stop();
+    }
+    // Every webhook came an hour ago (rolled back): the copies stored now say nothing about Chatwoot's.
+    await sql.begin(async (tx) => {
+      await tx`update webhook_events set last_received_at = last_received_at - interval '1 hour'
+                where verified_by <> 'chatwoot_api'`;
+      const [health] = await tx`select last_received_at from webhook_pipeline_health`;
+      const [webhooks] = await tx`select max(last_received_at) as at from webhook_events
+                                   where verified_by <> 'chatwoot_api'`;
+      assert.equal(health.last_received_at.getTime(), webhooks.at.getTime());
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a window reaching back past what retention deleted is refused: it would deliver twice`,
   async () => {
     const s = await scenario();
@@ -616,3 +642,5 @@ dbTest(
 );
 
 dbTest(`recover [${db.kind}]: close database`, () => db.close());
+
+class Rollback extends Error {}

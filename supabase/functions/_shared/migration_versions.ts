@@ -41,4 +41,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121003650", // message_updated_ordered_by_build_time
   "20261121003800", // readiness_evidence_publishable
   "20261121003900", // resume_wake_never_fails_the_update
+  "20261121004200", // pipeline_health_last_received_webhooks_only
 ];
