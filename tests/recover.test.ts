@@ -61,6 +61,7 @@ function startChatwootApi(
     role = "administrator",
     gone = new Set<number>(),
     onConversationsPage = (_page: number) => {},
+    stalledBodies = 0,
   } = {},
 ) {
   const requests: string[] = [];
@@ -77,6 +78,20 @@ function startChatwootApi(
       return new Response("upstream restarting", { status: 503 });
     }
     const base = `/api/v1/accounts/${ACCOUNT}`;
+    if (url.pathname === `${base}/conversations` && stalledBodies > 0) {
+      stalledBodies--;
+      // 200 and the start of a body, then nothing (a proxy or a Chatwoot worker that hangs mid-answer).
+      let stalled: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          stalled = controller;
+          controller.enqueue(new TextEncoder().encode('{"data": {"payload": ['));
+        },
+        cancel() {},
+      });
+      req.signal.addEventListener("abort", () => stalled.close());
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    }
     if (url.pathname === "/api/v1/profile") return json({ id: 5, accounts: [{ id: Number(ACCOUNT), role }] });
     if (url.pathname === base) return json({ id: Number(ACCOUNT), name: "Acme Support" });
     if (url.pathname === `${base}/inboxes`) return json({ payload: [{ id: 3, name: "Email" }] });
@@ -303,6 +318,22 @@ dbTest(
         (e: Error) => e instanceof ChatwootApiError && /answered 401.*CHATWOOT_API_TOKEN/.test(e.message),
       );
       assert.equal(api.requests.length, 1, "a 401 is not retried");
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: an answer cut off by the timeout is retried like one that never came, not "not JSON"`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations, { stalledBodies: 1 });
+    try {
+      const scan = await scanForMissing({ ...api.config, requestTimeoutMs: 200 }, sql, SINCE, UNTIL);
+      assert.deepEqual(scan.missing.map((m) => m.message.id), s.missing);
+      const firstPage = api.requests.filter((r) => r.includes("/conversations?") && r.endsWith("page=1"));
+      assert.ok(firstPage.length >= 2, "the request whose answer stalled was sent again");
     } finally {
       await api.stop();
     }

@@ -24,6 +24,8 @@ export interface ChatwootApi {
   accountId: string;
   /** Pauses before retrying a 429, a 5xx or a network error (one retry per entry). */
   retryPausesMs?: number[];
+  /** How long one request may take, its answer read in full (30 s). */
+  requestTimeoutMs?: number;
   /** At most how many messages Chatwoot answers for an id range (1000; a stand-in's may differ). */
   messagesPerIdRange?: number;
 }
@@ -76,11 +78,14 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
       const response = await fetch(url, {
         headers: { api_access_token: api.apiToken, accept: "application/json" },
         redirect: "manual",
-        signal: AbortSignal.timeout(30_000),
+        signal: AbortSignal.timeout(api.requestTimeoutMs ?? 30_000),
       });
       if (response.ok) {
+        // Read in full first: a body cut off (the timeout, a connection dropped) fails on the way, like an
+        // answer that never came, and is tried again; only one that arrived and does not parse is not JSON.
+        const text = await response.text();
         try {
-          return await response.json() as unknown;
+          return JSON.parse(text) as unknown;
         } catch {
           throw new ChatwootApiError(response.status, url.pathname, "the answer is not JSON");
         }
