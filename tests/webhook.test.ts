@@ -1231,6 +1231,41 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a connection whose last statement failed after sending a row stores the next event ` +
+    `as usual (200, not a 500 and a "Lost" for a stored event)`,
+  async () => {
+    // As a restart's fast shutdown or pg_terminate_backend does to an ingest between its row and its end:
+    // postgres.js (porsager/postgres#1119) then kept counting that row, and the connection's next result
+    // came back as [<hole>, row].
+    const failures: Array<[string, string]> = [
+      ["a division by zero in its second row", "select 1 / (2 - x) as n from generate_series(1, 2) x"],
+    ];
+    if (db.kind === "postgres") {
+      failures.push([
+        "its session terminated after its first row",
+        `select case when x = 2 then pg_terminate_backend(pg_backend_pid()) end as n
+           from generate_series(1, 2) x`,
+      ]);
+    }
+    for (const [what, statement] of failures) {
+      const appSql = connect(db.url, { max: 1 }); // one connection: the next statement takes the same one
+      const { app, log } = makeApp({}, { sql: appSql });
+      try {
+        await assert.rejects(appSql.unsafe(statement), what);
+        const body = uniqueMessage();
+        const res = await post(app, signedRequest(URL_BASE, body));
+        assert.equal(res.status, 200, `${what}: ${JSON.stringify(res.body)}`);
+        assert.equal(res.body.outcome, "stored", what);
+        assert.equal(await countRowsWhere(body), 1, what);
+        assert.deepEqual(log.lines.filter((l) => l.level === "error"), [], what);
+      } finally {
+        await appSql.end({ timeout: 1 });
+      }
+    }
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: a retried receipt that finds a later one applied changes nothing: no older body back`,
   async () => {
     const id = nextId++;

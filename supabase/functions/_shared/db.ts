@@ -98,6 +98,17 @@ export function releaseStatementText(query: object): void {
 }
 
 /**
+ * A result's rows without the empty slots postgres.js may put before them. It counts a statement's rows per
+ * connection and resets the count only when a statement completes, so after one that failed having sent
+ * rows (its session ended by a restart's fast shutdown or pg_terminate_backend, an error in a later row) the
+ * connection's next result came back as [<empty>, row]: a stored event answered 500 and logged "Lost"
+ * (postgres.js 3.4.9, porsager/postgres#1119; tests/webhook.test.ts).
+ */
+export function presentRows<T>(result: readonly T[]): T[] {
+  return result.filter(() => true);
+}
+
+/**
  * True for errors where the same query may succeed a moment later: connection trouble, contention, and the
  * server's own limits on waiting (lock_timeout 55P03, statement_timeout 57014, which an operator may set for
  * the database or role) or a read-only spell (25006, hosted Supabase when its disk is full). A lock wait
