@@ -6,6 +6,10 @@ export interface DevProcess {
   base: string;
   databaseUrl: string;
   lines: string[];
+  /** Sends `signal` (a second SIGTERM or SIGINT makes the dev server quit at once). */
+  kill(signal: Deno.Signal): void;
+  /** Settles when the process has exited. */
+  status: Promise<Deno.CommandStatus>;
   stop(): Promise<Deno.CommandStatus>;
 }
 
@@ -68,6 +72,8 @@ export async function startDev(env: Record<string, string>): Promise<DevProcess>
     base,
     databaseUrl,
     lines,
+    kill: (signal) => child.kill(signal),
+    status: child.status,
     /** Stops it (once, however often called); once this resolves, `lines` holds all it printed. */
     stop() {
       stopped ??= (async () => {

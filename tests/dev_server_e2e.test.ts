@@ -5,7 +5,7 @@ import { createClient } from "@supabase/supabase-js";
 import postgres from "postgres";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { startTestDb, type TestDb } from "./_db.ts";
+import { lockWebhookEvents, startTestDb, type TestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
@@ -184,6 +184,48 @@ Deno.test({
       }
     } finally {
       await sdk.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "dev: a second Ctrl-C quits at once, and says Lost each event still waiting for the database",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-quit-" });
+    const secret = "dev-quit-secret-0123456789abcdef";
+    const dev = await startDev({ RELAY_DATA_DIR: dataDir, CHATWOOT_WEBHOOK_SECRET: secret });
+    const holder = postgres(dev.databaseUrl, { max: 1, prepare: false, onnotice: () => {} });
+    let lock: { release: () => Promise<void> } | null = null;
+    try {
+      // The table locked (a migration, a long query): the store runs out of budget, the late store waits.
+      lock = await lockWebhookEvents(holder);
+      const body = JSON.stringify(
+        samplePayload("message_created", { messageId: 990_101, conversationId: 9_911 }),
+      );
+      const res = await signedPost(`${dev.base}/functions/v1/chatwoot-webhook`, secret, body);
+      assert.equal(res.status, 503);
+      assert.equal((await res.json()).retrying_seconds, 120);
+      // The first signal waits for the late store; the second quits (Deno.exit) with it still pending.
+      dev.kill("SIGTERM");
+      for (let i = 0; i < 100 && !dev.lines.join("").includes("finishing 1 background task"); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      dev.kill("SIGTERM");
+      assert.equal((await dev.status).code, 130);
+      const lost = dev.lines.join("\n").split("\n").filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l)).filter((l) => l.msg === "[Chatwoot Webhook] Lost");
+      assert.deepEqual(
+        lost.map((l) => [l.event_key, l.reason, typeof l.recover_since]),
+        [["message:990101:message_created", "process_exit", "string"]],
+        dev.lines.join(""),
+      );
+    } finally {
+      await lock?.release().catch(() => {});
+      await holder.end({ timeout: 1 });
+      if ((await Promise.race([dev.status, Promise.resolve(null)])) === null) await dev.stop();
       await Deno.remove(dataDir, { recursive: true });
     }
   },

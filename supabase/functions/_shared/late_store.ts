@@ -55,11 +55,18 @@ export class LateStores {
     private readonly onStored: (stored: StoredEvent, event: EventToStore) => void,
   ) {
     // The edge runtime stops a worker at its wall-clock limit even with work pending: say what goes with it.
-    globalThis.addEventListener?.("beforeunload", () => {
-      for (const { event, started } of this.#running.values()) {
-        this.#logLost(event, started, "the worker is shutting down", { reason: "worker_shutdown" });
-      }
-    });
+    globalThis.addEventListener?.("beforeunload", () => this.#logPendingLost("worker_shutdown"));
+    // Deno.exit() (deno task dev's second Ctrl-C) dispatches only "unload": the events it ends are lost too.
+    globalThis.addEventListener?.("unload", () => this.#logPendingLost("process_exit"));
+  }
+
+  /** Each event still pending is said Lost once, whichever of the two events comes first (or both). */
+  #logPendingLost(reason: "worker_shutdown" | "process_exit"): void {
+    for (const [task, { event, started }] of this.#running) {
+      this.#running.delete(task);
+      const error = reason === "worker_shutdown" ? "the worker is shutting down" : "the process is exiting";
+      this.#logLost(event, started, error, { reason });
+    }
   }
 
   /**
