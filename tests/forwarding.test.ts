@@ -54,6 +54,43 @@ dbTest("forwarding: dead after the last attempt; the conversation's next event t
   });
 });
 
+dbTest(
+  "forwarding: on a connection whose last statement failed after sending a row, a drain delivers and writes " +
+    "back each event once (not sent again when its lease expires)",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      // One connection, as after a restart's fast shutdown or pg_terminate_backend ended a statement between
+      // its rows: postgres.js (porsager/postgres#1119) put that many empty slots before the next result's rows.
+      const poolSql = connect(db.url, { max: 1 });
+      try {
+        const ids = [];
+        for (const conversationId of [51, 52, 53]) {
+          ids.push(await storeSample(db.sql, "message_created", { conversationId }));
+        }
+        for (const settingsChecked of [true, false]) {
+          await assert.rejects(poolSql.unsafe("select 1 / (2 - x) as n from generate_series(1, 2) x"));
+          // Not checked by the caller: the drain reads relay_settings, where the only target is (no
+          // AGENT_SDK_URL), and must find it there.
+          if (!settingsChecked) {
+            ids.push(await storeSample(db.sql, "message_created", { conversationId: 54 }));
+            await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
+          }
+          const summary = await drain(poolSql, settingsChecked ? config : { ...config, agentSdkUrl: null }, {
+            budgetMs: 10_000,
+            log: memoryLogger(),
+            settingsChecked,
+          });
+          assert.equal(summary.ok, true, JSON.stringify(summary));
+        }
+        for (const id of ids) assert.equal(await statusOf(db.sql, id), "delivered", `event ${id}`);
+        assert.deepEqual(sdk.received.map((r) => r.eventId).sort(), [...ids].sort());
+      } finally {
+        await poolSql.end({ timeout: 1 });
+      }
+    });
+  },
+);
+
 dbTest("forwarding: 410 Gone is dead at once", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
     const id = await storeSample(db.sql);

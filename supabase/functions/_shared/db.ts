@@ -101,11 +101,20 @@ export function releaseStatementText(query: object): void {
  * A result's rows without the empty slots postgres.js may put before them. It counts a statement's rows per
  * connection and resets the count only when a statement completes, so after one that failed having sent
  * rows (its session ended by a restart's fast shutdown or pg_terminate_backend, an error in a later row) the
- * connection's next result came back as [<empty>, row]: a stored event answered 500 and logged "Lost"
- * (postgres.js 3.4.9, porsager/postgres#1119; tests/webhook.test.ts).
+ * connection's next result came back as [<empty>, row]: a stored event answered 500 and logged "Lost", a
+ * claimed batch never written back and so sent again (postgres.js 3.4.9, porsager/postgres#1119). Compacted
+ * in place: the query object keeps this array, and the forwarder empties it (releaseStatementText says why).
  */
-export function presentRows<T>(result: readonly T[]): T[] {
-  return result.filter(() => true);
+export function presentRows<T>(result: T[]): T[] {
+  for (let i = 0; i < result.length; i++) {
+    if (!(i in result)) {
+      const rows = result.filter(() => true);
+      result.length = 0;
+      result.push(...rows);
+      break;
+    }
+  }
+  return result;
 }
 
 /**
