@@ -8,7 +8,7 @@ export interface DevProcess {
   lines: string[];
   /** Sends `signal` (a second SIGTERM or SIGINT makes the dev server quit at once). */
   kill(signal: Deno.Signal): void;
-  /** Settles when the process has exited. */
+  /** Settles when the process has exited and `lines` holds all it printed. */
   status: Promise<Deno.CommandStatus>;
   stop(): Promise<Deno.CommandStatus>;
 }
@@ -67,20 +67,26 @@ export async function startDev(env: Record<string, string>): Promise<DevProcess>
       lines.push(value);
     }
   })().catch(() => {});
+  const status = child.status.then(async (exit) => {
+    await Promise.all([stderrDrained, stdoutDrained]);
+    return exit;
+  });
   let stopped: Promise<Deno.CommandStatus> | undefined;
   return {
     base,
     databaseUrl,
     lines,
     kill: (signal) => child.kill(signal),
-    status: child.status,
-    /** Stops it (once, however often called); once this resolves, `lines` holds all it printed. */
+    status,
+    /** Stops it (once, however often called; a no-op once it exited); `lines` then holds all it printed. */
     stop() {
       stopped ??= (async () => {
-        child.kill("SIGTERM");
-        const status = await child.status;
-        await Promise.all([stderrDrained, stdoutDrained]);
-        return status;
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // It exited already (its output may still be draining).
+        }
+        return await status;
       })();
       return stopped;
     },
