@@ -127,7 +127,7 @@ dbTest(
     // Deduplication is under test, not the store budget: a loaded machine may queue 100 stores past 2.5 s.
     const config = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET });
     assert.ok(config.ok);
-    config.config.storeBudgetMs = 60_000;
+    config.config.storeBudgetMs = 5_000;
     const { app } = makeApp({}, { config });
     const server = serveOnLoopback(app.fetch);
     try {
@@ -1063,6 +1063,60 @@ dbTest(
     }
   },
 );
+
+Deno.test({
+  name: "webhook: a process or worker that ends while a request still stores its event says it Lost, once",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // A database server that takes connections and never answers (hung, or its network gone): the request's
+    // store waits within its budget, and Chatwoot has no answer yet, so the event is nowhere but here.
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const held: Deno.Conn[] = [];
+    (async () => {
+      for await (const conn of silent) held.push(conn);
+    })().catch(() => {});
+    const config = webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+      CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "0",
+    });
+    assert.ok(config.ok);
+    config.config.storeBudgetMs = 5_000;
+    const silentSql = connect(
+      `postgresql://postgres@127.0.0.1:${(silent.addr as Deno.NetAddr).port}/postgres`,
+      {
+        max: 1,
+      },
+    );
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({ config, sql: silentSql, log });
+    const body = uniqueMessage();
+    const eventKey = `message:${JSON.parse(body).id}:message_created`;
+    const lostLines = () =>
+      log.lines.filter((l) => l.msg === "[Chatwoot Webhook] Lost" && l.event_key === eventKey);
+    const answered = post(app, signedRequest(URL_BASE, body)).catch(() => null);
+    try {
+      await eventually(() => Promise.resolve(held.length > 0), 10_000, "the store's connection");
+      dispatchEvent(new Event("unload"));
+      assert.deepEqual(
+        lostLines().map((l) => [l.reason, l.error, typeof l.recover_since]),
+        [["process_exit", "the process is exiting", "string"]],
+      );
+      dispatchEvent(new Event("beforeunload"));
+      assert.equal(lostLines().length, 1, "said once");
+    } finally {
+      await silentSql.end({ timeout: 0 });
+      silent.close();
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+      await answered;
+    }
+    assert.equal(lostLines().length, 1, "the request that failed after it adds no second Lost");
+  },
+});
 
 Deno.test({
   name:

@@ -205,7 +205,8 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     }
     let stored: StoredEvent;
     try {
-      stored = await retryWithinBudget(() => storeEvent(sql, toStore), { budgetMs: config.storeBudgetMs });
+      const attempts = retryWithinBudget(() => storeEvent(sql, toStore), { budgetMs: config.storeBudgetMs });
+      stored = await (lateStores ? lateStores.answering(toStore, attempts) : attempts);
     } catch (error) {
       const cause = error instanceof DeadlineExceeded ? error.lastError : error;
       const failed = {

@@ -70,6 +70,21 @@ export class LateStores {
   }
 
   /**
+   * `store`, the request's own attempts within its budget, with `event` pending meanwhile: a worker or process
+   * that ends first leaves Chatwoot without an answer (it sends an account webhook once), so it says the
+   * event Lost as it does the late stores'.
+   */
+  async answering<T>(event: EventToStore, store: Promise<T>): Promise<T> {
+    const task = store.then(() => {}, () => {});
+    this.#running.set(task, { event, started: Date.now() });
+    try {
+      return await store;
+    } finally {
+      this.#running.delete(task);
+    }
+  }
+
+  /**
    * Asked before the first attempt: an instance that already holds as many unstored events as it may answers
    * 503 at once rather than queue one more statement (each holds its body) behind a database that does not
    * answer. True when `event` is refused so; it is then logged Lost.
