@@ -732,6 +732,30 @@ dbTest(
   },
 );
 
+dbTest(
+  `readiness PATCH [${db.kind}]: on a connection whose last statement failed after sending a row, an update ` +
+    `is answered 200 with its item (not 503 "could not be updated" for an update applied)`,
+  async () => {
+    // As a restart's fast shutdown, pg_terminate_backend or an error in a later row leaves a connection:
+    // postgres.js (porsager/postgres#1119) then kept counting that row, and the connection's next result came
+    // back as [<hole>, row].
+    const failing = "select 1 / (2 - x) as n from generate_series(1, 2) x";
+    const oneConnection = connect(db.url, { max: 1 }); // the next statement takes the same connection
+    try {
+      const a = app({ sql: oneConnection });
+      await assert.rejects(oneConnection.unsafe(failing));
+      const res = await patch(a, "task-2", { status: "in_progress", note: "after a failed statement" });
+      const body = await res.json();
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.deepEqual([body.item?.key, body.item?.status], ["task-2", "in_progress"]);
+      const [stored] = await db.sql`select status from public.readiness_items where key = 'task-2'`;
+      assert.equal(stored.status, "in_progress");
+    } finally {
+      await oneConnection.end({ timeout: 1 });
+    }
+  },
+);
+
 dbTest("readiness http: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();
