@@ -62,6 +62,8 @@ function startChatwootApi(
     gone = new Set<number>(),
     onConversationsPage = (_page: number) => {},
     stalledBodies = 0,
+    // A proxy or an API that answers the first page whatever `page` asks for.
+    ignoresPage = false,
   } = {},
 ) {
   const requests: string[] = [];
@@ -101,7 +103,11 @@ function startChatwootApi(
     if (url.pathname === `${base}/conversations`) {
       assert.equal(url.searchParams.get("status"), "all");
       assert.equal(url.searchParams.get("sort_by"), "last_activity_at_desc");
-      const page = Number(url.searchParams.get("page") ?? 1);
+      const page = ignoresPage ? 1 : Number(url.searchParams.get("page") ?? 1);
+      // Paging on past any sensible number of pages: refused, so that a client that would page forever fails.
+      if (requests.filter((r) => r.startsWith(`${base}/conversations?`)).length > 200) {
+        return new Response("too many pages read", { status: 400 });
+      }
       const listed = [...conversations].sort((a, b) => b.last_activity_at - a.last_activity_at);
       const slice = listed.slice((page - 1) * conversationsPerPage, page * conversationsPerPage);
       // Counted as this page was read; what the callback changes shows on the next one.
@@ -507,6 +513,34 @@ dbTest(
     try {
       const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { progress: (l) => lines.push(l) });
       assert.deepEqual(scan.missing.map((m) => m.message.id), [lost], lines.join("\n"));
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: an API that answers the same page whatever \`page\` says is read a bounded number ` +
+    `of times, with a warning, not paged forever`,
+  async () => {
+    const lost = nextId++;
+    const conversations: StandInConversation[] = [
+      { id: nextId++, last_activity_at: ago(10), messages: [] },
+      {
+        id: nextId++,
+        last_activity_at: ago(20),
+        messages: [{ id: lost, message_type: 0, created_at: ago(20) }],
+      },
+      { id: nextId++, last_activity_at: ago(300), messages: [] },
+    ];
+    const api = startChatwootApi(conversations, { ignoresPage: true });
+    const lines: string[] = [];
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { progress: (l) => lines.push(l) });
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [lost]);
+      assert.ok(lines.some((l) => l.includes("run again for the same window")), lines.join("\n"));
+      const listReads = api.requests.filter((r) => r.includes("/conversations?")).length;
+      assert.ok(listReads <= 20, `${listReads} reads of the conversation list`);
     } finally {
       await api.stop();
     }

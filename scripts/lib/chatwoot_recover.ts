@@ -142,7 +142,8 @@ const MAX_PASSES = 10;
  * the first page again, as far as the conversations active since the previous pass began, until one is quiet:
  * nothing new, nothing seen twice. A conversation deleted meanwhile moves the later ones up a place instead,
  * and the one that moved onto a page already read is skipped, however old its activity: the list's count
- * (all_count) going down says so, and the next pass reads again as far as `since`.
+ * (all_count) going down says so, and the next pass reads again as far as `since`. A page with nothing this
+ * pass has not read (an API that ignores `page` answers the first one again) ends the pass the same way.
  */
 export async function conversationsActiveSince(
   api: ChatwootApi,
@@ -166,6 +167,7 @@ export async function conversationsActiveSince(
     let added = 0;
     let moved = false;
     let shrank = false;
+    let repeated = false;
     pages: for (let page = 1;; page++) {
       const answer = await getJson(api, "/conversations", {
         status: "all",
@@ -180,20 +182,29 @@ export async function conversationsActiveSince(
         lastCount = count;
       }
       if (conversations.length === 0) break;
+      let newThisPass = 0;
       for (const conversation of conversations) {
         const activity = Number(conversation.last_activity_at ?? conversation.timestamp);
         if (Number.isFinite(activity) && activity < floor) break pages;
         const id = Number(conversation.id);
         if (!Number.isSafeInteger(id)) continue;
         if (seenThisPass.has(id)) moved = true;
+        else newThisPass++;
         seenThisPass.add(id);
         if (found.has(id)) continue;
         found.set(id, conversation);
         added++;
       }
+      // Nothing on the page not read already in this pass: the list moved a page or more at once, or the API
+      // answers the same page whatever `page` says, and paging on would never end. The next pass reads again
+      // from the first page as far as `since`.
+      if (newThisPass === 0) {
+        moved = repeated = true;
+        break;
+      }
     }
     if (pass > 0 && added === 0 && !moved && !shrank) break;
-    floor = shrank ? seconds(since) : Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
+    floor = shrank || repeated ? seconds(since) : Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
   }
   return [...found.values()];
 }
