@@ -36,7 +36,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
     );
   }
   try {
-    return postgres(url, {
+    return withDenseResults(postgres(url, {
       prepare: false, // Supavisor's transaction pooler cannot keep prepared statements
       max: options.max ?? 5,
       idle_timeout: 20,
@@ -47,7 +47,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
       ...{
         socket: ({ host, port }: SocketTarget) => openNoDelaySocket(host[0], port[0]),
       },
-    });
+    }));
   } catch (error) {
     // postgres.js parses the URL with `new URL()`, whose error quotes the whole URL, password included, into
     // the function's boot log or the terminal: said again without it (and without the original as cause).
@@ -98,23 +98,62 @@ export function releaseStatementText(query: object): void {
 }
 
 /**
- * A result's rows without the empty slots postgres.js may put before them. It counts a statement's rows per
- * connection and resets the count only when a statement completes, so after one that failed having sent
- * rows (its session ended by a restart's fast shutdown or pg_terminate_backend, an error in a later row) the
- * connection's next result came back as [<empty>, row]: a stored event answered 500 and logged "Lost", a
- * claimed batch never written back and so sent again (postgres.js 3.4.9, porsager/postgres#1119). Compacted
- * in place: the query object keeps this array, and the forwarder empties it (releaseStatementText says why).
+ * Works around porsager/postgres#1119 and #1181 (postgres.js 3.4.9; remove once a release resets the count):
+ * postgres.js counts a statement's rows per connection and resets the count only when a statement completes.
+ * After one that failed having sent rows (an error in a later row, statement_timeout, its session ended by
+ * pg_terminate_backend or a restart's fast shutdown), the connection's next result came back with as many
+ * empty slots before its rows: `const [row] = await sql...` read undefined (a stored event answered 500 and
+ * logged "Lost", a claimed batch never written back and so sent again, a readiness update answered 503).
+ *
+ * So every query made through the returned Sql (tagged, unsafe, file, and those of a reserved connection)
+ * has its result compacted in place before it resolves: the same array (the query object keeps it, and the
+ * forwarder empties it: releaseStatementText says why), with its count, command, columns and statement. Not needed in begin() and savepoint(): a transaction's first statement is BEGIN (or
+ * SAVEPOINT), whose completion resets the count before any of its rows. Cursors (not used here) are not
+ * covered: .cursor() replaces the query's resolve.
  */
-export function presentRows<T>(result: T[]): T[] {
-  for (let i = 0; i < result.length; i++) {
-    if (!(i in result)) {
-      const rows = result.filter(() => true);
-      result.length = 0;
-      result.push(...rows);
-      break;
-    }
+export function withDenseResults<T extends postgres.Sql>(sql: T): T {
+  return new Proxy(sql, {
+    apply: (target, thisArg, args) => withDenseResult(Reflect.apply(target, thisArg, args)),
+    get(target, key, receiver) {
+      const value = Reflect.get(target, key, receiver);
+      if (typeof value !== "function") return value;
+      if (key === "unsafe" || key === "file") {
+        return (...args: unknown[]) => withDenseResult(value.apply(target, args));
+      }
+      if (key === "reserve") {
+        return async (...args: unknown[]) => withDenseResults(await value.apply(target, args));
+      }
+      return value;
+    },
+  });
+}
+
+/** A query whose result, once it arrives, has its empty slots removed; helpers such as sql(identifier) as is. */
+function withDenseResult<Q>(query: Q): Q {
+  const q = query as { resolve?: unknown };
+  if (typeof q?.resolve === "function") {
+    const resolve = q.resolve;
+    q.resolve = (result: unknown) => resolve(denseResult(result));
   }
+  return query;
+}
+
+function denseResult(result: unknown): unknown {
+  if (!Array.isArray(result)) return result; // describe()'s statement, a COPY's stream
+  // Several statements in one simple query resolve as a plain array of their results.
+  if (Object.getPrototypeOf(result) === Array.prototype) result.forEach(denseResult);
+  else compactInPlace(result);
   return result;
+}
+
+function compactInPlace(result: unknown[]): void {
+  let kept = 0;
+  for (let i = 0; i < result.length; i++) {
+    if (!(i in result)) continue;
+    if (kept !== i) result[kept] = result[i];
+    kept++;
+  }
+  result.length = kept;
 }
 
 /**

@@ -3,7 +3,7 @@
 // Retries, ordering, leases and dead letters are decided in Postgres (claim_webhook_events,
 // complete_webhook_deliveries); this module only moves bytes and reports what happened.
 import { errorMessage } from "./background.ts";
-import { presentRows, type Sql } from "./db.ts";
+import type { Sql } from "./db.ts";
 import { headerTokenProblem, withoutSecrets } from "./env.ts";
 import { deliveryUrl, type ForwarderConfig } from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
@@ -176,10 +176,8 @@ export async function drain(
   };
 
   if (!options.settingsChecked) {
-    const [settings] = presentRows(
-      await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
-        select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`,
-    );
+    const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
+      select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
     if (settings?.forwarding_paused) return finish("paused");
     // No target: callers report it (forward-events answers 503, the loop logs when it changes).
     if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return finish("not_configured", false);
@@ -206,12 +204,10 @@ export async function drain(
       if (want <= 0) return;
       reserved += want;
       const claimSentAt = Date.now();
-      const claimed = presentRows(
-        await sql<ClaimedEvent[]>`
-          select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms,
-                 extract(epoch from lease_expires_at - clock_timestamp())::float8 * 1000 as lease_left_ms
-            from public.claim_webhook_events(${worker}, ${want})`,
-      );
+      const claimed = await sql<ClaimedEvent[]>`
+        select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms,
+               extract(epoch from lease_expires_at - clock_timestamp())::float8 * 1000 as lease_left_ms
+          from public.claim_webhook_events(${worker}, ${want})`;
       reserved -= want - claimed.length;
       // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
       if (claimed.length === 0) return;
@@ -243,12 +239,10 @@ export async function drain(
       // or dead on the last one though delivered): so it is retried through a database restart, until just
       // before the leases expire, and for WRITE_BACK_MIN_BUDGET_MS at least.
       const outcomes = await retryWithinBudget(
-        async () =>
-          presentRows(
-            await sql<Outcome[]>`
-              select event_id, attempt, outcome, status, next_attempt_at
-                from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
-          ),
+        () =>
+          sql<Outcome[]>`
+            select event_id, attempt, outcome, status, next_attempt_at
+              from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
         {
           budgetMs: Math.max(WRITE_BACK_MIN_BUDGET_MS, leasesEndAt - WRITE_BACK_LEASE_MARGIN_MS - Date.now()),
         },

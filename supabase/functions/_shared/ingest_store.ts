@@ -1,5 +1,5 @@
 // Storing an accepted event: one call to ingest_webhook_event(), retried briefly on connection trouble.
-import { isTransientDbError, presentRows, releaseStatementText, type Sql } from "./db.ts";
+import { isTransientDbError, releaseStatementText, type Sql } from "./db.ts";
 import type { EventColumns } from "./chatwoot_payload.ts";
 import { bigintLiteral, textLiteral } from "./sql_literal.ts";
 import { withTimeout } from "./timeout.ts";
@@ -53,7 +53,7 @@ export async function storeEvent(sql: Sql, e: EventToStore): Promise<StoredEvent
         ${textLiteral(e.rawBody)}, ${textLiteral(e.bodySha256)}, ${textLiteral(e.verifiedBy)},
         to_timestamp(${bigintLiteral(e.sentAtSeconds)}), ${textLiteral(e.receiptId)}::uuid)`);
   try {
-    const [row] = presentRows(await query);
+    const [row] = await query;
     return {
       id: Number(row.event_id),
       outcome: row.outcome,

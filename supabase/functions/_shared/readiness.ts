@@ -13,7 +13,7 @@ import {
 } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { presentRows, type Sql } from "./db.ts";
+import type { Sql } from "./db.ts";
 import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
 import { cachedChecks, type ReadinessConfig, readinessConfigFromEnv } from "./readiness_checks.ts";
@@ -224,13 +224,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!/^[a-z0-9_-]{1,100}$/.test(key)) return fail(c, 404, "unknown_item", "No such readiness item");
     const actor = p.by ? `admin:${p.by}` : "admin";
     try {
-      // The rows present: after a statement that failed between its rows on this connection, the update's
-      // row came after an empty slot, and an update applied was answered 503 (presentRows in db.ts).
-      const rows = presentRows(
-        await sql<(ItemBase & { section: string })[]>`
-          select * from public.readiness_update_item(
-            ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`,
-      );
+      const rows = await sql<(ItemBase & { section: string })[]>`
+        select * from public.readiness_update_item(
+          ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`;
       if (rows.length === 0) return fail(c, 404, "unknown_item", `No readiness item "${key}"`);
       const item = rows[0];
       log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
