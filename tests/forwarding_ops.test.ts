@@ -1,11 +1,11 @@
 // Operating the forwarder: kill switch, target override, replay (SQL and CLI), health, the forward-events
 // function, the immediate attempt after ingest, the dev loop (NOTIFY) and the guarded pg_cron schedule.
 import assert from "node:assert/strict";
-import { dbTest } from "./_db.ts";
+import { dbTest, type TestDb } from "./_db.ts";
 import { eventually } from "./_http.ts";
-import { runScript, startDev } from "./_dev.ts";
-import { connect } from "../supabase/functions/_shared/db.ts";
-import { ok, startAgentSdk } from "./_agent_sdk.ts";
+import { type DevProcess, runScript, startDev } from "./_dev.ts";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import { type AgentSdkStandIn, ok, startAgentSdk } from "./_agent_sdk.ts";
 import {
   closeSharedDb,
   fastSettings,
@@ -428,39 +428,51 @@ dbTest("forwarding: the loop delivers what was stored while it was stopped, then
   });
 });
 
-// The sweep is parked (10 min), so only NOTIFY can deliver in time: LISTEN on a server, the embedded
-// database's in-process listener on PGlite.
+/**
+ * `deno task dev` forwarding to `sdk` with its sweep parked (10 min), so only NOTIFY can deliver in time: LISTEN
+ * on a server (this test's database), the embedded database's in-process listener on PGlite (its own). `fn`
+ * gets a connection to the dev server's database; the dev server must then stop cleanly.
+ */
+async function withParkedDevForwarder(
+  db: TestDb,
+  sdk: AgentSdkStandIn,
+  fn: (devSql: Sql, dev: DevProcess) => Promise<void>,
+) {
+  const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
+  const env: Record<string, string> = {
+    RELAY_DATA_DIR: dataDir,
+    AGENT_SDK_URL: sdk.url,
+    FORWARDER_SWEEP_MS: "600000",
+  };
+  if (db.kind === "postgres") env.DATABASE_URL = db.url;
+  const dev = await startDev(env);
+  try {
+    const devSql = db.kind === "postgres" ? db.sql : connect(dev.databaseUrl, { max: 1 });
+    try {
+      await fn(devSql, dev);
+    } finally {
+      if (devSql !== db.sql) await devSql.end({ timeout: 1 });
+    }
+  } finally {
+    assert.equal((await dev.stop()).code, 0, "clean stop");
+    await Deno.remove(dataDir, { recursive: true });
+  }
+}
+
 dbTest(
   "forwarding: the dev server's forwarder is woken by NOTIFY and stops on SIGTERM",
   async () => {
     await withForwardingSetup(async (db, sdk) => {
-      const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
-      const env: Record<string, string> = {
-        RELAY_DATA_DIR: dataDir,
-        AGENT_SDK_URL: sdk.url,
-        FORWARDER_SWEEP_MS: "600000",
-      };
-      // Against a server the dev server uses this test's database; otherwise its own embedded PGlite.
-      if (db.kind === "postgres") env.DATABASE_URL = db.url;
-      const dev = await startDev(env);
-      try {
-        const devSql = db.kind === "postgres" ? db.sql : connect(dev.databaseUrl, { max: 1 });
-        try {
-          // Let the start-up drain finish first, so that only NOTIFY can explain a delivery.
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          const id = await storeSample(devSql);
-          await sdk.waitFor(
-            () => sdk.received.some((r) => r.eventId === id),
-            "delivery woken by NOTIFY",
-            20_000,
-          );
-        } finally {
-          if (devSql !== db.sql) await devSql.end({ timeout: 1 });
-        }
-      } finally {
-        assert.equal((await dev.stop()).code, 0, "clean stop");
-        await Deno.remove(dataDir, { recursive: true });
-      }
+      await withParkedDevForwarder(db, sdk, async (devSql) => {
+        // Let the start-up drain finish first, so that only NOTIFY can explain a delivery.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const id = await storeSample(devSql);
+        await sdk.waitFor(
+          () => sdk.received.some((r) => r.eventId === id),
+          "delivery woken by NOTIFY",
+          20_000,
+        );
+      });
     });
   },
 );
@@ -469,40 +481,24 @@ dbTest(
   "forwarding: resuming wakes the dev server's forwarder, so what waited goes out without the sweep",
   async () => {
     await withForwardingSetup(async (db, sdk) => {
-      const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
-      const env: Record<string, string> = {
-        RELAY_DATA_DIR: dataDir,
-        AGENT_SDK_URL: sdk.url,
-        FORWARDER_SWEEP_MS: "600000",
-      };
-      if (db.kind === "postgres") env.DATABASE_URL = db.url;
-      const dev = await startDev(env);
-      try {
-        const devSql = db.kind === "postgres" ? db.sql : connect(dev.databaseUrl, { max: 1 });
-        try {
-          await devSql`update public.relay_settings set forwarding_paused = true`;
-          // Its NOTIFY wakes the forwarder, whose drain finds forwarding paused (and says so once).
-          const id = await storeSample(devSql);
-          await eventually(
-            () => Promise.resolve(dev.lines.join("\n").includes("[Forwarder] Paused")),
-            20_000,
-            "the forwarder saw the pause",
-          );
-          assert.equal(sdk.received.length, 0);
-          await devSql`update public.relay_settings set forwarding_paused = false`;
-          // The sweep is 10 min away: only the resume's NOTIFY can explain a delivery now.
-          await sdk.waitFor(
-            () => sdk.received.some((r) => r.eventId === id),
-            "delivery woken by the resume",
-            20_000,
-          );
-        } finally {
-          if (devSql !== db.sql) await devSql.end({ timeout: 1 });
-        }
-      } finally {
-        assert.equal((await dev.stop()).code, 0, "clean stop");
-        await Deno.remove(dataDir, { recursive: true });
-      }
+      await withParkedDevForwarder(db, sdk, async (devSql, dev) => {
+        await devSql`update public.relay_settings set forwarding_paused = true`;
+        // Its NOTIFY wakes the forwarder, whose drain finds forwarding paused (and says so once).
+        const id = await storeSample(devSql);
+        await eventually(
+          () => Promise.resolve(dev.lines.join("\n").includes("[Forwarder] Paused")),
+          20_000,
+          "the forwarder saw the pause",
+        );
+        assert.equal(sdk.received.length, 0);
+        await devSql`update public.relay_settings set forwarding_paused = false`;
+        // The sweep is 10 min away: only the resume's NOTIFY can explain a delivery now.
+        await sdk.waitFor(
+          () => sdk.received.some((r) => r.eventId === id),
+          "delivery woken by the resume",
+          20_000,
+        );
+      });
     });
   },
 );
