@@ -3,7 +3,6 @@
 // webhook_events lacks, by reading Chatwoot's REST API, and with --store stores them to be forwarded.
 // Chatwoot: CHATWOOT_BASE_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID (or their _PROD names); the database:
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
-import { parseArgs } from "node:util";
 import { chatwootTime } from "../supabase/functions/_shared/chatwoot_time.ts";
 import { headerTokenProblem } from "../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
@@ -14,7 +13,7 @@ import {
   scanForMissing,
   storeRecovered,
 } from "./lib/chatwoot_recover.ts";
-import { connectOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
+import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 const USAGE = `usage:
@@ -28,9 +27,8 @@ times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 202
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 
 await loadDotenv(".env");
-let values;
-try {
-  ({ values } = parseArgs({
+const { values } = parseArgsOrExit(
+  {
     args: Deno.args,
     options: {
       since: { type: "string" },
@@ -40,11 +38,9 @@ try {
       inbox: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
-  }));
-} catch (error) {
-  console.error(`${(error as Error).message}\n${USAGE}`);
-  Deno.exit(2);
-}
+  },
+  USAGE,
+);
 /** A time of the command line, read as chatwoot_timestamp() reads one; a date alone is its UTC midnight. */
 const timeArg = (text: string | undefined) =>
   chatwootTime(/^\d{4}-\d\d-\d\d$/.test(text ?? "") ? `${text}T00:00Z` : text) ?? new Date(NaN);
