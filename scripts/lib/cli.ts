@@ -8,6 +8,9 @@ import {
   type Sql,
 } from "../../supabase/functions/_shared/db.ts";
 import {
+  CREDENTIAL_PARAMETER,
+  credentialParameters,
+  safeDecode,
   urlCredentials,
   withoutSecrets,
   withoutSurroundingSpace,
@@ -48,9 +51,6 @@ export function redact(url: string): string {
   return shown.replace(CREDENTIAL_PARAMETER, (_, name: string) => `${name}***`);
 }
 
-/** A query parameter that carries a credential, up to its "=" (1), and its value. */
-const CREDENTIAL_PARAMETER = /([?&;][^=&#]*(?:pass|pwd|token|secret|key|auth|sig)[^=&#]*=)[^&#]*/gi;
-
 /** What in `url` is secret, as written and percent-decoded: the password, credential query parameters. */
 export function urlSecrets(url: string): string[] {
   const text = withoutSurroundingSpace(url);
@@ -61,7 +61,7 @@ export function urlSecrets(url: string): string[] {
     : text.includes("@")
     ? text.slice(0, text.lastIndexOf("@")).replace(/^[a-z][a-z0-9+.-]*:\/*/i, "").replace(/^[^:]*:/, "")
     : null;
-  const found = [info ?? "", ...[...text.matchAll(CREDENTIAL_PARAMETER)].map((m) => m[0].slice(m[1].length))];
+  const found = [info ?? "", ...credentialParameters(text).map((p) => p.value)];
   return [...new Set(found.flatMap((s) => [s, safeDecode(s)]))].filter((s) => s !== "");
 }
 
@@ -109,14 +109,6 @@ function failureText(error: unknown, target: string | null, secrets: string[]): 
   if (cause instanceof Error && cause.message) text += `: ${cause.message}`;
   const hidden = [...secrets, ...(target ? urlSecrets(target) : [])].filter((s) => s !== "");
   return withoutSecrets(text, hidden).replace(/\s+/g, " ").trim();
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }
 
 /**

@@ -48,28 +48,38 @@ export function secretValues(env: Env): string[] {
 }
 
 /**
- * Credentials a URL carries in its query: libpq's ?password=, a gateway's ?key= or ?token= on AGENT_SDK_URL.
- * A database password in the query follows databasePassword's rule (a local "postgres" is no secret).
+ * Credentials a URL carries in its query (credentialParameters), as written and decoded: libpq's ?password=,
+ * a gateway's ?key= or ?token= on AGENT_SDK_URL. A database password in the query follows databasePassword's
+ * rule (a local "postgres" is no secret).
  */
 function queryCredentials(url: string | undefined): string[] {
   if (!url) return [];
-  const query = url.slice(url.lastIndexOf("@") + 1).split("#")[0];
-  const start = query.indexOf("?");
-  if (start < 0) return [];
-  return [...new URLSearchParams(query.slice(start + 1))]
-    .filter(([name]) => /pass|token|secret|key|sig|auth/i.test(name))
-    .map(([name, value]) => /pass/i.test(name) && value.length < 12 ? "" : value);
+  return credentialParameters(url).flatMap(({ name, value }) => {
+    const decoded = safeDecode(value.replaceAll("+", " "));
+    return /pass|pwd/i.test(name) && decoded.length < 12 ? [] : [...new Set([value, decoded])];
+  });
+}
+
+/** A query parameter that carries a credential, up to its "=" (1), and its value. */
+export const CREDENTIAL_PARAMETER = /([?&;][^=&#]*(?:pass|pwd|token|secret|key|auth|sig)[^=&#]*=)[^&#]*/gi;
+
+/** The credential query parameters in `url`: each name with its "=", and its value as written. */
+export function credentialParameters(url: string): { name: string; value: string }[] {
+  return [...url.matchAll(CREDENTIAL_PARAMETER)].map((m) => ({ name: m[1], value: m[0].slice(m[1].length) }));
+}
+
+/** `text` percent-decoded; as written when it is not percent-encoded after all. */
+export function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** A real database's password; a local one such as "postgres" would refuse every note that names Postgres. */
 function databasePassword(url: string | undefined): string {
-  const password = url ? urlCredentials(url)?.password ?? "" : "";
-  let decoded = password;
-  try {
-    decoded = decodeURIComponent(password);
-  } catch {
-    // Not percent-encoded after all: the text as written is the password.
-  }
+  const decoded = safeDecode(url ? urlCredentials(url)?.password ?? "" : "");
   return decoded.length >= 12 ? decoded : "";
 }
 
