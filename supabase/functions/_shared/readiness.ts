@@ -23,6 +23,7 @@ import {
   assess,
   type Assessment,
   type CheckResult,
+  effectiveStatus,
   type ItemBase,
   type ReadinessDoc,
   STATUS_DISPLAY,
@@ -282,7 +283,7 @@ export function reportJson(r: ReadinessReport) {
       ...item,
       status_text: statusText(item.status),
       verified: assessment.verified[item.key] ?? null,
-      effective_status: assessment.verified[item.key] ? "done" : item.status,
+      effective_status: effectiveStatus(item, assessment.verified),
     }));
   const overdueKeys = new Set(assessment.overdue.map((o) => o.key));
   return {

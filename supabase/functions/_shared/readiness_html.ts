@@ -1,7 +1,13 @@
 // The readiness page: every section of the document, status colours, overdue tasks highlighted, live checks.
 // Self-contained (inline CSS, no scripts), so it renders under a strict Content-Security-Policy.
 import type { ReadinessReport } from "./readiness.ts";
-import { type CheckStatus, type ItemBase, type Status, statusText } from "./readiness_model.ts";
+import {
+  type CheckStatus,
+  effectiveStatus,
+  type ItemBase,
+  type Status,
+  statusText,
+} from "./readiness_model.ts";
 
 function esc(value: unknown): string {
   return String(value ?? "")
@@ -91,7 +97,7 @@ export function renderHtml(r: ReadinessReport): string {
       }`
       : "";
   };
-  const badge = (item: ItemBase) => statusBadge(assessment.verified[item.key] ? "done" : item.status);
+  const badge = (item: ItemBase) => statusBadge(effectiveStatus(item, assessment.verified));
   const provided = (item: ItemBase) =>
     item.evidence ? `<span class="provided"><b>Provided:</b> ${inline(item.evidence)}</span>` : "";
   const overdue = new Map(assessment.overdue.map((o) => [o.key, o]));

@@ -165,6 +165,11 @@ export function utcDate(now: Date): string {
  * ready = every required item is done (set by hand, or proven by a live check) and every live check passes.
  * Overdue = a task whose due day has passed (UTC) and that is not done.
  */
+/** The status an item is shown and counted with: done when a live check proves it, else the one recorded. */
+export function effectiveStatus(item: ItemBase, verified: Record<string, Verification>): Status {
+  return verified[item.key] ? "done" : item.status;
+}
+
 export function assess(doc: ReadinessDoc, checks: CheckResult[], now: Date): Assessment {
   const verified: Record<string, Verification> = {};
   for (const check of checks) {
@@ -176,7 +181,7 @@ export function assess(doc: ReadinessDoc, checks: CheckResult[], now: Date): Ass
       };
     }
   }
-  const effective = (item: ItemBase): Status => verified[item.key] ? "done" : item.status;
+  const effective = (item: ItemBase): Status => effectiveStatus(item, verified);
 
   const zero = () => Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
   const counts = zero();
