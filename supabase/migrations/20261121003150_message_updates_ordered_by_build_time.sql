@@ -1,10 +1,18 @@
--- Migration 003150 orders two message_updated signed in the same second by the conversation.updated_at inside
--- their bodies, and read the stored one out of the stored payload: a TOASTed, compressed jsonb, fetched and
--- decompressed again for every use (the planner inlines chatwoot_timestamp(), which looks at its argument up
--- to four times), so such an ingest read the whole stored body four times over (a 1 MB body: some 550 more
--- buffer reads than a plain duplicate, measured with EXPLAIN (ANALYZE, BUFFERS)). The time is now read once,
--- from the body in hand when it is stored, into webhook_events.built_at; the comparison reads the column.
--- A row stored before this migration has none and is read from its payload, as before. Found by review.
+-- Two message_updated of one message were ordered by their signed time (X-Chatwoot-Timestamp, whole seconds)
+-- alone, so within one second by arrival: an older state arriving a moment later overwrote the newer one, in
+-- webhook_events and in chatwoot_messages. And Chatwoot builds a payload in one job and signs it in another,
+-- when it sends it, so the signed order is not the built order either: two sends cross a second boundary the
+-- other way round, and an agent-bot delivery retried after a 500 is signed anew 3 s later. Then the state
+-- built first, signed later, replaced the newer one (an edit or a deletion undone).
+-- Now each message_updated keeps when Chatwoot built it, its conversation.updated_at (epoch seconds with
+-- microseconds; Chatwoot reads it when it builds the payload, and a change of a message touches its
+-- conversation), read once from the body in hand into webhook_events.built_at: read out of a stored payload
+-- instead, a TOASTed jsonb, it was fetched and decompressed for every use (the planner inlines
+-- chatwoot_timestamp(), which looks at its argument up to four times). When both bodies carry a build time and
+-- the two differ, the later-built body wins, whenever either was signed or whether it was signed at all;
+-- otherwise (a time missing or equal, a row stored before this migration) the later signed time, then the
+-- later build time, then the greater SHA-256: arbitrary, but the same whichever arrives first. URL-token
+-- copies without build times and everything else are as in migration 002200. Found by review.
 
 -- webhook_events takes every ingest: wait at most 2 s for the ALTER's lock, then fail (run it again). A
 -- nullable column without a default changes the catalog only.
@@ -102,16 +110,22 @@ begin
         and ((e.verified_by = 'chatwoot_api' and excluded.verified_by <> 'chatwoot_api')
              or (e.body_sha256 <> excluded.body_sha256
                  and e.event <> 'message_created'
-                 and (excluded.sent_at is null or e.sent_at is null or excluded.sent_at > e.sent_at
-                      -- Signed in the same second: the later-built state (migration 003150); the hashes
-                      -- compared as bytes, so the order does not hang on the database's collation. The
-                      -- stored time comes from its column; only a row stored before 003600 reads its body.
-                      or (excluded.sent_at = e.sent_at
-                          and (coalesce(excluded.built_at, '-infinity'), excluded.body_sha256 collate "C")
-                              > (coalesce(e.built_at,
-                                          public.chatwoot_timestamp(e.payload #> '{conversation,updated_at}'),
-                                          '-infinity'),
-                                 e.body_sha256 collate "C")))))
+                 -- Built at different known times: the later-built state, whenever it was signed (see the
+                 -- top of this file). Otherwise (a time missing, or equal): the later signed time, then:
+                 and (excluded.built_at > e.built_at
+                      or ((excluded.built_at < e.built_at) is not true
+                          and (excluded.sent_at is null or e.sent_at is null or excluded.sent_at > e.sent_at
+                               -- Signed in the same second: the later-built state, then the hashes compared
+                               -- as bytes (not by the database's collation). Only a row stored before this
+                               -- migration reads its build time from its body.
+                               or (excluded.sent_at = e.sent_at
+                                   and (coalesce(excluded.built_at, '-infinity'),
+                                        excluded.body_sha256 collate "C")
+                                       > (coalesce(e.built_at,
+                                                   public.chatwoot_timestamp(
+                                                     e.payload #> '{conversation,updated_at}'),
+                                                   '-infinity'),
+                                          e.body_sha256 collate "C")))))))
       returning e.id,
         case when e.receive_count = 1 then 'stored' else 'updated' end,
         e.receive_count,
@@ -155,7 +169,8 @@ $$;
 comment on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid) is
   'Stores one verified Chatwoot event (stored | duplicate | updated); forward_now says a delivery may start now. '
   'A repeated p_receipt_id is a retry of that receipt: nothing counted, nothing changed. Of two bodies of a '
-  'message_updated signed in the same second, the later conversation.updated_at, then the greater hash, stays.';
+  'message_updated, the later-built one (conversation.updated_at) stays, else the later signed, then the '
+  'greater hash.';
 
 revoke all on function public.ingest_webhook_event(text, text, bigint, bigint, bigint, bigint, text, jsonb, text, text, text, timestamptz, uuid)
   from public, anon, authenticated;
