@@ -12,6 +12,9 @@
 -- or another resume only shares the work out. The job's own command is not run: a job of that name scheduled
 -- by another role would run with this function's rights. Nothing here can fail the operator's update: a
 -- failed call is a warning, and the schedule still runs.
+-- The look for pg_cron, pg_net and Vault is inside the exception handler too (where the owner has no USAGE on
+-- one of those schemas, self-hosted, it raises), and a relay-forward-events job switched off
+-- (cron.alter_job(active := false)) is not called.
 
 -- CREATE TRIGGER takes a lock on relay_settings, which every ingest reads: wait for it at most 2 s.
 select set_config('lock_timeout', '2s', true);
@@ -25,11 +28,11 @@ set search_path = ''
 as $$
 begin
   perform pg_notify('webhook_events_due', '');
-  if to_regclass('cron.job') is null or to_regnamespace('net') is null
-     or to_regclass('vault.decrypted_secrets') is null then
-    return null;
-  end if;
   begin
+    if to_regclass('cron.job') is null or to_regnamespace('net') is null
+       or to_regclass('vault.decrypted_secrets') is null then
+      return null;
+    end if;
     -- Dynamic: cron, net and vault exist only where pg_cron, pg_net and Vault do (hosted Supabase).
     execute $q$
       select net.http_post(
@@ -40,7 +43,7 @@ begin
                                          where name = 'relay_forwarder_token')),
         body := '{}'::jsonb,
         timeout_milliseconds := 60000)
-       where exists (select 1 from cron.job where jobname = 'relay-forward-events')
+       where exists (select 1 from cron.job where jobname = 'relay-forward-events' and active)
     $q$;
   exception when others then
     raise warning 'forwarding resumed; forward-events not called now (pg_cron will): %', sqlerrm;

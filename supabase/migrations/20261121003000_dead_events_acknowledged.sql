@@ -8,6 +8,9 @@
 -- webhook_delivery_health.dead_unacknowledged counts those that died after it, which the check warns about.
 -- The events stay dead (replay_webhook_events still takes them; the Data team's views count them as before).
 -- The view keeps its columns, in their order, and gains dead_unacknowledged at the end.
+-- Only a death counts as one after the acknowledgement: a 'dead' report, or a reclaim whose attempts were
+-- exhausted (the rows webhook_pipeline_health counts as deaths), not any attempt row: a forwarder that
+-- outlived its lease reports late (lease_lost) on an event already dead, which must not make it count again.
 
 -- relay_settings is read by every ingest: wait at most 2 s for the ALTER's lock, then fail (run it again).
 select set_config('lock_timeout', '2s', true);
@@ -24,7 +27,8 @@ with open_events as (
   -- single "status in (...)" matched neither and scanned the whole table.
   select sum(o.n) as backlog, min(o.oldest) as oldest_pending_at
     from (
-      select count(*) as n, min(e.last_received_at) as oldest from public.webhook_events e where e.status = 'pending'
+      select count(*) as n, min(e.last_received_at) as oldest
+        from public.webhook_events e where e.status = 'pending'
       union all
       select count(*), min(e.last_received_at) from public.webhook_events e where e.status = 'delivering'
     ) o
@@ -47,7 +51,8 @@ with open_events as (
          greatest(
            f.last_success_at,
            f.last_failure_at,
-           (select max(a.recorded_at) from public.webhook_delivery_attempts a where a.outcome = 'lease_expired'),
+           (select max(a.recorded_at) from public.webhook_delivery_attempts a
+             where a.outcome = 'lease_expired'),
            (select max(e.leased_at) from public.webhook_events e where e.status = 'delivering')
          ) as last_activity_at,
          coalesce((select s.forwarding_paused from public.relay_settings s where s.id), false) as paused
@@ -58,7 +63,8 @@ with open_events as (
   -- earlier open event of their conversation (claim_webhook_events' head rule, as migration 002400 has it),
   -- and expired leases (lease_idx).
   select a.*,
-         case when not a.paused and coalesce(a.last_activity_at, '-infinity') < now() - interval '5 minutes' then
+         case when not a.paused
+                   and coalesce(a.last_activity_at, '-infinity') < now() - interval '5 minutes' then
            least(
              (select e.next_attempt_at from public.webhook_events e
                where e.status = 'pending' and e.next_attempt_at < now() - interval '5 minutes'
@@ -85,22 +91,29 @@ select
   w.last_success_at,
   w.last_failure_at,
   w.failing_since,
-  coalesce(w.failing_since < now() - interval '5 minutes', false) or w.claimable_since is not null as escalate,
+  coalesce(w.failing_since < now() - interval '5 minutes', false) or w.claimable_since is not null
+    as escalate,
   w.paused,
   case when w.claimable_since is not null then greatest(w.claimable_since, w.last_activity_at) end
     as stalled_since,
-  -- Dead events the operator has not acknowledged: every one while none ever was, else those with an attempt
-  -- recorded after the acknowledgement (one replayed since that died again; the few dead rows by dead_idx,
-  -- their attempts by event_idx).
+  -- Dead events the operator has not acknowledged: every one while none ever was, else those whose death
+  -- was recorded after the acknowledgement (one replayed since that died again). A death is what
+  -- webhook_pipeline_health counts as one: a 'dead' report, or a reclaim that exhausted the attempts; a late
+  -- report of an event dead before (lease_lost) is none. The few dead rows by dead_idx, their attempts by
+  -- event_idx.
   (select count(*) from public.webhook_events e, public.relay_settings s
     where e.status = 'dead' and s.id
       and (s.dead_acknowledged_at is null or exists (
         select 1 from public.webhook_delivery_attempts a
-         where a.event_id = e.id and a.recorded_at > s.dead_acknowledged_at)))::bigint as dead_unacknowledged
+         where a.event_id = e.id and a.recorded_at > s.dead_acknowledged_at
+           and (a.outcome = 'dead'
+                or (a.outcome = 'lease_expired' and a.error like '%attempts exhausted')))))::bigint
+    as dead_unacknowledged
 from open_events oe
 cross join waiting w;
 
 comment on view public.webhook_delivery_health is
   'One row: backlog, oldest pending, dead count, last success/failure, failing_since, stalled_since, '
   'escalate (failing for more than 5 min, or stalled: claimable events and no forwarder at work for 5 min) '
-  'and dead_unacknowledged (dead events with no acknowledgement after their last attempt).';
+  'and dead_unacknowledged (dead events that died after relay_settings.dead_acknowledged_at, or all of them '
+  'while it is null).';

@@ -35,9 +35,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121003100", // chatwoot_timestamp_zoneless_is_utc
   "20261121003150", // message_updates_ordered_by_build_time
   "20261121003400", // schedule_forwarder_refuses_unusable_secrets
-  "20261121003500", // forwarder_secrets_visible_ascii
-  "20261121003550", // dead_unacknowledged_counts_deaths
   "20261121003800", // readiness_evidence_publishable
-  "20261121003900", // resume_wake_never_fails_the_update
   "20261121004200", // pipeline_health_last_received_webhooks_only
 ];
