@@ -4,7 +4,7 @@
 // Chatwoot: CHATWOOT_BASE_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID (or their _PROD names); the database:
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
 import { chatwootTime } from "../supabase/functions/_shared/chatwoot_time.ts";
-import { headerTokenProblem } from "../supabase/functions/_shared/env.ts";
+import { headerTokenProblem, withoutSecrets } from "../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import {
   type ChatwootApi,
@@ -13,7 +13,14 @@ import {
   scanForMissing,
   storeRecovered,
 } from "./lib/chatwoot_recover.ts";
-import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
+import {
+  connectOrExit,
+  parseArgsOrExit,
+  redact,
+  reportFailure,
+  requireDatabaseUrl,
+  urlSecrets,
+} from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 const USAGE = `usage:
@@ -76,6 +83,9 @@ const api: ChatwootApi = {
   baseUrl: chatwoot.baseUrl!,
   apiToken: chatwoot.apiToken!,
   accountId: chatwoot.accountId!,
+  // A network error's text may quote the URL: shown as failures are, without the token or a password in it.
+  onRetry: (line) =>
+    console.log(`warning: ${withoutSecrets(line, [chatwoot.apiToken!, ...urlSecrets(chatwoot.baseUrl!)])}`),
 };
 const url = requireDatabaseUrl("the database holding the events");
 const sql = connectOrExit("recover", url, {

@@ -378,6 +378,29 @@ dbTest(
   },
 );
 
+dbTest(`recover [${db.kind}]: deno task recover says when it waits to try Chatwoot's API again`, async () => {
+  const s = await scenario();
+  const api = startChatwootApi(s.conversations, { failFirst: 1 });
+  const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+  try {
+    const report = await runScript(
+      "scripts/recover.ts",
+      ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString()],
+      db.url,
+      env,
+    );
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(
+      report.stdout,
+      /^warning: Chatwoot API \/api\/v1\/profile: answered 503; trying again in 1 s \(retry 1 of 6\)$/m,
+    );
+    assert.match(report.stdout, /missing: 5/);
+    assert.ok(!report.stdout.includes(TOKEN) && !report.stderr.includes(TOKEN));
+  } finally {
+    await api.stop();
+  }
+});
+
 dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores`, async () => {
   const s = await scenario();
   const api = startChatwootApi(s.conversations);

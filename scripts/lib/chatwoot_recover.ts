@@ -28,6 +28,8 @@ export interface ChatwootApi {
   requestTimeoutMs?: number;
   /** At most how many messages Chatwoot answers for an id range (1000; a stand-in's may differ). */
   messagesPerIdRange?: number;
+  /** Told of each retry, a line: without it a run waiting out a rate limit says nothing for a minute. */
+  onRetry?: (line: string) => void;
 }
 
 type Json = Record<string, unknown>;
@@ -109,7 +111,12 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
     if (attempt >= pauses.length) {
       throw new ChatwootApiError(null, url.pathname, `${retryable}, after ${attempt + 1} tries`);
     }
-    await new Promise((resolve) => setTimeout(resolve, retryAfterMs ?? pauses[attempt]));
+    const pauseMs = retryAfterMs ?? pauses[attempt];
+    api.onRetry?.(
+      `Chatwoot API ${url.pathname}: ${retryable}; trying again in ${pauseMs / 1000} s ` +
+        `(retry ${attempt + 1} of ${pauses.length})`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
   }
 }
 
