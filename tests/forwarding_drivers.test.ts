@@ -15,7 +15,7 @@ import {
   withForwardingSetup,
 } from "./_forwarding.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
-import { drain } from "../supabase/functions/_shared/forwarder.ts";
+import { drain, type DrainSummary } from "../supabase/functions/_shared/forwarder.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
 
@@ -229,6 +229,37 @@ dbTest(
       await stopped;
       // AGENT_SDK_URL is set: a "Not configured" warning here sends the operator after a setting that is fine.
       assert.deepEqual(log.lines.filter((l) => l.level !== "debug"), []);
+    });
+  },
+);
+
+dbTest(
+  "forwarder loop: an AGENT_SDK_TOKEN no header can carry is named once in a warning, and nothing is claimed",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const id = await storeSample(db.sql);
+      const log = memoryLogger();
+      const drains: DrainSummary[] = [];
+      const loop = await startForwarderLoop({
+        sql: db.sql,
+        config: { ...config, agentSdkToken: "agent token SECRET-tail-5521" },
+        log,
+        sweepMs: 20,
+        onDrain: (summary) => drains.push(summary),
+      });
+      try {
+        await eventually(() => Promise.resolve(drains.length >= 3), 30_000, "three drains");
+      } finally {
+        await loop.stop();
+      }
+      const warnings = log.lines.filter((l) => l.level === "warn");
+      assert.deepEqual(warnings.map((l) => l.msg), [
+        "[Forwarder] Not configured: AGENT_SDK_TOKEN holds characters an HTTP header cannot carry (a line " +
+        "break, a space, or a character past ASCII)",
+      ]);
+      assert.ok(!JSON.stringify(log.lines).includes("SECRET-tail-5521"));
+      assert.equal(await statusOf(db.sql, id), "pending");
+      assert.equal(sdk.received.length, 0);
     });
   },
 );

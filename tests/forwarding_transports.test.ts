@@ -170,32 +170,45 @@ transportTest(
 );
 
 transportTest(
-  "an AGENT_SDK_TOKEN a header cannot carry is a failed attempt naming the setting; the token is never shown",
+  "an AGENT_SDK_TOKEN a header cannot carry claims nothing: no attempt spent, the setting named, never the token",
   async (transport) => {
     await withForwardingSetup(async (db, sdk, config) => {
       const tail = "SECRET-agent-3b9f1e";
+      const id = await storeSample(db.sql);
       for (const token of [`agent-token\n${tail}`, `agent-token\u0000${tail}`, `agent token ${tail}`]) {
-        const id = await storeSample(db.sql);
         const log = memoryLogger();
         const summary = await drain(db.sql, { ...config, agentSdkToken: token }, {
           budgetMs: 0,
           log,
           transport,
         });
-        assert.equal(summary.retried, 1);
-        const [attempt] = await attemptsOf(db.sql, id);
-        assert.equal(
-          attempt.error,
-          "AGENT_SDK_TOKEN holds characters an HTTP header cannot carry (a line break, a space, or a character " +
-            "past ASCII)",
+        assert.deepEqual(
+          { stopped: summary.stopped, ok: summary.ok, claimed: summary.claimed, problem: summary.problem },
+          {
+            stopped: "not_configured",
+            ok: false,
+            claimed: 0,
+            problem:
+              "AGENT_SDK_TOKEN holds characters an HTTP header cannot carry (a line break, a space, or a " +
+              "character past ASCII)",
+          },
         );
-        const [row] = await db.sql`select last_error from public.webhook_events where id = ${id}`;
-        for (const text of [JSON.stringify(attempt), String(row.last_error), JSON.stringify(log.lines)]) {
+        for (const text of [JSON.stringify(summary), JSON.stringify(log.lines)]) {
           assert.ok(!text.includes(tail), `the token shows: ${text}`);
         }
-        await db.sql`delete from public.webhook_events where id = ${id}`;
       }
+      const [row] = await db.sql<{ status: string; attempts: number }[]>`
+        select status, attempts from public.webhook_events where id = ${id}`;
+      assert.deepEqual({ ...row, recorded: (await attemptsOf(db.sql, id)).length }, {
+        status: "pending",
+        attempts: 0,
+        recorded: 0,
+      });
       assert.equal(sdk.received.length, 0, "nothing sent");
+      // Set right, the event that waited goes out on its first attempt.
+      const fixed = await drain(db.sql, config, { budgetMs: 0, log: memoryLogger(), transport });
+      assert.equal(fixed.delivered, 1);
+      assert.equal(sdk.received.at(-1)?.attempt, 1);
     });
   },
 );

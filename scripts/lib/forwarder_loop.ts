@@ -76,20 +76,18 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
         signal: stopping.signal,
       });
       options.onDrain?.(summary);
+      // A problem's text is part of the stop: fixing one setting and breaking another is news too.
+      const stop = summary.stopped === "not_configured"
+        ? `not_configured: ${summary.problem}`
+        : summary.stopped;
       if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
-      // Only a pause or a missing target is news (a stop() before any claim ends as "aborted").
-      else if (
-        summary.stopped !== lastStop &&
-        (summary.stopped === "paused" || summary.stopped === "not_configured")
-      ) {
-        log(
-          "warn",
-          summary.stopped === "paused"
-            ? "[Forwarder] Paused (public.relay_settings.forwarding_paused)"
-            : "[Forwarder] Not configured: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override",
-        );
+      // Only a pause or a setting to fix is news (a stop() before any claim ends as "aborted").
+      else if (stop !== lastStop && summary.stopped === "paused") {
+        log("warn", "[Forwarder] Paused (public.relay_settings.forwarding_paused)");
+      } else if (stop !== lastStop && summary.stopped === "not_configured") {
+        log("warn", `[Forwarder] Not configured: ${summary.problem}`);
       }
-      lastStop = summary.stopped;
+      lastStop = stop;
       // More is due: one more drain right after this one.
       if (summary.stopped === "budget" || summary.stopped === "limit") void drains();
     } catch (error) {

@@ -78,12 +78,7 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
         worker: FUNCTION_NAME,
         log,
       });
-      log(summary.ok ? "info" : "error", "[Forward Events] Drained", {
-        ...summary,
-        ...(summary.stopped === "not_configured"
-          ? { hint: "set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override" }
-          : {}),
-      });
+      log(summary.ok ? "info" : "error", "[Forward Events] Drained", { ...summary });
       return c.json(summary, summary.ok ? 200 : 503);
     } catch (error) {
       log("error", "[Forward Events] Drain failed", { error: errorMessage(error) });

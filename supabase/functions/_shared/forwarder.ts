@@ -60,7 +60,11 @@ export interface DrainSummary {
   /** Reports that came after the lease had expired (the event was or will be sent again). */
   lease_lost: number;
   duration_ms: number;
+  /** Why it stopped as not_configured: the setting to fix, named, never its value. */
+  problem?: string;
 }
+
+const NO_TARGET = "no Agent SDK URL: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override";
 
 interface ClaimedEvent {
   id: string;
@@ -174,13 +178,22 @@ export async function drain(
     summary.duration_ms = Math.round(performance.now() - started);
     return summary;
   };
+  // Callers report it (forward-events answers 503, the loop logs when it changes).
+  const notConfigured = (problem: string) => {
+    summary.problem = problem;
+    return finish("not_configured", false);
+  };
 
+  // A token no request can carry fails every delivery alike: claimed, each event would spend an attempt on
+  // it and go dead on the last, a whole backlog dead-lettered by one typo. Nothing is claimed until it is set
+  // right; the backlog waits, and the stalled-forwarding alarm (webhook_delivery_health) says so.
+  const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
+  if (tokenProblem) return notConfigured(tokenProblem);
   if (!options.settingsChecked) {
     const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
       select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
     if (settings?.forwarding_paused) return finish("paused");
-    // No target: callers report it (forward-events answers 503, the loop logs when it changes).
-    if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return finish("not_configured", false);
+    if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return notConfigured(NO_TARGET);
   }
 
   let budgetSpent = false;
@@ -264,7 +277,7 @@ export async function drain(
   const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
-  if (noTarget) return finish("not_configured", false);
+  if (noTarget) return notConfigured(NO_TARGET);
   return finish(
     aborted ? "aborted" : budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle",
   );
@@ -298,6 +311,7 @@ export async function deliver(
     attempt: event.attempt,
   };
   try {
+    // drain() claims nothing without a target or with a token no request can carry; a direct caller may.
     if (!base) throw new DeliveryNotConfigured("no Agent SDK URL configured");
     const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
     if (tokenProblem) throw new DeliveryNotConfigured(tokenProblem);

@@ -443,7 +443,8 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         if (delivery.escalate && delivery.stalled_since) {
           failures.push(
             `forwarding stalled since ${delivery.stalled_since}: events are due and no forwarder has claimed ` +
-              "one for 5 minutes (is the forwarder scheduled and its token right? escalate per runbook)",
+              "one for 5 minutes (is the forwarder scheduled, its FORWARDER_TOKEN right, and AGENT_SDK_URL and " +
+              "AGENT_SDK_TOKEN usable? its log says; escalate per runbook)",
           );
         } else if (delivery.escalate) {
           failures.push(
