@@ -201,6 +201,43 @@ dbTest(
 );
 
 dbTest(
+  "drain: an Agent SDK URL no request can go to claims nothing, spends no attempt and names the setting",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const id = await storeSample(db.sql);
+      const stop = async (agentSdkUrl: string | null, settingsChecked = false) => {
+        const s = await drain(db.sql, { ...config, agentSdkUrl }, { settingsChecked, log: memoryLogger() });
+        return { stopped: s.stopped, ok: s.ok, claimed: s.claimed, problem: s.problem };
+      };
+      const refused = (problem: string) => ({ stopped: "not_configured", ok: false, claimed: 0, problem });
+      // A typo in the environment: no scheme, a space in the host, another scheme.
+      for (const url of ["agent.internal:8080", "http://agent .internal", "ftp://agent.internal"]) {
+        assert.deepEqual(await stop(url), refused("AGENT_SDK_URL is not an http(s) URL"), url);
+      }
+      // The override wins over AGENT_SDK_URL, for better and for worse; the claim's copy of it is checked too
+      // (set after the caller looked), and its batch handed back.
+      await db.sql`update public.relay_settings set agent_sdk_url_override = 'http://agent .internal'`;
+      const overrideProblem = refused("public.relay_settings.agent_sdk_url_override is not an http(s) URL");
+      assert.deepEqual(await stop(sdk.url), overrideProblem);
+      assert.deepEqual(await stop(sdk.url, true), overrideProblem);
+      const [row] = await db.sql<{ status: string; attempts: number }[]>`
+        select status, attempts from public.webhook_events where id = ${id}`;
+      assert.deepEqual({ ...row, recorded: (await attemptsOf(db.sql, id)).length }, {
+        status: "pending",
+        attempts: 0,
+        recorded: 0,
+      });
+      await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
+      const fixed = await drain(db.sql, { ...config, agentSdkUrl: "agent.internal:8080" }, {
+        log: memoryLogger(),
+      });
+      assert.equal(fixed.delivered, 1);
+      assert.equal(sdk.received.at(-1)?.attempt, 1);
+    });
+  },
+);
+
+dbTest(
   "forwarder loop: stopped before its drain claims anything, it does not report a missing target",
   async () => {
     await withForwardingSetup(async (db, _sdk, config) => {

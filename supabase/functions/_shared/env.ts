@@ -115,6 +115,17 @@ export function withoutSecrets(text: string, secrets: string[]): string {
     .replace(/(invalid header value)\s*:?\s*("(?:[^"\\]|\\.)*"|\S+)/gi, "$1");
 }
 
+/** Why `value` of `name` is no http(s) URL a request can go to, or null. Names the setting, never its value. */
+export function httpUrlProblem(name: string, value: string): string | null {
+  try {
+    const { protocol } = new URL(value);
+    if (protocol === "http:" || protocol === "https:") return null;
+  } catch {
+    // not a URL at all: the same answer
+  }
+  return `${name} is not an http(s) URL`;
+}
+
 /**
  * Why `value` of `name` cannot be sent as an HTTP header (a token: visible ASCII, no space), or null. fetch
  * would refuse it with a message that quotes it whole.

@@ -4,7 +4,7 @@
 // complete_webhook_deliveries); this module only moves bytes and reports what happened.
 import { errorMessage } from "./background.ts";
 import type { Sql } from "./db.ts";
-import { headerTokenProblem, withoutSecrets } from "./env.ts";
+import { headerTokenProblem, httpUrlProblem, withoutSecrets } from "./env.ts";
 import { deliveryUrl, type ForwarderConfig } from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
@@ -65,6 +65,12 @@ export interface DrainSummary {
 }
 
 const NO_TARGET = "no Agent SDK URL: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override";
+
+/** Why no event can be posted to the target (the override relay_settings holds, else AGENT_SDK_URL), or null. */
+function targetProblem(override: string | null | undefined, agentSdkUrl: string | null): string | null {
+  if (override) return httpUrlProblem("public.relay_settings.agent_sdk_url_override", override);
+  return agentSdkUrl ? httpUrlProblem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
+}
 
 interface ClaimedEvent {
   id: string;
@@ -184,21 +190,22 @@ export async function drain(
     return finish("not_configured", false);
   };
 
-  // A token no request can carry fails every delivery alike: claimed, each event would spend an attempt on
-  // it and go dead on the last, a whole backlog dead-lettered by one typo. Nothing is claimed until it is set
-  // right; the backlog waits, and the stalled-forwarding alarm (webhook_delivery_health) says so.
+  // A target or a token no request can go to fails every delivery alike: claimed, each event would spend an
+  // attempt on it and go dead on the last, a whole backlog dead-lettered by one typo. Nothing is claimed until
+  // it is set right; the backlog waits, and the stalled-forwarding alarm (webhook_delivery_health) says so.
   const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
   if (tokenProblem) return notConfigured(tokenProblem);
   if (!options.settingsChecked) {
     const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
       select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
     if (settings?.forwarding_paused) return finish("paused");
-    if (!settings?.agent_sdk_url_override && !config.agentSdkUrl) return notConfigured(NO_TARGET);
+    const problem = targetProblem(settings?.agent_sdk_url_override, config.agentSdkUrl);
+    if (problem) return notConfigured(problem);
   }
 
   let budgetSpent = false;
   let aborted = false;
-  let noTarget = false;
+  let noTarget: string | null = null;
   const maxEvents = options.maxEvents ?? Infinity;
   // Claimed plus asked for by claims in flight, so concurrent lanes never claim past maxEvents together.
   let reserved = 0;
@@ -224,14 +231,16 @@ export async function drain(
       reserved -= want - claimed.length;
       // Paused in the middle of a drain, or nothing due: either way nothing was claimed.
       if (claimed.length === 0) return;
-      // The claim returns the override it saw. Unset since the caller's look at relay_settings (or that look
-      // was the ingest's, seconds ago): nothing can be sent, and an attempt must not be spent on it. Handed
-      // back as claimed, then this drain stops as one that found no target.
-      if (claimed.some((e) => (e.agent_sdk_url_override ?? config.agentSdkUrl) === null)) {
+      // The claim returns the override it saw. Unset (or set to no usable URL) since the caller's look at
+      // relay_settings, or that look was the ingest's, seconds ago: nothing can be sent, and an attempt must
+      // not be spent on it. Handed back as claimed, then this drain stops as one that found no target.
+      const problem = claimed.map((e) => targetProblem(e.agent_sdk_url_override, config.agentSdkUrl))
+        .find((p) => p !== null);
+      if (problem) {
         const ids = claimed.map((e) => e.id);
         claimed.length = 0;
         reserved -= ids.length;
-        noTarget = true;
+        noTarget = problem;
         // Not handed back, the leases would expire and the reclaim count the attempt after all.
         await retryWithinBudget(
           () => sql`select public.release_webhook_events(${worker}, ${ids}::bigint[])`,
@@ -277,7 +286,7 @@ export async function drain(
   const settled = await Promise.allSettled(Array.from({ length: lanes }, runLane));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
-  if (noTarget) return notConfigured(NO_TARGET);
+  if (noTarget) return notConfigured(noTarget);
   return finish(
     aborted ? "aborted" : budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle",
   );

@@ -7,6 +7,7 @@ import type { Sql } from "./db.ts";
 import {
   type Env,
   headerTokenProblem,
+  httpUrlProblem,
   intFromEnv,
   secretValues,
   stringFromEnv,
@@ -50,13 +51,8 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
   let baseUrl: string | null = null;
   let baseUrlProblem: string | null = null;
   if (rawBase) {
-    try {
-      const url = new URL(rawBase);
-      if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("not http(s)");
-      baseUrl = url.toString().replace(/\/+$/, "");
-    } catch {
-      baseUrlProblem = "CHATWOOT_BASE_URL is not an http(s) URL";
-    }
+    baseUrlProblem = httpUrlProblem("CHATWOOT_BASE_URL", rawBase);
+    if (!baseUrlProblem) baseUrl = new URL(rawBase).toString().replace(/\/+$/, "");
   }
   const healthPath = stringFromEnv(env, "CHATWOOT_HEALTH_PATH") ?? "/hc";
   const adminToken = stringFromEnv(env, "READINESS_ADMIN_TOKEN");
