@@ -74,6 +74,8 @@ export function fullEnv(standInUrl: string, extra: Record<string, string> = {}):
     CHATWOOT_ACCOUNT_ID: STAND_IN_ACCOUNT,
     CHATWOOT_WEBHOOK_SECRET: "webhook-secret-for-tests",
     READINESS_ADMIN_TOKEN: ADMIN_TOKEN,
+    // Where forwarding goes (the webhook_pipeline check names a missing or unusable one); never called here.
+    AGENT_SDK_URL: "http://agent-sdk.invalid",
     ...extra,
   };
 }

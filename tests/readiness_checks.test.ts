@@ -40,6 +40,8 @@ function deps(
   extra: Partial<CheckDeps> = {},
   checkTimeoutMs = 10_000,
 ): CheckDeps {
+  // A forwarding target, as a deployment has (the webhook_pipeline check names a missing one); never called.
+  env = { AGENT_SDK_URL: "http://agent-sdk.invalid", ...env };
   const config = readinessConfigFromEnv(env);
   config.checkTimeoutMs = checkTimeoutMs;
   return { sql: db.sql, env, config, now: () => new Date(), ...extra };
@@ -524,6 +526,51 @@ Deno.test({
     }
   },
 });
+
+dbTest(
+  "readiness check webhook_pipeline: a forwarding target or token no request can use fails it, naming the setting",
+  async () => {
+    await storeVerifiedWebhook(db.sql, 9201);
+    await createDeliveryHealthView(db.sql, "test_health_target", { backlog: 1 });
+    const check = (env: Record<string, string>) =>
+      checkWebhookPipeline(deps(env, { deliveryHealthView: "test_health_target" }));
+    try {
+      assert.equal((await check({})).status, "pass");
+      const none = await check({ AGENT_SDK_URL: "" });
+      assert.equal(none.status, "warn");
+      assert.match(
+        none.detail,
+        /^forwarding has no Agent SDK URL: set AGENT_SDK_URL or public\.relay_settings/,
+      );
+      const cases: [Record<string, string>, string][] = [
+        [{ AGENT_SDK_URL: "agent.internal:8080" }, "AGENT_SDK_URL is not an http(s) URL"],
+        [
+          { AGENT_SDK_TOKEN: "sdk token SECRET-tail-7731" },
+          "AGENT_SDK_TOKEN holds characters an HTTP header cannot carry (a line break, a space, or a character " +
+          "past ASCII)",
+        ],
+      ];
+      for (const [env, problem] of cases) {
+        const r = await check(env);
+        assert.equal(r.status, "fail");
+        assert.ok(r.detail.startsWith(`forwarding cannot send: ${problem}; `), r.detail);
+        assert.ok(!JSON.stringify(r).includes("SECRET-tail-7731"));
+      }
+      // relay_settings' override is the target when set, for better and for worse.
+      await db.sql`update public.relay_settings set agent_sdk_url_override = 'http://agent .internal'`;
+      assert.match(
+        (await check({})).detail,
+        /^forwarding cannot send: public\.relay_settings\.agent_sdk_url_override is not an http\(s\) URL/,
+      );
+      await db.sql`update public.relay_settings set agent_sdk_url_override = 'http://agent.internal'`;
+      assert.equal((await check({ AGENT_SDK_URL: "agent.internal:8080" })).status, "pass");
+    } finally {
+      await db.sql`update public.relay_settings set agent_sdk_url_override = null`;
+      await db.sql`delete from public.webhook_events where event_key = 'message:9201:message_created'`;
+      await db.sql.unsafe(`drop view public.test_health_target`);
+    }
+  },
+);
 
 dbTest(
   "readiness check webhook_pipeline: dead events warn until acknowledged, and again when one dies after that",

@@ -4,8 +4,8 @@
 // complete_webhook_deliveries); this module only moves bytes and reports what happened.
 import { errorMessage } from "./background.ts";
 import type { Sql } from "./db.ts";
-import { headerTokenProblem, httpUrlProblem, withoutSecrets } from "./env.ts";
-import { deliveryUrl, type ForwarderConfig } from "./forwarder_config.ts";
+import { headerTokenProblem, withoutSecrets } from "./env.ts";
+import { deliveryUrl, type ForwarderConfig, sendingProblem, targetProblem } from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
@@ -62,14 +62,6 @@ export interface DrainSummary {
   duration_ms: number;
   /** Why it stopped as not_configured: the setting to fix, named, never its value. */
   problem?: string;
-}
-
-const NO_TARGET = "no Agent SDK URL: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override";
-
-/** Why no event can be posted to the target (the override relay_settings holds, else AGENT_SDK_URL), or null. */
-function targetProblem(override: string | null | undefined, agentSdkUrl: string | null): string | null {
-  if (override) return httpUrlProblem("public.relay_settings.agent_sdk_url_override", override);
-  return agentSdkUrl ? httpUrlProblem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
 }
 
 interface ClaimedEvent {
@@ -193,13 +185,15 @@ export async function drain(
   // A target or a token no request can go to fails every delivery alike: claimed, each event would spend an
   // attempt on it and go dead on the last, a whole backlog dead-lettered by one typo. Nothing is claimed until
   // it is set right; the backlog waits, and the stalled-forwarding alarm (webhook_delivery_health) says so.
-  const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
-  if (tokenProblem) return notConfigured(tokenProblem);
-  if (!options.settingsChecked) {
+  if (options.settingsChecked) {
+    // The target was seen; the claim checks its own copy of the override (below).
+    const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
+    if (tokenProblem) return notConfigured(tokenProblem);
+  } else {
     const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
       select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
     if (settings?.forwarding_paused) return finish("paused");
-    const problem = targetProblem(settings?.agent_sdk_url_override, config.agentSdkUrl);
+    const problem = sendingProblem(config, settings?.agent_sdk_url_override);
     if (problem) return notConfigured(problem);
   }
 

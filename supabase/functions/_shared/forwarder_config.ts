@@ -1,6 +1,6 @@
 // Settings of the forwarder that live in the environment (secrets, the default target). Everything an operator
 // changes at run time (pause, target override, schedule, timeouts) lives in public.relay_settings instead.
-import { type Env, listFromEnv, stringFromEnv } from "./env.ts";
+import { type Env, headerTokenProblem, httpUrlProblem, listFromEnv, stringFromEnv } from "./env.ts";
 
 export interface ForwarderConfig {
   /** Base URL of the Agent SDK; events go to `${url}/webhooks/chatwoot`. relay_settings may override it. */
@@ -25,6 +25,27 @@ export interface ForwardEventsAuthConfig {
 
 /** As for CHATWOOT_WEBHOOK_URL_TOKEN and READINESS_ADMIN_TOKEN: a token anyone may guess guards nothing. */
 export const MIN_FORWARDER_TOKEN_LENGTH = 24;
+
+export const NO_TARGET =
+  "no Agent SDK URL: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override";
+
+/** Why no event can be posted to the target (relay_settings' override, else AGENT_SDK_URL), or null. */
+export function targetProblem(
+  override: string | null | undefined,
+  agentSdkUrl: string | null,
+): string | null {
+  if (override) return httpUrlProblem("public.relay_settings.agent_sdk_url_override", override);
+  return agentSdkUrl ? httpUrlProblem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
+}
+
+/**
+ * Why no event can be sent at all, whatever it holds: a token no request can carry, or no usable target (see
+ * targetProblem). Null when deliveries can go out. The text names the setting, never its value.
+ */
+export function sendingProblem(config: ForwarderConfig, override: string | null | undefined): string | null {
+  return headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken) ??
+    targetProblem(override, config.agentSdkUrl);
+}
 
 export function forwarderConfigFromEnv(env: Env = Deno.env.toObject()): ForwarderConfig {
   return {

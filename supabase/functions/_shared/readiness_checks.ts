@@ -13,6 +13,7 @@ import {
   stringFromEnv,
   withoutSecrets,
 } from "./env.ts";
+import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import { webhookConfigFromEnv } from "./webhook_config.ts";
 import { withTimeout } from "./timeout.ts";
@@ -340,7 +341,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const { intake, health } = await boundedOnServer(deps, sql, async (tx) => {
+    const { intake, health, override } = await boundedOnServer(deps, sql, async (tx) => {
       const [intake] = await tx<
         {
           last_received_at: Date | null;
@@ -380,7 +381,11 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       const health = intake.forwarding_installed
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
         : null;
-      return { intake, health };
+      const [settings] = intake.forwarding_installed
+        ? await tx<{ agent_sdk_url_override: string | null }[]>`
+          select agent_sdk_url_override from public.relay_settings where id`
+        : [];
+      return { intake, health, override: settings?.agent_sdk_url_override ?? null };
     });
 
     const lastVerified = iso(intake.last_received_at);
@@ -407,6 +412,11 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     if (!intake.forwarding_installed) {
       warnings.push(`forwarding not installed (public.${view} is missing)`);
     } else {
+      // This function has the forwarders' settings (a project's secrets are every function's): one no request
+      // can use is named at once, not 5 minutes later as a stall. Without any target, events are kept unsent.
+      const problem = sendingProblem(forwarderConfigFromEnv(deps.env), override);
+      if (problem === NO_TARGET) warnings.push(`forwarding has ${problem}; events are stored, not sent`);
+      else if (problem) failures.push(`forwarding cannot send: ${problem}`);
       const rows = health!;
       const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
       if (missing.length > 0) {
