@@ -112,18 +112,21 @@ dbTest(
   "forwarding: one drain with three lanes overlaps its batches, delivers each event once, in conversation order",
   async () => {
     const db = await freshForwardingDb();
-    await fastSettings(db.sql);
+    // Held requests must not time out (that would send them again): a timeout far beyond the hold.
+    await fastSettings(db.sql, { request_timeout_ms: 25_000 });
     const inFlight = new Set<string>();
     const overlaps: string[] = [];
     let mostInFlight = 0;
-    // The first requests are held until another batch's arrive (or 1.5 s after the first one): on a loaded
-    // machine the lanes' round trips to Postgres can take longer than a quick answer, and batches then never
-    // meet at the sink. A held batch leaves the other 4 conversations' heads for a second lane to claim.
+    // The first requests are held until another batch's arrive: on a loaded machine the lanes' round trips to
+    // Postgres can take longer than a quick answer, and batches then never meet at the sink. A held batch
+    // leaves the other 4 conversations' heads for a second lane to claim. The hold ends after 20 s at the most,
+    // so that lanes that never overlap fail the test rather than hang it; a shorter end (it was 1.5 s) failed
+    // it when the second lane's claim or connection was that slow.
     let releaseHeld!: () => void;
     const held = new Promise<void>((resolve) => releaseHeld = resolve);
     let holdTimer: ReturnType<typeof setTimeout> | undefined;
     const sdk = startAgentSdk(async (r) => {
-      holdTimer ??= setTimeout(releaseHeld, 1_500); // within the 2 s request timeout
+      holdTimer ??= setTimeout(releaseHeld, 20_000);
       const conversation = String(JSON.parse(r.text).conversation?.id);
       if (inFlight.has(conversation)) overlaps.push(conversation);
       inFlight.add(conversation);
