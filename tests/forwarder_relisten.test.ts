@@ -62,10 +62,12 @@ dbTest(
           "delivery woken by NOTIFY",
           60_000,
         );
-        // Its backend terminated (pg_terminate_backend), it listens again at once, and events go out.
+        // Its backend terminated (pg_terminate_backend), it listens again at once, and events go out. Only in
+        // this file's database: other test files' forwarders (`deno task forward`) listen on the same server.
         const [{ terminated }] = await db.sql`
           select count(pg_terminate_backend(pid))::int as terminated from pg_stat_activity
-           where application_name = ${FORWARDER_APPLICATION_NAME} and query ilike 'listen%'`;
+           where datname = current_database() and application_name = ${FORWARDER_APPLICATION_NAME}
+             and query ilike 'listen%'`;
         assert.equal(terminated, 1);
         const afterTerminate = await storeSample(db.sql);
         await sdk.waitFor(
