@@ -168,6 +168,9 @@ dbTest(
       env: fullEnv(chatwoot.url, { CHATWOOT_API_TOKEN: "wrong-token" }),
       log: memoryLogger(),
       now: () => new Date("2025-10-12T08:00:00Z"),
+      // Generous, as in the other readiness tests: the checks run while Chromium loads the page, and a loaded
+      // machine must not turn a pass into "no answer within 3000 ms" (the default).
+      checkTimeoutMs: 10_000,
     });
     const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
     const browser = await launchChromium();
