@@ -78,14 +78,16 @@ Deno.test({
       // Paced: about 600 requests in 3 s, not as many as the server could take.
       assert.ok(r.requests >= 0.9 * rate * 3 && r.requests <= 1.05 * rate * 3, `${r.requests} requests`);
       // 60 of the ~600 slots fall in the 300 ms stall, each late by the rest of it: 0–300 ms, evenly spread. So
-      // the 5 % latest requests (~30) waited ~150 ms, the 10 % latest include the barely late. The upper bounds
-      // leave room for a machine loaded by the other test files (CI runs them in parallel); counted from the
-      // write, or from a misplaced schedule, the figures would be ~1 ms or seconds.
+      // the 5 % latest requests (~30) waited ~150 ms, and most (those due outside the stall) are on time. The
+      // upper bounds leave room for a machine loaded by the other test files (CI runs them in parallel);
+      // counted from the write, or from a misplaced schedule, the figures would be ~1 ms or seconds. Not p90
+      // for "on time": it sits at the stall's edge (its 60th latest request is the stall's least late), so some
+      // 20 requests a busy machine made 100 ms late anywhere in the 3 s moved it past 100 ms (1 run in 10).
       assert.ok(
         r.latencyMs.p95 >= 90 && r.latencyMs.p95 <= 260,
         `from the schedule: p95 ${r.latencyMs.p95} ms`,
       );
-      assert.ok(r.latencyMs.p90 < 100, `from the schedule: p90 ${r.latencyMs.p90} ms`);
+      assert.ok(r.latencyMs.p50 < 100, `from the schedule: p50 ${r.latencyMs.p50} ms`);
       assert.ok(r.latencyMs.max >= 250, `from the schedule: max ${r.latencyMs.max} ms`);
     } finally {
       await server.shutdown();
