@@ -7,7 +7,7 @@
 // function process: as the benchmark's (BENCH_FUNCTION_V8_FLAGS, default a deployed function's heap). --gc
 // adds V8's --trace-gc-nvp and sums up the collections during the profiled phase (the function's log lines
 // are then dropped inside the process, so that its stdout carries only the trace).
-import { parseArgs } from "node:util";
+import { parseArgsOrExit } from "../scripts/lib/cli.ts";
 import { fmt, textTable } from "./lib/context.ts";
 import { withDiskProbe } from "./lib/disk_probe.ts";
 import { summarizeGcTrace } from "./lib/gc_trace.ts";
@@ -25,14 +25,14 @@ import { freePort, startDenoServer, stopAllServers } from "./lib/proc.ts";
 import type { LatencySummary } from "./lib/stats.ts";
 import { assertCleanRun, halfRate, runWrk, type WrkResult } from "./lib/wrk.ts";
 
-const { values } = parseArgs({
+const { values } = parseArgsOrExit({
   args: Deno.args,
   options: {
     rate: { type: "string" },
     seconds: { type: "string", default: "15" },
     gc: { type: "boolean", default: false },
   },
-});
+}, "usage: deno task profile-half-rate [--rate=N] [--seconds=15] [--gc]");
 const seconds = Number(values.seconds);
 const connections = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 16);
 const serverUrl = Deno.env.get("BENCH_DATABASE_URL") ?? "postgresql://postgres@127.0.0.1:5432/postgres";

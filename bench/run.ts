@@ -1,8 +1,8 @@
 // deno task bench [--quick] [--only=ingest,growth,...]
 // Runs the benchmarks of issue 6 against PostgreSQL 15 (and PGlite for reference), prints a table and writes
 // bench/results.json. BENCH_QUICK=1 is the same as --quick (what CI runs: it checks completion, not speed).
-import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { parseArgsOrExit } from "../scripts/lib/cli.ts";
 import {
   type BenchContext,
   markdownTable,
@@ -15,14 +15,14 @@ import { closeAllDbs } from "./lib/pg.ts";
 import { commandExists, runCommand, stopAllServers } from "./lib/proc.ts";
 import { SECTIONS } from "./sections/mod.ts";
 
-const { values } = parseArgs({
+const { values } = parseArgsOrExit({
   args: Deno.args,
   options: {
     quick: { type: "boolean", default: false },
     only: { type: "string" },
     out: { type: "string", default: new URL("./results.json", import.meta.url).pathname },
   },
-});
+}, "usage: deno task bench [--quick] [--only=ingest,forwarding,growth,memory] [--out=FILE]");
 const quick = values.quick || ["1", "true", "yes"].includes(Deno.env.get("BENCH_QUICK") ?? "");
 const only = values.only?.split(",").map((s) => s.trim());
 const sections = SECTIONS.filter((s) => !only || only.includes(s.name));

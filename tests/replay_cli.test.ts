@@ -117,7 +117,9 @@ dbTest(`replay cli [${db.kind}]: usage errors of the CLIs exit 2 and change noth
     // The history row back as it was (the migration itself stayed applied).
     await sql`insert into supabase_migrations.schema_migrations ${sql(latest)} on conflict do nothing`;
   }
-  for (const script of ["scripts/stats.ts", "scripts/send.ts"]) {
+  for (
+    const script of ["scripts/stats.ts", "scripts/send.ts", "bench/run.ts", "bench/profile_half_rate.ts"]
+  ) {
     const run = await runScript(script, ["--bogus"], db.url, { CHATWOOT_WEBHOOK_SECRET: "x".repeat(32) });
     assert.equal(run.code, 2, `${script}: ${run.stderr}`);
     assert.match(run.stderr, /usage: deno task/);
