@@ -94,6 +94,27 @@ dbTest("immediate drain: a burst of stores runs one drain at a time, and every e
 });
 
 dbTest(
+  "immediate drain: with an AGENT_SDK_URL or token no request can use, a webhook claims nothing; an override does",
+  async () => {
+    await withForwardingSetup((db, sdk) =>
+      withBackgroundAwaited(async () => {
+        const { sql, stats } = observedSql(db.sql);
+        const ids: number[] = [];
+        for (const [i, url] of ["agent.internal:8080", "http://agent .internal"].entries()) {
+          ids.push((await webhookInstance(sql, url)("message_created", 78_000 + i, 7_800 + i)).id);
+        }
+        assert.equal(stats.claims, 0, "no claim to hand back at every webhook");
+        assert.deepEqual(await Promise.all(ids.map((id) => statusOf(db.sql, id))), ["pending", "pending"]);
+        // An override is the target whatever AGENT_SDK_URL says: the webhook's drain delivers.
+        await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
+        const id = (await webhookInstance(sql, "agent.internal:8080")("message_created", 78_010, 7_810)).id;
+        await sdk.waitFor(() => sdk.received.some((r) => r.eventId === id), "the override's delivery");
+      })
+    );
+  },
+);
+
+dbTest(
   "immediate drain: an event stored after the running drain's last claim is forwarded by another drain",
   async () => {
     await withForwardingSetup((db, sdk) =>

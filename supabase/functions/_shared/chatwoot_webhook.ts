@@ -7,7 +7,7 @@ import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.
 import { runInBackground, singleFlight } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
-import { forwarderConfigFromEnv } from "./forwarder_config.ts";
+import { forwarderConfigFromEnv, sendingProblem } from "./forwarder_config.ts";
 import {
   DeadlineExceeded,
   type EventToStore,
@@ -388,7 +388,9 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
         // the one in flight (if any) takes it (a paused forwarding claims nothing).
         const newerWhileDelivering = stored.outcome === "updated" && stored.status === "delivering";
         if (!stored.forwardNow && !newerWhileDelivering) return;
-        if (!forwarder.agentSdkUrl && !stored.targetOverrideSet) return;
+        // Nothing can be sent (no AGENT_SDK_URL and no override, or a URL or token no request can use): no
+        // claim at all, rather than one handed back at every webhook. An override is checked by the claim.
+        if (!stored.targetOverrideSet && sendingProblem(forwarder, null)) return;
         await immediateDrain();
       }
       : undefined,
