@@ -243,6 +243,29 @@ transportTest(
   },
 );
 
+transportTest(
+  "an override with spaces after it goes where new URL() reads it, as the check that let it through read it",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      // relay_settings' check (^https?://) lets trailing spaces through, and new URL() ignores them; appended
+      // to as text, the delivery URL had them before /webhooks/chatwoot: an invalid host, or another path.
+      for (
+        const [override, path] of [[`${sdk.url}  `, "/webhooks/chatwoot"], [
+          `${sdk.url}/agent `,
+          "/agent/webhooks/chatwoot",
+        ]]
+      ) {
+        await db.sql`update public.relay_settings set agent_sdk_url_override = ${override}`;
+        const id = await storeSample(db.sql);
+        const summary = await drain(db.sql, config, { budgetMs: 0, log: memoryLogger(), transport });
+        assert.equal(summary.delivered, 1, JSON.stringify(override));
+        assert.equal(new URL(sdk.received.at(-1)!.url).pathname, path);
+        assert.equal(await statusOf(db.sql, id), "delivered");
+      }
+    });
+  },
+);
+
 dbTest("delivery transports: (close the shared database)", closeSharedDb);
 
 transportTest(

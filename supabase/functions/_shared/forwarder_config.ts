@@ -1,6 +1,13 @@
 // Settings of the forwarder that live in the environment (secrets, the default target). Everything an operator
 // changes at run time (pause, target override, schedule, timeouts) lives in public.relay_settings instead.
-import { type Env, headerTokenProblem, httpUrlProblem, listFromEnv, stringFromEnv } from "./env.ts";
+import {
+  type Env,
+  headerTokenProblem,
+  httpUrlProblem,
+  listFromEnv,
+  stringFromEnv,
+  withoutSurroundingSpace,
+} from "./env.ts";
 
 export interface ForwarderConfig {
   /** Base URL of the Agent SDK; events go to `${url}/webhooks/chatwoot`. relay_settings may override it. */
@@ -29,13 +36,16 @@ export const MIN_FORWARDER_TOKEN_LENGTH = 24;
 export const NO_TARGET =
   "no Agent SDK URL: set AGENT_SDK_URL or public.relay_settings.agent_sdk_url_override";
 
-/** Why no event can be posted to the target (relay_settings' override, else AGENT_SDK_URL), or null. */
+/**
+ * Why no event can be posted to the target (relay_settings' override, else AGENT_SDK_URL), or null. The URL
+ * checked is the one deliveries go to, so that nothing passes here that every delivery would then fail on.
+ */
 export function targetProblem(
   override: string | null | undefined,
   agentSdkUrl: string | null,
 ): string | null {
-  if (override) return httpUrlProblem("public.relay_settings.agent_sdk_url_override", override);
-  return agentSdkUrl ? httpUrlProblem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
+  if (override) return httpUrlProblem("public.relay_settings.agent_sdk_url_override", deliveryUrl(override));
+  return agentSdkUrl ? httpUrlProblem("AGENT_SDK_URL", deliveryUrl(agentSdkUrl)) : NO_TARGET;
 }
 
 /**
@@ -68,9 +78,12 @@ export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): Forwar
 
 /**
  * `${base}/webhooks/chatwoot`, tolerant of a trailing slash on the base; a query (or fragment) the base carries,
- * such as a key some gateways want, stays after the path.
+ * such as a key some gateways want, stays after the path. Spaces around the base are dropped first, as
+ * `new URL()` drops them: the override's check (^https?://) lets "https://agent.example " through, and kept,
+ * the space landed before the path (an invalid host: every attempt failed).
  */
-export function deliveryUrl(base: string): string {
+export function deliveryUrl(rawBase: string): string {
+  const base = withoutSurroundingSpace(rawBase);
   const cut = base.search(/[?#]/);
   const [path, rest] = cut < 0 ? [base, ""] : [base.slice(0, cut), base.slice(cut)];
   return `${path.replace(/\/+$/, "")}/webhooks/chatwoot${rest}`;
