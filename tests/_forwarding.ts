@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { eventColumns, parseChatwootEvent } from "../supabase/functions/_shared/chatwoot_payload.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
-import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { type Logger, memoryLogger } from "../supabase/functions/_shared/log.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { type EventToStore, storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { startTestDb, type TestDb } from "./_db.ts";
@@ -112,14 +112,23 @@ export async function withForwardingSetup(
 
 /**
  * One chatwoot-webhook function instance (its own immediate-drain single flight), posting signed samples.
- * With `agentSdkUrl` null it has no AGENT_SDK_URL: only relay_settings' override gives it a target.
+ * With `agentSdkUrl` null it has no AGENT_SDK_URL: only relay_settings' override gives it a target. `env`
+ * adds to its environment (AGENT_SDK_TOKEN, ...); `log` receives its log lines.
  */
-export function webhookInstance(sql: Sql, agentSdkUrl: string | null) {
+export function webhookInstance(
+  sql: Sql,
+  agentSdkUrl: string | null,
+  options: { env?: Record<string, string>; log?: Logger } = {},
+) {
   const secret = "chatwoot-webhook-secret-for-tests";
   const app = chatwootWebhookApp({
-    env: { CHATWOOT_WEBHOOK_SECRET: secret, ...(agentSdkUrl === null ? {} : { AGENT_SDK_URL: agentSdkUrl }) },
+    env: {
+      CHATWOOT_WEBHOOK_SECRET: secret,
+      ...(agentSdkUrl === null ? {} : { AGENT_SDK_URL: agentSdkUrl }),
+      ...options.env,
+    },
     sql,
-    log: memoryLogger(),
+    log: options.log ?? memoryLogger(),
   });
   return async (event: SampleEvent, messageId: number, conversationId: number, content?: string) => {
     const body = JSON.stringify(samplePayload(event, { messageId, conversationId, content }));

@@ -196,6 +196,41 @@ dbTest(
 );
 
 dbTest(
+  "immediate drain: a setting that keeps it from sending is a warning naming it, once, never its value",
+  async () => {
+    await withForwardingSetup(async (db, sdk) => {
+      const log = memoryLogger();
+      const tail = "SECRET-immediate-7c41";
+      await withBackgroundAwaited(async () => {
+        // The ingest saw a target (AGENT_SDK_URL is set), but no request can carry the token.
+        const instance = webhookInstance(db.sql, sdk.url, {
+          env: { AGENT_SDK_TOKEN: `agent token ${tail}` },
+          log,
+        });
+        for (const n of [1, 2, 3]) {
+          await instance("message_created", 93_000 + n, 9_300 + n);
+          // One store at a time, each with a drain of its own (not one shared by a burst).
+          await eventually(
+            () => Promise.resolve(log.lines.filter((l) => l.msg.includes("Immediate delivery")).length >= n),
+            20_000,
+            `drain ${n}`,
+          );
+        }
+      });
+      const warnings = log.lines.filter((l) => l.level === "warn" || l.level === "error");
+      assert.deepEqual(warnings.map((l) => [l.level, l.msg, l.problem]), [[
+        "warn",
+        "[Chatwoot Webhook] Immediate delivery not configured",
+        "AGENT_SDK_TOKEN holds characters an HTTP header cannot carry (a line break, a space, or a character " +
+        "past ASCII)",
+      ]]);
+      assert.ok(!JSON.stringify(log.lines).includes(tail));
+      assert.equal(sdk.received.length, 0);
+    });
+  },
+);
+
+dbTest(
   "drain: a claim that finds no target sends nothing, spends no attempt and stops as not_configured",
   async () => {
     await withForwardingSetup(async (db, sdk) => {

@@ -354,6 +354,8 @@ export const IMMEDIATE_DRAIN_MAX_EVENTS = 100;
 export function chatwootWebhookApp(runtime: Runtime): Hono {
   const { sql, log } = runtime;
   const forwarder = forwarderConfigFromEnv(runtime.env);
+  // The last setting named in a warning: one per change, not one per webhook (forward-events says it too).
+  let lastProblem: string | null = null;
   const immediateDrain = sql
     ? singleFlight(
       async () => {
@@ -367,6 +369,13 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
           settingsChecked: true,
         });
         log("debug", `${LOG} Immediate delivery`, { ...summary });
+        // A token or target no request can use: nothing was claimed (or it was handed back), and at debug
+        // level nobody would learn why the event that just came in was not sent.
+        const problem = summary.stopped === "not_configured" ? summary.problem ?? null : null;
+        if (problem && problem !== lastProblem) {
+          log("warn", `${LOG} Immediate delivery not configured`, { problem });
+        }
+        lastProblem = problem;
         // Stopped by its wall-clock budget, not for want of events: a slow Agent SDK holds a batch for seconds
         // (its timeout is 10 s), and what its write-back made due (the next event of a conversation, a newer
         // version) would otherwise wait for forward-events' next call. One more drain follows; the CPU bound
