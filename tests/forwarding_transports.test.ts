@@ -266,6 +266,36 @@ transportTest(
   },
 );
 
+transportTest(
+  "credentials in the target URL go as Basic authorization, AGENT_SDK_TOKEN's Bearer instead when it is set",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      // fetch made a Basic header of them and undici dropped them; with a token, fetch sent both in one header.
+      const target = sdk.url.replace("://", "://us%20er:p%40ss@");
+      const sent = async (agentSdkToken: string | null) => {
+        const id = await storeSample(db.sql);
+        const summary = await drain(db.sql, { ...config, agentSdkUrl: target, agentSdkToken }, {
+          budgetMs: 0,
+          log: memoryLogger(),
+          transport,
+        });
+        assert.equal(summary.delivered, 1);
+        assert.equal(await statusOf(db.sql, id), "delivered");
+        const got = sdk.received.at(-1)!;
+        return { authorization: got.headers.get("authorization"), path: new URL(got.url).pathname };
+      };
+      assert.deepEqual(await sent(null), {
+        authorization: `Basic ${btoa("us er:p@ss")}`,
+        path: "/webhooks/chatwoot",
+      });
+      assert.deepEqual(await sent("agent-token-xyz"), {
+        authorization: "Bearer agent-token-xyz",
+        path: "/webhooks/chatwoot",
+      });
+    });
+  },
+);
+
 dbTest("delivery transports: (close the shared database)", closeSharedDb);
 
 transportTest(

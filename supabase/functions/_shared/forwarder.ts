@@ -5,7 +5,13 @@
 import { errorMessage } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { headerTokenProblem, withoutSecrets } from "./env.ts";
-import { deliveryUrl, type ForwarderConfig, sendingProblem, targetProblem } from "./forwarder_config.ts";
+import {
+  deliveryUrl,
+  type ForwarderConfig,
+  sendingProblem,
+  splitCredentials,
+  targetProblem,
+} from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
@@ -330,9 +336,11 @@ export async function deliver(
     if (config.agentSdkSecret) {
       Object.assign(headers, chatwootSignatureHeaders(config.agentSdkSecret, body));
     }
+    const target = splitCredentials(deliveryUrl(base));
     if (config.agentSdkToken) headers.Authorization = `Bearer ${config.agentSdkToken}`;
+    else if (target.basic) headers.Authorization = target.basic;
     const answer = await transport({
-      url: deliveryUrl(base),
+      url: target.url,
       headers,
       body,
       timeoutMs: event.request_timeout_ms,

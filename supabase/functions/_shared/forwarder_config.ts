@@ -5,6 +5,7 @@ import {
   headerTokenProblem,
   httpUrlProblem,
   listFromEnv,
+  safeDecode,
   stringFromEnv,
   withoutSurroundingSpace,
 } from "./env.ts";
@@ -87,4 +88,27 @@ export function deliveryUrl(rawBase: string): string {
   const cut = base.search(/[?#]/);
   const [path, rest] = cut < 0 ? [base, ""] : [base.slice(0, cut), base.slice(cut)];
   return `${path.replace(/\/+$/, "")}/webhooks/chatwoot${rest}`;
+}
+
+/**
+ * The delivery URL without the credentials it may carry (https://user:password@host), and those as a Basic
+ * Authorization value. fetch turned them into such a header and undici dropped them, so a target that needs
+ * them worked from the Edge Functions and not from `deno task forward`; and with AGENT_SDK_TOKEN set, fetch
+ * joined both in one header ("Basic …, Bearer …"). Now they are sent alike, and the token's Bearer wins.
+ */
+export function splitCredentials(url: string): { url: string; basic: string | null } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { url, basic: null }; // the transport says what is wrong with it, as for any unreachable target
+  }
+  if (!parsed.username && !parsed.password) return { url, basic: null };
+  const pair = `${safeDecode(parsed.username)}:${safeDecode(parsed.password)}`;
+  parsed.username = "";
+  parsed.password = "";
+  return {
+    url: parsed.toString(),
+    basic: `Basic ${btoa(String.fromCharCode(...new TextEncoder().encode(pair)))}`,
+  };
 }
