@@ -16,6 +16,7 @@ import { runScript } from "./_dev.ts";
 import { eventToStore, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { serveOnLoopback } from "./_http.ts";
+import { closedPortUrl } from "./_agent_sdk.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -400,6 +401,30 @@ dbTest(`recover [${db.kind}]: deno task recover says when it waits to try Chatwo
     await api.stop();
   }
 });
+
+dbTest(
+  `recover [${db.kind}]: a retry after no answer at all says why, as does the failure after the last`,
+  async () => {
+    const lines: string[] = [];
+    const config: ChatwootApi = {
+      baseUrl: closedPortUrl(),
+      apiToken: TOKEN,
+      accountId: ACCOUNT,
+      retryPausesMs: [10],
+      onRetry: (line) => lines.push(line),
+    };
+    // fetch's own message is "fetch failed": what failed (refused, no such host, a TLS error) is in its cause.
+    await assert.rejects(
+      scanForMissing(config, sql, SINCE, UNTIL),
+      (e: Error) => e instanceof ChatwootApiError && /refused.*, after 2 tries$/i.test(e.message),
+    );
+    assert.equal(lines.length, 1);
+    assert.match(
+      lines[0],
+      /^Chatwoot API \/api\/v1\/profile: fetch failed: .*refused.*; trying again in 0.01 s/i,
+    );
+  },
+);
 
 dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores`, async () => {
   const s = await scenario();

@@ -107,6 +107,10 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
     } catch (error) {
       if (error instanceof ChatwootApiError) throw error;
       retryable = error instanceof Error ? error.message : String(error);
+      // fetch says only "fetch failed": what went wrong (refused, no such host, TLS) is in its cause. The caller
+      // hides secrets in it, as in any failure it reports (it quotes the URL, without its user info).
+      const cause = error instanceof Error ? error.cause : undefined;
+      if (cause instanceof Error && cause.message) retryable += `: ${cause.message}`;
     }
     if (attempt >= pauses.length) {
       throw new ChatwootApiError(null, url.pathname, `${retryable}, after ${attempt + 1} tries`);
