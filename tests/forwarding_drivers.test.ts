@@ -207,15 +207,16 @@ dbTest(
           env: { AGENT_SDK_TOKEN: `agent token ${tail}` },
           log,
         });
-        for (const n of [1, 2, 3]) {
-          await instance("message_created", 93_000 + n, 9_300 + n);
-          // One store at a time, each with a drain of its own (not one shared by a burst).
-          await eventually(
-            () => Promise.resolve(log.lines.filter((l) => l.msg.includes("Immediate delivery")).length >= n),
-            20_000,
-            `drain ${n}`,
-          );
-        }
+        // One store at a time; the first has the instance see the token, and the others it names no more.
+        for (const n of [1, 2, 3]) await instance("message_created", 93_000 + n, 9_300 + n);
+        // With an override as the target, the drain itself refuses, for the same reason: not said again.
+        await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
+        await instance("message_created", 93_004, 9_304);
+        await eventually(
+          () => Promise.resolve(log.lines.some((l) => l.msg.includes("Immediate delivery"))),
+          20_000,
+          "the override's drain",
+        );
       });
       const warnings = log.lines.filter((l) => l.level === "warn" || l.level === "error");
       assert.deepEqual(warnings.map((l) => [l.level, l.msg, l.problem]), [[

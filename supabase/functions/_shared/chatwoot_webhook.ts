@@ -7,7 +7,7 @@ import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.
 import { runInBackground, singleFlight } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
-import { forwarderConfigFromEnv, sendingProblem } from "./forwarder_config.ts";
+import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import {
   DeadlineExceeded,
   type EventToStore,
@@ -355,7 +355,14 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
   const { sql, log } = runtime;
   const forwarder = forwarderConfigFromEnv(runtime.env);
   // The last setting named in a warning: one per change, not one per webhook (forward-events says it too).
+  // Without it nobody would learn why the event that just came in was not sent.
   let lastProblem: string | null = null;
+  const warnOnce = (problem: string | null) => {
+    if (problem && problem !== lastProblem) {
+      log("warn", `${LOG} Immediate delivery not configured`, { problem });
+    }
+    lastProblem = problem;
+  };
   const immediateDrain = sql
     ? singleFlight(
       async () => {
@@ -369,13 +376,8 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
           settingsChecked: true,
         });
         log("debug", `${LOG} Immediate delivery`, { ...summary });
-        // A token or target no request can use: nothing was claimed (or it was handed back), and at debug
-        // level nobody would learn why the event that just came in was not sent.
-        const problem = summary.stopped === "not_configured" ? summary.problem ?? null : null;
-        if (problem && problem !== lastProblem) {
-          log("warn", `${LOG} Immediate delivery not configured`, { problem });
-        }
-        lastProblem = problem;
+        // A token or an override no request can use, seen by the drain: nothing was claimed, or it was handed back.
+        warnOnce(summary.stopped === "not_configured" ? summary.problem ?? null : null);
         // Stopped by its wall-clock budget, not for want of events: a slow Agent SDK holds a batch for seconds
         // (its timeout is 10 s), and what its write-back made due (the next event of a conversation, a newer
         // version) would otherwise wait for forward-events' next call. One more drain follows; the CPU bound
@@ -399,7 +401,12 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
         if (!stored.forwardNow && !newerWhileDelivering) return;
         // Nothing can be sent (no AGENT_SDK_URL and no override, or a URL or token no request can use): no
         // claim at all, rather than one handed back at every webhook. An override is checked by the claim.
-        if (!stored.targetOverrideSet && sendingProblem(forwarder, null)) return;
+        const problem = stored.targetOverrideSet ? null : sendingProblem(forwarder, null);
+        if (problem) {
+          // No target at all is a setup without forwarding (as in `deno task dev` without AGENT_SDK_URL).
+          if (problem !== NO_TARGET) warnOnce(problem);
+          return;
+        }
         await immediateDrain();
       }
       : undefined,
