@@ -209,6 +209,11 @@ dbTest(
         });
         // One store at a time; the first has the instance see the token, and the others it names no more.
         for (const n of [1, 2, 3]) await instance("message_created", 93_000 + n, 9_300 + n);
+        await eventually(
+          () => Promise.resolve(log.lines.some((l) => l.level === "warn")),
+          20_000,
+          "a warning before any drain",
+        );
         // With an override as the target, the drain itself refuses, for the same reason: not said again.
         await db.sql`update public.relay_settings set agent_sdk_url_override = ${sdk.url}`;
         await instance("message_created", 93_004, 9_304);
