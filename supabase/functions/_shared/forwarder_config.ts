@@ -73,7 +73,9 @@ export function forwardEventsAuthFromEnv(env: Env = Deno.env.toObject()): Forwar
     serviceRoleKey: stringFromEnv(env, "SUPABASE_SERVICE_ROLE_KEY"),
     problem: forwarderTokens.some((t) => t.length < MIN_FORWARDER_TOKEN_LENGTH)
       ? `FORWARDER_TOKEN must be at least ${MIN_FORWARDER_TOKEN_LENGTH} characters (each value, when several)`
-      : null,
+      // One that no caller can present (an invisible character pasted with it): every call was a 401 that
+      // blamed the caller, and the backlog stalled with FORWARDER_TOKEN looking set.
+      : forwarderTokens.map((t) => headerTokenProblem("FORWARDER_TOKEN", t)).find(Boolean) ?? null,
   };
 }
 

@@ -57,6 +57,11 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
   }
   const healthPath = stringFromEnv(env, "CHATWOOT_HEALTH_PATH") ?? "/hc";
   const adminToken = stringFromEnv(env, "READINESS_ADMIN_TOKEN");
+  // A token no client can present (an invisible character pasted with it) answered every PATCH 401, as if
+  // the caller's token were wrong: refused as a setting instead, like a short one.
+  const adminTokenProblem = adminToken && adminToken.length < MIN_ADMIN_TOKEN_LENGTH
+    ? `READINESS_ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`
+    : headerTokenProblem("READINESS_ADMIN_TOKEN", adminToken);
   return {
     chatwoot: {
       baseUrl,
@@ -65,10 +70,8 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
       accountId: stringFromEnv(env, "CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD"),
       healthPath: healthPath.startsWith("/") ? healthPath : `/${healthPath}`,
     },
-    adminToken: adminToken && adminToken.length >= MIN_ADMIN_TOKEN_LENGTH ? adminToken : null,
-    adminTokenProblem: adminToken && adminToken.length < MIN_ADMIN_TOKEN_LENGTH
-      ? `READINESS_ADMIN_TOKEN must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters`
-      : null,
+    adminToken: adminToken && !adminTokenProblem ? adminToken : null,
+    adminTokenProblem,
     checkTimeoutMs: intFromEnv(env, "READINESS_CHECK_TIMEOUT_MS", 3000),
     cacheMs: intFromEnv(env, "READINESS_CACHE_SECONDS", 30, 0) * 1000,
   };

@@ -1,0 +1,47 @@
+// Operators' typos in settings: each is named (the setting, never its value) where the operator looks, and
+// does not pass for a working setup. No database needed: every answer here comes before any query.
+import assert from "node:assert/strict";
+import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
+import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
+
+const TOKEN = "a-long-random-token-0123456789";
+/** Pasted with the value and invisible in a terminal or a dashboard's secret field. */
+const INVISIBLE = ["\u200b", "\u00ad", "\ufeff x"].map((tail) => TOKEN + tail);
+
+Deno.test("FORWARDER_TOKEN with a character no Authorization header carries: 503 naming it, not 401", async () => {
+  for (const value of [...INVISIBLE, "a-long-random token-0123456789", `${TOKEN},${TOKEN}\u200b`]) {
+    const app = createForwardEventsApp({
+      auth: forwardEventsAuthFromEnv({ FORWARDER_TOKEN: value }),
+      forwarder: { agentSdkUrl: null, agentSdkSecret: null, agentSdkToken: null },
+      sql: null,
+      log: memoryLogger(),
+    });
+    const response = await app.request("/forward-events", {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    const text = await response.text();
+    assert.equal(response.status, 503, JSON.stringify(value));
+    assert.equal(JSON.parse(text).error, "not_configured");
+    assert.match(text, /FORWARDER_TOKEN holds characters an HTTP header cannot carry/);
+    assert.ok(!text.includes(TOKEN.slice(2)), "the value is never shown");
+  }
+});
+
+Deno.test("READINESS_ADMIN_TOKEN with a character no Authorization header carries: 503 naming it", async () => {
+  for (const value of INVISIBLE) {
+    const app = createReadinessApp({ sql: null, env: { READINESS_ADMIN_TOKEN: value }, log: memoryLogger() });
+    const response = await app.request("/readiness/items/task-2", {
+      method: "PATCH",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ status: "done" }),
+    });
+    const text = await response.text();
+    assert.equal(response.status, 503, JSON.stringify(value));
+    assert.equal(JSON.parse(text).error, "not_configured");
+    assert.match(text, /READINESS_ADMIN_TOKEN holds characters/);
+    assert.ok(!text.includes(TOKEN.slice(2)), "the value is never shown");
+  }
+});
