@@ -4,7 +4,10 @@ import assert from "node:assert/strict";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
-import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
+import { createReadinessApp, readinessApp } from "../supabase/functions/_shared/readiness.ts";
+import { runtimeFromEnv } from "../supabase/functions/_shared/runtime.ts";
+import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { forwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 
 const TOKEN = "a-long-random-token-0123456789";
 /** Pasted with the value and invisible in a terminal or a dashboard's secret field. */
@@ -43,5 +46,41 @@ Deno.test("READINESS_ADMIN_TOKEN with a character no Authorization header carrie
     assert.equal(JSON.parse(text).error, "not_configured");
     assert.match(text, /READINESS_ADMIN_TOKEN holds characters/);
     assert.ok(!text.includes(TOKEN.slice(2)), "the value is never shown");
+  }
+});
+
+Deno.test("a DATABASE_POOL_SIZE or database URL typo: every function answers 503 naming it, none fails to boot", async () => {
+  const password = "a-real-password-0123456789";
+  const url = `postgresql://postgres:${password}@127.0.0.1:1/postgres`;
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ DATABASE_URL: url, DATABASE_POOL_SIZE: "10 connections" }, /DATABASE_POOL_SIZE must be an integer/],
+    [{ SUPABASE_DB_URL: `"${url}"` }, /DATABASE_URL \/ SUPABASE_DB_URL\) is not a postgresql:/],
+  ];
+  for (const [env, named] of cases) {
+    const log = memoryLogger();
+    // index.ts builds its app from this at start: a throw here was the worker's boot error, a stack trace.
+    const runtime = runtimeFromEnv({ CHATWOOT_WEBHOOK_SECRET: TOKEN, FORWARDER_TOKEN: TOKEN, ...env }, log);
+    assert.equal(runtime.sql, null);
+    const requests: [ReturnType<typeof chatwootWebhookApp>, string, RequestInit][] = [
+      [chatwootWebhookApp(runtime), "/chatwoot-webhook", { method: "POST" }],
+      [forwardEventsApp(runtime), "/forward-events", {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      }],
+      [readinessApp(runtime), "/readiness", {}],
+    ];
+    for (const [app, path, init] of requests) {
+      const response = await app.request(path, init);
+      const text = await response.text();
+      assert.equal(response.status, 503, `${path} ${text}`);
+      assert.equal(JSON.parse(text).error, "not_configured");
+      assert.match(text, named, path);
+      assert.ok(!text.includes(password));
+    }
+    assert.ok(
+      log.lines.some((l) => named.test(String(l.problem))),
+      "said once at start, in the function's log",
+    );
+    assert.ok(!JSON.stringify(log.lines).includes(password));
   }
 });

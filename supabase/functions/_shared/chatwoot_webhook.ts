@@ -27,7 +27,7 @@ import {
   TIMESTAMP_HEADER,
   timingSafeEqualStrings,
 } from "./signature.ts";
-import type { Runtime } from "./runtime.ts";
+import { NO_DATABASE, type Runtime } from "./runtime.ts";
 import { type WebhookConfig, webhookConfigFromEnv, type WebhookConfigResult } from "./webhook_config.ts";
 
 export const FUNCTION_NAME = "chatwoot-webhook";
@@ -38,6 +38,8 @@ export interface WebhookDeps {
   /** null when no database URL is configured. */
   sql: Sql | null;
   log: Logger;
+  /** Why `sql` is null although a database is configured (Runtime.databaseProblem). */
+  databaseProblem?: string | null;
   /** Unix seconds; injectable for tests of the timestamp window. */
   nowSeconds?: () => number;
   /** Called after an event is stored (not for duplicates), e.g. to start an immediate delivery attempt. */
@@ -140,7 +142,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     if (!sql) {
       return reject(
         c,
-        new Rejection(503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL"),
+        new Rejection(503, "not_configured", deps.databaseProblem ?? NO_DATABASE),
       );
     }
     const config = configResult.config;
@@ -392,6 +394,7 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
     config: webhookConfigFromEnv(runtime.env),
     sql,
     log,
+    databaseProblem: runtime.databaseProblem,
     afterStore: immediateDrain
       ? async (stored) => {
         // The ingest call already read the settings: no attempt while paused or without a target. A newer

@@ -14,7 +14,7 @@ import {
   forwardEventsAuthFromEnv,
 } from "./forwarder_config.ts";
 import type { Logger } from "./log.ts";
-import type { Runtime } from "./runtime.ts";
+import { NO_DATABASE, type Runtime } from "./runtime.ts";
 import { timingSafeEqualStrings } from "./signature.ts";
 
 export const FUNCTION_NAME = "forward-events";
@@ -33,6 +33,8 @@ export interface ForwardEventsDeps {
   forwarder: ForwarderConfig;
   sql: Sql | null;
   log: Logger;
+  /** Why `sql` is null although a database is configured (Runtime.databaseProblem). */
+  databaseProblem?: string | null;
 }
 
 export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
@@ -64,7 +66,7 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
     }
     if (!authorized) return fail(c, 401, "unauthorized", "Authorization: Bearer <FORWARDER_TOKEN> required");
     if (!sql) {
-      return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
+      return fail(c, 503, "not_configured", deps.databaseProblem ?? NO_DATABASE);
     }
 
     const budgetMs = boundedInt(c.req.query("budget_ms"), DEFAULT_BUDGET_MS, 0, MAX_BUDGET_MS);
@@ -105,5 +107,6 @@ export function forwardEventsApp(runtime: Runtime): Hono {
     forwarder: forwarderConfigFromEnv(runtime.env),
     sql: runtime.sql,
     log: runtime.log,
+    databaseProblem: runtime.databaseProblem,
   });
 }

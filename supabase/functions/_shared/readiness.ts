@@ -30,7 +30,7 @@ import {
   STATUSES,
   statusText,
 } from "./readiness_model.ts";
-import type { Runtime } from "./runtime.ts";
+import { NO_DATABASE, type Runtime } from "./runtime.ts";
 import { timingSafeEqualStrings } from "./signature.ts";
 import { withTimeout } from "./timeout.ts";
 
@@ -51,6 +51,8 @@ export interface ReadinessDeps {
   cacheMs?: number;
   /** See CheckDeps.deliveryHealthView. */
   deliveryHealthView?: string;
+  /** Why `sql` is null although a database is configured (Runtime.databaseProblem). */
+  databaseProblem?: string | null;
 }
 
 export interface ReadinessReport {
@@ -128,7 +130,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     c.header("Cache-Control", "no-store");
     if (configError) return fail(c, 503, "not_configured", configError);
     if (!sql) {
-      return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
+      return fail(c, 503, "not_configured", deps.databaseProblem ?? NO_DATABASE);
     }
     let r: ReadinessReport;
     try {
@@ -191,7 +193,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       return fail(c, 401, "unauthorized", "Authorization: Bearer <READINESS_ADMIN_TOKEN> is required");
     }
     if (!sql) {
-      return fail(c, 503, "not_configured", "No database configured: set SUPABASE_DB_URL or DATABASE_URL");
+      return fail(c, 503, "not_configured", deps.databaseProblem ?? NO_DATABASE);
     }
 
     if (!isJsonContentType(c.req.raw)) {
@@ -405,5 +407,10 @@ export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
 
 /** The function as deployed: settings from the runtime's environment. */
 export function readinessApp(runtime: Runtime): Hono {
-  return createReadinessApp({ sql: runtime.sql, env: runtime.env, log: runtime.log });
+  return createReadinessApp({
+    sql: runtime.sql,
+    env: runtime.env,
+    log: runtime.log,
+    databaseProblem: runtime.databaseProblem,
+  });
 }
