@@ -1,6 +1,6 @@
 // deno task dev — see README.md ("Run it locally").
 import { DatabaseUrlError, databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
-import { intFromEnv } from "../supabase/functions/_shared/env.ts";
+import { ConfigError, intFromEnv } from "../supabase/functions/_shared/env.ts";
 import { onStopSignals, parseArgsOrExit, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
@@ -30,12 +30,22 @@ parseArgsOrExit(
 await loadDotenv(".env");
 const env = Deno.env.toObject();
 console.log("chatwoot-relay dev server");
-const port = intFromEnv(env, "PORT", 54321, 0);
-const dbPort = intFromEnv(env, "DB_PORT", 54322, 0);
+/** An integer setting; one that is not is said in a line (ConfigError names it), not as a stack trace. */
+function intSetting(name: string, fallback: number, min: number): number {
+  try {
+    return intFromEnv(env, name, fallback, min);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    Deno.exit(1);
+  }
+}
+const port = intSetting("PORT", 54321, 0);
+const dbPort = intSetting("DB_PORT", 54322, 0);
 const server = await startDevServer({
   port,
   dbPort,
-  forwarderSweepMs: intFromEnv(env, "FORWARDER_SWEEP_MS", 1000),
+  forwarderSweepMs: intSetting("FORWARDER_SWEEP_MS", 1000, 1),
 }).catch((error) => {
   // The functions listen through Deno.serve (Deno.errors.AddrInUse), the embedded database through node:net
   // (a Node error with code EADDRINUSE, which Deno's error carries too: hence this order).

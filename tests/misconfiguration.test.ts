@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
+import { devCommand, startDev } from "./_dev.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createReadinessApp, readinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { runtimeFromEnv } from "../supabase/functions/_shared/runtime.ts";
@@ -82,5 +83,36 @@ Deno.test("a DATABASE_POOL_SIZE or database URL typo: every function answers 503
       "said once at start, in the function's log",
     );
     assert.ok(!JSON.stringify(log.lines).includes(password));
+  }
+});
+
+Deno.test("deno task dev names at start every setting a function refuses, never its value", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "relay_misconfig_" });
+  const dev = await startDev({
+    RELAY_DATA_DIR: dataDir,
+    CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: "30s",
+    READINESS_CACHE_SECONDS: "30s",
+    FORWARDER_TOKEN: `${TOKEN}\u200b`,
+  });
+  try {
+    const before = dev.lines.slice(0, dev.lines.findIndex((l) => l.startsWith("Ready:")) + 1).join("\n");
+    assert.match(before, /chatwoot-webhook.*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer/);
+    assert.match(before, /readiness.*READINESS_CACHE_SECONDS must be an integer/);
+    assert.match(before, /forward-events.*FORWARDER_TOKEN holds characters/);
+    assert.ok(!before.includes(TOKEN.slice(2)));
+  } finally {
+    await dev.stop();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("deno task dev with PORT, DB_PORT or FORWARDER_SWEEP_MS not a number: one line naming it, no trace", async () => {
+  for (const name of ["PORT", "DB_PORT", "FORWARDER_SWEEP_MS"]) {
+    const out = await devCommand({ [name]: "54321x", RELAY_DATA_DIR: "/nonexistent/relay_misconfig" })
+      .output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    assert.match(stderr, new RegExp(`^${name} must be an integer >= \\d+\n$`, "m"));
+    assert.doesNotMatch(stderr, /\bat \S+\.ts:\d+/, "no stack trace");
   }
 });

@@ -8,7 +8,13 @@ import { FUNCTIONS } from "./function_registry.ts";
 import { applyMigrations } from "./migrations.ts";
 import { redact } from "./cli.ts";
 import { dataDir, ensureDevSecret } from "./dev_secret.ts";
-import { forwarderConfigFromEnv } from "../../supabase/functions/_shared/forwarder_config.ts";
+import {
+  forwarderConfigFromEnv,
+  forwardEventsAuthFromEnv,
+} from "../../supabase/functions/_shared/forwarder_config.ts";
+import { ConfigError, type Env } from "../../supabase/functions/_shared/env.ts";
+import { readinessConfigFromEnv } from "../../supabase/functions/_shared/readiness_checks.ts";
+import { webhookConfigFromEnv } from "../../supabase/functions/_shared/webhook_config.ts";
 import {
   DUE_CHANNEL,
   type ForwarderLoop,
@@ -38,6 +44,28 @@ export interface DevServer {
 }
 
 const FUNCTIONS_PREFIX = "/functions/v1/";
+
+/**
+ * What each function refuses in `env`, as its 503 not_configured says it (setting names, never values), and
+ * which of its requests are answered so.
+ */
+function settingProblems(env: Env): [string, string, string][] {
+  const problems: [string, string, string][] = [];
+  const webhook = webhookConfigFromEnv(env);
+  if (!webhook.ok) {
+    problems.push(["chatwoot-webhook", webhook.message, "every webhook (lost: Chatwoot never re-sends it)"]);
+  }
+  try {
+    const readiness = readinessConfigFromEnv(env);
+    if (readiness.adminTokenProblem) problems.push(["readiness", readiness.adminTokenProblem, "every PATCH"]);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(["readiness", error.message, "every request"]);
+  }
+  const auth = forwardEventsAuthFromEnv(env);
+  if (auth.problem) problems.push(["forward-events", auth.problem, "every call"]);
+  return problems;
+}
 
 /**
  * Work the functions hand to `EdgeRuntime.waitUntil` (the delivery started after a store, a late store after
@@ -81,6 +109,11 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   }
 
   const runtime: Runtime = { env: Deno.env.toObject(), sql, log };
+  // A setting a function refuses makes it answer 503 not_configured to every request: said here, where the
+  // operator looks, rather than first in the answer to a webhook that is then lost.
+  for (const [name, problem, what] of settingProblems(runtime.env)) {
+    print(`  ${name.padEnd(10)} NOT CONFIGURED: ${problem}; ${what} is answered 503 until it is fixed`);
+  }
   // A Map, not an object: a name like "constructor" or "toString" must not find an Object.prototype member.
   const apps = new Map(Object.entries(FUNCTIONS).map(([name, build]) => [name, build(runtime)]));
 
