@@ -6,6 +6,7 @@ import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarde
 import { devCommand, startDev } from "./_dev.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createReadinessApp, readinessApp } from "../supabase/functions/_shared/readiness.ts";
+import { checkChatwootApi, readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import { runtimeFromEnv } from "../supabase/functions/_shared/runtime.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { forwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
@@ -114,5 +115,33 @@ Deno.test("deno task dev with PORT, DB_PORT or FORWARDER_SWEEP_MS not a number: 
     assert.equal(out.code, 1, stderr);
     assert.match(stderr, new RegExp(`^${name} must be an integer >= \\d+\n$`, "m"));
     assert.doesNotMatch(stderr, /\bat \S+\.ts:\d+/, "no stack trace");
+  }
+});
+
+Deno.test("CHATWOOT_BASE_URL copied from the browser (/app/…): the API check fails on the dashboard's page", async () => {
+  // Chatwoot answers every /app/… path with its dashboard page, 200, whatever the token.
+  const paths: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+    paths.push(new URL(req.url).pathname);
+    return new Response("<!DOCTYPE html><html>Chatwoot</html>", { headers: { "content-type": "text/html" } });
+  });
+  try {
+    const env = {
+      CHATWOOT_BASE_URL: `http://127.0.0.1:${server.addr.port}/app/accounts/7/dashboard`,
+      CHATWOOT_API_TOKEN: "not-even-a-token",
+      CHATWOOT_ACCOUNT_ID: "7",
+    };
+    const result = await checkChatwootApi({
+      sql: null,
+      env,
+      config: readinessConfigFromEnv(env),
+      now: () => new Date(),
+    });
+    assert.deepEqual(paths, ["/app/accounts/7/dashboard/api/v1/accounts/7"]);
+    assert.equal(result.status, "fail", result.detail);
+    assert.deepEqual(result.proves, []);
+    assert.match(result.detail, /not JSON.*CHATWOOT_BASE_URL/);
+  } finally {
+    await server.shutdown();
   }
 });

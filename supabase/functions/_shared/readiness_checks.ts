@@ -206,7 +206,7 @@ export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
 async function httpGet(deps: CheckDeps, url: string, headers: Record<string, string>, signal: AbortSignal) {
   const response = await (deps.fetch ?? fetch)(url, { headers, signal, redirect: "manual" });
   await response.body?.cancel().catch(() => {});
-  return response.status;
+  return { status: response.status, json: /\bjson\b/i.test(response.headers.get("content-type") ?? "") };
 }
 
 function withoutCredentials(url: string): string {
@@ -223,7 +223,7 @@ export function checkChatwootHealth(deps: CheckDeps): Promise<CheckResult> {
     if (!baseUrl) {
       return { status: "warn", detail: "not configured: set CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)" };
     }
-    const status = await httpGet(deps, `${baseUrl}${healthPath}`, {}, signal);
+    const { status } = await httpGet(deps, `${baseUrl}${healthPath}`, {}, signal);
     // The page is public: a base URL's user:password (basic auth in front of Chatwoot) is never shown.
     const data = { url: withoutCredentials(`${baseUrl}${healthPath}`), http_status: status };
     return status === 200
@@ -302,8 +302,24 @@ export function checkChatwootApi(deps: CheckDeps): Promise<CheckResult> {
     const tokenProblem = headerTokenProblem("CHATWOOT_API_TOKEN", apiToken);
     if (tokenProblem) return { status: "fail", detail: tokenProblem };
     const path = `/api/v1/accounts/${accountId}`;
-    const status = await httpGet(deps, `${baseUrl}${path}`, { api_access_token: apiToken! }, signal);
+    const { status, json } = await httpGet(
+      deps,
+      `${baseUrl}${path}`,
+      { api_access_token: apiToken! },
+      signal,
+    );
     const data = { path, http_status: status };
+    // Chatwoot answers every /app/… path with its dashboard page, 200 whatever the token: a base URL copied
+    // from the browser's address bar passed here, and proved a token never checked.
+    if (status === 200 && !json) {
+      return {
+        status: "fail",
+        detail:
+          `GET ${path} answered 200 but not JSON, so not Chatwoot's API: CHATWOOT_BASE_URL must be the ` +
+          "instance's address without a path such as /app/…",
+        data,
+      };
+    }
     if (status === 200) {
       return { status: "pass", detail: `GET ${path} answered 200`, proves: ["task-5", "validation-2"], data };
     }
