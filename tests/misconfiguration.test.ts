@@ -7,6 +7,7 @@ import { devCommand, startDev } from "./_dev.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createReadinessApp, readinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { checkChatwootApi, readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
+import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { runtimeFromEnv } from "../supabase/functions/_shared/runtime.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { forwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
@@ -144,4 +145,23 @@ Deno.test("CHATWOOT_BASE_URL copied from the browser (/app/…): the API check f
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("a number setting is written in decimal digits: 0x10, 1e3, 4194304.0 are refused, not read", () => {
+  for (const value of ["0x10", "0b11", "1e3", "4194304.0", "+300", "99999999999999999999"]) {
+    const result = webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: TOKEN,
+      CHATWOOT_WEBHOOK_MAX_BODY_BYTES: value,
+    });
+    // Read by Number(), "0x10" was a 16-byte limit: every webhook answered 413 and lost.
+    assert.deepEqual(result, {
+      ok: false,
+      message: "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1",
+    }, value);
+  }
+  const spaced = webhookConfigFromEnv({
+    CHATWOOT_WEBHOOK_SECRET: TOKEN,
+    CHATWOOT_WEBHOOK_MAX_BODY_BYTES: " 1024\n",
+  });
+  assert.ok(spaced.ok && spaced.config.maxBodyBytes === 1024);
 });

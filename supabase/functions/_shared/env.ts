@@ -6,8 +6,9 @@ export class ConfigError extends Error {}
 export function intFromEnv(env: Env, name: string, fallback: number, min = 1): number {
   const raw = env[name]?.trim();
   if (!raw) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
+  // Digits only: Number() also reads "0x10" (16), "1e3" and "4194304.0", none of which an operator means.
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) {
     throw new ConfigError(`${name} must be an integer >= ${min}`);
   }
   return value;
