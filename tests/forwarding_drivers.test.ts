@@ -273,7 +273,15 @@ dbTest(
       };
       const refused = (problem: string) => ({ stopped: "not_configured", ok: false, claimed: 0, problem });
       // A typo in the environment: no scheme, a space in the host, another scheme.
-      for (const url of ["agent.internal:8080", "http://agent .internal", "ftp://agent.internal"]) {
+      for (
+        const url of [
+          "agent.internal:8080",
+          "http://agent .internal",
+          "ftp://agent.internal",
+          "https://",
+          "http:///",
+        ]
+      ) {
         assert.deepEqual(await stop(url), refused("AGENT_SDK_URL is not an http(s) URL"), url);
       }
       // The override wins over AGENT_SDK_URL, for better and for worse; the claim's copy of it is checked too

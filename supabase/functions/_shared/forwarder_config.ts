@@ -45,8 +45,11 @@ export function targetProblem(
   override: string | null | undefined,
   agentSdkUrl: string | null,
 ): string | null {
-  if (override) return httpUrlProblem("public.relay_settings.agent_sdk_url_override", deliveryUrl(override));
-  return agentSdkUrl ? httpUrlProblem("AGENT_SDK_URL", deliveryUrl(agentSdkUrl)) : NO_TARGET;
+  // The base too: "https://" has no host, yet its delivery URL "https:/webhooks/chatwoot" reads as host "webhooks".
+  const problem = (name: string, base: string) =>
+    httpUrlProblem(name, withoutSurroundingSpace(base)) ?? httpUrlProblem(name, deliveryUrl(base));
+  if (override) return problem("public.relay_settings.agent_sdk_url_override", override);
+  return agentSdkUrl ? problem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
 }
 
 /**
