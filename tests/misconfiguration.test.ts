@@ -52,11 +52,29 @@ Deno.test("READINESS_ADMIN_TOKEN with a character no Authorization header carrie
   }
 });
 
-Deno.test("a DATABASE_POOL_SIZE or database URL typo: every function answers 503 naming it, none fails to boot", async () => {
+Deno.test("a DATABASE_POOL_SIZE typo: the default pool of 5, said once at start, naming it; no 503", async () => {
+  const password = "a-real-password-0123456789";
+  const url = `postgresql://postgres:${password}@127.0.0.1:1/postgres`;
+  for (const value of ["10 connections", "30s", "-1", "0x10", "0"]) {
+    const log = memoryLogger();
+    const runtime = runtimeFromEnv({ DATABASE_URL: url, DATABASE_POOL_SIZE: value }, log);
+    try {
+      // It answered every request of every function 503 not_configured: a webhook so answered is lost.
+      assert.ok(runtime.sql, value);
+      assert.equal(runtime.databaseProblem ?? null, null);
+      assert.equal(runtime.sql.options.max, 5);
+      const warning = "DATABASE_POOL_SIZE must be an integer >= 1; using the default 5";
+      assert.deepEqual(log.lines.map((l) => [l.level, l.problem]), [["warn", warning]], "once, at start");
+    } finally {
+      await runtime.sql?.end();
+    }
+  }
+});
+
+Deno.test("a database URL typo: every function answers 503 naming it, none fails to boot", async () => {
   const password = "a-real-password-0123456789";
   const url = `postgresql://postgres:${password}@127.0.0.1:1/postgres`;
   const cases: [Record<string, string>, RegExp][] = [
-    [{ DATABASE_URL: url, DATABASE_POOL_SIZE: "10 connections" }, /DATABASE_POOL_SIZE must be an integer/],
     [{ SUPABASE_DB_URL: `"${url}"` }, /DATABASE_URL \/ SUPABASE_DB_URL\) is not a postgresql:/],
   ];
   for (const [env, named] of cases) {
@@ -93,12 +111,32 @@ Deno.test("deno task dev names at start every setting a function refuses, never 
   const dev = await startDev({
     RELAY_DATA_DIR: dataDir,
     CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: "30s",
+    CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "0x10",
+    DATABASE_POOL_SIZE: "-1",
     READINESS_CACHE_SECONDS: "30s",
     FORWARDER_TOKEN: `${TOKEN}\u200b`,
   });
   try {
     const before = dev.lines.slice(0, dev.lines.findIndex((l) => l.startsWith("Ready:")) + 1).join("\n");
-    assert.match(before, /chatwoot-webhook.*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer/);
+    // A knob with a safe default is not a reason to lose webhooks: its default is used, and said.
+    assert.match(
+      before,
+      /chatwoot-webhook.*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer >= 1; using the default 300/,
+    );
+    assert.match(
+      before,
+      /chatwoot-webhook.*CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 4194304/,
+    );
+    assert.match(before, /DATABASE_POOL_SIZE must be an integer >= 1; using the default 5/);
+    assert.doesNotMatch(before, /chatwoot-webhook.*NOT CONFIGURED/);
+    assert.ok(!/0x10|"-1"|=-1/.test(before), "never the value");
+    const webhook = await fetch(`${dev.base}/functions/v1/chatwoot-webhook`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(webhook.status, 401, "checked as usual (no signature), not 503 not_configured");
+    assert.equal((await webhook.json()).error, "signature_missing");
     assert.match(before, /readiness.*READINESS_CACHE_SECONDS must be an integer/);
     assert.match(before, /forward-events.*FORWARDER_TOKEN holds characters/);
     assert.ok(!before.includes(TOKEN.slice(2)));
@@ -153,11 +191,13 @@ Deno.test("a number setting is written in decimal digits: 0x10, 1e3, 4194304.0 a
       CHATWOOT_WEBHOOK_SECRET: TOKEN,
       CHATWOOT_WEBHOOK_MAX_BODY_BYTES: value,
     });
-    // Read by Number(), "0x10" was a 16-byte limit: every webhook answered 413 and lost.
-    assert.deepEqual(result, {
-      ok: false,
-      message: "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1",
-    }, value);
+    // Read by Number(), "0x10" was a 16-byte limit: every webhook answered 413 and lost. Refused, the
+    // default is used and said.
+    assert.ok(result.ok, value);
+    assert.equal(result.config.maxBodyBytes, 4 * 1024 * 1024, value);
+    assert.deepEqual(result.warnings, [
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 4194304",
+    ], value);
   }
   const spaced = webhookConfigFromEnv({
     CHATWOOT_WEBHOOK_SECRET: TOKEN,

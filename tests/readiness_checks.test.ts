@@ -407,6 +407,29 @@ dbTest(
   },
 );
 
+dbTest(
+  "readiness checks: a refused tuning knob warns (ready false), naming it and the default, never its value",
+  async () => {
+    // The functions run on the default (a webhook is not lost for a typo), but the typo must not go unseen.
+    const knobs: [string, string][] = [
+      ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", "must be an integer >= 1; using the default 300"],
+      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", "must be an integer >= 1; using the default 4194304"],
+      ["CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", "must be an integer >= 0; using the default 120"],
+    ];
+    for (const [name, says] of knobs) {
+      const r = await checkWebhookPipeline(deps({ ...fullEnv(chatwoot.url), [name]: "0x10" }));
+      assert.equal(r.status, "warn", r.detail);
+      assert.ok(r.detail.includes(`${name} ${says}`), r.detail);
+      assert.ok(!JSON.stringify(r).includes("0x10"));
+    }
+    const pool = await checkDatabase(deps({ DATABASE_POOL_SIZE: "0x10" }));
+    assert.equal(pool.status, "warn", pool.detail);
+    assert.ok(pool.detail.startsWith("DATABASE_POOL_SIZE must be an integer >= 1; using the default 5; "));
+    assert.ok(!JSON.stringify(pool).includes("0x10"));
+    assert.equal((await checkDatabase(deps({ DATABASE_POOL_SIZE: "8" }))).status, "pass");
+  },
+);
+
 dbTest("readiness check webhook_pipeline: public.webhook_delivery_health honours the contract", async () => {
   // Before the forwarding migration is merged this creates a stand-in with the contract's columns; after it,
   // the real view is read and must have them (ensureDeliveryHealthView throws otherwise).

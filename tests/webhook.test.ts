@@ -565,11 +565,12 @@ dbTest(
     assert.equal(res2.body.error, "not_configured");
     const shortToken = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_URL_TOKEN: "short" });
     assert.equal(shortToken.ok, false);
-    const badNumber = webhookConfigFromEnv({
-      CHATWOOT_WEBHOOK_SECRET: "x",
-      CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "lots",
-    });
-    assert.ok(!badNumber.ok && /CHATWOOT_WEBHOOK_MAX_BODY_BYTES/.test(badNumber.message));
+    // A knob refused beside a missing secret is said too (not hidden until the secret is set).
+    const badNumber = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "lots" });
+    assert.ok(!badNumber.ok && /CHATWOOT_WEBHOOK_SECRET/.test(badNumber.message));
+    assert.deepEqual(badNumber.warnings, [
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 4194304",
+    ]);
   },
 );
 
@@ -630,6 +631,42 @@ dbTest(
     const [row] =
       await sql`select length(payload->>'content') as n from webhook_events where message_id = ${id}`;
     assert.equal(row.n, 150_000);
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: a tuning knob set to 30s, -1 or 0x10 falls back to its default, said once; no 503`,
+  async () => {
+    // Chatwoot never re-sends: a typo in a knob with a safe default answered every webhook 503 and lost it.
+    const knobs: [string, number, number][] = [
+      ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 1, 300],
+      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 1, 4 * 1024 * 1024],
+      ["CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 0, 120],
+    ];
+    for (const [name, min, fallback] of knobs) {
+      for (const value of ["30s", "-1", "0x10"]) {
+        const { app, log } = makeApp({ [name]: value });
+        const config = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, [name]: value });
+        assert.ok(config.ok, `${name}=${value}`);
+        assert.equal(config.config.toleranceSeconds, 300);
+        assert.equal(config.config.maxBodyBytes, 4 * 1024 * 1024);
+        assert.equal(config.config.lateStoreMs, 120_000);
+        // Over 16 bytes (MAX_BODY_BYTES=0x10 read as hex) and signed 100 s ago (a tolerance of 30 or 16 s).
+        const body = uniqueMessage();
+        const res = await post(
+          app,
+          signedRequest(URL_BASE, body, { nowSeconds: Math.floor(Date.now() / 1000) - 100 }),
+        );
+        assert.equal(res.status, 200, `${name}=${value}: ${JSON.stringify(res.body)}`);
+        assert.equal(await countRowsWhere(body), 1);
+        const warned = log.lines.filter((l) => l.level === "warn" && String(l.problem).includes(name));
+        assert.deepEqual(
+          warned.map((l) => l.problem),
+          [`${name} must be an integer >= ${min}; using the default ${fallback}`],
+          `${name}=${value}: said once, at start, with the setting and the default, never the value`,
+        );
+      }
+    }
   },
 );
 

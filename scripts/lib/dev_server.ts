@@ -15,6 +15,7 @@ import {
 import { ConfigError, type Env } from "../../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../../supabase/functions/_shared/readiness_checks.ts";
 import { webhookConfigFromEnv } from "../../supabase/functions/_shared/webhook_config.ts";
+import { poolSizeFromEnv } from "../../supabase/functions/_shared/runtime.ts";
 import {
   DUE_CHANNEL,
   type ForwarderLoop,
@@ -68,6 +69,21 @@ function settingProblems(env: Env): [string, string, string][] {
 }
 
 /**
+ * Settings refused and replaced by their default, as the functions log them at start (setting and default,
+ * never the value), and the readiness page shows them: [function, warning, where it applies].
+ */
+function settingDefaults(env: Env): [string, string, string][] {
+  const pool = poolSizeFromEnv(env).warning;
+  return [
+    ...webhookConfigFromEnv(env).warnings.map((w): [string, string, string] => ["chatwoot-webhook", w, ""]),
+    // This server shares one pool of its own across the functions; the deployed ones each read the setting.
+    ...(pool
+      ? [["functions", pool, " (deployed; deno task dev shares one pool)"] as [string, string, string]]
+      : []),
+  ];
+}
+
+/**
  * Work the functions hand to `EdgeRuntime.waitUntil` (the delivery started after a store, a late store after
  * a 503), kept as the edge runtime keeps it, so that stop() lets it finish: a delivery cut off left its events
  * leased, and they went out again once the lease expired, the next time the dev server ran.
@@ -113,6 +129,9 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   // operator looks, rather than first in the answer to a webhook that is then lost.
   for (const [name, problem, what] of settingProblems(runtime.env)) {
     print(`  ${name.padEnd(10)} NOT CONFIGURED: ${problem}; ${what} is answered 503 until it is fixed`);
+  }
+  for (const [name, warning, where] of settingDefaults(runtime.env)) {
+    print(`  ${name.padEnd(10)} SETTING REFUSED: ${warning}${where} until it is fixed`);
   }
   // A Map, not an object: a name like "constructor" or "toString" must not find an Object.prototype member.
   const apps = new Map(Object.entries(FUNCTIONS).map(([name, build]) => [name, build(runtime)]));

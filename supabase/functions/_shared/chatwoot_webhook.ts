@@ -82,6 +82,8 @@ type Authenticated =
 
 export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   const { config: configResult, sql, log } = deps;
+  // Once, at start: a knob whose value was refused runs on its default, and says so (never the value).
+  for (const problem of configResult.warnings) log("warn", `${LOG} Setting refused`, { problem });
   const nowSeconds = deps.nowSeconds ?? (() => Math.floor(Date.now() / 1000));
   const verifier = configResult.ok && configResult.config.secrets.length > 0
     ? new ChatwootSignatureVerifier(configResult.config.secrets)

@@ -3,15 +3,48 @@ export type Env = Record<string, string | undefined>;
 
 export class ConfigError extends Error {}
 
+/** An integer setting: `fallback` when unset, else its value; refused (ConfigError, naming it) when not one. */
 export function intFromEnv(env: Env, name: string, fallback: number, min = 1): number {
+  const { value, problem } = readInt(env, name, fallback, min);
+  if (problem) throw new ConfigError(problem);
+  return value;
+}
+
+/**
+ * A setting with a safe default. `warning` is set when its value was refused and `value` is the default: to be
+ * said, never silent (WebhookConfigResult.warnings, which the webhook app logs; runtimeFromEnv's log line).
+ */
+export interface Defaulted<T> {
+  value: T;
+  warning: string | null;
+}
+
+/**
+ * An integer tuning knob (a tolerance, a size): a refused value falls back to `fallback` with a warning naming
+ * the setting and the default, never the value. For a knob only: a lost webhook's 503 costs more than a
+ * default. The rule that refuses it is intFromEnv's.
+ */
+export function intFromEnvOrDefault(env: Env, name: string, fallback: number, min = 1): Defaulted<number> {
+  const { value, problem } = readInt(env, name, fallback, min);
+  return problem
+    ? { value: fallback, warning: `${problem}; using the default ${fallback}` }
+    : { value, warning: null };
+}
+
+/** The one rule for an integer setting: its value (`fallback` when unset), or why it is refused. */
+function readInt(
+  env: Env,
+  name: string,
+  fallback: number,
+  min: number,
+): { value: number; problem: string | null } {
   const raw = env[name]?.trim();
-  if (!raw) return fallback;
+  if (!raw) return { value: fallback, problem: null };
   // Digits only: Number() also reads "0x10" (16), "1e3" and "4194304.0", none of which an operator means.
   const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(value) || value < min) {
-    throw new ConfigError(`${name} must be an integer >= ${min}`);
-  }
-  return value;
+  return !Number.isSafeInteger(value) || value < min
+    ? { value: fallback, problem: `${name} must be an integer >= ${min}` }
+    : { value, problem: null };
 }
 
 /** Comma-separated list; blanks dropped. */

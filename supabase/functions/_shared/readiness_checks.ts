@@ -16,6 +16,7 @@ import {
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import { webhookConfigFromEnv } from "./webhook_config.ts";
+import { poolSizeFromEnv } from "./runtime.ts";
 import { withTimeout } from "./timeout.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
 
@@ -156,7 +157,19 @@ async function boundedOnServer<T>(
 // The checks
 // ---------------------------------------------------------------------------------------------------------
 
+/** `result`, warning first when a setting was refused and its default is in use: `ready` stays false. */
+function withDefaultWarning(result: CheckResult, warning: string | null): CheckResult {
+  if (!warning) return result;
+  return {
+    ...result,
+    status: result.status === "pass" ? "warn" : result.status,
+    detail: `${warning}; ${result.detail}`,
+  };
+}
+
 export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
+  // Every function's pool: a refused DATABASE_POOL_SIZE runs on the default (runtime.ts), said here.
+  const poolWarning = poolSizeFromEnv(deps.env).warning;
   return timed("database", "Database reachable and migrations current", deps, async () => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
@@ -200,7 +213,7 @@ export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
       })`,
       data,
     };
-  });
+  }).then((result) => withDefaultWarning(result, poolWarning));
 }
 
 async function httpGet(deps: CheckDeps, url: string, headers: Record<string, string>, signal: AbortSignal) {
@@ -254,7 +267,7 @@ export function checkCredentials(deps: CheckDeps, credentialNames: string[]): Pr
           present[name] = webhook.config.secrets.length > 0 ? name : "CHATWOOT_WEBHOOK_URL_TOKEN";
         } else {
           missing.push(name);
-          // Set but refused (a short URL token, a bad tolerance): why. The message names settings, never values.
+          // Set but refused (a short URL token): why. The message names settings, never values.
           const set = ["CHATWOOT_WEBHOOK_SECRET", "CHATWOOT_WEBHOOK_URL_TOKEN"].some((n) =>
             deps.env[n]?.trim()
           );
@@ -425,6 +438,9 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       `${data.events_24h} event${data.events_24h === 1 ? "" : "s"} in 24 h`,
     ];
     if (!lastVerified) warnings.push("no verified webhook received yet");
+    // Knobs of the webhook function refused and replaced by their default: webhooks are taken, but the typo
+    // keeps `ready` false until it is fixed (setting and default named, never the value).
+    warnings.push(...webhookConfigFromEnv(deps.env).warnings);
     const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);
     if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
 

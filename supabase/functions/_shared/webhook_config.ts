@@ -1,5 +1,5 @@
 // Settings of the chatwoot-webhook function, read once at start.
-import { ConfigError, type Env, intFromEnv, listFromEnv, stringFromEnv } from "./env.ts";
+import { ConfigError, type Env, intFromEnvOrDefault, listFromEnv, stringFromEnv } from "./env.ts";
 
 export interface WebhookConfig {
   /** Any of these verifies a signature: during a rotation both the old and the new secret are listed. */
@@ -17,21 +17,35 @@ export interface WebhookConfig {
   lateStoreMaxBytes: number;
 }
 
-export type WebhookConfigResult = { ok: true; config: WebhookConfig } | { ok: false; message: string };
+/**
+ * `warnings`: knobs whose value was refused, each naming the setting and the default used instead (never the
+ * value). On both variants, so that a secret missing too does not hide them; the app logs them at start.
+ */
+export type WebhookConfigResult =
+  & { warnings: string[] }
+  & ({ ok: true; config: WebhookConfig } | { ok: false; message: string });
 
 export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookConfigResult {
+  // Tuning knobs with safe defaults: a typo in one answered every webhook 503 not_configured, and Chatwoot
+  // never re-sends it. The default is used instead, and the mistake said (log, deno task dev, readiness).
+  const knobs = {
+    toleranceSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
+    // Chatwoot allows a message 150 000 characters long, and its message_created carries the text three
+    // times (content, and the conversation's last message with its processed_message_content): up to 1.8 MB
+    // in a 4-byte script. A body refused here is lost (Chatwoot never re-sends), so there is room to spare.
+    maxBodyBytes: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024),
+    // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
+    lateStoreSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0),
+  };
+  const warnings = Object.values(knobs).flatMap((knob) => knob.warning ?? []);
   try {
     const config: WebhookConfig = {
       secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
       urlToken: stringFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
-      toleranceSeconds: intFromEnv(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
-      // Chatwoot allows a message 150 000 characters long, and its message_created carries the text three
-      // times (content, and the conversation's last message with its processed_message_content): up to 1.8 MB
-      // in a 4-byte script. A body refused here is lost (Chatwoot never re-sends), so there is room to spare.
-      maxBodyBytes: intFromEnv(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024),
+      toleranceSeconds: knobs.toleranceSeconds.value,
+      maxBodyBytes: knobs.maxBodyBytes.value,
       storeBudgetMs: 2500,
-      // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
-      lateStoreMs: intFromEnv(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0) * 1000,
+      lateStoreMs: knobs.lateStoreSeconds.value * 1000,
       lateStoreMaxBytes: 64 * 1024 * 1024, // as lateStoreBytes counts it: about 16 MB of body text
     };
     if (config.urlToken !== null && config.urlToken.length < 24) {
@@ -44,9 +58,9 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
         "set CHATWOOT_WEBHOOK_SECRET (or CHATWOOT_WEBHOOK_URL_TOKEN for Chatwoot versions that cannot sign)",
       );
     }
-    return { ok: true, config };
+    return { ok: true, config, warnings };
   } catch (error) {
-    if (error instanceof ConfigError) return { ok: false, message: error.message };
+    if (error instanceof ConfigError) return { ok: false, message: error.message, warnings };
     throw error;
   }
 }
