@@ -312,15 +312,20 @@ Deno.test("dev: a DATABASE_URL it cannot reach is named (password hidden), not t
 
 Deno.test({
   name:
-    "dev + send: with only CHATWOOT_WEBHOOK_URL_TOKEN set, `deno task send` posts with the token, unsigned",
+    "dev + send: with only CHATWOOT_WEBHOOK_URL_TOKEN set (a rotation's two), `deno task send` posts one, unsigned",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
     // A fresh data folder: the dev server makes no secret when a URL token is configured, so none exists.
     const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-url-token-" });
     const token = "url-token-for-send-0123456789abcdef";
+    const newer = "url-token-for-send-newer-456789abcdef";
     const external: TestDb | null = Deno.env.get("DATABASE_URL") ? await startTestDb() : null;
-    const env: Record<string, string> = { RELAY_DATA_DIR: dataDir, CHATWOOT_WEBHOOK_URL_TOKEN: token };
+    // As a rotation lists them: send takes the first, not the whole list (which no token matches).
+    const env: Record<string, string> = {
+      RELAY_DATA_DIR: dataDir,
+      CHATWOOT_WEBHOOK_URL_TOKEN: `${token},${newer}`,
+    };
     if (external) env.DATABASE_URL = external.url;
     const dev = await startDev(env);
     try {
@@ -328,7 +333,7 @@ Deno.test({
       delete parentEnv.CHATWOOT_WEBHOOK_SECRET;
       const url = `${dev.base}/functions/v1/chatwoot-webhook`;
       // With a --url carrying ?token=, and without --url (send adds the configured token).
-      for (const args of [["--url", `${url}?token=${token}`], []]) {
+      for (const args of [["--url", `${url}?token=${newer}`], []]) {
         const send = await new Deno.Command(Deno.execPath(), {
           args: ["run", "-A", "scripts/send.ts", "message_created", ...args],
           cwd: ROOT,
@@ -340,7 +345,7 @@ Deno.test({
         const said = new TextDecoder().decode(send.stdout) + new TextDecoder().decode(send.stderr);
         assert.equal(send.code, 0, said);
         assert.match(said, /HTTP 200 .*"outcome":"stored"/);
-        assert.ok(!said.includes(token), "the token is never shown");
+        assert.ok(!said.includes(token) && !said.includes(newer), "the token is never shown");
       }
     } finally {
       await dev.stop();

@@ -202,6 +202,23 @@ dbTest(
       assert.match(short.detail, /CHATWOOT_WEBHOOK_URL_TOKEN must be at least 24 characters/);
       assert.ok(!JSON.stringify(short).includes("short-token"));
     }
+
+    // A rotation's two tokens (old,new) are present; one short value in the list is refused like a short token.
+    const newer = "url-token-newer-0123456789abcd";
+    const rotation = await checkCredentials(
+      deps({ ...env, CHATWOOT_WEBHOOK_URL_TOKEN: `${token},${newer}` }),
+      CREDENTIALS,
+    );
+    assert.equal(rotation.status, "pass", rotation.detail);
+    const oneShort = await checkCredentials(
+      deps({ ...env, CHATWOOT_WEBHOOK_URL_TOKEN: `${token},short-token` }),
+      CREDENTIALS,
+    );
+    assert.equal(oneShort.status, "fail");
+    assert.match(oneShort.detail, /CHATWOOT_WEBHOOK_URL_TOKEN must be at least 24 characters/);
+    for (const value of [token, newer, "short-token"]) {
+      assert.ok(![rotation, oneShort].some((r) => JSON.stringify(r).includes(value)), "never shown");
+    }
   },
 );
 

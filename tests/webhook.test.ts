@@ -546,6 +546,43 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a URL token rotation (old,new) accepts either value, a third is 401 and not stored`,
+  async () => {
+    // Written as a rotation list, the whole "old,new" was the one token: every real request was a 401, lost.
+    const OLD = "tok_old_0123456789abcdefghijklmn";
+    const NEW = "tok_new_0123456789abcdefghijklmn";
+    const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "", CHATWOOT_WEBHOOK_URL_TOKEN: ` ${OLD} , ${NEW} ` });
+    const plain = (token: string, body: string) =>
+      new Request(`${URL_BASE}?token=${encodeURIComponent(token)}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+    for (const token of [OLD, NEW]) {
+      const res = await post(app, plain(token, uniqueMessage()));
+      assert.equal(res.status, 200, token);
+      const [row] = await sql`select verified_by from webhook_events where id = ${res.body.id}`;
+      assert.equal(row.verified_by, "url_token");
+    }
+    for (const token of [URL_TOKEN, `${OLD},${NEW}`, OLD.slice(0, -1)]) {
+      const body = uniqueMessage();
+      const res = await post(app, plain(token, body));
+      assert.deepEqual([res.status, res.body.error], [401, "token_invalid"], token);
+      assert.equal(await countRowsWhere(body), 0);
+    }
+    // Every value must be long enough to be secret: one short value refuses the setting, naming it.
+    const short = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_URL_TOKEN: `${OLD},short-one` });
+    assert.ok(!short.ok && /CHATWOOT_WEBHOOK_URL_TOKEN must be at least 24 characters/.test(short.message));
+    assert.ok(!short.message.includes("short-one") && !short.message.includes(OLD));
+    const refused = createChatwootWebhookApp({ config: short, sql, log: memoryLogger() });
+    const body = uniqueMessage();
+    const res = await post(refused, plain(OLD, body));
+    assert.deepEqual([res.status, res.body.error], [503, "not_configured"]);
+    assert.equal(await countRowsWhere(body), 0);
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: with neither secret nor token configured every request gets 503 not_configured`,
   async () => {
     const { app } = makeApp({ CHATWOOT_WEBHOOK_SECRET: "" });

@@ -1,6 +1,7 @@
 // Local runs need a webhook secret, or the function refuses everything. When none is configured, a random
 // one is generated once and kept in the git-ignored data folder, where `deno task send` finds it too.
 // It is never printed.
+import { listFromEnv } from "../../supabase/functions/_shared/env.ts";
 import { toHex } from "../../supabase/functions/_shared/signature.ts";
 
 export const DATA_DIR_DEFAULT = ".data";
@@ -33,15 +34,15 @@ export async function ensureDevSecret(): Promise<string> {
 
 /**
  * How a local sender authenticates, as `deno task dev` configures the function: the first configured secret;
- * else the URL token (the dev server then generates no secret, so a dev secret left from an earlier run is
- * one it does not know); else the generated dev secret.
+ * else the first URL token (the dev server then generates no secret, so a dev secret left from an earlier run
+ * is one it does not know); else the generated dev secret. The first of a list, whichever the rotation's
+ * order: the local function accepts every listed value, and one rule for both settings is easier to predict.
  */
 export async function localCredential(): Promise<{ secret: string } | { urlToken: string } | null> {
-  const configured = (Deno.env.get("CHATWOOT_WEBHOOK_SECRET") ?? "").split(",").map((s) => s.trim()).find(
-    Boolean,
-  );
+  const env = Deno.env.toObject();
+  const [configured] = listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET");
   if (configured) return { secret: configured };
-  const urlToken = Deno.env.get("CHATWOOT_WEBHOOK_URL_TOKEN")?.trim();
+  const [urlToken] = listFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN");
   if (urlToken) return { urlToken };
   const devSecret = await readDevSecret();
   return devSecret ? { secret: devSecret } : null;

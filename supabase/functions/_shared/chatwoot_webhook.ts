@@ -314,8 +314,13 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       return { verifiedBy: "signature", sentAtSeconds: Number(timestamp) };
     }
     const token = new URL(req.url).searchParams.get("token");
-    if (config.urlToken !== null && token !== null) {
-      return timingSafeEqualStrings(token, config.urlToken)
+    if (config.urlTokens.length > 0 && token !== null) {
+      // Every listed token is compared, so timing does not tell which one (if any) matched.
+      let matched = false;
+      for (const urlToken of config.urlTokens) {
+        if (timingSafeEqualStrings(token, urlToken)) matched = true;
+      }
+      return matched
         ? { verifiedBy: "url_token", sentAtSeconds: null }
         : new Rejection(401, "token_invalid", "URL token does not match");
     }

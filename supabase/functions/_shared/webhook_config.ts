@@ -1,11 +1,14 @@
 // Settings of the chatwoot-webhook function, read once at start.
-import { ConfigError, type Env, intFromEnvOrDefault, listFromEnv, stringFromEnv } from "./env.ts";
+import { ConfigError, type Env, intFromEnvOrDefault, listFromEnv } from "./env.ts";
 
 export interface WebhookConfig {
   /** Any of these verifies a signature: during a rotation both the old and the new secret are listed. */
   secrets: string[];
-  /** For Chatwoot versions that cannot sign: a long random token accepted as ?token=. */
-  urlToken: string | null;
+  /**
+   * For Chatwoot versions that cannot sign: long random tokens, any one accepted as ?token=. Several during a
+   * rotation (Chatwoot's URL and this setting cannot change at once), as for the secrets; none: [].
+   */
+  urlTokens: string[];
   /** Accepted clock difference between X-Chatwoot-Timestamp and now, both directions. */
   toleranceSeconds: number;
   maxBodyBytes: number;
@@ -25,6 +28,8 @@ export type WebhookConfigResult =
   & { warnings: string[] }
   & ({ ok: true; config: WebhookConfig } | { ok: false; message: string });
 
+const MIN_URL_TOKEN_LENGTH = 24;
+
 export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookConfigResult {
   // Tuning knobs with safe defaults: a typo in one answered every webhook 503 not_configured, and Chatwoot
   // never re-sends it. The default is used instead, and the mistake said (log, deno task dev, readiness).
@@ -41,19 +46,21 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
   try {
     const config: WebhookConfig = {
       secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
-      urlToken: stringFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
+      urlTokens: listFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
       toleranceSeconds: knobs.toleranceSeconds.value,
       maxBodyBytes: knobs.maxBodyBytes.value,
       storeBudgetMs: 2500,
       lateStoreMs: knobs.lateStoreSeconds.value * 1000,
       lateStoreMaxBytes: 64 * 1024 * 1024, // as lateStoreBytes counts it: about 16 MB of body text
     };
-    if (config.urlToken !== null && config.urlToken.length < 24) {
+    // Each value: a short one beside a long one would still be a token anyone may guess.
+    if (config.urlTokens.some((token) => token.length < MIN_URL_TOKEN_LENGTH)) {
       throw new ConfigError(
-        "CHATWOOT_WEBHOOK_URL_TOKEN must be at least 24 characters (use a long random value)",
+        `CHATWOOT_WEBHOOK_URL_TOKEN must be at least ${MIN_URL_TOKEN_LENGTH} characters (each value, when ` +
+          "several; use a long random value)",
       );
     }
-    if (config.secrets.length === 0 && config.urlToken === null) {
+    if (config.secrets.length === 0 && config.urlTokens.length === 0) {
       throw new ConfigError(
         "set CHATWOOT_WEBHOOK_SECRET (or CHATWOOT_WEBHOOK_URL_TOKEN for Chatwoot versions that cannot sign)",
       );
