@@ -59,6 +59,18 @@ Deno.test("payload: unknown extra fields and unknown future events are accepted"
   assert.ok(future.ok);
 });
 
+Deno.test("payload: an event named like an Object property (constructor, toString) is no schema of ours", () => {
+  // The schema lookup read Object.prototype: "constructor" found a function and parsing threw, so a signed
+  // webhook got 500 (ours to fix, and lost) instead of being stored as an unknown event or refused 400.
+  const parsed = (event: string) => parseChatwootEvent(JSON.stringify({ event, id: 1 }));
+  const constructor = parsed("constructor");
+  assert.ok(constructor.ok && constructor.event === "constructor", JSON.stringify(constructor));
+  for (const event of ["toString", "hasOwnProperty", "__proto__"]) {
+    const refused = parsed(event);
+    assert.ok(!refused.ok && refused.error === "invalid_payload", `${event}: ${JSON.stringify(refused)}`);
+  }
+});
+
 Deno.test("payload: not JSON, not an object, no event, and schema mismatches are told apart", () => {
   const notJson = parseChatwootEvent("{nope");
   assert.equal(!notJson.ok && notJson.error, "invalid_json");

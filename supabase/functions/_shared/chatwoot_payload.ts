@@ -142,7 +142,8 @@ export function parseChatwootEvent(text: string): ParsedEvent {
   if (event === undefined || event === null || event === "") {
     return { ok: false, error: "missing_event", message: 'Body has no "event" field' };
   }
-  const schema = typeof event === "string" ? schemas[event] ?? AnyEvent : AnyEvent;
+  // Own keys only: schemas["constructor"] is Object's, a function, and parsing with it threw (a 500).
+  const schema = typeof event === "string" && Object.hasOwn(schemas, event) ? schemas[event] : AnyEvent;
   const result = schema.safeParse(value);
   if (!result.success) {
     return {
