@@ -613,6 +613,45 @@ dbTest(
 );
 
 dbTest(
+  "readiness check webhook_pipeline: forward_events naming no known event, or none at all, warns naming them",
+  async () => {
+    // A typo in relay_settings.forward_events stored every event 'skipped', and replays take only dead ones.
+    await storeVerifiedWebhook(db.sql, 9301);
+    await createDeliveryHealthView(db.sql, "test_health_events", { backlog: 0 });
+    const check = () => checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_events" }));
+    const set = (events: string[]) => db.sql`update public.relay_settings set forward_events = ${events}`;
+    try {
+      await set(["message_created", "message_updated", "contact_created"]);
+      const ok = await check();
+      assert.equal(ok.status, "pass", ok.detail);
+
+      await set(["message_create", "message_updated", "conversation.created"]);
+      const typo = await check();
+      assert.equal(typo.status, "warn");
+      assert.match(
+        typo.detail,
+        /^public\.relay_settings\.forward_events lists "message_create", "conversation\.created", no event the webhook knows \(it knows message_created, message_updated, conversation_created, /,
+      );
+      assert.doesNotMatch(typo.detail, /forwards no known event/);
+
+      for (const events of [[], ["message_create"]]) {
+        await set(events);
+        const none = await check();
+        assert.equal(none.status, "warn");
+        assert.match(
+          none.detail,
+          /^public\.relay_settings\.forward_events forwards no known event: every webhook is stored 'skipped'/,
+        );
+      }
+    } finally {
+      await set(["message_created"]);
+      await db.sql`delete from public.webhook_events where event_key = 'message:9301:message_created'`;
+      await db.sql.unsafe(`drop view public.test_health_events`);
+    }
+  },
+);
+
+dbTest(
   "readiness check webhook_pipeline: dead events warn until acknowledged, and again when one dies after that",
   async () => {
     await ensureDeliveryHealthView(db.sql);

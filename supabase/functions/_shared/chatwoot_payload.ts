@@ -2,6 +2,7 @@
 // derive from it. Schemas check only what we rely on; unknown extra fields pass through untouched, because
 // Chatwoot adds fields between versions and a rejected event is lost for good.
 import { z } from "zod";
+import { EVENT_NAME, type KnownEvent, MESSAGE_EVENTS } from "./chatwoot_events.ts";
 
 const Id = z.number().int().nonnegative();
 const Ref = z.looseObject({ id: Id });
@@ -9,8 +10,6 @@ const Timestamp = z.union([z.string(), z.number()]);
 const ChangedAttributes = z.array(
   z.record(z.string(), z.looseObject({ previous_value: z.unknown(), current_value: z.unknown() })),
 );
-
-export const MESSAGE_EVENTS = ["message_created", "message_updated"] as const;
 
 const MessageEvent = z.looseObject({
   event: z.enum(MESSAGE_EVENTS),
@@ -67,9 +66,10 @@ const InboxEvent = z.looseObject({
 
 // Events Chatwoot may add later: stored as they come, keyed by body hash.
 const AnyEvent = z.looseObject({
-  event: z.string().regex(/^[a-z][a-z0-9_.]{0,63}$/, "must be an event name"),
+  event: z.string().regex(EVENT_NAME, "must be an event name"),
 });
 
+// One schema for each known event, and none for another name (chatwoot_events.ts keeps the one list).
 const schemas: Record<string, z.ZodType<Record<string, unknown>>> = {
   message_created: MessageEvent,
   message_updated: MessageEvent,
@@ -83,9 +83,7 @@ const schemas: Record<string, z.ZodType<Record<string, unknown>>> = {
   contact_updated: ContactEvent,
   inbox_created: InboxEvent,
   inbox_updated: InboxEvent,
-};
-
-export const KNOWN_EVENTS = Object.keys(schemas);
+} satisfies Record<KnownEvent, z.ZodType<Record<string, unknown>>>;
 
 export interface PayloadIssue {
   path: string;

@@ -13,6 +13,7 @@ import {
   stringFromEnv,
   withoutSecrets,
 } from "./env.ts";
+import { KNOWN_EVENTS } from "./chatwoot_events.ts";
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import { webhookConfigFromEnv } from "./webhook_config.ts";
@@ -366,6 +367,34 @@ const num = (value: unknown) => value === null || value === undefined ? null : N
 const iso = (value: unknown) =>
   value instanceof Date ? value.toISOString() : (value as string | null) ?? null;
 
+/**
+ * What public.relay_settings.forward_events forwards less than it seems to: names of no event the webhook
+ * knows (a typo such as message_create), and a list that forwards none. Such events are stored 'skipped' and
+ * the replay functions take only dead ones, so it is said here rather than found out from the Agent SDK.
+ * Names are shown quoted (a trailing space shows), at most 10 and 64 characters each: the page is public.
+ */
+export function forwardEventsWarnings(listed: (string | null)[]): string[] {
+  const known = new Set<string | null>(KNOWN_EVENTS);
+  const unknown = listed.filter((name) => !known.has(name));
+  const warnings: string[] = [];
+  if (unknown.length === listed.length) {
+    warnings.push(
+      "public.relay_settings.forward_events forwards no known event: every webhook is stored 'skipped', none " +
+        "is sent",
+    );
+  }
+  if (unknown.length > 0) {
+    const show = (name: string | null) =>
+      name === null ? "null" : JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name);
+    const more = unknown.length > 10 ? ` and ${unknown.length - 10} more` : "";
+    warnings.push(
+      `public.relay_settings.forward_events lists ${unknown.slice(0, 10).map(show).join(", ")}${more}, no ` +
+        `event the webhook knows (it knows ${KNOWN_EVENTS.join(", ")}); such names forward nothing`,
+    );
+  }
+  return warnings;
+}
+
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
   return timed("webhook_pipeline", "Webhook pipeline", deps, async () => {
     const sql = deps.sql;
@@ -373,7 +402,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const { intake, health, override } = await boundedOnServer(deps, sql, async (tx) => {
+    const { intake, health, override, forwardEvents } = await boundedOnServer(deps, sql, async (tx) => {
       const [intake] = await tx<
         {
           last_received_at: Date | null;
@@ -414,10 +443,15 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
         : null;
       const [settings] = intake.forwarding_installed
-        ? await tx<{ agent_sdk_url_override: string | null }[]>`
-          select agent_sdk_url_override from public.relay_settings where id`
+        ? await tx<{ agent_sdk_url_override: string | null; forward_events: (string | null)[] }[]>`
+          select agent_sdk_url_override, forward_events from public.relay_settings where id`
         : [];
-      return { intake, health, override: settings?.agent_sdk_url_override ?? null };
+      return {
+        intake,
+        health,
+        override: settings?.agent_sdk_url_override ?? null,
+        forwardEvents: settings?.forward_events ?? null,
+      };
     });
 
     const lastVerified = iso(intake.last_received_at);
@@ -452,6 +486,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       const problem = sendingProblem(forwarderConfigFromEnv(deps.env), override);
       if (problem === NO_TARGET) warnings.push(`forwarding has ${problem}; events are stored, not sent`);
       else if (problem) failures.push(`forwarding cannot send: ${problem}`);
+      if (forwardEvents) warnings.push(...forwardEventsWarnings(forwardEvents));
       const rows = health!;
       const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
       if (missing.length > 0) {
