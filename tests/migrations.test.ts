@@ -4,6 +4,7 @@ import { startTestDb, type TestDb } from "./_db.ts";
 import { applyMigrations, listMigrations, OutOfOrderMigrations } from "../scripts/lib/migrations.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
+import { EVENT_NAME } from "../supabase/functions/_shared/chatwoot_events.ts";
 
 /** A test on a freshly migrated database of its own (PGlite, or the server DATABASE_URL names). */
 function migrationTest(name: string, fn: (db: TestDb) => Promise<void>, { ignore = false } = {}) {
@@ -144,6 +145,103 @@ migrationTest(
   },
 );
 
+migrationTest(
+  "migrations: relay_settings.forward_events takes only names the webhook stores (its EVENT_NAME), no null",
+  async (db) => {
+    // '{"message_created "}' or '{Message_Created}' matched no event: every one was stored 'skipped', unsaid.
+    const samples: (string | null)[][] = [
+      ["message_created"],
+      ["message_created", "message_updated", "conversation.priority_changed"],
+      ["message_create"], // the right form: Chatwoot may add events (readiness warns about unknown names)
+      [], // storing without forwarding is a choice (readiness warns)
+      ["a" + "b".repeat(63)],
+      ["message_created "],
+      [" message_created"],
+      ["message_created", ""],
+      [null],
+      ["message_created", null],
+      ["Message_Created"],
+      ["message-created"],
+      ["1st_event"],
+      ["a" + "b".repeat(64)],
+      ["message_created\n"],
+      ["évent"],
+    ];
+    let refused = 0;
+    for (const events of samples) {
+      const expected = events.every((name) => name !== null && EVENT_NAME.test(name));
+      const error = await db.sql`update public.relay_settings set forward_events = ${events}::text[]`.then(
+        () => null,
+        (e: { code?: string }) => e,
+      );
+      assert.equal(error === null, expected, `${JSON.stringify(events)}: ${error}`);
+      if (error) {
+        assert.equal(error.code, "23514", JSON.stringify(events));
+        refused++;
+      }
+    }
+    assert.equal(refused, 11);
+    const [{ forward_events }] = await db.sql`select forward_events from public.relay_settings`;
+    assert.deepEqual(forward_events, ["a" + "b".repeat(63)]);
+    // A setting beside it still changes (Postgres checks every constraint of the row at each UPDATE), also
+    // as service_role, the functions' role: the check's function is granted to it.
+    await db.sql.begin(async (tx) => {
+      await tx`set local role service_role`;
+      await tx`update public.relay_settings set forwarding_paused = true`;
+      await tx`update public.relay_settings set forwarding_paused = false, forward_events = '{message_created}'`;
+    });
+    const [after] = await db.sql`select forwarding_paused, forward_events from public.relay_settings`;
+    assert.deepEqual({ ...after }, { forwarding_paused: false, forward_events: ["message_created"] });
+  },
+);
+
+migrationTest(
+  "migrations: forward_events_names_checked drops from a live row only names no event can have, and says so",
+  async (db) => {
+    const migration = (await listMigrations()).find((f) => f.name === "forward_events_names_checked");
+    assert.ok(migration, "supabase/migrations/*_forward_events_names_checked.sql");
+    const text = await Deno.readTextFile(migration.path);
+    const notices: string[] = [];
+    const sql = postgres(db.url, { max: 1, onnotice: (n) => notices.push(`${n.severity}: ${n.message}`) });
+    const settings = async () =>
+      (await sql<{ forward_events: (string | null)[]; checked: boolean }[]>`
+        select forward_events,
+               exists (select 1 from pg_constraint where conname = 'relay_settings_forward_events_check'
+                          and convalidated) as checked
+          from public.relay_settings`)[0];
+    try {
+      await sql`alter table public.relay_settings drop constraint relay_settings_forward_events_check`;
+      await sql`update public.relay_settings set forward_events =
+        '{message_created,"message_updated ",NULL,"",message_create,Contact_Created}'`;
+      await sql.unsafe(text).simple();
+      // What it forwards is the same: the dropped names matched no event; message_create stays (readiness).
+      assert.deepEqual({ ...await settings() }, {
+        forward_events: ["message_created", "message_create"],
+        checked: true,
+      });
+      assert.deepEqual(notices.filter((n) => n.startsWith("WARNING")), [
+        "WARNING: public.relay_settings.forward_events held 'message_updated ', null, '', 'Contact_Created', " +
+        "names no event can have (so they forwarded nothing): dropped. Re-add a name meant, written as the " +
+        "event is (README, Forwarding)",
+      ]);
+
+      // A row that is right is left alone.
+      notices.length = 0;
+      await sql`alter table public.relay_settings drop constraint relay_settings_forward_events_check`;
+      const [before] = await sql`select updated_at from public.relay_settings`;
+      await sql.unsafe(text).simple();
+      const [after] = await sql`select updated_at from public.relay_settings`;
+      assert.deepEqual([(await settings()).forward_events, after.updated_at], [
+        ["message_created", "message_create"],
+        before.updated_at,
+      ]);
+      assert.deepEqual(notices.filter((n) => n.startsWith("WARNING")), []);
+    } finally {
+      await sql.end();
+    }
+  },
+);
+
 // Two sessions at once: the PostgreSQL server only. The migrations that need webhook_events to themselves
 // wait at most 2 s for it, then fail with a clear message and change nothing.
 const LOCKING_MIGRATIONS: Array<{
@@ -196,6 +294,16 @@ const LOCKING_MIGRATIONS: Array<{
                and not attisdropped`,
     before: "0",
     after: "1",
+  },
+  {
+    // ADD CONSTRAINT waits for every reader of relay_settings (an ingest reads it): a long query holding it.
+    name: "forward_events_names_checked",
+    undo: "alter table public.relay_settings drop constraint relay_settings_forward_events_check",
+    state:
+      `select count(*)::text as s from pg_constraint where conname = 'relay_settings_forward_events_check'`,
+    before: "0",
+    after: "1",
+    hold: "select count(*) from public.relay_settings",
   },
   {
     name: "recover_from_chatwoot_api",
