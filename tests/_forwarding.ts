@@ -74,6 +74,17 @@ export async function attemptsOf(sql: Sql, id: number) {
      where event_id = ${id} order by id`;
 }
 
+/** The event is still pending, no attempt counted or recorded: nothing was spent on it. */
+export async function assertUntouched(sql: Sql, id: number): Promise<void> {
+  const [row] = await sql<{ status: string; attempts: number }[]>`
+    select status, attempts from public.webhook_events where id = ${id}`;
+  assert.deepEqual({ ...row, recorded: [...await attemptsOf(sql, id)] }, {
+    status: "pending",
+    attempts: 0,
+    recorded: [],
+  });
+}
+
 let shared: Promise<TestDb> | null = null;
 
 /**

@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
 import { closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
-import { attemptsOf, closeSharedDb, statusOf, storeSample, withForwardingSetup } from "./_forwarding.ts";
+import {
+  assertUntouched,
+  attemptsOf,
+  closeSharedDb,
+  statusOf,
+  storeSample,
+  withForwardingSetup,
+} from "./_forwarding.ts";
 import {
   type DeliveryTransport,
   drain,
@@ -189,13 +196,7 @@ transportTest(
           assert.ok(!text.includes(tail), `the token shows: ${text}`);
         }
       }
-      const [row] = await db.sql<{ status: string; attempts: number }[]>`
-        select status, attempts from public.webhook_events where id = ${id}`;
-      assert.deepEqual({ ...row, recorded: (await attemptsOf(db.sql, id)).length }, {
-        status: "pending",
-        attempts: 0,
-        recorded: 0,
-      });
+      await assertUntouched(db.sql, id);
       assert.equal(sdk.received.length, 0, "nothing sent");
       // Set right, the event that waited goes out on its first attempt.
       const fixed = await drain(db.sql, config, { budgetMs: 0, log: memoryLogger(), transport });

@@ -1,22 +1,11 @@
 // Realistic Chatwoot webhook bodies, shaped as docs/chatwoot-contract.md describes (v4.11-v4.17), for the
 // `send` helper, the tests and the benchmarks.
+import { KNOWN_EVENTS, type KnownEvent } from "../../supabase/functions/_shared/chatwoot_events.ts";
 
-export const SAMPLE_EVENTS = [
-  "message_created",
-  "message_updated",
-  "conversation_created",
-  "conversation_status_changed",
-  "conversation_updated",
-  "conversation_typing_on",
-  "conversation_typing_off",
-  "webwidget_triggered",
-  "contact_created",
-  "contact_updated",
-  "inbox_created",
-  "inbox_updated",
-] as const;
+/** Every event the webhook knows has a sample. */
+export const SAMPLE_EVENTS = KNOWN_EVENTS;
 
-export type SampleEvent = typeof SAMPLE_EVENTS[number];
+export type SampleEvent = KnownEvent;
 
 export interface SampleOptions {
   messageId?: number;
