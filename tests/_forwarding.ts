@@ -86,12 +86,17 @@ export async function assertUntouched(sql: Sql, id: number): Promise<void> {
 }
 
 let shared: Promise<TestDb> | null = null;
+let sharedClosed = false;
 
 /**
  * One migrated database per test file (starting PGlite costs seconds on a busy machine), emptied and with
  * default settings before each test. Tests in a file run one after another; closeSharedDb() ends it.
  */
 export async function freshForwardingDb(): Promise<TestDb> {
+  // A test registered after the file's close test would start a second database that nothing drops.
+  if (sharedClosed) {
+    throw new Error("the shared database is closed: register the close test last in its file");
+  }
   shared ??= startTestDb();
   const db = await shared;
   await db.sql.unsafe(`
@@ -103,6 +108,7 @@ export async function freshForwardingDb(): Promise<TestDb> {
 }
 
 export async function closeSharedDb() {
+  sharedClosed = true;
   if (shared) await (await shared).close();
   shared = null;
 }

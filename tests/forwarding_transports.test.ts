@@ -297,8 +297,6 @@ transportTest(
   },
 );
 
-dbTest("delivery transports: (close the shared database)", closeSharedDb);
-
 transportTest(
   "an Agent SDK URL with a query: the path goes before it, the query is sent as is and never shown",
   async (transport) => {
@@ -336,3 +334,5 @@ transportTest(
     });
   },
 );
+
+dbTest("delivery transports: (close the shared database)", closeSharedDb);
