@@ -5,13 +5,7 @@
 import { errorMessage } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { headerTokenProblem, withoutSecrets } from "./env.ts";
-import {
-  deliveryUrl,
-  type ForwarderConfig,
-  sendingProblem,
-  splitCredentials,
-  targetProblem,
-} from "./forwarder_config.ts";
+import { deliveryTarget, type ForwarderConfig, sendingProblem } from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
@@ -234,8 +228,17 @@ export async function drain(
       // The claim returns the override it saw. Unset (or set to no usable URL) since the caller's look at
       // relay_settings, or that look was the ingest's, seconds ago: nothing can be sent, and an attempt must
       // not be spent on it. Handed back as claimed, then this drain stops as one that found no target.
-      const problem = claimed.map((e) => targetProblem(e.agent_sdk_url_override, config.agentSdkUrl))
-        .find((p) => p !== null);
+      // Resolved once for each override the batch holds (one relay_settings row: in practice one).
+      const targets = new Map<string | null, DeliveryTarget>();
+      let problem: string | null = null;
+      for (const override of new Set(claimed.map((e) => e.agent_sdk_url_override))) {
+        const target = deliveryTarget(override, config.agentSdkUrl);
+        if ("problem" in target) {
+          problem = target.problem;
+          break;
+        }
+        targets.set(override, target);
+      }
       if (problem) {
         const ids = claimed.map((e) => e.id);
         claimed.length = 0;
@@ -253,7 +256,11 @@ export async function drain(
       // Counted from before the claim was sent, so this end is never later than the leases' own.
       const leasesEndAt = claimSentAt + Math.min(...claimed.map((e) => e.lease_left_ms));
 
-      const results = await Promise.all(claimed.map((event) => deliver(event, config, log, transport)));
+      const results = await Promise.all(
+        claimed.map((event) =>
+          deliver(event, targets.get(event.agent_sdk_url_override)!, config, log, transport)
+        ),
+      );
       // The claim's query object keeps this array, its result, until V8's next full collection (db.ts,
       // releaseStatementText): emptied, so that the batch's bodies are not copied into the old generation.
       claimed.length = 0;
@@ -292,12 +299,19 @@ export async function drain(
   );
 }
 
-/** One POST of one event; never throws: every failure becomes an AttemptResult. */
-export async function deliver(
+/** Where one batch's deliveries go: the URL, and a Basic authorization from the credentials it carried. */
+type DeliveryTarget = { url: string; basic: string | null };
+
+/**
+ * One POST of one event to `target`; never throws: every failure becomes an AttemptResult. drain() calls it
+ * only with a usable target and token (sendingProblem, deliveryTarget).
+ */
+async function deliver(
   event: ClaimedEvent,
+  target: DeliveryTarget,
   config: ForwarderConfig,
   log: Logger,
-  transport: DeliveryTransport = fetchTransport,
+  transport: DeliveryTransport,
 ): Promise<AttemptResult> {
   const startedAt = new Date();
   const t0 = performance.now();
@@ -312,7 +326,6 @@ export async function deliver(
     response_excerpt: null,
     retry_after_seconds: null,
   };
-  const base = event.agent_sdk_url_override ?? config.agentSdkUrl;
   const fields = {
     component: "forwarder",
     event_id: Number(event.id),
@@ -320,10 +333,6 @@ export async function deliver(
     attempt: event.attempt,
   };
   try {
-    // drain() claims nothing without a target or with a token no request can carry; a direct caller may.
-    if (!base) throw new DeliveryNotConfigured("no Agent SDK URL configured");
-    const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
-    if (tokenProblem) throw new DeliveryNotConfigured(tokenProblem);
     const body = encoder.encode(event.raw_body);
     const headers: Record<string, string> = {
       "Content-Type": "application/json",
@@ -336,7 +345,6 @@ export async function deliver(
     if (config.agentSdkSecret) {
       Object.assign(headers, chatwootSignatureHeaders(config.agentSdkSecret, body));
     }
-    const target = splitCredentials(deliveryUrl(base));
     if (config.agentSdkToken) headers.Authorization = `Bearer ${config.agentSdkToken}`;
     else if (target.basic) headers.Authorization = target.basic;
     const answer = await transport({
@@ -349,12 +357,10 @@ export async function deliver(
     result.response_excerpt = storableText(answer.excerpt);
     if (!isSuccess(answer.status)) result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
   } catch (error) {
-    result.error = storableText(
-      error instanceof DeliveryNotConfigured ? error.message : withoutSecrets(
-        describeTransportError(error, event.request_timeout_ms),
-        [config.agentSdkToken, config.agentSdkSecret].filter((v): v is string => (v?.length ?? 0) >= 8),
-      ),
-    );
+    result.error = storableText(withoutSecrets(
+      describeTransportError(error, event.request_timeout_ms),
+      [config.agentSdkToken, config.agentSdkSecret].filter((v): v is string => (v?.length ?? 0) >= 8),
+    ));
   }
   result.duration_ms = Math.round(performance.now() - t0);
   if (result.http_status !== null && isSuccess(result.http_status)) {
@@ -383,9 +389,6 @@ export async function deliver(
 export function storableText(text: string | null): string | null {
   return text === null ? null : text.replaceAll("\u0000", "\uFFFD").toWellFormed();
 }
-
-/** A setting that keeps any delivery from being sent; its message names the setting, never its value. */
-class DeliveryNotConfigured extends Error {}
 
 /** A 2xx answer: the only kind that counts as delivered. */
 function isSuccess(status: number): boolean {

@@ -52,6 +52,15 @@ export function targetProblem(
   return agentSdkUrl ? problem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
 }
 
+/** Where deliveries go (the URL and the credentials it carried), or why none can: see targetProblem. */
+export function deliveryTarget(
+  override: string | null | undefined,
+  agentSdkUrl: string | null,
+): { url: string; basic: string | null } | { problem: string } {
+  const problem = targetProblem(override, agentSdkUrl);
+  return problem ? { problem } : splitCredentials(deliveryUrl(override || agentSdkUrl!));
+}
+
 /**
  * Why no event can be sent at all, whatever it holds: a token no request can carry, or no usable target (see
  * targetProblem). Null when deliveries can go out. The text names the setting, never its value.
