@@ -363,6 +363,9 @@ export const IMMEDIATE_DRAIN_MAX_EVENTS = 100;
 export function chatwootWebhookApp(runtime: Runtime): Hono {
   const { sql, log } = runtime;
   const forwarder = forwarderConfigFromEnv(runtime.env);
+  // What keeps the environment's own target from being sent to (no AGENT_SDK_URL, or a URL or token no request
+  // can use): fixed for the instance's life, so read once, not at every webhook.
+  const problemWithoutOverride = sendingProblem(forwarder, null);
   // The last setting named in a warning: one per change, not one per webhook (forward-events says it too).
   // Without it nobody would learn why the event that just came in was not sent.
   let lastProblem: string | null = null;
@@ -411,7 +414,7 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
         if (!stored.forwardNow && !newerWhileDelivering) return;
         // Nothing can be sent (no AGENT_SDK_URL and no override, or a URL or token no request can use): no
         // claim at all, rather than one handed back at every webhook. An override is checked by the claim.
-        const problem = stored.targetOverrideSet ? null : sendingProblem(forwarder, null);
+        const problem = stored.targetOverrideSet ? null : problemWithoutOverride;
         if (problem) {
           // No target at all is a setup without forwarding (as in `deno task dev` without AGENT_SDK_URL).
           if (problem !== NO_TARGET) warnOnce(problem);
