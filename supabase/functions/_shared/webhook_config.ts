@@ -1,5 +1,5 @@
 // Settings of the chatwoot-webhook function, read once at start.
-import { ConfigError, type Env, intFromEnvOrDefault, listFromEnv } from "./env.ts";
+import { type Env, intFromEnvOrDefault, listFromEnv } from "./env.ts";
 
 export interface WebhookConfig {
   /** Any of these verifies a signature: during a rotation both the old and the new secret are listed. */
@@ -43,31 +43,32 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
     lateStoreSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0),
   };
   const warnings = Object.values(knobs).flatMap((knob) => knob.warning ?? []);
-  try {
-    const config: WebhookConfig = {
-      secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
-      urlTokens: listFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
-      toleranceSeconds: knobs.toleranceSeconds.value,
-      maxBodyBytes: knobs.maxBodyBytes.value,
-      storeBudgetMs: 2500,
-      lateStoreMs: knobs.lateStoreSeconds.value * 1000,
-      lateStoreMaxBytes: 64 * 1024 * 1024, // as lateStoreBytes counts it: about 16 MB of body text
+  const config: WebhookConfig = {
+    secrets: listFromEnv(env, "CHATWOOT_WEBHOOK_SECRET"),
+    urlTokens: listFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
+    toleranceSeconds: knobs.toleranceSeconds.value,
+    maxBodyBytes: knobs.maxBodyBytes.value,
+    storeBudgetMs: 2500,
+    lateStoreMs: knobs.lateStoreSeconds.value * 1000,
+    lateStoreMaxBytes: 64 * 1024 * 1024, // as lateStoreBytes counts it: about 16 MB of body text
+  };
+  // Each value: a short one beside a long one would still be a token anyone may guess.
+  if (config.urlTokens.some((token) => token.length < MIN_URL_TOKEN_LENGTH)) {
+    return {
+      ok: false,
+      message:
+        `CHATWOOT_WEBHOOK_URL_TOKEN must be at least ${MIN_URL_TOKEN_LENGTH} characters (each value, ` +
+        "when several; use a long random value)",
+      warnings,
     };
-    // Each value: a short one beside a long one would still be a token anyone may guess.
-    if (config.urlTokens.some((token) => token.length < MIN_URL_TOKEN_LENGTH)) {
-      throw new ConfigError(
-        `CHATWOOT_WEBHOOK_URL_TOKEN must be at least ${MIN_URL_TOKEN_LENGTH} characters (each value, when ` +
-          "several; use a long random value)",
-      );
-    }
-    if (config.secrets.length === 0 && config.urlTokens.length === 0) {
-      throw new ConfigError(
-        "set CHATWOOT_WEBHOOK_SECRET (or CHATWOOT_WEBHOOK_URL_TOKEN for Chatwoot versions that cannot sign)",
-      );
-    }
-    return { ok: true, config, warnings };
-  } catch (error) {
-    if (error instanceof ConfigError) return { ok: false, message: error.message, warnings };
-    throw error;
   }
+  if (config.secrets.length === 0 && config.urlTokens.length === 0) {
+    return {
+      ok: false,
+      message:
+        "set CHATWOOT_WEBHOOK_SECRET (or CHATWOOT_WEBHOOK_URL_TOKEN for Chatwoot versions that cannot sign)",
+      warnings,
+    };
+  }
+  return { ok: true, config, warnings };
 }
