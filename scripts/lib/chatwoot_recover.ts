@@ -9,6 +9,7 @@
 // No API call returns a message in the webhook's shape, so the rebuilt payload differs in what the API does not
 // give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
 // message's current state, not its edits, and conversation events leave nothing to list.
+import { errorMessageWithCause } from "../../supabase/functions/_shared/background.ts";
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
 import {
   eventColumns,
@@ -106,11 +107,9 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
       if (Number.isFinite(seconds) && seconds > 0) retryAfterMs = Math.min(seconds, 60) * 1000;
     } catch (error) {
       if (error instanceof ChatwootApiError) throw error;
-      retryable = error instanceof Error ? error.message : String(error);
-      // fetch says only "fetch failed": what went wrong (refused, no such host, TLS) is in its cause. The caller
-      // hides secrets in it, as in any failure it reports (it quotes the URL, without its user info).
-      const cause = error instanceof Error ? error.cause : undefined;
-      if (cause instanceof Error && cause.message) retryable += `: ${cause.message}`;
+      // With the cause (refused, no such host, TLS). The caller hides secrets in it, as in any failure it
+      // reports (it quotes the URL, without its user info).
+      retryable = errorMessageWithCause(error);
     }
     if (attempt >= pauses.length) {
       throw new ChatwootApiError(null, url.pathname, `${retryable}, after ${attempt + 1} tries`);

@@ -1,6 +1,7 @@
 // What the command-line scripts share: the database they work on, and how they show it. Kept apart from the
 // dev server so a short CLI run does not load PGlite and every function.
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { errorMessageWithCause } from "../../supabase/functions/_shared/background.ts";
 import {
   connect,
   type ConnectOptions,
@@ -103,10 +104,7 @@ export function connectOrExit(what: string, url: string, options: ConnectOptions
 }
 
 function failureText(error: unknown, target: string | null, secrets: string[]): string {
-  let text = error instanceof Error ? error.message : String(error);
-  // fetch says only "fetch failed"; what went wrong (refused, no such host) is in its cause.
-  const cause = error instanceof Error ? error.cause : undefined;
-  if (cause instanceof Error && cause.message) text += `: ${cause.message}`;
+  const text = errorMessageWithCause(error);
   const hidden = [...secrets, ...(target ? urlSecrets(target) : [])].filter((s) => s !== "");
   return withoutSecrets(text, hidden).replace(/\s+/g, " ").trim();
 }

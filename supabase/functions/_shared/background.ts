@@ -16,6 +16,17 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * errorMessage, then its cause's after ": ": fetch says only "fetch failed", and what went wrong (refused, no
+ * such host) is in its cause.
+ */
+export function errorMessageWithCause(error: unknown): string {
+  const cause = error instanceof Error ? error.cause : undefined;
+  return cause instanceof Error && cause.message
+    ? `${errorMessage(error)}: ${cause.message}`
+    : errorMessage(error);
+}
+
 /** Asks for a run; see singleFlight. */
 export interface SingleFlight {
   (): Promise<void>;
