@@ -4,6 +4,8 @@ import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
+import { storeSample } from "./_forwarding.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -304,6 +306,45 @@ dbTest(
     assert.ok(indexed >= 5);
     const [{ n }] = await sql`select count(*)::int as n from chatwoot_messages where conversation_id = 101`;
     assert.equal(n, 3);
+  },
+);
+
+dbTest(
+  `data [${db.kind}]: docs/sql.md's queries of one conversation keep to one account (display ids repeat)`,
+  async () => {
+    // The query under a `### heading` of docs/sql.md.
+    const doc = await sqlDoc();
+    const query = (heading: string) => {
+      const block = new RegExp(`^### ${heading}\\n[\\s\\S]*?\`\`\`sql\\n([\\s\\S]*?)\`\`\``, "m").exec(doc);
+      assert.ok(block, `"${heading}" in docs/sql.md`);
+      return block[1].trim();
+    };
+    // Another account of the same Chatwoot has its own conversations 101 and 102 (display ids count per
+    // account), stored as Chatwoot sends them.
+    const other = { accountId: 2, inboxId: 9, at: new Date("2026-11-20T11:00:00.000Z") };
+    const ids: number[] = [];
+    for (const [event, conversationId] of [["message_created", 101], ["message_created", 102]] as const) {
+      ids.push(
+        await storeSample(sql, event, { ...other, conversationId, messageId: 990_000 + conversationId }),
+      );
+    }
+    const statusChange = samplePayload("conversation_status_changed", { ...other, conversationId: 101 });
+    ids.push(await storeSample(sql, "conversation_status_changed", { raw: JSON.stringify(statusChange) }));
+    try {
+      const asAnalyst = (text: string) => asRole("data_analyst", (tx) => tx.unsafe(text));
+      const messages = await asAnalyst(query("A conversation's messages, in order"));
+      const [{ n }] = await sql`select count(*)::int as n from chatwoot_messages
+                                 where account_id = 1 and conversation_id = 101`;
+      assert.equal(messages.length, n, "only account 1's conversation 101");
+      const raw = await asAnalyst(query("Raw payload fields the views do not expose"));
+      assert.ok(raw.length > 0 && raw.every((r) => !ids.includes(Number(r.id))), "only account 1's rows");
+      // Status changes of every account: each row says whose conversation it is.
+      const changes = await asAnalyst(query("Status changes, newest first"));
+      const conversations = changes.map((r) => `${r.account_id}:${r.conversation_id}`);
+      assert.ok(conversations.includes("1:101") && conversations.includes("2:101"), conversations.join(" "));
+    } finally {
+      await sql`delete from webhook_events where id = any(${ids})`;
+    }
   },
 );
 
