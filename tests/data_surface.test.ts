@@ -4,7 +4,8 @@ import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
-import { storeSample } from "./_forwarding.ts";
+import { eventToStore, storeSample } from "./_forwarding.ts";
+import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 
 const db = await startTestDb();
@@ -241,6 +242,58 @@ dbTest(`data [${db.kind}]: chatwoot_daily_event_stats matches the table`, async 
   const typing = stats.filter((r) => r.event === "conversation_typing_on");
   assert.equal(typing.reduce((n, r) => n + Number(r.skipped), 0), 3);
 });
+
+dbTest(
+  `data [${db.kind}]: chatwoot_daily_event_stats counts a copy recovered from the API as an event, not a receipt`,
+  async () => {
+    const day = async (tx: Sql) => {
+      const [r] =
+        await tx`select coalesce(sum(events), 0)::int as events, coalesce(sum(received), 0)::int as received,
+                                  coalesce(sum(duplicates), 0)::int as duplicates,
+                                  coalesce(sum(recovered), 0)::int as recovered
+                             from chatwoot_daily_event_stats where event = 'message_created'`;
+      return r;
+    };
+    await sql.begin(async (txn) => {
+      const tx = txn as unknown as Sql;
+      const before = await day(tx);
+      // What `deno task recover` stores for a message whose webhook never came.
+      const raw = JSON.stringify(
+        samplePayload("message_created", { messageId: 987_001, conversationId: 9871 }),
+      );
+      const e = eventToStore(raw);
+      await tx`select public.recover_webhook_event(${e.eventKey}::text, ${e.event}::text, ${e.messageId}::bigint,
+        ${e.conversationId}::bigint, ${e.accountId}::bigint, ${e.inboxId}::bigint, ${raw}::text,
+        ${e.bodySha256}::text, true)`;
+      const recovered = await day(tx);
+      assert.deepEqual(
+        [
+          recovered.events - before.events,
+          recovered.received - before.received,
+          recovered.recovered - before.recovered,
+        ],
+        [1, 0, 1],
+        "one more event, recovered, and no receipt from Chatwoot",
+      );
+      assert.equal(recovered.duplicates, before.duplicates);
+      // The webhook comes after all: its bytes replace the copy's, and that is the receipt.
+      await storeEvent(tx, e);
+      const received = await day(tx);
+      assert.deepEqual(
+        [
+          received.events - before.events,
+          received.received - before.received,
+          received.recovered - before.recovered,
+        ],
+        [1, 1, 0],
+      );
+      assert.equal(received.duplicates, before.duplicates);
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
 
 dbTest(`data [${db.kind}]: data_analyst reads the views and webhook_events, and nothing else`, async () => {
   for (
