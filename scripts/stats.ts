@@ -28,7 +28,7 @@ try {
   const [health] = await sql`select * from public.webhook_pipeline_health`;
   const daily = await sql`
     select to_char(day, 'YYYY-MM-DD') as day, event, events, received, duplicates, changed, delivered, dead, skipped,
-           pending + delivering as open
+           pending + delivering as open, recovered
       from public.chatwoot_daily_event_stats
      where day > (now() at time zone 'UTC')::date - ${days}::int -- day is a UTC date; current_date is local
      order by day desc, event`;
@@ -76,6 +76,7 @@ try {
       "dead",
       "skipped",
       "open",
+      "recovered",
     ];
     const rows = daily.map((r) => header.map((h) => String(r[h])));
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

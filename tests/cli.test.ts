@@ -5,6 +5,8 @@ import postgres from "postgres";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
+import { eventToStore } from "./_forwarding.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const db = await startTestDb();
@@ -57,6 +59,34 @@ dbTest(`cli [${db.kind}]: a database URL exported as SUPABASE_DB_URL beats .env'
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+dbTest(
+  `cli [${db.kind}]: deno task stats shows the copies recovered from the API apart from receipts`,
+  async () => {
+    const raw = JSON.stringify(
+      samplePayload("message_created", { messageId: 987_101, conversationId: 9872 }),
+    );
+    const e = eventToStore(raw);
+    await db
+      .sql`select public.recover_webhook_event(${e.eventKey}::text, ${e.event}::text, ${e.messageId}::bigint,
+    ${e.conversationId}::bigint, ${e.accountId}::bigint, ${e.inboxId}::bigint, ${raw}::text,
+    ${e.bodySha256}::text, true)`;
+    const [view] = await db.sql`select received::int, recovered::int from chatwoot_daily_event_stats
+                               where event = 'message_created' and day = (now() at time zone 'UTC')::date`;
+    assert.ok(view.recovered >= 1);
+    const json = await run("scripts/stats.ts", ["--json"], { SUPABASE_DB_URL: db.url });
+    assert.equal(json.code, 0, json.stdout + json.stderr);
+    const row = JSON.parse(json.stdout).daily.find((r: { event: string }) => r.event === "message_created");
+    assert.deepEqual([row.received, row.recovered], [view.received, view.recovered]);
+    const text = await run("scripts/stats.ts", [], { SUPABASE_DB_URL: db.url });
+    assert.equal(text.code, 0, text.stdout + text.stderr);
+    const lines = text.stdout.split("\n");
+    const header = lines.findIndex((l) => /^\s*day\s+event\s/.test(l));
+    const columns = lines[header].trim().split(/\s+/);
+    const cells = lines.slice(header + 1).find((l) => /\bmessage_created\b/.test(l))!.trim().split(/\s+/);
+    assert.equal(cells[columns.indexOf("recovered")], String(view.recovered));
+  },
+);
 
 /**
  * An operator's failure: exit 1 and one line on stderr saying what failed (matching `line`), no stack trace,
