@@ -155,6 +155,11 @@ dbTest(`operations [${db.kind}]: the secret rotation steps never refuse a genuin
       log: silentLogger,
     });
   const url = "http://relay.test/chatwoot-webhook";
+  // Chatwoot refuses a second webhook with a URL the account already has (unique per account), so the new
+  // webhook's URL is the README's: the same function, with a query of its own.
+  const query = /chatwoot-webhook(\?[\w=&.-]+)/.exec(operations)?.[1];
+  assert.ok(query, "README Operations: the second webhook's URL (…/chatwoot-webhook?…)");
+  const newUrl = url + query;
   const body = JSON.stringify(samplePayload("message_created", { messageId: 777_002, conversationId: 4243 }));
   // Before: only the old webhook exists.
   const before = await appWith(vars.OLD_SECRET).fetch(
@@ -165,12 +170,12 @@ dbTest(`operations [${db.kind}]: the secret rotation steps never refuse a genuin
   const both = appWith(overlap);
   const next = JSON.stringify(samplePayload("message_created", { messageId: 777_003, conversationId: 4243 }));
   const viaOld = await (await both.fetch(signedRequest(url, next, { secret: vars.OLD_SECRET }))).json();
-  const viaNew = await (await both.fetch(signedRequest(url, next, { secret: vars.NEW_SECRET }))).json();
+  const viaNew = await (await both.fetch(signedRequest(newUrl, next, { secret: vars.NEW_SECRET }))).json();
   assert.deepEqual([viaOld.outcome, viaNew.outcome], ["stored", "duplicate"]);
   assert.equal(viaNew.id, viaOld.id);
   // After: the old webhook is gone and only the new secret verifies.
   const after = appWith(finalOnly);
-  assert.equal((await after.fetch(signedRequest(url, next, { secret: vars.NEW_SECRET }))).status, 200);
+  assert.equal((await after.fetch(signedRequest(newUrl, next, { secret: vars.NEW_SECRET }))).status, 200);
   assert.equal((await after.fetch(signedRequest(url, next, { secret: vars.OLD_SECRET }))).status, 401);
 });
 
