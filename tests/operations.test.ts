@@ -93,6 +93,32 @@ dbTest(`operations [${db.kind}]: point at staging and back, without a redeploy`,
   assert.equal(back.agent_sdk_url_override, null);
 });
 
+dbTest(
+  `operations [${db.kind}]: see what failed: each dead event with the Agent SDK's last answer`,
+  async () => {
+    const [{ id }] = await sql`
+    insert into webhook_events (event_key, event, conversation_id, account_id, payload, raw_body, body_sha256,
+                                verified_by, status, attempts, last_error)
+    values ('ops-failed', 'message_created', 99998, 1, '{}', '{}', repeat('f', 64), 'signature', 'dead', 2,
+            'HTTP 410')
+    returning id`;
+    // What the forwarder's write-back records: a retried 503, then the 410 that ended it.
+    await sql`insert into webhook_delivery_attempts (event_id, attempt, version, started_at, succeeded, outcome,
+                                                   http_status, response_excerpt)
+            values (${id}, 1, 1, now() - interval '1 minute', false, 'retry', 503, 'upstream busy'),
+                   (${id}, 2, 1, now(), false, 'dead', 410, 'gone: tenant closed')`;
+    try {
+      const rows = await sql.unsafe(block("sql", /webhook_delivery_attempts/));
+      const row = rows.find((r) => Number(r.id) === Number(id));
+      assert.ok(row, "the dead event is listed");
+      assert.equal(row.http_status, 410);
+      assert.equal(row.answer, "gone: tenant closed");
+    } finally {
+      await sql`delete from webhook_events where id = ${id}`;
+    }
+  },
+);
+
 dbTest(`operations [${db.kind}]: acknowledged dead events stay dead and stop counting`, async () => {
   const health = async () =>
     (await sql<{ dead_count: string; dead_unacknowledged: string }[]>`
