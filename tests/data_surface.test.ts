@@ -321,6 +321,7 @@ dbTest(`data [${db.kind}]: data_analyst reads the views and webhook_events, and 
       "delete from webhook_events",
       "update relay_settings set forwarding_paused = true",
       "select public.replay_webhook_events(array[1]::bigint[])",
+      "select public.retry_webhook_events_now()",
       "call public.prune_webhook_events()",
       "select * from public.ingest_webhook_event('k', 'e', null, null, null, null, null, '{}', '{}', repeat('a', 64), 'signature')",
     ]

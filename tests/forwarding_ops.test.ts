@@ -7,6 +7,7 @@ import { type DevProcess, runScript, startDev } from "./_dev.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { type AgentSdkStandIn, ok, startAgentSdk } from "./_agent_sdk.ts";
 import {
+  attemptsOf,
   closeSharedDb,
   fastSettings,
   statusOf,
@@ -118,6 +119,42 @@ dbTest("forwarding: replay by ids, by time range and event (SQL), and with the C
     ]);
   });
 });
+
+dbTest(
+  "forwarding: once the Agent SDK is back, retry_webhook_events_now() sends what waits for a retry at once",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      // An outage: the first attempt fails and the next one is an hour away; the conversation's next event
+      // waits behind it (one in flight per conversation, in order).
+      await fastSettings(db.sql, { retry_schedule_seconds: [3600] });
+      const first = await storeSample(db.sql, "message_created", { conversationId: 501 });
+      const next = await storeSample(db.sql, "message_created", { conversationId: 501 });
+      const dead = await storeSample(db.sql, "message_created", { conversationId: 502 });
+      sdk.behave((request) => new Response("down", { status: request.eventId === dead ? 410 : 503 }));
+      await drain(db.sql, config, { log: memoryLogger() });
+      assert.deepEqual(await Promise.all([first, next, dead].map((id) => statusOf(db.sql, id))), [
+        "pending",
+        "pending",
+        "dead",
+      ]);
+      // The Agent SDK is back: nothing is due for an hour.
+      sdk.behave(() => new Response("ok"));
+      assert.equal((await drain(db.sql, config, { log: memoryLogger() })).claimed, 0);
+      const [{ n }] = await db.sql`select public.retry_webhook_events_now() as n`;
+      assert.equal(Number(n), 1, "only the event waiting for its retry; the dead one is replay's");
+      await drain(db.sql, config, { log: memoryLogger() });
+      await drain(db.sql, config, { log: memoryLogger() });
+      assert.deepEqual(await Promise.all([first, next, dead].map((id) => statusOf(db.sql, id))), [
+        "delivered",
+        "delivered",
+        "dead",
+      ]);
+      // Its attempts count on (the second one delivered it), and the conversation kept its order.
+      assert.deepEqual((await attemptsOf(db.sql, first)).map((a) => a.attempt), [1, 2]);
+      assert.deepEqual(sdk.accepted().map((r) => r.eventId), [first, next]);
+    });
+  },
+);
 
 dbTest(
   "forwarding: health view: failing_since and the 5-minute escalation from the attempts table",

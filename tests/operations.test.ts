@@ -93,6 +93,24 @@ dbTest(`operations [${db.kind}]: point at staging and back, without a redeploy`,
   assert.equal(back.agent_sdk_url_override, null);
 });
 
+dbTest(`operations [${db.kind}]: after an outage, what waits for a retry is sent now`, async () => {
+  const [{ id }] = await sql`
+    insert into webhook_events (event_key, event, conversation_id, account_id, payload, raw_body, body_sha256,
+                                verified_by, attempts, next_attempt_at)
+    values ('ops-waiting', 'message_created', 99997, 1, '{}', '{}', repeat('d', 64), 'signature', 4,
+            now() + interval '1 hour')
+    returning id`;
+  try {
+    const [row] = await sql.unsafe(block("sql", /retry_webhook_events_now/));
+    assert.ok(Number(Object.values(row)[0]) >= 1);
+    const [after] = await sql`select status, attempts, next_attempt_at <= now() as due
+                                from webhook_events where id = ${id}`;
+    assert.deepEqual({ ...after }, { status: "pending", attempts: 4, due: true });
+  } finally {
+    await sql`delete from webhook_events where id = ${id}`;
+  }
+});
+
 dbTest(
   `operations [${db.kind}]: see what failed: each dead event with the Agent SDK's last answer`,
   async () => {
