@@ -20,6 +20,8 @@ export interface TestDbOptions {
   serverUrl?: string;
   /** A role (existing, able to log in) that owns the database and applies the migrations; server only. */
   owner?: string;
+  /** The migrations to apply (a folder of files); default supabase/migrations/. */
+  migrationsDir?: URL;
 }
 
 /** The advisory lock under which test databases on one server are migrated one at a time. */
@@ -67,9 +69,9 @@ export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> 
   };
 }
 
-async function migrate(sql: Sql, { beforeMigrations }: TestDbOptions): Promise<void> {
+async function migrate(sql: Sql, { beforeMigrations, migrationsDir }: TestDbOptions): Promise<void> {
   if (beforeMigrations) await sql.unsafe(beforeMigrations).simple();
-  await applyMigrations(sql);
+  await applyMigrations(sql, migrationsDir ? { dir: migrationsDir } : {});
 }
 
 export function withDatabase(url: string, database: string, user?: string): string {
