@@ -412,3 +412,64 @@ for (const cut of CUTS) {
     fn: () => upgradeTest(cut),
   });
 }
+
+/** pg_cron, pg_net and Vault as hosted Supabase has them (stand-ins with their signatures; see forwarding_cron). */
+const HOSTED_STAND_INS = (token: string) => `
+  create schema cron;
+  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text,
+    active boolean not null default true);
+  create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
+    insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
+    on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
+    returning jobid $$;
+  create function cron.unschedule(job_id bigint) returns boolean language sql as $$
+    delete from cron.job where jobid = job_id returning true $$;
+  create schema net;
+  create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
+      headers jsonb default '{}', timeout_milliseconds integer default 5000) returns bigint language sql as $$
+    select 1::bigint $$;
+  create schema vault;
+  create table vault.decrypted_secrets (name text, decrypted_secret text);
+  insert into vault.decrypted_secrets values
+    ('relay_forwarder_url', 'https://ref.supabase.co/functions/v1/forward-events'),
+    ('relay_forwarder_token', ${"'" + token.replaceAll("'", "''") + "'"});`;
+
+Deno.test({
+  name: "migrations: a forwarder job scheduled by a release before 003400 stays when its Vault secrets are " +
+    "usable, and is unscheduled on the way up when they never were",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const cut = "20261121002800";
+    const dir = await migrationsUpTo(cut);
+    try {
+      for (
+        const [token, stays] of [["forwarder-token-from-vault", true], [
+          "forwarder-token-from-vault\n",
+          false,
+        ]]
+      ) {
+        // Secrets made first, good ones: the release's migration schedules the job. The operator then pastes
+        // the token again (with its line break) and re-runs that release's schedule_forwarder(), which took it.
+        const db = await startTestDb({
+          beforeMigrations: HOSTED_STAND_INS("forwarder-token-from-vault"),
+          migrationsDir: dir,
+        });
+        try {
+          await db
+            .sql`update vault.decrypted_secrets set decrypted_secret = ${token} where name = 'relay_forwarder_token'`;
+          const [{ then }] = await db.sql`select public.schedule_forwarder('10 seconds') as then`;
+          assert.equal(then, "scheduled relay-forward-events every 10 seconds");
+          const [before] = await db.sql`select jobname, schedule, command from cron.job`;
+          await applyMigrations(db.sql);
+          const jobs = await db.sql`select jobname, schedule, command from cron.job`;
+          assert.deepEqual(jobs.map((j) => ({ ...j })), stays ? [{ ...before }] : [], JSON.stringify(token));
+        } finally {
+          await db.close();
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
