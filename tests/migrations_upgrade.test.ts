@@ -43,7 +43,7 @@ type Row = Record<string, any>;
 const TOKEN = "ghp_4f9Kq2Lm7Xz0Rt5Wv8Yb3Nc6Hd1Ja2Ps9Qe"; // token-shaped: letters and digits, 20+
 const PROJECT_REF = "abcdefghijklmnopqrst"; // letters only: stays
 
-/** The era's ingest_webhook_event, called with the arguments it has (named, so the newer ones can be left). */
+/** The era's ingest_webhook_event, called with the arguments it has (named: newer ones are left out). */
 async function ingestThen(sql: Sql, raw: string, sentAt: Date): Promise<number> {
   const stored = eventToStore(raw);
   const [{ n }] = await sql<{ n: number }[]>`
@@ -76,7 +76,7 @@ interface Seeded {
   redactedByUpgrade: boolean;
 }
 
-/** What an operator's database of that release holds: events in every state, settings and checklist changed. */
+/** An operator's database of that release: events in every state, settings and checklist changed. */
 async function seedThen(sql: Sql, sdkUrl: string): Promise<Seeded> {
   const t0 = new Date(Date.now() - 60_000);
   const at = (s: number) => new Date(t0.getTime() + s * 1000);
@@ -413,7 +413,7 @@ for (const cut of CUTS) {
   });
 }
 
-/** pg_cron, pg_net and Vault as hosted Supabase has them (stand-ins with their signatures; see forwarding_cron). */
+/** pg_cron, pg_net and Vault as on hosted Supabase: stand-ins with their signatures (forwarding_cron). */
 const HOSTED_STAND_INS = (token: string) => `
   create schema cron;
   create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text,
@@ -450,14 +450,14 @@ Deno.test({
         ]]
       ) {
         // Secrets made first, good ones: the release's migration schedules the job. The operator then pastes
-        // the token again (with its line break) and re-runs that release's schedule_forwarder(), which took it.
+        // the token again (with its line break) and re-runs that release's schedule_forwarder(): it took it.
         const db = await startTestDb({
           beforeMigrations: HOSTED_STAND_INS("forwarder-token-from-vault"),
           migrationsDir: dir,
         });
         try {
-          await db
-            .sql`update vault.decrypted_secrets set decrypted_secret = ${token} where name = 'relay_forwarder_token'`;
+          await db.sql`update vault.decrypted_secrets set decrypted_secret = ${token}
+                        where name = 'relay_forwarder_token'`;
           const [{ then }] = await db.sql`select public.schedule_forwarder('10 seconds') as then`;
           assert.equal(then, "scheduled relay-forward-events every 10 seconds");
           const [before] = await db.sql`select jobname, schedule, command from cron.job`;
