@@ -379,6 +379,58 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "forwarding: once a pause or a new target has committed, no claim in progress leases under the old " +
+    "settings (server only)",
+  ignore: !Deno.env.get("DATABASE_URL"), // needs separate sessions; PGlite has one
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const changes = [
+      "update public.relay_settings set forwarding_paused = true",
+      "update public.relay_settings set agent_sdk_url_override = 'https://staging-agent.example.com'",
+    ];
+    for (const change of changes) {
+      const db = await freshForwardingDb();
+      const [holder, claimer, operator] = pools(db, 3, 1);
+      try {
+        const id = await storeSample(db.sql, "message_created", { conversationId: 95 });
+        let claim: Promise<{ id: string }[]> = Promise.resolve([]);
+        let changing: Promise<unknown> = Promise.resolve();
+        let changed = false;
+        await holder.begin(async (tx) => {
+          // Stalls a claim after it read relay_settings and before it leases: its reclaim step writes
+          // webhook_delivery_attempts, which this lock keeps it from (as a busy table or a slow disk might).
+          await tx`lock table public.webhook_delivery_attempts in share mode`;
+          claim = claimer<{ id: string }[]>`select id from public.claim_webhook_events('racing', 10)`
+            .execute();
+          await lockWaits(db.sql, "claim_webhook_events", 1);
+          // The operator's change, while that claim is in progress: it returns at once, or waits for the claim.
+          changing = operator.unsafe(change).execute().then(() => changed = true);
+          const deadline = Date.now() + 30_000;
+          while (!changed) {
+            const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+              select count(*)::int as waiting from pg_stat_activity
+               where datname = current_database() and wait_event_type = 'Lock'
+                 and query = ${change}`;
+            if (waiting > 0) break;
+            assert.ok(Date.now() < deadline, `${change}: either commits or waits`);
+            await sleep(20);
+          }
+        });
+        // What the operator sees the moment the change has returned...
+        await changing;
+        const atChange = await statusOf(db.sql, id);
+        await claim;
+        // ...is what stays: nothing is claimed, and then sent, under the settings the change replaced.
+        assert.equal(await statusOf(db.sql, id), atChange, `${change}: claimed after it had committed`);
+      } finally {
+        await endAll([holder, claimer, operator]);
+      }
+    }
+  },
+});
+
 dbTest(
   "forwarding: a forwarder killed mid-batch (SIGKILL) loses nothing; leases expire, events go once",
   async () => {

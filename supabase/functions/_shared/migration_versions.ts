@@ -38,6 +38,7 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121003800", // readiness_evidence_publishable
   "20261121004200", // pipeline_health_last_received_webhooks_only
   "20261121004500", // forward_events_names_checked
+  "20261121004700", // pause_waits_for_claims_in_progress
   "20261121004800", // retry_waiting_events_now
   "20261121004950", // daily_stats_receipts_leave_out_recovered_copies
 ];
