@@ -838,6 +838,59 @@ dbTest(`webhook [${db.kind}]: numbers beyond double precision keep every digit i
   assert.equal(row.raw_body, body);
 });
 
+// Inbox::EventDataPresenter#push_data (chatwoot/chatwoot app/presenters/inbox/event_data_presenter.rb), as
+// WebhookListener#inbox_created and #inbox_updated send it (app/listeners/webhook_listener.rb): the inbox's
+// settings and its channel record, with no top-level id or name; `account` only since webhook_data was added
+// (push_data.merge(account: account.webhook_data)). Each was refused 400 for its missing id, and lost.
+function inboxEventAsChatwootSendsIt(event: "inbox_created" | "inbox_updated", withAccount: boolean) {
+  const at = new Date().toISOString();
+  return {
+    allow_messages_after_resolved: true,
+    lock_to_single_conversation: false,
+    auto_assignment_config: {},
+    enable_auto_assignment: true,
+    enable_email_collect: true,
+    greeting_enabled: false,
+    greeting_message: null,
+    csat_survey_enabled: false,
+    business_name: null,
+    sender_name_type: "friendly",
+    timezone: "UTC",
+    out_of_office_message: null,
+    working_hours_enabled: false,
+    working_hours: [{ day_of_week: 0, closed_all_day: true, open_hour: null, open_minutes: null }],
+    created_at: at,
+    updated_at: at,
+    // The channel's own record: its id is the channel's, not the inbox's.
+    channel: { id: nextId++, account_id: 61, website_url: "https://hotrodan.com", created_at: at },
+    ...(withAccount ? { account: { id: 61, name: "HotDash" } } : {}),
+    event,
+    ...(event === "inbox_updated"
+      ? { changed_attributes: [{ name: { previous_value: "Support", current_value: "Support EU" } }] }
+      : {}),
+  };
+}
+
+dbTest(
+  `webhook [${db.kind}]: inbox_created and inbox_updated as Chatwoot sends them (no top-level id) are stored`,
+  async () => {
+    const { app } = makeApp();
+    for (const event of ["inbox_created", "inbox_updated"] as const) {
+      for (const withAccount of [false, true]) {
+        const body = JSON.stringify(inboxEventAsChatwootSendsIt(event, withAccount));
+        const res = await post(app, signedRequest(URL_BASE, body));
+        assert.equal(res.status, 200, `${event} (account: ${withAccount}): ${JSON.stringify(res.body)}`);
+        const [row] = await sql`select event_key, account_id, inbox_id, raw_body
+                                  from webhook_events where id = ${res.body.id}`;
+        assert.equal(row.event_key, `${event}:${sha256Hex(body)}`);
+        assert.equal(row.raw_body, body);
+        // The account is the payload's, or (before Chatwoot sent one) its channel's; no inbox id is sent.
+        assert.deepEqual([Number(row.account_id), row.inbox_id], [61, null], event);
+      }
+    }
+  },
+);
+
 dbTest(
   `webhook [${db.kind}]: logs carry ids and codes, never the secret, the signature or the content`,
   async () => {

@@ -59,9 +59,11 @@ const ContactEvent = z.looseObject({
   changed_attributes: ChangedAttributes.nullish(),
 });
 
+// Inbox::EventDataPresenter#push_data: the inbox's settings and its channel record (the id in it is the
+// channel's), with no id of the inbox at all, and an account only since Chatwoot added webhook_data.
 const InboxEvent = z.looseObject({
   event: z.enum(["inbox_created", "inbox_updated"]),
-  id: Id,
+  id: Id.optional(),
 });
 
 // Events Chatwoot may add later: stored as they come, keyed by body hash.
@@ -200,6 +202,7 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
       payload.account_id,
       firstMessage?.account_id,
       conversation?.account_id,
+      obj(payload.channel)?.account_id, // an inbox event without `account` (its channel's record)
     ),
     inboxId: event.startsWith("inbox_")
       ? int(payload.id)
