@@ -892,6 +892,26 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a typing event whose is_private is the API client's string ("true") is stored`,
+  async () => {
+    // Conversations::TypingStatusManager passes params[:is_private] through as the client sent it, and
+    // WebhookListener#handle_typing_status sends `event.data[:is_private] || false` (chatwoot/chatwoot
+    // app/services/conversations/typing_status_manager.rb, app/listeners/webhook_listener.rb): a form or
+    // query-string `is_private=true` arrives as the string "true". It was refused 400 and lost.
+    const { app } = makeApp();
+    for (const isPrivate of ["true", "false"]) {
+      const body = JSON.stringify({
+        ...samplePayload("conversation_typing_on", { conversationId: nextId++ }),
+        is_private: isPrivate,
+      });
+      const res = await post(app, signedRequest(URL_BASE, body));
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(await countRowsWhere(body), 1);
+    }
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: logs carry ids and codes, never the secret, the signature or the content`,
   async () => {
     const { app, log } = makeApp();

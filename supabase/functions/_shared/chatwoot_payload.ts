@@ -40,7 +40,7 @@ const TypingEvent = z.looseObject({
   event: z.enum(["conversation_typing_on", "conversation_typing_off"]),
   conversation: z.looseObject({ id: Id }),
   user: z.looseObject({}).nullish(),
-  is_private: z.boolean().optional(),
+  // No is_private check: it is `params[:is_private] || false`, as the API client sent it (true, "true", 1…).
 });
 
 // ContactInbox#webhook_data: `contact.try(:webhook_data)` and `current_conversation.try(:webhook_data)` are
