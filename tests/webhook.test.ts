@@ -912,6 +912,34 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a message whose attachments list holds a null (an attachment with no file_type) is stored`,
+  async () => {
+    // Attachment#push_event_data returns nil when file_type is nil (attachments.file_type is a nullable
+    // column), and Message#webhook_data sends attachments.map(&:push_event_data) as it is (chatwoot/chatwoot
+    // app/models/attachment.rb, app/models/message.rb, db/schema.rb). It was refused 400 for attachments.0,
+    // and the message lost.
+    const { app } = makeApp();
+    const body = uniqueMessage({
+      attachments: [null, {
+        id: 9,
+        message_id: 1,
+        file_type: "image",
+        account_id: 1,
+        extension: null,
+        data_url: "https://x.test/a.png",
+        thumb_url: "",
+        file_size: 10,
+        width: null,
+        height: null,
+      }],
+    });
+    const res = await post(app, signedRequest(URL_BASE, body));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(await countRowsWhere(body), 1);
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: logs carry ids and codes, never the secret, the signature or the content`,
   async () => {
     const { app, log } = makeApp();

@@ -23,7 +23,8 @@ const MessageEvent = z.looseObject({
   account: Ref,
   inbox: Ref.optional(),
   sender: z.looseObject({ id: Id.optional(), type: z.string().optional() }).nullish(),
-  attachments: z.array(z.looseObject({ id: Id.optional() })).optional(),
+  // Attachment#push_event_data is nil for an attachment without a file_type (a nullable column).
+  attachments: z.array(z.looseObject({ id: Id.optional() }).nullable()).optional(),
 });
 
 const ConversationEvent = z.looseObject({
