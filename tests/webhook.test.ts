@@ -842,7 +842,10 @@ dbTest(`webhook [${db.kind}]: numbers beyond double precision keep every digit i
 // WebhookListener#inbox_created and #inbox_updated send it (app/listeners/webhook_listener.rb): the inbox's
 // settings and its channel record, with no top-level id or name; `account` only since webhook_data was added
 // (push_data.merge(account: account.webhook_data)). Each was refused 400 for its missing id, and lost.
-function inboxEventAsChatwootSendsIt(event: "inbox_created" | "inbox_updated", withAccount: boolean) {
+function inboxEventAsChatwootSendsIt(
+  event: "inbox_created" | "inbox_updated",
+  withAccount: boolean,
+): Record<string, unknown> & { channel: Record<string, unknown> } {
   const at = new Date().toISOString();
   return {
     allow_messages_after_resolved: true,
@@ -888,6 +891,60 @@ dbTest(
         assert.deepEqual([Number(row.account_id), row.inbox_id], [61, null], event);
       }
     }
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: an inbox event's channel credentials are neither stored nor logged, nor forwarded`,
+  async () => {
+    // Inbox::EventDataPresenter#push_data sends `channel: channel`, the channel's whole record: an email
+    // channel's IMAP/SMTP passwords and OAuth provider_config, an API channel's hmac_token and secret, a
+    // Telegram bot_token (chatwoot/chatwoot app/presenters/inbox/event_data_presenter.rb,
+    // app/models/channel/email.rb). Stored as sent, data_analyst (who reads webhook_events) read them.
+    const { app, log } = makeApp();
+    const secrets = ["imap-pass-8c1f0e", "smtp-pass-93ad27", "ya29.oauth-access-4b7e", "hmac-token-5f2c9a"];
+    const payload = inboxEventAsChatwootSendsIt("inbox_updated", true);
+    payload.channel = {
+      ...payload.channel,
+      email: "support@hotrodan.com",
+      imap_login: "support@hotrodan.com",
+      imap_password: secrets[0],
+      smtp_password: secrets[1],
+      provider_config: { access_token: secrets[2], refresh_token: "r", expires_on: "2026-12-01" },
+      hmac_token: secrets[3],
+      imap_port: 993,
+    };
+    const body = JSON.stringify(payload);
+    const res = await post(app, signedRequest(URL_BASE, body));
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const [row] = await sql`select event_key, account_id, raw_body, payload from webhook_events
+                             where id = ${res.body.id}`;
+    const stored = JSON.stringify(row) + JSON.stringify(log.lines) + JSON.stringify(res.body);
+    for (const secret of secrets) assert.ok(!stored.includes(secret), `${secret} kept`);
+    assert.ok(!stored.includes('refresh_token":"r'));
+    // What identifies the channel stays; what was left out is named.
+    const channel = row.payload.channel;
+    assert.deepEqual(
+      [channel.id, channel.account_id, channel.email, channel.created_at],
+      [payload.channel.id, 61, "support@hotrodan.com", payload.channel.created_at],
+    );
+    assert.deepEqual(
+      row.payload.relay_redacted,
+      [
+        "channel.imap_login",
+        "channel.imap_password",
+        "channel.smtp_password",
+        "channel.provider_config",
+        "channel.hmac_token",
+        "channel.imap_port",
+      ],
+    );
+    assert.deepEqual(JSON.parse(row.raw_body), row.payload, "raw_body is the stored (cut) JSON");
+    assert.equal(row.event_key, `inbox_updated:${sha256Hex(row.raw_body)}`);
+    assert.equal(Number(row.account_id), 61);
+    // The same webhook again is a duplicate of it.
+    const again = await post(app, signedRequest(URL_BASE, body));
+    assert.deepEqual([again.status, again.body.id, again.body.duplicate], [200, res.body.id, true]);
   },
 );
 

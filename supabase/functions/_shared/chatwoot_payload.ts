@@ -211,6 +211,42 @@ export function eventColumns(payload: Json, event: string, bodySha256: string): 
   };
 }
 
+/** What an inbox event keeps of its channel's record: what identifies the channel, never a credential. */
+const CHANNEL_KEYS_KEPT = new Set([
+  "id",
+  "account_id",
+  "created_at",
+  "updated_at",
+  "email",
+  "phone_number",
+  "website_url",
+]);
+
+/**
+ * An inbox event without its channel's credentials, as the JSON text to store and forward; null when there is
+ * nothing to leave out (any other event, or a channel holding only the kept keys).
+ *
+ * Chatwoot's inbox events carry `channel: channel`, the channel's whole record (Inbox::EventDataPresenter):
+ * an email channel's IMAP/SMTP passwords and OAuth provider_config, an API channel's hmac_token and secret, a
+ * Telegram bot_token. The relay needs none of them, and webhook_events is read by the Data team and sent to
+ * the Agent SDK, so only the keys above are kept (a list of what is safe: a new credential column in a later
+ * Chatwoot is left out too). `relay_redacted` names what was left out. The text is re-serialised: an inbox
+ * event holds no number a double cannot carry (ids, ports, counts).
+ */
+export function inboxEventWithoutChannelSecrets(event: string, payload: Json): string | null {
+  if (!event.startsWith("inbox_")) return null;
+  const channel = obj(payload.channel);
+  if (!channel) return null;
+  const left = Object.keys(channel).filter((key) => !CHANNEL_KEYS_KEPT.has(key));
+  if (left.length === 0) return null;
+  const kept = Object.fromEntries(Object.entries(channel).filter(([key]) => CHANNEL_KEYS_KEPT.has(key)));
+  const redacted = [
+    ...(Array.isArray(payload.relay_redacted) ? payload.relay_redacted : []),
+    ...left.map((key) => `channel.${key}`),
+  ];
+  return JSON.stringify({ ...payload, channel: kept, relay_redacted: redacted });
+}
+
 /**
  * jsonb cannot hold U+0000, which JSON may escape as \u0000. The raw body keeps it; the queryable copy
  * drops it. Returns null when the raw text itself can be the jsonb (the usual case: Postgres parses it,

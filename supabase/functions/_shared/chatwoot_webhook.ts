@@ -3,7 +3,12 @@ import { Hono } from "hono";
 import { isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { eventColumns, jsonbText, parseChatwootEvent } from "./chatwoot_payload.ts";
+import {
+  eventColumns,
+  inboxEventWithoutChannelSecrets,
+  jsonbText,
+  parseChatwootEvent,
+} from "./chatwoot_payload.ts";
 import { runInBackground, singleFlight } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
@@ -182,13 +187,16 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       );
     }
 
-    const bodySha256 = sha256Hex(body);
-    const columns = eventColumns(parsed.payload, parsed.event, bodySha256);
+    // An inbox event is stored (and forwarded) without its channel's credentials: the cut JSON, not the bytes.
+    const cut = inboxEventWithoutChannelSecrets(parsed.event, parsed.payload);
+    const storedText = cut ?? text;
+    const bodySha256 = sha256Hex(cut ?? body);
+    const columns = eventColumns(cut === null ? parsed.payload : JSON.parse(cut), parsed.event, bodySha256);
     const toStore: EventToStore = {
       ...columns,
       deliveryId,
-      payloadJson: jsonbText(text),
-      rawBody: text,
+      payloadJson: jsonbText(storedText),
+      rawBody: storedText,
       bodySha256,
       ...auth,
       receiptId: crypto.randomUUID(),
