@@ -5,7 +5,7 @@ import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot
 import { MAX_JSON_DEPTH } from "../supabase/functions/_shared/chatwoot_payload.ts";
 import { connect, isTransientDbError } from "../supabase/functions/_shared/db.ts";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
-import { drain, type DrainOptions } from "../supabase/functions/_shared/forwarder.ts";
+import { drain, type DrainOptions, EXCERPT_BYTES } from "../supabase/functions/_shared/forwarder.ts";
 import { jsonLogger, type Logger, memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
@@ -15,6 +15,7 @@ import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
 import { redact } from "../scripts/lib/cli.ts";
 import { secretValues } from "../supabase/functions/_shared/env.ts";
+import { startAgentSdk } from "./_agent_sdk.ts";
 import { fastSettings, storeSample } from "./_forwarding.ts";
 import { assertStoredLateOnce, signedRequest, TEST_SECRET } from "./_http.ts";
 import { ensureDeliveryHealthView, fullEnv, startChatwootStandIn } from "./_readiness.ts";
@@ -253,6 +254,61 @@ for (const transport of ["fetch", "undici"] as const) {
       "forwarder output and rows",
     );
     await sql`update webhook_events set status = 'skipped' where id = ${id}`;
+  });
+}
+
+for (const transport of ["fetch", "undici"] as const) {
+  dbTest(`secrets: an Agent SDK that echoes our credentials in its answer (${transport})`, async () => {
+    // A gateway's or a framework's error page quoting the request: the answer's start is logged and stored
+    // (response_excerpt), and neither may then hold the token, the Basic credentials or the URL's ?key=.
+    const key = "gatewaykey-SECRET-3b7e";
+    let cut = false;
+    const agent = startAgentSdk((r) => {
+      const authorization = r.headers.get("authorization")!;
+      const quoted = `denied ${r.url} authorization=${authorization} ` +
+        `decoded=${atob(authorization.replace(/^Basic /, "").replace(/^Bearer .*/, ""))}`;
+      // Or the token quoted where the excerpt ends (EXCERPT_BYTES): its start is a secret's start.
+      const body = cut ? `denied ${"-".repeat(EXCERPT_BYTES - 30)} ${authorization}` : quoted;
+      return new Response(body, { status: 401 });
+    });
+    const pooled = transport === "undici" ? undiciTransport() : null;
+    try {
+      await fastSettings(sql, { max_attempts: 5, request_timeout_ms: 5000 });
+      for (
+        const [agentSdkToken, cutOff] of [[AGENT_SDK_TOKEN, false], [null, false], [
+          AGENT_SDK_TOKEN,
+          true,
+        ]] as const
+      ) {
+        cut = cutOff;
+        await sql`update webhook_events set status = 'skipped' where status = 'pending'`;
+        const id = await storeSample(sql);
+        const { result: summary, output } = await capturingConsole(() =>
+          drain(sql, {
+            agentSdkUrl: agent.url.replace("http://", `http://relay:${AGENT_SDK_PASSWORD}@`) +
+              `/a?key=${key}`,
+            agentSdkSecret: AGENT_SDK_SECRET,
+            agentSdkToken,
+          }, { log: jsonLogger, maxEvents: 1, ...(pooled ? { transport: pooled.send } : {}) })
+        );
+        assert.equal(summary.retried, 1);
+        const [row] = await sql`
+          select e.last_error, a.error, a.response_excerpt
+            from webhook_events e join webhook_delivery_attempts a on a.event_id = e.id
+           where e.id = ${id}`;
+        assert.match(row.response_excerpt, /^denied /, "the answer's start is still kept");
+        const basic = btoa(`relay:${AGENT_SDK_PASSWORD}`);
+        assertNoSecret(
+          `${output}\n${JSON.stringify(summary)}\n${JSON.stringify(row)}`,
+          `forwarder output and rows (token ${agentSdkToken ? "set" : "unset"}${cut ? ", cut off" : ""})`,
+          [...SECRETS, key, basic, ...(cut ? [AGENT_SDK_TOKEN.slice(0, 10)] : [])],
+        );
+        await sql`update webhook_events set status = 'skipped' where id = ${id}`;
+      }
+    } finally {
+      await pooled?.close();
+      await agent.close();
+    }
   });
 }
 

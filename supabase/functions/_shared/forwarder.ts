@@ -299,8 +299,11 @@ export async function drain(
   );
 }
 
-/** Where one batch's deliveries go: the URL, and a Basic authorization from the credentials it carried. */
-type DeliveryTarget = { url: string; basic: string | null };
+/**
+ * Where one batch's deliveries go: the URL, a Basic authorization from the credentials it carried, and what
+ * of them is secret (deliveryTarget).
+ */
+type DeliveryTarget = { url: string; basic: string | null; secrets: string[] };
 
 /**
  * One POST of one event to `target`; never throws: every failure becomes an AttemptResult. drain() calls it
@@ -354,12 +357,16 @@ async function deliver(
       timeoutMs: event.request_timeout_ms,
     });
     result.http_status = answer.status;
-    result.response_excerpt = storableText(answer.excerpt);
+    // An answer may quote the request (a gateway's 401 page, a framework's debug page): the excerpt is logged
+    // and stored, so what we sent that is secret is cut out of it first.
+    result.response_excerpt = storableText(
+      answer.excerpt === null ? null : withoutSentSecrets(answer.excerpt, sentSecrets(config, target)),
+    );
     if (!isSuccess(answer.status)) result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
   } catch (error) {
     result.error = storableText(withoutSecrets(
       describeTransportError(error, event.request_timeout_ms),
-      [config.agentSdkToken, config.agentSdkSecret].filter((v): v is string => (v?.length ?? 0) >= 8),
+      sentSecrets(config, target),
     ));
   }
   result.duration_ms = Math.round(performance.now() - t0);
@@ -379,6 +386,29 @@ async function deliver(
     });
   }
   return result;
+}
+
+/** The secrets a delivery to `target` carries: the token, the signing secret, and the URL's (deliveryTarget). */
+function sentSecrets(config: ForwarderConfig, target: DeliveryTarget): string[] {
+  const own = [config.agentSdkToken, config.agentSdkSecret].filter((v): v is string => (v?.length ?? 0) >= 8);
+  return [...own, ...target.secrets];
+}
+
+/**
+ * `text` without `secrets`, and without the start of one where the text ends: an excerpt is cut at
+ * EXCERPT_BYTES, maybe in the middle of a token it quotes (4 characters or more are taken for its start).
+ */
+export function withoutSentSecrets(text: string, secrets: string[]): string {
+  let out = withoutSecrets(text, secrets);
+  for (const secret of secrets) {
+    for (let n = Math.min(secret.length - 1, out.length); n >= 4; n--) {
+      if (out.endsWith(secret.slice(0, n))) {
+        out = `${out.slice(0, out.length - n)}***`;
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 /**

@@ -1,6 +1,7 @@
 // Settings of the forwarder that live in the environment (secrets, the default target). Everything an operator
 // changes at run time (pause, target override, schedule, timeouts) lives in public.relay_settings instead.
 import {
+  credentialParameters,
   type Env,
   headerTokenProblem,
   httpUrlProblem,
@@ -52,13 +53,22 @@ export function targetProblem(
   return agentSdkUrl ? problem("AGENT_SDK_URL", agentSdkUrl) : NO_TARGET;
 }
 
-/** Where deliveries go (the URL and the credentials it carried), or why none can: see targetProblem. */
+/**
+ * Where deliveries go: the URL, the credentials it carried as a Basic authorization, and `secrets`, what of
+ * the URL and that authorization an answer must not be stored or logged with (an error page that quotes the
+ * request): the password, the Basic value, credential query parameters, each as sent and decoded. Or why no
+ * delivery can go: see targetProblem.
+ */
 export function deliveryTarget(
   override: string | null | undefined,
   agentSdkUrl: string | null,
-): { url: string; basic: string | null } | { problem: string } {
+): { url: string; basic: string | null; secrets: string[] } | { problem: string } {
   const problem = targetProblem(override, agentSdkUrl);
-  return problem ? { problem } : splitCredentials(deliveryUrl(override || agentSdkUrl!));
+  if (problem) return { problem };
+  const { url, basic, password } = splitCredentials(deliveryUrl(override || agentSdkUrl!));
+  const sent = [password ?? "", ...credentialParameters(url).map((p) => p.value)];
+  const secrets = [...sent.flatMap((s) => [s, safeDecode(s)]), basic?.replace(/^Basic /, "") ?? ""];
+  return { url, basic, secrets: [...new Set(secrets)].filter((s) => s.length >= 8) };
 }
 
 /**
@@ -110,19 +120,24 @@ export function deliveryUrl(rawBase: string): string {
  * them worked from the Edge Functions and not from `deno task forward`; and with AGENT_SDK_TOKEN set, fetch
  * joined both in one header ("Basic …, Bearer …"). Now they are sent alike, and the token's Bearer wins.
  */
-export function splitCredentials(url: string): { url: string; basic: string | null } {
+export function splitCredentials(
+  url: string,
+): { url: string; basic: string | null; password: string | null } {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    return { url, basic: null }; // the transport says what is wrong with it, as for any unreachable target
+    // the transport says what is wrong with it, as for any unreachable target
+    return { url, basic: null, password: null };
   }
-  if (!parsed.username && !parsed.password) return { url, basic: null };
-  const pair = `${safeDecode(parsed.username)}:${safeDecode(parsed.password)}`;
+  if (!parsed.username && !parsed.password) return { url, basic: null, password: null };
+  const { password } = parsed;
+  const pair = `${safeDecode(parsed.username)}:${safeDecode(password)}`;
   parsed.username = "";
   parsed.password = "";
   return {
     url: parsed.toString(),
     basic: `Basic ${btoa(String.fromCharCode(...new TextEncoder().encode(pair)))}`,
+    password: password || null,
   };
 }
