@@ -10,6 +10,7 @@ import { jsonLogger, type Logger, memoryLogger } from "../supabase/functions/_sh
 import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { undiciTransport } from "../scripts/lib/undici_transport.ts";
+import { runCommand } from "../bench/lib/proc.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
@@ -151,6 +152,17 @@ Deno.test("secrets: a password holding an unencoded #, / or ? is never shown by 
     const run = await runScript(script as string, args as string[], url);
     assert.ok(!(run.stdout + run.stderr).includes(secret), `${script} printed the password`);
   }
+});
+
+Deno.test("secrets: a benchmark's failed command (pgbench, given the database URL) is shown without the password", async () => {
+  // The message is printed and kept in the run's report (bench/results.json, `failures`).
+  const url = `postgresql://postgres:${DB_PASSWORD}@127.0.0.1:9/relay_bench`;
+  const failed = await runCommand("sh", ["-c", "echo 'connection refused' >&2; exit 2", "pgbench", url])
+    .then(() => null, (error: Error) => error);
+  assert.ok(failed instanceof Error, "the command fails");
+  assert.match(failed.message, /failed \(2\):\nconnection refused/);
+  assert.match(failed.message, /postgresql:\/\/postgres:\*\*\*@127\.0\.0\.1:9\/relay_bench/);
+  assertNoSecret(`${failed.message}\n${failed.stack}`, "the error");
 });
 
 dbTest("secrets: a database URL postgres.js cannot parse is reported without its password", async () => {

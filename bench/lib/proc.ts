@@ -1,4 +1,5 @@
 // Processes a benchmark starts: servers on loopback ports, their memory and CPU from /proc, and clean stops.
+import { redact } from "../../scripts/lib/cli.ts";
 
 export interface ProcMemory {
   /** Resident set now, MB. */
@@ -211,7 +212,11 @@ export async function runCommand(
   const decoder = new TextDecoder();
   const stdout = decoder.decode(out.stdout), stderr = decoder.decode(out.stderr);
   if (!out.success) {
-    throw new Error(`${command} ${args.join(" ")} failed (${out.code}):\n${stderr || stdout}`.slice(0, 4000));
+    // pgbench is given the database URL: shown without its password (printed, and kept in the report).
+    const shown = args.map((arg) => /^[a-z][a-z0-9+.-]*:\/\//i.test(arg) ? redact(arg) : arg);
+    throw new Error(
+      `${command} ${shown.join(" ")} failed (${out.code}):\n${stderr || stdout}`.slice(0, 4000),
+    );
   }
   return { stdout, stderr };
 }
