@@ -375,6 +375,46 @@ dbTest("secrets: the public readiness page never shows a password in CHATWOOT_BA
   }
 });
 
+dbTest(
+  "secrets: a password in AGENT_SDK_URL or CHATWOOT_BASE_URL is refused as readiness evidence",
+  async () => {
+    // Evidence and notes are shown on the public page: the secrets the functions hold are refused there, and a
+    // URL's password is one (a pasted URL that "proves" forwarding is set up), as written or percent-decoded.
+    await ensureDeliveryHealthView(sql);
+    const chatwoot = startChatwootStandIn();
+    try {
+      const encoded = "cwpw%2FSECRET%2B0d8e";
+      const env = fullEnv(chatwoot.url.replace("http://", `http://ops:${encoded}@`), {
+        CHATWOOT_BASE_URL_PROD: chatwoot.url.replace("http://", `http://ops:${CHATWOOT_PASSWORD}@`),
+        AGENT_SDK_URL: `https://relay:${AGENT_SDK_PASSWORD}@agent.example.com/base`,
+      });
+      const app = createReadinessApp({ sql, env, log: jsonLogger, cacheMs: 0, checkTimeoutMs: 10_000 });
+      const pasted = [
+        `forwarding to https://relay:${AGENT_SDK_PASSWORD}@agent.example.com/base`,
+        `basic auth ${CHATWOOT_PASSWORD} in front of Chatwoot`,
+        `basic auth ${encoded} in front of Chatwoot`,
+        "basic auth cwpw/SECRET+0d8e in front of Chatwoot",
+      ];
+      for (const evidence of pasted) {
+        const res = await app.request("/readiness/items/task-2", {
+          method: "PATCH",
+          headers: {
+            "content-type": "application/json",
+            authorization: `Bearer ${env.READINESS_ADMIN_TOKEN}`,
+          },
+          body: JSON.stringify({ status: "done", evidence }),
+        });
+        const body = await answer(res);
+        assert.deepEqual([body.status, body.body.error], [400, "secret_in_evidence"], evidence);
+      }
+      const page = await (await app.request("/readiness")).text();
+      assertNoSecret(page, "the readiness page", [...SECRETS, encoded, "cwpw/SECRET+0d8e"]);
+    } finally {
+      await chatwoot.close();
+    }
+  },
+);
+
 Deno.test({
   name: "secrets: deno task dev prints the Agent SDK URL without its password",
   sanitizeOps: false,

@@ -75,10 +75,22 @@ export function secretValues(env: Env): string[] {
     "SUPABASE_SERVICE_ROLE_KEY",
   ].flatMap((name) => (env[name] ?? "").split(","))
     .concat(["SUPABASE_DB_URL", "DATABASE_URL"].map((name) => databasePassword(env[name])))
+    // Basic credentials in front of the Agent SDK or of Chatwoot ride in these URLs as user:password@.
+    .concat(URLS_WITH_PASSWORDS.flatMap((name) => urlPassword(env[name])))
     .concat(
-      ["SUPABASE_DB_URL", "DATABASE_URL", "AGENT_SDK_URL"].flatMap((name) => queryCredentials(env[name])),
+      ["SUPABASE_DB_URL", "DATABASE_URL", ...URLS_WITH_PASSWORDS].flatMap((name) =>
+        queryCredentials(env[name])
+      ),
     )
     .map((v) => v.trim()).filter((v) => v.length >= 8);
+}
+
+const URLS_WITH_PASSWORDS = ["AGENT_SDK_URL", "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD"];
+
+/** The password of a URL's user info, as written and percent-decoded; none when it has none. */
+function urlPassword(url: string | undefined): string[] {
+  const password = url ? urlCredentials(url)?.password ?? "" : "";
+  return [...new Set([password, safeDecode(password)])];
 }
 
 /**
