@@ -368,6 +368,51 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a message_updated signed again later stays against one built at the same time, in any order`,
+  async () => {
+    const { app } = makeApp();
+    const now = Math.floor(Date.now() / 1000);
+    const body = (id: number, content: string) => {
+      const payload = samplePayload("message_updated", { messageId: id, content });
+      // Built at the same moment (a status change read with the edit): the signed times order them.
+      (payload.conversation as Record<string, unknown>).updated_at = now - 10 + 0.5;
+      return JSON.stringify(payload);
+    };
+    // "read" is sent at -6 and, retried by Chatwoot (an agent bot after a 500), signed anew at -3; "delivered"
+    // is signed at -4 on another instance. The latest signed copy is "read"'s, whichever arrives first: an
+    // exact copy of the stored body must carry its later signed time, or "delivered" replaces it.
+    const arrivals = {
+      "retry before the other": ["read@-6", "read@-3", "delivered@-4"],
+      "retry after the other": ["read@-6", "delivered@-4", "read@-3"],
+      "other first": ["delivered@-4", "read@-6", "read@-3"],
+    };
+    const results: Record<string, string> = {};
+    for (const [order, copies] of Object.entries(arrivals)) {
+      const id = nextId++;
+      // Made once each: a copy is the same bytes (samplePayload's created_at moves with the clock).
+      const bodies: Record<string, string> = { read: body(id, "read"), delivered: body(id, "delivered") };
+      for (const copy of copies) {
+        const [content, ago] = copy.split("@");
+        const res = await post(
+          app,
+          signedRequest(URL_BASE, bodies[content], { nowSeconds: now + Number(ago) }),
+        );
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+      }
+      const [row] = await sql`select payload->>'content' as content, receive_count
+                                from webhook_events where event_key = ${`message:${id}:message_updated`}`;
+      assert.equal(row.receive_count, 3, order);
+      results[order] = row.content;
+    }
+    assert.deepEqual(results, {
+      "retry before the other": "read",
+      "retry after the other": "read",
+      "other first": "read",
+    });
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: ordering two message_updated of the same second does not read the stored body again`,
   async () => {
     const { app } = makeApp();

@@ -41,4 +41,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121004700", // pause_waits_for_claims_in_progress
   "20261121004800", // retry_waiting_events_now
   "20261121004950", // daily_stats_receipts_leave_out_recovered_copies
+  "20261121005100", // message_update_signed_again_keeps_its_latest_time
 ];
