@@ -4,28 +4,10 @@
 // Vault token.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
+import { hostedStandIns } from "./_hosted.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 
-const STAND_INS = `
-  create schema cron;
-  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text,
-    active boolean not null default true);
-  create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
-    insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
-    on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
-    returning jobid $$;
-  create function cron.unschedule(job_id bigint) returns boolean language sql as $$
-    delete from cron.job where jobid = job_id returning true $$;
-  create schema net;
-  create table net.calls (url text, headers jsonb, body jsonb, timeout_milliseconds integer);
-  create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
-      headers jsonb default '{}', timeout_milliseconds integer default 5000) returns bigint language sql as $$
-    insert into net.calls values (url, headers, body, timeout_milliseconds) returning 1::bigint $$;
-  create schema vault;
-  create table vault.decrypted_secrets (name text, decrypted_secret text);
-  insert into vault.decrypted_secrets values
-    ('relay_forwarder_url', 'https://ref.supabase.co/functions/v1/forward-events'),
-    ('relay_forwarder_token', 'forwarder-token-from-vault');`;
+const STAND_INS = hostedStandIns();
 
 /** A fresh database (PGlite, or one on the DATABASE_URL server); `prepare` runs before the migrations. */
 async function withFreshDb(prepare: string | null, fn: (sql: Sql) => Promise<void>) {

@@ -4,6 +4,7 @@
 // exactly as it delivers new ones. Runs on PGlite, or on the server DATABASE_URL names.
 import assert from "node:assert/strict";
 import { startTestDb, type TestDb } from "./_db.ts";
+import { hostedStandIns } from "./_hosted.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
 import { fullEnv, startChatwootStandIn } from "./_readiness.ts";
 import { eventToStore, fastSettings } from "./_forwarding.ts";
@@ -413,27 +414,6 @@ for (const cut of CUTS) {
   });
 }
 
-/** pg_cron, pg_net and Vault as on hosted Supabase: stand-ins with their signatures (forwarding_cron). */
-const HOSTED_STAND_INS = (token: string) => `
-  create schema cron;
-  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text, command text,
-    active boolean not null default true);
-  create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
-    insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
-    on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
-    returning jobid $$;
-  create function cron.unschedule(job_id bigint) returns boolean language sql as $$
-    delete from cron.job where jobid = job_id returning true $$;
-  create schema net;
-  create function net.http_post(url text, body jsonb default '{}', params jsonb default '{}',
-      headers jsonb default '{}', timeout_milliseconds integer default 5000) returns bigint language sql as $$
-    select 1::bigint $$;
-  create schema vault;
-  create table vault.decrypted_secrets (name text, decrypted_secret text);
-  insert into vault.decrypted_secrets values
-    ('relay_forwarder_url', 'https://ref.supabase.co/functions/v1/forward-events'),
-    ('relay_forwarder_token', ${"'" + token.replaceAll("'", "''") + "'"});`;
-
 Deno.test({
   name: "migrations: a forwarder job scheduled by a release before 003400 stays when its Vault secrets are " +
     "usable, and is unscheduled on the way up when they never were",
@@ -452,7 +432,7 @@ Deno.test({
         // Secrets made first, good ones: the release's migration schedules the job. The operator then pastes
         // the token again (with its line break) and re-runs that release's schedule_forwarder(): it took it.
         const db = await startTestDb({
-          beforeMigrations: HOSTED_STAND_INS("forwarder-token-from-vault"),
+          beforeMigrations: hostedStandIns("forwarder-token-from-vault"),
           migrationsDir: dir,
         });
         try {
