@@ -4,6 +4,7 @@ import { isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./ht
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
+  type EventColumns,
   eventColumns,
   inboxEventWithoutChannelSecrets,
   jsonbText,
@@ -157,50 +158,11 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     if (!isJsonContentType(req)) {
       return reject(c, new Rejection(415, "unsupported_media_type", "Content-Type must be application/json"));
     }
-    const body = await readBodyWithin(req, config.maxBodyBytes);
-    if (body === null) {
-      return reject(
-        c,
-        new Rejection(413, "payload_too_large", `Body exceeds ${config.maxBodyBytes} bytes`, {
-          limit_bytes: config.maxBodyBytes,
-        }),
-      );
-    }
-
-    const deliveryId = req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
-    log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
-
-    const auth = authenticate(req, body, config);
-    if (auth instanceof Rejection) return reject(c, auth);
-
-    let text: string;
-    try {
-      text = decoder.decode(body);
-    } catch {
-      return reject(c, new Rejection(400, "invalid_json", "Body is not valid UTF-8"));
-    }
-    const parsed = parseChatwootEvent(text);
-    if (!parsed.ok) {
-      return reject(
-        c,
-        new Rejection(400, parsed.error, parsed.message, parsed.issues ? { issues: parsed.issues } : {}),
-      );
-    }
-
-    // An inbox event is stored (and forwarded) without its channel's credentials: the cut JSON, not the bytes.
-    const cut = inboxEventWithoutChannelSecrets(parsed.event, parsed.payload);
-    const storedText = cut ?? text;
-    const bodySha256 = sha256Hex(cut ?? body);
-    const columns = eventColumns(cut === null ? parsed.payload : JSON.parse(cut), parsed.event, bodySha256);
-    const toStore: EventToStore = {
-      ...columns,
-      deliveryId,
-      payloadJson: jsonbText(storedText),
-      rawBody: storedText,
-      bodySha256,
-      ...auth,
-      receiptId: crypto.randomUUID(),
-    };
+    // In a function of its own: an async function holds its locals across every await, so the store below
+    // would otherwise wait with the body's bytes and its parsed copy held (an email's body can be megabytes).
+    const received = await receive(req, config);
+    if (received instanceof Rejection) return reject(c, received);
+    const { toStore, columns, deliveryId } = received;
     if (lateStores?.refuseIfFull(toStore)) {
       // The database has not answered for a while and this instance holds all the unstored events it may.
       log("error", `${LOG} Store failed`, {
@@ -289,6 +251,52 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     log("error", `${LOG} Unhandled`, { error: error.message });
     return jsonError(c, 500, "internal_error", "Internal error");
   });
+
+  /** Reads, authenticates, decodes and validates a request: the event to store, or why it is refused. */
+  async function receive(
+    req: Request,
+    config: WebhookConfig,
+  ): Promise<{ toStore: EventToStore; columns: EventColumns; deliveryId: string | null } | Rejection> {
+    const body = await readBodyWithin(req, config.maxBodyBytes);
+    if (body === null) {
+      return new Rejection(413, "payload_too_large", `Body exceeds ${config.maxBodyBytes} bytes`, {
+        limit_bytes: config.maxBodyBytes,
+      });
+    }
+
+    const deliveryId = req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
+    log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
+
+    const auth = authenticate(req, body, config);
+    if (auth instanceof Rejection) return auth;
+
+    let text: string;
+    try {
+      text = decoder.decode(body);
+    } catch {
+      return new Rejection(400, "invalid_json", "Body is not valid UTF-8");
+    }
+    const parsed = parseChatwootEvent(text);
+    if (!parsed.ok) {
+      return new Rejection(400, parsed.error, parsed.message, parsed.issues ? { issues: parsed.issues } : {});
+    }
+
+    // An inbox event is stored (and forwarded) without its channel's credentials: the cut JSON, not the bytes.
+    const cut = inboxEventWithoutChannelSecrets(parsed.event, parsed.payload);
+    const storedText = cut ?? text;
+    const bodySha256 = sha256Hex(cut ?? body);
+    const columns = eventColumns(cut === null ? parsed.payload : JSON.parse(cut), parsed.event, bodySha256);
+    const toStore: EventToStore = {
+      ...columns,
+      deliveryId,
+      payloadJson: jsonbText(storedText),
+      rawBody: storedText,
+      bodySha256,
+      ...auth,
+      receiptId: crypto.randomUUID(),
+    };
+    return { toStore, columns, deliveryId };
+  }
 
   function authenticate(
     req: Request,
