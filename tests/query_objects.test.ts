@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { drain } from "../supabase/functions/_shared/forwarder.ts";
-import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
+import { BODY_PARAMETER_FROM_CHARS, storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { textLiteral } from "../supabase/functions/_shared/sql_literal.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
@@ -87,6 +87,28 @@ dbTest(`query objects [${db.kind}]: nor when its statement fails`, async () => {
   await assert.rejects(storeEvent(watched, event), /json/i);
   assert.equal(queries.length, 1);
   assert.ok(!reaches(queries[0], marker), "the body is not reachable from the failed query");
+});
+
+dbTest(`query objects [${db.kind}]: nor when a long body goes as a parameter, stored or failed`, async () => {
+  const marker = crypto.randomUUID();
+  const { sql: watched, queries } = observed();
+  const long = (messageId: number) =>
+    eventToStore(JSON.stringify(samplePayload("message_created", {
+      messageId,
+      content: `body ${marker} ${"x".repeat(BODY_PARAMETER_FROM_CHARS)}`,
+    })));
+  const event = long(991_003);
+  assert.ok(event.rawBody.length > BODY_PARAMETER_FROM_CHARS);
+  const stored = await storeEvent(watched, event);
+  assert.equal(stored.outcome, "stored");
+  const failing = { ...long(991_004), payloadJson: `{"not": "json" ${marker}` };
+  await assert.rejects(storeEvent(watched, failing), /json/i);
+  assert.equal(queries.length, 2);
+  assert.ok(!reaches(queries[0], marker), "the body is not reachable from the settled query");
+  assert.ok(!reaches(queries[1], marker), "nor from the failed one");
+  const [row] = await sql<{ raw_body: string }[]>`
+    select raw_body from public.webhook_events where id = ${stored.id}`;
+  assert.equal(row.raw_body, event.rawBody, "and it was stored, byte for byte");
 });
 
 dbTest(`query objects [${db.kind}]: a drain leaves no body in its claim's result`, async () => {

@@ -81,20 +81,29 @@ function openNoDelaySocket(host: string, port: number): Socket {
 }
 
 /**
- * Drops the statement text from a settled postgres.js query object (3.4: `strings`, `string`, and
- * `statement`, which its result shares). Why: here (Deno 2.9, V8 15) such objects outlive their query until
- * V8's next full collection. In a standalone script, a newly made closure stored into an object's property
- * survived the young generation's collections with all it reaches, and postgres.js' Query constructor stores
- * two that reach the query through `this`. The ingest statement carries the whole body as a literal, so every
- * webhook's body was copied into the old generation (docs/benchmarks-history.md, "the body in the query
- * object").
+ * Drops the statement text and parameters from a settled postgres.js query object (3.4: `strings`, `string`,
+ * `statement`, which its result shares, `args` and `parameters`). Why: here (Deno 2.9, V8 15) such objects
+ * outlive their query until V8's next full collection. In a standalone script, a newly made closure stored
+ * into an object's property survived the young generation's collections with all it reaches, and postgres.js'
+ * Query constructor stores two that reach the query through `this`. The ingest statement carries the whole
+ * body as a literal (a long one as a parameter), so every webhook's body was copied into the old generation
+ * (docs/benchmarks-history.md, "the body in the query object").
  * tests/query_objects.test.ts fails if a later postgres.js keeps the text elsewhere.
  */
 export function releaseStatementText(query: object): void {
-  const q = query as { strings?: unknown; string?: unknown; statement?: { string?: unknown } | null };
+  const q = query as {
+    strings?: unknown;
+    string?: unknown;
+    statement?: { string?: unknown } | null;
+    args?: unknown[];
+    parameters?: unknown[];
+  };
   q.strings = undefined;
   q.string = undefined;
   if (q.statement) q.statement.string = undefined;
+  // A statement's parameters (storeEvent sends a long body as one): its `args` and their serialised copies.
+  if (Array.isArray(q.args)) q.args.length = 0;
+  if (Array.isArray(q.parameters)) q.parameters.length = 0;
 }
 
 /**

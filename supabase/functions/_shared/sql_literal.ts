@@ -5,7 +5,8 @@
 // Bind + Execute (`describeFirst` in its connection.js). The ingest upsert is one statement per webhook, so
 // half of its round trips were that wait. Written as literals, the same call goes in one round trip, as
 // pgbench's extended protocol sends it (docs/benchmarks-history.md: ingest 1.3-1.6× the rate, the same p99
-// at a higher half rate). postgres.js exports no literal quoting, hence these few lines.
+// at a higher half rate). postgres.js exports no literal quoting, hence these few lines. A body of megabytes
+// goes as a parameter instead (ingest_store.ts, BODY_PARAMETER_FROM_CHARS): its copies cost more than a wait.
 //
 // Safety: E'...' with each backslash and each quote doubled reads back the same text whatever
 // standard_conforming_strings says, and postgres.js sets client_encoding to UTF8, where no multibyte character
