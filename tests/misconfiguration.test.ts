@@ -125,7 +125,7 @@ Deno.test("deno task dev names at start every setting a function refuses, never 
     );
     assert.match(
       before,
-      /chatwoot-webhook.*CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 4194304/,
+      /chatwoot-webhook.*CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 6291456/,
     );
     assert.match(before, /DATABASE_POOL_SIZE must be an integer >= 1; using the default 5/);
     assert.doesNotMatch(before, /chatwoot-webhook.*NOT CONFIGURED/);
@@ -194,9 +194,9 @@ Deno.test("a number setting is written in decimal digits: 0x10, 1e3, 4194304.0 a
     // Read by Number(), "0x10" was a 16-byte limit: every webhook answered 413 and lost. Refused, the
     // default is used and said.
     assert.ok(result.ok, value);
-    assert.equal(result.config.maxBodyBytes, 4 * 1024 * 1024, value);
+    assert.equal(result.config.maxBodyBytes, 6 * 1024 * 1024, value);
     assert.deepEqual(result.warnings, [
-      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 4194304",
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 6291456",
     ], value);
   }
   const spaced = webhookConfigFromEnv({

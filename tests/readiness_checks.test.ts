@@ -430,7 +430,7 @@ dbTest(
     // The functions run on the default (a webhook is not lost for a typo), but the typo must not go unseen.
     const knobs: [string, string][] = [
       ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", "must be an integer >= 1; using the default 300"],
-      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", "must be an integer >= 1; using the default 4194304"],
+      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", "must be an integer >= 1; using the default 6291456"],
       ["CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", "must be an integer >= 0; using the default 120"],
     ];
     for (const [name, says] of knobs) {

@@ -98,7 +98,7 @@ export class LateStores {
   /** Why `event` would not be taken over now, or null. */
   #refusal(event: EventToStore): LateStoreRefusal | null {
     if (this.options.windowMs <= 0) return "off";
-    // One event is always taken (a body is at most 4 MiB by default).
+    // One event is always taken (a body is at most 6 MiB by default).
     const full = this.#heldBytes > 0 && this.#heldBytes + lateStoreBytes(event) > this.options.maxHeldBytes;
     return full ? "memory_bound" : null;
   }

@@ -35,10 +35,12 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
   // never re-sends it. The default is used instead, and the mistake said (log, deno task dev, readiness).
   const knobs = {
     toleranceSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
-    // Chatwoot allows a message 150 000 characters long, and its message_created carries the text three
-    // times (content, and the conversation's last message with its processed_message_content): up to 1.8 MB
-    // in a 4-byte script. A body refused here is lost (Chatwoot never re-sends), so there is room to spare.
-    maxBodyBytes: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 4 * 1024 * 1024),
+    // A body refused here is lost (Chatwoot never re-sends it). An email's is the largest: its content is cut
+    // at 150 000 characters, but its HTML and text are sent uncut, twice, with <, > and & as \u003c, so a few
+    // hundred KB of HTML pass 4 MiB. 6 MiB: two such bodies at once beside normal traffic peaked at 150 MB
+    // (RSS, a deployed function's heap), 181 MB (up to 219) with the Agent SDK sent to at once; 8 MiB reached
+    // 252 of the 256 MB a hosted function has (README, "Body size").
+    maxBodyBytes: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 6 * 1024 * 1024),
     // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
     lateStoreSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0),
   };
