@@ -324,6 +324,40 @@ for (const transport of ["fetch", "undici"] as const) {
   });
 }
 
+dbTest("secrets: an Agent SDK that quotes a ?key= holding '+' as it read it (a space)", async () => {
+  // Base64 keys hold "+", and one written as is in AGENT_SDK_URL reaches a gateway that reads the query as a
+  // form does ("+" is a space): its 401 page quotes the key so, and that form is the key too.
+  const key = "gatewaykey+SECRET+9d4a/Zq";
+  const agent = startAgentSdk((r) =>
+    new Response(`invalid key ${new URL(r.url).searchParams.get("key")}`, { status: 401 })
+  );
+  try {
+    await fastSettings(sql, { max_attempts: 5, request_timeout_ms: 5000 });
+    await sql`update webhook_events set status = 'skipped' where status = 'pending'`;
+    const id = await storeSample(sql);
+    const { result: summary, output } = await capturingConsole(() =>
+      drain(sql, {
+        agentSdkUrl: `${agent.url}/a?key=${key}`,
+        agentSdkSecret: AGENT_SDK_SECRET,
+        agentSdkToken: AGENT_SDK_TOKEN,
+      }, { log: jsonLogger, maxEvents: 1 })
+    );
+    assert.equal(summary.retried, 1);
+    const [row] = await sql`
+      select e.last_error, a.error, a.response_excerpt
+        from webhook_events e join webhook_delivery_attempts a on a.event_id = e.id
+       where e.id = ${id}`;
+    assert.match(row.response_excerpt, /^invalid key /, "the answer's start is still kept");
+    assertNoSecret(`${output}\n${JSON.stringify(row)}`, "forwarder output and rows", [
+      key,
+      key.replaceAll("+", " "),
+    ]);
+    await sql`update webhook_events set status = 'skipped' where id = ${id}`;
+  } finally {
+    await agent.close();
+  }
+});
+
 dbTest("secrets: forward-events answers and logs a wrong token without either token", async () => {
   const guess = "guess-SECRET-fedcba9876543210";
   const app = createForwardEventsApp({

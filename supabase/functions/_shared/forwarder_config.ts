@@ -66,7 +66,9 @@ export function deliveryTarget(
   const problem = targetProblem(override, agentSdkUrl);
   if (problem) return { problem };
   const { url, basic, password } = splitCredentials(deliveryUrl(override || agentSdkUrl!));
-  const sent = [password ?? "", ...credentialParameters(url).map((p) => p.value)];
+  // A query is read as a form too ("+" a space), and a gateway may quote a key the way it read it.
+  const query = credentialParameters(url).map((p) => p.value);
+  const sent = [password ?? "", ...query, ...query.map((v) => v.replaceAll("+", " "))];
   const secrets = [...sent.flatMap((s) => [s, safeDecode(s)]), basic?.replace(/^Basic /, "") ?? ""];
   return { url, basic, secrets: [...new Set(secrets)].filter((s) => s.length >= 8) };
 }
