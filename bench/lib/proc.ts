@@ -1,5 +1,6 @@
 // Processes a benchmark starts: servers on loopback ports, their memory and CPU from /proc, and clean stops.
 import { redact } from "../../scripts/lib/cli.ts";
+import { hasUrlScheme } from "../../supabase/functions/_shared/env.ts";
 
 export interface ProcMemory {
   /** Resident set now, MB. */
@@ -213,7 +214,7 @@ export async function runCommand(
   const stdout = decoder.decode(out.stdout), stderr = decoder.decode(out.stderr);
   if (!out.success) {
     // pgbench is given the database URL: shown without its password (printed, and kept in the report).
-    const shown = args.map((arg) => /^[a-z][a-z0-9+.-]*:\/\//i.test(arg) ? redact(arg) : arg);
+    const shown = args.map((arg) => hasUrlScheme(arg) ? redact(arg) : arg);
     throw new Error(
       `${command} ${shown.join(" ")} failed (${out.code}):\n${stderr || stdout}`.slice(0, 4000),
     );

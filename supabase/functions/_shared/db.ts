@@ -1,7 +1,7 @@
 // One way to reach Postgres: postgres.js over a connection URL (hosted Supabase, any server, or PGlite's socket).
 import { connect as tcpConnect, type Socket } from "node:net";
 import postgres from "postgres";
-import { withoutSurroundingSpace } from "./env.ts";
+import { hasUrlScheme } from "./env.ts";
 
 export type Sql = postgres.Sql;
 
@@ -30,7 +30,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
   const connectTimeout = options.connectTimeout ?? 2;
   // postgres.js takes the user, password and host from after the first "://". Without one (a typo such as
   // "postgresql:/user:pw@host/db", or no scheme) it connected to localhost, to a database named after the text.
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(withoutSurroundingSpace(url))) {
+  if (!hasUrlScheme(url)) {
     throw new DatabaseUrlError(
       "The database URL (DATABASE_URL / SUPABASE_DB_URL) is not a postgresql://user:password@host:port/database URL",
     );

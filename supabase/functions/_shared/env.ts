@@ -147,6 +147,11 @@ export function urlCredentials(
     : { prefix, user: info.slice(0, colon), password: info.slice(colon + 1), rest };
 }
 
+/** Whether `text` starts as a URL with an authority does, `scheme://` (spaces around it ignored). */
+export function hasUrlScheme(text: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(withoutSurroundingSpace(text));
+}
+
 /** `url` without the spaces and control characters (U+0000 to U+0020) `new URL()` ignores around a URL. */
 export function withoutSurroundingSpace(url: string): string {
   // deno-lint-ignore no-control-regex -- control characters are exactly what is dropped
