@@ -223,8 +223,8 @@ const CHANNEL_KEYS_KEPT = new Set([
 ]);
 
 /**
- * An inbox event without its channel's credentials, as the JSON text to store and forward; null when there is
- * nothing to leave out (any other event, or a channel holding only the kept keys).
+ * An inbox event without its channel's credentials: the payload, and its JSON text to store and forward; null
+ * when there is nothing to leave out (any other event, or a channel holding only the kept keys).
  *
  * Chatwoot's inbox events carry `channel: channel`, the channel's whole record (Inbox::EventDataPresenter):
  * an email channel's IMAP/SMTP passwords and OAuth provider_config, an API channel's hmac_token and secret, a
@@ -233,7 +233,10 @@ const CHANNEL_KEYS_KEPT = new Set([
  * Chatwoot is left out too). `relay_redacted` names what was left out. The text is re-serialised: an inbox
  * event holds no number a double cannot carry (ids, ports, counts).
  */
-export function inboxEventWithoutChannelSecrets(event: string, payload: Json): string | null {
+export function inboxEventWithoutChannelSecrets(
+  event: string,
+  payload: Json,
+): { payload: Json; text: string } | null {
   if (!event.startsWith("inbox_")) return null;
   const channel = obj(payload.channel);
   if (!channel) return null;
@@ -244,7 +247,8 @@ export function inboxEventWithoutChannelSecrets(event: string, payload: Json): s
     ...(Array.isArray(payload.relay_redacted) ? payload.relay_redacted : []),
     ...left.map((key) => `channel.${key}`),
   ];
-  return JSON.stringify({ ...payload, channel: kept, relay_redacted: redacted });
+  const cut = { ...payload, channel: kept, relay_redacted: redacted };
+  return { payload: cut, text: JSON.stringify(cut) };
 }
 
 /**

@@ -283,9 +283,9 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
 
     // An inbox event is stored (and forwarded) without its channel's credentials: the cut JSON, not the bytes.
     const cut = inboxEventWithoutChannelSecrets(parsed.event, parsed.payload);
-    const storedText = cut ?? text;
-    const bodySha256 = sha256Hex(cut ?? body);
-    const columns = eventColumns(cut === null ? parsed.payload : JSON.parse(cut), parsed.event, bodySha256);
+    const storedText = cut?.text ?? text;
+    const bodySha256 = sha256Hex(cut?.text ?? body);
+    const columns = eventColumns(cut?.payload ?? parsed.payload, parsed.event, bodySha256);
     const toStore: EventToStore = {
       ...columns,
       deliveryId,
