@@ -31,6 +31,19 @@ export function eventToStore(raw: string): EventToStore {
   };
 }
 
+/**
+ * Stores `raw` as `deno task recover` stores a message whose webhook never came (recover_webhook_event, to be
+ * forwarded); returns what it says (the row id, or null when the event was there already).
+ */
+export async function storeRecoveredCopy(sql: Sql, raw: string): Promise<number | null> {
+  const e = eventToStore(raw);
+  const [{ id }] = await sql<{ id: string | null }[]>`
+    select public.recover_webhook_event(${e.eventKey}::text, ${e.event}::text, ${e.messageId}::bigint,
+      ${e.conversationId}::bigint, ${e.accountId}::bigint, ${e.inboxId}::bigint, ${raw}::text,
+      ${e.bodySha256}::text, true) as id`;
+  return id === null ? null : Number(id);
+}
+
 /** Stores a sample event (or the given raw text) exactly as chatwoot-webhook would; returns its row id. */
 export async function storeSample(
   sql: Sql,

@@ -5,7 +5,7 @@ import postgres from "postgres";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
-import { eventToStore } from "./_forwarding.ts";
+import { storeRecoveredCopy } from "./_forwarding.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -66,11 +66,7 @@ dbTest(
     const raw = JSON.stringify(
       samplePayload("message_created", { messageId: 987_101, conversationId: 9872 }),
     );
-    const e = eventToStore(raw);
-    await db
-      .sql`select public.recover_webhook_event(${e.eventKey}::text, ${e.event}::text, ${e.messageId}::bigint,
-    ${e.conversationId}::bigint, ${e.accountId}::bigint, ${e.inboxId}::bigint, ${raw}::text,
-    ${e.bodySha256}::text, true)`;
+    await storeRecoveredCopy(db.sql, raw);
     const [view] = await db.sql`select received::int, recovered::int from chatwoot_daily_event_stats
                                where event = 'message_created' and day = (now() at time zone 'UTC')::date`;
     assert.ok(view.recovered >= 1);

@@ -4,7 +4,7 @@ import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
-import { eventToStore, storeSample } from "./_forwarding.ts";
+import { eventToStore, storeRecoveredCopy, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 
@@ -13,10 +13,17 @@ const sql = db.sql;
 await loadFixture(sql);
 
 /** Runs `fn` on one connection as `role` (SET LOCAL ROLE inside a transaction that is rolled back). */
-async function asRole<T>(role: string, fn: (tx: Sql) => Promise<T>): Promise<T> {
+function asRole<T>(role: string, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  return rolledBack(async (tx) => {
+    await tx.unsafe(`set local role ${role}`);
+    return await fn(tx);
+  });
+}
+
+/** Runs `fn` in a transaction on one connection, then rolls it back: what it wrote is gone after. */
+async function rolledBack<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
   let result: T;
   await sql.begin(async (tx) => {
-    await tx.unsafe(`set local role ${role}`);
     result = await fn(tx as unknown as Sql);
     throw new Rollback();
   }).catch((error) => {
@@ -249,48 +256,28 @@ dbTest(
     const day = async (tx: Sql) => {
       const [r] =
         await tx`select coalesce(sum(events), 0)::int as events, coalesce(sum(received), 0)::int as received,
-                                  coalesce(sum(duplicates), 0)::int as duplicates,
-                                  coalesce(sum(recovered), 0)::int as recovered
-                             from chatwoot_daily_event_stats where event = 'message_created'`;
+                        coalesce(sum(duplicates), 0)::int as duplicates,
+                        coalesce(sum(recovered), 0)::int as recovered
+                   from chatwoot_daily_event_stats where event = 'message_created'`;
       return r;
     };
-    await sql.begin(async (txn) => {
-      const tx = txn as unknown as Sql;
+    await rolledBack(async (tx) => {
       const before = await day(tx);
+      /** Events, receipts and recovered copies more than before; duplicates must not have moved. */
+      const since = async () => {
+        const now = await day(tx);
+        assert.equal(now.duplicates, before.duplicates);
+        return [now.events - before.events, now.received - before.received, now.recovered - before.recovered];
+      };
       // What `deno task recover` stores for a message whose webhook never came.
       const raw = JSON.stringify(
         samplePayload("message_created", { messageId: 987_001, conversationId: 9871 }),
       );
-      const e = eventToStore(raw);
-      await tx`select public.recover_webhook_event(${e.eventKey}::text, ${e.event}::text, ${e.messageId}::bigint,
-        ${e.conversationId}::bigint, ${e.accountId}::bigint, ${e.inboxId}::bigint, ${raw}::text,
-        ${e.bodySha256}::text, true)`;
-      const recovered = await day(tx);
-      assert.deepEqual(
-        [
-          recovered.events - before.events,
-          recovered.received - before.received,
-          recovered.recovered - before.recovered,
-        ],
-        [1, 0, 1],
-        "one more event, recovered, and no receipt from Chatwoot",
-      );
-      assert.equal(recovered.duplicates, before.duplicates);
+      await storeRecoveredCopy(tx, raw);
+      assert.deepEqual(await since(), [1, 0, 1], "one more event, recovered, and no receipt from Chatwoot");
       // The webhook comes after all: its bytes replace the copy's, and that is the receipt.
-      await storeEvent(tx, e);
-      const received = await day(tx);
-      assert.deepEqual(
-        [
-          received.events - before.events,
-          received.received - before.received,
-          received.recovered - before.recovered,
-        ],
-        [1, 1, 0],
-      );
-      assert.equal(received.duplicates, before.duplicates);
-      throw new Rollback();
-    }).catch((error) => {
-      if (!(error instanceof Rollback)) throw error;
+      await storeEvent(tx, eventToStore(raw));
+      assert.deepEqual(await since(), [1, 1, 0]);
     });
   },
 );
