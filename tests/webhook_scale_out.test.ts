@@ -9,22 +9,12 @@ import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
+import { seededRandom } from "../bench/lib/stats.ts";
 import { dbTest, startTestDb } from "./_db.ts";
 import { serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 
 const db = await startTestDb();
 const INSTANCES = 3;
-
-/** mulberry32: the same seed, the same events and arrival order. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Copy {
   key: string;
@@ -39,7 +29,7 @@ interface Copy {
 
 /** Copies of a few messages' events and of conversation events, shuffled; every number comes from `seed`. */
 function copiesFor(seed: number, now: number): Copy[] {
-  const r = random(seed);
+  const r = seededRandom(seed); // the same seed, the same events and arrival order
   const copies: Copy[] = [];
   const add = (key: string, body: string, builtAt: number | null, sentAt: number) =>
     copies.push({ key, body, sha: sha256Hex(body), builtAt, sentAt, round: r() < 0.5 ? 1 : 2 });
@@ -132,7 +122,7 @@ dbTest(
       for (let seed = 1; seed <= 20; seed++) {
         const now = Math.floor(Date.now() / 1000);
         const copies = copiesFor(seed, now);
-        const r = random(seed * 7919);
+        const r = seededRandom(seed * 7919);
         for (const round of [1, 2]) {
           await Promise.all(
             copies.filter((c) => c.round === round).map(async (c) => {
