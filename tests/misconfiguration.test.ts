@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
 import { forwardEventsAuthFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { devCommand, startDev } from "./_dev.ts";
+import { serveOnLoopback } from "./_http.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { createReadinessApp, readinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { checkChatwootApi, readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
@@ -160,13 +161,13 @@ Deno.test("deno task dev with PORT, DB_PORT or FORWARDER_SWEEP_MS not a number: 
 Deno.test("CHATWOOT_BASE_URL copied from the browser (/app/…): the API check fails on the dashboard's page", async () => {
   // Chatwoot answers every /app/… path with its dashboard page, 200, whatever the token.
   const paths: string[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (req) => {
+  const server = serveOnLoopback((req) => {
     paths.push(new URL(req.url).pathname);
     return new Response("<!DOCTYPE html><html>Chatwoot</html>", { headers: { "content-type": "text/html" } });
   });
   try {
     const env = {
-      CHATWOOT_BASE_URL: `http://127.0.0.1:${server.addr.port}/app/accounts/7/dashboard`,
+      CHATWOOT_BASE_URL: `${server.url}/app/accounts/7/dashboard`,
       CHATWOOT_API_TOKEN: "not-even-a-token",
       CHATWOOT_ACCOUNT_ID: "7",
     };
@@ -181,7 +182,7 @@ Deno.test("CHATWOOT_BASE_URL copied from the browser (/app/…): the API check f
     assert.deepEqual(result.proves, []);
     assert.match(result.detail, /not JSON.*CHATWOOT_BASE_URL/);
   } finally {
-    await server.shutdown();
+    await server.stop();
   }
 });
 
