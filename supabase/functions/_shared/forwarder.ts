@@ -5,7 +5,12 @@
 import { errorMessage } from "./background.ts";
 import type { Sql } from "./db.ts";
 import { headerTokenProblem, withoutSecrets } from "./env.ts";
-import { deliveryTarget, type ForwarderConfig, sendingProblem } from "./forwarder_config.ts";
+import {
+  type DeliveryTarget,
+  deliveryTarget,
+  type ForwarderConfig,
+  sendingProblem,
+} from "./forwarder_config.ts";
 import { retryWithinBudget } from "./ingest_store.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
@@ -298,12 +303,6 @@ export async function drain(
     aborted ? "aborted" : budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle",
   );
 }
-
-/**
- * Where one batch's deliveries go: the URL, a Basic authorization from the credentials it carried, and what
- * of them is secret (deliveryTarget).
- */
-type DeliveryTarget = { url: string; basic: string | null; secrets: string[] };
 
 /**
  * One POST of one event to `target`; never throws: every failure becomes an AttemptResult. drain() calls it

@@ -56,13 +56,19 @@ export function targetProblem(
 /**
  * Where deliveries go: the URL, the credentials it carried as a Basic authorization, and `secrets`, what of
  * the URL and that authorization an answer must not be stored or logged with (an error page that quotes the
- * request): the password, the Basic value, credential query parameters, each as sent and decoded. Or why no
- * delivery can go: see targetProblem.
+ * request): the password, the Basic value, credential query parameters, each as sent and decoded.
  */
+export interface DeliveryTarget {
+  url: string;
+  basic: string | null;
+  secrets: string[];
+}
+
+/** Where deliveries go (DeliveryTarget), or why none can: see targetProblem. */
 export function deliveryTarget(
   override: string | null | undefined,
   agentSdkUrl: string | null,
-): { url: string; basic: string | null; secrets: string[] } | { problem: string } {
+): DeliveryTarget | { problem: string } {
   const problem = targetProblem(override, agentSdkUrl);
   if (problem) return { problem };
   const { url, basic, password } = splitCredentials(deliveryUrl(override || agentSdkUrl!));
