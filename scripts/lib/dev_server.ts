@@ -14,7 +14,10 @@ import {
 } from "../../supabase/functions/_shared/forwarder_config.ts";
 import { ConfigError, type Env } from "../../supabase/functions/_shared/env.ts";
 import { readinessConfigFromEnv } from "../../supabase/functions/_shared/readiness_checks.ts";
-import { webhookConfigFromEnv } from "../../supabase/functions/_shared/webhook_config.ts";
+import {
+  webhookConfigFromEnv,
+  type WebhookConfigResult,
+} from "../../supabase/functions/_shared/webhook_config.ts";
 import { poolSizeFromEnv } from "../../supabase/functions/_shared/runtime.ts";
 import {
   DUE_CHANNEL,
@@ -50,9 +53,8 @@ const FUNCTIONS_PREFIX = "/functions/v1/";
  * What each function refuses in `env`, as its 503 not_configured says it (setting names, never values), and
  * which of its requests are answered so.
  */
-function settingProblems(env: Env): [string, string, string][] {
+function settingProblems(env: Env, webhook: WebhookConfigResult): [string, string, string][] {
   const problems: [string, string, string][] = [];
-  const webhook = webhookConfigFromEnv(env);
   if (!webhook.ok) {
     problems.push(["chatwoot-webhook", webhook.message, "every webhook (lost: Chatwoot never re-sends it)"]);
   }
@@ -72,10 +74,10 @@ function settingProblems(env: Env): [string, string, string][] {
  * Settings refused and replaced by their default, as the functions log them at start (setting and default,
  * never the value), and the readiness page shows them: [function, warning, where it applies].
  */
-function settingDefaults(env: Env): [string, string, string][] {
+function settingDefaults(env: Env, webhook: WebhookConfigResult): [string, string, string][] {
   const pool = poolSizeFromEnv(env).warning;
   return [
-    ...webhookConfigFromEnv(env).warnings.map((w): [string, string, string] => ["chatwoot-webhook", w, ""]),
+    ...webhook.warnings.map((w): [string, string, string] => ["chatwoot-webhook", w, ""]),
     // This server shares one pool of its own across the functions; the deployed ones each read the setting.
     ...(pool
       ? [["functions", pool, " (deployed; deno task dev shares one pool)"] as [string, string, string]]
@@ -127,10 +129,11 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   const runtime: Runtime = { env: Deno.env.toObject(), sql, log };
   // A setting a function refuses makes it answer 503 not_configured to every request: said here, where the
   // operator looks, rather than first in the answer to a webhook that is then lost.
-  for (const [name, problem, what] of settingProblems(runtime.env)) {
+  const webhook = webhookConfigFromEnv(runtime.env);
+  for (const [name, problem, what] of settingProblems(runtime.env, webhook)) {
     print(`  ${name.padEnd(10)} NOT CONFIGURED: ${problem}; ${what} is answered 503 until it is fixed`);
   }
-  for (const [name, warning, where] of settingDefaults(runtime.env)) {
+  for (const [name, warning, where] of settingDefaults(runtime.env, webhook)) {
     print(`  ${name.padEnd(10)} SETTING REFUSED: ${warning}${where} until it is fixed`);
   }
   // A Map, not an object: a name like "constructor" or "toString" must not find an Object.prototype member.
