@@ -12,13 +12,14 @@ import {
   parseArgsOrExit,
   reportFailure,
   requireDatabaseUrl,
+  usageError,
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
 
 await loadDotenv(".env");
-const USAGE = "Usage: deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N] [--budget-ms N]";
+const USAGE = "usage: deno task forward [--once] [--batch N] [--lanes N] [--sweep-ms N] [--budget-ms N]";
 const parsed = parseArgsOrExit(
   {
     args: Deno.args,
@@ -45,8 +46,7 @@ function wholeNumber(
   const value = Number(values[name]);
   if (!Number.isInteger(value) || value < min || value > max) {
     const range = max === Infinity ? `${min} or more` : `${min} to ${max}`;
-    console.error(`--${name} takes a whole number (${range}), not ${values[name]}\n${USAGE}`);
-    Deno.exit(2);
+    usageError(`--${name} takes a whole number (${range}), not ${values[name]}`, USAGE);
   }
   return value;
 }

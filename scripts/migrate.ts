@@ -23,15 +23,10 @@ const parsed = parseArgsOrExit(
     options: {
       check: { type: "boolean", default: false },
       "include-all": { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
     },
   },
   USAGE,
 );
-if (parsed.values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
 await loadDotenv(".env");
 const url = requireDatabaseUrl("the database to migrate");
 const sql = connectOrExit("migrate", url, { max: 1, connectTimeout: 10 });

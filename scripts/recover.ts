@@ -4,8 +4,8 @@
 // Chatwoot: CHATWOOT_BASE_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID (or their _PROD names); the database:
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
 import { chatwootTime } from "../supabase/functions/_shared/chatwoot_time.ts";
-import { headerTokenProblem, withoutSecrets } from "../supabase/functions/_shared/env.ts";
-import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
+import { withoutSecrets } from "../supabase/functions/_shared/env.ts";
+import { chatwootTargetFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import {
   type ChatwootApi,
   ChatwootApiError,
@@ -43,7 +43,6 @@ const { values } = parseArgsOrExit(
       store: { type: "boolean", default: false },
       "no-forward": { type: "boolean", default: false },
       inbox: { type: "string" },
-      help: { type: "boolean", short: "h", default: false },
     },
   },
   USAGE,
@@ -57,35 +56,24 @@ const until = values.until === undefined
   : timeArg(values.until);
 const inboxIds = values.inbox?.split(",").map((v) => Number(v.trim()));
 if (
-  values.help || Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until ||
+  Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until ||
   inboxIds?.some((id) => !Number.isSafeInteger(id) || id <= 0) || (values["no-forward"] && !values.store)
 ) {
   console.error(USAGE);
-  Deno.exit(values.help ? 0 : 2);
-}
-
-const { chatwoot } = readinessConfigFromEnv(Deno.env.toObject());
-const unset = [
-  chatwoot.baseUrl ? null : chatwoot.baseUrlProblem ?? "CHATWOOT_BASE_URL",
-  chatwoot.apiToken ? null : "CHATWOOT_API_TOKEN",
-  chatwoot.accountId ? null : "CHATWOOT_ACCOUNT_ID",
-].filter((v) => v !== null);
-if (unset.length > 0) {
-  console.error(`Set ${unset.join(", ")} (or the _PROD names) to read Chatwoot's API`);
   Deno.exit(2);
 }
-const tokenProblem = headerTokenProblem("CHATWOOT_API_TOKEN", chatwoot.apiToken);
-if (tokenProblem) {
-  console.error(tokenProblem);
+
+// A setting it cannot use is the operator's to fix, like a usage error: one line naming it, exit 2.
+const { target: chatwoot, problem } = chatwootTargetFromEnv(Deno.env.toObject());
+if (problem !== null) {
+  console.error(problem);
   Deno.exit(2);
 }
 const api: ChatwootApi = {
-  baseUrl: chatwoot.baseUrl!,
-  apiToken: chatwoot.apiToken!,
-  accountId: chatwoot.accountId!,
+  ...chatwoot,
   // A network error's text may quote the URL: shown as failures are, without the token or a password in it.
   onRetry: (line) =>
-    console.log(`warning: ${withoutSecrets(line, [chatwoot.apiToken!, ...urlSecrets(chatwoot.baseUrl!)])}`),
+    console.log(`warning: ${withoutSecrets(line, [chatwoot.apiToken, ...urlSecrets(chatwoot.baseUrl)])}`),
 };
 const url = requireDatabaseUrl("the database holding the events");
 const sql = connectOrExit("recover", url, {

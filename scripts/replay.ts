@@ -26,7 +26,6 @@ const parsed = parseArgsOrExit(
       event: { type: "string" },
       "dry-run": { type: "boolean", default: false },
       chunk: { type: "string", default: "500" },
-      help: { type: "boolean", short: "h", default: false },
     },
   },
   USAGE,
@@ -36,11 +35,11 @@ const ids = positionals.flatMap((p) => p.split(",")).filter((p) => p !== "");
 const chunk = Number(values.chunk);
 const byRange = values.since !== undefined;
 if (
-  values.help || (ids.length === 0) === !byRange || !Number.isInteger(chunk) || chunk < 1 ||
+  (ids.length === 0) === !byRange || !Number.isInteger(chunk) || chunk < 1 ||
   ids.some((id) => !/^\d+$/.test(id)) || (!byRange && (values.until || values.event))
 ) {
   console.error(USAGE);
-  Deno.exit(values.help ? 0 : 2);
+  Deno.exit(2);
 }
 const url = requireDatabaseUrl("the database holding the events");
 

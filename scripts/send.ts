@@ -2,7 +2,7 @@
 // Posts one correctly signed sample webhook to the local server and prints the answer (with only a URL token
 // configured, an unsigned one carrying ?token=, as Chatwoot versions that cannot sign send it).
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
-import { exitWithFailure, parseArgsOrExit, redact } from "./lib/cli.ts";
+import { exitWithFailure, parseArgsOrExit, redact, usageError } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { localCredential } from "./lib/dev_secret.ts";
 import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts";
@@ -26,16 +26,14 @@ const parsed = parseArgsOrExit(
 const { values, positionals } = parsed;
 const event = (positionals[0] ?? "message_created") as SampleEvent;
 if (!SAMPLE_EVENTS.includes(event)) {
-  console.error(`Unknown event ${event}. One of: ${SAMPLE_EVENTS.join(", ")}`);
-  Deno.exit(2);
+  usageError(`Unknown event ${event}. One of: ${SAMPLE_EVENTS.join(", ")}`, USAGE);
 }
 /** A whole-number option (an id, 1 or more), or exit 2 with the usage: a bad one is the caller's, not a 4xx. */
 function idOption(name: "message-id" | "conversation-id"): number | undefined {
   const text = values[name];
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)) || Number(text) < 1) {
-    console.error(`--${name} takes a whole number (1 or more), not ${text}\n${USAGE}`);
-    Deno.exit(2);
+    usageError(`--${name} takes a whole number (1 or more), not ${text}`, USAGE);
   }
   return Number(text);
 }

@@ -1,6 +1,13 @@
 // deno task stats [--json] [--days N]: the pipeline's health and recent volume, from the Data team's views.
 // Reads DATABASE_URL / SUPABASE_DB_URL (any server, hosted Supabase included).
-import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
+import {
+  connectOrExit,
+  parseArgsOrExit,
+  redact,
+  reportFailure,
+  requireDatabaseUrl,
+  usageError,
+} from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
 await loadDotenv(".env");
@@ -14,10 +21,7 @@ const parsed = parseArgsOrExit(
 );
 const { values } = parsed;
 const days = Number(values.days);
-if (!Number.isInteger(days) || days < 1) {
-  console.error("--days takes a whole number of days (1 or more)");
-  Deno.exit(2);
-}
+if (!Number.isInteger(days) || days < 1) usageError("--days takes a whole number of days (1 or more)", USAGE);
 const url = requireDatabaseUrl("the database to report on");
 const sql = connectOrExit("stats", url, {
   max: 1,

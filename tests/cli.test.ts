@@ -373,3 +373,112 @@ Deno.test({
     }
   },
 });
+
+/** stderr's lines, less Deno's first-run "Download …" notes (not ours). */
+const stderrLines = (out: Run) =>
+  out.stderr.split("\n").filter((l) => l.trim() !== "" && !/^Download /.test(l));
+
+/** Each script that takes a command line, and the task name its usage starts with. */
+const SCRIPTS_WITH_USAGE: Array<[string, string]> = [
+  ["scripts/recover.ts", "recover"],
+  ["scripts/replay.ts", "replay"],
+  ["scripts/forward.ts", "forward"],
+  ["scripts/stats.ts", "stats"],
+  ["scripts/send.ts", "send"],
+  ["scripts/migrate.ts", "migrate"],
+  ["scripts/dev.ts", "dev"],
+  ["scripts/migration_versions.ts", "migration-versions"],
+];
+
+Deno.test({
+  name:
+    "cli: every script prints its usage for --help (stdout, exit 0) and for an unknown option (stderr, exit 2)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-cli-help-" });
+    try {
+      // A script that went on past its command line would meet a refusing database, not a real one.
+      const env = { RELAY_DATA_DIR: dataDir, PORT: "0", DB_PORT: "0", DATABASE_URL: refusedDatabaseUrl() };
+      for (const [script, task] of SCRIPTS_WITH_USAGE) {
+        const usage = new RegExp(`^usage:\\s+deno task ${task}\\b`, "m");
+        for (const flag of ["--help", "-h"]) {
+          const out = await run(script, [flag], env);
+          const said = `${script} ${flag}: ${out.stdout}${out.stderr}`;
+          assert.equal(out.code, 0, said);
+          assert.match(out.stdout, usage, said);
+          assert.deepEqual(stderrLines(out), [], said);
+        }
+        const wrong = await run(script, ["--no-such-option"], env);
+        const said = `${script}: ${wrong.stdout}${wrong.stderr}`;
+        assert.equal(wrong.code, 2, said);
+        assert.match(wrong.stderr, usage, said);
+        assert.match(wrong.stderr, /no-such-option/, said);
+        assert.equal(wrong.stdout, "", said);
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("cli: stats --days 0 and send <unknown event> say what is wrong, then the usage, exit 2", async () => {
+  const runs: Array<[string, string[], RegExp]> = [
+    ["scripts/stats.ts", ["--days", "0"], /--days takes a whole number/],
+    ["scripts/send.ts", ["message_create"], /Unknown event message_create\b/],
+  ];
+  for (const [script, args, line] of runs) {
+    const out = await run(script, args, { DATABASE_URL: refusedDatabaseUrl() });
+    const said = `${script} ${args.join(" ")}: ${out.stdout}${out.stderr}`;
+    assert.equal(out.code, 2, said);
+    const lines = stderrLines(out);
+    assert.match(lines[0], line, said);
+    assert.match(lines[1], /^usage: deno task /, said);
+  }
+});
+
+Deno.test("cli: deno task recover names a Chatwoot setting it cannot use in one line, never its value, exit 2", async () => {
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ CHATWOOT_BASE_URL: "not a url" }, /^CHATWOOT_BASE_URL is not an http\(s\) URL/],
+    [
+      { CHATWOOT_BASE_URL: "http://relay:hunter2-secret@[no-host" },
+      /^CHATWOOT_BASE_URL is not an http\(s\) URL/,
+    ],
+    [{ CHATWOOT_BASE_URL: "" }, /^Set CHATWOOT_BASE_URL \(or CHATWOOT_BASE_URL_PROD\)/],
+    [{ CHATWOOT_ACCOUNT_ID: "hunter2-secret" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
+    [
+      { CHATWOOT_ACCOUNT_ID: "", CHATWOOT_ACCOUNT_ID_PROD: "1/../hunter2-secret" },
+      /^CHATWOOT_ACCOUNT_ID_PROD must be a whole number/,
+    ],
+    [{ CHATWOOT_API_TOKEN: "hunter2-secret with a space" }, /^CHATWOOT_API_TOKEN holds characters/],
+    [
+      { CHATWOOT_API_TOKEN: "", CHATWOOT_ACCOUNT_ID: "" },
+      /^Set CHATWOOT_API_TOKEN \(or CHATWOOT_TOKEN_PROD\), CHATWOOT_ACCOUNT_ID/,
+    ],
+  ];
+  for (const [settings, line] of cases) {
+    const out = await run("scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], {
+      DATABASE_URL: refusedDatabaseUrl(),
+      ...CHATWOOT_ENV,
+      ...settings,
+    });
+    const said = `${JSON.stringify(settings)}: ${out.stdout}${out.stderr}`;
+    assert.equal(out.code, 2, said);
+    assert.doesNotMatch(out.stdout + out.stderr, /Uncaught|\n\s+at |hunter2-secret|not a url/, said);
+    assert.equal(stderrLines(out).length, 1, said);
+    assert.match(stderrLines(out)[0], line, said);
+    assert.equal(out.stdout, "", "nothing was tried: " + said);
+  }
+  // The readiness page's own settings are none of recover's business: a bad one does not stop it.
+  const readiness: Record<string, string>[] = [{ READINESS_CHECK_TIMEOUT_MS: "soon" }, {
+    READINESS_CACHE_SECONDS: "-1",
+  }];
+  for (const settings of readiness) {
+    const out = await run("scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], {
+      DATABASE_URL: refusedDatabaseUrl(),
+      ...CHATWOOT_ENV,
+      ...settings,
+    });
+    assertOneLineFailure(out, /^recover failed \(postgresql:\/\/postgres:\*\*\*@.*ECONNREFUSED/);
+  }
+});

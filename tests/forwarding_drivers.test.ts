@@ -468,7 +468,7 @@ Deno.test("forwarder: deno task forward refuses options that are not whole numbe
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 2, `${args.join(" ")}: ${stderr}`);
     assert.match(stderr, new RegExp(`^--${args.at(-2)!.slice(2)} takes a whole number`, "m"));
-    assert.match(stderr, /^Usage: deno task forward/m);
+    assert.match(stderr, /^usage: deno task forward/m);
   }
 });
 

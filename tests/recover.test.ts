@@ -456,7 +456,7 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
     );
     const unset = await runScript("scripts/recover.ts", args, db.url, { CHATWOOT_BASE_URL: api.url });
     assert.equal(unset.code, 2);
-    assert.match(unset.stderr, /Set CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
+    assert.match(unset.stderr, /Set CHATWOOT_API_TOKEN \(or CHATWOOT_TOKEN_PROD\), CHATWOOT_ACCOUNT_ID/);
     const broken = await runScript("scripts/recover.ts", args, db.url, {
       ...env,
       CHATWOOT_API_TOKEN: "token-part\nSECRET-tail-4711",

@@ -123,15 +123,32 @@ export function onStopSignals(stop: () => unknown): void {
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, handle);
 }
 
-/** The command line parsed by `config`, or exit 2 with what was wrong and the usage (a usage error). */
-export function parseArgsOrExit<T extends ParseArgsConfig>(
-  config: T,
-  usage: string,
-): ReturnType<typeof parseArgs<T>> {
+type ParsedArgs<T extends ParseArgsConfig> = ReturnType<typeof parseArgs<T>>;
+
+/**
+ * The command line parsed by `config`, or exit 2 with what was wrong and the usage (a usage error). Every
+ * script takes --help (-h): the usage on stdout, exit 0.
+ */
+export function parseArgsOrExit<T extends ParseArgsConfig>(config: T, usage: string): ParsedArgs<T> {
+  let parsed: ParsedArgs<T>;
   try {
-    return parseArgs(config);
+    const help = { type: "boolean", short: "h" } as const;
+    // The same config with one more boolean: the values the caller declared keep their types.
+    parsed = parseArgs({ ...config, options: { ...config.options, help } }) as ParsedArgs<T>;
   } catch (error) {
-    console.error(`${(error as Error).message}\n${usage}`);
-    Deno.exit(2);
+    usageError((error as Error).message, usage);
   }
+  const values = parsed.values as Record<string, unknown>;
+  if (values.help) {
+    console.log(usage);
+    Deno.exit(0);
+  }
+  delete values.help;
+  return parsed;
+}
+
+/** A command line the script cannot run: what was wrong, then the usage, on stderr; exit 2. */
+export function usageError(message: string, usage: string): never {
+  console.error(`${message}\n${usage}`);
+  Deno.exit(2);
 }

@@ -54,9 +54,14 @@ export function listFromEnv(env: Env, name: string): string[] {
 
 /** The first of `names` set to something other than blanks, trimmed; null when none is. */
 export function stringFromEnv(env: Env, ...names: string[]): string | null {
+  return namedStringFromEnv(env, ...names)?.value ?? null;
+}
+
+/** stringFromEnv with the name it was read from: a problem with the value names the setting that holds it. */
+export function namedStringFromEnv(env: Env, ...names: string[]): { name: string; value: string } | null {
   for (const name of names) {
     const value = env[name]?.trim();
-    if (value) return value;
+    if (value) return { name, value };
   }
   return null;
 }

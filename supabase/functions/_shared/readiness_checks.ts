@@ -9,6 +9,7 @@ import {
   headerTokenProblem,
   httpUrlProblem,
   intFromEnv,
+  namedStringFromEnv,
   secretValues,
   stringFromEnv,
   withoutSecrets,
@@ -76,6 +77,47 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
     adminTokenProblem,
     checkTimeoutMs: intFromEnv(env, "READINESS_CHECK_TIMEOUT_MS", 3000),
     cacheMs: intFromEnv(env, "READINESS_CACHE_SECONDS", 30, 0) * 1000,
+  };
+}
+
+/** Chatwoot's REST API as `deno task recover` calls it, every part set and usable. */
+export interface ChatwootApiTarget {
+  /** Without a trailing slash. */
+  baseUrl: string;
+  apiToken: string;
+  accountId: string;
+}
+
+/**
+ * The API target from the CHATWOOT_* settings alone (each or its _PROD name), or why not in one line naming
+ * the setting read, never its value. Not readinessConfigFromEnv: a bad READINESS_* setting is not recover's.
+ */
+export function chatwootTargetFromEnv(
+  env: Env,
+): { target: ChatwootApiTarget; problem: null } | { target: null; problem: string } {
+  const base = namedStringFromEnv(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
+  const token = namedStringFromEnv(env, "CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD");
+  const account = namedStringFromEnv(env, "CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD");
+  if (!base || !token || !account) {
+    const unset = [
+      !base && "CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)",
+      !token && "CHATWOOT_API_TOKEN (or CHATWOOT_TOKEN_PROD)",
+      !account && "CHATWOOT_ACCOUNT_ID (or CHATWOOT_ACCOUNT_ID_PROD)",
+    ].filter(Boolean);
+    return { target: null, problem: `Set ${unset.join(", ")} to read Chatwoot's API` };
+  }
+  const problem = httpUrlProblem(base.name, base.value) ??
+    headerTokenProblem(token.name, token.value) ??
+    // It goes into the API's paths: "1/../2" would read another account's.
+    (/^\d+$/.test(account.value) ? null : `${account.name} must be a whole number (the account's id)`);
+  if (problem) return { target: null, problem };
+  return {
+    target: {
+      baseUrl: new URL(base.value).toString().replace(/\/+$/, ""),
+      apiToken: token.value,
+      accountId: account.value,
+    },
+    problem: null,
   };
 }
 
