@@ -1,6 +1,12 @@
 // The chatwoot-webhook function: authenticate the raw body, validate it, store it, answer in milliseconds.
 import { Hono } from "hono";
-import { isJsonContentType, jsonError, notFoundJson, readBodyWithin } from "./http.ts";
+import {
+  isJsonContentType,
+  jsonError,
+  notFoundJson,
+  queryParameterReadings,
+  readBodyWithin,
+} from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
@@ -329,12 +335,13 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       }
       return { verifiedBy: "signature", sentAtSeconds: Number(timestamp) };
     }
-    const token = new URL(req.url).searchParams.get("token");
-    if (config.urlTokens.length > 0 && token !== null) {
-      // Every listed token is compared, so timing does not tell which one (if any) matched.
+    // Both readings ("+" as a space, "+" as itself): a base64 token pasted unencoded arrives with its "+" raw.
+    const readings = queryParameterReadings(req.url, "token");
+    if (config.urlTokens.length > 0 && readings !== null) {
+      // Every listed token against every reading, so timing does not tell which one (if any) matched.
       let matched = false;
       for (const urlToken of config.urlTokens) {
-        if (timingSafeEqualStrings(token, urlToken)) matched = true;
+        for (const token of readings) if (timingSafeEqualStrings(token, urlToken)) matched = true;
       }
       return matched
         ? { verifiedBy: "url_token", sentAtSeconds: null }

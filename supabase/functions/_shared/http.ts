@@ -72,6 +72,19 @@ export function isUtf8Label(label: string): boolean {
 }
 
 /**
+ * Every reading of query parameter `name` in `url` (its first occurrence, as URLSearchParams.get): as a form
+ * decodes it ("+" is a space) and with "+" kept literally. A base64 token pasted unencoded into a URL arrives
+ * with its "+" raw, and only the second reading gives it back. Always two entries (equal when there is no "+"),
+ * so that comparing both takes the same time either way; null when the parameter is absent.
+ */
+export function queryParameterReadings(url: string, name: string): [string, string] | null {
+  const search = new URL(url).search;
+  const asForm = new URLSearchParams(search).get(name);
+  if (asForm === null) return null;
+  return [asForm, new URLSearchParams(search.replaceAll("+", "%2B")).get(name) ?? asForm];
+}
+
+/**
  * Reads the body, or returns null when it is longer than `limit` bytes: at once when Content-Length says so,
  * else as soon as it grows past the limit (chunked uploads included).
  */
