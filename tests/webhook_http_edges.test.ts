@@ -1,11 +1,15 @@
-// The HTTP edges of chatwoot-webhook over real TCP: a URL token with a raw "+" (as base64 has).
+// The HTTP edges of chatwoot-webhook and readiness, over real TCP: a URL token with a raw "+" (as base64 has),
+// and a body that stops arriving half way.
 import assert from "node:assert/strict";
 import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, startTestDb } from "./_db.ts";
-import { serveOnLoopback } from "./_http.ts";
+import { eventually, serveOnLoopback, TEST_SECRET } from "./_http.ts";
+import { ADMIN_TOKEN, fullEnv } from "./_readiness.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -21,12 +25,79 @@ async function storedWithMessageId(messageId: number): Promise<number> {
   return n;
 }
 
-function webhookServer(env: Record<string, string>) {
+function webhookServer(env: Record<string, string>, bodyDeadlineMs?: number) {
   const config = webhookConfigFromEnv(env);
   assert.ok(config.ok);
+  if (bodyDeadlineMs !== undefined) config.config.bodyDeadlineMs = bodyDeadlineMs;
   const log = memoryLogger();
   const app = createChatwootWebhookApp({ config, sql, log });
   return { ...serveOnLoopback(app.fetch), log };
+}
+
+/**
+ * Sends `head` (request line and headers) and `parts` of the body over a raw TCP connection, pausing `pauseMs`
+ * between parts, then reads the answer: status and JSON body. A server that never answers gives status 0
+ * once `giveUpMs` has passed (so a hang fails the test instead of holding it).
+ */
+async function rawExchange(
+  baseUrl: string,
+  head: string,
+  parts: Uint8Array[],
+  { pauseMs = 0, giveUpMs = 10_000 } = {},
+): Promise<{ status: number; body: Record<string, unknown> | null }> {
+  const { hostname, port } = new URL(baseUrl);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const giveUp = setTimeout(() => conn.close(), giveUpMs);
+  const received: number[] = [];
+  try {
+    await conn.write(new TextEncoder().encode(head));
+    for (const [i, part] of parts.entries()) {
+      if (i > 0 && pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      await conn.write(part);
+    }
+    const buf = new Uint8Array(16 * 1024);
+    for (;;) {
+      const n = await conn.read(buf).catch(() => null);
+      if (n === null) break;
+      received.push(...buf.subarray(0, n));
+      const text = new TextDecoder().decode(new Uint8Array(received));
+      const end = text.indexOf("\r\n\r\n");
+      const length = /\r\ncontent-length:\s*(\d+)/i.exec(text)?.[1];
+      if (end >= 0 && length !== undefined && received.length >= end + 4 + Number(length)) break;
+    }
+  } finally {
+    clearTimeout(giveUp);
+    try {
+      conn.close();
+    } catch {
+      // already closed by giveUp
+    }
+  }
+  const text = new TextDecoder().decode(new Uint8Array(received));
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+  const bodyText = text.slice(text.indexOf("\r\n\r\n") + 4);
+  return { status, body: status ? JSON.parse(bodyText) : null };
+}
+
+function requestHead(method: string, path: string, headers: Record<string, string>, length: number): string {
+  const lines = [`${method} ${path} HTTP/1.1`, "Host: 127.0.0.1", `Content-Length: ${length}`];
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
+  return lines.join("\r\n") + "\r\n\r\n";
+}
+
+/** A signed webhook, split in two halves. */
+function signedWebhookHalves(messageId: number): { head: string; halves: Uint8Array[] } {
+  const body = new TextEncoder().encode(messageBody(messageId));
+  const text = new TextDecoder().decode(body);
+  const headers = {
+    "Content-Type": "application/json",
+    ...chatwootSignatureHeaders(TEST_SECRET, text),
+  };
+  const half = Math.floor(body.length / 2);
+  return {
+    head: requestHead("POST", "/chatwoot-webhook", headers, body.length),
+    halves: [body.subarray(0, half), body.subarray(half)],
+  };
 }
 
 dbTest(
@@ -83,6 +154,97 @@ dbTest(
       assert.deepEqual([res.status, (await res.json()).outcome], [200, "stored"]);
     } finally {
       await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: a body that stalls half way is answered 408 request_timeout, counted, not stored`,
+  async () => {
+    const server = webhookServer({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }, 300);
+    try {
+      const messageId = nextId++;
+      const { head, halves } = signedWebhookHalves(messageId);
+      const res = await rawExchange(server.url, head, [halves[0]]);
+      assert.deepEqual([res.status, res.body?.error], [408, "request_timeout"]);
+      assert.equal(await storedWithMessageId(messageId), 0);
+      const counted = await eventually(
+        async () => {
+          const [row] = await sql<{ n: number; status: number }[]>`
+          select sum(count)::int as n, max(http_status) as status from webhook_rejections
+           where reason = 'request_timeout'`;
+          return row.n > 0 ? row : null;
+        },
+        5000,
+        "the 408 counted in webhook_rejections",
+      );
+      assert.equal(counted.status, 408);
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: a slow body completed within the deadline is stored`,
+  async () => {
+    // Longer than the pause, by far: this is about a body that takes a while, not about the deadline.
+    const server = webhookServer({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }, 10_000);
+    try {
+      const messageId = nextId++;
+      const { head, halves } = signedWebhookHalves(messageId);
+      const res = await rawExchange(server.url, head, halves, { pauseMs: 500, giveUpMs: 20_000 });
+      assert.deepEqual([res.status, res.body?.outcome], [200, "stored"]);
+      assert.equal(await storedWithMessageId(messageId), 1);
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: a readiness PATCH whose body stalls is answered 408, the item unchanged`,
+  async () => {
+    const app = (bodyDeadlineMs: number) =>
+      createReadinessApp({
+        sql,
+        env: fullEnv("http://127.0.0.1:9"), // PATCH calls no Chatwoot
+        log: memoryLogger(),
+        cacheMs: 0,
+        bodyDeadlineMs,
+      });
+    const evidence = async () => {
+      const [row] = await sql<{ status: string; evidence: string | null }[]>`
+        select status, evidence from public.readiness_items where key = 'task-2'`;
+      return row;
+    };
+    const body = new TextEncoder().encode(JSON.stringify({ status: "done", evidence: "stalled patch body" }));
+    const head = requestHead("PATCH", "/readiness/items/task-2", {
+      "Content-Type": "application/json",
+      Authorization: `Bearer ${ADMIN_TOKEN}`,
+    }, body.length);
+    const half = Math.floor(body.length / 2);
+
+    const before = await evidence();
+    const stalled = serveOnLoopback(app(300).fetch);
+    try {
+      const res = await rawExchange(stalled.url, head, [body.subarray(0, half)]);
+      assert.deepEqual([res.status, res.body?.error], [408, "request_timeout"]);
+      assert.deepEqual(await evidence(), before);
+    } finally {
+      await stalled.stop();
+    }
+
+    const patient = serveOnLoopback(app(10_000).fetch);
+    try {
+      const res = await rawExchange(patient.url, head, [body.subarray(0, half), body.subarray(half)], {
+        pauseMs: 500,
+        giveUpMs: 20_000,
+      });
+      assert.deepEqual([res.status, res.body?.ok], [200, true]);
+      assert.deepEqual(await evidence(), { status: "done", evidence: "stalled patch body" });
+    } finally {
+      await patient.stop();
     }
   },
 );

@@ -65,6 +65,7 @@ type ErrorCode =
   | "not_configured"
   | "unsupported_media_type"
   | "payload_too_large"
+  | "request_timeout"
   | "signature_missing"
   | "signature_invalid"
   | "timestamp_missing"
@@ -263,12 +264,23 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     req: Request,
     config: WebhookConfig,
   ): Promise<{ toStore: EventToStore; columns: EventColumns; deliveryId: string | null } | Rejection> {
-    const body = await readBodyWithin(req, config.maxBodyBytes);
-    if (body === null) {
+    const read = await readBodyWithin(req, {
+      maxBytes: config.maxBodyBytes,
+      deadlineMs: config.bodyDeadlineMs,
+    });
+    if (!read.ok && read.reason === "timeout") {
+      return new Rejection(
+        408,
+        "request_timeout",
+        `Body not received within ${config.bodyDeadlineMs / 1000} s; nothing stored`,
+      );
+    }
+    if (!read.ok) {
       return new Rejection(413, "payload_too_large", `Body exceeds ${config.maxBodyBytes} bytes`, {
         limit_bytes: config.maxBodyBytes,
       });
     }
+    const body = read.body;
 
     const deliveryId = req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
     log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });

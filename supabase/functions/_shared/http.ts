@@ -84,25 +84,47 @@ export function queryParameterReadings(url: string, name: string): [string, stri
   return [asForm, new URLSearchParams(search.replaceAll("+", "%2B")).get(name) ?? asForm];
 }
 
+/** Why readBodyWithin gave no body: over the size limit, or not complete by the deadline. */
+export type BodyRead =
+  | { ok: true; body: Uint8Array<ArrayBuffer> }
+  | { ok: false; reason: "too_large" | "timeout" };
+
 /**
- * Reads the body, or returns null when it is longer than `limit` bytes: at once when Content-Length says so,
- * else as soon as it grows past the limit (chunked uploads included).
+ * Reads the body within `maxBytes`: too large at once when Content-Length says so, else as soon as it grows past
+ * the limit (chunked uploads included). And within `deadlineMs` from the call: a client that sends part of a
+ * body and stalls would otherwise hold the request, its bytes and a task for as long as it keeps the socket.
  */
-export async function readBodyWithin(req: Request, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
-  if (Number(req.headers.get("content-length") ?? "0") > limit) return null;
-  if (!req.body) return new Uint8Array();
+export async function readBodyWithin(
+  req: Request,
+  { maxBytes, deadlineMs }: { maxBytes: number; deadlineMs: number },
+): Promise<BodyRead> {
+  if (Number(req.headers.get("content-length") ?? "0") > maxBytes) return { ok: false, reason: "too_large" };
+  if (!req.body) return { ok: true, body: new Uint8Array() };
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      return null;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(() => resolve("timeout"), deadlineMs)
+  );
+  try {
+    for (;;) {
+      const next = await Promise.race([reader.read(), deadline]);
+      if (next === "timeout") {
+        // Not awaited: cancelling must not wait on the client that stalled.
+        reader.cancel().catch(() => {});
+        return { ok: false, reason: "timeout" };
+      }
+      if (next.done) break;
+      size += next.value.length;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => {});
+        return { ok: false, reason: "too_large" };
+      }
+      chunks.push(next.value);
     }
-    chunks.push(value);
+  } finally {
+    clearTimeout(timer);
   }
   const out = new Uint8Array(size);
   let offset = 0;
@@ -110,5 +132,5 @@ export async function readBodyWithin(req: Request, limit: number): Promise<Uint8
     out.set(chunk, offset);
     offset += chunk.length;
   }
-  return out;
+  return { ok: true, body: out };
 }

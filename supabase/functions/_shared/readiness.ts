@@ -39,6 +39,8 @@ const LOG = "[Readiness]";
 /** A PATCH carries a status, a line of evidence (2 000 characters at most) and a note: 64 KB is ample. */
 export const MAX_PATCH_BYTES = 64 * 1024;
 const MAX_TEXT = 2000;
+/** A PATCH body not complete by then is refused (408): a client that stalls must not hold the request. */
+export const PATCH_BODY_DEADLINE_MS = 30_000;
 
 export interface ReadinessDeps {
   sql: Sql | null;
@@ -49,6 +51,8 @@ export interface ReadinessDeps {
   /** Overrides READINESS_CHECK_TIMEOUT_MS / READINESS_CACHE_SECONDS (tests). */
   checkTimeoutMs?: number;
   cacheMs?: number;
+  /** Overrides PATCH_BODY_DEADLINE_MS (tests). */
+  bodyDeadlineMs?: number;
   /** See CheckDeps.deliveryHealthView. */
   deliveryHealthView?: string;
   /** Why `sql` is null although a database is configured (Runtime.databaseProblem). */
@@ -71,6 +75,7 @@ type ErrorCode =
   | "unauthorized"
   | "unsupported_media_type"
   | "payload_too_large"
+  | "request_timeout"
   | "invalid_json"
   | "invalid_body"
   | "invalid_status"
@@ -205,8 +210,17 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!declaredCharsets(c.req.raw).every(isUtf8Label)) {
       return fail(c, 415, "unsupported_media_type", "The body must be JSON in UTF-8 (charset=utf-8 or none)");
     }
-    const raw = await readBodyWithin(c.req.raw, MAX_PATCH_BYTES);
-    if (raw === null) {
+    const deadlineMs = deps.bodyDeadlineMs ?? PATCH_BODY_DEADLINE_MS;
+    const read = await readBodyWithin(c.req.raw, { maxBytes: MAX_PATCH_BYTES, deadlineMs });
+    if (!read.ok && read.reason === "timeout") {
+      return fail(
+        c,
+        408,
+        "request_timeout",
+        `Body not received within ${deadlineMs / 1000} s; nothing changed`,
+      );
+    }
+    if (!read.ok) {
       return fail(c, 413, "payload_too_large", `Body exceeds ${MAX_PATCH_BYTES} bytes`, {
         limit_bytes: MAX_PATCH_BYTES,
       });
@@ -214,7 +228,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     let body: unknown;
     try {
       // Fatal: bytes that are not UTF-8 are refused, not stored as U+FFFD in the item's evidence.
-      body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw));
+      body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(read.body));
     } catch {
       return fail(c, 400, "invalid_json", "Body must be a JSON object, in UTF-8");
     }

@@ -12,6 +12,8 @@ export interface WebhookConfig {
   /** Accepted clock difference between X-Chatwoot-Timestamp and now, both directions. */
   toleranceSeconds: number;
   maxBodyBytes: number;
+  /** How long a request may take to send its whole body: one that stalls would hold it (and its bytes) forever. */
+  bodyDeadlineMs: number;
   /** Budget for storing, retries included; the whole answer must stay under 3 s. */
   storeBudgetMs: number;
   /** After a 503, how long the instance keeps trying to store the event in the background; 0: not at all. */
@@ -50,6 +52,8 @@ export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookCon
     urlTokens: listFromEnv(env, "CHATWOOT_WEBHOOK_URL_TOKEN"),
     toleranceSeconds: knobs.toleranceSeconds.value,
     maxBodyBytes: knobs.maxBodyBytes.value,
+    // 60 s: a 6 MiB body at 1 Mbit/s takes about 50 s; Chatwoot itself gives up on an answer after 5 s.
+    bodyDeadlineMs: 60_000,
     storeBudgetMs: 2500,
     lateStoreMs: knobs.lateStoreSeconds.value * 1000,
     lateStoreMaxBytes: 64 * 1024 * 1024, // as lateStoreBytes counts it: about 16 MB of body text
