@@ -6,7 +6,11 @@ import {
 } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
-import { chatwootSignatureHeaders, sha256Hex } from "../supabase/functions/_shared/signature.ts";
+import {
+  chatwootSignatureHeaders,
+  sha256Hex,
+  signChatwoot,
+} from "../supabase/functions/_shared/signature.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
@@ -536,9 +540,13 @@ dbTest(
       ],
       [
         "timestamp_invalid",
+        // Signed as sent: an unsigned one is refused by its signature first.
         signedRequest(URL_BASE, body, {
           nowSeconds: now,
-          headers: { "X-Chatwoot-Timestamp": "yesterday" },
+          headers: {
+            "X-Chatwoot-Timestamp": "yesterday",
+            "X-Chatwoot-Signature": signChatwoot(TEST_SECRET, "yesterday", body),
+          },
         }),
       ],
     ];
@@ -563,6 +571,33 @@ dbTest(
     assert.equal(await countRows(), before + 1);
     const logged = JSON.stringify(log.lines);
     assert.ok(!logged.includes(TEST_SECRET) && !logged.includes(signed["X-Chatwoot-Signature"].slice(7)));
+  },
+);
+
+dbTest(
+  `webhook [${db.kind}]: the signature is checked before the timestamp; a stale or future one logs its skew`,
+  async () => {
+    const now = 1_800_000_000;
+    const { app, log } = makeApp({ CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: "300" }, { nowSeconds: () => now });
+    const before = await countRows();
+    const body = uniqueMessage();
+    const forged = (headers: Record<string, string>) =>
+      signedRequest(URL_BASE, body, { secret: "wrong-secret", nowSeconds: now, headers });
+    // Forged requests say nothing about the clock, whatever their timestamp.
+    for (const timestamp of [String(now - 3600), String(now + 3600), "yesterday"]) {
+      const res = await post(app, forged({ "X-Chatwoot-Timestamp": timestamp }));
+      assert.equal(res.status, 401, timestamp);
+      assert.equal(res.body.error, "signature_invalid", timestamp);
+    }
+    // Signed, but outside the window: refused by time, and the log says by how much (positive: future).
+    for (const [skew, code] of [[-301, "timestamp_stale"], [301, "timestamp_future"]] as const) {
+      const res = await post(app, signedRequest(URL_BASE, body, { nowSeconds: now + skew }));
+      assert.equal(res.body.error, code);
+      const line = log.lines.findLast((l) => l.msg === "[Chatwoot Webhook] Rejected");
+      assert.equal(line?.error, code);
+      assert.equal(line?.skew_seconds, skew);
+    }
+    assert.equal(await countRows(), before);
   },
 );
 

@@ -85,6 +85,8 @@ class Rejection {
     readonly error: ErrorCode,
     readonly message: string,
     readonly extra: Record<string, unknown> = {},
+    /** Fields for the "Rejected" log line only, not the answer. */
+    readonly logged: Record<string, unknown> = {},
   ) {}
 }
 
@@ -133,7 +135,11 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     : null;
 
   const reject = (c: Context, r: Rejection) => {
-    log(r.status >= 500 ? "error" : "warn", `${LOG} Rejected`, { status: r.status, error: r.error });
+    log(r.status >= 500 ? "error" : "warn", `${LOG} Rejected`, {
+      status: r.status,
+      error: r.error,
+      ...r.logged,
+    });
     // Count refusals by reason for the readiness checks; never delays the answer, never stores the body.
     if (rejections && r.status < 500 && r.error !== "not_configured") rejections.add(r.error, r.status);
     if (r.status === 405) c.header("Allow", "POST");
@@ -324,15 +330,20 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const signature = req.headers.get(SIGNATURE_HEADER);
     if (verifier && signature !== null) {
       const timestamp = req.headers.get(TIMESTAMP_HEADER);
-      const window = checkTimestamp(timestamp, nowSeconds(), config.toleranceSeconds);
-      if (window === "missing") {
+      if (timestamp === null || timestamp === "") {
         return new Rejection(
           401,
           "timestamp_missing",
           `${TIMESTAMP_HEADER} header is required with a signature`,
         );
       }
-      if (window === "malformed") {
+      // The signature first: a forged request learns nothing about the timestamp checks or our clock.
+      if (!verifier.verify(signature, timestamp, body)) {
+        return new Rejection(401, "signature_invalid", "Signature does not match the body");
+      }
+      const now = nowSeconds();
+      const window = checkTimestamp(timestamp, now, config.toleranceSeconds);
+      if (window === "missing" || window === "malformed") {
         return new Rejection(401, "timestamp_invalid", `${TIMESTAMP_HEADER} must be Unix seconds`);
       }
       if (window !== "ok") {
@@ -340,10 +351,9 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           401,
           window === "stale" ? "timestamp_stale" : "timestamp_future",
           `${TIMESTAMP_HEADER} is outside the accepted window of ±${config.toleranceSeconds} s`,
+          {},
+          { skew_seconds: Number(timestamp) - now },
         );
-      }
-      if (!verifier.verify(signature, timestamp!, body)) {
-        return new Rejection(401, "signature_invalid", "Signature does not match the body");
       }
       return { verifiedBy: "signature", sentAtSeconds: Number(timestamp) };
     }
