@@ -120,6 +120,11 @@ dbTest("forwarding: Retry-After is honoured over a shorter schedule", async () =
     assert.equal(parseRetryAfter("7"), 7);
     assert.ok((parseRetryAfter(new Date(Date.now() + 60_000).toUTCString()) ?? 0) >= 58);
     assert.equal(parseRetryAfter("soon"), null);
+    // A date by the answer's own clock (an hour ahead of ours here): the delay is from its Date header.
+    const sinkNow = new Date(Math.floor(Date.now() / 1000) * 1000 + 3600_000);
+    const in90s = new Date(sinkNow.getTime() + 90_000).toUTCString();
+    assert.equal(parseRetryAfter(in90s, sinkNow.toUTCString()), 90);
+    assert.ok((parseRetryAfter(in90s, "not a date") ?? 0) >= 3600, "an unreadable Date: our clock");
   });
 });
 

@@ -220,6 +220,38 @@ transportTest("Retry-After of a 429 sets the next attempt", async (transport) =>
 });
 
 transportTest(
+  "a Retry-After date is read against the answer's own Date: a sink an hour ahead still means its delay",
+  async (transport) => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      const id = await storeSample(db.sql);
+      sdk.behave(() => {
+        // The Agent SDK's clock is an hour ahead of ours; it asks for 120 s by its own clock.
+        const sinkNow = Math.floor((Date.now() + 3600_000) / 1000) * 1000;
+        return new Response("busy", {
+          status: 503,
+          headers: {
+            "Date": new Date(sinkNow).toUTCString(),
+            "Retry-After": new Date(sinkNow + 120_000).toUTCString(),
+          },
+        });
+      });
+      const before = Date.now();
+      const summary = await drain(db.sql, config, { budgetMs: 5_000, log: memoryLogger(), transport });
+      const after = Date.now();
+      assert.equal(summary.retried, 1);
+      assert.ok(sdk.received.length === 1);
+      const [row] = await db.sql<{ next_attempt_at: Date }[]>`
+        select next_attempt_at from public.webhook_events where id = ${id}`;
+      const at = row.next_attempt_at.getTime();
+      assert.ok(
+        at >= before + 119_000 && at <= after + 121_000,
+        `next attempt ${row.next_attempt_at.toISOString()}`,
+      );
+    });
+  },
+);
+
+transportTest(
   "a redirect is not followed: a failed attempt, nothing re-posted elsewhere",
   async (transport) => {
     await withForwardingSetup(async (db, sdk, config) => {

@@ -13,7 +13,7 @@ import { connectForwarder } from "../../scripts/lib/forwarder_loop.ts";
 
 const [batchArg, lanesArg, startAtArg, summaryFile] = Deno.args;
 const answeredAtOnce: DeliveryTransport = () =>
-  Promise.resolve({ status: 200, retryAfter: null, excerpt: null });
+  Promise.resolve({ status: 200, retryAfter: null, date: null, excerpt: null });
 
 const sql = connectForwarder(Deno.env.get("DATABASE_URL")!); // as `deno task forward` connects
 await sql`select 1`; // connected before the start

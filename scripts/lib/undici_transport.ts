@@ -26,9 +26,11 @@ export function undiciTransport(): PooledTransport {
       dispatcher,
     });
     const retryAfter = answer.headers["retry-after"];
+    const date = answer.headers["date"];
     return {
       status: answer.statusCode,
       retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter ?? null,
+      date: Array.isArray(date) ? date[0] : date ?? null,
       excerpt: await readExcerpt(answer.body),
     };
   };

@@ -114,6 +114,8 @@ export interface DeliveryRequest {
 export interface DeliveryAnswer {
   status: number;
   retryAfter: string | null;
+  /** The answer's Date header: the clock a Retry-After date is written by. */
+  date: string | null;
   excerpt: string | null;
 }
 
@@ -139,6 +141,7 @@ export const fetchTransport: DeliveryTransport = async ({ url, headers, body, ti
   return {
     status: response.status,
     retryAfter: response.headers.get("retry-after"),
+    date: response.headers.get("date"),
     excerpt: await readExcerpt(response.body),
   };
 };
@@ -361,7 +364,9 @@ async function deliver(
     result.response_excerpt = storableText(
       answer.excerpt === null ? null : withoutSentSecrets(answer.excerpt, sentSecrets(config, target)),
     );
-    if (!isSuccess(answer.status)) result.retry_after_seconds = parseRetryAfter(answer.retryAfter);
+    if (!isSuccess(answer.status)) {
+      result.retry_after_seconds = parseRetryAfter(answer.retryAfter, answer.date);
+    }
   } catch (error) {
     result.error = storableText(withoutSecrets(
       describeTransportError(error, event.request_timeout_ms),
@@ -436,13 +441,23 @@ export function idempotencyKey(eventKey: string, event: string, version: number,
   return version <= 1 ? eventKey : `${eventKey}:v${version}`;
 }
 
-/** Retry-After as seconds (delta-seconds or an HTTP date); null when absent or unreadable. */
-export function parseRetryAfter(header: string | null, now = Date.now()): number | null {
+/**
+ * Retry-After as seconds (delta-seconds or an HTTP date); null when absent or unreadable. A date is read
+ * against the answer's own Date header when it has a readable one: the sink's clock and ours may differ, and
+ * the delay it means is the difference between its two times. Bounded by max_retry_after_seconds in SQL.
+ */
+export function parseRetryAfter(
+  header: string | null,
+  answerDate: string | null = null,
+  now = Date.now(),
+): number | null {
   if (!header) return null;
   const trimmed = header.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed);
   const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
+  if (Number.isNaN(at)) return null;
+  const sentAt = answerDate === null ? NaN : Date.parse(answerDate);
+  return Math.max(0, Math.ceil((at - (Number.isNaN(sentAt) ? now : sentAt)) / 1000));
 }
 
 /**
