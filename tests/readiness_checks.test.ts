@@ -487,6 +487,24 @@ dbTest("readiness checks: one run per cache period (injected clock), all five ch
   assert.equal(chatwoot.requests.length, 4);
 });
 
+dbTest("readiness checks: a cached run stamped in the future (clock stepped back) is stale", async () => {
+  let clock = Date.parse("2026-03-01T12:00:00Z");
+  const d = deps(fullEnv(chatwoot.url), { now: () => new Date(clock) });
+  d.config.cacheMs = 30_000;
+  const run = cachedChecks(d);
+  chatwoot.requests.length = 0;
+  const first = await run(CREDENTIALS);
+  assert.equal(chatwoot.requests.length, 2);
+  clock -= 3600_000; // NTP steps the clock back an hour: the cached run is not an hour fresh
+  const second = await run(CREDENTIALS);
+  assert.notEqual(second, first);
+  assert.equal(second[0].checked_at, "2026-03-01T11:00:00.000Z");
+  assert.equal(chatwoot.requests.length, 4);
+  clock += 1_000; // the new run, stamped by the new clock, is cached as usual
+  assert.equal(await run(CREDENTIALS), second);
+  assert.equal(chatwoot.requests.length, 4);
+});
+
 /** Sessions of this database waiting on a lock: polled for up to 5 s until there are none. */
 async function lockWaitsAfterAWhile(): Promise<number> {
   let waiting = -1;

@@ -600,7 +600,9 @@ export function cachedChecks(deps: CheckDeps): (credentialNames: string[]) => Pr
   let cached: { at: number; results: Promise<CheckResult[]> } | null = null;
   return (credentialNames) => {
     const now = deps.now().getTime();
-    if (cached && now - cached.at < deps.config.cacheMs) return cached.results;
+    // A run stamped in the future (the clock stepped back since) is stale, not fresh until the clock catches up.
+    const age = cached ? now - cached.at : -1;
+    if (cached && age >= 0 && age < deps.config.cacheMs) return cached.results;
     const entry = { at: now, results: runChecks(deps, credentialNames) };
     // A run that throws (it should not: each check catches) must not stay cached.
     entry.results.catch(() => {
