@@ -225,7 +225,8 @@ export async function drain(
       const want = Math.min(batchSize, maxEvents - reserved);
       if (want <= 0) return;
       reserved += want;
-      const claimSentAt = Date.now();
+      // Monotonic: the write-back budget below must not jump with the wall clock (an NTP step).
+      const claimSentAt = performance.now();
       const claimed = await sql<ClaimedEvent[]>`
         select id, event_key, event, version, attempt, raw_body, agent_sdk_url_override, request_timeout_ms,
                extract(epoch from lease_expires_at - clock_timestamp())::float8 * 1000 as lease_left_ms
@@ -281,7 +282,10 @@ export async function drain(
             select event_id, attempt, outcome, status, next_attempt_at
               from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
         {
-          budgetMs: Math.max(WRITE_BACK_MIN_BUDGET_MS, leasesEndAt - WRITE_BACK_LEASE_MARGIN_MS - Date.now()),
+          budgetMs: Math.max(
+            WRITE_BACK_MIN_BUDGET_MS,
+            leasesEndAt - WRITE_BACK_LEASE_MARGIN_MS - performance.now(),
+          ),
         },
       );
       for (const o of outcomes) {

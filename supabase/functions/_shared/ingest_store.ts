@@ -101,11 +101,12 @@ export async function retryWithinBudget<T>(
   attempt: () => Promise<T>,
   { budgetMs, pausesMs = [50, 150, 300, 500] }: { budgetMs: number; pausesMs?: number[] },
 ): Promise<T> {
-  const deadline = Date.now() + budgetMs;
+  // performance.now(): a budget must not jump with the wall clock (an NTP step).
+  const deadline = performance.now() + budgetMs;
   // What the log reports when no attempt came back at all (a lock wait, a database that stopped answering).
   let lastError: unknown = new Error(`no answer from the database within ${budgetMs} ms`);
   for (let i = 0;; i++) {
-    const remaining = deadline - Date.now();
+    const remaining = deadline - performance.now();
     if (remaining <= 0) throw new DeadlineExceeded(lastError);
     try {
       const current = attempt();
@@ -115,7 +116,7 @@ export async function retryWithinBudget<T>(
       if (!isTransientDbError(error)) throw error;
       lastError = error;
     }
-    const pause = Math.min(pausesMs[Math.min(i, pausesMs.length - 1)], deadline - Date.now());
+    const pause = Math.min(pausesMs[Math.min(i, pausesMs.length - 1)], deadline - performance.now());
     if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }

@@ -38,9 +38,20 @@ export function lateStoreBytes(event: EventToStore): number {
   return 4 * (event.rawBody.length + (event.payloadJson?.length ?? 0));
 }
 
+/**
+ * When an event's store began: `wall` is the time shown (recover_since), `mono` measures how long it has been
+ * tried (performance.now(): a wall clock stepped by NTP would cut the window short or stretch it).
+ */
+interface Started {
+  wall: number;
+  mono: number;
+}
+
+const startedNow = (): Started => ({ wall: Date.now(), mono: performance.now() });
+
 interface Pending {
   event: EventToStore;
-  started: number;
+  started: Started;
 }
 
 export class LateStores {
@@ -76,7 +87,7 @@ export class LateStores {
    */
   async answering<T>(event: EventToStore, store: Promise<T>): Promise<T> {
     const task = store.then(() => {}, () => {});
-    this.#running.set(task, { event, started: Date.now() });
+    this.#running.set(task, { event, started: startedNow() });
     try {
       return await store;
     } finally {
@@ -91,7 +102,7 @@ export class LateStores {
    */
   refuseIfFull(event: EventToStore): boolean {
     if (this.#refusal(event) !== "memory_bound") return false;
-    this.#logLost(event, Date.now(), NOT_TRIED_WHEN_FULL, { reason: "memory_bound" });
+    this.#logLost(event, startedNow(), NOT_TRIED_WHEN_FULL, { reason: "memory_bound" });
     return true;
   }
 
@@ -113,7 +124,7 @@ export class LateStores {
     if (refusal) return refusal;
     const bytes = lateStoreBytes(event);
     this.#heldBytes += bytes;
-    const started = Date.now();
+    const started = startedNow();
     const task: Promise<void> = this.#storeLate(event, inFlight, started).finally(() => {
       this.#heldBytes -= bytes;
       this.#running.delete(task);
@@ -126,9 +137,9 @@ export class LateStores {
   async #storeLate(
     event: EventToStore,
     inFlight: Promise<StoredEvent> | null,
-    started: number,
+    started: Started,
   ): Promise<void> {
-    const deadline = started + this.options.windowMs;
+    const deadline = started.mono + this.options.windowMs;
     let current = inFlight;
     let stored: StoredEvent | undefined;
     for (let i = 0; !stored; i++) {
@@ -137,7 +148,7 @@ export class LateStores {
       } catch (error) {
         current = null;
         const pause = PAUSES_MS[Math.min(i, PAUSES_MS.length - 1)] * (0.75 + Math.random() / 2);
-        if (!worthRetrying(error) || Date.now() + pause >= deadline) {
+        if (!worthRetrying(error) || performance.now() + pause >= deadline) {
           return this.#logLost(event, started, errorMessage(error));
         }
         await new Promise((resolve) => setTimeout(resolve, pause));
@@ -150,20 +161,20 @@ export class LateStores {
       event_id: stored.id,
       outcome: stored.outcome,
       receive_count: stored.receiveCount,
-      late_by_ms: Date.now() - started,
+      late_by_ms: Math.round(performance.now() - started.mono),
     });
     this.onStored(stored, event);
   }
 
-  #logLost(event: EventToStore, started: number, error: string, extra: Record<string, unknown> = {}): void {
+  #logLost(event: EventToStore, started: Started, error: string, extra: Record<string, unknown> = {}): void {
     this.log("error", `${this.logPrefix} Lost`, {
       event: event.event,
       event_key: event.eventKey,
       delivery_id: event.deliveryId,
-      tried_for_ms: Date.now() - started,
+      tried_for_ms: Math.round(performance.now() - started.mono),
       error,
       // Where `deno task recover --since` may start to fetch it back (it recovers message_created only).
-      ...(event.event === "message_created" ? { recover_since: recoverSince(started) } : {}),
+      ...(event.event === "message_created" ? { recover_since: recoverSince(started.wall) } : {}),
       ...extra,
     });
   }
