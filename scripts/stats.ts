@@ -9,6 +9,7 @@ import {
   usageError,
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
+import { readOnlyProblem } from "../supabase/functions/_shared/db.ts";
 
 await loadDotenv(".env");
 const USAGE = "usage: deno task stats [--json] [--days N]";
@@ -30,6 +31,8 @@ const sql = connectOrExit("stats", url, {
 });
 try {
   const [health] = await sql`select * from public.webhook_pipeline_health`;
+  // It answers every read here, and refuses every webhook's store.
+  const readOnly = await readOnlyProblem(sql);
   const daily = await sql`
     select to_char(day, 'YYYY-MM-DD') as day, event, events, received, duplicates, changed, delivered, dead, skipped,
            pending + delivering as open, recovered
@@ -37,10 +40,17 @@ try {
      where day > (now() at time zone 'UTC')::date - ${days}::int -- day is a UTC date; current_date is local
      order by day desc, event`;
   if (values.json) {
-    console.log(JSON.stringify({ health: numeric(health), daily: daily.map(numeric) }, null, 2));
+    console.log(
+      JSON.stringify(
+        { read_only: readOnly !== null, health: numeric(health), daily: daily.map(numeric) },
+        null,
+        2,
+      ),
+    );
   } else {
     const when = (d: Date | null) => d ? `${d.toISOString()} (${ago(d)} ago)` : "never";
     console.log(`Pipeline health  ${redact(url)}`);
+    if (readOnly) console.log(`  READ-ONLY       ${readOnly}`);
     const lines: Array<[string, string]> = [
       [
         "backlog",

@@ -17,7 +17,7 @@ import {
   parseChatwootEvent,
 } from "./chatwoot_payload.ts";
 import { runInBackground, singleFlight } from "./background.ts";
-import type { Sql } from "./db.ts";
+import { dbErrorCode, dbFailureReason, type Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import {
@@ -187,7 +187,9 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       });
       return reject(
         c,
-        new Rejection(503, "database_unavailable", "Database unavailable; the event is not stored"),
+        new Rejection(503, "database_unavailable", "Database unavailable; the event is not stored", {
+          reason: "unreachable",
+        }),
       );
     }
     let stored: StoredEvent;
@@ -201,7 +203,12 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         event_key: columns.eventKey,
         delivery_id: deliveryId,
         error: cause instanceof Error ? cause.message : String(cause),
+        code: dbErrorCode(cause),
       };
+      // A budget spent with no answer at all (no error to classify) is a database that cannot be reached.
+      const reason = dbErrorCode(cause) === null && error instanceof DeadlineExceeded
+        ? "unreachable"
+        : dbFailureReason(cause);
       if (bodyNotStorable(error)) {
         log("warn", `${LOG} Store failed`, failed);
         return reject(
@@ -226,12 +233,14 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
             503,
             "database_unavailable",
             `Database unavailable; not stored yet, still trying for ${config.lateStoreMs / 1000} s`,
-            { retrying_seconds: config.lateStoreMs / 1000 },
+            { retrying_seconds: config.lateStoreMs / 1000, reason },
           ),
         )
         : reject(
           c,
-          new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored"),
+          new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored", {
+            reason,
+          }),
         );
     }
 

@@ -189,3 +189,38 @@ export function isTransientDbError(error: unknown): boolean {
     // "max clients reached in session mode", "Subscribe error: {:error, :worker_not_found}" and the like.
     /connect|connection|socket|network|max clients|subscribe error/i.test(error.message);
 }
+
+/** The SQLSTATE (or postgres.js' own code, such as ECONNREFUSED) of a database error; null when none. */
+export function dbErrorCode(error: unknown): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code !== "" ? code : null;
+}
+
+/** Why the database failed, as one fixed word an answer may carry (never the message: it may quote data). */
+export type DbFailureReason = "read_only" | "full" | "unreachable" | "busy" | "error";
+
+export function dbFailureReason(error: unknown): DbFailureReason {
+  const code = dbErrorCode(error) ?? "";
+  if (code === "25006") return "read_only";
+  // disk_full, out_of_memory, too_many_connections, configuration_limit_exceeded
+  if (/^53/.test(code)) return "full";
+  if (/^(08|57P0)/.test(code)) return "unreachable";
+  if (/^(40001|40P01|55P03|57014)$/.test(code)) return "busy";
+  return isTransientDbError(error) ? "unreachable" : "error";
+}
+
+/**
+ * Why the database cannot store anything although it answers, or null: a read-only database (default_transaction_
+ * read_only, as hosted Supabase sets when its disk is full) or a hot standby. Read in a transaction of its
+ * own (or the caller's), so it is what a new transaction of this role and database gets.
+ */
+export async function readOnlyProblem(sql: postgres.Sql | postgres.TransactionSql): Promise<string | null> {
+  const [row] = await sql<{ read_only: string; standby: boolean; by_default: string }[]>`
+    select current_setting('transaction_read_only') as read_only, pg_is_in_recovery() as standby,
+           current_setting('default_transaction_read_only') as by_default`;
+  if (row?.read_only !== "on") return null;
+  if (row.standby) return "database is read-only: a hot standby (recovery), every write fails";
+  return `database is read-only (default_transaction_read_only${
+    row.by_default === "on" ? " = on" : ""
+  }; hosted Supabase sets it when the disk is full): every webhook fails to store`;
+}

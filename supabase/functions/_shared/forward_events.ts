@@ -5,7 +5,7 @@ import { jsonError, notFoundJson } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorMessage } from "./background.ts";
-import { isTransientDbError, type Sql } from "./db.ts";
+import { dbErrorCode, dbFailureReason, isTransientDbError, type Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
 import {
   type ForwarderConfig,
@@ -42,9 +42,9 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
   const accepted = [...auth.forwarderTokens, auth.serviceRoleKey].filter((v): v is string => !!v);
   const app = new Hono({ strict: false });
 
-  const fail = (c: Context, status: ContentfulStatusCode, error: string, message: string) => {
+  const fail = (c: Context, status: ContentfulStatusCode, error: string, message: string, extra = {}) => {
     log(status >= 500 ? "error" : "warn", "[Forward Events] Rejected", { status, error });
-    return jsonError(c, status, error, message);
+    return jsonError(c, status, error, message, extra);
   };
 
   app.all(`/${FUNCTION_NAME}`, async (c) => {
@@ -83,9 +83,9 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
       log(summary.ok ? "info" : "error", "[Forward Events] Drained", { ...summary });
       return c.json(summary, summary.ok ? 200 : 503);
     } catch (error) {
-      log("error", "[Forward Events] Drain failed", { error: errorMessage(error) });
+      log("error", "[Forward Events] Drain failed", { error: errorMessage(error), code: dbErrorCode(error) });
       return isTransientDbError(error)
-        ? fail(c, 503, "database_unavailable", "Database unavailable")
+        ? fail(c, 503, "database_unavailable", "Database unavailable", { reason: dbFailureReason(error) })
         : fail(c, 500, "internal_error", "Drain failed");
     }
   });

@@ -10,7 +10,7 @@
 // attempts start, and the event is held (and counted against the memory bound) until its last statement has
 // settled; "Lost" is said only then, or when the worker is shut down with it still pending.
 import { errorMessage, runInBackground } from "./background.ts";
-import { isTransientDbError } from "./db.ts";
+import { dbErrorCode, isTransientDbError } from "./db.ts";
 import type { EventToStore, StoredEvent } from "./ingest_store.ts";
 import type { Logger } from "./log.ts";
 
@@ -149,7 +149,7 @@ export class LateStores {
         current = null;
         const pause = PAUSES_MS[Math.min(i, PAUSES_MS.length - 1)] * (0.75 + Math.random() / 2);
         if (!worthRetrying(error) || performance.now() + pause >= deadline) {
-          return this.#logLost(event, started, errorMessage(error));
+          return this.#logLost(event, started, errorMessage(error), { code: dbErrorCode(error) });
         }
         await new Promise((resolve) => setTimeout(resolve, pause));
       }

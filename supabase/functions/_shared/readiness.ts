@@ -13,7 +13,7 @@ import {
 } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { Sql } from "./db.ts";
+import { dbErrorCode, dbFailureReason, type Sql } from "./db.ts";
 import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
 import { cachedChecks, type ReadinessConfig, readinessConfigFromEnv } from "./readiness_checks.ts";
@@ -138,15 +138,24 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       return fail(c, 503, "not_configured", deps.databaseProblem ?? NO_DATABASE);
     }
     let r: ReadinessReport;
+    let timedOut = false;
     try {
       // Bounded here too: while the database cannot be reached postgres.js queues the reads until it can,
       // and an uptime monitor needs its answer now (each check has its own bound inside).
       // The reads that time out go on (and do no harm).
       const ms = config!.checkTimeoutMs + REPORT_MARGIN_MS;
-      r = await withTimeout(report(sql), ms, () => new Error(`no answer from the database within ${ms} ms`));
+      r = await withTimeout(report(sql), ms, () => {
+        timedOut = true;
+        return new Error(`no answer from the database within ${ms} ms`);
+      });
     } catch (error) {
-      log("error", `${LOG} Report failed`, { error: error instanceof Error ? error.message : String(error) });
-      return fail(c, 503, "database_unavailable", "The readiness data could not be read");
+      log("error", `${LOG} Report failed`, {
+        error: error instanceof Error ? error.message : String(error),
+        code: dbErrorCode(error),
+      });
+      return fail(c, 503, "database_unavailable", "The readiness data could not be read", {
+        reason: timedOut ? "unreachable" : dbFailureReason(error),
+      });
     }
     return render(r);
   }

@@ -3,7 +3,7 @@
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
 import type postgres from "postgres";
 import type { Row } from "postgres";
-import type { Sql } from "./db.ts";
+import { readOnlyProblem, type Sql } from "./db.ts";
 import {
   type Env,
   headerTokenProblem,
@@ -216,16 +216,20 @@ export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
   return timed("database", "Database reachable and migrations current", deps, async () => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
-    const rows = await boundedOnServer(deps, sql, async (tx) => {
+    const { rows, readOnly } = await boundedOnServer(deps, sql, async (tx) => {
+      // Reachable is not enough: a read-only database answers every read and refuses every webhook's store.
+      const readOnly = await readOnlyProblem(tx);
       const [{ has_history }] = await tx<{ has_history: boolean }[]>`
         select to_regclass('supabase_migrations.schema_migrations') is not null as has_history`;
-      return has_history
+      const rows = has_history
         ? [
           ...await tx<{ version: string }[]>`
             select version from supabase_migrations.schema_migrations order by version`,
         ]
         : null;
+      return { rows, readOnly };
     });
+    if (readOnly) return { status: "fail", detail: readOnly, data: { read_only: true } };
     if (!rows) {
       return {
         status: "fail",
