@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
+import { startDbProxy } from "./_proxy.ts";
 import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
 import { storeSample } from "./_forwarding.ts";
 import { connect, readOnlyProblem, type Sql } from "../supabase/functions/_shared/db.ts";
@@ -120,6 +121,50 @@ dbTest(
     const json = await runScript("scripts/stats.ts", ["--json"], db.url);
     assert.equal(JSON.parse(json.stdout).read_only, false);
     assert.doesNotMatch((await runScript("scripts/stats.ts", [], db.url)).stdout, /READ-ONLY/);
+  },
+);
+
+dbTest(
+  `degraded [${db.kind}]: refusals counted while the database is down are written once it is back`,
+  async () => {
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 1 });
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql: viaProxy,
+      log,
+    });
+    const refuse = async () => {
+      const res = await app.fetch(
+        signedRequest(URL_BASE, message(731_100), { secret: "whsec_not_the_secret_0123" }),
+      );
+      assert.equal(res.status, 401);
+      await res.body?.cancel();
+    };
+    const counted = async () =>
+      (await db.sql<{ n: number }[]>`
+      select coalesce(sum(count), 0)::int as n from public.webhook_rejections where reason = 'signature_invalid'`)[
+        0
+      ]
+        .n;
+    try {
+      const before = await counted();
+      proxy.takeDown();
+      for (let i = 0; i < 3; i++) await refuse();
+      await eventually(
+        () => Promise.resolve(log.lines.some((l) => l.msg === "Background task failed")),
+        15_000,
+        "the failed write of the counts",
+      );
+      proxy.restore();
+      await refuse();
+      // The three counted while it was down, and the one after.
+      await eventually(async () => (await counted()) === before + 4, 15_000, "all four refusals written");
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+    }
   },
 );
 

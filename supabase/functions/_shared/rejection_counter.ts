@@ -36,6 +36,17 @@ export class RejectionCounter {
       a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0
     );
     this.#gathered.clear();
-    await write(counts);
+    try {
+      await write(counts);
+    } catch (error) {
+      // The database down or read-only: the counts are kept, added to those gathered meanwhile, and go in
+      // the next write (the next refusal asks for it); the failure is still logged by the single flight.
+      for (const { reason, status, count } of counts) {
+        const entry = this.#gathered.get(reason);
+        if (entry) entry.count += count;
+        else this.#gathered.set(reason, { reason, status, count });
+      }
+      throw error;
+    }
   }
 }
