@@ -247,6 +247,72 @@ dbTest("forwarding: a database restart between the POST and the write-back loses
   });
 });
 
+dbTest(
+  "forwarding: a database down past the leases' expiry: the outcome lands when it is back, sent once",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      // A lease shorter than the outage and than the write-back's least budget: only the retries past the
+      // lease's end keep the outcome (dropped, the event would be claimed and sent again; here, dead).
+      await fastSettings(db.sql, { lease_seconds: 2, request_timeout_ms: 1000, max_attempts: 1 });
+      const id = await storeSample(db.sql, "message_created");
+      const proxy = startDbProxy(db.url);
+      const viaProxy = connect(proxy.url, { max: 1 });
+      const log = memoryLogger();
+      try {
+        sdk.behave(() => ({ hold: true }));
+        const draining = drain(viaProxy, config, { budgetMs: 0, log });
+        await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
+        proxy.cut();
+        sdk.releaseHeld();
+        await new Promise((resolve) => setTimeout(resolve, WRITE_BACK_MIN_BUDGET_MS + 3_000));
+        proxy.restore();
+        const summary = await draining;
+        assert.equal(summary.delivered, 1);
+        assert.equal(await statusOf(db.sql, id), "delivered");
+        assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
+        assert.equal(
+          (await drain(db.sql, config, { log: memoryLogger() })).claimed,
+          0,
+          "nothing to send again",
+        );
+        assert.equal(sdk.received.length, 1);
+        assert.ok(!log.lines.some((l) => l.msg === "[Forwarder] Write-back gave up"));
+      } finally {
+        await viaProxy.end({ timeout: 1 });
+        await proxy.close();
+      }
+    });
+  },
+);
+
+dbTest("forwarding: a write-back still failing when the forwarder stops gives up, logged once", async () => {
+  await withForwardingSetup(async (db, sdk, config) => {
+    await storeSample(db.sql, "message_created");
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 1 });
+    const log = memoryLogger();
+    const stopping = new AbortController();
+    try {
+      sdk.behave(() => ({ hold: true }));
+      const draining = drain(viaProxy, config, { budgetMs: 0, log, signal: stopping.signal });
+      await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
+      proxy.takeDown();
+      sdk.releaseHeld();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      stopping.abort();
+      await assert.rejects(draining);
+      const gaveUp = log.lines.filter((l) => l.msg === "[Forwarder] Write-back gave up");
+      assert.equal(gaveUp.length, 1);
+      assert.equal(gaveUp[0].stopped, "aborted");
+      assert.equal(gaveUp[0].delivered, 1);
+      assert.equal(typeof gaveUp[0].code, "string");
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+    }
+  });
+});
+
 dbTest("forwarding: a newer version arriving during a failing last attempt is sent, not dead", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
     await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;

@@ -3,7 +3,6 @@
 // Retries, ordering, leases and dead letters are decided in Postgres (claim_webhook_events,
 // complete_webhook_deliveries); this module only moves bytes and reports what happened.
 import { errorMessage } from "./background.ts";
-import type { Sql } from "./db.ts";
 import { headerTokenProblem, withoutSecrets } from "./env.ts";
 import {
   type DeliveryTarget,
@@ -11,7 +10,8 @@ import {
   type ForwarderConfig,
   sendingProblem,
 } from "./forwarder_config.ts";
-import { retryWithinBudget } from "./ingest_store.ts";
+import { DeadlineExceeded, retryWithinBudget } from "./ingest_store.ts";
+import { dbErrorCode, type Sql } from "./db.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
 
@@ -44,7 +44,8 @@ export interface DrainOptions {
   settingsChecked?: boolean;
   /**
    * Once aborted (a forwarder shutting down), no further batch is claimed; batches in flight still finish
-   * and are written back, so a stop loses no outcome and leaves no lease behind.
+   * and are written back, so a stop loses no outcome and leaves no lease behind. A write-back failing then
+   * is not tried again (the stop would otherwise wait out a database outage), and is logged as given up.
    */
   signal?: AbortSignal;
 }
@@ -151,8 +152,14 @@ export const WRITE_BACK_MIN_BUDGET_MS = 5_000;
 /** A drain's largest batch and most lanes: what it takes of the pool and of a lease's time is bounded. */
 export const MAX_BATCH_SIZE = 100;
 export const MAX_LANES = 8;
-/** ...and otherwise until this long before they expire: past that, another forwarder may claim them again. */
-export const WRITE_BACK_LEASE_MARGIN_MS = 1_000;
+/**
+ * ...and otherwise until this long after the leases expire. complete_webhook_deliveries takes a report for
+ * an expired lease as long as no claim has taken the event since (claims find it only once due again), so a
+ * write-back that lands late still spares the Agent SDK a second delivery; one that never lands does not.
+ */
+export const WRITE_BACK_AFTER_LEASE_MS = 5 * 60_000;
+/** Pauses between write-back attempts: quick at first (a blip), then every few seconds (a restart, a failover). */
+const WRITE_BACK_PAUSES_MS = [50, 150, 300, 500, 1_000, 2_000, 5_000];
 
 export async function drain(
   sql: Sql,
@@ -273,21 +280,38 @@ export async function drain(
       // The claim's query object keeps this array, its result, until V8's next full collection (db.ts,
       // releaseStatementText): emptied, so that the batch's bodies are not copied into the old generation.
       claimed.length = 0;
-      // If this write-back never lands, the leases expire and the events are sent again (using up an attempt,
-      // or dead on the last one though delivered): so it is retried through a database restart, until just
-      // before the leases expire, and for WRITE_BACK_MIN_BUDGET_MS at least.
-      const outcomes = await retryWithinBudget(
-        () =>
-          sql<Outcome[]>`
-            select event_id, attempt, outcome, status, next_attempt_at
-              from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
-        {
-          budgetMs: Math.max(
-            WRITE_BACK_MIN_BUDGET_MS,
-            leasesEndAt - WRITE_BACK_LEASE_MARGIN_MS - performance.now(),
-          ),
-        },
-      );
+      // If this write-back never lands, the events are claimed again once their leases expire and sent again
+      // (using up an attempt, or dead on the last one though delivered): so it is retried through a database
+      // restart, until WRITE_BACK_AFTER_LEASE_MS past the leases (WRITE_BACK_MIN_BUDGET_MS at least), or until
+      // the forwarder stops.
+      let outcomes: Outcome[];
+      try {
+        outcomes = await retryWithinBudget(
+          () =>
+            sql<Outcome[]>`
+              select event_id, attempt, outcome, status, next_attempt_at
+                from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
+          {
+            budgetMs: Math.max(
+              WRITE_BACK_MIN_BUDGET_MS,
+              leasesEndAt + WRITE_BACK_AFTER_LEASE_MS - performance.now(),
+            ),
+            pausesMs: WRITE_BACK_PAUSES_MS,
+            signal: options.signal,
+          },
+        );
+      } catch (error) {
+        const cause = error instanceof DeadlineExceeded ? error.lastError : error;
+        log("error", "[Forwarder] Write-back gave up", {
+          worker,
+          event_ids: results.map((r) => Number(r.id)),
+          delivered: results.filter((r) => r.http_status !== null && isSuccess(r.http_status)).length,
+          stopped: options.signal?.aborted ? "aborted" : "budget",
+          error: errorMessage(cause),
+          code: dbErrorCode(cause),
+        });
+        throw error;
+      }
       for (const o of outcomes) {
         if (o.outcome === "retry") summary.retried++;
         else summary[o.outcome]++;

@@ -99,7 +99,12 @@ export class DeadlineExceeded extends Error {
  */
 export async function retryWithinBudget<T>(
   attempt: () => Promise<T>,
-  { budgetMs, pausesMs = [50, 150, 300, 500] }: { budgetMs: number; pausesMs?: number[] },
+  { budgetMs, pausesMs = [50, 150, 300, 500], signal }: {
+    budgetMs: number;
+    pausesMs?: number[];
+    /** Once aborted, no further attempt starts (the one in flight is still awaited). */
+    signal?: AbortSignal;
+  },
 ): Promise<T> {
   // performance.now(): a budget must not jump with the wall clock (an NTP step).
   const deadline = performance.now() + budgetMs;
@@ -107,7 +112,7 @@ export async function retryWithinBudget<T>(
   let lastError: unknown = new Error(`no answer from the database within ${budgetMs} ms`);
   for (let i = 0;; i++) {
     const remaining = deadline - performance.now();
-    if (remaining <= 0) throw new DeadlineExceeded(lastError);
+    if (remaining <= 0 || (i > 0 && signal?.aborted)) throw new DeadlineExceeded(lastError);
     try {
       const current = attempt();
       return await withTimeout(current, remaining, () => new DeadlineExceeded(lastError, current));
