@@ -100,6 +100,8 @@ export type ParsedEvent =
     error: "invalid_json" | "missing_event" | "invalid_payload";
     message: string;
     issues?: PayloadIssue[];
+    /** The body's `event` when it is a string (cut to 100 characters): the log names what was refused. */
+    event?: string;
   };
 
 /**
@@ -151,6 +153,7 @@ export function parseChatwootEvent(text: string): ParsedEvent {
       ok: false,
       error: "invalid_payload",
       message: `Payload does not match the ${typeof event === "string" ? event : "event"} schema`,
+      ...(typeof event === "string" ? { event: event.slice(0, 100) } : {}),
       // Paths and reasons only: values may hold personal data and are never echoed.
       issues: result.error.issues.slice(0, 20).map((issue) => ({
         path: issue.path.map(String).join("."),

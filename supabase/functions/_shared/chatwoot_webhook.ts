@@ -17,6 +17,7 @@ import {
   parseChatwootEvent,
 } from "./chatwoot_payload.ts";
 import { runInBackground, singleFlight } from "./background.ts";
+import { chatwootTime } from "./chatwoot_time.ts";
 import { dbErrorCode, dbFailureReason, type Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
@@ -28,7 +29,7 @@ import {
   storeEvent,
 } from "./ingest_store.ts";
 import { LateStores, NOT_TRIED_WHEN_FULL } from "./late_store.ts";
-import type { Logger } from "./log.ts";
+import type { LogFields, Logger } from "./log.ts";
 import { RejectionCounter } from "./rejection_counter.ts";
 import {
   ChatwootSignatureVerifier,
@@ -85,10 +86,13 @@ class Rejection {
     readonly error: ErrorCode,
     readonly message: string,
     readonly extra: Record<string, unknown> = {},
-    /** Fields for the "Rejected" log line only, not the answer. */
-    readonly logged: Record<string, unknown> = {},
+    /** Fields for the "Rejected" log line only, not the answer: the event once the body is read, a skew. */
+    readonly logged: LogFields = {},
   ) {}
 }
+
+/** Chatwoot's id of this delivery (X-Chatwoot-Delivery), as logged and stored; null when absent. */
+const deliveryIdOf = (req: Request) => req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
 
 /** How a request was authenticated, and the signed time it was sent (none for a URL token). */
 type Authenticated =
@@ -134,11 +138,17 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     )
     : null;
 
-  const reject = (c: Context, r: Rejection) => {
+  // What is known of each request's event once its body is read, for a line logged without it (Unhandled).
+  const eventOf = new WeakMap<Request, LogFields>();
+
+  // The delivery id and the event (once known) let an operator match a refusal to Chatwoot's own log.
+  const reject = (c: Context, r: Rejection, known: LogFields = {}) => {
     log(r.status >= 500 ? "error" : "warn", `${LOG} Rejected`, {
       status: r.status,
       error: r.error,
+      delivery_id: deliveryIdOf(c.req.raw),
       ...r.logged,
+      ...known,
     });
     // Count refusals by reason for the readiness checks; never delays the answer, never stores the body.
     if (rejections && r.status < 500 && r.error !== "not_configured") rejections.add(r.error, r.status);
@@ -176,6 +186,8 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const received = await receive(req, config);
     if (received instanceof Rejection) return reject(c, received);
     const { toStore, columns, deliveryId } = received;
+    const known = { event: columns.event, event_key: columns.eventKey };
+    eventOf.set(req, known);
     if (lateStores?.refuseIfFull(toStore)) {
       // The database has not answered for a while and this instance holds all the unstored events it may.
       log("error", `${LOG} Store failed`, {
@@ -190,6 +202,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         new Rejection(503, "database_unavailable", "Database unavailable; the event is not stored", {
           reason: "unreachable",
         }),
+        known,
       );
     }
     let stored: StoredEvent;
@@ -214,6 +227,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         return reject(
           c,
           new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"),
+          known,
         );
       }
       // Chatwoot will not send it again, so this instance goes on trying in the background: out of budget
@@ -224,7 +238,9 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         ? lateStores.take(toStore, outOfBudget ? error.inFlight as Promise<StoredEvent> | null : null)
         : "off";
       log("error", `${LOG} Store failed`, { ...failed, late_store: late ?? "trying" });
-      if (!outOfBudget) return reject(c, new Rejection(500, "internal_error", "Event could not be stored"));
+      if (!outOfBudget) {
+        return reject(c, new Rejection(500, "internal_error", "Event could not be stored"), known);
+      }
       // Not taken over: "may not", since the statement still queued or waiting (on a lock, say) can store it.
       return late === null
         ? reject(
@@ -235,12 +251,14 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
             `Database unavailable; not stored yet, still trying for ${config.lateStoreMs / 1000} s`,
             { retrying_seconds: config.lateStoreMs / 1000, reason },
           ),
+          known,
         )
         : reject(
           c,
           new Rejection(503, "database_unavailable", "Database unavailable; the event may not be stored", {
             reason,
           }),
+          known,
         );
     }
 
@@ -270,7 +288,11 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   // Anything thrown past the handler's own catches (a body stream cut off mid-read): the documented JSON 500
   // and a JSON log line with the message, instead of Hono's plain-text answer and a printed error object.
   app.onError((error, c) => {
-    log("error", `${LOG} Unhandled`, { error: error.message });
+    log("error", `${LOG} Unhandled`, {
+      error: error.message,
+      delivery_id: deliveryIdOf(c.req.raw),
+      ...eventOf.get(c.req.raw),
+    });
     return jsonError(c, 500, "internal_error", "Internal error");
   });
 
@@ -297,7 +319,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     }
     const body = read.body;
 
-    const deliveryId = req.headers.get(DELIVERY_HEADER)?.slice(0, 100) || null;
+    const deliveryId = deliveryIdOf(req);
     log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
 
     const auth = authenticate(req, body, config);
@@ -311,7 +333,13 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     }
     const parsed = parseChatwootEvent(text);
     if (!parsed.ok) {
-      return new Rejection(400, parsed.error, parsed.message, parsed.issues ? { issues: parsed.issues } : {});
+      return new Rejection(
+        400,
+        parsed.error,
+        parsed.message,
+        parsed.issues ? { issues: parsed.issues } : {},
+        parsed.event === undefined ? {} : { event: parsed.event },
+      );
     }
 
     // An inbox event is stored (and forwarded) without its channel's credentials: the cut JSON, not the bytes.
@@ -327,6 +355,10 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       bodySha256,
       ...auth,
       receiptId: crypto.randomUUID(),
+      receivedAtMs: Date.now(),
+      messageCreatedAtMs: columns.messageId === null
+        ? null
+        : chatwootTime(parsed.payload.created_at)?.getTime() ?? null,
     };
     return { toStore, columns, deliveryId };
   }

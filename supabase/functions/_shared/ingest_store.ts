@@ -16,6 +16,10 @@ export interface EventToStore extends EventColumns {
   /** Made once per request and sent with every attempt: the database tells a retry of ours from a duplicate
    * (an attempt whose connection was lost may still have stored the event). */
   receiptId: string;
+  /** When the request came (ms since 1970): a lost event's `deno task recover` window starts from it. */
+  receivedAtMs?: number;
+  /** A message's created_at (ms since 1970), Chatwoot's clock: may be earlier than the receipt. */
+  messageCreatedAtMs?: number | null;
 }
 
 export type IngestOutcome = "stored" | "duplicate" | "updated";

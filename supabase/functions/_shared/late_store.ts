@@ -173,16 +173,35 @@ export class LateStores {
       delivery_id: event.deliveryId,
       tried_for_ms: Math.round(performance.now() - started.mono),
       error,
-      // Where `deno task recover --since` may start to fetch it back (it recovers message_created only).
-      ...(event.event === "message_created" ? { recover_since: recoverSince(started.wall) } : {}),
+      // The command that fetches it back from Chatwoot's API (it recovers message_created only).
+      ...(event.event === "message_created" ? recoverCommand(event, started.wall) : {}),
       ...extra,
     });
   }
 }
 
-/** A minute before the store gave up, to the minute: the request came at most a store budget earlier. */
-function recoverSince(started: number): string {
-  return new Date(Math.floor((started - 60_000) / 60_000) * 60_000).toISOString();
+const MINUTE_MS = 60_000;
+const minuteText = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * `deno task recover` for a lost message_created: its window holds both the receipt and the message's
+ * created_at (Chatwoot's clock, which the task filters by; a message created before it was sent, or a clock
+ * behind ours, would otherwise fall before --since), a minute either side, and names --until (its default,
+ * 5 minutes ago, would leave out an event lost just now). `started` stands in for an unknown receipt time.
+ */
+export function recoverCommand(
+  event: EventToStore,
+  started: number,
+): { recover: string; recover_since: string } {
+  const received = event.receivedAtMs ?? started;
+  const created = event.messageCreatedAtMs ?? received;
+  const since = minuteText(Math.floor((Math.min(received, created) - MINUTE_MS) / MINUTE_MS) * MINUTE_MS);
+  const until = minuteText(Math.ceil((Math.max(received, created) + MINUTE_MS) / MINUTE_MS) * MINUTE_MS);
+  const inbox = event.inboxId === null ? "" : ` --inbox ${event.inboxId}`;
+  return {
+    recover: `deno task recover --since ${since} --until ${until}${inbox} --store`,
+    recover_since: since,
+  };
 }
 
 /** Connection trouble may pass; a pool that was ended (the instance stopping) will not come back. */

@@ -1,0 +1,157 @@
+// The log lines an operator follows one event by (README, "Follow an event in the logs"), as the real webhook
+// function, forwarder and forwarder loop write them: each names the event by its delivery id and event_key.
+import assert from "node:assert/strict";
+import {
+  chatwootWebhookApp,
+  createChatwootWebhookApp,
+} from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+import { dbTest } from "./_db.ts";
+import { runScript } from "./_dev.ts";
+import { closeSharedDb, freshForwardingDb } from "./_forwarding.ts";
+import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
+import { startDbProxy } from "./_proxy.ts";
+
+const URL_BASE = "http://relay.test/chatwoot-webhook";
+type Lines = ReturnType<typeof memoryLogger>["lines"];
+const lineOf = (lines: Lines, msg: string, match: Record<string, unknown> = {}) =>
+  lines.find((l) => l.msg === msg && Object.entries(match).every(([k, v]) => l[k] === v));
+let nextMessageId = 700_000;
+const message = (options: { content?: string; at?: Date } = {}) =>
+  JSON.stringify(samplePayload("message_created", { messageId: nextMessageId++, inboxId: 3, ...options }));
+const keyOf = (body: string) => `message:${JSON.parse(body).id}:message_created`;
+
+/** The deployed webhook function (its immediate delivery included), signing with TEST_SECRET. */
+function webhookApp(sql: Parameters<typeof chatwootWebhookApp>[0]["sql"], agentSdkUrl: string) {
+  const log = memoryLogger();
+  const app = chatwootWebhookApp({
+    env: { CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, AGENT_SDK_URL: agentSdkUrl },
+    sql,
+    log,
+  });
+  return { app, log };
+}
+
+/** The webhook function on a pool of its own through `proxyUrl`, with a short store budget. */
+function appBehindProxy(proxyUrl: string, lateStoreSeconds: string) {
+  const config = webhookConfigFromEnv({
+    CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+    CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: lateStoreSeconds,
+  });
+  assert.ok(config.ok);
+  config.config.storeBudgetMs = 300;
+  const proxiedSql = connect(proxyUrl, { max: 1 });
+  const log = memoryLogger();
+  return { app: createChatwootWebhookApp({ config, sql: proxiedSql, log }), log, proxiedSql };
+}
+
+dbTest(
+  "operator logs: a refused webhook names its delivery id, and its event once the body is read",
+  async () => {
+    const db = await freshForwardingDb();
+    const { app, log } = webhookApp(db.sql, "http://127.0.0.1:9");
+    const delivery = () => crypto.randomUUID();
+    const ids = [delivery(), delivery(), delivery()];
+    const unsupported = signedRequest(URL_BASE, message(), {
+      deliveryId: ids[0],
+      headers: { "Content-Type": "text/plain" },
+    });
+    assert.equal((await app.fetch(unsupported)).status, 415);
+    const invalid = JSON.stringify({ ...JSON.parse(message()), conversation: "none" });
+    assert.equal((await app.fetch(signedRequest(URL_BASE, invalid, { deliveryId: ids[1] }))).status, 400);
+    // A body cut off mid-read: Hono's error handler answers, "Unhandled".
+    const cut = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"event":'));
+        controller.error(new Error("connection reset"));
+      },
+    });
+    const res = await app.fetch(
+      new Request(URL_BASE, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-chatwoot-delivery": ids[2] },
+        body: cut,
+      }),
+    );
+    assert.equal(res.status, 500);
+    await res.body?.cancel();
+    const rejected = log.lines.filter((l) => l.msg === "[Chatwoot Webhook] Rejected");
+    assert.deepEqual(rejected.map((l) => [l.status, l.delivery_id, l.event]), [
+      [415, ids[0], undefined],
+      [400, ids[1], "message_created"],
+    ]);
+    assert.equal(lineOf(log.lines, "[Chatwoot Webhook] Unhandled")?.delivery_id, ids[2]);
+  },
+);
+
+dbTest("operator logs: a store that fails is refused naming its event_key and delivery id", async () => {
+  const db = await freshForwardingDb();
+  const proxy = startDbProxy(db.url);
+  const { app, log, proxiedSql } = appBehindProxy(proxy.url, "0");
+  proxy.takeDown();
+  try {
+    const body = message();
+    const delivery = crypto.randomUUID();
+    assert.equal((await app.fetch(signedRequest(URL_BASE, body, { deliveryId: delivery }))).status, 503);
+    for (const msg of ["[Chatwoot Webhook] Store failed", "[Chatwoot Webhook] Rejected"]) {
+      const l = lineOf(log.lines, msg);
+      assert.deepEqual([l?.level, l?.event, l?.event_key, l?.delivery_id], [
+        "error",
+        "message_created",
+        keyOf(body),
+        delivery,
+      ]);
+    }
+  } finally {
+    await proxiedSql.end({ timeout: 1 });
+    await proxy.close();
+  }
+});
+
+dbTest(
+  "operator logs: Lost carries the deno task recover command, its window holding receipt and created_at",
+  async () => {
+    const db = await freshForwardingDb();
+    const proxy = startDbProxy(db.url);
+    const { app, log, proxiedSql } = appBehindProxy(proxy.url, "1");
+    proxy.takeDown();
+    try {
+      // Created 10 minutes before it came (a message Chatwoot was slow to send), and 10 minutes after (a
+      // Chatwoot clock ahead of ours).
+      const early = new Date(Date.now() - 10 * 60_000);
+      const late = new Date(Date.now() + 10 * 60_000);
+      const bodies = [message({ at: early }), message({ at: late })];
+      for (const body of bodies) assert.equal((await app.fetch(signedRequest(URL_BASE, body))).status, 503);
+      const lost = (body: string) => lineOf(log.lines, "[Chatwoot Webhook] Lost", { event_key: keyOf(body) });
+      await eventually(() => Promise.resolve(bodies.every(lost)), 30_000, "both Lost");
+      const pattern = /^deno task recover --since (\S+) --until (\S+) --inbox 3 --store$/;
+      for (const [body, created] of [[bodies[0], early], [bodies[1], late]] as const) {
+        const command = String(lost(body)!.recover);
+        const m = pattern.exec(command);
+        assert.ok(m, command);
+        const [since, until] = [Date.parse(m[1]), Date.parse(m[2])];
+        const received = Date.now() - 60_000; // it came less than a minute ago (late stores try for 1 s)
+        assert.ok(since <= created.getTime() && since <= received, `${command}: from before both`);
+        assert.ok(until > created.getTime() && until > Date.now() - 1000, `${command}: until after both`);
+        assert.equal(lost(body)!.recover_since, m[1]);
+      }
+      // The real task takes the command's options (no usage error), then asks for Chatwoot's settings.
+      const args = String(lost(bodies[0])!.recover).replace(/^deno task recover /, "").split(" ");
+      const run = await runScript("scripts/recover.ts", args, db.url, {
+        CHATWOOT_BASE_URL: "",
+        CHATWOOT_BASE_URL_PROD: "",
+      });
+      assert.equal(run.code, 2, run.stderr);
+      assert.doesNotMatch(run.stderr, /usage:/);
+      assert.match(run.stderr, /Set CHATWOOT_BASE_URL/);
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
+dbTest("operator logs: close database", () => closeSharedDb());
