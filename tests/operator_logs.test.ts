@@ -11,7 +11,14 @@ import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_conf
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest } from "./_db.ts";
 import { runScript } from "./_dev.ts";
-import { closeSharedDb, freshForwardingDb } from "./_forwarding.ts";
+import {
+  closeSharedDb,
+  fastSettings,
+  freshForwardingDb,
+  statusOf,
+  withBackgroundAwaited,
+  withForwardingSetup,
+} from "./_forwarding.ts";
 import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
 import { startDbProxy } from "./_proxy.ts";
 
@@ -47,6 +54,63 @@ function appBehindProxy(proxyUrl: string, lateStoreSeconds: string) {
   const log = memoryLogger();
   return { app: createChatwootWebhookApp({ config, sql: proxiedSql, log }), log, proxiedSql };
 }
+
+dbTest("operator logs: one event is followed from Received to Processed successfully", async () => {
+  await withForwardingSetup(async (db, sdk) => {
+    const { app, log } = webhookApp(db.sql, sdk.url);
+    const body = message();
+    const delivery = crypto.randomUUID();
+    await withBackgroundAwaited(async () => {
+      const res = await app.fetch(signedRequest(URL_BASE, body, { deliveryId: delivery }));
+      assert.equal(res.status, 200);
+    });
+    await eventually(() => Promise.resolve(lineOf(log.lines, "Processed successfully")), 15_000, "delivery");
+    const key = keyOf(body);
+    assert.deepEqual(
+      ["[Chatwoot Webhook] Received", "[Chatwoot Webhook] Stored", "Processed successfully"].map((msg) => {
+        const l = lineOf(log.lines, msg)!;
+        return [l.msg, l.delivery_id, l.event_key, l.event];
+      }),
+      [
+        ["[Chatwoot Webhook] Received", delivery, undefined, undefined],
+        ["[Chatwoot Webhook] Stored", delivery, key, "message_created"],
+        ["Processed successfully", undefined, key, "message_created"],
+      ],
+    );
+  });
+});
+
+dbTest(
+  "operator logs: a dead letter is an error with the SQL that replays it; a 410 (gone) stays a warning",
+  async () => {
+    await withForwardingSetup(async (db, sdk) => {
+      await fastSettings(db.sql, { max_attempts: 1 });
+      sdk.behave((r) => new Response("no", { status: r.text.includes("gone-for-good") ? 410 : 500 }));
+      const { app, log } = webhookApp(db.sql, sdk.url);
+      const failing = message({ content: "fails" });
+      const gone = message({ content: "gone-for-good" });
+      await withBackgroundAwaited(async () => {
+        for (const body of [failing, gone]) {
+          assert.equal((await app.fetch(signedRequest(URL_BASE, body))).status, 200);
+        }
+      });
+      const dead = (body: string) => lineOf(log.lines, "[Forwarder] Event dead", { event_key: keyOf(body) });
+      await eventually(() => Promise.resolve(dead(failing) && dead(gone)), 15_000, "both dead");
+      const [failed, goneLine] = [dead(failing)!, dead(gone)!];
+      assert.deepEqual(
+        [failed.level, failed.event, failed.reason, failed.http_status],
+        ["error", "message_created", "attempts_exhausted", 500],
+      );
+      assert.deepEqual([goneLine.level, goneLine.reason, goneLine.http_status], ["warn", "gone", 410]);
+      assert.equal(failed.replay, `select public.replay_webhook_events('{${failed.event_id}}');`);
+      const sdkError = lineOf(log.lines, "Agent SDK error", { event_key: keyOf(failing) });
+      assert.deepEqual([sdkError?.event, sdkError?.status], ["message_created", 500]);
+      // The line's SQL, run as an operator would, puts the event back in the queue.
+      await db.sql.unsafe(String(failed.replay));
+      assert.equal(await statusOf(db.sql, Number(failed.event_id)), "pending");
+    });
+  },
+);
 
 dbTest(
   "operator logs: a refused webhook names its delivery id, and its event once the body is read",

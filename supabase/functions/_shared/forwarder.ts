@@ -277,6 +277,11 @@ export async function drain(
           deliver(event, targets.get(event.agent_sdk_url_override)!, config, log, transport)
         ),
       );
+      // What the outcome lines name each event by: the key an operator finds in webhook_events, the type.
+      const sent = new Map(claimed.map((e, i) => [
+        String(e.id),
+        { event_key: e.event_key, event: e.event, http_status: results[i].http_status },
+      ]));
       // The claim's query object keeps this array, its result, until V8's next full collection (db.ts,
       // releaseStatementText): emptied, so that the batch's bodies are not copied into the old generation.
       claimed.length = 0;
@@ -315,11 +320,18 @@ export async function drain(
       for (const o of outcomes) {
         if (o.outcome === "retry") summary.retried++;
         else summary[o.outcome]++;
-        if (o.outcome === "dead" || o.outcome === "lease_lost") {
-          log("warn", `[Forwarder] Event ${o.outcome === "dead" ? "dead" : "lease lost"}`, {
-            event_id: Number(o.event_id),
-            attempt: o.attempt,
+        const fields = { event_id: Number(o.event_id), ...sent.get(String(o.event_id)), attempt: o.attempt };
+        if (o.outcome === "dead") {
+          // Dead letters wait for an operator, who needs the line to replay it. A 410 is the Agent SDK's own
+          // "do not send again": told (a warning), but no failure of ours.
+          const gone = fields.http_status === 410;
+          log(gone ? "warn" : "error", "[Forwarder] Event dead", {
+            ...fields,
+            reason: gone ? "gone" : "attempts_exhausted",
+            replay: `select public.replay_webhook_events('{${fields.event_id}}');`,
           });
+        } else if (o.outcome === "lease_lost") {
+          log("warn", "[Forwarder] Event lease lost", fields);
         }
       }
     }
@@ -362,6 +374,7 @@ async function deliver(
   const fields = {
     component: "forwarder",
     event_id: Number(event.id),
+    event_key: event.event_key,
     event: event.event,
     attempt: event.attempt,
   };
