@@ -8,6 +8,7 @@ import {
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
+import { connectForwarder, startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest } from "./_db.ts";
 import { runScript } from "./_dev.ts";
@@ -217,5 +218,76 @@ dbTest(
     }
   },
 );
+
+dbTest(
+  "operator logs: the forwarder loop says an outage once, then at most once a minute, then Drain recovered",
+  async () => {
+    await withForwardingSetup(async (db, _sdk, config) => {
+      const proxy = startDbProxy(db.url);
+      const sql = connectForwarder(proxy.url);
+      const log = memoryLogger();
+      let drains = 0, failures = 0;
+      const loop = await startForwarderLoop({
+        sql,
+        config,
+        log,
+        sweepMs: 10,
+        onDrain: () => drains++,
+        onDrainFailed: () => failures++,
+      });
+      const failedLines = () => log.lines.filter((l) => l.msg === "[Forwarder] Drain failed");
+      try {
+        await eventually(() => Promise.resolve(drains > 0), 15_000, "a drain");
+        proxy.takeDown();
+        // postgres.js backs off between reconnects after a cut: a drain fails about once a second.
+        await eventually(() => Promise.resolve(failures >= 5), 60_000, "5 failed drains");
+        assert.equal(failedLines().length, 1, "the outage's start, once");
+        assert.equal(failedLines()[0].level, "error");
+        proxy.restore();
+        const recovered = await eventually(
+          () => Promise.resolve(lineOf(log.lines, "[Forwarder] Drain recovered")),
+          30_000,
+          "recovered",
+        );
+        assert.equal(typeof recovered.outage_ms, "number");
+        assert.ok(Number(recovered.failed_drains) >= 5, String(recovered.failed_drains));
+        assert.equal(failedLines().length, 1);
+      } finally {
+        await loop.stop();
+        await sql.end({ timeout: 1 });
+        await proxy.close();
+      }
+    });
+  },
+);
+
+dbTest("operator logs: a long outage is said again, with how long and how many drains failed", async () => {
+  await withForwardingSetup(async (db, _sdk, config) => {
+    const proxy = startDbProxy(db.url);
+    const sql = connectForwarder(proxy.url);
+    const log = memoryLogger();
+    let failures = 0;
+    // Every failure is past the interval (0): each is said, as each would be a minute apart.
+    const loop = await startForwarderLoop({
+      sql,
+      config,
+      log,
+      sweepMs: 10,
+      failureLogEveryMs: 0,
+      onDrainFailed: () => failures++,
+    });
+    try {
+      proxy.takeDown();
+      await eventually(() => Promise.resolve(failures >= 3), 30_000, "3 failed drains");
+      const again = log.lines.filter((l) => l.msg === "[Forwarder] Drain failed")[1];
+      assert.equal(again.failed_drains, 2);
+      assert.equal(typeof again.failing_for_ms, "number");
+    } finally {
+      await loop.stop();
+      await sql.end({ timeout: 1 });
+      await proxy.close();
+    }
+  });
+});
 
 dbTest("operator logs: close database", () => closeSharedDb());

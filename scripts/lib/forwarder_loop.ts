@@ -34,6 +34,10 @@ export interface ForwarderLoopOptions {
   budgetMs?: number;
   worker?: string;
   onDrain?: (summary: DrainSummary) => void;
+  /** Called with each drain that threw (the database down, say). */
+  onDrainFailed?: (error: unknown) => void;
+  /** While drains keep failing, "Drain failed" is logged at most this often. Default 60 s. */
+  failureLogEveryMs?: number;
 }
 
 export interface ForwarderLoop {
@@ -62,6 +66,10 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
   // Aborted by stop(): the drain running then claims no further batch, finishing only those in flight.
   const stopping = new AbortController();
   let lastStop = "";
+  // A database that is down fails every sweep (each second): its outage is logged when it starts, then at
+  // most once per failureLogEveryMs, then once when a drain succeeds again.
+  const failureLogEveryMs = options.failureLogEveryMs ?? 60_000;
+  let outage: { since: number; failures: number; loggedAt: number } | null = null;
 
   const drainOnce = async () => {
     if (stopped) return;
@@ -75,6 +83,13 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
         transport: transport.send,
         signal: stopping.signal,
       });
+      if (outage) {
+        log("info", "[Forwarder] Drain recovered", {
+          outage_ms: Date.now() - outage.since,
+          failed_drains: outage.failures,
+        });
+        outage = null;
+      }
       options.onDrain?.(summary);
       // A problem's text is part of the stop: fixing one setting and breaking another is news too.
       const stop = summary.stopped === "not_configured"
@@ -92,7 +107,22 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
       if (summary.stopped === "budget" || summary.stopped === "limit") void drains();
     } catch (error) {
       // The next sweep tries again; the database may be restarting.
-      log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });
+      const now = Date.now();
+      if (!outage) {
+        outage = { since: now, failures: 1, loggedAt: now };
+        log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });
+      } else {
+        outage.failures++;
+        if (now - outage.loggedAt >= failureLogEveryMs) {
+          outage.loggedAt = now;
+          log("error", "[Forwarder] Drain failed", {
+            error: errorMessage(error),
+            failing_for_ms: now - outage.since,
+            failed_drains: outage.failures,
+          });
+        }
+      }
+      options.onDrainFailed?.(error);
     }
   };
   // One drain at a time; a wake during one (NOTIFY, the sweep) gets one more after it.
