@@ -535,6 +535,43 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a number whose exponent jsonb would write out in full gets 400, nothing stored`,
+  async () => {
+    const log = memoryLogger();
+    const app = signedWebhookApp(log);
+    // numeric holds 1e130000 in a few bytes but writes it as 130 001 digits: every read of the row (the views,
+    // the forwarder's claim, stats) ran out of memory or returned megabytes.
+    const cases: Array<[string, string]> = [
+      ["a huge exponent", `"x":1e130000`],
+      ["a huge negative exponent", `"x":-2.5E-16000`],
+      ["an exponent one past the limit", `"x":1e1001`],
+      ["an exponent written with leading zeros", `"x":1e00000000000130000`],
+      ["exponents at the limit adding up past the body's allowance", `"xs":[${Array(1001).fill("1e1000")}]`],
+    ];
+    for (const [what, extra] of cases) {
+      const { id, body } = messageWith(extra);
+      const res = await answer(await app.fetch(signedRequest(URL_BASE, body)));
+      assert.equal(res.status, 400, `${what}: ${res.text}`);
+      assert.equal(res.body.error, "invalid_payload", what);
+      assert.equal(await rowsFor(id), 0, what);
+    }
+    assert.ok(!log.lines.some((l) => l.level === "error"));
+    // Modest exponents, one at the limit, and exponent-like text inside strings are stored and read back.
+    const { id, body } = messageWith(
+      String.raw`"a":1e5,"b":2.5E-3,"c":-1e+2,"d":1e1000,"e":1E-1000,"note":"1e130000 \"2e99999\"",` +
+        String.raw`"path":"C:\\","r":"3e5000","1e130000":0`,
+    );
+    const stored = await answer(await app.fetch(signedRequest(URL_BASE, body)));
+    assert.equal(stored.status, 200, stored.text);
+    const [row] = await sql`
+      select e.raw_body, (e.payload ->> 'a')::numeric = 100000 as a, (e.payload ->> 'b')::numeric = 0.0025 as b
+        from webhook_events e join public.chatwoot_messages m on m.message_id = e.message_id
+       where e.message_id = ${id}`;
+    assert.deepEqual(row, { raw_body: body, a: true, b: true });
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: a database that stops answering is logged as such, not as "no attempt made"`,
   async () => {
     const log = memoryLogger();

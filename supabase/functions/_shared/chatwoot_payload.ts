@@ -123,6 +123,51 @@ function nestedDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
+/**
+ * Largest decimal exponent a number may carry, and largest sum of them over a body. Postgres' numeric holds
+ * 1e130000 in a few bytes but writes it out in full (130 001 digits), so one such number in a stored body made
+ * every read of its row (the views, the forwarder's claim, stats) run out of memory or return megabytes.
+ * Chatwoot writes an exponent only for a Ruby float (a double: at most 308, or -324), far below these.
+ */
+export const MAX_JSON_EXPONENT = 1000;
+export const MAX_JSON_EXPONENT_SUM = 1_000_000;
+
+// Outside strings, after JSON.parse accepted the text, an e/E followed by digits is a number's exponent.
+const QUOTE_OR_EXPONENT = /"|[eE][+-]?(\d+)/g;
+
+/**
+ * Why `text` (valid JSON) holds a number Postgres would write out too long, or null. One pass over the text:
+ * a string is skipped with indexOf (its escaped quotes checked by the backslashes before them).
+ */
+function exponentProblem(text: string): string | null {
+  let sum = 0;
+  const re = new RegExp(QUOTE_OR_EXPONENT);
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    if (m[1] === undefined) {
+      let end = m.index;
+      for (;;) {
+        end = text.indexOf('"', end + 1);
+        if (end < 0) return null; // not after JSON.parse: no string is left open
+        let backslashes = 0;
+        while (text.charCodeAt(end - 1 - backslashes) === 92) backslashes++;
+        if (backslashes % 2 === 0) break;
+      }
+      re.lastIndex = end + 1;
+      continue;
+    }
+    const digits = m[1].replace(/^0+/, "");
+    const exponent = digits.length > 7 ? Infinity : Number(digits);
+    if (exponent > MAX_JSON_EXPONENT) {
+      return `Body holds a number with a decimal exponent beyond ±${MAX_JSON_EXPONENT}`;
+    }
+    sum += exponent;
+    if (sum > MAX_JSON_EXPONENT_SUM) {
+      return `Body's numbers have decimal exponents adding up to more than ${MAX_JSON_EXPONENT_SUM}`;
+    }
+  }
+  return null;
+}
+
 /** Parses and validates a body that has already been authenticated. */
 export function parseChatwootEvent(text: string): ParsedEvent {
   let value: unknown;
@@ -141,6 +186,8 @@ export function parseChatwootEvent(text: string): ParsedEvent {
       message: `Body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`,
     };
   }
+  const exponents = exponentProblem(text);
+  if (exponents) return { ok: false, error: "invalid_payload", message: exponents };
   const event = (value as { event?: unknown }).event;
   if (event === undefined || event === null || event === "") {
     return { ok: false, error: "missing_event", message: 'Body has no "event" field' };
