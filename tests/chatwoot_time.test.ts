@@ -14,6 +14,9 @@ const db = await startTestDb();
 const sql = db.sql;
 const URL_BASE = "http://relay.test/chatwoot-webhook";
 
+/** 200 digits of fractional seconds (a tenth of a millisecond past .123). */
+const LONG_FRACTION = "1234" + "0".repeat(196);
+
 /** Input -> the instant it names (ISO, UTC), or null. */
 const CASES: Array<[unknown, string | null]> = [
   ["2026-11-21T10:00:00.000Z", "2026-11-21T10:00:00.000Z"],
@@ -38,6 +41,11 @@ const CASES: Array<[unknown, string | null]> = [
   ["2026-11-21T10:00:00 UTC", null],
   ["2026-11-21T24:00:00", null],
   ["21/11/2026 10:00", null],
+  // Fractional seconds past the 9th digit are dropped (Postgres refused some 130 digits or more).
+  [`2026-11-21T10:00:00.${LONG_FRACTION}Z`, "2026-11-21T10:00:00.123Z"],
+  [`2026-11-21t10:00:00.${LONG_FRACTION}`, "2026-11-21T10:00:00.123Z"],
+  [`2026-11-21T10:00:00.${LONG_FRACTION}+05:30`, "2026-11-21T04:30:00.123Z"],
+  [`1795255200.${LONG_FRACTION}`, "2026-11-21T10:00:00.123Z"],
   [1e20, null],
   [true, null],
 ];
@@ -97,6 +105,33 @@ dbTest(
         zone,
       );
     }
+  },
+);
+
+dbTest(
+  `chatwoot time [${db.kind}]: a message whose times carry 200 fractional digits is stored and read`,
+  async () => {
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql,
+      log: silentLogger,
+    });
+    const id = 981_003;
+    const long = `2026-11-21T10:00:00.${LONG_FRACTION}Z`;
+    // message_updated reads conversation.updated_at when it is stored (which copy is newer): it answered 500.
+    for (const event of ["message_created", "message_updated"] as const) {
+      const payload = samplePayload(event, { messageId: id });
+      payload.created_at = long;
+      (payload.conversation as Record<string, unknown>).updated_at = long;
+      const res = await app.fetch(signedRequest(URL_BASE, JSON.stringify(payload)));
+      assert.equal(res.status, 200, `${event}: ${await res.text()}`);
+    }
+    const [event] = await sql`
+      select built_at from webhook_events where message_id = ${id} and event = 'message_updated'`;
+    assert.equal(event.built_at?.toISOString(), "2026-11-21T10:00:00.123Z");
+    const rows = await sql<{ created_at: Date | null }[]>`
+      select created_at from public.chatwoot_messages where message_id = ${id}`;
+    assert.deepEqual(rows.map((r) => r.created_at?.toISOString()), ["2026-11-21T10:00:00.123Z"]);
   },
 );
 
