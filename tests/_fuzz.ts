@@ -1,6 +1,6 @@
 // Seeded mutations of realistic Chatwoot bodies, for tests/webhook_fuzz.test.ts: the same seed gives the same
 // bodies, so a failure names a seed and an index that reproduce it.
-import { KNOWN_EVENTS } from "../supabase/functions/_shared/chatwoot_events.ts";
+import { KNOWN_EVENTS, MESSAGE_EVENTS } from "../supabase/functions/_shared/chatwoot_events.ts";
 import { seededRandom } from "../bench/lib/stats.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 
@@ -137,7 +137,7 @@ export interface FuzzCase {
 }
 
 /**
- * `count` bodies from `seed`: each a sample of a random known event (ids unique to the seed and index) given
+ * `count` bodies from `seed`: each a sample of a known event (ids unique to the seed and index) given
  * 1 to 3 mutations, mostly to values (any field, an event name, a time), some to the text itself.
  */
 export function fuzzCases(seed: number, count: number): FuzzCase[] {
@@ -145,7 +145,8 @@ export function fuzzCases(seed: number, count: number): FuzzCase[] {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(r() * items.length)];
   const cases: FuzzCase[] = [];
   for (let index = 0; index < count; index++) {
-    const event = pick(SAMPLE_EVENTS);
+    // Half of them message events: the ones forwarded, ordered by their times, and read by chatwoot_messages.
+    const event = r() < 0.5 ? pick(MESSAGE_EVENTS) : pick(SAMPLE_EVENTS);
     const id = seed * 1_000_000 + index;
     const payload = samplePayload(event, { messageId: id, conversationId: id }) as Record<string, Value>;
     const mutations = [`${event} #${id}`];
