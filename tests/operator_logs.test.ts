@@ -243,6 +243,8 @@ dbTest(
         await eventually(() => Promise.resolve(failures >= 5), 60_000, "5 failed drains");
         assert.equal(failedLines().length, 1, "the outage's start, once");
         assert.equal(failedLines()[0].level, "error");
+        // The database's port closed: postgres.js' code for it, as the operator would search for it.
+        assert.equal(failedLines()[0].code, "ECONNREFUSED");
         proxy.restore();
         const recovered = await eventually(
           () => Promise.resolve(lineOf(log.lines, "[Forwarder] Drain recovered")),
@@ -251,6 +253,7 @@ dbTest(
         );
         assert.equal(typeof recovered.outage_ms, "number");
         assert.ok(Number(recovered.failed_drains) >= 5, String(recovered.failed_drains));
+        assert.equal(recovered.last_code, "ECONNREFUSED");
         assert.equal(failedLines().length, 1);
       } finally {
         await loop.stop();
@@ -281,6 +284,7 @@ dbTest("operator logs: a long outage is said again, with how long and how many d
       await eventually(() => Promise.resolve(failures >= 3), 30_000, "3 failed drains");
       const again = log.lines.filter((l) => l.msg === "[Forwarder] Drain failed")[1];
       assert.equal(again.failed_drains, 2);
+      assert.equal(again.code, "ECONNREFUSED");
       assert.equal(typeof again.failing_for_ms, "number");
     } finally {
       await loop.stop();

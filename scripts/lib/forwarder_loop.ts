@@ -3,7 +3,7 @@
 // expired leases. It drains once at start, so events stored while it was stopped go out right away. Its POSTs
 // go through undici (undici_transport.ts), not fetch.
 import { errorMessage, singleFlight } from "../../supabase/functions/_shared/background.ts";
-import { connect, type Sql } from "../../supabase/functions/_shared/db.ts";
+import { connect, dbErrorCode, type Sql } from "../../supabase/functions/_shared/db.ts";
 import { drain, type DrainSummary } from "../../supabase/functions/_shared/forwarder.ts";
 import type { ForwarderConfig } from "../../supabase/functions/_shared/forwarder_config.ts";
 import type { Logger } from "../../supabase/functions/_shared/log.ts";
@@ -69,7 +69,8 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
   // A database that is down fails every sweep (each second): its outage is logged when it starts, then at
   // most once per failureLogEveryMs, then once when a drain succeeds again.
   const failureLogEveryMs = options.failureLogEveryMs ?? 60_000;
-  let outage: { since: number; failures: number; loggedAt: number } | null = null;
+  // `code`: the last failure's SQLSTATE (or postgres.js' code, ECONNREFUSED), what an operator searches for.
+  let outage: { since: number; failures: number; loggedAt: number; code: string | null } | null = null;
 
   const drainOnce = async () => {
     if (stopped) return;
@@ -87,6 +88,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
         log("info", "[Forwarder] Drain recovered", {
           outage_ms: Date.now() - outage.since,
           failed_drains: outage.failures,
+          last_code: outage.code,
         });
         outage = null;
       }
@@ -108,15 +110,18 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
     } catch (error) {
       // The next sweep tries again; the database may be restarting.
       const now = Date.now();
+      const code = dbErrorCode(error);
       if (!outage) {
-        outage = { since: now, failures: 1, loggedAt: now };
-        log("error", "[Forwarder] Drain failed", { error: errorMessage(error) });
+        outage = { since: now, failures: 1, loggedAt: now, code };
+        log("error", "[Forwarder] Drain failed", { error: errorMessage(error), code });
       } else {
         outage.failures++;
+        outage.code = code;
         if (now - outage.loggedAt >= failureLogEveryMs) {
           outage.loggedAt = now;
           log("error", "[Forwarder] Drain failed", {
             error: errorMessage(error),
+            code,
             failing_for_ms: now - outage.since,
             failed_drains: outage.failures,
           });
