@@ -168,6 +168,53 @@ dbTest(
   },
 );
 
+dbTest(
+  `degraded [${db.kind}]: refusals counted while the database is down are written when it is back, with no more`,
+  async () => {
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 1 });
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({
+      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+      sql: viaProxy,
+      log,
+    });
+    const counted = async () =>
+      (await db.sql<{ n: number }[]>`
+        select coalesce(sum(count), 0)::int as n from public.webhook_rejections where reason = 'signature_missing'`)[
+        0
+      ]
+        .n;
+    try {
+      const before = await counted();
+      proxy.takeDown();
+      const failures = () =>
+        log.lines.filter((l) => l.msg === "Background task failed" && l.task === "record_webhook_rejection")
+          .length;
+      // One at a time, each write seen failing: none is still in flight when the database comes back.
+      for (let i = 1; i <= 2; i++) {
+        // No signature: signature_missing, a reason no other test here counts.
+        const res = await app.fetch(
+          new Request(URL_BASE, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify(samplePayload("message_created", { messageId: 731_200 })),
+          }),
+        );
+        assert.equal(res.status, 401);
+        await res.body?.cancel();
+        await eventually(() => Promise.resolve(failures() >= i), 15_000, `failed write ${i}`);
+      }
+      proxy.restore();
+      // No refusal after this: the counts kept go in on the counter's own retry.
+      await eventually(async () => (await counted()) === before + 2, 60_000, "both refusals written");
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
 dbTest(`degraded [${db.kind}]: close the database`, async () => {
   await db.close();
 });

@@ -8,6 +8,7 @@ import { samplePayload } from "../scripts/lib/samples.ts";
 import { lockWebhookEvents, startTestDb, type TestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
+import { startDbProxy } from "./_proxy.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 
@@ -184,6 +185,48 @@ Deno.test({
       }
     } finally {
       await sdk.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "dev: stopping writes the refusal counts a database outage kept in memory",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-refusals-" });
+    const db = await startTestDb();
+    const proxy = startDbProxy(db.url);
+    const dev = await startDev({
+      RELAY_DATA_DIR: dataDir,
+      DATABASE_URL: proxy.url,
+      CHATWOOT_WEBHOOK_SECRET: "dev-refusals-secret-0123456789abcdef",
+    });
+    const failedWrites = () => dev.lines.join("").split('"task":"record_webhook_rejection"').length - 1;
+    try {
+      proxy.takeDown();
+      const res = await fetch(`${dev.base}/functions/v1/chatwoot-webhook`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(samplePayload("message_created", { messageId: 990_201 })),
+      });
+      assert.equal(res.status, 401);
+      await res.body?.cancel();
+      // The write fails, and its retry 5 s later: the next retry is 10 s away, after the stop below.
+      for (let i = 0; i < 600 && failedWrites() < 2; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.equal(failedWrites(), 2, dev.lines.join(""));
+      proxy.restore();
+      assert.equal((await dev.stop()).code, 0);
+      const [{ n }] = await db.sql<{ n: number }[]>`
+        select coalesce(sum(count), 0)::int as n from public.webhook_rejections where reason = 'signature_missing'`;
+      assert.equal(n, 1, "written at the stop");
+    } finally {
+      await dev.stop();
+      await proxy.close();
+      await db.close();
       await Deno.remove(dataDir, { recursive: true });
     }
   },

@@ -126,7 +126,14 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     print(`  CHATWOOT_WEBHOOK_SECRET not set: using the local dev secret in ${dataDir()}/dev-webhook-secret`);
   }
 
-  const runtime: Runtime = { env: Deno.env.toObject(), sql, log };
+  // What the functions ask to finish at stop, before the pool closes (the refusal counts kept in memory).
+  const stopTasks: Array<() => Promise<unknown>> = [];
+  const runtime: Runtime = {
+    env: Deno.env.toObject(),
+    sql,
+    log,
+    onStop: (task) => void stopTasks.push(task),
+  };
   // A setting a function refuses makes it answer 503 not_configured to every request: said here, where the
   // operator looks, rather than first in the answer to a webhook that is then lost.
   const webhook = webhookConfigFromEnv(runtime.env);
@@ -198,6 +205,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
         );
         await Promise.allSettled([...background]);
       }
+      await Promise.allSettled(stopTasks.map((task) => task()));
       await sql.end({ timeout: 2 });
       await embedded?.stop();
     },

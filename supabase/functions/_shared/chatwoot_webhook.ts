@@ -55,6 +55,8 @@ export interface WebhookDeps {
   databaseProblem?: string | null;
   /** Unix seconds; injectable for tests of the timestamp window. */
   nowSeconds?: () => number;
+  /** Registers work for the host's stop (Runtime.onStop): the refusal counts still kept are written then. */
+  onStop?: Runtime["onStop"];
   /** Called after an event is stored (not for duplicates), e.g. to start an immediate delivery attempt. */
   afterStore?: (
     stored: StoredEvent & { event: string; conversationId: number | null },
@@ -117,6 +119,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       log,
     )
     : null;
+  if (rejections) deps.onStop?.(() => rejections.close());
 
   // A new or changed event (not a duplicate) may start a delivery attempt at once.
   const startAfterStore = (stored: StoredEvent, e: EventToStore) => {
@@ -491,6 +494,7 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
     sql,
     log,
     databaseProblem: runtime.databaseProblem,
+    onStop: runtime.onStop,
     afterStore: immediateDrain
       ? async (stored) => {
         // The ingest call already read the settings: no attempt while paused or without a target. A newer

@@ -12,13 +12,24 @@ export interface RejectionCount {
 
 export type RejectionWriter = (counts: RejectionCount[]) => Promise<unknown>;
 
+/** After a failed write, the counts kept are written again this long after (doubling, up to the max). */
+export const REJECTION_RETRY_MS = 5_000;
+export const REJECTION_RETRY_MAX_MS = 60_000;
+
 export class RejectionCounter {
   #gathered = new Map<string, RejectionCount>();
   /** One write at a time; the refusals counted while it runs go in one more write after it. */
   readonly #flush: SingleFlight;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryMs = REJECTION_RETRY_MS;
+  #closed = false;
 
   constructor(write: RejectionWriter, private readonly log: Logger) {
     this.#flush = singleFlight(() => this.#writeGathered(write), log, "record_webhook_rejection");
+    // The edge runtime stops a worker (its wall-clock limit, idle) with the counts kept: one last write.
+    globalThis.addEventListener?.("beforeunload", () => {
+      if (this.#gathered.size > 0) runInBackground(() => this.close(), log, "record_webhook_rejection");
+    });
   }
 
   /** Counts one refusal and asks for a write (handed to the runtime, so the request waits for it). */
@@ -27,6 +38,17 @@ export class RejectionCounter {
     if (entry) entry.count++;
     else this.#gathered.set(reason, { reason, status, count: 1 });
     runInBackground(this.#flush, this.log, "record_webhook_rejection");
+  }
+
+  /**
+   * Writes what is kept, once, and schedules no retry after: a host's stop, before its pool closes. Counts a
+   * failed write kept are then lost (said by the single flight's log line).
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    await this.#flush();
   }
 
   async #writeGathered(write: RejectionWriter): Promise<void> {
@@ -38,15 +60,30 @@ export class RejectionCounter {
     this.#gathered.clear();
     try {
       await write(counts);
+      this.#retryMs = REJECTION_RETRY_MS;
     } catch (error) {
       // The database down or read-only: the counts are kept, added to those gathered meanwhile, and go in
-      // the next write (the next refusal asks for it); the failure is still logged by the single flight.
+      // the next write: the next refusal's, or the retry's (with no further refusal they were never written).
+      // The failure is still logged by the single flight.
       for (const { reason, status, count } of counts) {
         const entry = this.#gathered.get(reason);
         if (entry) entry.count += count;
         else this.#gathered.set(reason, { reason, status, count });
       }
+      this.#scheduleRetry();
       throw error;
     }
+  }
+
+  #scheduleRetry(): void {
+    if (this.#closed || this.#retryTimer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      runInBackground(this.#flush, this.log, "record_webhook_rejection");
+    }, this.#retryMs);
+    // Never what keeps a process (deno task dev, a test) running.
+    Deno.unrefTimer?.(timer);
+    this.#retryTimer = timer;
+    this.#retryMs = Math.min(this.#retryMs * 2, REJECTION_RETRY_MAX_MS);
   }
 }

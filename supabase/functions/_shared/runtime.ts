@@ -10,6 +10,11 @@ export interface Runtime {
   log: Logger;
   /** Why `sql` is null although a database URL is set (the URL refused); names, no values. */
   databaseProblem?: string | null;
+  /**
+   * Registers work for the host's stop, run before its pool closes (deno task dev's stop()). A deployed
+   * function has none: the edge runtime's own is its "beforeunload" event.
+   */
+  onStop?: (task: () => Promise<unknown>) => void;
 }
 
 /** The answer's message when a function has no database. */
