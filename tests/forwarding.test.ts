@@ -10,12 +10,20 @@ import {
   fastSettings,
   statusOf,
   storeSample,
+  withBackgroundAwaited,
   withForwardingSetup,
 } from "./_forwarding.ts";
 import { drain, parseRetryAfter, WRITE_BACK_MIN_BUDGET_MS } from "../supabase/functions/_shared/forwarder.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { startDbProxy } from "./_proxy.ts";
+import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { createForwardEventsApp } from "../supabase/functions/_shared/forward_events.ts";
+import {
+  type ForwarderConfig,
+  forwardEventsAuthFromEnv,
+} from "../supabase/functions/_shared/forwarder_config.ts";
+import { signedRequest, TEST_SECRET } from "./_http.ts";
 
 /** What a forwarder reports for one claimed event (the JSON complete_webhook_deliveries reads). */
 // deno-lint-ignore no-explicit-any
@@ -312,6 +320,93 @@ dbTest("forwarding: a write-back still failing when the forwarder stops gives up
     }
   });
 });
+
+/**
+ * An Edge Function's drain whose write-back meets a database that is gone: `run` starts it with its worker's
+ * deadline already past (an old worker). It gives up after WRITE_BACK_MIN_BUDGET_MS, logged, rather than
+ * retrying until 5 min past the leases, which the runtime's wall-clock limit cuts off without a word. The
+ * database comes back 3 s after that: a write-back still retrying then lands, and nothing is given up.
+ */
+async function assertWriteBackCutByDeadline(
+  run: (
+    sql: ReturnType<typeof connect>,
+    config: ForwarderConfig,
+    deadline: number,
+    log: ReturnType<typeof memoryLogger>,
+  ) => Promise<unknown>,
+) {
+  await withForwardingSetup(async (db, sdk, config) => {
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 2 });
+    const log = memoryLogger();
+    try {
+      sdk.behave(() => ({ hold: true }));
+      const running = run(viaProxy, config, performance.now(), log);
+      await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
+      proxy.takeDown();
+      sdk.releaseHeld();
+      const gaveUp = () => log.lines.filter((l) => l.msg === "[Forwarder] Write-back gave up");
+      for (let waited = 0; waited < WRITE_BACK_MIN_BUDGET_MS + 3_000 && gaveUp().length === 0; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      proxy.restore();
+      await running;
+      assert.equal(gaveUp().length, 1, "given up before the database came back");
+      assert.equal(gaveUp()[0].stopped, "deadline");
+      assert.equal(gaveUp()[0].delivered, 1);
+      assert.equal(gaveUp()[0].code, "ECONNREFUSED");
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+    }
+  });
+}
+
+dbTest(
+  "forwarding: forward-events bounds a failing write-back by its worker's wall-clock deadline",
+  async () => {
+    await assertWriteBackCutByDeadline(async (sql, config, deadline, log) => {
+      await storeSample(sql, "message_created");
+      const token = "forwarder-token-0123456789abcdef";
+      const app = createForwardEventsApp({
+        auth: forwardEventsAuthFromEnv({ FORWARDER_TOKEN: token }),
+        forwarder: config,
+        sql,
+        log,
+        writeBackDeadline: deadline,
+      });
+      const res = await app.fetch(
+        new Request("http://functions.local/forward-events?budget_ms=0", {
+          method: "POST",
+          headers: { Authorization: `Bearer ${token}` },
+        }),
+      );
+      // The database's failure, as the drain's last error says it: unavailable, not an error of ours.
+      assert.equal(res.status, 503);
+      assert.equal((await res.json()).error, "database_unavailable");
+    });
+  },
+);
+
+dbTest(
+  "forwarding: the webhook's immediate delivery bounds a failing write-back by the worker's deadline",
+  async () => {
+    await assertWriteBackCutByDeadline((sql, config, deadline, log) =>
+      withBackgroundAwaited(async () => {
+        const app = chatwootWebhookApp({
+          env: { CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, AGENT_SDK_URL: config.agentSdkUrl! },
+          sql,
+          log,
+          workerDeadline: deadline,
+        });
+        const body = JSON.stringify(samplePayload("message_created", { messageId: 557_001 }));
+        const res = await app.fetch(signedRequest("http://functions.local/chatwoot-webhook", body));
+        assert.equal(res.status, 200);
+        await res.body?.cancel();
+      })
+    );
+  },
+);
 
 dbTest("forwarding: a newer version arriving during a failing last attempt is sent, not dead", async () => {
   await withForwardingSetup(async (db, sdk, config) => {

@@ -475,6 +475,8 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
           log,
           // Every store that asked for this drain had just seen forwarding not paused and a target.
           settingsChecked: true,
+          // It runs in the worker's background (waitUntil), which the wall-clock limit ends too.
+          writeBackDeadline: runtime.workerDeadline,
         });
         log("debug", `${LOG} Immediate delivery`, { ...summary });
         // A token or an override no request can use, seen by the drain: nothing was claimed, or it was handed back.

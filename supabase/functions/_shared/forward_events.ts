@@ -7,6 +7,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorMessage } from "./background.ts";
 import { dbErrorCode, dbFailureReason, isTransientDbError, type Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
+import { DeadlineExceeded } from "./ingest_store.ts";
 import {
   type ForwarderConfig,
   forwarderConfigFromEnv,
@@ -35,6 +36,8 @@ export interface ForwardEventsDeps {
   log: Logger;
   /** Why `sql` is null although a database is configured (Runtime.databaseProblem). */
   databaseProblem?: string | null;
+  /** Passed to drain(): see Runtime.workerDeadline. */
+  writeBackDeadline?: number;
 }
 
 export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
@@ -79,10 +82,13 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
         maxEvents,
         worker: FUNCTION_NAME,
         log,
+        writeBackDeadline: deps.writeBackDeadline,
       });
       log(summary.ok ? "info" : "error", "[Forward Events] Drained", { ...summary });
       return c.json(summary, summary.ok ? 200 : 503);
-    } catch (error) {
+    } catch (thrown) {
+      // A write-back given up (out of budget) is judged by the database's last error, not by the give-up.
+      const error = thrown instanceof DeadlineExceeded ? thrown.lastError : thrown;
       log("error", "[Forward Events] Drain failed", { error: errorMessage(error), code: dbErrorCode(error) });
       return isTransientDbError(error)
         ? fail(c, 503, "database_unavailable", "Database unavailable", { reason: dbFailureReason(error) })
@@ -108,5 +114,6 @@ export function forwardEventsApp(runtime: Runtime): Hono {
     sql: runtime.sql,
     log: runtime.log,
     databaseProblem: runtime.databaseProblem,
+    writeBackDeadline: runtime.workerDeadline,
   });
 }

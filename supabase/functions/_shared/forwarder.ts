@@ -48,6 +48,12 @@ export interface DrainOptions {
    * is not tried again (the stop would otherwise wait out a database outage), and is logged as given up.
    */
   signal?: AbortSignal;
+  /**
+   * performance.now() past which a failing write-back is not tried again (WRITE_BACK_MIN_BUDGET_MS is still
+   * given): an Edge Function's worker is stopped at its wall-clock limit, which cuts the retries short
+   * without the "gave up" line. Unset (deno task forward, the dev loop): until WRITE_BACK_AFTER_LEASE_MS.
+   */
+  writeBackDeadline?: number;
 }
 
 export type DrainStop = "idle" | "budget" | "limit" | "paused" | "not_configured" | "aborted";
@@ -287,8 +293,10 @@ export async function drain(
       claimed.length = 0;
       // If this write-back never lands, the events are claimed again once their leases expire and sent again
       // (using up an attempt, or dead on the last one though delivered): so it is retried through a database
-      // restart, until WRITE_BACK_AFTER_LEASE_MS past the leases (WRITE_BACK_MIN_BUDGET_MS at least), or until
-      // the forwarder stops.
+      // restart, until WRITE_BACK_AFTER_LEASE_MS past the leases or the caller's deadline, whichever is first
+      // (WRITE_BACK_MIN_BUDGET_MS at least), or until the forwarder stops.
+      const untilLeases = leasesEndAt + WRITE_BACK_AFTER_LEASE_MS - performance.now();
+      const untilDeadline = (options.writeBackDeadline ?? Infinity) - performance.now();
       let outcomes: Outcome[];
       try {
         outcomes = await retryWithinBudget(
@@ -297,10 +305,7 @@ export async function drain(
               select event_id, attempt, outcome, status, next_attempt_at
                 from public.complete_webhook_deliveries(${worker}, ${JSON.stringify(results)}::text::jsonb)`,
           {
-            budgetMs: Math.max(
-              WRITE_BACK_MIN_BUDGET_MS,
-              leasesEndAt + WRITE_BACK_AFTER_LEASE_MS - performance.now(),
-            ),
+            budgetMs: Math.max(WRITE_BACK_MIN_BUDGET_MS, Math.min(untilLeases, untilDeadline)),
             pausesMs: WRITE_BACK_PAUSES_MS,
             signal: options.signal,
           },
@@ -311,7 +316,7 @@ export async function drain(
           worker,
           event_ids: results.map((r) => Number(r.id)),
           delivered: results.filter((r) => r.http_status !== null && isSuccess(r.http_status)).length,
-          stopped: options.signal?.aborted ? "aborted" : "budget",
+          stopped: options.signal?.aborted ? "aborted" : untilDeadline < untilLeases ? "deadline" : "budget",
           error: errorMessage(cause),
           code: dbErrorCode(cause),
         });

@@ -15,6 +15,12 @@ export interface Runtime {
    * function has none: the edge runtime's own is its "beforeunload" event.
    */
   onStop?: (task: () => Promise<unknown>) => void;
+  /**
+   * performance.now() by which a drain gives up a failing write-back: the hosted runtime stops a worker at its
+   * wall-clock limit, counted from the worker's start, and a retry cut off so says nothing. Unset: no limit
+   * (deno task dev, tests); runtimeFromEnv (the deployed functions) sets it.
+   */
+  workerDeadline?: number;
 }
 
 /** The answer's message when a function has no database. */
@@ -28,14 +34,24 @@ export function poolSizeFromEnv(env: Env): Defaulted<number> {
   return intFromEnvOrDefault(env, "DATABASE_POOL_SIZE", 5);
 }
 
+/**
+ * Hosted Supabase stops a worker this long after its start (150 s on the free plan, 400 s on paid ones: the
+ * lower, as the plan is not known here), less time to say what it gives up before that.
+ */
+export const EDGE_WALL_CLOCK_MS = 150_000;
+export const EDGE_WALL_CLOCK_MARGIN_MS = 10_000;
+/** When this module was loaded: the worker's start, as near as it can know it. */
+const workerStarted = performance.now();
+
 export function runtimeFromEnv(env: Env = Deno.env.toObject(), log: Logger = jsonLogger): Runtime {
   const url = databaseUrlFromEnv(env);
   if (!url) return { env, sql: null, log };
+  const workerDeadline = workerStarted + EDGE_WALL_CLOCK_MS - EDGE_WALL_CLOCK_MARGIN_MS;
   const pool = poolSizeFromEnv(env);
   // Once, at start (index.ts builds the runtime once); the readiness page and deno task dev say it too.
   if (pool.warning) log("warn", "[Runtime] Setting refused", { problem: pool.warning });
   try {
-    return { env, sql: connect(url, { max: pool.value }), log };
+    return { env, sql: connect(url, { max: pool.value }), log, workerDeadline };
   } catch (error) {
     // Thrown here, it was the worker's boot error: a stack trace in the boot log, and every request failing
     // without a word. Each function answers 503 not_configured with it instead; the message has no value.
