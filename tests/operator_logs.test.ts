@@ -27,6 +27,8 @@ const URL_BASE = "http://relay.test/chatwoot-webhook";
 type Lines = ReturnType<typeof memoryLogger>["lines"];
 const lineOf = (lines: Lines, msg: string, match: Record<string, unknown> = {}) =>
   lines.find((l) => l.msg === msg && Object.entries(match).every(([k, v]) => l[k] === v));
+/** What postgres.js says of a database whose port went away. */
+const CONNECTION_CODE = /^(ECONNREFUSED|ECONNRESET|CONNECTION_(CLOSED|ENDED|DESTROYED))$/;
 let nextMessageId = 700_000;
 const message = (options: { content?: string; at?: Date } = {}) =>
   JSON.stringify(samplePayload("message_created", { messageId: nextMessageId++, inboxId: 3, ...options }));
@@ -243,8 +245,9 @@ dbTest(
         await eventually(() => Promise.resolve(failures >= 5), 60_000, "5 failed drains");
         assert.equal(failedLines().length, 1, "the outage's start, once");
         assert.equal(failedLines()[0].level, "error");
-        // The database's port closed: postgres.js' code for it, as the operator would search for it.
-        assert.equal(failedLines()[0].code, "ECONNREFUSED");
+        // The database's port closed: postgres.js' code for it (the connection the drain held closed, or the
+        // next one refused), as the operator would search for it.
+        assert.match(String(failedLines()[0].code), CONNECTION_CODE);
         proxy.restore();
         const recovered = await eventually(
           () => Promise.resolve(lineOf(log.lines, "[Forwarder] Drain recovered")),
@@ -253,7 +256,7 @@ dbTest(
         );
         assert.equal(typeof recovered.outage_ms, "number");
         assert.ok(Number(recovered.failed_drains) >= 5, String(recovered.failed_drains));
-        assert.equal(recovered.last_code, "ECONNREFUSED");
+        assert.match(String(recovered.last_code), CONNECTION_CODE);
         assert.equal(failedLines().length, 1);
       } finally {
         await loop.stop();
@@ -284,7 +287,7 @@ dbTest("operator logs: a long outage is said again, with how long and how many d
       await eventually(() => Promise.resolve(failures >= 3), 30_000, "3 failed drains");
       const again = log.lines.filter((l) => l.msg === "[Forwarder] Drain failed")[1];
       assert.equal(again.failed_drains, 2);
-      assert.equal(again.code, "ECONNREFUSED");
+      assert.match(String(again.code), CONNECTION_CODE);
       assert.equal(typeof again.failing_for_ms, "number");
     } finally {
       await loop.stop();
