@@ -186,6 +186,35 @@ dbTest(
 );
 
 dbTest(
+  `webhook http edges [${db.kind}]: a client gone half way through its body is a refusal (400), not an error of ours`,
+  async () => {
+    const server = webhookServer({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }, 10_000);
+    try {
+      const messageId = nextId++;
+      const { head, halves } = signedWebhookHalves(messageId);
+      const { hostname, port } = new URL(server.url);
+      const conn = await Deno.connect({ hostname, port: Number(port) });
+      await conn.write(new TextEncoder().encode(head));
+      await conn.write(halves[0]);
+      conn.close();
+      const rejected = await eventually(
+        () =>
+          Promise.resolve(
+            server.log.lines.find((l) => l.msg.endsWith("Rejected") || l.level === "error") ?? null,
+          ),
+        5000,
+        "a Rejected line for the body that ended early",
+      );
+      assert.deepEqual([rejected.level, rejected.status, rejected.error], ["warn", 400, "body_incomplete"]);
+      assert.deepEqual(server.log.lines.filter((l) => l.level === "error"), []);
+      assert.equal(await storedWithMessageId(messageId), 0);
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
   `webhook http edges [${db.kind}]: a slow body completed within the deadline is stored`,
   async () => {
     // Longer than the pause, by far: this is about a body that takes a while, not about the deadline.

@@ -69,6 +69,7 @@ type ErrorCode =
   | "unsupported_media_type"
   | "payload_too_large"
   | "request_timeout"
+  | "body_incomplete"
   | "signature_missing"
   | "signature_invalid"
   | "timestamp_missing"
@@ -314,6 +315,10 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         "request_timeout",
         `Body not received within ${config.bodyDeadlineMs / 1000} s; nothing stored`,
       );
+    }
+    if (!read.ok && read.reason === "incomplete") {
+      // No one reads this answer; the refusal is for the log and the counts, as the client's doing, not ours.
+      return new Rejection(400, "body_incomplete", "Body ended before it was complete; nothing stored");
     }
     if (!read.ok) {
       return new Rejection(413, "payload_too_large", `Body exceeds ${config.maxBodyBytes} bytes`, {

@@ -84,10 +84,13 @@ export function queryParameterReadings(url: string, name: string): [string, stri
   return [asForm, new URLSearchParams(search.replaceAll("+", "%2B")).get(name) ?? asForm];
 }
 
-/** Why readBodyWithin gave no body: over the size limit, or not complete by the deadline. */
+/**
+ * Why readBodyWithin gave no body: over the size limit, not complete by the deadline, or ended before it was
+ * complete (the client went away: shorter than its Content-Length, or a chunked body cut off).
+ */
 export type BodyRead =
   | { ok: true; body: Uint8Array<ArrayBuffer> }
-  | { ok: false; reason: "too_large" | "timeout" };
+  | { ok: false; reason: "too_large" | "timeout" | "incomplete" };
 
 /**
  * Reads the body within `maxBytes`: too large at once when Content-Length says so, else as soon as it grows past
@@ -122,7 +125,8 @@ export async function readBodyWithin(
       const next = await Promise.race([
         reader.read(),
         new Promise<"timeout">((resolve) => timedOut ? resolve("timeout") : wake = resolve),
-      ]);
+      ]).catch(() => "incomplete" as const);
+      if (next === "incomplete") return { ok: false, reason: "incomplete" };
       if (next === "timeout") {
         // Not awaited: cancelling must not wait on the client that stalled.
         reader.cancel().catch(() => {});

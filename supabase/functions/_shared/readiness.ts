@@ -76,6 +76,7 @@ type ErrorCode =
   | "unsupported_media_type"
   | "payload_too_large"
   | "request_timeout"
+  | "body_incomplete"
   | "invalid_json"
   | "invalid_body"
   | "invalid_status"
@@ -228,6 +229,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         "request_timeout",
         `Body not received within ${deadlineMs / 1000} s; nothing changed`,
       );
+    }
+    if (!read.ok && read.reason === "incomplete") {
+      return fail(c, 400, "body_incomplete", "Body ended before it was complete; nothing changed");
     }
     if (!read.ok) {
       return fail(c, 413, "payload_too_large", `Body exceeds ${MAX_PATCH_BYTES} bytes`, {
