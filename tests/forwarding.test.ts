@@ -2,8 +2,9 @@
 import assert from "node:assert/strict";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { dbTest } from "./_db.ts";
-import { ok } from "./_agent_sdk.ts";
+import { dbTest, type TestDb } from "./_db.ts";
+import { type AgentSdkStandIn, ok } from "./_agent_sdk.ts";
+import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
 import {
   attemptsOf,
   closeSharedDb,
@@ -227,31 +228,45 @@ dbTest("forwarding: a newer version arriving during delivery is delivered after 
   });
 });
 
+/**
+ * One message_created delivered through `viaProxy` while the database is cut, from the POST's answer until
+ * `outageMs` later: the write-back must land once it is back, the event sent once and delivered.
+ */
+async function deliverThroughOutage(
+  db: TestDb,
+  sdk: AgentSdkStandIn,
+  config: ForwarderConfig,
+  outageMs: number,
+  log = memoryLogger(),
+): Promise<void> {
+  const id = await storeSample(db.sql, "message_created");
+  const proxy = startDbProxy(db.url);
+  const viaProxy = connect(proxy.url, { max: 1 });
+  try {
+    sdk.behave(() => ({ hold: true }));
+    const draining = drain(viaProxy, config, { budgetMs: 0, log });
+    await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
+    proxy.cut();
+    sdk.releaseHeld();
+    await new Promise((resolve) => setTimeout(resolve, outageMs));
+    proxy.restore();
+    const summary = await draining;
+    assert.equal(summary.delivered, 1);
+    assert.equal(await statusOf(db.sql, id), "delivered");
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
+    assert.equal(sdk.received.length, 1);
+  } finally {
+    await viaProxy.end({ timeout: 1 });
+    await proxy.close();
+  }
+}
+
 dbTest("forwarding: a database restart between the POST and the write-back loses no outcome", async () => {
   await withForwardingSetup(async (db, sdk, config) => {
     // One attempt allowed: an outcome lost here would make a delivered event dead once its lease expired.
     await fastSettings(db.sql, { lease_seconds: 60, max_attempts: 1 });
-    const id = await storeSample(db.sql, "message_created");
-    const proxy = startDbProxy(db.url);
-    const viaProxy = connect(proxy.url, { max: 1 });
-    try {
-      sdk.behave(() => ({ hold: true }));
-      const draining = drain(viaProxy, config, { budgetMs: 0, log: memoryLogger() });
-      await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
-      proxy.cut();
-      sdk.releaseHeld();
-      // Down for longer than the write-back's least budget: only the leases' own time bounds it.
-      await new Promise((resolve) => setTimeout(resolve, WRITE_BACK_MIN_BUDGET_MS + 2_000));
-      proxy.restore();
-      const summary = await draining;
-      assert.equal(summary.delivered, 1);
-      assert.equal(await statusOf(db.sql, id), "delivered");
-      assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
-      assert.equal(sdk.received.length, 1);
-    } finally {
-      await viaProxy.end({ timeout: 1 });
-      await proxy.close();
-    }
+    // Down for longer than the write-back's least budget: only the leases' own time bounds it.
+    await deliverThroughOutage(db, sdk, config, WRITE_BACK_MIN_BUDGET_MS + 2_000);
   });
 });
 
@@ -262,33 +277,15 @@ dbTest(
       // A lease shorter than the outage and than the write-back's least budget: only the retries past the
       // lease's end keep the outcome (dropped, the event would be claimed and sent again; here, dead).
       await fastSettings(db.sql, { lease_seconds: 2, request_timeout_ms: 1000, max_attempts: 1 });
-      const id = await storeSample(db.sql, "message_created");
-      const proxy = startDbProxy(db.url);
-      const viaProxy = connect(proxy.url, { max: 1 });
       const log = memoryLogger();
-      try {
-        sdk.behave(() => ({ hold: true }));
-        const draining = drain(viaProxy, config, { budgetMs: 0, log });
-        await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
-        proxy.cut();
-        sdk.releaseHeld();
-        await new Promise((resolve) => setTimeout(resolve, WRITE_BACK_MIN_BUDGET_MS + 3_000));
-        proxy.restore();
-        const summary = await draining;
-        assert.equal(summary.delivered, 1);
-        assert.equal(await statusOf(db.sql, id), "delivered");
-        assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => a.outcome), ["delivered"]);
-        assert.equal(
-          (await drain(db.sql, config, { log: memoryLogger() })).claimed,
-          0,
-          "nothing to send again",
-        );
-        assert.equal(sdk.received.length, 1);
-        assert.ok(!log.lines.some((l) => l.msg === "[Forwarder] Write-back gave up"));
-      } finally {
-        await viaProxy.end({ timeout: 1 });
-        await proxy.close();
-      }
+      await deliverThroughOutage(db, sdk, config, WRITE_BACK_MIN_BUDGET_MS + 3_000, log);
+      assert.equal(
+        (await drain(db.sql, config, { log: memoryLogger() })).claimed,
+        0,
+        "nothing to send again",
+      );
+      assert.equal(sdk.received.length, 1);
+      assert.ok(!log.lines.some((l) => l.msg === "[Forwarder] Write-back gave up"));
     });
   },
 );
