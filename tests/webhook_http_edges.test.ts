@@ -278,6 +278,42 @@ dbTest(
   },
 );
 
+dbTest(
+  `webhook http edges [${db.kind}]: a body sent in one-byte chunks is stored (read in linear time, within the deadline)`,
+  async () => {
+    // Chunked encoding lets a client (before any authentication) send a byte a chunk, and Deno hands each
+    // chunk to the reader on its own: work or objects growing with the chunks read so far made 200 KB take
+    // past the 60 s deadline (408). What is kept per chunk is tested in read_body.test.ts, by reachability.
+    const server = webhookServer({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET });
+    const messageId = nextId++;
+    const text = messageBody(messageId).replace(/^\{/, "{" + " ".repeat(200_000));
+    const body = new TextEncoder().encode(text);
+    const head = [
+      "POST /chatwoot-webhook HTTP/1.1",
+      "Host: 127.0.0.1",
+      "Transfer-Encoding: chunked",
+      "Content-Type: application/json",
+      ...Object.entries(chatwootSignatureHeaders(TEST_SECRET, text)).map(([k, v]) => `${k}: ${v}`),
+    ].join("\r\n") + "\r\n\r\n";
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < body.length; i += 4096) {
+      // "1\r\n<byte>\r\n" for each byte of this slice of the body.
+      const slice = body.subarray(i, i + 4096);
+      const part = new Uint8Array(slice.length * 6);
+      slice.forEach((byte, j) => part.set([0x31, 13, 10, byte, 13, 10], j * 6));
+      parts.push(part);
+    }
+    parts.push(new TextEncoder().encode("0\r\n\r\n"));
+    try {
+      const res = await rawExchange(server.url, head, parts, { giveUpMs: 90_000 });
+      assert.deepEqual([res.status, res.body?.outcome], [200, "stored"]);
+      assert.equal(await storedWithMessageId(messageId), 1);
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
 Deno.test({
   name: "webhook http edges: close the database",
   sanitizeOps: false,
