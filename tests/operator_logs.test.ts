@@ -129,7 +129,7 @@ dbTest(
     assert.equal((await app.fetch(unsupported)).status, 415);
     const invalid = JSON.stringify({ ...JSON.parse(message()), conversation: "none" });
     assert.equal((await app.fetch(signedRequest(URL_BASE, invalid, { deliveryId: ids[1] }))).status, 400);
-    // A body cut off mid-read: Hono's error handler answers, "Unhandled".
+    // A body cut off mid-read (the client gone): a refusal, not an error of ours.
     const cut = new ReadableStream<Uint8Array>({
       start(controller) {
         controller.enqueue(new TextEncoder().encode('{"event":'));
@@ -143,14 +143,30 @@ dbTest(
         body: cut,
       }),
     );
-    assert.equal(res.status, 500);
+    assert.equal(res.status, 400);
     await res.body?.cancel();
     const rejected = log.lines.filter((l) => l.msg === "[Chatwoot Webhook] Rejected");
     assert.deepEqual(rejected.map((l) => [l.status, l.delivery_id, l.event]), [
       [415, ids[0], undefined],
       [400, ids[1], "message_created"],
+      [400, ids[2], undefined],
     ]);
-    assert.equal(lineOf(log.lines, "[Chatwoot Webhook] Unhandled")?.delivery_id, ids[2]);
+    // An error of ours nothing expected (here the clock throws): Hono's error handler answers, "Unhandled".
+    const broken = memoryLogger();
+    const config = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET });
+    const brokenApp = createChatwootWebhookApp({
+      config,
+      sql: db.sql,
+      log: broken,
+      nowSeconds: () => {
+        throw new Error("the clock broke");
+      },
+    });
+    const unhandledId = delivery();
+    const failed = await brokenApp.fetch(signedRequest(URL_BASE, message(), { deliveryId: unhandledId }));
+    assert.equal(failed.status, 500);
+    await failed.body?.cancel();
+    assert.equal(lineOf(broken.lines, "[Chatwoot Webhook] Unhandled")?.delivery_id, unhandledId);
   },
 );
 

@@ -86,7 +86,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
       });
       if (outage) {
         log("info", "[Forwarder] Drain recovered", {
-          outage_ms: Date.now() - outage.since,
+          outage_ms: Math.round(performance.now() - outage.since),
           failed_drains: outage.failures,
           last_code: outage.code,
         });
@@ -109,7 +109,8 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
       if (summary.stopped === "budget" || summary.stopped === "limit") void drains();
     } catch (error) {
       // The next sweep tries again; the database may be restarting.
-      const now = Date.now();
+      // performance.now(): an outage's length and the repeat interval must not jump with the wall clock.
+      const now = performance.now();
       const code = dbErrorCode(error);
       if (!outage) {
         outage = { since: now, failures: 1, loggedAt: now, code };
@@ -122,7 +123,7 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
           log("error", "[Forwarder] Drain failed", {
             error: errorMessage(error),
             code,
-            failing_for_ms: now - outage.since,
+            failing_for_ms: Math.round(now - outage.since),
             failed_drains: outage.failures,
           });
         }
