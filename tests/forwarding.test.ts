@@ -4,7 +4,6 @@ import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { dbTest, type TestDb } from "./_db.ts";
 import { type AgentSdkStandIn, ok } from "./_agent_sdk.ts";
-import type { ForwarderConfig } from "../supabase/functions/_shared/forwarder_config.ts";
 import {
   attemptsOf,
   closeSharedDb,
