@@ -181,6 +181,7 @@ export class LateStores {
 }
 
 const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
 const minuteText = (ms: number) => new Date(ms).toISOString();
 
 /**
@@ -188,13 +189,19 @@ const minuteText = (ms: number) => new Date(ms).toISOString();
  * created_at (Chatwoot's clock, which the task filters by; a message created before it was sent, or a clock
  * behind ours, would otherwise fall before --since), a minute either side, and names --until (its default,
  * 5 minutes ago, would leave out an event lost just now). `started` stands in for an unknown receipt time.
+ * created_at counts within a day of the receipt only.
  */
 export function recoverCommand(
   event: EventToStore,
   started: number,
 ): { recover: string; recover_since: string } {
   const received = event.receivedAtMs ?? started;
-  const created = event.messageCreatedAtMs ?? received;
+  // Within a day of the receipt: a bogus created_at (0, a year off) would make the window years wide, and
+  // recover would page through every conversation since.
+  const created = Math.min(
+    Math.max(event.messageCreatedAtMs ?? received, received - DAY_MS),
+    received + DAY_MS,
+  );
   const since = minuteText(Math.floor((Math.min(received, created) - MINUTE_MS) / MINUTE_MS) * MINUTE_MS);
   const until = minuteText(Math.ceil((Math.max(received, created) + MINUTE_MS) / MINUTE_MS) * MINUTE_MS);
   const inbox = event.inboxId === null ? "" : ` --inbox ${event.inboxId}`;
