@@ -52,3 +52,20 @@ Deno.test("rejection counter: a failed write is logged, and the next refusal wri
   for (let i = 0; i < 5; i++) await tick();
   assert.equal(writes.length, 2);
 });
+
+Deno.test("rejection counter: once closed, a later beforeunload writes nothing (its pool is ended by then)", async () => {
+  const log = memoryLogger();
+  const writes: RejectionCount[][] = [];
+  const counter = new RejectionCounter((counts) => {
+    writes.push(structuredClone(counts));
+    return Promise.reject(new Error("database down"));
+  }, log);
+  counter.add("signature_invalid", 401);
+  for (let i = 0; i < 5; i++) await tick();
+  await counter.close();
+  assert.equal(writes.length, 2, "the refusal's write, then close()'s one more");
+  // Another app's worker or test ending: the counts kept by a counter closed before are not written again.
+  dispatchEvent(new Event("beforeunload"));
+  for (let i = 0; i < 5; i++) await tick();
+  assert.equal(writes.length, 2);
+});

@@ -23,13 +23,15 @@ export class RejectionCounter {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #retryMs = REJECTION_RETRY_MS;
   #closed = false;
+  #onUnload: () => void;
 
   constructor(write: RejectionWriter, private readonly log: Logger) {
     this.#flush = singleFlight(() => this.#writeGathered(write), log, "record_webhook_rejection");
     // The edge runtime stops a worker (its wall-clock limit, idle) with the counts kept: one last write.
-    globalThis.addEventListener?.("beforeunload", () => {
+    this.#onUnload = () => {
       if (this.#gathered.size > 0) runInBackground(() => this.close(), log, "record_webhook_rejection");
-    });
+    };
+    globalThis.addEventListener?.("beforeunload", this.#onUnload);
   }
 
   /** Counts one refusal and asks for a write (handed to the runtime, so the request waits for it). */
@@ -46,6 +48,9 @@ export class RejectionCounter {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    // Closed by its host, whose pool ends next: a later beforeunload (another app's, a test's) must not write
+    // with it, nor keep this counter and its pool referenced for the rest of the process.
+    globalThis.removeEventListener?.("beforeunload", this.#onUnload);
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     await this.#flush();
