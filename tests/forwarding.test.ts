@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { dbTest, type TestDb } from "./_db.ts";
+import { dbTest, lockWebhookEvents, type TestDb } from "./_db.ts";
 import { type AgentSdkStandIn, ok } from "./_agent_sdk.ts";
 import {
   attemptsOf,
@@ -383,6 +383,46 @@ dbTest(
       // The database's failure, as the drain's last error says it: unavailable, not an error of ours.
       assert.equal(res.status, 503);
       assert.equal((await res.json()).error, "database_unavailable");
+    });
+  },
+);
+
+dbTest(
+  "forwarding: forward-events answers 503 when its write-back got no answer at all by the deadline (a lock)",
+  async () => {
+    await withForwardingSetup(async (db, sdk, config) => {
+      await storeSample(db.sql, "message_created");
+      const token = "forwarder-token-0123456789abcdef";
+      const log = memoryLogger();
+      const sql = connect(db.url, { max: 2 });
+      const app = createForwardEventsApp({
+        auth: forwardEventsAuthFromEnv({ FORWARDER_TOKEN: token }),
+        forwarder: config,
+        sql,
+        log,
+        // Past already: the write-back has its least budget only.
+        writeBackDeadline: performance.now(),
+      });
+      let lock: { release: () => Promise<void> } | null = null;
+      try {
+        sdk.behave(() => ({ hold: true }));
+        const answer = app.fetch(
+          new Request("http://functions.local/forward-events?budget_ms=0", {
+            method: "POST",
+            headers: { Authorization: `Bearer ${token}` },
+          }),
+        );
+        await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
+        // The write-back waits on the lock: no error comes back, the budget just ends.
+        lock = await lockWebhookEvents(db.sql);
+        sdk.releaseHeld();
+        const res = await answer;
+        assert.equal(res.status, 503);
+        assert.equal((await res.json()).error, "database_unavailable");
+      } finally {
+        await lock?.release();
+        await sql.end({ timeout: 1 });
+      }
     });
   },
 );

@@ -90,8 +90,13 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
       // A write-back given up (out of budget) is judged by the database's last error, not by the give-up.
       const error = thrown instanceof DeadlineExceeded ? thrown.lastError : thrown;
       log("error", "[Forward Events] Drain failed", { error: errorMessage(error), code: dbErrorCode(error) });
-      return isTransientDbError(error)
-        ? fail(c, 503, "database_unavailable", "Database unavailable", { reason: dbFailureReason(error) })
+      // A budget spent with no answer at all (a lock wait, a database gone silent) has no error to classify:
+      // the database could not be reached in time, as the webhook says it.
+      const unanswered = thrown instanceof DeadlineExceeded && dbErrorCode(error) === null;
+      return unanswered || isTransientDbError(error)
+        ? fail(c, 503, "database_unavailable", "Database unavailable", {
+          reason: unanswered ? "unreachable" : dbFailureReason(error),
+        })
         : fail(c, 500, "internal_error", "Drain failed");
     }
   });
