@@ -103,3 +103,37 @@ Deno.test("read body: a body shorter than its Content-Length (the client gone) i
   const { read } = await readOverTcp(body, 6 * 1024 * 1024, { length: 300_000, sendBytes: 100_000 });
   assert.deepEqual(read, { ok: false, reason: "incomplete" });
 });
+
+Deno.test({
+  name:
+    "read body: a Content-Length is not allocated before its bytes arrive (clients declaring 6 MiB, stalled)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const maxBytes = 6 * 1024 * 1024;
+    let reading = 0;
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+      reading++;
+      await readBodyWithin(req, { maxBytes, deadlineMs: 60_000 });
+      return new Response(null, { status: 204 });
+    });
+    const conns: Deno.Conn[] = [];
+    const before = Deno.memoryUsage().external;
+    try {
+      for (let i = 0; i < 20; i++) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+        conns.push(conn);
+        const head = `POST / HTTP/1.1\r\nHost: relay.test\r\nContent-Length: ${maxBytes}\r\n\r\nx`;
+        await conn.write(new TextEncoder().encode(head));
+      }
+      while (reading < conns.length) await new Promise((resolve) => setTimeout(resolve, 10));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Sized by the header, 20 × 6 MiB = 120 MiB; grown as bytes arrive, 20 × 64 KiB.
+      const grownMiB = (Deno.memoryUsage().external - before) / 2 ** 20;
+      assert.ok(grownMiB < 40, `external memory grew ${grownMiB.toFixed(1)} MiB`);
+    } finally {
+      for (const conn of conns) conn.close();
+      await server.shutdown();
+    }
+  },
+});
