@@ -39,10 +39,17 @@ try {
       from public.chatwoot_daily_event_stats
      where day > (now() at time zone 'UTC')::date - ${days}::int -- day is a UTC date; current_date is local
      order by day desc, event`;
+  const lost = await lostWithin(days);
   if (values.json) {
     console.log(
       JSON.stringify(
-        { read_only: readOnly !== null, health: numeric(health), daily: daily.map(numeric) },
+        {
+          read_only: readOnly !== null,
+          health: numeric(health),
+          lost: lost?.count ?? null,
+          last_lost_at: lost?.last ?? null,
+          daily: daily.map(numeric),
+        },
         null,
         2,
       ),
@@ -76,6 +83,15 @@ try {
           : "YES: deliveries failing for more than 5 minutes (runbook: escalate)",
       ],
       ["paused", health.paused ? "YES: forwarding is paused" : "no"],
+      [
+        "lost",
+        lost === null
+          ? "unknown (public.webhook_lost_events is missing or not readable by this role)"
+          : lost.count === 0
+          ? `none in the last ${days} day(s)`
+          : `${lost.count} in the last ${days} day(s), last ${when(lost.last)}: not stored; recover them ` +
+            "(public.webhook_lost_events.recover_command)",
+      ],
     ];
     for (const [label, value] of lines) console.log(`  ${label.padEnd(15)} ${value}`);
     console.log(`\nLast ${days} day(s) by event (UTC day of receipt)`);
@@ -111,6 +127,22 @@ try {
   }
 } finally {
   await sql.end({ timeout: 2 });
+}
+
+/**
+ * Events the webhook gave up on (README, "Lost events") in the last `days` days, or null where the table is
+ * missing (migrations not applied yet) or this role may not read it (data_analyst has the views only).
+ */
+async function lostWithin(days: number): Promise<{ count: number; last: Date | null } | null> {
+  const [{ readable }] = await sql<{ readable: boolean }[]>`
+    select coalesce(has_table_privilege(to_regclass('public.webhook_lost_events'), 'select'), false)
+      as readable`;
+  if (!readable) return null;
+  const [row] = await sql<{ count: number; last: Date | null }[]>`
+    select coalesce(sum(1 + l.unrecorded_losses), 0)::int as count, max(l.lost_at) as last
+      from public.webhook_lost_events l
+     where l.lost_at > now() - make_interval(days => ${days}::int)`;
+  return row;
 }
 
 /** postgres.js returns bigint and numeric columns as strings; JSON readers want numbers. */

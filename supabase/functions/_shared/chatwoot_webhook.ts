@@ -30,6 +30,7 @@ import {
 } from "./ingest_store.ts";
 import { LateStores, NOT_TRIED_WHEN_FULL } from "./late_store.ts";
 import type { LogFields, Logger } from "./log.ts";
+import { LostEvents, writeLostEvents } from "./lost_events.ts";
 import { RejectionCounter } from "./rejection_counter.ts";
 import {
   ChatwootSignatureVerifier,
@@ -121,6 +122,9 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     )
     : null;
   if (rejections) deps.onStop?.(() => rejections.close());
+  // Events given up on, recorded once the database answers again (README, "Lost events").
+  const lostEvents = sql ? new LostEvents(writeLostEvents(sql), log) : null;
+  if (lostEvents) deps.onStop?.(() => lostEvents.close());
 
   // A new or changed event (not a duplicate) may start a delivery attempt at once.
   const startAfterStore = (stored: StoredEvent, e: EventToStore) => {
@@ -139,6 +143,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       log,
       LOG,
       startAfterStore,
+      (lost) => lostEvents?.add(lost),
     )
     : null;
 

@@ -13,6 +13,7 @@ import { errorMessage, runInBackground } from "./background.ts";
 import { dbErrorCode, isTransientDbError } from "./db.ts";
 import type { EventToStore, StoredEvent } from "./ingest_store.ts";
 import type { Logger } from "./log.ts";
+import type { LostEvent } from "./lost_events.ts";
 
 export interface LateStoreOptions {
   /** How long after the 503 new attempts are started; 0 turns late stores off. */
@@ -64,6 +65,8 @@ export class LateStores {
     private readonly log: Logger,
     private readonly logPrefix: string,
     private readonly onStored: (stored: StoredEvent, event: EventToStore) => void,
+    /** Told of every loss logged, to be recorded (public.webhook_lost_events, lost_events.ts). */
+    private readonly onLost: (lost: LostEvent) => void = () => {},
   ) {
     // The edge runtime stops a worker at its wall-clock limit even with work pending: say what goes with it.
     globalThis.addEventListener?.("beforeunload", () => this.#logPendingLost("worker_shutdown"));
@@ -166,16 +169,38 @@ export class LateStores {
     this.onStored(stored, event);
   }
 
-  #logLost(event: EventToStore, started: Started, error: string, extra: Record<string, unknown> = {}): void {
+  #logLost(
+    event: EventToStore,
+    started: Started,
+    error: string,
+    extra: { code?: string | null; reason?: string } = {},
+  ): void {
+    const triedForMs = Math.round(performance.now() - started.mono);
+    // The command that fetches it back from Chatwoot's API (it recovers message_created only).
+    const recover = event.event === "message_created" ? recoverCommand(event, started.wall) : null;
     this.log("error", `${this.logPrefix} Lost`, {
       event: event.event,
       event_key: event.eventKey,
       delivery_id: event.deliveryId,
-      tried_for_ms: Math.round(performance.now() - started.mono),
+      tried_for_ms: triedForMs,
       error,
-      // The command that fetches it back from Chatwoot's API (it recovers message_created only).
-      ...(event.event === "message_created" ? recoverCommand(event, started.wall) : {}),
+      ...recover,
       ...extra,
+    });
+    const time = (ms: number | null | undefined) => ms == null ? null : new Date(ms).toISOString();
+    this.onLost({
+      id: crypto.randomUUID(),
+      lost_at: new Date().toISOString(),
+      event: event.event,
+      event_key: event.eventKey,
+      delivery_id: event.deliveryId,
+      inbox_id: event.inboxId,
+      account_id: event.accountId,
+      received_at: time(event.receivedAtMs),
+      message_created_at: time(event.messageCreatedAtMs),
+      recover_command: recover?.recover ?? null,
+      error_code: extra.code ?? extra.reason ?? null,
+      tried_for_ms: triedForMs,
     });
   }
 }

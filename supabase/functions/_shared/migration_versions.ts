@@ -43,4 +43,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121004950", // daily_stats_receipts_leave_out_recovered_copies
   "20261121005100", // message_update_signed_again_keeps_its_latest_time
   "20261121005300", // chatwoot_timestamp_long_fractions
+  "20261121006400", // lost_events_recorded
 ];

@@ -448,13 +448,14 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const { intake, health, override, forwardEvents } = await boundedOnServer(deps, sql, async (tx) => {
+    const { intake, lost, health, override, forwardEvents } = await boundedOnServer(deps, sql, async (tx) => {
       const [intake] = await tx<
         {
           last_received_at: Date | null;
           events_24h: string;
           rejections_24h: Record<string, number>;
           forwarding_installed: boolean;
+          lost_installed: boolean;
         }[]
       >`
       -- Per status, so that each term reads an index of its own (the delivered and skipped rows, nearly all
@@ -483,7 +484,18 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         (select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) from (
           select reason, sum(count)::int as total from public.webhook_rejections
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
-        to_regclass(${"public." + view}) is not null as forwarding_installed`;
+        to_regclass(${"public." + view}) is not null as forwarding_installed,
+        to_regclass('public.webhook_lost_events') is not null as lost_installed`;
+      // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration.
+      const [lost] = intake.lost_installed
+        ? await tx<{ count: number; last_lost_at: Date | null; recover_command: string | null }[]>`
+          select coalesce(sum(1 + l.unrecorded_losses), 0)::int as count, max(l.lost_at) as last_lost_at,
+                 (select r.recover_command from public.webhook_lost_events r
+                   where r.lost_at > ${since}::timestamptz and r.recover_command is not null
+                   order by r.lost_at desc limit 1) as recover_command
+            from public.webhook_lost_events l
+           where l.lost_at > ${since}::timestamptz`
+        : [null];
       // Read in the same transaction, under the same bound, when the view exists.
       const health = intake.forwarding_installed
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
@@ -494,6 +506,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         : [];
       return {
         intake,
+        lost,
         health,
         override: settings?.agent_sdk_url_override ?? null,
         forwardEvents: settings?.forward_events ?? null,
@@ -506,6 +519,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       events_24h: Number(intake.events_24h),
       rejections_24h: intake.rejections_24h,
       forwarding_installed: intake.forwarding_installed,
+      lost_24h: lost ? lost.count : null,
       delivery: null,
     };
     // Every event a webhook stored passed the signature (or URL token) and the payload schema, so one having
@@ -523,6 +537,16 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     warnings.push(...webhookConfigFromEnv(deps.env).warnings);
     const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);
     if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
+    // Chatwoot does not send an account webhook again: each lost event is missing until it is recovered.
+    if (lost && lost.count > 0) {
+      const events = `${lost.count} event${lost.count === 1 ? "" : "s"}`;
+      parts.push(`${events} lost in 24 h`);
+      warnings.push(
+        `${events} lost in 24 h (last ${iso(lost.last_lost_at)}): not stored, the database did not answer; ` +
+          "recover them from Chatwoot's API with each row's recover_command in public.webhook_lost_events" +
+          (lost.recover_command ? ` (latest: ${lost.recover_command})` : ""),
+      );
+    }
 
     if (!intake.forwarding_installed) {
       warnings.push(`forwarding not installed (public.${view} is missing)`);

@@ -1,0 +1,100 @@
+// Events the late store gave up on ("[Chatwoot Webhook] Lost"), recorded in public.webhook_lost_events. The
+// logs of a hosted function are kept briefly and read by few; a row is what stats, readiness and the Data team
+// see. The database has just failed to store the event, so the record waits in memory (WriteBack) until it
+// answers again; no body, nothing secret, is kept.
+import type { Sql } from "./db.ts";
+import type { Logger } from "./log.ts";
+import { WriteBack } from "./write_back.ts";
+
+/** One loss, as written (snake_case: the table's columns). */
+export interface LostEvent {
+  /** Made here: a write retried after its answer was lost inserts the row once. */
+  id: string;
+  lost_at: string;
+  event: string;
+  event_key: string;
+  delivery_id: string | null;
+  inbox_id: number | null;
+  account_id: number | null;
+  received_at: string | null;
+  message_created_at: string | null;
+  recover_command: string | null;
+  /** The database's error code (postgres.js's for a connection), or why no attempt was made. */
+  error_code: string | null;
+  tried_for_ms: number;
+}
+
+/** Records an instance keeps unwritten at most; losses past it are counted only. */
+export const LOST_EVENTS_KEPT_MAX = 10_000;
+export const LOST_EVENTS_RETRY_MS = 5_000;
+export const LOST_EVENTS_RETRY_MAX_MS = 60_000;
+
+interface Batch {
+  rows: LostEvent[];
+  /** Losses past the bound: written on the batch's first row (unrecorded_losses). */
+  unrecorded: number;
+}
+
+export type LostEventWriter = (batch: Batch) => Promise<unknown>;
+
+/** Inserts a batch in one statement; a row already written (same id) is left as it is. */
+export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorded }) => {
+  const json = JSON.stringify(
+    rows.map((row, i) => ({ ...row, unrecorded_losses: i === 0 ? unrecorded : 0 })),
+  );
+  return sql`
+    insert into public.webhook_lost_events (id, lost_at, event, event_key, delivery_id, inbox_id, account_id,
+      received_at, message_created_at, recover_command, error_code, tried_for_ms, unrecorded_losses)
+    select r.id, r.lost_at, r.event, r.event_key, r.delivery_id, r.inbox_id, r.account_id, r.received_at,
+           r.message_created_at, r.recover_command, r.error_code, r.tried_for_ms, r.unrecorded_losses
+      from jsonb_to_recordset(${json}::text::jsonb)
+        as r(id uuid, lost_at timestamptz, event text, event_key text, delivery_id text, inbox_id bigint,
+             account_id bigint, received_at timestamptz, message_created_at timestamptz, recover_command text,
+             error_code text, tried_for_ms bigint, unrecorded_losses integer)
+    on conflict (id) do nothing`;
+};
+
+export class LostEvents {
+  #kept: LostEvent[] = [];
+  #unrecorded = 0;
+  readonly #writes: WriteBack<Batch>;
+
+  constructor(write: LostEventWriter, log: Logger, private readonly maxKept = LOST_EVENTS_KEPT_MAX) {
+    this.#writes = new WriteBack<Batch>(
+      {
+        take: () => {
+          if (this.#kept.length === 0 && this.#unrecorded === 0) return null;
+          const batch = { rows: this.#kept, unrecorded: this.#unrecorded };
+          this.#kept = [];
+          this.#unrecorded = 0;
+          return batch;
+        },
+        putBack: ({ rows, unrecorded }) => {
+          const all = [...rows, ...this.#kept];
+          this.#kept = all.slice(0, this.maxKept);
+          this.#unrecorded += unrecorded + all.length - this.#kept.length;
+        },
+        pending: () => this.#kept.length > 0 || this.#unrecorded > 0,
+      },
+      write,
+      log,
+      {
+        what: "record_webhook_lost_event",
+        retryMs: LOST_EVENTS_RETRY_MS,
+        maxRetryMs: LOST_EVENTS_RETRY_MAX_MS,
+      },
+    );
+  }
+
+  /** Keeps one loss (counts it only past the bound) and asks for a write. */
+  add(lost: LostEvent): void {
+    if (this.#kept.length < this.maxKept) this.#kept.push(lost);
+    else this.#unrecorded++;
+    this.#writes.request();
+  }
+
+  /** Writes what is kept, once (a host's stop, before its pool closes). */
+  close(): Promise<void> {
+    return this.#writes.close();
+  }
+}
