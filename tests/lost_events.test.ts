@@ -80,7 +80,8 @@ dbTest(
               from public.webhook_lost_events where event_key = ${key}`;
           return rows.length > 0 ? rows : null;
         },
-        30_000,
+        // The record's write is retried 5 s, then 10 s, … after a failure (write_back.ts).
+        60_000,
         "the lost event recorded",
       );
       assert.equal(rows.length, 1);
@@ -120,6 +121,54 @@ dbTest(
       assert.match(check.detail, /1 event lost in 24 h \(last [^)]+\): not stored/);
       assert.ok(check.detail.includes(`(latest: ${lost.recover})`), check.detail);
       assert.equal(check.data?.lost_24h, 1);
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+    }
+  },
+);
+
+dbTest(
+  `lost events [${db.kind}]: an event refused at once (the instance holds its limit of late stores) is recorded too`,
+  async () => {
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 1 });
+    const config = webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+      CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "1",
+    });
+    assert.ok(config.ok);
+    config.config.storeBudgetMs = 300;
+    // One event is always taken; the next finds the instance full.
+    config.config.lateStoreMaxBytes = 1;
+    const log = memoryLogger();
+    const app = createChatwootWebhookApp({ config, sql: viaProxy, log });
+    const post = async (id: number) => {
+      const body = JSON.stringify(samplePayload("message_created", { messageId: id }));
+      const res = await app.fetch(signedRequest(URL_BASE, body));
+      assert.equal(res.status, 503);
+      await res.body?.cancel();
+    };
+    try {
+      proxy.takeDown();
+      await post(733_101);
+      await post(733_102);
+      const refused = log.lines.find((l) =>
+        l.msg === "[Chatwoot Webhook] Lost" && l.reason === "memory_bound"
+      );
+      assert.equal(refused?.event_key, "message:733102:message_created");
+      proxy.restore();
+      const [row] = await eventually(
+        async () => {
+          const rows = await db.sql<{ error_code: string; recover_command: string }[]>`
+            select error_code, recover_command from public.webhook_lost_events
+             where event_key = 'message:733102:message_created'`;
+          return rows.length > 0 ? rows : null;
+        },
+        60_000,
+        "the refused event recorded",
+      );
+      assert.deepEqual({ ...row }, { error_code: "memory_bound", recover_command: refused?.recover });
     } finally {
       await viaProxy.end({ timeout: 1 });
       await proxy.close();
