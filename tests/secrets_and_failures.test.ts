@@ -670,27 +670,33 @@ dbTest(
   },
 );
 
-dbTest(`webhook [${db.kind}]: a body cut off mid-read gets the JSON 500 and one JSON log line`, async () => {
-  const log = memoryLogger();
-  const app = signedWebhookApp(log);
-  const cut = new ReadableStream({
-    start(controller) {
-      controller.enqueue(new TextEncoder().encode('{"event":"message_created",'));
-    },
-    pull(controller) {
-      controller.error(new Error("connection reset by peer"));
-    },
-  });
-  const { result, output } = await capturingConsole(async () =>
-    await app.fetch(
-      new Request(URL_BASE, { method: "POST", headers: { "content-type": "application/json" }, body: cut }),
-    )
-  );
-  assert.equal(result.status, 500);
-  assert.equal((await result.json()).error, "internal_error");
-  assert.equal(output, "", "nothing printed past the logger");
-  assert.ok(log.lines.some((l) => l.level === "error" && /connection reset/.test(String(l.error))));
-});
+dbTest(
+  `webhook [${db.kind}]: a body cut off mid-read gets the JSON 400 body_incomplete and one log line`,
+  async () => {
+    const log = memoryLogger();
+    const app = signedWebhookApp(log);
+    const cut = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"event":"message_created",'));
+      },
+      pull(controller) {
+        controller.error(new Error("connection reset by peer"));
+      },
+    });
+    const { result, output } = await capturingConsole(async () =>
+      await app.fetch(
+        new Request(URL_BASE, { method: "POST", headers: { "content-type": "application/json" }, body: cut }),
+      )
+    );
+    // The client went away: a refusal (warn), not an error of ours.
+    assert.equal(result.status, 400);
+    assert.equal((await result.json()).error, "body_incomplete");
+    assert.equal(output, "", "nothing printed past the logger");
+    assert.deepEqual(log.lines.map((l) => [l.level, l.msg, l.error]), [
+      ["warn", "[Chatwoot Webhook] Rejected", "body_incomplete"],
+    ]);
+  },
+);
 
 Deno.test({
   name: `secrets [${db.kind}]: close database`,
