@@ -38,6 +38,13 @@ async function setReadOnly(on: boolean): Promise<void> {
   }
 }
 
+/** How many refusals for `reason` webhook_rejections holds (read directly, not through the proxy). */
+async function rejectionsCounted(reason: string): Promise<number> {
+  const [{ n }] = await db.sql<{ n: number }[]>`
+    select coalesce(sum(count), 0)::int as n from public.webhook_rejections where reason = ${reason}`;
+  return n;
+}
+
 function message(id: number): string {
   return JSON.stringify(samplePayload("message_created", { messageId: id, conversationId: id }));
 }
@@ -142,12 +149,7 @@ dbTest(
       assert.equal(res.status, 401);
       await res.body?.cancel();
     };
-    const counted = async () =>
-      (await db.sql<{ n: number }[]>`
-      select coalesce(sum(count), 0)::int as n from public.webhook_rejections where reason = 'signature_invalid'`)[
-        0
-      ]
-        .n;
+    const counted = () => rejectionsCounted("signature_invalid");
     try {
       const before = await counted();
       proxy.takeDown();
@@ -179,12 +181,7 @@ dbTest(
       sql: viaProxy,
       log,
     });
-    const counted = async () =>
-      (await db.sql<{ n: number }[]>`
-        select coalesce(sum(count), 0)::int as n from public.webhook_rejections where reason = 'signature_missing'`)[
-        0
-      ]
-        .n;
+    const counted = () => rejectionsCounted("signature_missing");
     try {
       const before = await counted();
       proxy.takeDown();

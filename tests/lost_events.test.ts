@@ -32,17 +32,23 @@ interface LostRow {
   tried_for_ms: string;
 }
 
+/** A database proxy to cut, a pool through it, and webhook settings whose stores give up within ~1 s. */
+function behindProxyWithShortStores() {
+  const proxy = startDbProxy(db.url);
+  const viaProxy = connect(proxy.url, { max: 1 });
+  const config = webhookConfigFromEnv({
+    CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+    CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "1",
+  });
+  assert.ok(config.ok);
+  config.config.storeBudgetMs = 300;
+  return { proxy, viaProxy, config };
+}
+
 dbTest(
   `lost events [${db.kind}]: an event lost while the database is down is recorded once it is back; stats and readiness say so`,
   async () => {
-    const proxy = startDbProxy(db.url);
-    const viaProxy = connect(proxy.url, { max: 1 });
-    const config = webhookConfigFromEnv({
-      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
-      CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "1",
-    });
-    assert.ok(config.ok);
-    config.config.storeBudgetMs = 300;
+    const { proxy, viaProxy, config } = behindProxyWithShortStores();
     const log = memoryLogger();
     const app = createChatwootWebhookApp({ config, sql: viaProxy, log });
     const body = JSON.stringify(
@@ -131,14 +137,7 @@ dbTest(
 dbTest(
   `lost events [${db.kind}]: an event refused at once (the instance holds its limit of late stores) is recorded too`,
   async () => {
-    const proxy = startDbProxy(db.url);
-    const viaProxy = connect(proxy.url, { max: 1 });
-    const config = webhookConfigFromEnv({
-      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
-      CHATWOOT_WEBHOOK_LATE_STORE_SECONDS: "1",
-    });
-    assert.ok(config.ok);
-    config.config.storeBudgetMs = 300;
+    const { proxy, viaProxy, config } = behindProxyWithShortStores();
     // One event is always taken; the next finds the instance full.
     config.config.lateStoreMaxBytes = 1;
     const log = memoryLogger();
