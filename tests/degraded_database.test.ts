@@ -38,6 +38,19 @@ async function setReadOnly(on: boolean): Promise<void> {
   }
 }
 
+/** The webhook function on a pool of its own through a database proxy the test can cut. */
+function webhookBehindProxy() {
+  const proxy = startDbProxy(db.url);
+  const viaProxy = connect(proxy.url, { max: 1 });
+  const log = memoryLogger();
+  const app = createChatwootWebhookApp({
+    config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
+    sql: viaProxy,
+    log,
+  });
+  return { proxy, viaProxy, log, app };
+}
+
 /** How many refusals for `reason` webhook_rejections holds (read directly, not through the proxy). */
 async function rejectionsCounted(reason: string): Promise<number> {
   const [{ n }] = await db.sql<{ n: number }[]>`
@@ -134,14 +147,7 @@ dbTest(
 dbTest(
   `degraded [${db.kind}]: refusals counted while the database is down are written once it is back`,
   async () => {
-    const proxy = startDbProxy(db.url);
-    const viaProxy = connect(proxy.url, { max: 1 });
-    const log = memoryLogger();
-    const app = createChatwootWebhookApp({
-      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
-      sql: viaProxy,
-      log,
-    });
+    const { proxy, viaProxy, log, app } = webhookBehindProxy();
     const refuse = async () => {
       const res = await app.fetch(
         signedRequest(URL_BASE, message(731_100), { secret: "whsec_not_the_secret_0123" }),
@@ -173,14 +179,7 @@ dbTest(
 dbTest(
   `degraded [${db.kind}]: refusals counted while the database is down are written when it is back, with no more`,
   async () => {
-    const proxy = startDbProxy(db.url);
-    const viaProxy = connect(proxy.url, { max: 1 });
-    const log = memoryLogger();
-    const app = createChatwootWebhookApp({
-      config: webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }),
-      sql: viaProxy,
-      log,
-    });
+    const { proxy, viaProxy, log, app } = webhookBehindProxy();
     const counted = () => rejectionsCounted("signature_missing");
     try {
       const before = await counted();
