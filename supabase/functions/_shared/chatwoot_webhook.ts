@@ -18,12 +18,14 @@ import {
 } from "./chatwoot_payload.ts";
 import { runInBackground, singleFlight } from "./background.ts";
 import { chatwootTime } from "./chatwoot_time.ts";
-import { dbErrorCode, dbFailureReason, type Sql } from "./db.ts";
+import { dbErrorCode, type Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import {
+  budgetFailureReason,
   DeadlineExceeded,
   type EventToStore,
+  lastDbError,
   retryWithinBudget,
   type StoredEvent,
   storeEvent,
@@ -219,7 +221,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       const attempts = retryWithinBudget(() => storeEvent(sql, toStore), { budgetMs: config.storeBudgetMs });
       stored = await (lateStores ? lateStores.answering(toStore, attempts) : attempts);
     } catch (error) {
-      const cause = error instanceof DeadlineExceeded ? error.lastError : error;
+      const cause = lastDbError(error);
       const failed = {
         event: columns.event,
         event_key: columns.eventKey,
@@ -227,10 +229,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         error: cause instanceof Error ? cause.message : String(cause),
         code: dbErrorCode(cause),
       };
-      // A budget spent with no answer at all (no error to classify) is a database that cannot be reached.
-      const reason = dbErrorCode(cause) === null && error instanceof DeadlineExceeded
-        ? "unreachable"
-        : dbFailureReason(cause);
+      const reason = budgetFailureReason(error);
       if (bodyNotStorable(error)) {
         log("warn", `${LOG} Store failed`, failed);
         return reject(

@@ -5,9 +5,9 @@ import { jsonError, notFoundJson } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { errorMessage } from "./background.ts";
-import { dbErrorCode, dbFailureReason, isTransientDbError, type Sql } from "./db.ts";
+import { dbErrorCode, isTransientDbError, type Sql } from "./db.ts";
 import { drain } from "./forwarder.ts";
-import { DeadlineExceeded } from "./ingest_store.ts";
+import { budgetFailureReason, givenUpUnanswered, lastDbError } from "./ingest_store.ts";
 import {
   type ForwarderConfig,
   forwarderConfigFromEnv,
@@ -87,15 +87,13 @@ export function createForwardEventsApp(deps: ForwardEventsDeps): Hono {
       log(summary.ok ? "info" : "error", "[Forward Events] Drained", { ...summary });
       return c.json(summary, summary.ok ? 200 : 503);
     } catch (thrown) {
-      // A write-back given up (out of budget) is judged by the database's last error, not by the give-up.
-      const error = thrown instanceof DeadlineExceeded ? thrown.lastError : thrown;
+      // A write-back given up (out of budget) is judged by the database's last error, not by the give-up;
+      // one that got no answer at all could not reach the database in time, as the webhook says it.
+      const error = lastDbError(thrown);
       log("error", "[Forward Events] Drain failed", { error: errorMessage(error), code: dbErrorCode(error) });
-      // A budget spent with no answer at all (a lock wait, a database gone silent) has no error to classify:
-      // the database could not be reached in time, as the webhook says it.
-      const unanswered = thrown instanceof DeadlineExceeded && dbErrorCode(error) === null;
-      return unanswered || isTransientDbError(error)
+      return givenUpUnanswered(thrown) || isTransientDbError(error)
         ? fail(c, 503, "database_unavailable", "Database unavailable", {
-          reason: unanswered ? "unreachable" : dbFailureReason(error),
+          reason: budgetFailureReason(thrown),
         })
         : fail(c, 500, "internal_error", "Drain failed");
     }

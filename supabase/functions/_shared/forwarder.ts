@@ -10,7 +10,7 @@ import {
   type ForwarderConfig,
   sendingProblem,
 } from "./forwarder_config.ts";
-import { DeadlineExceeded, retryWithinBudget } from "./ingest_store.ts";
+import { lastDbError, retryWithinBudget } from "./ingest_store.ts";
 import { dbErrorCode, type Sql } from "./db.ts";
 import { jsonLogger, type Logger } from "./log.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
@@ -311,7 +311,7 @@ export async function drain(
           },
         );
       } catch (error) {
-        const cause = error instanceof DeadlineExceeded ? error.lastError : error;
+        const cause = lastDbError(error);
         log("error", "[Forwarder] Write-back gave up", {
           worker,
           event_ids: results.map((r) => Number(r.id)),

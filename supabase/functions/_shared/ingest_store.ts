@@ -1,5 +1,12 @@
 // Storing an accepted event: one call to ingest_webhook_event(), retried briefly on connection trouble.
-import { isTransientDbError, releaseStatementText, type Sql } from "./db.ts";
+import {
+  dbErrorCode,
+  type DbFailureReason,
+  dbFailureReason,
+  isTransientDbError,
+  releaseStatementText,
+  type Sql,
+} from "./db.ts";
 import type { EventColumns } from "./chatwoot_payload.ts";
 import { bigintLiteral, textLiteral } from "./sql_literal.ts";
 import { withTimeout } from "./timeout.ts";
@@ -95,6 +102,21 @@ export class DeadlineExceeded extends Error {
   ) {
     super("deadline exceeded");
   }
+}
+
+/** The database's own error behind what retryWithinBudget threw: the last attempt's when it gave up. */
+export function lastDbError(thrown: unknown): unknown {
+  return thrown instanceof DeadlineExceeded ? thrown.lastError : thrown;
+}
+
+/** A budget spent with no answer at all (a lock wait, a database gone silent): no error to classify. */
+export function givenUpUnanswered(thrown: unknown): boolean {
+  return thrown instanceof DeadlineExceeded && dbErrorCode(thrown.lastError) === null;
+}
+
+/** Why, as one fixed word an answer may carry: a give-up with no answer is a database out of reach. */
+export function budgetFailureReason(thrown: unknown): DbFailureReason {
+  return givenUpUnanswered(thrown) ? "unreachable" : dbFailureReason(lastDbError(thrown));
 }
 
 /**
