@@ -1,6 +1,7 @@
 // The chatwoot-webhook function: authenticate the raw body, validate it, store it, answer in milliseconds.
 import { Hono } from "hono";
 import {
+  bodyReadRefusal,
   isJsonContentType,
   jsonError,
   notFoundJson,
@@ -309,25 +310,11 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     req: Request,
     config: WebhookConfig,
   ): Promise<{ toStore: EventToStore; columns: EventColumns; deliveryId: string | null } | Rejection> {
-    const read = await readBodyWithin(req, {
-      maxBytes: config.maxBodyBytes,
-      deadlineMs: config.bodyDeadlineMs,
-    });
-    if (!read.ok && read.reason === "timeout") {
-      return new Rejection(
-        408,
-        "request_timeout",
-        `Body not received within ${config.bodyDeadlineMs / 1000} s; nothing stored`,
-      );
-    }
-    if (!read.ok && read.reason === "incomplete") {
-      // No one reads this answer; the refusal is for the log and the counts, as the client's doing, not ours.
-      return new Rejection(400, "body_incomplete", "Body ended before it was complete; nothing stored");
-    }
+    const limits = { maxBytes: config.maxBodyBytes, deadlineMs: config.bodyDeadlineMs };
+    const read = await readBodyWithin(req, limits);
     if (!read.ok) {
-      return new Rejection(413, "payload_too_large", `Body exceeds ${config.maxBodyBytes} bytes`, {
-        limit_bytes: config.maxBodyBytes,
-      });
+      const r = bodyReadRefusal(read.reason, limits, "nothing stored");
+      return new Rejection(r.status, r.error, r.message, r.extra);
     }
     const body = read.body;
 

@@ -92,6 +92,42 @@ export type BodyRead =
   | { ok: true; body: Uint8Array<ArrayBuffer> }
   | { ok: false; reason: "too_large" | "timeout" | "incomplete" };
 
+/** The answer to a body readBodyWithin gave up on; `outcome` says what became of the request ("nothing stored"). */
+export function bodyReadRefusal(
+  reason: "too_large" | "timeout" | "incomplete",
+  { maxBytes, deadlineMs }: { maxBytes: number; deadlineMs: number },
+  outcome: string,
+): {
+  status: 400 | 408 | 413;
+  error: "body_incomplete" | "request_timeout" | "payload_too_large";
+  message: string;
+  extra: { limit_bytes?: number };
+} {
+  if (reason === "timeout") {
+    return {
+      status: 408,
+      error: "request_timeout",
+      message: `Body not received within ${deadlineMs / 1000} s; ${outcome}`,
+      extra: {},
+    };
+  }
+  if (reason === "incomplete") {
+    // No one reads this answer (the client went away); the refusal is for the log and the counts.
+    return {
+      status: 400,
+      error: "body_incomplete",
+      message: `Body ended before it was complete; ${outcome}`,
+      extra: {},
+    };
+  }
+  return {
+    status: 413,
+    error: "payload_too_large",
+    message: `Body exceeds ${maxBytes} bytes`,
+    extra: { limit_bytes: maxBytes },
+  };
+}
+
 /**
  * Reads the body within `maxBytes`: too large at once when Content-Length says so, else as soon as it grows past
  * the limit (chunked uploads included). And within `deadlineMs` from the call: a client that sends part of a

@@ -4,6 +4,7 @@
 //   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
 import { Hono } from "hono";
 import {
+  bodyReadRefusal,
   declaredCharsets,
   isJsonContentType,
   isUtf8Label,
@@ -220,23 +221,11 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!declaredCharsets(c.req.raw).every(isUtf8Label)) {
       return fail(c, 415, "unsupported_media_type", "The body must be JSON in UTF-8 (charset=utf-8 or none)");
     }
-    const deadlineMs = deps.bodyDeadlineMs ?? PATCH_BODY_DEADLINE_MS;
-    const read = await readBodyWithin(c.req.raw, { maxBytes: MAX_PATCH_BYTES, deadlineMs });
-    if (!read.ok && read.reason === "timeout") {
-      return fail(
-        c,
-        408,
-        "request_timeout",
-        `Body not received within ${deadlineMs / 1000} s; nothing changed`,
-      );
-    }
-    if (!read.ok && read.reason === "incomplete") {
-      return fail(c, 400, "body_incomplete", "Body ended before it was complete; nothing changed");
-    }
+    const limits = { maxBytes: MAX_PATCH_BYTES, deadlineMs: deps.bodyDeadlineMs ?? PATCH_BODY_DEADLINE_MS };
+    const read = await readBodyWithin(c.req.raw, limits);
     if (!read.ok) {
-      return fail(c, 413, "payload_too_large", `Body exceeds ${MAX_PATCH_BYTES} bytes`, {
-        limit_bytes: MAX_PATCH_BYTES,
-      });
+      const r = bodyReadRefusal(read.reason, limits, "nothing changed");
+      return fail(c, r.status, r.error, r.message, r.extra);
     }
     let body: unknown;
     try {
