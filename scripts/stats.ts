@@ -10,6 +10,7 @@ import {
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { readOnlyProblem } from "../supabase/functions/_shared/db.ts";
+import { lostEventsSince } from "../supabase/functions/_shared/lost_events.ts";
 
 await loadDotenv(".env");
 const USAGE = "usage: deno task stats [--json] [--days N]";
@@ -134,15 +135,12 @@ try {
  * missing (migrations not applied yet) or this role may not read it (data_analyst has the views only).
  */
 async function lostWithin(days: number): Promise<{ count: number; last: Date | null } | null> {
-  const [{ readable }] = await sql<{ readable: boolean }[]>`
+  const [{ readable, since }] = await sql<{ readable: boolean; since: Date }[]>`
     select coalesce(has_table_privilege(to_regclass('public.webhook_lost_events'), 'select'), false)
-      as readable`;
+      as readable, now() - make_interval(days => ${days}::int) as since`;
   if (!readable) return null;
-  const [row] = await sql<{ count: number; last: Date | null }[]>`
-    select coalesce(sum(1 + l.unrecorded_losses), 0)::int as count, max(l.lost_at) as last
-      from public.webhook_lost_events l
-     where l.lost_at > now() - make_interval(days => ${days}::int)`;
-  return row;
+  const lost = await lostEventsSince(sql, since);
+  return { count: lost.count, last: lost.last_lost_at };
 }
 
 /** postgres.js returns bigint and numeric columns as strings; JSON readers want numbers. */

@@ -2,6 +2,7 @@
 // logs of a hosted function are kept briefly and read by few; a row is what stats, readiness and the Data team
 // see. The database has just failed to store the event, so the record waits in memory (WriteBack) until it
 // answers again; no body, nothing secret, is kept.
+import type postgres from "postgres";
 import type { Sql } from "./db.ts";
 import type { Logger } from "./log.ts";
 import { WriteBack } from "./write_back.ts";
@@ -97,4 +98,23 @@ export class LostEvents {
   close(): Promise<void> {
     return this.#writes.close();
   }
+}
+
+/** Losses recorded since a time: how many (those past the bound included), the last, its recover command. */
+export interface LostSince {
+  count: number;
+  last_lost_at: Date | null;
+  recover_command: string | null;
+}
+
+/** Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first). */
+export async function lostEventsSince(sql: Sql | postgres.TransactionSql, since: Date): Promise<LostSince> {
+  const [row] = await sql<LostSince[]>`
+    select coalesce(sum(1 + l.unrecorded_losses), 0)::int as count, max(l.lost_at) as last_lost_at,
+           (select r.recover_command from public.webhook_lost_events r
+             where r.lost_at > ${since}::timestamptz and r.recover_command is not null
+             order by r.lost_at desc limit 1) as recover_command
+      from public.webhook_lost_events l
+     where l.lost_at > ${since}::timestamptz`;
+  return row;
 }

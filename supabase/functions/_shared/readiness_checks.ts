@@ -4,6 +4,7 @@
 import type postgres from "postgres";
 import type { Row } from "postgres";
 import { readOnlyProblem, type Sql } from "./db.ts";
+import { lostEventsSince } from "./lost_events.ts";
 import {
   type Env,
   headerTokenProblem,
@@ -487,15 +488,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         to_regclass(${"public." + view}) is not null as forwarding_installed,
         to_regclass('public.webhook_lost_events') is not null as lost_installed`;
       // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration.
-      const [lost] = intake.lost_installed
-        ? await tx<{ count: number; last_lost_at: Date | null; recover_command: string | null }[]>`
-          select coalesce(sum(1 + l.unrecorded_losses), 0)::int as count, max(l.lost_at) as last_lost_at,
-                 (select r.recover_command from public.webhook_lost_events r
-                   where r.lost_at > ${since}::timestamptz and r.recover_command is not null
-                   order by r.lost_at desc limit 1) as recover_command
-            from public.webhook_lost_events l
-           where l.lost_at > ${since}::timestamptz`
-        : [null];
+      const lost = intake.lost_installed ? await lostEventsSince(tx, since) : null;
       // Read in the same transaction, under the same bound, when the view exists.
       const health = intake.forwarding_installed
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
