@@ -63,6 +63,9 @@ export interface FastSettings {
   lease_seconds?: number;
 }
 
+/** fastSettings' request_timeout_ms unless told. */
+export const FAST_REQUEST_TIMEOUT_MS = 2_000;
+
 /** Immediate retries, no jitter, short timeouts. */
 export async function fastSettings(sql: Sql, s: FastSettings = {}) {
   await sql`
@@ -70,7 +73,7 @@ export async function fastSettings(sql: Sql, s: FastSettings = {}) {
       max_attempts = ${s.max_attempts ?? 5},
       retry_schedule_seconds = ${s.retry_schedule_seconds ?? [0]}::int[],
       retry_jitter = 0,
-      request_timeout_ms = ${s.request_timeout_ms ?? 2000},
+      request_timeout_ms = ${s.request_timeout_ms ?? FAST_REQUEST_TIMEOUT_MS},
       lease_seconds = ${s.lease_seconds ?? 30}
     where id`;
 }

@@ -7,6 +7,7 @@ import { type AgentSdkStandIn, ok } from "./_agent_sdk.ts";
 import {
   attemptsOf,
   closeSharedDb,
+  FAST_REQUEST_TIMEOUT_MS,
   fastSettings,
   statusOf,
   storeSample,
@@ -318,10 +319,11 @@ dbTest("forwarding: a write-back still failing when the forwarder stops gives up
 });
 
 /**
- * An Edge Function's drain whose write-back meets a database that is gone: `run` starts it with its worker's
- * deadline already past (an old worker). It gives up after WRITE_BACK_MIN_BUDGET_MS, logged, rather than
- * retrying until 5 min past the leases, which the runtime's wall-clock limit cuts off without a word. The
- * database comes back 3 s after that: a write-back still retrying then lands, and nothing is given up.
+ * An Edge Function's drain whose write-back meets a database that is gone: `run` starts it in a worker whose
+ * deadline leaves time for one batch (its request timeout, fastSettings', and WRITE_BACK_MIN_BUDGET_MS). It
+ * gives up at the deadline, logged, rather than retrying until 5 min past the leases, which the runtime's
+ * wall-clock limit cuts off without a word. The database comes back 3 s after that: a write-back still
+ * retrying then lands, and nothing is given up.
  */
 async function assertWriteBackCutByDeadline(
   run: (
@@ -337,12 +339,14 @@ async function assertWriteBackCutByDeadline(
     const log = memoryLogger();
     try {
       sdk.behave(() => ({ hold: true }));
-      const running = run(viaProxy, config, performance.now(), log);
+      const deadline = performance.now() + FAST_REQUEST_TIMEOUT_MS + WRITE_BACK_MIN_BUDGET_MS + 1_000;
+      const running = run(viaProxy, config, deadline, log);
       await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
       proxy.takeDown();
       sdk.releaseHeld();
       const gaveUp = () => log.lines.filter((l) => l.msg === "[Forwarder] Write-back gave up");
-      for (let waited = 0; waited < WRITE_BACK_MIN_BUDGET_MS + 3_000 && gaveUp().length === 0; waited += 50) {
+      const backAt = Math.max(deadline, performance.now() + WRITE_BACK_MIN_BUDGET_MS) + 3_000;
+      while (performance.now() < backAt && gaveUp().length === 0) {
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       proxy.restore();
@@ -400,8 +404,8 @@ dbTest(
         forwarder: config,
         sql,
         log,
-        // Past already: the write-back has its least budget only.
-        writeBackDeadline: performance.now(),
+        // Time for one batch: its write-back has what the delivery leaves of it.
+        writeBackDeadline: performance.now() + FAST_REQUEST_TIMEOUT_MS + WRITE_BACK_MIN_BUDGET_MS + 1_000,
       });
       let lock: { release: () => Promise<void> } | null = null;
       try {

@@ -480,7 +480,8 @@ export function chatwootWebhookApp(runtime: Runtime): Hono {
         // Stopped by its wall-clock budget, not for want of events: a slow Agent SDK holds a batch for seconds
         // (its timeout is 10 s), and what its write-back made due (the next event of a conversation, a newer
         // version) would otherwise wait for forward-events' next call. One more drain follows; the CPU bound
-        // is maxEvents, a "limit" stop, which leaves the rest to forward-events.
+        // is maxEvents, a "limit" stop, which leaves the rest to forward-events, as does a "deadline" stop
+        // (the worker has no time left for another batch).
         if (summary.stopped === "budget") void immediateDrain?.();
       },
       log,

@@ -49,14 +49,21 @@ export interface DrainOptions {
    */
   signal?: AbortSignal;
   /**
-   * performance.now() past which a failing write-back is not tried again (WRITE_BACK_MIN_BUDGET_MS is still
-   * given): an Edge Function's worker is stopped at its wall-clock limit, which cuts the retries short
-   * without the "gave up" line. Unset (deno task forward, the dev loop): until WRITE_BACK_AFTER_LEASE_MS.
+   * performance.now() at which an Edge Function's worker is stopped (its wall-clock limit, less a margin).
+   * No batch is claimed that could not be delivered and written back by then (the drain stops as "deadline"):
+   * stopped mid-batch, its events would be sent again once their leases expired, an attempt spent. A failing
+   * write-back is not tried again past it (WRITE_BACK_MIN_BUDGET_MS is still given), as the stop would cut
+   * the retries short without the "gave up" line. Unset (deno task forward, the dev loop): no such limit, and
+   * write-backs retried until WRITE_BACK_AFTER_LEASE_MS.
    */
   writeBackDeadline?: number;
 }
 
-export type DrainStop = "idle" | "budget" | "limit" | "paused" | "not_configured" | "aborted";
+/**
+ * Why a drain stopped: nothing more due, its budgetMs spent, maxEvents reached, writeBackDeadline too near
+ * for another batch, forwarding paused, a setting no delivery can go out with (ok false), or its signal.
+ */
+export type DrainStop = "idle" | "budget" | "limit" | "deadline" | "paused" | "not_configured" | "aborted";
 
 export interface DrainSummary {
   ok: boolean;
@@ -203,6 +210,15 @@ export async function drain(
     return finish("not_configured", false);
   };
 
+  // The deadline: a batch takes up to its request timeout (its POSTs run concurrently), then its write-back
+  // WRITE_BACK_MIN_BUDGET_MS; none is claimed with less time than that left. The claim's own round trip comes
+  // out of the deadline's margin (runtime.ts). The timeout is relay_settings' as last seen, read below or
+  // returned by the last claim (0 until then when the caller checked the settings); a claim carrying a longer
+  // one (the setting raised meanwhile, or first seen) is handed back unsent.
+  let requestTimeoutMs = 0;
+  const batchFits = (timeoutMs: number) =>
+    performance.now() + timeoutMs + WRITE_BACK_MIN_BUDGET_MS <= (options.writeBackDeadline ?? Infinity);
+
   // A target or a token no request can go to fails every delivery alike: claimed, each event would spend an
   // attempt on it and go dead on the last, a whole backlog dead-lettered by one typo. Nothing is claimed until
   // it is set right; the backlog waits, and the stalled-forwarding alarm (webhook_delivery_health) says so.
@@ -211,14 +227,19 @@ export async function drain(
     const tokenProblem = headerTokenProblem("AGENT_SDK_TOKEN", config.agentSdkToken);
     if (tokenProblem) return notConfigured(tokenProblem);
   } else {
-    const [settings] = await sql<{ forwarding_paused: boolean; agent_sdk_url_override: string | null }[]>`
-      select forwarding_paused, agent_sdk_url_override from public.relay_settings where id`;
+    const [settings] = await sql<
+      { forwarding_paused: boolean; agent_sdk_url_override: string | null; request_timeout_ms: number }[]
+    >`
+      select forwarding_paused, agent_sdk_url_override, request_timeout_ms
+        from public.relay_settings where id`;
     if (settings?.forwarding_paused) return finish("paused");
     const problem = sendingProblem(config, settings?.agent_sdk_url_override);
     if (problem) return notConfigured(problem);
+    requestTimeoutMs = settings?.request_timeout_ms ?? 0;
   }
 
   let budgetSpent = false;
+  let deadlineNear = false;
   let aborted = false;
   let noTarget: string | null = null;
   const maxEvents = options.maxEvents ?? Infinity;
@@ -237,6 +258,10 @@ export async function drain(
       }
       const want = Math.min(batchSize, maxEvents - reserved);
       if (want <= 0) return;
+      if (!batchFits(requestTimeoutMs)) {
+        deadlineNear = true;
+        return;
+      }
       reserved += want;
       // Monotonic: the write-back budget below must not jump with the wall clock (an NTP step).
       const claimSentAt = performance.now();
@@ -261,11 +286,15 @@ export async function drain(
         }
         targets.set(override, target);
       }
-      if (problem) {
+      // Handed back too: a batch whose request timeout leaves no time for its write-back by the deadline.
+      const batchTimeoutMs = Math.max(...claimed.map((e) => e.request_timeout_ms));
+      requestTimeoutMs = batchTimeoutMs;
+      if (problem || !batchFits(batchTimeoutMs)) {
         const ids = claimed.map((e) => e.id);
         claimed.length = 0;
         reserved -= ids.length;
-        noTarget = problem;
+        if (problem) noTarget = problem;
+        else deadlineNear = true;
         // Not handed back, the leases would expire and the reclaim count the attempt after all.
         await retryWithinBudget(
           () => sql`select public.release_webhook_events(${worker}, ${ids}::bigint[])`,
@@ -348,7 +377,15 @@ export async function drain(
   if (failed) throw failed.reason;
   if (noTarget) return notConfigured(noTarget);
   return finish(
-    aborted ? "aborted" : budgetSpent ? "budget" : summary.claimed >= maxEvents ? "limit" : "idle",
+    aborted
+      ? "aborted"
+      : deadlineNear
+      ? "deadline"
+      : budgetSpent
+      ? "budget"
+      : summary.claimed >= maxEvents
+      ? "limit"
+      : "idle",
   );
 }
 

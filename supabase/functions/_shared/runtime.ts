@@ -16,9 +16,10 @@ export interface Runtime {
    */
   onStop?: (task: () => Promise<unknown>) => void;
   /**
-   * performance.now() by which a drain gives up a failing write-back: the hosted runtime stops a worker at its
-   * wall-clock limit, counted from the worker's start, and a retry cut off so says nothing. Unset: no limit
-   * (deno task dev, tests); runtimeFromEnv (the deployed functions) sets it.
+   * performance.now() by which a drain is done: it claims no batch it could not deliver and write back by
+   * then ("deadline"), and gives up a failing write-back at it. The hosted runtime stops a worker at its
+   * wall-clock limit, counted from the worker's start: a batch cut off so is sent again, a retry cut off so
+   * says nothing. Unset: no limit (deno task dev, tests); runtimeFromEnv (the deployed functions) sets it.
    */
   workerDeadline?: number;
 }
