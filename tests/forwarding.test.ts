@@ -339,7 +339,7 @@ async function assertWriteBackCutByDeadline(
     const log = memoryLogger();
     try {
       sdk.behave(() => ({ hold: true }));
-      const deadline = performance.now() + FAST_REQUEST_TIMEOUT_MS + WRITE_BACK_MIN_BUDGET_MS + 1_000;
+      const deadline = performance.now() + FAST_REQUEST_TIMEOUT_MS + WRITE_BACK_MIN_BUDGET_MS + 3_000;
       const running = run(viaProxy, config, deadline, log);
       await sdk.waitFor(() => sdk.received.length === 1, "delivery in flight");
       proxy.takeDown();
@@ -405,7 +405,7 @@ dbTest(
         sql,
         log,
         // Time for one batch: its write-back has what the delivery leaves of it.
-        writeBackDeadline: performance.now() + FAST_REQUEST_TIMEOUT_MS + WRITE_BACK_MIN_BUDGET_MS + 1_000,
+        writeBackDeadline: performance.now() + FAST_REQUEST_TIMEOUT_MS + WRITE_BACK_MIN_BUDGET_MS + 3_000,
       });
       let lock: { release: () => Promise<void> } | null = null;
       try {

@@ -103,7 +103,7 @@ dbTest(
       await fastSettings(db.sql, { request_timeout_ms: requestTimeoutMs });
       const first = await storeSample(db.sql, "message_created", { conversationId: 81 });
       const second = await storeSample(db.sql, "message_created", { conversationId: 82 });
-      const deadline = performance.now() + requestTimeoutMs + WRITE_BACK_MIN_BUDGET_MS + 2_000;
+      const deadline = performance.now() + requestTimeoutMs + WRITE_BACK_MIN_BUDGET_MS + 3_000;
       sdk.behave(() => ({ hold: true }));
       const answer = forwardEvents(db.sql, config, deadline)("?budget_ms=120000&batch_size=1");
       await sdk.waitFor(() => sdk.received.length === 1, "first batch in flight");
