@@ -79,6 +79,63 @@ async function rawExchange(
   return { status, body: status ? JSON.parse(bodyText) : null };
 }
 
+/**
+ * A raw HTTP/1.1 connection to `baseUrl`: bytes written as given, answers read whole one after another, and
+ * whether the server closed it. Once `giveUpMs` has passed since it opened, the socket is closed on our side
+ * and every read ends: a server that keeps it open fails the test instead of holding it.
+ */
+async function rawConnection(baseUrl: string, giveUpMs = 10_000) {
+  const { hostname, port } = new URL(baseUrl);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  let gaveUp = false;
+  const giveUp = setTimeout(() => {
+    gaveUp = true;
+    conn.close();
+  }, giveUpMs);
+  const buf = new Uint8Array(16 * 1024);
+  let pending: number[] = [];
+  return {
+    /** Writes `bytes`; false when the server has closed (or reset) the connection already. */
+    write: (bytes: Uint8Array | string) =>
+      conn.write(typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes).then(
+        () => true,
+        () => false,
+      ),
+    /** The next answer; status 0 when the connection ended before a whole one arrived. */
+    async answer(): Promise<{ status: number; head: string; body: Record<string, unknown> | null }> {
+      for (;;) {
+        const text = new TextDecoder().decode(new Uint8Array(pending));
+        const end = text.indexOf("\r\n\r\n");
+        const length = end < 0 ? undefined : /\r\ncontent-length:\s*(\d+)/i.exec(text.slice(0, end))?.[1];
+        if (length !== undefined && pending.length >= end + 4 + Number(length)) {
+          const head = text.slice(0, end).toLowerCase();
+          const body = text.slice(end + 4, end + 4 + Number(length));
+          pending = pending.slice(end + 4 + Number(length));
+          return { status: Number(/^http\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, body: JSON.parse(body) };
+        }
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) return { status: 0, head: "", body: null };
+        pending.push(...buf.subarray(0, n));
+      }
+    },
+    /** Whether the server closed the connection (end of stream, or a reset) before we gave up on it. */
+    async closedByServer(): Promise<boolean> {
+      for (;;) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) return !gaveUp;
+      }
+    },
+    close() {
+      clearTimeout(giveUp);
+      try {
+        conn.close();
+      } catch {
+        // closed already (by giveUp)
+      }
+    },
+  };
+}
+
 function requestHead(method: string, path: string, headers: Record<string, string>, length: number): string {
   const lines = [`${method} ${path} HTTP/1.1`, "Host: 127.0.0.1", `Content-Length: ${length}`];
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
@@ -274,6 +331,139 @@ dbTest(
       assert.deepEqual(await evidence(), { status: "done", evidence: "stalled patch body" });
     } finally {
       await patient.stop();
+    }
+  },
+);
+
+// Deno.serve keeps a socket after an answer for as long as the request's body is neither read to its end nor
+// cancelled, and an answer given once the body is cancelled is keep-alive: a client that declared or streamed
+// a body past the limit kept its connection for as long as it kept it, one that stalled and then went on had
+// the rest of its body read and the connection kept for more. A refusal closes the connection once answered (for a stalled body,
+// once the client sends anything more: Deno's pending read holds the socket until then); a body read whole
+// keeps it for the next request.
+dbTest(
+  `webhook http edges [${db.kind}]: a stalled body's 408 closes the connection once the client goes on`,
+  async () => {
+    const server = webhookServer({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET }, 300);
+    const conn = await rawConnection(server.url);
+    try {
+      const { head, halves } = signedWebhookHalves(nextId++);
+      await conn.write(head);
+      await conn.write(halves[0]);
+      const res = await conn.answer();
+      assert.deepEqual([res.status, res.body?.error], [408, "request_timeout"]);
+      assert.match(res.head, /\r\nconnection: close(\r\n|$)/);
+      // The client goes on: the rest of its body is not read for a next request on this connection.
+      await conn.write(halves[1]);
+      assert.equal(await conn.closedByServer(), true, "the server closed the connection after its 408");
+    } finally {
+      conn.close();
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: a body declared past the limit is a 413 that closes the connection`,
+  async () => {
+    const server = webhookServer({
+      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+      CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "1000",
+    });
+    const conn = await rawConnection(server.url);
+    try {
+      // Refused before any byte of the body is read; the client then stops sending.
+      await conn.write(
+        requestHead("POST", "/chatwoot-webhook", { "Content-Type": "application/json" }, 5000),
+      );
+      await conn.write("x".repeat(100));
+      const res = await conn.answer();
+      assert.deepEqual([res.status, res.body?.error], [413, "payload_too_large"]);
+      assert.equal(await conn.closedByServer(), true, "the server closed the connection after its 413");
+    } finally {
+      conn.close();
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: a chunked body streamed past the limit is a 413 that closes the connection`,
+  async () => {
+    const server = webhookServer({
+      CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+      CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "1000",
+    });
+    const conn = await rawConnection(server.url);
+    try {
+      // 2000 bytes in one chunk, then nothing: no last chunk ever comes.
+      await conn.write(
+        "POST /chatwoot-webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n" +
+          "Content-Type: application/json\r\n\r\n",
+      );
+      await conn.write(`7d0\r\n${"x".repeat(2000)}\r\n`);
+      const res = await conn.answer();
+      assert.deepEqual([res.status, res.body?.error], [413, "payload_too_large"]);
+      assert.equal(await conn.closedByServer(), true, "the server closed the connection after its 413");
+    } finally {
+      conn.close();
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: after a 200 the connection stays open and serves the next webhook`,
+  async () => {
+    const server = webhookServer({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET });
+    const conn = await rawConnection(server.url);
+    try {
+      const ids = [nextId++, nextId++];
+      for (const messageId of ids) {
+        const { head, halves } = signedWebhookHalves(messageId);
+        await conn.write(head);
+        await conn.write(halves[0]);
+        await conn.write(halves[1]);
+        const res = await conn.answer();
+        assert.deepEqual([res.status, res.body?.outcome], [200, "stored"]);
+        assert.doesNotMatch(res.head, /connection: close/);
+      }
+      assert.deepEqual([await storedWithMessageId(ids[0]), await storedWithMessageId(ids[1])], [1, 1]);
+    } finally {
+      conn.close();
+      await server.stop();
+    }
+  },
+);
+
+dbTest(
+  `webhook http edges [${db.kind}]: a readiness PATCH whose body stalls is a 408 that closes the connection once the client goes on`,
+  async () => {
+    const server = serveOnLoopback(
+      createReadinessApp({
+        sql,
+        env: fullEnv("http://127.0.0.1:9"), // PATCH calls no Chatwoot
+        log: memoryLogger(),
+        cacheMs: 0,
+        bodyDeadlineMs: 300,
+      }).fetch,
+    );
+    const conn = await rawConnection(server.url);
+    try {
+      const body = JSON.stringify({ status: "done", evidence: "stalled again" });
+      await conn.write(requestHead("PATCH", "/readiness/items/task-2", {
+        "Content-Type": "application/json",
+        Authorization: `Bearer ${ADMIN_TOKEN}`,
+      }, body.length));
+      await conn.write(body.slice(0, 10));
+      const res = await conn.answer();
+      assert.deepEqual([res.status, res.body?.error], [408, "request_timeout"]);
+      assert.match(res.head, /\r\nconnection: close(\r\n|$)/);
+      await conn.write(body.slice(10));
+      assert.equal(await conn.closedByServer(), true, "the server closed the connection after its 408");
+    } finally {
+      conn.close();
+      await server.stop();
     }
   },
 );

@@ -129,9 +129,29 @@ export function bodyReadRefusal(
 }
 
 /**
+ * Cancels a body given up on once the refusal has been answered, so that Deno.serve closes the connection.
+ * Deno.serve (2.9) answers a request whose body is locked and unread with `Connection: close`, but keeps the
+ * socket until the body is cancelled; cancelled before the answer (or never locked), the answer is keep-alive,
+ * and Deno reads and drops the rest of the body (a chunked one without end) and waits for a next request on
+ * the socket. Either way a client streaming past the limit kept its connection for as long as it kept sending.
+ * Cancelled after the answer, the socket closes at once; a timer puts the cancel there (a microtask, the
+ * handler info's `completed` and `request.signal` all came before Deno wrote the answer).
+ * With a read still pending (a client that stalled) it does less: that read holds the socket until the client
+ * sends a byte or closes, and cancelling does not end it; the answer says `Connection: close` all the same, and
+ * the next byte closes the socket. tests/webhook_http_edges.test.ts checks each case.
+ */
+function closeAfterAnswer(reader: ReadableStreamDefaultReader<Uint8Array>): void {
+  setTimeout(() => reader.cancel().catch(() => {}), CLOSE_AFTER_ANSWER_MS);
+}
+
+/** After Deno has written the answer: a timer of 0 ms was, for 200 refusals at once on a busy event loop. */
+const CLOSE_AFTER_ANSWER_MS = 50;
+
+/**
  * Reads the body within `maxBytes`: too large at once when Content-Length says so, else as soon as it grows past
  * the limit (chunked uploads included). And within `deadlineMs` from the call: a client that sends part of a
  * body and stalls would otherwise hold the request, its bytes and a task for as long as it keeps the socket.
+ * A body given up on (too large, not in time) is cancelled only after the answer: see closeAfterAnswer.
  * Each chunk is copied as it arrives: one sent in small segments is a small view on a larger buffer (64 KiB),
  * and keeping the chunks kept ~45 times the body (a 6 MiB body sent slowly, ~270 MB).
  */
@@ -140,8 +160,13 @@ export async function readBodyWithin(
   { maxBytes, deadlineMs }: { maxBytes: number; deadlineMs: number },
 ): Promise<BodyRead> {
   const declared = Number(req.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) return { ok: false, reason: "too_large" };
-  if (!req.body) return { ok: true, body: new Uint8Array() };
+  if (!req.body) {
+    return declared > maxBytes ? { ok: false, reason: "too_large" } : { ok: true, body: new Uint8Array() };
+  }
+  if (declared > maxBytes) {
+    closeAfterAnswer(req.body.getReader()); // locked: a body never locked is dropped before the answer
+    return { ok: false, reason: "too_large" };
+  }
   const reader = req.body.getReader();
   // Grown by doubling as bytes arrive, up to Content-Length when it gives one (the final size, so no copy at
   // the end). Not sized by it at once: a header costs its sender nothing, and 40 clients declaring 6 MiB and
@@ -165,14 +190,13 @@ export async function readBodyWithin(
       ]).catch(() => "incomplete" as const);
       if (next === "incomplete") return { ok: false, reason: "incomplete" };
       if (next === "timeout") {
-        // Not awaited: cancelling must not wait on the client that stalled.
-        reader.cancel().catch(() => {});
+        closeAfterAnswer(reader);
         return { ok: false, reason: "timeout" };
       }
       if (next.done) break;
       const chunk = next.value;
       if (size + chunk.length > maxBytes) {
-        await reader.cancel().catch(() => {});
+        closeAfterAnswer(reader);
         return { ok: false, reason: "too_large" };
       }
       if (size + chunk.length > out.length) {
