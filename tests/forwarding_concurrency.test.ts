@@ -431,6 +431,81 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "forwarding: retry_webhook_events_now() and a late write-back wait for each other, never deadlock " +
+    "(server only)",
+  ignore: !Deno.env.get("DATABASE_URL"), // needs separate sessions; PGlite has one
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const db = await freshForwardingDb();
+    await fastSettings(db.sql);
+    const [holder, retrier, late] = pools(db, 3, 1);
+    try {
+      // A forwarder that outlived its leases (a write-back retried through an outage): another one reclaimed
+      // its events, and the Agent SDK, still down, asked for a retry later. The late write-back locks its
+      // events in id order, as every function that locks several does.
+      const x = await storeSample(db.sql, "message_created", { conversationId: 601 });
+      const y = await storeSample(db.sql, "message_created", { conversationId: 602 });
+      const leased = await db.sql<{ id: string; attempt: number; version: number }[]>`
+        select id, attempt, version from public.claim_webhook_events('late', 10, 0)`;
+      assert.deepEqual(leased.map((e) => Number(e.id)), [x, y]);
+      const z = await storeSample(db.sql, "message_created", { conversationId: 603 });
+      const result = (id: number, attempt: number, status: number, retryAfter: number | null) => ({
+        id,
+        attempt,
+        version: 1,
+        started_at: new Date().toISOString(),
+        duration_ms: 3,
+        http_status: status,
+        error: null,
+        response_excerpt: null,
+        retry_after_seconds: retryAfter,
+      });
+      const reclaimed = await db.sql<{ id: string; attempt: number }[]>`
+        select id, attempt from public.claim_webhook_events('other', 10) order by id`;
+      assert.deepEqual(reclaimed.map((e) => [Number(e.id), e.attempt]), [[x, 2], [y, 2], [z, 1]]);
+      // Due again in the order y, z, x: the order retry_webhook_events_now() finds them in (due_idx).
+      const retries = JSON.stringify([
+        result(x, 2, 503, 3 * 3600),
+        result(y, 2, 503, 3600),
+        result(z, 1, 503, 7200),
+      ]);
+      const outcomes = await db.sql<{ outcome: string }[]>`
+        select outcome from public.complete_webhook_deliveries('other', ${retries}::text::jsonb)`;
+      assert.deepEqual(outcomes.map((o) => o.outcome), ["retry", "retry", "retry"]);
+      // The plan any table of some size gets (a three-row one might be read in whatever order).
+      await retrier.unsafe("set enable_seqscan = off; set enable_bitmapscan = off").simple();
+      let retry: Promise<{ n: string }[]> = Promise.resolve([]);
+      let writeBack: Promise<{ outcome: string }[]> = Promise.resolve([]);
+      await holder.begin(async (tx) => {
+        // What a duplicate's ingest does to z: holds it locked until commit.
+        await tx`update public.webhook_events set receive_count = receive_count + 1 where id = ${z}`;
+        retry = retrier<{ n: string }[]>`select public.retry_webhook_events_now() as n`.execute();
+        await lockWaits(db.sql, "retry_webhook_events_now", 1);
+        const report = JSON.stringify([result(x, 1, 200, null), result(y, 1, 200, null)]);
+        writeBack = late<{ outcome: string }[]>`
+          select outcome from public.complete_webhook_deliveries('late', ${report}::text::jsonb)`.execute();
+        await lockWaits(db.sql, "complete_webhook_deliveries", 1);
+      });
+      const [settled, reported] = await Promise.allSettled([retry, writeBack]);
+      assert.deepEqual(
+        [settled.status, reported.status],
+        ["fulfilled", "fulfilled"],
+        `neither call failed: ${[settled, reported].map((r) => r.status === "rejected" ? r.reason : "ok")}`,
+      );
+      assert.equal(Number((await retry)[0].n), 3);
+      assert.deepEqual((await writeBack).map((r) => r.outcome), ["lease_lost", "lease_lost"]);
+      const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+        select count(*)::int as waiting from public.webhook_events
+         where status = 'pending' and next_attempt_at > now()`;
+      assert.equal(waiting, 0, "all three due now");
+    } finally {
+      await endAll([holder, retrier, late]);
+    }
+  },
+});
+
 dbTest(
   "forwarding: a forwarder killed mid-batch (SIGKILL) loses nothing; leases expire, events go once",
   async () => {

@@ -44,4 +44,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121005100", // message_update_signed_again_keeps_its_latest_time
   "20261121005300", // chatwoot_timestamp_long_fractions
   "20261121006400", // lost_events_recorded
+  "20261121006700", // retry_now_locks_in_id_order
 ];
