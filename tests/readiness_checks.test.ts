@@ -95,6 +95,23 @@ dbTest("readiness check chatwoot_health: not configured warns; a malformed URL f
 });
 
 dbTest(
+  "readiness check chatwoot_health: the URL it shows (a public page) has no password or ?token=",
+  async () => {
+    const secret = "GatewaySecret0123456789";
+    const bases = [
+      chatwoot.url.replace("://", `://alice:${secret}@`), // basic auth in front of Chatwoot
+      `${chatwoot.url}/?token=${secret}`, // a gateway's key in the query
+      `${chatwoot.url}?region=eu&api_key=${secret}`,
+    ];
+    for (const base of bases) {
+      const result = await checkChatwootHealth(deps({ CHATWOOT_BASE_URL: base }));
+      assert.ok(!JSON.stringify(result).includes(secret), `${base}: ${JSON.stringify(result)}`);
+      assert.match(String(result.data?.url), /^http:\/\/127\.0\.0\.1:\d+\//, base);
+    }
+  },
+);
+
+dbTest(
   "readiness check chatwoot_api: the right token passes (proves task 5), a wrong one is a 401 fail",
   async () => {
     chatwoot.requests.length = 0;

@@ -6,6 +6,7 @@ import type { Row } from "postgres";
 import { readOnlyProblem, type Sql } from "./db.ts";
 import { lostEventsSince } from "./lost_events.ts";
 import {
+  CREDENTIAL_PARAMETER,
   type Env,
   headerTokenProblem,
   httpUrlProblem,
@@ -270,11 +271,13 @@ async function httpGet(deps: CheckDeps, url: string, headers: Record<string, str
   return { status: response.status, json: /\bjson\b/i.test(response.headers.get("content-type") ?? "") };
 }
 
+/** `url` as the public page may show it: no user:password, and credential query parameters as ***. */
 function withoutCredentials(url: string): string {
   const u = new URL(url);
   u.username = "";
   u.password = "";
-  return u.toString();
+  // A gateway's key in CHATWOOT_BASE_URL's query (?token=, ?api_key=) is as secret as a password (secretValues).
+  return u.toString().replace(CREDENTIAL_PARAMETER, (_, name: string) => `${name}***`);
 }
 
 export function checkChatwootHealth(deps: CheckDeps): Promise<CheckResult> {
