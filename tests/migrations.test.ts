@@ -55,9 +55,19 @@ alter default privileges in schema public grant all on tables to anon, authentic
 alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
 alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;`;
 
+/** Thrown to roll a transaction back once its attempts are made. */
+class RolledBack extends Error {}
+
+/** What `role` may do to `rel`: its privileges by has_*_privilege (column grants and PUBLIC's included). */
+const RELATION_PRIVILEGES = `
+  case when c.relkind = 'S' then has_sequence_privilege(r.role, c.oid, 'usage, select, update')
+       else has_table_privilege(r.role, c.oid, 'select, insert, update, delete, truncate, references, trigger')
+         or has_any_column_privilege(r.role, c.oid, 'select, insert, update, references') end`;
+
 Deno.test({
   name:
-    "migrations: RLS on every public table, and anon/authenticated get no privileges, under hosted defaults",
+    "migrations: RLS on every public table, and anon/authenticated get no privileges, under hosted defaults: " +
+    "each relation, sequence and routine tried as them is refused; SECURITY DEFINER fixes its search_path",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -85,6 +95,81 @@ Deno.test({
            and has_sequence_privilege(r.role, c.oid, 'usage, select, update')`;
       assert.ok((await db.sql`select 1 from pg_class where relkind = 'S'`).length >= 2);
       assert.deepEqual(sequences.map((s) => s.seq), []);
+
+      // By the catalog's own functions, which count PUBLIC's grants and column grants; and no role to become.
+      const granted = await db.sql<{ what: string }[]>`
+        select r.role || ' on ' || c.relname as what
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         cross join (values ('anon'), ('authenticated')) r(role)
+         where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+           and ${db.sql.unsafe(RELATION_PRIVILEGES)}
+        union all
+        select r.role || ' executes ' || p.oid::regprocedure from pg_proc p
+          join pg_namespace n on n.oid = p.pronamespace
+         cross join (values ('anon'), ('authenticated')) r(role)
+         where n.nspname = 'public' and has_function_privilege(r.role, p.oid, 'execute')
+        union all
+        select r.role || ' creates in public' from (values ('anon'), ('authenticated')) r(role)
+         where has_schema_privilege(r.role, 'public', 'create')
+        union all
+        select m.member::regrole || ' may become ' || m.roleid::regrole from pg_auth_members m
+         where m.member in ('anon'::regrole, 'authenticated'::regrole)`;
+      assert.deepEqual(granted.map((g) => g.what), []);
+      // A definer's routine runs with its owner's rights: an unqualified name must not resolve through a
+      // schema its caller put first on the search_path.
+      const definers = await db.sql<{ routine: string; config: string[] | null }[]>`
+        select p.oid::regprocedure::text as routine, p.proconfig as config from pg_proc p
+          join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'public' and p.prosecdef`;
+      assert.ok(definers.length >= 1);
+      for (const d of definers) {
+        assert.ok(d.config?.some((c) => c.startsWith("search_path=")), `${d.routine}: no fixed search_path`);
+      }
+
+      // And tried, as PostgREST would run them: each statement alone, refused for want of a privilege (42501).
+      const relations = await db.sql<{ name: string; kind: string }[]>`
+        select format('public.%I', c.relname) as name, c.relkind::text as kind
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S') order by 1`;
+      const calls = await db.sql<{ call: string }[]>`
+        select (case when p.prokind = 'p' then 'call ' else 'select ' end) || format('public.%I', p.proname) ||
+               '(' || coalesce((select string_agg('null::' || format_type(t, null), ', ' order by i)
+                                  from unnest(p.proargtypes) with ordinality a(t, i)), '') || ')' as call
+          from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = 'public' order by 1`;
+      assert.ok(relations.length >= 20 && calls.length >= 20, `${relations.length}, ${calls.length}`);
+      const attempts = [
+        ...relations.flatMap(({ name, kind }) =>
+          kind === "S" ? [`select nextval('${name}')`, `select setval('${name}', 1)`] : [
+            `select * from ${name} limit 1`,
+            // A view that cannot take writes says so before any privilege is checked: tables only.
+            ...(kind === "r" || kind === "p"
+              ? [`insert into ${name} default values`, `delete from ${name}`, `truncate ${name}`]
+              : []),
+          ]
+        ),
+        ...calls.map((r) => r.call),
+        "create table public.made_by_api_role (id int)",
+        "create function public.made_by_api_role() returns int language sql as 'select 1'",
+      ];
+      const allowed: string[] = [];
+      for (const role of ["anon", "authenticated"]) {
+        // One transaction per role, rolled back at the end; each attempt in a savepoint of its own.
+        await db.sql.begin(async (tx) => {
+          await tx.unsafe(`set local role ${role}`);
+          for (const statement of attempts) {
+            const outcome = await tx.savepoint((sp) => sp.unsafe(statement)).then(
+              () => "done",
+              (e: { code?: string }) => e.code,
+            );
+            if (outcome !== "42501") allowed.push(`${role}: ${statement} -> ${outcome}`);
+          }
+          throw new RolledBack();
+        }).catch((e) => {
+          if (!(e instanceof RolledBack)) throw e;
+        });
+      }
+      assert.deepEqual(allowed, []);
     } finally {
       await db.close();
     }
