@@ -390,6 +390,36 @@ dbTest(
 );
 
 dbTest(
+  `data [${db.kind}]: docs/sql.md's status changes list each change once, though Chatwoot sends it twice`,
+  async () => {
+    const doc = await sqlDoc();
+    const query = /^### Status changes, newest first\n[\s\S]*?```sql\n([\s\S]*?)```/m.exec(doc)?.[1];
+    assert.ok(query, "the query is in docs/sql.md");
+    // One resolve in Chatwoot: `status` is among the keys that also dispatch conversation_updated, whose
+    // changed_attributes hold every saved change (Chatwoot's Conversation#notify_conversation_updation).
+    const at = new Date("2026-11-20T12:00:00.000Z");
+    const conversationId = 9_601;
+    const statusChanged = samplePayload("conversation_status_changed", { conversationId, at });
+    const updated = {
+      ...samplePayload("conversation_updated", { conversationId, at }),
+      status: "resolved",
+      changed_attributes: [
+        { status: { previous_value: "open", current_value: "resolved" } },
+        { waiting_since: { previous_value: at.getTime() / 1000, current_value: null } },
+      ],
+    };
+    await rolledBack(async (tx) => {
+      for (const payload of [statusChanged, updated]) {
+        await storeEvent(tx, eventToStore(JSON.stringify(payload)));
+      }
+      await tx.unsafe("set local role data_analyst");
+      const rows = (await tx.unsafe(query)).filter((r) => Number(r.conversation_id) === conversationId);
+      assert.deepEqual(rows.map((r) => [r.from_status, r.to_status]), [["open", "resolved"]]);
+    });
+  },
+);
+
+dbTest(
   `data [${db.kind}]: every query in docs/sql.md answers the same whatever the session's time zone`,
   async () => {
     // Many SQL clients set TimeZone to the computer's zone; the doc's days and hours are UTC ones.
