@@ -46,4 +46,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121006400", // lost_events_recorded
   "20261121006700", // retry_now_locks_in_id_order
   "20261121006800", // message_and_conversation_times_indexed
+  "20261121006900", // daily_stats_days_indexed
 ];
