@@ -420,6 +420,32 @@ dbTest(
 );
 
 dbTest(
+  `data [${db.kind}]: a message Chatwoot wrote itself (a CSAT survey, no sender) has a null sender_type`,
+  async () => {
+    const doc = await sqlDoc();
+    const query = /^### Messages per day and sender type[^\n]*\n[\s\S]*?```sql\n([\s\S]*?)```/m.exec(doc)
+      ?.[1];
+    assert.ok(query, "the query is in docs/sql.md");
+    const csat = {
+      ...samplePayload("message_created", { conversationId: 9_602, messageId: 9_602_001, at: new Date() }),
+      message_type: "template",
+      content_type: "input_csat",
+      content: "Please rate the conversation",
+      sender: null,
+    };
+    await rolledBack(async (tx) => {
+      await storeEvent(tx, eventToStore(JSON.stringify(csat)));
+      await tx.unsafe("set local role data_analyst");
+      const [row] = await tx`select sender_type, sender_id, sender_name from chatwoot_messages
+                              where message_id = 9602001`;
+      assert.deepEqual({ ...row }, { sender_type: null, sender_id: null, sender_name: null });
+      const unsent = (await tx.unsafe(query)).filter((r) => r.sender_type === null);
+      assert.equal(unsent.reduce((n, r) => n + Number(r.messages), 0), 1, "its own row");
+    });
+  },
+);
+
+dbTest(
   `data [${db.kind}]: every query in docs/sql.md answers the same whatever the session's time zone`,
   async () => {
     // Many SQL clients set TimeZone to the computer's zone; the doc's days and hours are UTC ones.
