@@ -30,6 +30,7 @@ interface StandInMessage {
   message_type: number;
   created_at: number;
   private?: boolean;
+  content?: string;
   sender?: Record<string, unknown>;
   attachments?: unknown[];
 }
@@ -748,6 +749,52 @@ dbTest(
       assert.match(cli.stderr, /start from \S+ or later/);
       // A window inside what is kept is read as before.
       assert.equal((await scanForMissing(api.config, sql, SINCE, UNTIL)).missing.length, 5);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a scan keeps the messages it lacks, not every message of the window (a huge account)`,
+  async () => {
+    // 80 conversations of four 250 KB messages (an email's HTML comes larger), all stored but one, read under a
+    // 40 MB heap: holding the window's 80 MB of messages exceeds it, as would the list's 20 MB of last ones.
+    const large = "x".repeat(250_000);
+    const conversations: StandInConversation[] = Array.from({ length: 80 }, (_, i) => ({
+      id: nextId++,
+      last_activity_at: ago(90 - i),
+      messages: Array.from({ length: 4 }, () => ({
+        id: nextId++,
+        message_type: 0,
+        created_at: ago(90 - i),
+        content: large,
+      })),
+    }));
+    const lost = conversations[7].messages[2].id;
+    for (const conversation of conversations) {
+      for (const { id } of conversation.messages) {
+        if (id !== lost) {
+          await storeSample(sql, "message_created", { messageId: id, conversationId: conversation.id });
+        }
+      }
+    }
+    const api = startChatwootApi(conversations, { conversationsPerPage: 25, messagesPerPage: 20 });
+    try {
+      const report = await runScript(
+        "scripts/recover.ts",
+        ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString()],
+        db.url,
+        {
+          CHATWOOT_BASE_URL: api.url,
+          CHATWOOT_API_TOKEN: TOKEN,
+          CHATWOOT_ACCOUNT_ID: ACCOUNT,
+          DENO_V8_FLAGS: "--max-old-space-size=40",
+        },
+      );
+      assert.equal(report.code, 0, report.stderr.slice(0, 2000));
+      assert.match(report.stdout, /message_created: 320; stored: 319; missing: 1\n/);
+      assert.match(report.stdout, new RegExp(`message ${lost} in conversation ${conversations[7].id},`));
     } finally {
       await api.stop();
     }

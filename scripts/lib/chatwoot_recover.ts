@@ -202,7 +202,10 @@ export async function conversationsActiveSince(
         else newThisPass++;
         seenThisPass.add(id);
         if (found.has(id)) continue;
-        found.set(id, conversation);
+        // Kept for the rebuilt payloads, without the last message the listing carries (an email's can be
+        // megabytes; the payload names its own message instead).
+        const { messages: _lastMessage, ...listing } = conversation;
+        found.set(id, listing);
         added++;
       }
       // Nothing on the page not read already in this pass: the list moved a page or more at once, or the API
@@ -334,8 +337,11 @@ export async function scanForMissing(
   const conversations = (await conversationsActiveSince(api, since, progress))
     .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
-  const candidates: MissingMessage[] = [];
+  // Checked against webhook_events a conversation at a time, keeping only what is missing: a long window of a
+  // busy account holds more messages (an email's HTML in each) than a process would hold at once.
+  const missing: MissingMessage[] = [];
   const seen = new Set<number>();
+  let candidates = 0;
   for (const conversation of conversations) {
     const id = Number(conversation.id);
     let messages: ApiMessage[];
@@ -347,24 +353,27 @@ export async function scanForMissing(
       progress(`warning: conversation ${id} is gone (404); its messages are not recovered`);
       continue;
     }
-    for (const message of messages) {
-      if (!(message.message_type in WEBHOOK_MESSAGE_TYPES) || seen.has(message.id)) continue;
-      seen.add(message.id);
-      candidates.push({ message, conversation });
+    const sent = messages.filter((m) => m.message_type in WEBHOOK_MESSAGE_TYPES && !seen.has(m.id));
+    if (sent.length === 0) continue;
+    for (const message of sent) seen.add(message.id);
+    candidates += sent.length;
+    const keys = sent.map((m) => messageEventKey(m.id, "message_created"));
+    const stored = new Set(
+      (await sql<{ event_key: string }[]>`
+        select event_key from public.webhook_events where event_key = any(${keys}::text[])`)
+        .map((r) => r.event_key),
+    );
+    for (const message of sent) {
+      if (!stored.has(messageEventKey(message.id, "message_created"))) {
+        missing.push({ message, conversation });
+      }
     }
   }
-  const keys = candidates.map((c) => messageEventKey(c.message.id, "message_created"));
-  const stored = new Set(
-    (await sql<{ event_key: string }[]>`
-      select event_key from public.webhook_events where event_key = any(${keys}::text[])`)
-      .map((r) => r.event_key),
-  );
-  const missing = candidates.filter((c) => !stored.has(messageEventKey(c.message.id, "message_created")));
   missing.sort((a, b) => a.message.created_at - b.message.created_at || a.message.id - b.message.id);
   return {
     conversations: conversations.length,
-    messages: candidates.length,
-    alreadyStored: candidates.length - missing.length,
+    messages: candidates,
+    alreadyStored: candidates - missing.length,
     missing,
   };
 }
