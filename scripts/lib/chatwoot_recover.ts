@@ -59,7 +59,7 @@ const NOT_FROM_API = [
   "created_at milliseconds",
   "content as rendered for the webhook (the API gives the stored text)",
   "conversation as it was when the message was sent (this is the API's listing of it when recovered, " +
-  "without contact_inbox; its messages hold this message unless it is private)",
+  "without contact_inbox, and without its latest message; its messages hold this message unless it is private)",
 ];
 
 /** About a minute in all: long enough for a rate limit (Chatwoot counts per minute) or a restart to pass. */
@@ -202,9 +202,10 @@ export async function conversationsActiveSince(
         else newThisPass++;
         seenThisPass.add(id);
         if (found.has(id)) continue;
-        // Kept for the rebuilt payloads, without the last message the listing carries (an email's can be
-        // megabytes; the payload names its own message instead).
-        const { messages: _lastMessage, ...listing } = conversation;
+        // Kept for the rebuilt payloads, without the latest messages the listing carries: the webhook's
+        // conversation holds the message sent, and no last_non_activity_message (one later than the message
+        // recovered); an email's can be megabytes.
+        const { messages: _last, last_non_activity_message: _lastNonActivity, ...listing } = conversation;
         found.set(id, listing);
         added++;
       }
