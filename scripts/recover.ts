@@ -20,6 +20,7 @@ import {
   reportFailure,
   requireDatabaseUrl,
   urlSecrets,
+  usageError,
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 
@@ -48,20 +49,30 @@ const { values } = parseArgsOrExit(
   USAGE,
 );
 /** A time of the command line, read as chatwoot_timestamp() reads one; a date alone is its UTC midnight. */
-const timeArg = (text: string | undefined) =>
-  chatwootTime(/^\d{4}-\d\d-\d\d$/.test(text ?? "") ? `${text}T00:00Z` : text) ?? new Date(NaN);
-const since = timeArg(values.since);
+function timeArg(name: string, text: string): Date {
+  const time = chatwootTime(/^\d{4}-\d\d-\d\d$/.test(text) ? `${text}T00:00Z` : text);
+  if (time === null || Number.isNaN(time.getTime())) {
+    usageError(`--${name}: ${JSON.stringify(text)} is not a time`, USAGE);
+  }
+  return time;
+}
+if (values.since === undefined) usageError("--since is required", USAGE);
+const since = timeArg("since", values.since);
 const until = values.until === undefined
   ? new Date(Date.now() - UNTIL_DEFAULT_AGO_MS)
-  : timeArg(values.until);
-const inboxIds = values.inbox?.split(",").map((v) => Number(v.trim()));
-if (
-  Number.isNaN(since.getTime()) || Number.isNaN(until.getTime()) || since >= until ||
-  inboxIds?.some((id) => !Number.isSafeInteger(id) || id <= 0) || (values["no-forward"] && !values.store)
-) {
-  console.error(USAGE);
-  Deno.exit(2);
+  : timeArg("until", values.until);
+if (since >= until) {
+  // Most likely a loss of the last minutes, with --until left at its default.
+  usageError(
+    `--since ${since.toISOString()} is not before --until ${until.toISOString()} (by default 5 minutes ago)`,
+    USAGE,
+  );
 }
+const inboxIds = values.inbox?.split(",").map((v) => Number(v.trim()));
+if (inboxIds?.some((id) => !Number.isSafeInteger(id) || id <= 0)) {
+  usageError(`--inbox takes inbox ids (whole numbers), not ${values.inbox}`, USAGE);
+}
+if (values["no-forward"] && !values.store) usageError("--no-forward goes with --store", USAGE);
 
 // A setting it cannot use is the operator's to fix, like a usage error: one line naming it, exit 2.
 const { target: chatwoot, problem } = chatwootTargetFromEnv(Deno.env.toObject());

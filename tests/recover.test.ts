@@ -475,6 +475,36 @@ dbTest(`recover [${db.kind}]: deno task recover reports, and with --store stores
 });
 
 dbTest(
+  `recover [${db.kind}]: a command line deno task recover cannot run says what is wrong, exit 2`,
+  async () => {
+    const env = {
+      CHATWOOT_BASE_URL: closedPortUrl(),
+      CHATWOOT_API_TOKEN: TOKEN,
+      CHATWOOT_ACCOUNT_ID: ACCOUNT,
+    };
+    const twoMinutesAgo = new Date(Date.now() - 120_000).toISOString();
+    const cases: [string[], RegExp][] = [
+      [[], /^--since is required/],
+      [["--since", "yesterday"], /^--since: "yesterday" is not a time/],
+      [["--since", SINCE.toISOString(), "--until", "2026-13-01"], /^--until: "2026-13-01" is not a time/],
+      // A Lost line's event of a minute ago: --until's default (5 minutes ago) is before it.
+      [["--since", twoMinutesAgo], /^--since \S+ is not before --until \S+ \(by default 5 minutes ago/],
+      [
+        ["--since", SINCE.toISOString(), "--inbox", "3,x"],
+        /^--inbox takes inbox ids \(whole numbers\), not 3,x/,
+      ],
+      [["--since", SINCE.toISOString(), "--no-forward"], /^--no-forward goes with --store/],
+    ];
+    for (const [args, reason] of cases) {
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(run.code, 2, args.join(" "));
+      assert.match(run.stderr, reason, args.join(" "));
+      assert.match(run.stderr, /^usage:/m, "the usage follows");
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a conversation that moves to the first page while the list is paged is still read`,
   async () => {
     const lost = nextId++;
