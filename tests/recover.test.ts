@@ -790,6 +790,29 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a long scan says how far it has read, every 100 conversations`,
+  async () => {
+    const conversations: StandInConversation[] = Array.from({ length: 230 }, (_, i) => ({
+      id: nextId++,
+      last_activity_at: ago(100 - i / 10),
+      messages: [{ id: nextId++, message_type: 0, created_at: ago(100 - i / 10) }],
+    }));
+    const api = startChatwootApi(conversations, { conversationsPerPage: 25 });
+    const lines: string[] = [];
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { progress: (l) => lines.push(l) });
+      assert.equal(scan.missing.length, 230);
+      assert.deepEqual(lines.filter((l) => l.startsWith("read ")), [
+        "read the messages of 100 of 230 conversations; missing so far: 100",
+        "read the messages of 200 of 230 conversations; missing so far: 200",
+      ]);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a scan keeps the messages it lacks, not every message of the window (a huge account)`,
   async () => {
     // 80 conversations of four 250 KB messages (an email's HTML comes larger), all stored but one, read under a

@@ -312,6 +312,9 @@ export interface ScanOptions {
   progress?: (line: string) => void;
 }
 
+/** A progress line every this many conversations read. */
+const PROGRESS_EVERY = 100;
+
 /** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
 export async function scanForMissing(
   api: ChatwootApi,
@@ -343,7 +346,13 @@ export async function scanForMissing(
   const missing: MissingMessage[] = [];
   const seen = new Set<number>();
   let candidates = 0;
-  for (const conversation of conversations) {
+  for (const [index, conversation] of conversations.entries()) {
+    // A busy account's window takes many minutes: say how far it is, rather than nothing until the end.
+    if (index > 0 && index % PROGRESS_EVERY === 0) {
+      progress(
+        `read the messages of ${index} of ${conversations.length} conversations; missing so far: ${missing.length}`,
+      );
+    }
     const id = Number(conversation.id);
     let messages: ApiMessage[];
     try {
