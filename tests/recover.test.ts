@@ -790,18 +790,22 @@ dbTest(
 );
 
 dbTest(
-  `recover [${db.kind}]: a long scan says how far it has read, every 100 conversations`,
+  `recover [${db.kind}]: a long scan says how far it has read, every 100 pages of the list and conversations`,
   async () => {
     const conversations: StandInConversation[] = Array.from({ length: 230 }, (_, i) => ({
       id: nextId++,
       last_activity_at: ago(100 - i / 10),
       messages: [{ id: nextId++, message_type: 0, created_at: ago(100 - i / 10) }],
     }));
-    const api = startChatwootApi(conversations, { conversationsPerPage: 25 });
+    const api = startChatwootApi(conversations, { conversationsPerPage: 2 });
     const lines: string[] = [];
     try {
       const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { progress: (l) => lines.push(l) });
       assert.equal(scan.missing.length, 230);
+      // The list, two to a page: 115 pages, and every 100th said.
+      assert.deepEqual(lines.filter((l) => l.startsWith("conversation list")), [
+        "conversation list: read 100 pages, 200 conversations",
+      ]);
       assert.deepEqual(lines.filter((l) => l.startsWith("read ")), [
         "read the messages of 100 of 230 conversations; missing so far: 100",
         "read the messages of 200 of 230 conversations; missing so far: 200",

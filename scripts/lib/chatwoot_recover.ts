@@ -141,6 +141,8 @@ const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 /** How far Chatwoot's clock may be behind ours, as far as telling the conversations active since a pass. */
 const CLOCK_SKEW_S = 60;
 const MAX_PASSES = 10;
+/** A progress line every this many pages of the conversation list, and conversations read. */
+const PROGRESS_EVERY = 100;
 
 /**
  * Conversations with activity at or after `since`, most recent first: the API sorts by last activity, so
@@ -215,6 +217,10 @@ export async function conversationsActiveSince(
       if (newThisPass === 0) {
         moved = repeated = true;
         break;
+      }
+      if (page % PROGRESS_EVERY === 0) {
+        const again = pass > 0 ? ` (read again, pass ${pass + 1})` : "";
+        progress(`conversation list${again}: read ${page} pages, ${seenThisPass.size} conversations`);
       }
     }
     if (pass > 0 && added === 0 && !moved && !shrank) break;
@@ -311,9 +317,6 @@ export interface ScanOptions {
   /** Progress and warnings, a line at a time. */
   progress?: (line: string) => void;
 }
-
-/** A progress line every this many conversations read. */
-const PROGRESS_EVERY = 100;
 
 /** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
 export async function scanForMissing(
