@@ -63,8 +63,9 @@ const until = values.until === undefined
   : timeArg("until", values.until);
 if (since >= until) {
   // Most likely a loss of the last minutes, with --until left at its default.
+  const defaulted = values.until === undefined ? " (by default 5 minutes ago)" : "";
   usageError(
-    `--since ${since.toISOString()} is not before --until ${until.toISOString()} (by default 5 minutes ago)`,
+    `--since ${since.toISOString()} is not before --until ${until.toISOString()}${defaulted}`,
     USAGE,
   );
 }

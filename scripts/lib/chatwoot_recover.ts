@@ -345,7 +345,7 @@ export async function scanForMissing(
     .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
   // Checked against webhook_events a conversation at a time, keeping only what is missing: a long window of a
-  // busy account holds more messages (an email's HTML in each) than a process would hold at once.
+  // busy account holds more messages (an email's HTML in each) than a process can hold at once.
   const missing: MissingMessage[] = [];
   const seen = new Set<number>();
   let candidates = 0;
