@@ -66,6 +66,9 @@ function startChatwootApi(
     stalledBodies = 0,
     // A proxy or an API that answers the first page whatever `page` asks for.
     ignoresPage = false,
+    // Answers 429 to the first requests, with this Retry-After (seconds) when set.
+    rateLimitedFirst = 0,
+    retryAfter = null as string | null,
   } = {},
 ) {
   const requests: string[] = [];
@@ -76,6 +79,13 @@ function startChatwootApi(
     requests.push(url.pathname + url.search);
     if (req.headers.get("api_access_token") !== TOKEN) {
       return Response.json({ errors: ["Invalid Access Token"] }, { status: 401 });
+    }
+    if (rateLimitedFirst > 0) {
+      rateLimitedFirst--;
+      return new Response("Retry later\n", {
+        status: 429,
+        headers: retryAfter ? { "retry-after": retryAfter } : {},
+      });
     }
     if (failures > 0) {
       failures--;
@@ -406,6 +416,25 @@ dbTest(`recover [${db.kind}]: deno task recover says when it waits to try Chatwo
     await api.stop();
   }
 });
+
+dbTest(
+  `recover [${db.kind}]: a 429 is waited out as its Retry-After says, not the shorter pause`,
+  async () => {
+    const s = await scenario();
+    const api = startChatwootApi(s.conversations, { rateLimitedFirst: 1, retryAfter: "1" });
+    const lines: string[] = [];
+    try {
+      const scan = await scanForMissing({ ...api.config, onRetry: (l) => lines.push(l) }, sql, SINCE, UNTIL);
+      assert.deepEqual(scan.missing.map((m) => m.message.id), s.missing);
+      // The pauses configured are 10 ms: the line names Chatwoot's second instead.
+      assert.deepEqual(lines, [
+        "Chatwoot API /api/v1/profile: answered 429; trying again in 1 s (retry 1 of 2)",
+      ]);
+    } finally {
+      await api.stop();
+    }
+  },
+);
 
 dbTest(
   `recover [${db.kind}]: a retry after no answer at all says why, as does the failure after the last`,
