@@ -672,6 +672,98 @@ dbTest(
   },
 );
 
+/** `request`'s answer, or a failure naming `what` when none came within 30 s (a request left hanging). */
+async function answeredWithin(request: Response | Promise<Response>, what: string): Promise<Response> {
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  return await Promise.race([
+    request,
+    new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error(`${what} still unanswered after 30 s`)), 30_000);
+    }),
+  ]).finally(() => clearTimeout(guard));
+}
+
+async function taskState(key: string): Promise<{ status: string; evidence: string | null }> {
+  const [row] = await db.sql<{ status: string; evidence: string | null }[]>`
+    select status, evidence from public.readiness_tasks where key = ${key}`;
+  return { status: row.status, evidence: row.evidence };
+}
+
+dbTest(
+  "readiness PATCH: a database that does not answer gets 503 within the write's bound, and the write does " +
+    "not land once it is back",
+  async () => {
+    // Connections accepted and closed at once: postgres.js queues the write until it can connect again.
+    const proxy = startDbProxy(db.url, { cut: true });
+    // One connection, so a query made after the PATCH runs after whatever the PATCH left queued.
+    const proxiedSql = connect(proxy.url, { max: 1 });
+    const a = app({ sql: proxiedSql, writeTimeoutMs: 300 });
+    const before = { task: await taskState("task-2"), history: await historyCount() };
+    try {
+      const res = await answeredWithin(
+        patch(a, "task-2", { status: "done", evidence: "sent while the database was out of reach" }),
+        "PATCH",
+      );
+      assert.equal(res.status, 503);
+      assert.equal((await res.json()).error, "database_unavailable");
+      // The editor was told nothing changed: the queued write must not be applied when the database is back.
+      proxy.restore();
+      await proxiedSql`select 1`;
+      assert.deepEqual(await taskState("task-2"), before.task);
+      assert.equal(await historyCount(), before.history);
+    } finally {
+      await proxiedSql.end({ timeout: 1 });
+      await proxy.close();
+      await db.sql`select public.readiness_update_item('task-2', 'pending', true, null, null, 'test')`;
+    }
+  },
+);
+
+dbTest(
+  "readiness PATCH: a lock held on the item's table (a migration, an open SQL editor transaction) gets 503 " +
+    "within the write's bound, and nothing is stored once it is released",
+  async () => {
+    // Read first: PGlite serves one transaction at a time, so while the holder's is open every other connection
+    // waits (the writer's cannot even connect within its connect_timeout). The lock wait is Postgres's case.
+    const before = { task: await taskState("task-4"), history: await historyCount() };
+    const holder = connect(db.url, { max: 1 });
+    // One connection, so a query made after the PATCH runs after whatever the PATCH left waiting.
+    const writer = connect(db.url, { max: 1 });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holding = holder.begin(async (tx) => {
+      // Reads go on (the item is found); its update waits.
+      await tx`lock table public.readiness_tasks in exclusive mode`;
+      locked();
+      await released;
+    });
+    await isLocked;
+    // Without a bound the PATCH waits for the lock: let it go after a while, so the test ends (and fails).
+    const unlock = setTimeout(release, 20_000);
+    const a = app({ sql: writer, writeTimeoutMs: 300 });
+    try {
+      const res = await answeredWithin(patch(a, "task-4", { status: "done", by: "dana" }), "PATCH");
+      assert.equal(res.status, 503, await res.clone().text());
+      assert.equal((await res.json()).error, "database_unavailable");
+    } finally {
+      clearTimeout(unlock);
+      release();
+      await holding;
+      await holder.end({ timeout: 1 });
+    }
+    try {
+      await writer`select 1`;
+      assert.deepEqual(await taskState("task-4"), before.task);
+      assert.equal(await historyCount(), before.history);
+    } finally {
+      await writer.end({ timeout: 1 });
+      await db.sql`select public.readiness_update_item('task-4', 'pending', true, null, null, 'test')`;
+    }
+  },
+);
+
 dbTest(
   "readiness PATCH: odd keys and text are 4xx; characters are code points; a no-op names nobody",
   async () => {

@@ -14,7 +14,7 @@ import {
 } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { dbErrorCode, dbFailureReason, type Sql } from "./db.ts";
+import { dbErrorCode, dbFailureReason, type Sql, withDenseResults } from "./db.ts";
 import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
 import { cachedChecks, type ReadinessConfig, readinessConfigFromEnv } from "./readiness_checks.ts";
@@ -42,6 +42,15 @@ export const MAX_PATCH_BYTES = 64 * 1024;
 const MAX_TEXT = 2000;
 /** A PATCH body not complete by then is refused (408): a client that stalls must not hold the request. */
 export const PATCH_BODY_DEADLINE_MS = 30_000;
+/**
+ * A PATCH's write not done by then is a 503 with nothing stored: a lock held on the item's table (a migration,
+ * an SQL editor's open transaction) or a database that does not answer must not hold the editor's request.
+ */
+export const PATCH_WRITE_TIMEOUT_MS = 10_000;
+/** How long past the write's bound on the server the function waits for the server's own answer. */
+const WRITE_MARGIN_MS = 2000;
+
+class WriteAbandoned extends Error {}
 
 export interface ReadinessDeps {
   sql: Sql | null;
@@ -54,6 +63,8 @@ export interface ReadinessDeps {
   cacheMs?: number;
   /** Overrides PATCH_BODY_DEADLINE_MS (tests). */
   bodyDeadlineMs?: number;
+  /** Overrides PATCH_WRITE_TIMEOUT_MS (tests). */
+  writeTimeoutMs?: number;
   /** See CheckDeps.deliveryHealthView. */
   deliveryHealthView?: string;
   /** Why `sql` is null although a database is configured (Runtime.databaseProblem). */
@@ -111,6 +122,33 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
   const checks = config
     ? cachedChecks({ sql, env, config, now, deliveryHealthView: deps.deliveryHealthView })
     : null;
+
+  /**
+   * readiness_update_item within `writeTimeoutMs`, or an error. The server ends the write at the bound
+   * (statement_timeout, lock_timeout), so an answer of 503 means nothing was stored; a write still queued in
+   * the pool then (the database unreachable: postgres.js sends it once it can connect) rolls back instead of
+   * landing minutes after its editor was told it failed, over what was written since.
+   */
+  async function updateItem(db: Sql, key: string, p: ItemPatch, actor: string) {
+    const ms = deps.writeTimeoutMs ?? PATCH_WRITE_TIMEOUT_MS;
+    const deadline = performance.now() + ms;
+    let abandoned = false;
+    const write = db.begin(async (transaction) => {
+      const left = Math.floor(deadline - performance.now());
+      if (abandoned || left < 1) throw new WriteAbandoned("the request was answered before the write began");
+      // Dense: a connection whose last statement failed after rows could leave empty slots (db.ts).
+      const tx = withDenseResults(transaction as unknown as Sql) as unknown as typeof transaction;
+      await tx`select set_config('statement_timeout', ${String(left)}, true),
+                      set_config('lock_timeout', ${String(left)}, true)`;
+      return await tx<(ItemBase & { section: string })[]>`
+        select * from public.readiness_update_item(
+          ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`;
+    });
+    return await withTimeout(write, ms + WRITE_MARGIN_MS, () => {
+      abandoned = true;
+      return new WriteAbandoned(`no answer from the database within ${ms + WRITE_MARGIN_MS} ms`);
+    });
+  }
 
   async function report(db: Sql): Promise<ReadinessReport> {
     const [[{ snapshot }], results] = await Promise.all([
@@ -243,9 +281,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     if (!/^[a-z0-9_-]{1,100}$/.test(key)) return fail(c, 404, "unknown_item", "No such readiness item");
     const actor = p.by ? `admin:${p.by}` : "admin";
     try {
-      const rows = await sql<(ItemBase & { section: string })[]>`
-        select * from public.readiness_update_item(
-          ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`;
+      const rows = await updateItem(sql, key, p, actor);
       if (rows.length === 0) return fail(c, 404, "unknown_item", `No readiness item "${key}"`);
       const item = rows[0];
       log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
@@ -265,8 +301,11 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       log("error", `${LOG} Update failed`, {
         key,
         error: error instanceof Error ? error.message : String(error),
+        code: dbErrorCode(error),
       });
-      return fail(c, 503, "database_unavailable", "The item could not be updated");
+      return fail(c, 503, "database_unavailable", "The item could not be updated; nothing changed", {
+        reason: error instanceof WriteAbandoned ? "unreachable" : dbFailureReason(error),
+      });
     }
   });
 
