@@ -308,6 +308,34 @@ dbTest("readiness GET: Accept text/html or ?format=html gives the page; a bad fo
   await post.body?.cancel();
 });
 
+dbTest("readiness GET: Accept is weighed by its q-values and read case-insensitively", async () => {
+  const a = app();
+  for (
+    const [accept, expected] of [
+      // A client that prefers JSON and takes HTML at worst, or refuses HTML outright (q=0), gets JSON.
+      ["application/json, text/html;q=0.1", "json"],
+      ["text/html;q=0", "json"],
+      ["text/html; q=0.0, */*", "json"],
+      ["*/*", "json"],
+      ["application/json", "json"],
+      // A browser, a media type in capitals (they are case-insensitive), a range that only HTML matches.
+      ["text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "html"],
+      ["TEXT/HTML", "html"],
+      ["text/*", "html"],
+      ["application/json;q=0.5, text/html", "html"],
+    ] as const
+  ) {
+    const res = await a.request("/readiness", { headers: { accept } });
+    assert.equal(res.status, 200, accept);
+    assert.match(
+      res.headers.get("content-type") ?? "",
+      expected === "html" ? /^text\/html/ : /^application\/json/,
+      accept,
+    );
+    await res.body?.cancel();
+  }
+});
+
 dbTest(
   "readiness PATCH: admin token required (503 unset, 401 missing or wrong), nothing stored",
   async () => {

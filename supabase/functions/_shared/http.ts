@@ -22,6 +22,26 @@ export function isJsonContentType(req: Request): boolean {
 }
 
 /**
+ * The weight (q, 0 to 1) an Accept header gives `mediaType` (lowercase "type/subtype"): that of the most
+ * specific range matching it (RFC 9110 12.5.1: "text/html" before "text/*" before "*\/*"), 0 when none does.
+ * Media types are case-insensitive; a q that is no qvalue counts as 1.
+ */
+export function acceptWeight(accept: string, mediaType: string): number {
+  const [type] = mediaType.split("/");
+  let best = { specificity: -1, q: 0 };
+  for (const part of accept.split(",")) {
+    const [range, ...params] = part.split(";").map((p) => p.trim().toLowerCase());
+    const specificity = range === mediaType ? 2 : range === `${type}/*` ? 1 : range === "*/*" ? 0 : -1;
+    if (specificity <= best.specificity) continue;
+    const qParam = params.find((p) => /^q\s*=/.test(p));
+    const q = qParam?.replace(/^q\s*=\s*/, "") ?? "1";
+    // RFC 9110's qvalue: 0 to 1, three decimals at most.
+    best = { specificity, q: /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(q) ? Number(q) : 1 };
+  }
+  return best.q;
+}
+
+/**
  * Content-Type's parameters as RFC 9110 writes them (`; name=token` or `; name="quoted \"string\""`), names
  * lowercased, quoted values unescaped. Not a split at every ";" and "=": a quoted value may hold both
  * (`profile="x;charset=latin1"` declares no charset).

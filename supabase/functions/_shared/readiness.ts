@@ -1,9 +1,10 @@
 // The readiness function: the production-readiness checklist from Postgres, with live checks.
-//   GET   /readiness                 JSON (default), ?format=markdown, ?format=html or Accept: text/html
+//   GET   /readiness                 JSON (default), ?format=markdown, ?format=html or an Accept preferring HTML
 //   GET   /readiness/probe           200 when ready, 503 with the failing items and checks
 //   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
 import { Hono } from "hono";
 import {
+  acceptWeight,
   bodyReadRefusal,
   declaredCharsets,
   isJsonContentType,
@@ -203,8 +204,12 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
   const app = new Hono({ strict: false });
 
   app.get(`/${FUNCTION_NAME}`, (c) => {
+    // The page when the client weighs HTML above JSON (a browser); JSON on a tie (*/*, none) and for a client
+    // that takes HTML only at a lower q, or refuses it (q=0).
+    const accept = c.req.header("accept") ?? "";
+    const html = acceptWeight(accept, "text/html");
     const format = c.req.query("format") ??
-      ((c.req.header("accept") ?? "").includes("text/html") ? "html" : "json");
+      (html > 0 && html > acceptWeight(accept, "application/json") ? "html" : "json");
     if (!["json", "markdown", "html"].includes(format)) {
       return fail(c, 400, "bad_format", "format must be one of json, markdown, html", {
         allowed: ["json", "markdown", "html"],
