@@ -5,6 +5,7 @@ import {
   ADMIN_TOKEN,
   ensureDeliveryHealthView,
   fullEnv,
+  SEED_PATH,
   setAllItems,
   STAND_IN_TOKEN,
   startChatwootStandIn,
@@ -20,7 +21,7 @@ import { secretValues, withoutSecrets } from "../supabase/functions/_shared/env.
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { startDbProxy } from "./_proxy.ts";
-import { documentBody } from "../supabase/functions/_shared/readiness_markdown.ts";
+import { documentBody, parseMarkdown } from "../supabase/functions/_shared/readiness_markdown.ts";
 import { sha256Hex } from "../supabase/functions/_shared/signature.ts";
 import { STATUSES } from "../supabase/functions/_shared/readiness_model.ts";
 
@@ -307,6 +308,35 @@ dbTest("readiness GET: Accept text/html or ?format=html gives the page; a bad fo
   assert.equal(post.headers.get("allow"), "GET");
   await post.body?.cancel();
 });
+
+dbTest(
+  "readiness GET ?format=html: every text of the user's document is on the page, front matter included",
+  async () => {
+    const { doc } = parseMarkdown(await Deno.readTextFile(SEED_PATH));
+    const texts: string[] = [];
+    const walk = (value: unknown, key: string) => {
+      // Keys are the rows' names here, statuses show as badges (a check's proof may show another).
+      if (key === "key" || key === "status") return;
+      if (typeof value === "string" || typeof value === "number") texts.push(String(value));
+      else if (Array.isArray(value)) value.forEach((v) => walk(v, key));
+      else if (value && typeof value === "object") { for (const [k, v] of Object.entries(value)) walk(v, k); }
+    };
+    walk(doc, "");
+    const res = await app().request("/readiness?format=html");
+    // The page's text as a reader sees it: tags dropped, entities read, the document's `code` spans as code.
+    const shown = (await res.text()).replace(/<[^>]*>/g, "").replace(/\s+/g, " ")
+      .replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&quot;", '"').replaceAll("&#39;", "'")
+      .replaceAll("&amp;", "&");
+    const missing = texts.map((t) => t.replaceAll("`", "").replace(/\s+/g, " ")).filter((t) =>
+      !shown.includes(t)
+    );
+    assert.deepEqual(missing, []);
+    assert.ok(
+      texts.includes("docs/integrations/chatwoot_readiness.md") && texts.length > 100,
+      `${texts.length}`,
+    );
+  },
+);
 
 dbTest("readiness GET: Accept is weighed by its q-values and read case-insensitively", async () => {
   const a = app();

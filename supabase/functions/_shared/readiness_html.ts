@@ -107,9 +107,8 @@ export function renderHtml(r: ReadinessReport): string {
   const parts: string[] = [];
   parts.push(`<header>
 <h1>${esc(d.title)}</h1>
-<div class="meta">Owner <b>${esc(d.owner)}</b> · epoch ${esc(d.epoch)} · last reviewed <b>${
-    esc(d.last_reviewed)
-  }</b>
+<div class="meta">Owner <b>${esc(d.owner)}</b> · epoch ${esc(d.epoch)} · doc <code>${esc(d.doc)}</code>
+ · last reviewed <b>${esc(d.last_reviewed)}</b>
  · expires <b class="${assessment.document_expired ? "expired" : ""}">${esc(d.expires)}${
     assessment.document_expired ? " (expired)" : ""
   }</b> · doc_hash <code>${esc(r.docHash.slice(0, 12))}…</code> · generated ${esc(when(r.generatedAt))}</div>
