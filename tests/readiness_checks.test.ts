@@ -86,6 +86,40 @@ dbTest(
   },
 );
 
+dbTest(
+  "readiness check chatwoot_health and chatwoot_api: a Chatwoot out of reach fails saying why, not only " +
+    '"fetch failed"',
+  async () => {
+    // A port nothing listens on: Chatwoot's host up, its server down.
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const downUrl = `http://127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
+    closed.close();
+    // A server that takes each connection and closes it unanswered (a proxy in front of a Chatwoot restarting).
+    const hangUp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const hangUpUrl = `http://127.0.0.1:${(hangUp.addr as Deno.NetAddr).port}`;
+    const accepting = (async () => {
+      for await (const conn of hangUp) conn.close();
+    })().catch(() => {});
+    try {
+      for (
+        const [url, why] of [[downUrl, /connection refused/i], [hangUpUrl, /connection closed/i]] as const
+      ) {
+        for (const check of [checkChatwootHealth, checkChatwootApi]) {
+          const result = await check(deps(fullEnv(url)));
+          assert.equal(result.status, "fail", result.detail);
+          assert.match(result.detail, why, `${result.name}: ${result.detail}`);
+          assert.ok(!result.detail.includes(STAND_IN_TOKEN));
+          // The function's own address (fetch names it, "from 127.0.0.1:<port>") is not for the public page.
+          assert.doesNotMatch(result.detail, / from \S+ for /, result.detail);
+        }
+      }
+    } finally {
+      hangUp.close();
+      await accepting;
+    }
+  },
+);
+
 dbTest("readiness check chatwoot_health: not configured warns; a malformed URL fails", async () => {
   const unset = await checkChatwootHealth(deps({}));
   assert.equal(unset.status, "warn");

@@ -137,6 +137,25 @@ type Outcome = { status: CheckStatus; detail: string; proves?: string[]; data?: 
 
 class CheckTimeout extends Error {}
 
+/**
+ * An error's message with its causes': fetch says only "fetch failed", and why (connection refused, a DNS
+ * name not found, a TLS error) is in its cause, which an operator needs to see.
+ */
+function errorText(error: unknown): string {
+  const messages: string[] = [];
+  for (let e: unknown = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    // "error sending request from <the function's own address:port> for <url>": the page is public.
+    const message = (e instanceof Error ? e.message : String(e)).replace(/ from \S+ for /g, " for ");
+    if (message && !messages.includes(message)) messages.push(message);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return messages.join(": ");
+}
+
+function atMost(characters: number, text: string): string {
+  return text.length > characters ? `${text.slice(0, characters - 1)}…` : text;
+}
+
 /** Runs one check within `timeoutMs`; a thrown error or the timeout becomes a fail with the reason. */
 async function timed(
   name: string,
@@ -160,9 +179,8 @@ async function timed(
       detail: error instanceof CheckTimeout
         ? `no answer within ${timeoutMs} ms`
         // The page is public: an error's text (fetch's quotes a header value it refused) shows no secret.
-        : `error: ${
-          withoutSecrets(error instanceof Error ? error.message : String(error), secretValues(deps.env))
-        }`,
+        // Cut after the secrets are masked, so no part of one survives the cut.
+        : `error: ${atMost(500, withoutSecrets(errorText(error), secretValues(deps.env)))}`,
     };
   }
   return {
