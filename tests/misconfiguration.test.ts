@@ -53,6 +53,24 @@ Deno.test("READINESS_ADMIN_TOKEN with a character no Authorization header carrie
   }
 });
 
+Deno.test("READINESS_CHECK_TIMEOUT_MS beyond what a request can wait: 503 naming it", async () => {
+  // 3 000 000 000 ms overflowed the timers (at most 2^31 - 1 ms): every check and the report gave up at once, and
+  // GET answered 503 "database_unavailable, unreachable" of a database that answered.
+  for (const value of ["3000000000", "120001"]) {
+    const app = createReadinessApp({
+      sql: null,
+      env: { READINESS_CHECK_TIMEOUT_MS: value },
+      log: memoryLogger(),
+    });
+    const response = await app.request("/readiness");
+    const body = await response.json();
+    assert.equal(response.status, 503, value);
+    assert.equal(body.error, "not_configured");
+    assert.match(body.message, /READINESS_CHECK_TIMEOUT_MS must be an integer from 1 to 120000/);
+  }
+  assert.equal(readinessConfigFromEnv({ READINESS_CHECK_TIMEOUT_MS: "120000" }).checkTimeoutMs, 120_000);
+});
+
 Deno.test("a DATABASE_POOL_SIZE typo: the default pool of 5, said once at start, naming it; no 503", async () => {
   const password = "a-real-password-0123456789";
   const url = `postgresql://postgres:${password}@127.0.0.1:1/postgres`;

@@ -4,8 +4,8 @@ export type Env = Record<string, string | undefined>;
 export class ConfigError extends Error {}
 
 /** An integer setting: `fallback` when unset, else its value; refused (ConfigError, naming it) when not one. */
-export function intFromEnv(env: Env, name: string, fallback: number, min = 1): number {
-  const { value, problem } = readInt(env, name, fallback, min);
+export function intFromEnv(env: Env, name: string, fallback: number, min = 1, max?: number): number {
+  const { value, problem } = readInt(env, name, fallback, min, max);
   if (problem) throw new ConfigError(problem);
   return value;
 }
@@ -37,14 +37,17 @@ function readInt(
   name: string,
   fallback: number,
   min: number,
+  max?: number,
 ): { value: number; problem: string | null } {
   const raw = env[name]?.trim();
   if (!raw) return { value: fallback, problem: null };
   // Digits only: Number() also reads "0x10" (16), "1e3" and "4194304.0", none of which an operator means.
   const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  return !Number.isSafeInteger(value) || value < min
-    ? { value: fallback, problem: `${name} must be an integer >= ${min}` }
-    : { value, problem: null };
+  if (!Number.isSafeInteger(value) || value < min || (max !== undefined && value > max)) {
+    const range = max === undefined ? `>= ${min}` : `from ${min} to ${max}`;
+    return { value: fallback, problem: `${name} must be an integer ${range}` };
+  }
+  return { value, problem: null };
 }
 
 /** Comma-separated list; blanks dropped. */

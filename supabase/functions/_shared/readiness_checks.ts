@@ -51,6 +51,11 @@ export const CREDENTIAL_ALIASES: Record<string, string[]> = {
 };
 
 const MIN_ADMIN_TOKEN_LENGTH = 24;
+/**
+ * A GET answers within the checks' bound and 2 s: past 2 minutes the platform has ended the request (Supabase:
+ * 150 s), and past 2^31 - 1 ms the timers fire at once, failing every check and the report as unanswered.
+ */
+const MAX_CHECK_TIMEOUT_MS = 120_000;
 
 export function readinessConfigFromEnv(env: Env): ReadinessConfig {
   const rawBase = stringFromEnv(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
@@ -77,7 +82,7 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
     },
     adminToken: adminToken && !adminTokenProblem ? adminToken : null,
     adminTokenProblem,
-    checkTimeoutMs: intFromEnv(env, "READINESS_CHECK_TIMEOUT_MS", 3000),
+    checkTimeoutMs: intFromEnv(env, "READINESS_CHECK_TIMEOUT_MS", 3000, 1, MAX_CHECK_TIMEOUT_MS),
     cacheMs: intFromEnv(env, "READINESS_CACHE_SECONDS", 30, 0) * 1000,
   };
 }
