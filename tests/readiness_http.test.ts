@@ -823,6 +823,68 @@ dbTest(
 );
 
 dbTest(
+  "readiness PATCH: if_updated_at refuses a write made on a stale copy (412 with the item as it is, nothing " +
+    "stored); the item's updated_at from GET or from a PATCH's answer lets it through",
+  async () => {
+    const a = app();
+    // Two editors load the page; B writes first.
+    const { body: page } = await getJson(a);
+    const seen = page.sections.tasks.find((t: Json) => t.key === "task-8").updated_at;
+    const b = await (await patch(a, "task-8", { evidence: "mail received 10:02, see artifacts/", by: "bea" }))
+      .json();
+    const before = await historyCount();
+    // A, on the copy loaded before B's write: refused, B's evidence kept.
+    const stale = await patch(a, "task-8", {
+      status: "done",
+      evidence: "tested",
+      by: "al",
+      if_updated_at: seen,
+    });
+    assert.equal(stale.status, 412, await stale.clone().text());
+    const refusal = await stale.json();
+    assert.equal(refusal.error, "stale_item");
+    assert.equal(refusal.item.evidence, "mail received 10:02, see artifacts/");
+    assert.equal(refusal.item.updated_by, "admin:bea");
+    assert.deepEqual(await taskState("task-8"), {
+      status: "pending",
+      evidence: "mail received 10:02, see artifacts/",
+    });
+    assert.equal(await historyCount(), before);
+    // With the updated_at B's answer gave (milliseconds), then the one the page shows after that write
+    // (microseconds): taken.
+    const first = await patch(a, "task-8", {
+      status: "in_progress",
+      by: "al",
+      if_updated_at: b.item.updated_at,
+    });
+    assert.equal(first.status, 200, await first.clone().text());
+    await first.body?.cancel();
+    const { body: fresh } = await getJson(a);
+    const current = fresh.sections.tasks.find((t: Json) => t.key === "task-8").updated_at;
+    const second = await patch(a, "task-8", { status: "pending", by: "al", if_updated_at: current });
+    assert.equal(second.status, 200, await second.clone().text());
+    await second.body?.cancel();
+    // Two editors at once on the same copy: one write is taken, the other refused.
+    const { body: both } = await getJson(a);
+    const shared = both.sections.tasks.find((t: Json) => t.key === "task-8").updated_at;
+    const answers = await Promise.all(
+      ["first editor's log", "second editor's log"].map((evidence) =>
+        patch(a, "task-8", { evidence, if_updated_at: shared })
+      ),
+    );
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 412]);
+    for (const r of answers) await r.body?.cancel();
+    // Not a time: 400, nothing stored. An unknown item: 404 as without it.
+    const bad = await patch(a, "task-8", { status: "done", if_updated_at: "yesterday" });
+    assert.deepEqual([bad.status, (await bad.json()).error], [400, "invalid_body"]);
+    const unknown = await patch(a, "task-99", { status: "done", if_updated_at: current });
+    assert.deepEqual([unknown.status, (await unknown.json()).error], [404, "unknown_item"]);
+    assert.equal((await taskState("task-8")).status, "pending");
+    await db.sql`select public.readiness_update_item('task-8', 'pending', true, null, null, 'test')`;
+  },
+);
+
+dbTest(
   "readiness PATCH: odd keys and text are 4xx; characters are code points; a no-op names nobody",
   async () => {
     const a = app();

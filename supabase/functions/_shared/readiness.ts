@@ -1,7 +1,8 @@
 // The readiness function: the production-readiness checklist from Postgres, with live checks.
 //   GET   /readiness                 JSON (default), ?format=markdown, ?format=html or an Accept preferring HTML
 //   GET   /readiness/probe           200 when ready, 503 with the failing items and checks
-//   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?} with Authorization: Bearer <admin token>
+//   PATCH /readiness/items/<key>     {status?, evidence?, note?, by?, if_updated_at?} with Authorization: Bearer
+//                                    <admin token>
 import { Hono } from "hono";
 import {
   acceptWeight,
@@ -53,6 +54,13 @@ const WRITE_MARGIN_MS = 2000;
 
 class WriteAbandoned extends Error {}
 
+/** An if_updated_at that no longer matches: the item as it is now, for the editor to look at again. */
+class StaleItem extends Error {
+  constructor(readonly item: ItemBase & { section: string }) {
+    super("the item changed since");
+  }
+}
+
 export interface ReadinessDeps {
   sql: Sql | null;
   env: Env;
@@ -96,6 +104,7 @@ type ErrorCode =
   | "invalid_evidence"
   | "nothing_to_update"
   | "secret_in_evidence"
+  | "stale_item"
   | "unknown_item"
   | "method_not_allowed"
   | "not_found"
@@ -134,13 +143,29 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     const ms = deps.writeTimeoutMs ?? PATCH_WRITE_TIMEOUT_MS;
     const deadline = performance.now() + ms;
     let abandoned = false;
-    const write = db.begin(async (transaction) => {
+    const write = db.begin(async (transaction): Promise<(ItemBase & { section: string })[]> => {
       const left = Math.floor(deadline - performance.now());
       if (abandoned || left < 1) throw new WriteAbandoned("the request was answered before the write began");
       // Dense: a connection whose last statement failed after rows could leave empty slots (db.ts).
       const tx = withDenseResults(transaction as unknown as Sql) as unknown as typeof transaction;
       await tx`select set_config('statement_timeout', ${String(left)}, true),
                       set_config('lock_timeout', ${String(left)}, true)`;
+      if (p.ifUpdatedAt !== null) {
+        // Compared under the row's lock, so no write lands between the comparison and this one. To the
+        // millisecond: a PATCH's answer gives updated_at so (a JavaScript Date), the page to the microsecond.
+        const [found] = await tx<{ section: string }[]>`
+          select section from public.readiness_items where key = ${key}`;
+        if (!found) return [];
+        const [row] = await tx<{ same: boolean }[]>`
+          select date_trunc('milliseconds', updated_at) = date_trunc('milliseconds', ${p.ifUpdatedAt}::timestamptz)
+                   as same
+            from ${tx(`public.readiness_${found.section}`)} where key = ${key} for update`;
+        if (!row?.same) {
+          const [item] = await tx<(ItemBase & { section: string })[]>`
+            select * from public.readiness_items where key = ${key}`;
+          throw new StaleItem(item);
+        }
+      }
       return await tx<(ItemBase & { section: string })[]>`
         select * from public.readiness_update_item(
           ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`;
@@ -292,6 +317,16 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
       return c.json({ ok: true, item: { ...item, status_text: statusText(item.status) } });
     } catch (error) {
+      if (error instanceof StaleItem) {
+        return fail(
+          c,
+          412,
+          "stale_item",
+          `"${key}" changed after the if_updated_at given; nothing changed. Look at it again, then send its ` +
+            "updated_at",
+          { item: { ...error.item, status_text: statusText(error.item.status) } },
+        );
+      }
       const code = (error as { code?: string }).code;
       if (code === "23514") {
         return fail(
@@ -385,13 +420,15 @@ export interface ItemPatch {
   evidence?: string | null;
   note: string | null;
   by: string | null;
+  /** The item's updated_at as the editor saw it: the write is refused (412) if it has changed since. */
+  ifUpdatedAt: string | null;
 }
 
 type PatchResult =
   | { ok: true; value: ItemPatch }
   | { ok: false; error: ErrorCode; message: string; extra?: Record<string, unknown> };
 
-const PATCH_FIELDS = ["status", "evidence", "note", "by"];
+const PATCH_FIELDS = ["status", "evidence", "note", "by", "if_updated_at"];
 
 export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -451,6 +488,22 @@ export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
   const note = text("note", b.note, MAX_TEXT, false);
   const by = text("by", b.by, 100, true);
   for (const v of [evidence, note, by]) if (v !== null && typeof v === "object") return v;
+  // An ISO 8601 time with its offset, as the answers give updated_at ("2025-10-11T08:00:00.123456+00:00", "…Z").
+  const ifUpdatedAt = b.if_updated_at;
+  if (
+    ifUpdatedAt !== undefined && ifUpdatedAt !== null && (
+      typeof ifUpdatedAt !== "string" ||
+      !/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)$/.test(ifUpdatedAt) ||
+      Number.isNaN(Date.parse(ifUpdatedAt.replace(" ", "T")))
+    )
+  ) {
+    return {
+      ok: false,
+      error: "invalid_body",
+      message:
+        "if_updated_at must be the item's updated_at, as GET or a PATCH answered it (ISO 8601, with offset)",
+    };
+  }
   if (b.status === undefined && b.evidence === undefined) {
     return { ok: false, error: "nothing_to_update", message: "Give status and/or evidence" };
   }
@@ -461,6 +514,7 @@ export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
       ...(b.evidence !== undefined ? { evidence: evidence as string | null } : {}),
       note: note as string | null,
       by: by as string | null,
+      ifUpdatedAt: (ifUpdatedAt as string | undefined) ?? null,
     },
   };
 }
