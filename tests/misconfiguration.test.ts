@@ -95,6 +95,10 @@ Deno.test("a database URL typo: every function answers 503 naming it, none fails
   const url = `postgresql://postgres:${password}@127.0.0.1:1/postgres`;
   const cases: [Record<string, string>, RegExp][] = [
     [{ SUPABASE_DB_URL: `"${url}"` }, /DATABASE_URL \/ SUPABASE_DB_URL\) is not a postgresql:/],
+    // postgres.js sends text as UTF-8 whatever the URL asks the server to read it as: stored garbled, and the
+    // ingest's inline literals (sql_literal.ts) quote for UTF-8 alone.
+    [{ DATABASE_URL: `${url}?client_encoding=SJIS` }, /client_encoding/],
+    [{ DATABASE_URL: `${url}?options=-c%20client_encoding%3DLATIN1` }, /client_encoding/],
   ];
   for (const [env, named] of cases) {
     const log = memoryLogger();

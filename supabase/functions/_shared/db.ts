@@ -35,6 +35,11 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
       "The database URL (DATABASE_URL / SUPABASE_DB_URL) is not a postgresql://user:password@host:port/database URL",
     );
   }
+  if (asksForAnotherEncoding(url)) {
+    throw new DatabaseUrlError(
+      "The database URL (DATABASE_URL / SUPABASE_DB_URL) sets client_encoding: remove it (the relay speaks UTF-8)",
+    );
+  }
   try {
     return withDenseResults(postgres(url, {
       prepare: false, // Supavisor's transaction pooler cannot keep prepared statements
@@ -57,6 +62,26 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
       }): percent-encode special characters such as # / ? % in the password`,
     );
   }
+}
+
+/**
+ * postgres.js passes a URL's query parameters to the server as settings, after its own client_encoding=UTF8.
+ * Another encoding there (or in `options=-c …`) has the server read the UTF-8 that postgres.js always sends
+ * as that encoding: text stored garbled, and the ingest's inline literals (sql_literal.ts) quoted for UTF-8
+ * read under rules they were not quoted for.
+ */
+function asksForAnotherEncoding(url: string): boolean {
+  let query: URLSearchParams;
+  try {
+    query = new URL(url.trim()).searchParams;
+  } catch {
+    return false; // postgres.js refuses it below, with its own message
+  }
+  for (const [name, value] of query) {
+    if (name === "client_encoding" && !/^\s*(utf-?8|unicode)\s*$/i.test(value)) return true;
+    if (name === "options" && /client_encoding/i.test(value)) return true;
+  }
+  return false;
 }
 
 interface SocketTarget {
