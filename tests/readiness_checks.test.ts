@@ -220,10 +220,19 @@ dbTest("readiness check chatwoot_credentials: presence by name (or its alias), n
     CREDENTIALS,
   );
   assert.equal(some.status, "fail");
+  // Named as the README and the other checks ask for them (CHATWOOT_ACCOUNT_ID), the document's name beside:
+  // naming only the *_PROD name sent a user who had set neither to a name the deploy steps never mention.
   assert.equal(
     some.detail,
-    "missing: CHATWOOT_ACCOUNT_ID_PROD, CHATWOOT_WEBHOOK_SECRET, CHATWOOT_BASE_URL_PROD",
+    "missing: CHATWOOT_ACCOUNT_ID (or CHATWOOT_ACCOUNT_ID_PROD), CHATWOOT_WEBHOOK_SECRET, " +
+      "CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)",
   );
+  // data.missing keeps the document's names: the keys of data.present, what a monitor reads.
+  assert.deepEqual(some.data?.missing, [
+    "CHATWOOT_ACCOUNT_ID_PROD",
+    "CHATWOOT_WEBHOOK_SECRET",
+    "CHATWOOT_BASE_URL_PROD",
+  ]);
 });
 
 dbTest(

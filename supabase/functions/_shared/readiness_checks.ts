@@ -362,11 +362,20 @@ export function checkCredentials(deps: CheckDeps, credentialNames: string[]): Pr
         ? { status: "pass" as const, detail: `all ${credentialNames.length} present${urlToken}`, data }
         : {
           status: "fail" as const,
-          detail: [`missing: ${missing.join(", ")}`, ...problems].join("; "),
+          detail: [`missing: ${missing.map(missingCredentialText).join(", ")}`, ...problems].join("; "),
           data,
         },
     );
   });
+}
+
+/**
+ * A missing credential as the user would set it: the generic name the README's deploy steps use first, the
+ * document's *_PROD name beside it, as the other checks name them.
+ */
+function missingCredentialText(name: string): string {
+  const generic = CREDENTIAL_ALIASES[name] ?? [];
+  return generic.length > 0 ? `${generic.join(", ")} (or ${name})` : name;
 }
 
 /**
