@@ -9,7 +9,8 @@ import { SAMPLE_EVENTS, type SampleEvent, samplePayload } from "./lib/samples.ts
 
 await loadDotenv(".env");
 const USAGE =
-  "usage: deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]";
+  "usage: deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]\n" +
+  `events (default message_created): ${SAMPLE_EVENTS.join(", ")}`;
 const parsed = parseArgsOrExit(
   {
     args: Deno.args,
@@ -26,7 +27,7 @@ const parsed = parseArgsOrExit(
 const { values, positionals } = parsed;
 const event = (positionals[0] ?? "message_created") as SampleEvent;
 if (!SAMPLE_EVENTS.includes(event)) {
-  usageError(`Unknown event ${event}. One of: ${SAMPLE_EVENTS.join(", ")}`, USAGE);
+  usageError(`Unknown event ${event}`, USAGE);
 }
 /** A whole-number option (an id, 1 or more), or exit 2 with the usage: a bad one is the caller's, not a 4xx. */
 function idOption(name: "message-id" | "conversation-id"): number | undefined {

@@ -7,6 +7,7 @@ import { dbTest, startTestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { storeRecoveredCopy } from "./_forwarding.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
+import { KNOWN_EVENTS } from "../supabase/functions/_shared/chatwoot_events.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const db = await startTestDb();
@@ -420,6 +421,15 @@ Deno.test({
       await Deno.remove(dataDir, { recursive: true });
     }
   },
+});
+
+Deno.test("cli: deno task send --help names every event it can send and the default", async () => {
+  // The README sends "any event of the contract"; only a wrong name listed them, so --help left a newcomer
+  // guessing the names.
+  const out = await run("scripts/send.ts", ["--help"], { DATABASE_URL: refusedDatabaseUrl() });
+  assert.equal(out.code, 0, out.stderr);
+  for (const event of KNOWN_EVENTS) assert.match(out.stdout, new RegExp(`\\b${event}\\b`), event);
+  assert.match(out.stdout, /default message_created/);
 });
 
 Deno.test("cli: stats --days 0 and send <unknown event> say what is wrong, then the usage, exit 2", async () => {
