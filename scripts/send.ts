@@ -1,6 +1,7 @@
 // deno task send [event] [--url URL] [--message-id N] [--conversation-id N] [--content TEXT]
 // Posts one correctly signed sample webhook to the local server and prints the answer (with only a URL token
 // configured, an unsigned one carrying ?token=, as Chatwoot versions that cannot sign send it).
+import { errorMessageWithCause } from "../supabase/functions/_shared/background.ts";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { exitWithFailure, parseArgsOrExit, redact, usageError } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
@@ -48,8 +49,8 @@ if (!credential) {
   );
   Deno.exit(2);
 }
-let url = values.url ??
-  `http://127.0.0.1:${Deno.env.get("PORT") || "54321"}/functions/v1/chatwoot-webhook`;
+const port = Deno.env.get("PORT") || "54321";
+let url = values.url ?? `http://127.0.0.1:${port}/functions/v1/chatwoot-webhook`;
 // Only a URL token configured: sent as ?token=, unless the URL already carries one.
 if ("urlToken" in credential && URL.canParse(url) && !new URL(url).searchParams.has("token")) {
   const withToken = new URL(url);
@@ -78,7 +79,14 @@ try {
   });
   answer = await response.text();
 } catch (error) {
-  exitWithFailure("send", url, error);
+  // The default URL is task dev's: nothing there most likely means it is not started (or not Ready) yet.
+  exitWithFailure(
+    "send",
+    url,
+    values.url === undefined
+      ? new Error(`${errorMessageWithCause(error)}; is \`deno task dev\` running (on PORT ${port})?`)
+      : error,
+  );
 }
 console.log(`${event} -> ${shownUrl}`);
 console.log(`HTTP ${response.status} ${answer}`);

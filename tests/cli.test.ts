@@ -186,6 +186,30 @@ Deno.test("cli: deno task send to a server that is not there says so in one line
   assertOneLineFailure(out, new RegExp(`^send failed \\(${url.replaceAll(".", "\\.")}\\): .*refused`, "i"));
 });
 
+Deno.test("cli: deno task send to its default URL with nothing there asks whether deno task dev runs", async () => {
+  // Terminal 2 run before terminal 1 says Ready: "Connection refused" alone left a newcomer guessing.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(listener.addr.port);
+  listener.close();
+  const out = await run("scripts/send.ts", [], {
+    CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
+    PORT: port,
+  });
+  assertOneLineFailure(
+    out,
+    /^send failed \(http:\/\/127\.0\.0\.1:\d+\/.*refused.*is `deno task dev` running/i,
+  );
+  // A URL given is the user's own server: no word about task dev.
+  const given = await run("scripts/send.ts", [
+    "--url",
+    `http://127.0.0.1:${port}/functions/v1/chatwoot-webhook`,
+  ], {
+    CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
+  });
+  assertOneLineFailure(given, /refused/i);
+  assert.doesNotMatch(given.stderr, /deno task dev/);
+});
+
 /** Two CLIs that print the database they work on. */
 const SHOWING_THE_DATABASE: Array<[string, string[]]> = [["scripts/migrate.ts", ["--check"]], [
   "scripts/stats.ts",
