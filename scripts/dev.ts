@@ -22,6 +22,15 @@ const CONNECT_ERRORS = new Set([
   "3D000", // invalid_catalog_name: no such database
 ]);
 
+/** The database a postgres URL names (its path), or null when it names none or cannot be read. */
+function databaseName(url: string): string | null {
+  try {
+    return decodeURIComponent(new URL(url.trim()).pathname.slice(1)) || null;
+  } catch {
+    return null;
+  }
+}
+
 // No options: settings are environment variables (or .env), so `--port 8000` must not go unnoticed.
 parseArgsOrExit(
   { args: Deno.args, options: {} },
@@ -73,9 +82,16 @@ const server = await startDevServer({
     Deno.exit(1);
   }
   if (!taken && external && CONNECT_ERRORS.has(error?.code)) {
+    // A server that answers but lacks the database: create it (the migrations run at start), not start it.
+    const database = databaseName(external);
+    const remedy = error?.code !== "3D000"
+      ? "Start it or fix the URL"
+      : database && /^[a-z_][a-z0-9_]*$/.test(database)
+      ? `Create it (\`createdb ${database}\`, or \`create database ${database}\` in psql) or fix the URL`
+      : "Create it or fix the URL";
     console.error(
       `Cannot connect to the database in DATABASE_URL/SUPABASE_DB_URL (${redact(external)}): ` +
-        `${error.message}. Start it or fix the URL; unset both to use the embedded database.`,
+        `${error.message}. ${remedy}; unset both to use the embedded database.`,
     );
     Deno.exit(1);
   }

@@ -354,6 +354,26 @@ Deno.test("dev: a DATABASE_URL it cannot reach is named (password hidden), not t
 });
 
 Deno.test({
+  name: "dev: a DATABASE_URL naming a database the server lacks says to create it (a server's DATABASE_URL)",
+  ignore: !Deno.env.get("DATABASE_URL"),
+  async fn() {
+    // "Start it" fits a server that is down, not a newcomer's database not yet made on a running one.
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-db-" });
+    const missing = new URL(Deno.env.get("DATABASE_URL")!);
+    missing.pathname = `/relay_dev_missing_${crypto.randomUUID().replaceAll("-", "")}`;
+    try {
+      const run = await devUntilExit({ RELAY_DATA_DIR: dataDir, DATABASE_URL: missing.toString() });
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr, /^Cannot connect to the database .*does not exist\. Create it \(/m);
+      assert.match(run.stderr, new RegExp(`createdb ${missing.pathname.slice(1)}`));
+      assert.doesNotMatch(run.stderr, /Start it/);
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name:
     "dev + send: with only CHATWOOT_WEBHOOK_URL_TOKEN set (a rotation's two), `deno task send` posts one, unsigned",
   sanitizeOps: false,
