@@ -96,11 +96,3 @@ export function startAgentSdk(behaviour: Behaviour = () => ok()): AgentSdkStandI
     },
   };
 }
-
-/** A URL on which nothing listens (connection refused). */
-export function closedPortUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return `http://127.0.0.1:${port}`;
-}

@@ -8,16 +8,14 @@ import { devCommand, startDev } from "./_dev.ts";
 import { storeRecoveredCopy } from "./_forwarding.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { KNOWN_EVENTS } from "../supabase/functions/_shared/chatwoot_events.ts";
+import { CLOSED_PORT } from "./_closed_port.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const db = await startTestDb();
 
 /** A postgres URL on which nothing listens, with a password that must never be shown. */
 function refusedDatabaseUrl(): string {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return `postgresql://postgres:hunter2-secret@127.0.0.1:${port}/postgres`;
+  return `postgresql://postgres:hunter2-secret@127.0.0.1:${CLOSED_PORT}/postgres`;
 }
 
 interface Run {
@@ -177,9 +175,7 @@ Deno.test({
 });
 
 Deno.test("cli: deno task send to a server that is not there says so in one line, exit 1", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const url = `http://127.0.0.1:${listener.addr.port}/functions/v1/chatwoot-webhook`;
-  listener.close();
+  const url = `http://127.0.0.1:${CLOSED_PORT}/functions/v1/chatwoot-webhook`;
   const out = await run("scripts/send.ts", ["--url", url], {
     CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
   });

@@ -11,6 +11,7 @@ import { startAgentSdk } from "./_agent_sdk.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
+import { CLOSED_PORT } from "./_closed_port.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -330,9 +331,7 @@ Deno.test("dev: a port already taken is named with the setting to change, and th
 
 Deno.test("dev: a DATABASE_URL it cannot reach is named (password hidden), not thrown as a stack trace", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-db-" });
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = closed.addr.port;
-  closed.close();
+  const port = CLOSED_PORT;
   try {
     const run = await devUntilExit({
       RELAY_DATA_DIR: dataDir,

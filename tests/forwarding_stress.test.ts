@@ -7,7 +7,7 @@
 // expected outputs. Server only: on PGlite the forwarders would share one session.
 import assert from "node:assert/strict";
 import { closeSharedDb, fastSettings, freshForwardingDb, withBackgroundAwaited } from "./_forwarding.ts";
-import { closedPortUrl } from "./_agent_sdk.ts";
+import { closedPortUrl } from "./_closed_port.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { type DeliveryTransport, drain, fetchTransport } from "../supabase/functions/_shared/forwarder.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";

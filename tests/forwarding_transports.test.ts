@@ -3,7 +3,8 @@
 // drain() against a real database and the real Agent SDK stand-in, once per transport.
 import assert from "node:assert/strict";
 import { dbTest } from "./_db.ts";
-import { closedPortUrl, ok, startAgentSdk } from "./_agent_sdk.ts";
+import { ok, startAgentSdk } from "./_agent_sdk.ts";
+import { closedPortUrl } from "./_closed_port.ts";
 import {
   assertUntouched,
   attemptsOf,

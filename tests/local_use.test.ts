@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { loadDotenv } from "../scripts/lib/dotenv.ts";
 import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
+import { CLOSED_PORT } from "./_closed_port.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -85,11 +86,8 @@ Deno.test({
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
       () => Response.json({}),
     );
-    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const closedPort = closed.addr.port;
-    closed.close();
     try {
-      for (const port of [server.addr.port, closedPort]) {
+      for (const port of [server.addr.port, CLOSED_PORT]) {
         const url = `http://relay:hunter2-password@127.0.0.1:${port}/functions/v1/chatwoot-webhook` +
           "?token=first-token-secret&token=second-token-secret";
         const out = await new Deno.Command(Deno.execPath(), {
@@ -100,7 +98,7 @@ Deno.test({
           stderr: "piped",
         }).output();
         const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-        assert.equal(out.code, port === closedPort ? 1 : 0, said);
+        assert.equal(out.code, port === CLOSED_PORT ? 1 : 0, said);
         assert.doesNotMatch(said, /hunter2-password|first-token-secret|second-token-secret/);
         assert.match(
           said,
@@ -203,9 +201,7 @@ Deno.test("dotenv: a Chatwoot setting exported under its _PROD name keeps both o
 
 Deno.test("send: a --message-id or --conversation-id that is not a whole number is a usage error, exit 2", async () => {
   // Nothing listens there: a run that sent anyway would fail with exit 1 instead.
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const url = `http://127.0.0.1:${closed.addr.port}/functions/v1/chatwoot-webhook`;
-  closed.close();
+  const url = `http://127.0.0.1:${CLOSED_PORT}/functions/v1/chatwoot-webhook`;
   for (const option of ["--message-id", "--conversation-id"]) {
     for (const value of ["abc", "1.5", "0"]) {
       const out = await new Deno.Command(Deno.execPath(), {

@@ -16,7 +16,7 @@ import { runScript } from "./_dev.ts";
 import { eventToStore, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { serveOnLoopback } from "./_http.ts";
-import { closedPortUrl } from "./_agent_sdk.ts";
+import { closedPortUrl } from "./_closed_port.ts";
 
 const db = await startTestDb();
 const sql = db.sql;

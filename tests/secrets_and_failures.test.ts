@@ -20,6 +20,7 @@ import { startAgentSdk } from "./_agent_sdk.ts";
 import { fastSettings, storeSample } from "./_forwarding.ts";
 import { assertStoredLateOnce, signedRequest, TEST_SECRET } from "./_http.ts";
 import { ensureDeliveryHealthView, fullEnv, startChatwootStandIn } from "./_readiness.ts";
+import { CLOSED_PORT } from "./_closed_port.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -65,13 +66,6 @@ async function capturingConsole<T>(fn: () => Promise<T>): Promise<{ result: T; o
   } finally {
     methods.forEach((m, i) => console[m] = saved[i]);
   }
-}
-
-function closedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 let nextId = 700_000;
@@ -192,7 +186,7 @@ dbTest("secrets: a database URL postgres.js cannot parse is reported without its
 
 dbTest("secrets: chatwoot-webhook's logs and answers hold none, database down or token wrong", async () => {
   // Database unreachable, its URL carrying a password: postgres.js' connection errors must not echo it.
-  const deadSql = connect(`postgresql://postgres:${DB_PASSWORD}@127.0.0.1:${closedPort()}/postgres`, {
+  const deadSql = connect(`postgresql://postgres:${DB_PASSWORD}@127.0.0.1:${CLOSED_PORT}/postgres`, {
     max: 1,
   });
   const down = createChatwootWebhookApp({
@@ -249,7 +243,7 @@ for (const transport of ["fetch", "undici"] as const) {
     };
     const { result: summary, output } = await capturingConsole(() =>
       drain(sql, {
-        agentSdkUrl: `http://relay:${AGENT_SDK_PASSWORD}@127.0.0.1:${closedPort()}/agent?x=1`,
+        agentSdkUrl: `http://relay:${AGENT_SDK_PASSWORD}@127.0.0.1:${CLOSED_PORT}/agent?x=1`,
         agentSdkSecret: AGENT_SDK_SECRET,
         agentSdkToken: AGENT_SDK_TOKEN,
       }, options)
@@ -384,7 +378,7 @@ dbTest("secrets: the public readiness page never shows a password in CHATWOOT_BA
   await ensureDeliveryHealthView(sql);
   const chatwoot = startChatwootStandIn();
   try {
-    for (const base of [chatwoot.url, `http://127.0.0.1:${closedPort()}`]) {
+    for (const base of [chatwoot.url, `http://127.0.0.1:${CLOSED_PORT}`]) {
       // Basic auth in front of Chatwoot: the credentials ride in the URL (fetch sends them as Authorization).
       const withPassword = base.replace("http://", `http://ops:${CHATWOOT_PASSWORD}@`);
       const app = createReadinessApp({
@@ -457,7 +451,7 @@ Deno.test({
     const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-" });
     const dev = await startDev({
       RELAY_DATA_DIR: dataDir,
-      AGENT_SDK_URL: `http://relay:${AGENT_SDK_PASSWORD}@127.0.0.1:${closedPort()}`,
+      AGENT_SDK_URL: `http://relay:${AGENT_SDK_PASSWORD}@127.0.0.1:${CLOSED_PORT}`,
       AGENT_SDK_TOKEN,
       AGENT_SDK_SECRET,
     });
