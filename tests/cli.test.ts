@@ -65,20 +65,26 @@ dbTest(
     const raw = JSON.stringify(
       samplePayload("message_created", { messageId: 987_101, conversationId: 9872 }),
     );
-    await storeRecoveredCopy(db.sql, raw);
-    const [view] = await db.sql`select received::int, recovered::int from chatwoot_daily_event_stats
-                               where event = 'message_created' and day = (now() at time zone 'UTC')::date`;
+    const id = await storeRecoveredCopy(db.sql, raw);
+    // The copy's own UTC day, not today's: midnight may pass between the store and the reads.
+    const [view] = await db.sql`select to_char(s.day, 'YYYY-MM-DD') as day, s.received::int, s.recovered::int
+                                 from chatwoot_daily_event_stats s
+                                 join webhook_events e on s.day = (e.received_at at time zone 'UTC')::date
+                                where s.event = 'message_created' and e.id = ${id}`;
     assert.ok(view.recovered >= 1);
     const json = await run("scripts/stats.ts", ["--json"], { SUPABASE_DB_URL: db.url });
     assert.equal(json.code, 0, json.stdout + json.stderr);
-    const row = JSON.parse(json.stdout).daily.find((r: { event: string }) => r.event === "message_created");
+    const row = JSON.parse(json.stdout).daily.find((r: { event: string; day: string }) =>
+      r.event === "message_created" && r.day === view.day
+    );
     assert.deepEqual([row.received, row.recovered], [view.received, view.recovered]);
     const text = await run("scripts/stats.ts", [], { SUPABASE_DB_URL: db.url });
     assert.equal(text.code, 0, text.stdout + text.stderr);
     const lines = text.stdout.split("\n");
     const header = lines.findIndex((l) => /^\s*day\s+event\s/.test(l));
     const columns = lines[header].trim().split(/\s+/);
-    const cells = lines.slice(header + 1).find((l) => /\bmessage_created\b/.test(l))!.trim().split(/\s+/);
+    const cells = lines.slice(header + 1).find((l) => l.includes(view.day) && /\bmessage_created\b/.test(l))!
+      .trim().split(/\s+/);
     assert.equal(cells[columns.indexOf("recovered")], String(view.recovered));
   },
 );

@@ -632,32 +632,51 @@ dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text a
 dbTest(
   `data [${db.kind}]: deno task stats --days 1 is today's UTC day, whatever the session's time zone`,
   async () => {
-    // A zone whose date differs from UTC's right now: 14 h ahead late in the UTC day, 12 h behind early in it.
-    const zone = new Date().getUTCHours() >= 10 ? "Etc/GMT-14" : "Etc/GMT+12";
-    const url = new URL(db.url);
-    url.searchParams.set("TimeZone", zone);
-    const probe = connect(url.toString(), { max: 1 });
-    const [{ tz }] = await probe`select current_setting('TimeZone') as tz`;
-    await probe.end();
-    if (tz !== zone) return; // PGlite's socket keeps one session and its settings: nothing to show there.
-    const today = new Date().toISOString().slice(0, 10);
-    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    await sql`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
-              received_at, last_received_at)
-            values ('stats-yesterday', 'stats_probe', '{}', '{}', repeat('9', 64), 'signature', 'skipped',
-                    ${yesterday + "T12:00:00Z"}, ${yesterday + "T12:00:00Z"}),
-                   ('stats-today', 'stats_probe', '{}', '{}', repeat('8', 64), 'signature', 'skipped', now(), now())`;
-    try {
-      const out = await runScript("scripts/stats.ts", ["--json", "--days", "1"], url.toString());
-      assert.equal(out.code, 0, out.stdout + out.stderr);
-      const days = JSON.parse(out.stdout).daily.filter((r: { event: string }) => r.event === "stats_probe")
-        .map((r: { day: string }) => r.day);
-      assert.deepEqual(days, [today]);
-    } finally {
-      await sql`delete from webhook_events where event = 'stats_probe'`;
+    // Zones whose date differs from UTC's: 14 h ahead from 10:00 UTC on, 12 h behind until 12:00 UTC. Both are
+    // run, so that one of them does at any time of day.
+    for (const zone of ["Etc/GMT-14", "Etc/GMT+12"]) {
+      const url = new URL(db.url);
+      url.searchParams.set("TimeZone", zone);
+      const probe = connect(url.toString(), { max: 1 });
+      const [{ tz }] = await probe`select current_setting('TimeZone') as tz`;
+      await probe.end();
+      if (tz !== zone) return; // PGlite's socket keeps one session and its settings: nothing to show there.
+      assert.deepEqual(await firstAndLastUtcSecondShown(url.toString()), ["today"], zone);
     }
   },
 );
+
+/**
+ * Which of two events, one at the first second of the database's UTC day and one at the last second of the day
+ * before, deno task stats --days 1 shows in the session `url` opens. The events are placed on the day the
+ * script's query reads: a run that straddled midnight UTC (the day read before and after it differ) runs again.
+ */
+async function firstAndLastUtcSecondShown(url: string): Promise<string[]> {
+  const utcDay = async () =>
+    (await sql<{ day: string }[]>`select to_char((now() at time zone 'UTC')::date, 'YYYY-MM-DD') as day`)[0]
+      .day;
+  for (let run = 0; run < 3; run++) {
+    const day = await utcDay();
+    const dayStart = new Date(`${day}T00:00:00Z`);
+    const dayBeforeEnd = new Date(dayStart.getTime() - 1000);
+    await sql`insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+              received_at, last_received_at)
+            values ('stats-yesterday', 'stats_probe', '{}', '{}', repeat('9', 64), 'signature', 'skipped',
+                    ${dayBeforeEnd}, ${dayBeforeEnd}),
+                   ('stats-today', 'stats_probe', '{}', '{}', repeat('8', 64), 'signature', 'skipped',
+                    ${dayStart}, ${dayStart})`;
+    try {
+      const out = await runScript("scripts/stats.ts", ["--json", "--days", "1"], url);
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      if (await utcDay() !== day) continue;
+      return JSON.parse(out.stdout).daily.filter((r: { event: string }) => r.event === "stats_probe")
+        .map((r: { day: string }) => r.day === day ? "today" : r.day);
+    } finally {
+      await sql`delete from webhook_events where event = 'stats_probe'`;
+    }
+  }
+  throw new Error("every run straddled midnight UTC");
+}
 
 dbTest(
   `data [${db.kind}]: retention prunes old delivered/skipped events in batches, never pending or dead`,
