@@ -49,6 +49,23 @@ export async function eventually<T>(
 }
 
 /**
+ * `promise`, or a failure naming `what` once `boundMs` passes without it settling: a liveness bound, so that a
+ * test of a give-up fails instead of hanging when the give-up is gone. Not a timing assertion: keep the bound
+ * many times what the give-up takes, so that only a hang reaches it.
+ */
+export async function settledWithin<T>(promise: Promise<T>, boundMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${boundMs / 1000} s`)), boundMs);
+  });
+  try {
+    return await Promise.race([promise, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Waits for the webhook's "Stored late" line, then checks the event was stored once: a second statement for
  * it would have counted it as its own duplicate.
  */
