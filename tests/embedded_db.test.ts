@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { PGlite } from "@electric-sql/pglite";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
+import { eventually } from "./_http.ts";
 
 Deno.test({
   name: "embedded db: 200 parameterised statements from 20 connections at once all succeed",
@@ -84,7 +85,7 @@ Deno.test({
       });
       // Many notifications in one cycle, large enough to span output chunks.
       await sql`select pg_notify('relay_test', 'n' || g) from generate_series(1, 50) g`;
-      for (let i = 0; i < 50 && got.length < 52; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      await eventually(() => Promise.resolve(got.length >= 52), 30_000, "52 notifications");
       assert.equal(got[0], "one");
       assert.equal(got[1], "two: " + "x".repeat(7_000));
       assert.deepEqual(got.slice(2), Array.from({ length: 50 }, (_, i) => `n${i + 1}`));
@@ -106,24 +107,20 @@ Deno.test({
   async fn() {
     // The port is bound before PGlite opens (so that a second dev server never opens the same data); a client
     // polling the port, as the benchmark's harness does, must then be held, not refused.
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = probe.addr.port;
-    probe.close();
     // The database opens only when the test says so: timing alone cannot guarantee the client comes first.
     const opening = Promise.withResolvers<void>();
+    // The port it binds, not one probed free beforehand, which a test running in parallel could take first.
+    const bound = Promise.withResolvers<number>();
     const starting = startEmbeddedDb({
-      port,
+      onListen: bound.resolve,
       open: async (options) => {
         await opening.promise;
         return PGlite.create(options);
       },
     });
-    let conn: Deno.Conn | null = null;
-    for (let i = 0; i < 500 && !conn; i++) {
-      conn = await Deno.connect({ hostname: "127.0.0.1", port }).catch(() => null);
-      if (!conn) await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.ok(conn, "the port accepts connections");
+    const port = await bound.promise;
+    // Bound: a connection is accepted at once (refused, it throws).
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
       // SSLRequest (length 8, code 80877103): the server answers one byte, 'N' (no TLS), once it is open.
       await conn.write(new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]));

@@ -160,15 +160,17 @@ function endsCycle(message: Uint8Array): boolean {
 }
 
 /**
- * `dataDir` persists the database; omit it for an in-memory one. Port 0 picks a free port. `open` creates the
- * PGlite instance once the port is bound (tests pass one that waits, to hold clients in the opening window).
+ * `dataDir` persists the database; omit it for an in-memory one. Port 0 picks a free port, which `onListen`
+ * is told once it is bound. `open` creates the PGlite instance once the port is bound (tests pass one that
+ * waits, to hold clients in the opening window).
  */
 export async function startEmbeddedDb(
-  { dataDir, port = 0, host = "127.0.0.1", open = (options) => PGlite.create(options) }: {
+  { dataDir, port = 0, host = "127.0.0.1", open = (options) => PGlite.create(options), onListen }: {
     dataDir?: string;
     port?: number;
     host?: string;
     open?: (options?: { dataDir: string }) => Promise<PGlite>;
+    onListen?: (port: number) => void;
   } = {},
 ): Promise<EmbeddedDb> {
   // The port first: taken, it most likely means another dev server on the same data directory. A client that
@@ -193,6 +195,9 @@ export async function startEmbeddedDb(
     server.once("error", reject);
     server.listen(port, host, () => resolve());
   });
+  const address = server.address();
+  const boundPort = typeof address === "object" && address ? address.port : port;
+  onListen?.(boundPort);
   let pglite: PGlite;
   let lock: Deno.FsFile | null = null;
   try {
@@ -210,8 +215,6 @@ export async function startEmbeddedDb(
   }
   const queue = new CycleQueue(pglite);
   ready.resolve(queue);
-  const address = server.address();
-  const boundPort = typeof address === "object" && address ? address.port : port;
   return {
     url: `postgresql://postgres:postgres@${host}:${boundPort}/postgres`,
     pglite,
