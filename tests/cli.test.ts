@@ -190,9 +190,7 @@ Deno.test("cli: deno task send to a server that is not there says so in one line
 
 Deno.test("cli: deno task send to its default URL with nothing there asks whether deno task dev runs", async () => {
   // Terminal 2 run before terminal 1 says Ready: "Connection refused" alone left a newcomer guessing.
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = String(listener.addr.port);
-  listener.close();
+  const port = String(CLOSED_PORT);
   const out = await run("scripts/send.ts", [], {
     CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
     PORT: port,

@@ -1,4 +1,5 @@
 // Live checks against a real Postgres and a real HTTP server standing in for Chatwoot.
+import { closedPortUrl } from "./_closed_port.ts";
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
@@ -91,9 +92,7 @@ dbTest(
     '"fetch failed"',
   async () => {
     // A port nothing listens on: Chatwoot's host up, its server down.
-    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const downUrl = `http://127.0.0.1:${(closed.addr as Deno.NetAddr).port}`;
-    closed.close();
+    const downUrl = closedPortUrl();
     // A server that takes each connection and closes it unanswered (a proxy in front of a Chatwoot restarting).
     const hangUp = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const hangUpUrl = `http://127.0.0.1:${(hangUp.addr as Deno.NetAddr).port}`;
