@@ -1,0 +1,246 @@
+// Operators' commands (the README's SQL one-liners: pause, resume, target, what is sent, acknowledging dead
+// events, replay, retry now, schedule_forwarder) never queue behind retention's long work: while
+// prune_webhook_events() is held up deleting, each of them runs to its end. Waiting is read from the
+// server's lock table (pg_blocking_pids), not timed. Sessions contend only on a real server (DATABASE_URL);
+// PGlite, one session, runs the checks that need no second one.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb } from "./_db.ts";
+import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+
+const db = await startTestDb();
+const sql = db.sql;
+const onServer = db.kind === "postgres";
+const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+
+/** Every operator SQL line of the README that changes something: the settings' UPDATEs and the functions. */
+const operatorCommands = [
+  ...new Set(readme.match(/^(?:update public\.relay_settings set|select public\.)[^\n;]*;/gm) ?? []),
+];
+
+const OLD_EVENTS = 300;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Delivered events 40 days old (a retention of 30), oldest first by key, each with a delivery attempt. */
+async function seedOldHistory(n = OLD_EVENTS) {
+  await sql`insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by,
+              status, received_at, last_received_at)
+            select 'old-' || i, 'message_created', '{}', '{}', md5(i::text) || md5(i::text), 'signature',
+                   'delivered', now() - interval '40 days' - make_interval(secs => ${n} + 1 - i),
+                   now() - interval '40 days' - make_interval(secs => ${n} + 1 - i)
+              from generate_series(1, ${n}::int) i`;
+  await sql`insert into public.webhook_delivery_attempts (event_id, attempt, version, started_at, succeeded,
+              outcome, http_status)
+            select e.id, 1, 1, e.last_received_at, true, 'delivered', 200
+              from public.webhook_events e where e.event_key like 'old-%'`;
+  await sql`insert into public.webhook_rejections (minute, reason, http_status)
+            values (date_trunc('minute', now() - interval '40 days'), 'signature_invalid', 401)`;
+  await sql`insert into public.webhook_lost_events (id, lost_at, event, event_key, tried_for_ms)
+            values (gen_random_uuid(), now() - interval '40 days', 'message_created', 'lost-old', 1000)`;
+}
+
+async function oldEventsLeft(): Promise<number> {
+  const [{ n }] = await sql<{ n: number }[]>`
+    select count(*)::int as n from public.webhook_events where event_key like 'old-%'`;
+  return n;
+}
+
+async function prunedBefore(): Promise<Date | null> {
+  const [{ pruned_before }] = await sql<{ pruned_before: Date | null }[]>`
+    select pruned_before from public.relay_settings`;
+  return pruned_before;
+}
+
+/** Removes what seedOldHistory added and puts the settings back as the migrations left them. */
+async function cleanUp() {
+  await sql`delete from public.webhook_events where event_key like 'old-%'`;
+  await sql`delete from public.webhook_rejections where minute < now() - interval '30 days'`;
+  await sql`delete from public.webhook_lost_events where lost_at < now() - interval '30 days'`;
+  await sql`update public.relay_settings
+               set forwarding_paused = false, agent_sdk_url_override = null,
+                   forward_events = '{message_created}', dead_acknowledged_at = null, pruned_before = null`;
+}
+
+/** The sessions (server pids) holding the locks `pid` waits for. */
+async function blockersOf(pid: number): Promise<number[]> {
+  const [{ pids }] = await sql<{ pids: number[] }[]>`select pg_blocking_pids(${pid}::int) as pids`;
+  return pids;
+}
+
+/** One server session of its own: a pool of one connection, and that connection's pid. */
+async function session(name: string): Promise<{ sql: Sql; pid: number }> {
+  const own = connect(db.url, { max: 1, applicationName: name });
+  const [{ pid }] = await own<{ pid: number }[]>`select pg_backend_pid() as pid`;
+  return { sql: own, pid };
+}
+
+/**
+ * Holds `lockStatement`'s lock in a transaction of a session of its own until `release()`. Resolves once the
+ * lock is held, with the session's pid.
+ */
+async function holdLock(lockStatement: string) {
+  const own = connect(db.url, { max: 1, applicationName: "test-lock-holder" });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => release = resolve);
+  let held!: (pid: number) => void;
+  const holding = new Promise<number>((resolve) => held = resolve);
+  const transaction = own.begin(async (tx) => {
+    const [{ pid }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
+    await tx.unsafe(lockStatement);
+    held(pid);
+    await released;
+  });
+  const pid = await Promise.race([holding, transaction.then(() => -1)]);
+  assert.ok(pid > 0, `lock not taken: ${lockStatement}`);
+  let ended: Promise<void> | undefined;
+  return {
+    pid,
+    release: () =>
+      ended ??= (async () => {
+        release();
+        await transaction.catch(() => {});
+        await own.end({ timeout: 1 });
+      })(),
+  };
+}
+
+/** Waits until session `pid` waits for a lock of session `holder`'s. */
+async function waitUntilBlocked(pid: number, holder: number, what: string) {
+  const deadline = Date.now() + 30_000;
+  while (!(await blockersOf(pid)).includes(holder)) {
+    assert.ok(Date.now() < deadline, `${what} never waited for session ${holder}`);
+    await sleep(10);
+  }
+}
+
+/** Runs `command` in `operator`; fails as soon as it waits for a lock that session `pruner` holds. */
+async function runsWithoutWaitingFor(
+  operator: { sql: Sql; pid: number },
+  command: string,
+  pruner: number,
+  inFlight: Promise<unknown>[],
+) {
+  let finished = false;
+  const run = operator.sql.unsafe(command).finally(() => finished = true);
+  inFlight.push(run.catch(() => {}));
+  const deadline = Date.now() + 30_000;
+  while (!finished) {
+    const blockers = await blockersOf(operator.pid);
+    assert.ok(!blockers.includes(pruner), `${command} waited for the prune (blocked by ${blockers})`);
+    assert.ok(Date.now() < deadline, `${command} did not finish`);
+    await sleep(5);
+  }
+  await run;
+}
+
+/** Where the prune is held up: a lock it needs, taken by another session first; what is seen meanwhile. */
+const holdUps: { name: string; lock: string; call: string; whileHeld?: () => Promise<void> }[] = [
+  {
+    name: "its first batch (an attempt of the oldest event, deleted with it)",
+    lock: `select 1 from public.webhook_delivery_attempts a
+            where a.event_id = (select id from public.webhook_events where event_key = 'old-1') for update`,
+    call: "call public.prune_webhook_events()",
+    whileHeld: async () => assert.equal(await oldEventsLeft(), OLD_EVENTS, "nothing deleted yet"),
+  },
+  {
+    name: "a later batch (an attempt of the newest old event, in the third batch of 100)",
+    lock: `select 1 from public.webhook_delivery_attempts a
+            where a.event_id = (select id from public.webhook_events where event_key = 'old-${OLD_EVENTS}')
+              for update`,
+    call: "call public.prune_webhook_events(batch_size => 100)",
+    // Deletions seen, so the cutoff is seen too: a recovery never reaches back past what is gone.
+    whileHeld: async () => {
+      assert.equal(await oldEventsLeft(), OLD_EVENTS - 200);
+      assert.notEqual(await prunedBefore(), null, "the cutoff committed with the first batch");
+    },
+  },
+  {
+    name: "the old refusal counts",
+    lock: "lock table public.webhook_rejections in share mode",
+    call: "call public.prune_webhook_events()",
+  },
+  {
+    name: "the old lost-event records",
+    lock: "lock table public.webhook_lost_events in share mode",
+    call: "call public.prune_webhook_events()",
+  },
+];
+
+for (const holdUp of holdUps) {
+  Deno.test({
+    name: `settings lock [${db.kind}]: operators' commands run while retention is held up in ${holdUp.name}`,
+    ignore: !onServer,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      assert.ok(operatorCommands.length >= 9, `README operator commands: ${operatorCommands.join(" | ")}`);
+      await seedOldHistory();
+      const holder = await holdLock(holdUp.lock);
+      const pruner = await session("test-pruner");
+      const operator = await session("test-operator");
+      const inFlight: Promise<unknown>[] = [];
+      let prune: Promise<{ deleted: string }[]> | undefined;
+      try {
+        prune = pruner.sql.unsafe(holdUp.call) as unknown as Promise<{ deleted: string }[]>;
+        inFlight.push(prune.catch(() => {}));
+        await waitUntilBlocked(pruner.pid, holder.pid, "the prune");
+        await holdUp.whileHeld?.();
+        for (const command of operatorCommands) {
+          await runsWithoutWaitingFor(operator, command, pruner.pid, inFlight);
+        }
+        const [{ paused, acknowledged }] = await sql`
+          select forwarding_paused as paused, dead_acknowledged_at is not null as acknowledged
+            from public.relay_settings`;
+        assert.equal(paused, false, "the README's last pause command is its resume");
+        assert.equal(acknowledged, true);
+        await holder.release();
+        const [{ deleted }] = await prune;
+        assert.equal(Number(deleted), OLD_EVENTS);
+        assert.equal(await oldEventsLeft(), 0);
+        assert.notEqual(await prunedBefore(), null);
+        const [{ rejections, lost }] = await sql`
+          select (select count(*)::int from public.webhook_rejections where minute < now() - interval '30 days')
+                   as rejections,
+                 (select count(*)::int from public.webhook_lost_events where lost_at < now() - interval '30 days')
+                   as lost`;
+        assert.deepEqual([rejections, lost], [0, 0]);
+      } finally {
+        await holder.release();
+        await Promise.all(inFlight);
+        await pruner.sql.end({ timeout: 1 });
+        await operator.sql.end({ timeout: 1 });
+        await cleanUp();
+      }
+    },
+  });
+}
+
+dbTest(
+  `settings lock [${db.kind}]: a prune one batch covers still runs inside a transaction; past one, it fails whole`,
+  async () => {
+    await seedOldHistory(3);
+    try {
+      // Inside BEGIN ... COMMIT no COMMIT between batches is possible: one batch that holds everything works.
+      const [{ deleted }] = await sql.begin((tx) => tx`call public.prune_webhook_events()`);
+      assert.equal(Number(deleted), 3);
+      assert.notEqual(await prunedBefore(), null);
+      await cleanUp();
+      await seedOldHistory(3);
+      // More than one batch: the COMMIT it needs fails, and the caller's transaction keeps nothing of it.
+      await assert.rejects(
+        sql.begin((tx) => tx`call public.prune_webhook_events(batch_size => 2)`),
+        (error: { code?: string }) => error.code === "2D000",
+      );
+      assert.equal(await oldEventsLeft(), 3);
+      assert.equal(await prunedBefore(), null);
+    } finally {
+      await cleanUp();
+    }
+  },
+);
+
+Deno.test({
+  name: `settings lock [${db.kind}]: close database`,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => db.close(),
+});
