@@ -1,11 +1,15 @@
 // Operators' commands (the README's SQL one-liners: pause, resume, target, what is sent, acknowledging dead
-// events, replay, retry now, schedule_forwarder) never queue behind retention's long work: while
-// prune_webhook_events() is held up deleting, each of them runs to its end. Waiting is read from the
-// server's lock table (pg_blocking_pids), not timed. Sessions contend only on a real server (DATABASE_URL);
+// events, replay, retry now, schedule_forwarder) never queue behind long work: while
+// prune_webhook_events() is held up deleting, or a forwarder's batch waits for a slow Agent SDK, each of them
+// runs to its end. Waiting is read from the server's lock table (pg_blocking_pids), not timed. Sessions contend only on a real server (DATABASE_URL);
 // PGlite, one session, runs the checks that need no second one.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import { drain } from "../supabase/functions/_shared/forwarder.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { startAgentSdk } from "./_agent_sdk.ts";
+import { storeSample } from "./_forwarding.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -213,6 +217,42 @@ for (const holdUp of holdUps) {
     },
   });
 }
+
+Deno.test({
+  name:
+    `settings lock [${db.kind}]: operators' commands run while a forwarder's batch waits for the Agent SDK`,
+  ignore: !onServer,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const sdk = startAgentSdk(() => ({ hold: true }));
+    const forwarder = await session("test-forwarder");
+    const operator = await session("test-operator");
+    const inFlight: Promise<unknown>[] = [];
+    try {
+      const id = await storeSample(sql, "message_created", { conversationId: 4242 });
+      const config = { agentSdkUrl: sdk.url, agentSdkSecret: null, agentSdkToken: null };
+      const draining = drain(forwarder.sql, config, { log: memoryLogger() });
+      inFlight.push(draining.catch(() => {}));
+      // Claimed and sent: the claim has committed, the answer (and the write-back) is still to come.
+      await sdk.waitFor(() => sdk.received.length === 1, "the event sent");
+      for (const command of operatorCommands) {
+        await runsWithoutWaitingFor(operator, command, forwarder.pid, inFlight);
+      }
+      sdk.releaseHeld();
+      assert.equal((await draining).delivered, 1);
+      const [{ status }] = await sql`select status from public.webhook_events where id = ${id}`;
+      assert.equal(status, "delivered");
+    } finally {
+      sdk.releaseHeld();
+      await Promise.all(inFlight);
+      await forwarder.sql.end({ timeout: 1 });
+      await operator.sql.end({ timeout: 1 });
+      await sdk.close();
+      await cleanUp();
+    }
+  },
+});
 
 dbTest(
   `settings lock [${db.kind}]: a prune one batch covers still runs inside a transaction; past one, it fails whole`,
