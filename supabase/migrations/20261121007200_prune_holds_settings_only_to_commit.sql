@@ -15,6 +15,9 @@
 -- past one batch, deleting nothing; README, Operations); there the caller's transaction holds the row until
 -- it ends.
 --
+-- A batch_size below 1 looped forever (LIMIT 0 deletes nothing, and "fewer than asked" never came) and a
+-- negative older_than put the cutoff, and so pruned_before, in the future: both are refused now (22023).
+--
 -- Otherwise as in migration 006400 (a CREATE OR REPLACE keeps its grants).
 create or replace procedure public.prune_webhook_events(
   inout deleted bigint default 0,
@@ -31,6 +34,14 @@ declare
   n bigint;
   cutoff_written boolean := false;
 begin
+  if batch_size is null or batch_size < 1 then
+    raise exception 'prune_webhook_events: batch_size must be 1 or more (got %)', coalesce(batch_size::text, 'null')
+      using errcode = '22023';
+  end if;
+  if older_than < interval '0' then
+    raise exception 'prune_webhook_events: older_than must not be negative (got %)', older_than
+      using errcode = '22023';
+  end if;
   deleted := 0;
   delete from public.webhook_rejections r where r.minute < cutoff;
   delete from public.webhook_lost_events l where l.lost_at < cutoff;
