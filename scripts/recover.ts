@@ -31,8 +31,13 @@ const USAGE = `usage:
 options: --inbox <id>[,<id>...] (only these inboxes; all the token sees by default)
 times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 2026-11-21T10:00:00+01:00;
 --until defaults to 5 minutes ago
-(a webhook for a newer message may still be on its way: late stores go on for 120 s)`;
+(a webhook for a newer message may still be on its way: late stores go on for 120 s)
+exit status: 0 done; 1 failed (Chatwoot's API or the database); 2 a command line, setting or window it cannot
+use; 3 done with what it found (listed, or stored), but the conversation list kept changing and a conversation
+may have been missed: run it again for the same window`;
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
+/** Distinct from a failure (1) and a usage error (2): a cron can tell "run again" from "look into it". */
+const EXIT_LIST_UNSETTLED = 3;
 
 await loadDotenv(".env");
 const { values } = parseArgsOrExit(
@@ -120,6 +125,14 @@ try {
     );
   } else if (scan.missing.length > 0) {
     console.log("run again with --store to store them");
+  }
+  if (!scan.listSettled) {
+    console.error(
+      `recover incomplete: the conversation list was still changing after its last pass, so a conversation ` +
+        `may have been missed; what was found is ${values.store ? "stored" : "listed"} above: run again ` +
+        `for the same window (exit ${EXIT_LIST_UNSETTLED})`,
+    );
+    Deno.exitCode = EXIT_LIST_UNSETTLED;
   }
 } catch (error) {
   if (error instanceof RecoveryWindowError) {

@@ -660,6 +660,59 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a conversation list still changing after the last pass stores what was found, exit 3`,
+  async () => {
+    const [lostB, lostC, lostBusy] = [nextId++, nextId++, nextId++];
+    // Three conversations in the middle of busy chats: after every page read, the one of them listed last
+    // gets a new message and moves to the front, pushing the rest down a place. No pass is ever quiet.
+    const now = () => Math.floor(Date.now() / 1000);
+    const busy: StandInConversation[] = [0, 1, 2].map((i) => ({
+      id: nextId++,
+      last_activity_at: now() - i,
+      messages: i === 0 ? [{ id: lostBusy, message_type: 0, created_at: ago(5) }] : [],
+    }));
+    const conversations: StandInConversation[] = [
+      ...busy,
+      { id: nextId++, last_activity_at: ago(10), messages: [] },
+      {
+        id: nextId++,
+        last_activity_at: ago(20),
+        messages: [{ id: lostB, message_type: 0, created_at: ago(20) }],
+      },
+      {
+        id: nextId++,
+        last_activity_at: ago(30),
+        messages: [{ id: lostC, message_type: 0, created_at: ago(30) }],
+      },
+      { id: nextId++, last_activity_at: ago(300), messages: [] },
+    ];
+    let bumps = 0;
+    const api = startChatwootApi(conversations, {
+      onConversationsPage: () => {
+        const last = [...busy].sort((a, b) => a.last_activity_at - b.last_activity_at)[0];
+        last.last_activity_at = Math.max(now(), ...busy.map((c) => c.last_activity_at)) + 1;
+        bumps++;
+      },
+    });
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(run.code, 3, `${run.stdout}\n${run.stderr}`);
+      assert.match(run.stdout, /warning: the conversation list was still changing after 10 passes/);
+      assert.match(run.stdout, /stored 3 \(verified_by chatwoot_api/);
+      assert.match(run.stderr, /^recover incomplete: .* what was found is stored above: run again/m);
+      const [{ n }] = await sql`select count(*)::int as n from webhook_events
+        where message_id = any(${[lostB, lostC, lostBusy]}::bigint[]) and verified_by = 'chatwoot_api'`;
+      assert.equal(n, 3);
+      assert.ok(bumps >= 20, `the list was read ${bumps} times`);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a conversation deleted after it was listed is skipped with a warning, the rest read`,
   async () => {
     const s = await scenario();

@@ -156,12 +156,13 @@ const PROGRESS_EVERY = 100;
  * and the one that moved onto a page already read is skipped, however old its activity: the list's count
  * (all_count) going down says so, and the next pass reads again as far as `since`. A page with nothing this
  * pass has not read (an API that ignores `page` answers the first one again) ends the pass the same way.
+ * `settled` is false when the list was still moving after MAX_PASSES: what was found is kept, but may lack one.
  */
 export async function conversationsActiveSince(
   api: ChatwootApi,
   since: Date,
   progress: (line: string) => void = () => {},
-): Promise<Json[]> {
+): Promise<{ conversations: Json[]; settled: boolean }> {
   const found = new Map<number, Json>();
   let floor = seconds(since);
   let lastCount: number | null = null;
@@ -172,7 +173,7 @@ export async function conversationsActiveSince(
           `moved to the first page, or past a deleted one, during the last one may be missed: run again ` +
           `for the same window`,
       );
-      break;
+      return { conversations: [...found.values()], settled: false };
     }
     const passStarted = seconds(new Date());
     const seenThisPass = new Set<number>();
@@ -226,7 +227,7 @@ export async function conversationsActiveSince(
     if (pass > 0 && added === 0 && !moved && !shrank) break;
     floor = shrank || repeated ? seconds(since) : Math.max(seconds(since), passStarted - CLOCK_SKEW_S);
   }
-  return [...found.values()];
+  return { conversations: [...found.values()], settled: true };
 }
 
 /** Chatwoot's answer for an id range (`after` and `before`) holds at most this many messages (MessageFinder). */
@@ -309,6 +310,8 @@ export interface RecoveryScan {
   messages: number;
   alreadyStored: number;
   missing: MissingMessage[];
+  /** False when the conversation list was still changing after MAX_PASSES: a conversation may be missed. */
+  listSettled: boolean;
 }
 
 export interface ScanOptions {
@@ -341,7 +344,8 @@ export async function scanForMissing(
         `conversations of the inboxes it belongs to are listed (an administrator's token lists them all)`,
     );
   }
-  const conversations = (await conversationsActiveSince(api, since, progress))
+  const listing = await conversationsActiveSince(api, since, progress);
+  const conversations = listing.conversations
     .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
   // Checked against webhook_events a conversation at a time, keeping only what is missing: a long window of a
@@ -388,6 +392,7 @@ export async function scanForMissing(
     messages: candidates,
     alreadyStored: candidates - missing.length,
     missing,
+    listSettled: listing.settled,
   };
 }
 
