@@ -32,9 +32,10 @@ options: --inbox <id>[,<id>...] (only these inboxes; all the token sees by defau
 times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 2026-11-21T10:00:00+01:00;
 --until defaults to 5 minutes ago
 (a webhook for a newer message may still be on its way: late stores go on for 120 s)
-exit status: 0 done; 1 failed (Chatwoot's API or the database); 2 a command line, setting or window it cannot
-use; 3 done with what it found (listed, or stored), but the conversation list kept changing and a conversation
-may have been missed: run it again for the same window`;
+exit status: 0 done; 1 failed (Chatwoot's API or the database; when Chatwoot fails part-way through the
+messages, what the conversations read before lack is still listed, or stored, and the rest named); 2 a command
+line, setting or window it cannot use; 3 done with what it found (listed, or stored), but the conversation list
+kept changing and a conversation may have been missed: run it again for the same window`;
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 /** Distinct from a failure (1) and a usage error (2): a cron can tell "run again" from "look into it". */
 const EXIT_LIST_UNSETTLED = 3;
@@ -103,10 +104,14 @@ try {
   const scan = await scanForMissing(api, sql, since, until, {
     inboxIds,
     progress: (line) => console.log(line),
+    readAccountDetails: values.store,
   });
+  const { stopped } = scan;
+  const readPart = stopped === null ? "" : ` in the ${stopped.conversationsRead} of ${scan.conversations} ` +
+    `conversations read before Chatwoot's API failed`;
   console.log(
     `messages created in [${since.toISOString()}, ${until.toISOString()}) that Chatwoot sends as ` +
-      `message_created: ${scan.messages}; stored: ${scan.alreadyStored}; missing: ${scan.missing.length}`,
+      `message_created${readPart}: ${scan.messages}; stored: ${scan.alreadyStored}; missing: ${scan.missing.length}`,
   );
   for (const { message } of scan.missing) {
     console.log(
@@ -116,7 +121,7 @@ try {
   }
   if (values.store) {
     const forward = !values["no-forward"];
-    const stored = await storeRecovered(api, sql, scan.missing, { forward });
+    const stored = await storeRecovered(api, sql, scan.missing, { forward, details: scan.details });
     console.log(
       `stored ${stored.stored} (verified_by chatwoot_api, ${
         forward ? "forwarded as usual" : "skipped: not forwarded"
@@ -133,6 +138,19 @@ try {
         `for the same window (exit ${EXIT_LIST_UNSETTLED})`,
     );
     Deno.exitCode = EXIT_LIST_UNSETTLED;
+  }
+  if (stopped !== null) {
+    // Exit 1, as any failure; what was read before it is listed (stored) above, and the rest is named.
+    reportFailure("recover", api.baseUrl, stopped.error, [api.apiToken]);
+    const { notReached } = stopped;
+    const SHOWN = 20;
+    const ids = notReached.slice(0, SHOWN).join(", ") +
+      (notReached.length > SHOWN ? `, and ${notReached.length - SHOWN} more` : "");
+    console.error(
+      `not reached: the messages of ${notReached.length} of ${scan.conversations} conversations (${ids}); ` +
+        `what the ${stopped.conversationsRead} read before lack is ${values.store ? "stored" : "listed"} ` +
+        `above. Run the same command again once Chatwoot answers: what is stored is not stored twice`,
+    );
   }
 } catch (error) {
   if (error instanceof RecoveryWindowError) {

@@ -69,9 +69,14 @@ function startChatwootApi(
     // Answers 429 to the first requests, with this Retry-After (seconds) when set.
     rateLimitedFirst = 0,
     retryAfter = null as string | null,
+    // Every request after the first `failAfter` fails (until the test sets failure.after back to Infinity):
+    // 503, a body cut off by a dropped connection, a body that stalls, or a 200 that is not JSON.
+    failAfter = Infinity,
+    failWith = "503" as FailureKind,
   } = {},
 ) {
   const requests: string[] = [];
+  const failure = { after: failAfter, kind: failWith };
   let failures = failFirst;
   const json = (body: unknown) => Response.json(body);
   const api = serveOnLoopback((req) => {
@@ -91,6 +96,7 @@ function startChatwootApi(
       failures--;
       return new Response("upstream restarting", { status: 503 });
     }
+    if (requests.length > failure.after) return failedAnswer(failure.kind, req);
     const base = `/api/v1/accounts/${ACCOUNT}`;
     if (url.pathname === `${base}/conversations` && stalledBodies > 0) {
       stalledBodies--;
@@ -178,7 +184,45 @@ function startChatwootApi(
     accountId: ACCOUNT,
     retryPausesMs: [10, 10],
   };
-  return { ...api, config, requests };
+  return { ...api, config, requests, failure };
+}
+
+type FailureKind = "503" | "cut" | "stall" | "html";
+
+/** An answer that fails as `kind` says; those that start a body start it as a messages page would. */
+function failedAnswer(kind: FailureKind, req: Request): Response {
+  if (kind === "503") return new Response("upstream restarting", { status: 503 });
+  if (kind === "html") {
+    return new Response("<html><body>Maintenance</body></html>", {
+      headers: { "content-type": "text/html" },
+    });
+  }
+  let controller: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+      c.enqueue(new TextEncoder().encode('{"meta": {"labels": []}, "payload": [{"id": 1, "content": "mess'));
+      // The connection dropped mid-body: the stream errors, and the server aborts the response.
+      if (kind === "cut") queueMicrotask(() => c.error(new Error("connection dropped")));
+    },
+    cancel() {},
+  });
+  if (kind === "stall") req.signal.addEventListener("abort", () => controller.close());
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
+
+/** How many requests `scan` makes before the first whose path and query match `pattern`. */
+async function requestsBefore(
+  api: ReturnType<typeof startChatwootApi>,
+  pattern: RegExp,
+  scan: () => Promise<unknown>,
+) {
+  const from = api.requests.length;
+  await scan();
+  const at = api.requests.slice(from).findIndex((r) => pattern.test(r));
+  assert.ok(at >= 0, `no request matching ${pattern}`);
+  api.requests.splice(0, api.requests.length);
+  return at;
 }
 
 let nextId = 7_000_000;
@@ -706,6 +750,132 @@ dbTest(
         where message_id = any(${[lostB, lostC, lostBusy]}::bigint[]) and verified_by = 'chatwoot_api'`;
       assert.equal(n, 3);
       assert.ok(bumps >= 20, `the list was read ${bumps} times`);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+/** Three conversations in the window, their messages all missing; the second's read over several requests. */
+function threeConversations() {
+  const message = (minutes: number) => ({ id: nextId++, message_type: 0, created_at: ago(minutes) });
+  const conversations: StandInConversation[] = [
+    { id: nextId++, last_activity_at: ago(10), messages: [message(50), message(40)] },
+    { id: nextId++, last_activity_at: ago(20), messages: [60, 50, 40, 30, 20].map(message) },
+    { id: nextId++, last_activity_at: ago(30), messages: [message(30)] },
+    { id: nextId++, last_activity_at: ago(300), messages: [message(300)] },
+  ];
+  const ids = (c: StandInConversation) => c.messages.map((m) => m.id);
+  return { conversations, ids, all: conversations.slice(0, 3).flatMap(ids) };
+}
+
+/** How many rows each of these messages has in webhook_events, and their content, by message id. */
+async function storedRows(messageIds: number[]) {
+  const rows = await sql`select message_id, count(*)::int as n, min(payload->>'content') as content
+    from webhook_events where message_id = any(${messageIds}::bigint[]) group by message_id order by message_id`;
+  return rows.map((r) => [Number(r.message_id), r.n, r.content]);
+}
+
+dbTest(
+  `recover [${db.kind}]: Chatwoot failing part-way (5xx, cut connection, timeout) keeps what was read in full ` +
+    `before; a re-run stores the rest, nothing twice`,
+  async () => {
+    for (const kind of ["503", "cut", "stall"] as const) {
+      const { conversations, ids, all } = threeConversations();
+      const [first, second, third] = conversations;
+      const api = startChatwootApi(conversations, { failWith: kind });
+      const config = { ...api.config, requestTimeoutMs: 1000 };
+      const scan = () => scanForMissing(config, sql, SINCE, UNTIL, { readAccountDetails: true });
+      try {
+        // Fails from the second conversation's id range on: its pages `before` were read, not all its messages.
+        api.failure.after = await requestsBefore(api, new RegExp(`/${second.id}/messages\\?after=`), scan);
+        const partial = await scan();
+        assert.ok(partial.stopped, kind);
+        assert.equal(partial.stopped.conversationsRead, 1, kind);
+        assert.deepEqual(partial.stopped.notReached, [second.id, third.id], kind);
+        assert.match(
+          partial.stopped.error.message,
+          new RegExp(`/conversations/${second.id}/messages: `),
+          kind,
+        );
+        assert.ok(api.requests.some((r) => r.includes(`/${second.id}/messages?before=`)), kind);
+        assert.deepEqual(partial.missing.map((m) => m.message.id), ids(first), kind);
+        assert.ok(partial.details, "the account's details were read before the messages");
+        // Stored without asking Chatwoot anything more: it is failing.
+        const asked = api.requests.length;
+        const stored = await storeRecovered(config, sql, partial.missing, { details: partial.details });
+        assert.deepEqual(stored, { stored: 2, storedMeanwhile: 0 }, kind);
+        assert.equal(api.requests.length, asked, kind);
+        assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]), kind);
+
+        // Chatwoot answers again: the re-run stores the rest, and finds the first conversation's stored.
+        api.failure.after = Infinity;
+        const rest = await scan();
+        assert.equal(rest.stopped, null, kind);
+        assert.deepEqual([rest.messages, rest.alreadyStored, rest.missing.length], [8, 2, 6], kind);
+        assert.deepEqual(await storeRecovered(config, sql, rest.missing), { stored: 6, storedMeanwhile: 0 });
+        assert.deepEqual(
+          await storedRows(all),
+          [...all].sort((a, b) => a - b).map((id) => [id, 1, `message ${id}`]),
+          kind,
+        );
+      } finally {
+        await api.stop();
+      }
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: deno task recover stopped by Chatwoot part-way stores what it read, names the rest, ` +
+    `exit 1`,
+  async () => {
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    // A proxy's maintenance page, answered 200: not retried, so the task is not slowed by its minute of retries.
+    const api = startChatwootApi(conversations, { failWith: "html" });
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      api.failure.after = await requestsBefore(
+        api,
+        new RegExp(`/${second.id}/messages\\?after=`),
+        () => scanForMissing(api.config, sql, SINCE, UNTIL, { readAccountDetails: true }),
+      );
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+      assert.match(
+        run.stdout,
+        /message_created in the 1 of 3 conversations read before Chatwoot's API failed: 2; stored: 0; missing: 2\n/,
+      );
+      assert.match(run.stdout, /^stored 2 \(verified_by chatwoot_api/m);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^recover failed \\(http://127\\.0\\.0\\.1:\\d+/\\): Chatwoot API /api/v1/accounts/7/conversations/` +
+            `${second.id}/messages: the answer is not JSON$`,
+          "m",
+        ),
+      );
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^not reached: the messages of 2 of 3 conversations \\(${second.id}, ${third.id}\\); ` +
+            `what the 1 read before lack is stored above\\. Run the same command again`,
+          "m",
+        ),
+      );
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+
+      api.failure.after = Infinity;
+      const again = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /message_created: 8; stored: 2; missing: 6\n/);
+      assert.match(again.stdout, /^stored 6 \(verified_by chatwoot_api/m);
+      assert.deepEqual(
+        await storedRows(all),
+        [...all].sort((a, b) => a - b).map((id) => [id, 1, `message ${id}`]),
+      );
     } finally {
       await api.stop();
     }

@@ -312,6 +312,22 @@ export interface RecoveryScan {
   missing: MissingMessage[];
   /** False when the conversation list was still changing after MAX_PASSES: a conversation may be missed. */
   listSettled: boolean;
+  /** Set when Chatwoot's API failed (after its retries) part-way through the conversations' messages. */
+  stopped: ScanStop | null;
+  /** The account's details for storeRecovered, when asked for (ScanOptions.readAccountDetails). */
+  details: AccountDetails | null;
+}
+
+/**
+ * Where a scan stopped: `missing` holds what the conversations read in full before the failure lack. The one
+ * being read when it failed keeps none of its messages (some of its pages were read, maybe not all).
+ */
+export interface ScanStop {
+  error: ChatwootApiError;
+  /** How many conversations were read in full (or found gone) before it. */
+  conversationsRead: number;
+  /** The ids of the conversation whose read failed and of those after it, in the order they were to be read. */
+  notReached: number[];
 }
 
 export interface ScanOptions {
@@ -319,15 +335,25 @@ export interface ScanOptions {
   inboxIds?: number[];
   /** Progress and warnings, a line at a time. */
   progress?: (line: string) => void;
+  /**
+   * Read the account's details (accountDetails) before the messages, to store what is found: a failure then
+   * comes before the long part, and none after it can lose what was read.
+   */
+  readAccountDetails?: boolean;
 }
 
-/** The window's messages that Chatwoot would have sent as message_created, and which of them we lack. */
+/**
+ * The window's messages that Chatwoot would have sent as message_created, and which of them we lack. Chatwoot's
+ * API failing part-way through the messages (after its retries) ends the scan with what was read before
+ * (`stopped`), to be stored: a long scan is not lost, and a re-run against an API that is already struggling
+ * reads again only to find those stored. A failure before the messages (the list, the token) is thrown.
+ */
 export async function scanForMissing(
   api: ChatwootApi,
   sql: Sql,
   since: Date,
   until: Date,
-  { inboxIds, progress = () => {} }: ScanOptions = {},
+  { inboxIds, progress = () => {}, readAccountDetails = false }: ScanOptions = {},
 ): Promise<RecoveryScan> {
   const [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
   if (horizon && since < horizon) {
@@ -344,6 +370,7 @@ export async function scanForMissing(
         `conversations of the inboxes it belongs to are listed (an administrator's token lists them all)`,
     );
   }
+  const details = readAccountDetails ? await accountDetails(api) : null;
   const listing = await conversationsActiveSince(api, since, progress);
   const conversations = listing.conversations
     .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
@@ -353,6 +380,7 @@ export async function scanForMissing(
   const missing: MissingMessage[] = [];
   const seen = new Set<number>();
   let candidates = 0;
+  let stopped: ScanStop | null = null;
   for (const [index, conversation] of conversations.entries()) {
     // A busy account's window takes many minutes: say how far it is, rather than nothing until the end.
     if (index > 0 && index % PROGRESS_EVERY === 0) {
@@ -365,8 +393,17 @@ export async function scanForMissing(
     try {
       messages = await messagesBetween(api, id, since, until);
     } catch (error) {
+      if (!(error instanceof ChatwootApiError)) throw error;
+      if (error.status !== 404) {
+        // None of this conversation's messages is kept: what its pages held so far may lack some.
+        stopped = {
+          error,
+          conversationsRead: index,
+          notReached: conversations.slice(index).map((c) => Number(c.id)),
+        };
+        break;
+      }
       // Deleted since it was listed: nothing of it can be recovered, and the others still can.
-      if (!(error instanceof ChatwootApiError && error.status === 404)) throw error;
       progress(`warning: conversation ${id} is gone (404); its messages are not recovered`);
       continue;
     }
@@ -393,6 +430,8 @@ export async function scanForMissing(
     alreadyStored: candidates - missing.length,
     missing,
     listSettled: listing.settled,
+    stopped,
+    details,
   };
 }
 
@@ -525,17 +564,22 @@ export interface StoreSummary {
 
 /**
  * Stores each missing message as a message_created event (verified_by chatwoot_api), unless stored meanwhile:
- * to be forwarded, or with `forward: false` kept as skipped (a record for the Data team, nothing sent).
+ * to be forwarded, or with `forward: false` kept as skipped (a record for the Data team, nothing sent). The
+ * account's details are read here unless given (the scan's, read before its messages).
  */
 export async function storeRecovered(
   api: ChatwootApi,
   sql: Sql,
   missing: MissingMessage[],
-  { forward = true, now = new Date() }: { forward?: boolean; now?: Date } = {},
+  { forward = true, now = new Date(), details = null }: {
+    forward?: boolean;
+    now?: Date;
+    details?: AccountDetails | null;
+  } = {},
 ): Promise<StoreSummary> {
   const summary: StoreSummary = { stored: 0, storedMeanwhile: 0 };
   if (missing.length === 0) return summary;
-  const details = await accountDetails(api);
+  details ??= await accountDetails(api);
   for (const item of missing) {
     const raw = JSON.stringify(rebuildMessageCreated(item, details, now));
     const parsed = parseChatwootEvent(raw);
