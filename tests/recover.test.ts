@@ -940,6 +940,35 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a conversation with more messages in the window than one id range answers is read whole`,
+  async () => {
+    // Chatwoot's own limits (MessageFinder): 20 a page `before`, 1000 for an id range. Every seventh message
+    // was saved late with an earlier time (imported), so id order is not created_at order.
+    const messages: StandInMessage[] = Array.from({ length: 2500 }, (_, i) => ({
+      id: nextId++,
+      message_type: 0,
+      created_at: ago(100 - i / 30) - (i % 7 === 6 ? 600 : 0),
+    }));
+    const conversation = { id: nextId++, last_activity_at: ago(10), messages };
+    const api = startChatwootApi([conversation], { messagesPerPage: 20, idRangeLimit: 1000 });
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      assert.deepEqual(
+        scan.missing.map((m) => m.message.id).sort((a, b) => a - b),
+        messages.map((m) => m.id),
+      );
+      const idRanges = api.requests.filter((r) => /messages\?after=/.test(r));
+      assert.ok(
+        idRanges.length >= 3,
+        `the range answered in full was split: ${idRanges.length} id ranges read`,
+      );
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: an agent's token is warned about; --inbox keeps to the inboxes named; kept unforwarded`,
   async () => {
     const s = await scenario();
