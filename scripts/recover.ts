@@ -146,10 +146,11 @@ try {
     const SHOWN = 20;
     const ids = notReached.slice(0, SHOWN).join(", ") +
       (notReached.length > SHOWN ? `, and ${notReached.length - SHOWN} more` : "");
+    const done = values.store ? "stored" : "listed";
     console.error(
-      `not reached: the messages of ${notReached.length} of ${scan.conversations} conversations (${ids}); ` +
-        `what the ${stopped.conversationsRead} read before lack is ${values.store ? "stored" : "listed"} ` +
-        `above. Run the same command again once Chatwoot answers: what is stored is not stored twice`,
+      `not reached: ${notReached.length} of ${scan.conversations} conversations (${ids}), none of their ` +
+        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. Run the ` +
+        `same command again once Chatwoot answers: what is stored is not stored twice`,
     );
   }
 } catch (error) {

@@ -860,8 +860,8 @@ dbTest(
       assert.match(
         run.stderr,
         new RegExp(
-          `^not reached: the messages of 2 of 3 conversations \\(${second.id}, ${third.id}\\); ` +
-            `what the 1 read before lack is stored above\\. Run the same command again`,
+          `^not reached: 2 of 3 conversations \\(${second.id}, ${third.id}\\), none of their messages ` +
+            `stored; what the 1 read in full lack is stored above\\. Run the same command again`,
           "m",
         ),
       );
