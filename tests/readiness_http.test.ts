@@ -975,6 +975,87 @@ dbTest(
   },
 );
 
+/** `work`'s outcome, or a failure naming `what` when it has none within `ms`. */
+async function settledWithin<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  return await Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(guard));
+}
+
+/** Holds `statement` (a lock) in a transaction on a connection of its own until `release()`. */
+async function holdLock(statement: string): Promise<{ release: () => Promise<void> }> {
+  const holder = connect(db.url, { max: 1 });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const isLocked = new Promise<void>((resolve) => (locked = resolve));
+  const holding = holder.begin(async (tx) => {
+    await tx.unsafe(statement);
+    locked();
+    await released;
+  });
+  await Promise.race([isLocked, holding]);
+  // Let go after a minute whatever happens, so a failing test still ends.
+  const unlock = setTimeout(release, 60_000);
+  let ended: Promise<void> | null = null;
+  return {
+    release: () =>
+      ended ??= (async () => {
+        clearTimeout(unlock);
+        release();
+        await holding;
+        await holder.end({ timeout: 1 });
+      })(),
+  };
+}
+
+const GET_PATHS = ["/readiness", "/readiness?format=markdown", "/readiness?format=html", "/readiness/probe"];
+
+dbTest(
+  "readiness GET: a lock held on a readiness table gets 503 database_unavailable within the read's bound, " +
+    "leaves no read waiting on the lock, and GET answers 200 once it is released",
+  async () => {
+    // An access exclusive lock, as a migration altering the table takes: every read of the tasks waits.
+    const lock = await holdLock("lock table public.readiness_tasks in access exclusive mode");
+    // One connection, so a read left waiting on the lock would hold it.
+    const reader = connect(db.url, { max: 1 });
+    const log = memoryLogger();
+    const a = app({ sql: reader, checkTimeoutMs: 500, log });
+    try {
+      try {
+        for (const path of GET_PATHS) {
+          const res = await answeredWithin(a.request(path), `GET ${path}`);
+          assert.equal(res.status, 503, path);
+          const body = await res.json();
+          assert.equal(body.error, "database_unavailable", path);
+          assert.equal(body.ok, false, path);
+        }
+        if (db.kind === "postgres") {
+          // The server ended the reads at their bound: the pool's one connection is free while the lock is
+          // still held. (PGlite serves one transaction at a time: nothing runs while the holder's is open.)
+          await settledWithin(reader`select 1`, 10_000, "a query on the GET's connection, the lock held");
+        }
+        assert.ok(log.lines.some((l) => l.msg === "[Readiness] Report failed"));
+      } finally {
+        await lock.release();
+      }
+      for (const path of GET_PATHS) {
+        const res = await answeredWithin(a.request(path), `GET ${path} after the lock`);
+        const text = await res.text();
+        // The probe answers 503 while items are pending: its own answer, not the database's.
+        if (path.endsWith("/probe")) assert.equal(JSON.parse(text).ok, true, text);
+        else assert.equal(res.status, 200, `${path}: ${text}`);
+      }
+    } finally {
+      await reader.end({ timeout: 1 });
+    }
+  },
+);
+
 dbTest("readiness http: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();

@@ -49,16 +49,54 @@ export const PATCH_BODY_DEADLINE_MS = 30_000;
  * an SQL editor's open transaction) or a database that does not answer must not hold the editor's request.
  */
 export const PATCH_WRITE_TIMEOUT_MS = 10_000;
-/** How long past the write's bound on the server the function waits for the server's own answer. */
-const WRITE_MARGIN_MS = 2000;
+/**
+ * How long past a transaction's bound on the server (a PATCH's write, a GET's reads) the function waits for
+ * the server's own answer before it answers 503 without it.
+ */
+const SERVER_ANSWER_MARGIN_MS = 2000;
 
-class WriteAbandoned extends Error {}
+/** The database did not answer within the bound: the transaction, if it ever starts, rolls back. */
+class DatabaseAbandoned extends Error {}
 
 /** An if_updated_at that no longer matches: the item as it is now, for the editor to look at again. */
 class StaleItem extends Error {
   constructor(readonly item: ItemBase & { section: string }) {
     super("the item changed since");
   }
+}
+
+/**
+ * `work` in one transaction that the server ends `ms` after the call (statement_timeout and lock_timeout: a
+ * lock held on a readiness table by a migration or an SQL editor's open transaction), or DatabaseAbandoned
+ * once `ms` + SERVER_ANSWER_MARGIN_MS have passed without the server's answer (the database out of reach).
+ * Either way nothing of it is left behind: a transaction still queued in the pool then (postgres.js sends it
+ * once it can connect) rolls back instead of running minutes after its request was answered, and one on the
+ * server holds its connection no longer than the bound. `options`: postgres.js' begin options.
+ */
+async function boundedTransaction<T>(
+  db: Sql,
+  ms: number,
+  options: string,
+  work: (tx: Sql) => Promise<T>,
+): Promise<T> {
+  const deadline = performance.now() + ms;
+  let abandoned = false;
+  const transaction = db.begin(options, async (transaction): Promise<T> => {
+    const left = Math.floor(deadline - performance.now());
+    if (abandoned || left < 1) {
+      throw new DatabaseAbandoned("the request was answered before the transaction began");
+    }
+    // Dense: a connection whose last statement failed after rows could leave empty slots (db.ts).
+    const tx = withDenseResults(transaction as unknown as Sql);
+    await tx`select set_config('statement_timeout', ${String(left)}, true),
+                    set_config('lock_timeout', ${String(left)}, true)`;
+    return await work(tx);
+  }) as unknown as Promise<T>;
+  const bound = ms + SERVER_ANSWER_MARGIN_MS;
+  return await withTimeout(transaction, bound, () => {
+    abandoned = true;
+    return new DatabaseAbandoned(`no answer from the database within ${bound} ms`);
+  });
 }
 
 export interface ReadinessDeps {
@@ -113,9 +151,6 @@ type ErrorCode =
 const fail = (c: Context, status: ContentfulStatusCode, error: ErrorCode, message: string, extra = {}) =>
   jsonError(c, status, error, message, extra);
 
-/** Time the report may take beyond the checks' own bound: the document's two reads. */
-const REPORT_MARGIN_MS = 2000;
-
 export function createReadinessApp(deps: ReadinessDeps): Hono {
   const { sql, env, log } = deps;
   const now = deps.now ?? (() => new Date());
@@ -134,22 +169,12 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     : null;
 
   /**
-   * readiness_update_item within `writeTimeoutMs`, or an error. The server ends the write at the bound
-   * (statement_timeout, lock_timeout), so an answer of 503 means nothing was stored; a write still queued in
-   * the pool then (the database unreachable: postgres.js sends it once it can connect) rolls back instead of
-   * landing minutes after its editor was told it failed, over what was written since.
+   * readiness_update_item within `writeTimeoutMs`, or an error: an answer of 503 means nothing was stored
+   * (boundedTransaction).
    */
   async function updateItem(db: Sql, key: string, p: ItemPatch, actor: string) {
     const ms = deps.writeTimeoutMs ?? PATCH_WRITE_TIMEOUT_MS;
-    const deadline = performance.now() + ms;
-    let abandoned = false;
-    const write = db.begin(async (transaction): Promise<(ItemBase & { section: string })[]> => {
-      const left = Math.floor(deadline - performance.now());
-      if (abandoned || left < 1) throw new WriteAbandoned("the request was answered before the write began");
-      // Dense: a connection whose last statement failed after rows could leave empty slots (db.ts).
-      const tx = withDenseResults(transaction as unknown as Sql) as unknown as typeof transaction;
-      await tx`select set_config('statement_timeout', ${String(left)}, true),
-                      set_config('lock_timeout', ${String(left)}, true)`;
+    return await boundedTransaction(db, ms, "", async (tx) => {
       if (p.ifUpdatedAt !== null) {
         // Compared under the row's lock, so no write lands between the comparison and this one. To the
         // millisecond: a PATCH's answer gives updated_at so (a JavaScript Date), the page to the microsecond.
@@ -166,30 +191,43 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
           throw new StaleItem(item);
         }
       }
-      return await tx<(ItemBase & { section: string })[]>`
-        select * from public.readiness_update_item(
-          ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`;
-    });
-    return await withTimeout(write, ms + WRITE_MARGIN_MS, () => {
-      abandoned = true;
-      return new WriteAbandoned(`no answer from the database within ${ms + WRITE_MARGIN_MS} ms`);
+      return [
+        ...await tx<(ItemBase & { section: string })[]>`
+          select * from public.readiness_update_item(
+            ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`,
+      ];
     });
   }
 
+  /**
+   * The checklist, bounded as each live check is (READINESS_CHECK_TIMEOUT_MS on the server, then the margin
+   * for its answer): a lock held on a readiness table or a database out of reach is a 503, not a request
+   * left waiting, nor a read left holding a pooled connection for as long as the lock is held. Read in one
+   * read-only transaction with one view of the data: the credential names the checks need first (the checks
+   * then run beside the document's read), then the document.
+   */
   async function report(db: Sql): Promise<ReadinessReport> {
-    const [[{ snapshot }], results] = await Promise.all([
-      db<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`,
-      // Credential names come from the document itself; fetched separately so the checks can run in parallel.
-      db<{ name: string }[]>`select name from public.readiness_credentials order by position`
-        .then((rows) => checks!(rows.map((r) => r.name))),
-    ]);
+    const { snapshot, results } = await boundedTransaction(
+      db,
+      config!.checkTimeoutMs,
+      "isolation level repeatable read read only",
+      async (tx) => {
+        const names = await tx<{ name: string }[]>`
+          select name from public.readiness_credentials order by position`;
+        const results = checks!(names.map((r) => r.name));
+        const [row] = await tx<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`;
+        return { snapshot: row.snapshot, results };
+      },
+    );
     const doc = pickDoc(snapshot);
     const { markdown, docHash } = renderMarkdown(doc);
+    // Each check ends within its own bound (readiness_checks.ts), and never rejects.
+    const checked = await results;
     const at = now();
     return {
       doc,
-      checks: results,
-      assessment: assess(doc, results, at),
+      checks: checked,
+      assessment: assess(doc, checked, at),
       docHash,
       markdown,
       generatedAt: at.toISOString(),
@@ -204,23 +242,15 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       return fail(c, 503, "not_configured", deps.databaseProblem ?? NO_DATABASE);
     }
     let r: ReadinessReport;
-    let timedOut = false;
     try {
-      // Bounded here too: while the database cannot be reached postgres.js queues the reads until it can,
-      // and an uptime monitor needs its answer now (each check has its own bound inside).
-      // The reads that time out go on (and do no harm).
-      const ms = config!.checkTimeoutMs + REPORT_MARGIN_MS;
-      r = await withTimeout(report(sql), ms, () => {
-        timedOut = true;
-        return new Error(`no answer from the database within ${ms} ms`);
-      });
+      r = await report(sql);
     } catch (error) {
       log("error", `${LOG} Report failed`, {
         error: error instanceof Error ? error.message : String(error),
         code: dbErrorCode(error),
       });
       return fail(c, 503, "database_unavailable", "The readiness data could not be read", {
-        reason: timedOut ? "unreachable" : dbFailureReason(error),
+        reason: error instanceof DatabaseAbandoned ? "unreachable" : dbFailureReason(error),
       });
     }
     return render(r);
@@ -344,7 +374,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         code: dbErrorCode(error),
       });
       return fail(c, 503, "database_unavailable", "The item could not be updated; nothing changed", {
-        reason: error instanceof WriteAbandoned ? "unreachable" : dbFailureReason(error),
+        reason: error instanceof DatabaseAbandoned ? "unreachable" : dbFailureReason(error),
       });
     }
   });
