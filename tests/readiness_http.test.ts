@@ -1056,6 +1056,56 @@ dbTest(
   },
 );
 
+dbTest(
+  "readiness PATCH: two editors writing at once on one copy (the same if_updated_at) get exactly one 200 " +
+    "and one 412, and the item holds the write that was taken",
+  async () => {
+    const a = app();
+    const { body: page } = await getJson(a);
+    const shared = page.sections.tasks.find((t: Json) => t.key === "task-7").updated_at;
+    const before = await historyCount();
+    // On the server, both wait on a lock held on the item's row first, so they are surely at it together.
+    const lock = db.kind === "postgres"
+      ? await holdLock("select 1 from public.readiness_tasks where key = 'task-7' for update")
+      : null;
+    let answers: Response[];
+    try {
+      const sent = ["first editor's log", "second editor's log"].map((evidence) =>
+        patch(a, "task-7", { evidence, by: "editor", if_updated_at: shared })
+      );
+      if (lock) {
+        await settledWithin(
+          (async () => {
+            for (;;) {
+              const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+                select count(*)::int as waiting from pg_stat_activity
+                 where datname = current_database() and wait_event_type = 'Lock'`;
+              if (waiting >= 2) return;
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+          })(),
+          20_000,
+          "both PATCHes waiting on the row's lock",
+        );
+        await lock.release();
+      }
+      answers = await Promise.all(sent.map((r, i) => answeredWithin(r, `PATCH ${i + 1}`)));
+    } finally {
+      await lock?.release();
+    }
+    const bodies = await Promise.all(answers.map((r) => r.json()));
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 412], JSON.stringify(bodies));
+    const taken = bodies[answers.findIndex((r) => r.status === 200)];
+    const refused = bodies[answers.findIndex((r) => r.status === 412)];
+    assert.equal(refused.error, "stale_item");
+    // The refusal shows the item as the other editor left it; the database holds that write alone.
+    assert.deepEqual(refused.item, taken.item);
+    assert.equal((await taskState("task-7")).evidence, taken.item.evidence);
+    assert.equal(await historyCount(), before + 1);
+    await db.sql`select public.readiness_update_item('task-7', 'pending', true, null, null, 'test')`;
+  },
+);
+
 dbTest("readiness http: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();

@@ -243,4 +243,45 @@ dbTest("readiness: keys are unique across sections and follow each section's pre
   );
 });
 
+dbTest(
+  "readiness: readiness_update_item_if_unchanged writes only on the copy given (else the row as it is, " +
+    "stale), no row for an unknown key; service_role only",
+  async () => {
+    type Row = { key: string; status: string; evidence: string | null; updated_at: Date; stale: boolean };
+    const call = (key: string, status: string, ifUpdatedAt: Date | null) =>
+      db.sql<Row[]>`
+        select (r.item).key, (r.item).status, (r.item).evidence, (r.item).updated_at, r.stale
+          from public.readiness_update_item_if_unchanged(${key}, ${status}, true, 'checked', null, 'test',
+                                                         ${ifUpdatedAt}::timestamptz) r`;
+    const [{ updated_at: seen }] = await db.sql<{ updated_at: Date }[]>`
+      select updated_at from public.readiness_tasks where key = 'task-10'`;
+    const historyBefore = (await historyOf("task-10")).length;
+    // A copy older than the row: the row as it is, flagged, nothing written.
+    const stale = await call("task-10", "done", new Date(seen.getTime() - 1000));
+    assert.deepEqual(stale.map((r) => [r.key, r.status, r.evidence, r.stale]), [
+      ["task-10", "pending", null, true],
+    ]);
+    assert.equal((await historyOf("task-10")).length, historyBefore);
+    // The copy as read (to the millisecond): written, the new row returned.
+    const written = await call("task-10", "done", seen);
+    assert.deepEqual(written.map((r) => [r.key, r.status, r.evidence, r.stale]), [
+      ["task-10", "done", "checked", false],
+    ]);
+    assert.equal((await historyOf("task-10")).length, historyBefore + 1);
+    // Without a copy: written as readiness_update_item writes. An unknown key: no row, with or without one.
+    const plain = await call("task-10", "pending", null);
+    assert.deepEqual(plain.map((r) => [r.status, r.stale]), [["pending", false]]);
+    assert.deepEqual([...await call("task-99", "done", seen), ...await call("task-99", "done", null)], []);
+    await db.sql`select public.readiness_update_item('task-10', 'pending', true, null, null, 'test')`;
+
+    const [grants] = await db.sql<{ service_role: boolean; anon: boolean; authenticated: boolean }[]>`
+      select has_function_privilege('service_role', f, 'execute') as service_role,
+             has_function_privilege('anon', f, 'execute') as anon,
+             has_function_privilege('authenticated', f, 'execute') as authenticated
+        from (select 'public.readiness_update_item_if_unchanged(text, text, boolean, text, text, text, '
+                     'timestamptz)'::regprocedure as f) p`;
+    assert.deepEqual({ ...grants }, { service_role: true, anon: false, authenticated: false });
+  },
+);
+
 dbTest("readiness migrations: close the database", () => db.close());

@@ -47,5 +47,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121006700", // retry_now_locks_in_id_order
   "20261121006800", // message_and_conversation_times_indexed
   "20261121006900", // daily_stats_days_indexed
+  "20261121007000", // readiness_update_item_if_unchanged
   "20261121007200", // prune_holds_settings_only_to_commit
 ];

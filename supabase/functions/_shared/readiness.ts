@@ -58,13 +58,6 @@ const SERVER_ANSWER_MARGIN_MS = 2000;
 /** The database did not answer within the bound: the transaction, if it ever starts, rolls back. */
 class DatabaseAbandoned extends Error {}
 
-/** An if_updated_at that no longer matches: the item as it is now, for the editor to look at again. */
-class StaleItem extends Error {
-  constructor(readonly item: ItemBase & { section: string }) {
-    super("the item changed since");
-  }
-}
-
 /**
  * `work` in one transaction that the server ends `ms` after the call (statement_timeout and lock_timeout: a
  * lock held on a readiness table by a migration or an SQL editor's open transaction), or DatabaseAbandoned
@@ -169,34 +162,19 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     : null;
 
   /**
-   * readiness_update_item within `writeTimeoutMs`, or an error: an answer of 503 means nothing was stored
-   * (boundedTransaction).
+   * readiness_update_item_if_unchanged within `writeTimeoutMs`: no row for an unknown key, else the item as
+   * written, or as it is now with stale = true when it changed after `ifUpdatedAt`. One statement, so one
+   * round trip inside the bound; the row's lock, the comparison and the write are the database's (migration
+   * 007000). An answer of 503 means nothing was stored (boundedTransaction).
    */
   async function updateItem(db: Sql, key: string, p: ItemPatch, actor: string) {
     const ms = deps.writeTimeoutMs ?? PATCH_WRITE_TIMEOUT_MS;
-    return await boundedTransaction(db, ms, "", async (tx) => {
-      if (p.ifUpdatedAt !== null) {
-        // Compared under the row's lock, so no write lands between the comparison and this one. To the
-        // millisecond: a PATCH's answer gives updated_at so (a JavaScript Date), the page to the microsecond.
-        const [found] = await tx<{ section: string }[]>`
-          select section from public.readiness_items where key = ${key}`;
-        if (!found) return [];
-        const [row] = await tx<{ same: boolean }[]>`
-          select date_trunc('milliseconds', updated_at) = date_trunc('milliseconds', ${p.ifUpdatedAt}::timestamptz)
-                   as same
-            from ${tx(`public.readiness_${found.section}`)} where key = ${key} for update`;
-        if (!row?.same) {
-          const [item] = await tx<(ItemBase & { section: string })[]>`
-            select * from public.readiness_items where key = ${key}`;
-          throw new StaleItem(item);
-        }
-      }
-      return [
-        ...await tx<(ItemBase & { section: string })[]>`
-          select * from public.readiness_update_item(
-            ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor})`,
-      ];
-    });
+    return await boundedTransaction(db, ms, "", async (tx) => [
+      ...await tx<(ItemBase & { section: string; stale: boolean })[]>`
+        select (r.item).*, r.stale from public.readiness_update_item_if_unchanged(
+          ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor},
+          ${p.ifUpdatedAt}::timestamptz) r`,
+    ]);
   }
 
   /**
@@ -340,23 +318,10 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     // item. Checked here, since text Postgres refuses (a NUL from %00) would fail as a database error.
     if (!/^[a-z0-9_-]{1,100}$/.test(key)) return fail(c, 404, "unknown_item", "No such readiness item");
     const actor = p.by ? `admin:${p.by}` : "admin";
+    let rows: (ItemBase & { section: string; stale: boolean })[];
     try {
-      const rows = await updateItem(sql, key, p, actor);
-      if (rows.length === 0) return fail(c, 404, "unknown_item", `No readiness item "${key}"`);
-      const item = rows[0];
-      log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
-      return c.json({ ok: true, item: { ...item, status_text: statusText(item.status) } });
+      rows = await updateItem(sql, key, p, actor);
     } catch (error) {
-      if (error instanceof StaleItem) {
-        return fail(
-          c,
-          412,
-          "stale_item",
-          `"${key}" changed after the if_updated_at given; nothing changed. Look at it again, then send its ` +
-            "updated_at",
-          { item: { ...error.item, status_text: statusText(error.item.status) } },
-        );
-      }
       const code = (error as { code?: string }).code;
       if (code === "23514") {
         return fail(
@@ -377,6 +342,20 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         reason: error instanceof DatabaseAbandoned ? "unreachable" : dbFailureReason(error),
       });
     }
+    if (rows.length === 0) return fail(c, 404, "unknown_item", `No readiness item "${key}"`);
+    const { stale, ...item } = rows[0];
+    if (stale) {
+      return fail(
+        c,
+        412,
+        "stale_item",
+        `"${key}" changed after the if_updated_at given; nothing changed. Look at it again, then send its ` +
+          "updated_at",
+        { item: { ...item, status_text: statusText(item.status) } },
+      );
+    }
+    log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
+    return c.json({ ok: true, item: { ...item, status_text: statusText(item.status) } });
   });
 
   for (const path of [`/${FUNCTION_NAME}`, `/${FUNCTION_NAME}/probe`]) {
