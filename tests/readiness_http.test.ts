@@ -488,6 +488,26 @@ dbTest(
   },
 );
 
+dbTest(
+  "readiness PATCH: a token-shaped `by` is refused (the public page shows it as updated_by, and it is logged)",
+  async () => {
+    const before = { task: await taskState("task-2"), history: await historyCount() };
+    const log = memoryLogger();
+    const token = "Xk29aPq7LmN4vB8sT1wZ3yR6"; // no configured secret: its shape alone says what it is
+    const res = await patch(app({ log }), "task-2", { status: "done", by: `dana ${token}` });
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.error, "secret_in_evidence");
+    assert.ok(!JSON.stringify(body).includes(token));
+    assert.ok(!JSON.stringify(log.lines).includes(token));
+    assert.deepEqual(await taskState("task-2"), before.task);
+    assert.equal(await historyCount(), before.history);
+    // A name with a short id, or a long word, is a name.
+    assert.equal(parsePatch({ status: "done", by: "dana (deploy 4f3a9c1)" }).ok, true);
+    assert.equal(parsePatch({ status: "done", by: "integrations-oncall-secondary" }).ok, true);
+  },
+);
+
 dbTest("readiness PATCH: token-shaped evidence is refused on every row, as the page is public", async () => {
   const before = await historyCount();
   // Every row's evidence is on the public page, not only a credential's: a token that is not configured here

@@ -438,6 +438,8 @@ type PatchResult =
   | { ok: false; error: ErrorCode; message: string; extra?: Record<string, unknown> };
 
 const PATCH_FIELDS = ["status", "evidence", "note", "by", "if_updated_at"];
+/** A run of 20 or more letters and digits with both in it: a token's shape (migration 003800). */
+const TOKEN_SHAPED = /(^|[^A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}/;
 
 export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -497,6 +499,15 @@ export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
   const note = text("note", b.note, MAX_TEXT, false);
   const by = text("by", b.by, 100, true);
   for (const v of [evidence, note, by]) if (v !== null && typeof v === "object") return v;
+  // `by` is shown on the public page (updated_by) and logged, and unlike evidence the database does not
+  // check it: a token pasted there is refused as evidence's is (migration 003800's rule).
+  if (typeof by === "string" && TOKEN_SHAPED.test(by)) {
+    return {
+      ok: false,
+      error: "secret_in_evidence",
+      message: "by looks like a secret value (20 or more letters and digits in a row): it is shown publicly",
+    };
+  }
   // An ISO 8601 time with its offset, as the answers give updated_at ("2025-10-11T08:00:00.123456+00:00", "…Z").
   const ifUpdatedAt = b.if_updated_at;
   if (
