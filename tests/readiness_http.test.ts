@@ -1094,19 +1094,16 @@ dbTest(
         patch(a, "task-7", { evidence, by: "editor", if_updated_at: shared })
       );
       if (lock) {
-        await settledWithin(
-          (async () => {
-            for (;;) {
-              const [{ waiting }] = await db.sql<{ waiting: number }[]>`
-                select count(*)::int as waiting from pg_stat_activity
-                 where datname = current_database() and wait_event_type = 'Lock'`;
-              if (waiting >= 2) return;
-              await new Promise((resolve) => setTimeout(resolve, 20));
-            }
-          })(),
-          20_000,
-          "both PATCHes waiting on the row's lock",
-        );
+        // Polled until both wait (20 s at most, so a failing run ends).
+        const deadline = performance.now() + 20_000;
+        for (;;) {
+          const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+            select count(*)::int as waiting from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'`;
+          if (waiting >= 2) break;
+          assert.ok(performance.now() < deadline, "both PATCHes waiting on the row's lock: not within 20 s");
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         await lock.release();
       }
       answers = await Promise.all(sent.map((r, i) => answeredWithin(r, `PATCH ${i + 1}`)));
