@@ -112,6 +112,7 @@ const INTERNAL_SQL = new Set([
   "readiness_tasks",
   "readiness_touch_item",
   "readiness_update_item",
+  "readiness_update_item_if_unchanged",
   "readiness_validations",
 ]);
 
