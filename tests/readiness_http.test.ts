@@ -976,7 +976,7 @@ dbTest(
     const log = memoryLogger();
     const a = app({ sql, log });
     try {
-      // GET's first read is the credential names, whose empty slots map() happened to skip.
+      // The next statement on this connection is GET's (its read's bounds, then the snapshot).
       await assert.rejects(sql.unsafe(failsAfterTwoRows), /division by zero/);
       const { status, body } = await getJson(a);
       assert.equal(status, 200, JSON.stringify(body));
