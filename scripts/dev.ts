@@ -4,6 +4,7 @@ import { ConfigError, intFromEnv } from "../supabase/functions/_shared/env.ts";
 import { onStopSignals, parseArgsOrExit, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
+import { MAX_SWEEP_MS } from "./lib/forwarder_loop.ts";
 import { DataDirInUse } from "./lib/embedded_db.ts";
 import { OutOfOrderMigrations } from "./lib/migrations.ts";
 
@@ -40,21 +41,22 @@ await loadDotenv(".env");
 const env = Deno.env.toObject();
 console.log("chatwoot-relay dev server");
 /** An integer setting; one that is not is said in a line (ConfigError names it), not as a stack trace. */
-function intSetting(name: string, fallback: number, min: number): number {
+function intSetting(name: string, fallback: number, min: number, max: number): number {
   try {
-    return intFromEnv(env, name, fallback, min);
+    return intFromEnv(env, name, fallback, min, max);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
     Deno.exit(1);
   }
 }
-const port = intSetting("PORT", 54321, 0);
-const dbPort = intSetting("DB_PORT", 54322, 0);
+// A port past 65535 was a stack trace from Deno.serve.
+const port = intSetting("PORT", 54321, 0, 65_535);
+const dbPort = intSetting("DB_PORT", 54322, 0, 65_535);
 const server = await startDevServer({
   port,
   dbPort,
-  forwarderSweepMs: intSetting("FORWARDER_SWEEP_MS", 1000, 1),
+  forwarderSweepMs: intSetting("FORWARDER_SWEEP_MS", 1000, 1, MAX_SWEEP_MS),
 }).catch((error) => {
   // The functions listen through Deno.serve (Deno.errors.AddrInUse), the embedded database through node:net
   // (a Node error with code EADDRINUSE, which Deno's error carries too: hence this order).

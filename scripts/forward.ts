@@ -15,7 +15,12 @@ import {
   usageError,
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
-import { connectForwarder, postgresSubscribe, startForwarderLoop } from "./lib/forwarder_loop.ts";
+import {
+  connectForwarder,
+  MAX_SWEEP_MS,
+  postgresSubscribe,
+  startForwarderLoop,
+} from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
 
 await loadDotenv(".env");
@@ -52,7 +57,7 @@ function wholeNumber(
 }
 const batchSize = wholeNumber("batch", 1, MAX_BATCH_SIZE);
 const lanes = wholeNumber("lanes", 1, MAX_LANES);
-const sweepMs = wholeNumber("sweep-ms", 10);
+const sweepMs = wholeNumber("sweep-ms", 10, MAX_SWEEP_MS);
 const budgetMs = wholeNumber("budget-ms", 0);
 function announceStop() {
   jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");

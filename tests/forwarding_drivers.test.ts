@@ -453,14 +453,27 @@ for (const args of [[], ["--once"]]) {
 Deno.test("forwarder: deno task forward refuses options that are not whole numbers, before connecting", async () => {
   for (
     // Above what a drain takes (it would use 100 and 8, and the log would say 500 and 20).
-    const args of [["--lanes", "two"], ["--batch", "1.5"], ["--sweep-ms", "0"], ["--batch", "500"], [
-      "--lanes",
-      "20",
-    ], [
-      "--once",
-      "--budget-ms",
-      "x",
-    ]]
+    // A sweep past 2^31 - 1 ms made setInterval fire at once, every time: the loop polled without pause.
+    const args of [
+      ["--lanes", "two"],
+      ["--batch", "1.5"],
+      ["--sweep-ms", "0"],
+      ["--sweep-ms", "2147483648"],
+      [
+        "--sweep-ms",
+        "3600001",
+      ],
+      ["--batch", "500"],
+      [
+        "--lanes",
+        "20",
+      ],
+      [
+        "--once",
+        "--budget-ms",
+        "x",
+      ],
+    ]
   ) {
     // Nothing listens at that database: an attempt to forward would fail differently.
     const out = await forwardCommand(args, { DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none" })

@@ -82,7 +82,7 @@ Deno.test("a DATABASE_POOL_SIZE typo: the default pool of 5, said once at start,
       assert.ok(runtime.sql, value);
       assert.equal(runtime.databaseProblem ?? null, null);
       assert.equal(runtime.sql.options.max, 5);
-      const warning = "DATABASE_POOL_SIZE must be an integer >= 1; using the default 5";
+      const warning = "DATABASE_POOL_SIZE must be an integer from 1 to 100; using the default 5";
       assert.deepEqual(log.lines.map((l) => [l.level, l.problem]), [["warn", warning]], "once, at start");
     } finally {
       await runtime.sql?.end();
@@ -144,13 +144,13 @@ Deno.test("deno task dev names at start every setting a function refuses, never 
     // A knob with a safe default is not a reason to lose webhooks: its default is used, and said.
     assert.match(
       before,
-      /chatwoot-webhook.*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer >= 1; using the default 300/,
+      /chatwoot-webhook.*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer from 1 to 86400; using the default 300/,
     );
     assert.match(
       before,
-      /chatwoot-webhook.*CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 6291456/,
+      /chatwoot-webhook.*CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer from 1 to 67108864; using the default 6291456/,
     );
-    assert.match(before, /DATABASE_POOL_SIZE must be an integer >= 1; using the default 5/);
+    assert.match(before, /DATABASE_POOL_SIZE must be an integer from 1 to 100; using the default 5/);
     assert.doesNotMatch(before, /chatwoot-webhook.*NOT CONFIGURED/);
     assert.ok(!/0x10|"-1"|=-1/.test(before), "never the value");
     const webhook = await fetch(`${dev.base}/functions/v1/chatwoot-webhook`, {
@@ -175,9 +175,109 @@ Deno.test("deno task dev with PORT, DB_PORT or FORWARDER_SWEEP_MS not a number: 
       .output();
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 1, stderr);
-    assert.match(stderr, new RegExp(`^${name} must be an integer >= \\d+\n$`, "m"));
+    assert.match(stderr, new RegExp(`^${name} must be an integer from \\d+ to \\d+\n$`, "m"));
     assert.doesNotMatch(stderr, /\bat \S+\.ts:\d+/, "no stack trace");
   }
+});
+
+Deno.test("deno task dev with a port past 65535 or a sweep past a timer's range: one line naming it", async () => {
+  // A port past 65535 was Deno.serve's stack trace. A sweep past 2^31 - 1 ms made setInterval fire at once,
+  // every time: the forwarder loop polled the database without pause.
+  const cases: [string, string, string][] = [
+    ["PORT", "65536", "from 0 to 65535"],
+    ["DB_PORT", "70000", "from 0 to 65535"],
+    ["FORWARDER_SWEEP_MS", "2147483648", "from 1 to 3600000"],
+    ["FORWARDER_SWEEP_MS", "3600001", "from 1 to 3600000"],
+  ];
+  for (const [name, value, range] of cases) {
+    const out = await devCommand({ [name]: value, RELAY_DATA_DIR: "/nonexistent/relay_misconfig" }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, `${name}=${value}: ${stderr}`);
+    assert.equal(stderr, `${name} must be an integer ${range}\n`, `${name}=${value}`);
+  }
+});
+
+Deno.test("CHATWOOT_WEBHOOK_TOLERANCE_SECONDS over a day: the default 300, said; a day is taken", () => {
+  // A year's tolerance let a signed body captured once be posted again a year later (webhook.test.ts shows it
+  // refused end to end).
+  for (const value of ["86401", "31536000", "9007199254740991"]) {
+    const result = webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: TOKEN,
+      CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: value,
+    });
+    assert.ok(result.ok, value);
+    assert.equal(result.config.toleranceSeconds, 300, value);
+    assert.deepEqual(result.warnings, [
+      "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer from 1 to 86400; using the default 300",
+    ], value);
+  }
+  const day = webhookConfigFromEnv({
+    CHATWOOT_WEBHOOK_SECRET: TOKEN,
+    CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: "86400",
+  });
+  assert.ok(day.ok && day.config.toleranceSeconds === 86_400 && day.warnings.length === 0);
+});
+
+Deno.test("CHATWOOT_WEBHOOK_MAX_BODY_BYTES over 64 MiB: the default, said; 64 MiB is taken", () => {
+  // No bound at all: a body past 512 Mi characters cannot even be a string (a 500, the event lost), and one
+  // far below runs a hosted function out of memory with every request it holds.
+  for (const value of ["67108865", "9007199254740991"]) {
+    const result = webhookConfigFromEnv({
+      CHATWOOT_WEBHOOK_SECRET: TOKEN,
+      CHATWOOT_WEBHOOK_MAX_BODY_BYTES: value,
+    });
+    assert.ok(result.ok, value);
+    assert.equal(result.config.maxBodyBytes, 6 * 1024 * 1024, value);
+    assert.deepEqual(result.warnings, [
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer from 1 to 67108864; using the default 6291456",
+    ], value);
+  }
+  const most = webhookConfigFromEnv({
+    CHATWOOT_WEBHOOK_SECRET: TOKEN,
+    CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "67108864",
+  });
+  assert.ok(most.ok && most.config.maxBodyBytes === 64 * 1024 * 1024 && most.warnings.length === 0);
+});
+
+Deno.test("DATABASE_POOL_SIZE over 100: the default pool of 5, said; the worker boots", async () => {
+  // postgres.js builds all `max` connections' objects at start: 100 000 took 900 MB, a million ran out of
+  // memory, 2^53 - 1 crashed the process at once (V8: "invalid array length").
+  const url = "postgresql://postgres:a-real-password-0123456789@127.0.0.1:1/postgres";
+  for (const value of ["101", "9007199254740991"]) {
+    const log = memoryLogger();
+    const runtime = runtimeFromEnv({ DATABASE_URL: url, DATABASE_POOL_SIZE: value }, log);
+    try {
+      assert.equal(runtime.databaseProblem ?? null, null, value);
+      assert.ok(runtime.sql, value);
+      assert.equal(runtime.sql.options.max, 5);
+      assert.deepEqual(log.lines.map((l) => l.problem), [
+        "DATABASE_POOL_SIZE must be an integer from 1 to 100; using the default 5",
+      ]);
+    } finally {
+      await runtime.sql?.end();
+    }
+  }
+  const most = runtimeFromEnv({ DATABASE_URL: url, DATABASE_POOL_SIZE: "100" }, memoryLogger());
+  assert.equal(most.sql?.options.max, 100);
+  await most.sql?.end();
+});
+
+Deno.test("READINESS_CACHE_SECONDS over an hour: 503 naming it", async () => {
+  // Cached for as long as it said, the probe went on answering what the checks saw once: an outage since
+  // unseen by the uptime monitor.
+  for (const value of ["3601", "9007199254740991"]) {
+    const app = createReadinessApp({
+      sql: null,
+      env: { READINESS_CACHE_SECONDS: value },
+      log: memoryLogger(),
+    });
+    const response = await app.request("/readiness/probe");
+    const body = await response.json();
+    assert.equal(response.status, 503, value);
+    assert.equal(body.error, "not_configured", value);
+    assert.match(body.message, /READINESS_CACHE_SECONDS must be an integer from 0 to 3600/);
+  }
+  assert.equal(readinessConfigFromEnv({ READINESS_CACHE_SECONDS: "3600" }).cacheMs, 3_600_000);
 });
 
 Deno.test("CHATWOOT_BASE_URL copied from the browser (/app/…): the API check fails on the dashboard's page", async () => {
@@ -219,7 +319,7 @@ Deno.test("a number setting is written in decimal digits: 0x10, 1e3, 4194304.0 a
     assert.ok(result.ok, value);
     assert.equal(result.config.maxBodyBytes, 6 * 1024 * 1024, value);
     assert.deepEqual(result.warnings, [
-      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 6291456",
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer from 1 to 67108864; using the default 6291456",
     ], value);
   }
   const spaced = webhookConfigFromEnv({

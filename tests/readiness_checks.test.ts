@@ -488,8 +488,8 @@ dbTest(
   async () => {
     // The functions run on the default (a webhook is not lost for a typo), but the typo must not go unseen.
     const knobs: [string, string][] = [
-      ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", "must be an integer >= 1; using the default 300"],
-      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", "must be an integer >= 1; using the default 6291456"],
+      ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", "must be an integer from 1 to 86400; using the default 300"],
+      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", "must be an integer from 1 to 67108864; using the default 6291456"],
       ["CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", "must be an integer >= 0; using the default 120"],
     ];
     for (const [name, says] of knobs) {
@@ -500,7 +500,9 @@ dbTest(
     }
     const pool = await checkDatabase(deps({ DATABASE_POOL_SIZE: "0x10" }));
     assert.equal(pool.status, "warn", pool.detail);
-    assert.ok(pool.detail.startsWith("DATABASE_POOL_SIZE must be an integer >= 1; using the default 5; "));
+    assert.ok(
+      pool.detail.startsWith("DATABASE_POOL_SIZE must be an integer from 1 to 100; using the default 5; "),
+    );
     assert.ok(!JSON.stringify(pool).includes("0x10"));
     assert.equal((await checkDatabase(deps({ DATABASE_POOL_SIZE: "8" }))).status, "pass");
   },

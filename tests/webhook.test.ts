@@ -592,6 +592,29 @@ dbTest(
 );
 
 dbTest(
+  `webhook [${db.kind}]: a tolerance over a day is refused: a body signed a year ago is not taken again`,
+  async () => {
+    // Set to a year, a signed body captured once (a log, a proxy) was stored when posted again a year later.
+    const now = 1_800_000_000;
+    const { app, log } = makeApp({ CHATWOOT_WEBHOOK_TOLERANCE_SECONDS: "31536000" }, {
+      nowSeconds: () => now,
+    });
+    const body = uniqueMessage();
+    const res = await post(app, signedRequest(URL_BASE, body, { nowSeconds: now - 365 * 86_400 + 60 }));
+    assert.equal(res.status, 401, JSON.stringify(res.body));
+    assert.equal(res.body.error, "timestamp_stale");
+    assert.equal(await countRowsWhere(body), 0);
+    assert.ok(
+      log.lines.some((l) =>
+        l.problem ===
+          "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS must be an integer from 1 to 86400; using the default 300"
+      ),
+      "said, with the default used instead",
+    );
+  },
+);
+
+dbTest(
   `webhook [${db.kind}]: the signature is checked before the timestamp; a stale or future one logs its skew`,
   async () => {
     const now = 1_800_000_000;
@@ -704,7 +727,7 @@ dbTest(
     const badNumber = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_MAX_BODY_BYTES: "lots" });
     assert.ok(!badNumber.ok && /CHATWOOT_WEBHOOK_SECRET/.test(badNumber.message));
     assert.deepEqual(badNumber.warnings, [
-      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer >= 1; using the default 6291456",
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES must be an integer from 1 to 67108864; using the default 6291456",
     ]);
   },
 );
@@ -773,12 +796,12 @@ dbTest(
   `webhook [${db.kind}]: a tuning knob set to 30s, -1 or 0x10 falls back to its default, said once; no 503`,
   async () => {
     // Chatwoot never re-sends: a typo in a knob with a safe default answered every webhook 503 and lost it.
-    const knobs: [string, number, number][] = [
-      ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 1, 300],
-      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 1, 6 * 1024 * 1024],
-      ["CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 0, 120],
+    const knobs: [string, string, number][] = [
+      ["CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", "from 1 to 86400", 300],
+      ["CHATWOOT_WEBHOOK_MAX_BODY_BYTES", "from 1 to 67108864", 6 * 1024 * 1024],
+      ["CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", ">= 0", 120],
     ];
-    for (const [name, min, fallback] of knobs) {
+    for (const [name, range, fallback] of knobs) {
       for (const value of ["30s", "-1", "0x10"]) {
         const { app, log } = makeApp({ [name]: value });
         const config = webhookConfigFromEnv({ CHATWOOT_WEBHOOK_SECRET: TEST_SECRET, [name]: value });
@@ -797,7 +820,7 @@ dbTest(
         const warned = log.lines.filter((l) => l.level === "warn" && String(l.problem).includes(name));
         assert.deepEqual(
           warned.map((l) => l.problem),
-          [`${name} must be an integer >= ${min}; using the default ${fallback}`],
+          [`${name} must be an integer ${range}; using the default ${fallback}`],
           `${name}=${value}: said once, at start, with the setting and the default, never the value`,
         );
       }

@@ -22,6 +22,13 @@ export function connectForwarder(url: string): Sql {
 /** Subscribes `onNotify` to DUE_CHANNEL; resolves to an unsubscribe function. */
 export type Subscribe = (onNotify: () => void) => Promise<() => Promise<void>>;
 
+/**
+ * The longest sweep (deno task forward --sweep-ms, FORWARDER_SWEEP_MS): setInterval past 2^31 - 1 ms fires at
+ * once, every time, and the loop polled the database without pause. An hour: the sweep is what finds retries
+ * due (new events come by NOTIFY), and a longer one would hold each retry back more than its schedule does.
+ */
+export const MAX_SWEEP_MS = 3_600_000;
+
 export interface ForwarderLoopOptions {
   sql: Sql;
   config: ForwarderConfig;

@@ -24,8 +24,14 @@ export interface Defaulted<T> {
  * the setting and the default, never the value. For a knob only: a lost webhook's 503 costs more than a
  * default. The rule that refuses it is intFromEnv's.
  */
-export function intFromEnvOrDefault(env: Env, name: string, fallback: number, min = 1): Defaulted<number> {
-  const { value, problem } = readInt(env, name, fallback, min);
+export function intFromEnvOrDefault(
+  env: Env,
+  name: string,
+  fallback: number,
+  min = 1,
+  max?: number,
+): Defaulted<number> {
+  const { value, problem } = readInt(env, name, fallback, min, max);
   return problem
     ? { value: fallback, warning: `${problem}; using the default ${fallback}` }
     : { value, warning: null };

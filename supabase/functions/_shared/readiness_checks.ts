@@ -56,6 +56,11 @@ const MIN_ADMIN_TOKEN_LENGTH = 24;
  * 150 s), and past 2^31 - 1 ms the timers fire at once, failing every check and the report as unanswered.
  */
 const MAX_CHECK_TIMEOUT_MS = 120_000;
+/**
+ * The probe answers from this cache: longer than an hour, an uptime monitor would go on hearing what the
+ * checks saw then (a database down since, a Chatwoot token revoked) for as long as the value says.
+ */
+const MAX_CACHE_SECONDS = 3600;
 
 export function readinessConfigFromEnv(env: Env): ReadinessConfig {
   const rawBase = stringFromEnv(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
@@ -83,7 +88,7 @@ export function readinessConfigFromEnv(env: Env): ReadinessConfig {
     adminToken: adminToken && !adminTokenProblem ? adminToken : null,
     adminTokenProblem,
     checkTimeoutMs: intFromEnv(env, "READINESS_CHECK_TIMEOUT_MS", 3000, 1, MAX_CHECK_TIMEOUT_MS),
-    cacheMs: intFromEnv(env, "READINESS_CACHE_SECONDS", 30, 0) * 1000,
+    cacheMs: intFromEnv(env, "READINESS_CACHE_SECONDS", 30, 0, MAX_CACHE_SECONDS) * 1000,
   };
 }
 

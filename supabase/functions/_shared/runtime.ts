@@ -32,8 +32,15 @@ export const NO_DATABASE = "No database configured: set SUPABASE_DB_URL or DATAB
  * to answer every request 503 (a webhook so answered is lost): the default 5, and a warning.
  */
 export function poolSizeFromEnv(env: Env): Defaulted<number> {
-  return intFromEnvOrDefault(env, "DATABASE_POOL_SIZE", 5);
+  return intFromEnvOrDefault(env, "DATABASE_POOL_SIZE", 5, 1, MAX_POOL_SIZE);
 }
+
+/**
+ * Postgres allows 100 connections by default, all instances together. And postgres.js builds every one of
+ * `max` connections' objects at start: 100 000 took 6 s and 900 MB (a hosted function has 256 MB), a million
+ * ran out of memory, and 2^53 - 1 crashed the process at once (V8: "invalid array length").
+ */
+export const MAX_POOL_SIZE = 100;
 
 /**
  * Hosted Supabase stops a worker this long after its start (150 s on the free plan, 400 s on paid ones: the

@@ -31,18 +31,37 @@ export type WebhookConfigResult =
   & ({ ok: true; config: WebhookConfig } | { ok: false; message: string });
 
 const MIN_URL_TOKEN_LENGTH = 24;
+/** Upper bounds of the knobs (README, the webhook's settings table). */
+export const MAX_TOLERANCE_SECONDS = 86_400;
+export const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 export function webhookConfigFromEnv(env: Env = Deno.env.toObject()): WebhookConfigResult {
   // Tuning knobs with safe defaults: a typo in one answered every webhook 503 not_configured, and Chatwoot
   // never re-sends it. The default is used instead, and the mistake said (log, deno task dev, readiness).
   const knobs = {
-    toleranceSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS", 300),
+    // At most a day: Chatwoot signs with its send time, so the window only has to cover clock difference and
+    // transit. Wider, a signed body captured once (a log, a proxy) could be posted again a year later.
+    toleranceSeconds: intFromEnvOrDefault(
+      env,
+      "CHATWOOT_WEBHOOK_TOLERANCE_SECONDS",
+      300,
+      1,
+      MAX_TOLERANCE_SECONDS,
+    ),
     // A body refused here is lost (Chatwoot never re-sends it). An email's is the largest: its content is cut
     // at 150 000 characters, but its HTML and text are sent uncut, twice, with <, > and & as \u003c, so a few
     // hundred KB of HTML pass 4 MiB. 6 MiB: two such bodies at once beside normal traffic peaked at 150 MB
     // (RSS, a deployed function's heap), 181 MB (up to 219) with the Agent SDK sent to at once; 8 MiB reached
     // 252 of the 256 MB a hosted function has (README, "Body size").
-    maxBodyBytes: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_MAX_BODY_BYTES", 6 * 1024 * 1024),
+    // At most 64 MiB: a body is held about 8 times over while checked and stored (24 MiB alone peaked at
+    // 251 MB), and past 512 Mi characters V8 cannot even make it a string (every such webhook a 500, lost).
+    maxBodyBytes: intFromEnvOrDefault(
+      env,
+      "CHATWOOT_WEBHOOK_MAX_BODY_BYTES",
+      6 * 1024 * 1024,
+      1,
+      MAX_BODY_BYTES,
+    ),
     // 120 s: inside a hosted worker's wall-clock limit (150 s on the free plan), past most restarts.
     lateStoreSeconds: intFromEnvOrDefault(env, "CHATWOOT_WEBHOOK_LATE_STORE_SECONDS", 120, 0),
   };
