@@ -23,7 +23,12 @@ const parsed = parseArgsOrExit(
 );
 const { values } = parsed;
 const days = Number(values.days);
-if (!Number.isInteger(days) || days < 1) usageError("--days takes a whole number of days (1 or more)", USAGE);
+// A century at most, as relay_settings.retention_days: past about 2.4 million days the window starts before
+// Postgres' dates do, and the run failed on an SQL error ("date out of range") instead of its usage.
+const MAX_DAYS = 36_500;
+if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
+  usageError(`--days takes a whole number of days (1 to ${MAX_DAYS})`, USAGE);
+}
 const url = requireDatabaseUrl("the database to report on");
 const sql = connectOrExit("stats", url, {
   max: 1,
