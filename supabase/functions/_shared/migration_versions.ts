@@ -48,5 +48,6 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121006800", // message_and_conversation_times_indexed
   "20261121006900", // daily_stats_days_indexed
   "20261121007000", // readiness_update_item_if_unchanged
+  "20261121007100", // retention_days_bounded
   "20261121007200", // prune_holds_settings_only_to_commit
 ];
