@@ -482,6 +482,8 @@ Deno.test("cli: deno task recover names a Chatwoot setting it cannot use in one 
     ],
     [{ CHATWOOT_BASE_URL: "" }, /^Set CHATWOOT_BASE_URL \(or CHATWOOT_BASE_URL_PROD\)/],
     [{ CHATWOOT_ACCOUNT_ID: "hunter2-secret" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
+    // Read back as a number for the rebuilt events, it was rounded to another account's id.
+    [{ CHATWOOT_ACCOUNT_ID: "9007199254740993" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
     [
       { CHATWOOT_ACCOUNT_ID: "", CHATWOOT_ACCOUNT_ID_PROD: "1/../hunter2-secret" },
       /^CHATWOOT_ACCOUNT_ID_PROD must be a whole number/,

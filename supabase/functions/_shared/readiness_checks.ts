@@ -120,8 +120,11 @@ export function chatwootTargetFromEnv(
   }
   const problem = httpUrlProblem(base.name, base.value) ??
     headerTokenProblem(token.name, token.value) ??
-    // It goes into the API's paths: "1/../2" would read another account's.
-    (/^\d+$/.test(account.value) ? null : `${account.name} must be a whole number (the account's id)`);
+    // It goes into the API's paths: "1/../2" would read another account's. And recovered events carry it as a
+    // number: past 2^53 it was rounded (9007199254740993 stored as …992), another account's id.
+    (/^\d+$/.test(account.value) && Number.isSafeInteger(Number(account.value))
+      ? null
+      : `${account.name} must be a whole number (the account's id)`);
   if (problem) return { target: null, problem };
   return {
     target: {
