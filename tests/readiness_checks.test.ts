@@ -731,6 +731,35 @@ dbTest(
 );
 
 dbTest(
+  "readiness check webhook_pipeline: a request_timeout_ms no Edge Function's drain can fit warns, naming it",
+  async () => {
+    // Over 135 s, with 5 s of write-back a batch never fits a worker's 140 s: forward-events and the webhook's
+    // immediate delivery claimed nothing, and the only sign was a stall 5 minutes later, naming no cause.
+    await storeVerifiedWebhook(db.sql, 9302);
+    await createDeliveryHealthView(db.sql, "test_health_timeout", { backlog: 0 });
+    const check = () => checkWebhookPipeline(deps({}, { deliveryHealthView: "test_health_timeout" }));
+    const set = (ms: number, lease: number) =>
+      db.sql`update public.relay_settings set lease_seconds = ${lease}, request_timeout_ms = ${ms}`;
+    try {
+      await set(135_000, 200);
+      const fits = await check();
+      assert.equal(fits.status, "pass", fits.detail);
+      await set(135_001, 200);
+      const never = await check();
+      assert.equal(never.status, "warn", never.detail);
+      assert.match(
+        never.detail,
+        /^public\.relay_settings\.request_timeout_ms is over 135000: a delivery and its write-back cannot fit/,
+      );
+    } finally {
+      await db.sql`update public.relay_settings set request_timeout_ms = 10000, lease_seconds = 60`;
+      await db.sql`delete from public.webhook_events where event_key = 'message:9302:message_created'`;
+      await db.sql.unsafe(`drop view public.test_health_timeout`);
+    }
+  },
+);
+
+dbTest(
   "readiness check webhook_pipeline: dead events warn until acknowledged, and again when one dies after that",
   async () => {
     await ensureDeliveryHealthView(db.sql);

@@ -20,7 +20,8 @@ import { KNOWN_EVENTS } from "./chatwoot_events.ts";
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import { webhookConfigFromEnv } from "./webhook_config.ts";
-import { poolSizeFromEnv } from "./runtime.ts";
+import { EDGE_WALL_CLOCK_MARGIN_MS, EDGE_WALL_CLOCK_MS, poolSizeFromEnv } from "./runtime.ts";
+import { WRITE_BACK_MIN_BUDGET_MS } from "./forwarder.ts";
 import { withTimeout } from "./timeout.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
 
@@ -61,6 +62,13 @@ const MAX_CHECK_TIMEOUT_MS = 120_000;
  * checks saw then (a database down since, a Chatwoot token revoked) for as long as the value says.
  */
 const MAX_CACHE_SECONDS = 3600;
+/**
+ * The longest request timeout with which an Edge Function's drain can still claim a batch: the delivery and
+ * WRITE_BACK_MIN_BUDGET_MS must end before the worker's deadline (forwarder.ts, batchFits). Longer, hosted
+ * forwarding claimed nothing at all, and the only sign was a stall 5 minutes later that named no cause.
+ */
+export const MAX_EDGE_REQUEST_TIMEOUT_MS = EDGE_WALL_CLOCK_MS - EDGE_WALL_CLOCK_MARGIN_MS -
+  WRITE_BACK_MIN_BUDGET_MS;
 
 export function readinessConfigFromEnv(env: Env): ReadinessConfig {
   const rawBase = stringFromEnv(env, "CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD");
@@ -492,7 +500,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const { intake, lost, health, override, forwardEvents } = await boundedOnServer(deps, sql, async (tx) => {
+    const read = await boundedOnServer(deps, sql, async (tx) => {
       const [intake] = await tx<
         {
           last_received_at: Date | null;
@@ -537,8 +545,14 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
         : null;
       const [settings] = intake.forwarding_installed
-        ? await tx<{ agent_sdk_url_override: string | null; forward_events: (string | null)[] }[]>`
-          select agent_sdk_url_override, forward_events from public.relay_settings where id`
+        ? await tx<
+          {
+            agent_sdk_url_override: string | null;
+            forward_events: (string | null)[];
+            request_timeout_ms: number;
+          }[]
+        >`
+          select agent_sdk_url_override, forward_events, request_timeout_ms from public.relay_settings where id`
         : [];
       return {
         intake,
@@ -546,8 +560,10 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         health,
         override: settings?.agent_sdk_url_override ?? null,
         forwardEvents: settings?.forward_events ?? null,
+        requestTimeoutMs: settings?.request_timeout_ms ?? null,
       };
     });
+    const { intake, lost, health, override, forwardEvents, requestTimeoutMs } = read;
 
     const lastVerified = iso(intake.last_received_at);
     const data: Record<string, unknown> = {
@@ -593,6 +609,13 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       if (problem === NO_TARGET) warnings.push(`forwarding has ${problem}; events are stored, not sent`);
       else if (problem) failures.push(`forwarding cannot send: ${problem}`);
       if (forwardEvents) warnings.push(...forwardEventsWarnings(forwardEvents));
+      if (requestTimeoutMs !== null && requestTimeoutMs > MAX_EDGE_REQUEST_TIMEOUT_MS) {
+        warnings.push(
+          `public.relay_settings.request_timeout_ms is over ${MAX_EDGE_REQUEST_TIMEOUT_MS}: a delivery and its ` +
+            "write-back cannot fit in an Edge Function's worker (150 s, less a margin), so forward-events and " +
+            "the webhook's immediate delivery claim nothing; only deno task forward sends",
+        );
+      }
       const rows = health!;
       const missing = DELIVERY_HEALTH_COLUMNS.filter((c) => !rows.columns.some((col) => col.name === c));
       if (missing.length > 0) {
