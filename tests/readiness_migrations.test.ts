@@ -2,10 +2,13 @@
 // lands in the history whatever the write path, statuses are the fixed set, credentials hold no secrets.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb, type TestDb } from "./_db.ts";
-import { listMigrations } from "../scripts/lib/migrations.ts";
+import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
 import { migrationVersionsSource } from "../scripts/migration_versions.ts";
 import { MIGRATION_VERSIONS } from "../supabase/functions/_shared/migration_versions.ts";
 import { STATUS_DISPLAY, STATUSES } from "../supabase/functions/_shared/readiness_model.ts";
+import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { fullEnv, startChatwootStandIn } from "./_readiness.ts";
 
 Deno.test("readiness: _shared/migration_versions.ts lists exactly supabase/migrations/ (run `deno task migration-versions`)", async () => {
   const files = await listMigrations();
@@ -231,6 +234,206 @@ dbTest("readiness: migration 003800 redacts what an existing database already pu
   await db.sql`select public.readiness_update_item(k, null, true, null, null, 'x')
     from unnest(array['task-5', 'validation-3', 'credential-chatwoot_base_url_prod', 'task-6']) k`;
 });
+
+// updated_by is on the public JSON as evidence is on the page: the same rule (migration 007600).
+const REFUSED = (e: { code?: string }) => e.code === "23514";
+const TOKEN_SHAPED_ACTORS = [
+  "admin:dana Xk29aPq7LmN4vB8sT1wZ3yR6",
+  "admin:ghp_4f9Kq2Lm7Xz0Rt5Wv8Yb3Nc6Hd1Ja2Ps9Qe",
+  `admin:${"0123456789abcdef".repeat(2)}`,
+  "admin:dana\nforged line",
+  "cron\t",
+];
+
+dbTest(
+  "readiness: no row's updated_by holds a token-shaped value or a line break, whatever the write path",
+  async () => {
+    const items = () =>
+      db.sql`select key, status, evidence, updated_by, updated_at from public.readiness_items order by key`;
+    const before = {
+      items: await items(),
+      history: (await db.sql`select id from public.readiness_item_history`).length,
+    };
+    for (const actor of TOKEN_SHAPED_ACTORS) {
+      const what = JSON.stringify(actor);
+      // The function's calls, made directly (SQL editor, a script) with such an actor.
+      await assert.rejects(
+        db.sql`select public.readiness_update_item('task-4', 'in_progress', false, null, null, ${actor})`,
+        REFUSED,
+        `readiness_update_item ${what}`,
+      );
+      await assert.rejects(
+        db.sql`select * from public.readiness_update_item_if_unchanged('inbox-3', 'done', true, 'seen', null,
+          ${actor}, null::timestamptz)`,
+        REFUSED,
+        `readiness_update_item_if_unchanged ${what}`,
+      );
+      // The SQL editor: readiness.actor set, then a plain UPDATE or INSERT, on every section.
+      for (
+        const [table, key] of [
+          ["readiness_credentials", "credential-chatwoot_account_id_prod"],
+          ["readiness_inbox_config", "inbox-3"],
+          ["readiness_blockers", "blocker-3"],
+          ["readiness_tasks", "task-7"],
+          ["readiness_validations", "validation-2"],
+        ]
+      ) {
+        await assert.rejects(
+          db.sql.begin(async (tx) => {
+            await tx`select set_config('readiness.actor', ${actor}, true)`;
+            await tx.unsafe(`update public.${table} set status = 'done' where key = '${key}'`);
+          }),
+          REFUSED,
+          `${table} ${what}`,
+        );
+      }
+      await assert.rejects(
+        db.sql.begin(async (tx) => {
+          await tx`select set_config('readiness.actor', ${actor}, true)`;
+          await tx`insert into public.readiness_validations (key, position, description)
+                   values ('validation-7', 7, 'Load test')`;
+        }),
+        REFUSED,
+        `insert ${what}`,
+      );
+    }
+    // updated_by set by hand: readiness_touch names the writer itself, and with it off the check refuses.
+    await assert.rejects(
+      db.sql.begin(async (tx) => {
+        await tx`alter table public.readiness_tasks disable trigger readiness_touch`;
+        await tx`update public.readiness_tasks set updated_by = ${
+          TOKEN_SHAPED_ACTORS[0]
+        } where key = 'task-7'`;
+      }),
+      REFUSED,
+    );
+    assert.deepEqual(await items(), before.items, "nothing stored");
+    assert.equal((await db.sql`select id from public.readiness_item_history`).length, before.history);
+    // Names stay names: an email, a short commit id, a long word, a migration's version, the database user.
+    for (
+      const actor of [
+        "admin:dana",
+        "admin:dana.smith@example.com",
+        "cron",
+        "admin:dana (deploy 4f3a9c1)",
+        "admin:integrations-oncall-secondary",
+        "admin:abcdefghijklmnopqrstuvwxyz",
+        "migration 20261121007600",
+        "postgres",
+      ]
+    ) {
+      const [item] = await db.sql<{ updated_by: string }[]>`
+        select updated_by from public.readiness_update_item('task-4', 'in_progress', false, null, 'name',
+                                                            ${actor})`;
+      assert.equal(item.updated_by, actor);
+    }
+    await db.sql`select public.readiness_update_item('task-4', 'pending', false, null, null, 'x')`;
+  },
+);
+
+dbTest(
+  "readiness: migration 007600 redacts the updated_by a database already publishes; the JSON no longer " +
+    "shows it, who else and when stay",
+  async () => {
+    // A database migrated up to the migration before 007600, as the release before it left one.
+    const dir = await Deno.makeTempDir({ prefix: "relay_before_007600_" });
+    for (const file of await listMigrations()) {
+      if (file.version < "20261121007600") {
+        await Deno.copyFile(file.path, `${dir}/${file.version}_${file.name}.sql`);
+      }
+    }
+    const old: TestDb = await startTestDb({ migrationsDir: new URL(`file://${dir}/`) });
+    const chatwoot = startChatwootStandIn();
+    try {
+      const token = "ghp_4f9Kq2Lm7Xz0Rt5Wv8Yb3Nc6Hd1Ja2Ps9Qe";
+      // Written the ways that release let through: readiness_update_item's p_actor, readiness.actor in the
+      // SQL editor (a token alone, a line break), next to names that are fine.
+      await old.sql`select public.readiness_update_item('task-4', 'in_progress', false, null, 'started',
+                                                        ${`admin:dana ${token}`})`;
+      await old.sql.begin(async (tx) => {
+        await tx`select set_config('readiness.actor', ${`admin:${token}`}, true)`;
+        await tx`update public.readiness_credentials set status = 'done'
+                  where key = 'credential-chatwoot_account_id_prod'`;
+      });
+      await old.sql.begin(async (tx) => {
+        await tx`select set_config('readiness.actor', ${"ops\n- [x] forged"}, true)`;
+        await tx`update public.readiness_blockers set evidence = 'DSN fixed' where key = 'blocker-3'`;
+      });
+      await old.sql`select public.readiness_update_item('inbox-2', 'in_progress', false, null, null,
+                                                        'admin:dana.smith@example.com')`;
+      await old
+        .sql`select public.readiness_update_item('validation-2', 'done', true, 'curl 200', null, 'cron')`;
+      type Item = {
+        key: string;
+        status: string;
+        evidence: string | null;
+        updated_by: string;
+        updated_at: Date;
+      };
+      const items = async () =>
+        (await old.sql<
+          Item[]
+        >`select key, status, evidence, updated_by, updated_at from public.readiness_items
+                                order by key`).map((r) => ({ ...r }));
+      const before = await items();
+      const [{ n: historyBefore }] = await old.sql<{ n: number }[]>`
+        select count(*)::int as n from public.readiness_item_history`;
+
+      const applied = await applyMigrations(old.sql);
+      const after = await items();
+      const redacted: Record<string, string> = {
+        "task-4": "admin:dana ghp_[redacted]",
+        "credential-chatwoot_account_id_prod": "admin:ghp_[redacted]",
+        "blocker-3": "ops - [x] forged",
+      };
+      // Only updated_by changes, and only where it held such a value: status, evidence and when stay.
+      assert.deepEqual(
+        after,
+        before.map((r) => (r.key in redacted ? { ...r, updated_by: redacted[r.key] } : r)),
+      );
+      assert.equal(after.find((r) => r.key === "inbox-2")!.updated_by, "admin:dana.smith@example.com");
+      assert.equal(after.find((r) => r.key === "validation-2")!.updated_by, "cron");
+      // The history says the migration did it, and why.
+      const repairs = await old.sql<{ item_key: string; changed_by: string; note: string }[]>`
+        select item_key, changed_by, note from public.readiness_item_history order by id offset ${historyBefore}`;
+      assert.deepEqual(repairs.map((h) => h.item_key).sort(), Object.keys(redacted).sort());
+      for (const h of repairs) {
+        assert.equal(h.changed_by, "migration 20261121007600");
+        assert.match(h.note, /public page/);
+      }
+      const [{ checked }] = await old.sql<{ checked: number }[]>`
+        select count(*)::int as checked from pg_constraint
+         where conname like 'readiness\_%\_updated\_by\_publishable' and convalidated`;
+      assert.equal(checked, 5);
+      // Later statements of the migration's transaction name their own writer, not the migration.
+      const [{ actor }] = await old.sql<{ actor: string }[]>`select public.readiness_actor() as actor`;
+      assert.notEqual(actor, "migration 20261121007600");
+
+      // The function serves the repaired rows: the token is nowhere, the name before it stays.
+      const app = createReadinessApp({
+        sql: old.sql,
+        env: fullEnv(chatwoot.url),
+        log: memoryLogger(),
+        cacheMs: 0,
+        checkTimeoutMs: 10_000,
+      });
+      for (const path of ["/readiness", "/readiness?format=markdown", "/readiness?format=html"]) {
+        const res = await app.request(path);
+        const text = await res.text();
+        assert.ok([200, 503].includes(res.status), `${path}: ${res.status} ${text.slice(0, 200)}`);
+        assert.ok(!text.includes(token), path);
+      }
+      const json = await (await app.request("/readiness")).json();
+      const task4 = json.sections.tasks.find((t: { key: string }) => t.key === "task-4");
+      assert.equal(task4.updated_by, "admin:dana ghp_[redacted]");
+      assert.ok(applied.includes("20261121007600"), applied.join(", "));
+    } finally {
+      await chatwoot.close();
+      await old.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
 dbTest("readiness: keys are unique across sections and follow each section's prefix", async () => {
   const [{ n, distinct }] = await db.sql<{ n: number; distinct: number }[]>`

@@ -50,4 +50,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121007000", // readiness_update_item_if_unchanged
   "20261121007100", // retention_days_bounded
   "20261121007200", // prune_holds_settings_only_to_commit
+  "20261121007600", // readiness_updated_by_publishable
 ];

@@ -320,7 +320,8 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
           c,
           400,
           "secret_in_evidence",
-          // The database's checks on evidence (migrations 000300, 003800): the page is public.
+          // The database's checks on evidence (migrations 000300, 003800) and updated_by (007600, whose
+          // token-shaped `by` parsePatch refuses first): the page is public.
           "Evidence looks like a secret value (20 or more letters and digits in a row); store secrets in the " +
             "vault, and cite a commit by its short id",
         );
@@ -491,8 +492,8 @@ export function parsePatch(body: unknown, secrets: string[] = []): PatchResult {
   const note = text("note", b.note, MAX_TEXT, false);
   const by = text("by", b.by, 100, true);
   for (const v of [evidence, note, by]) if (v !== null && typeof v === "object") return v;
-  // `by` is shown on the public page (updated_by) and logged, and unlike evidence the database does not
-  // check it: a token pasted there is refused as evidence's is (migration 003800's rule).
+  // `by` is published (updated_by) and logged. The database refuses such an updated_by too (migration
+  // 007600), but its refusal is answered as evidence's: refused here first, so the answer names `by`.
   if (typeof by === "string" && TOKEN_SHAPED.test(by)) {
     return {
       ok: false,
