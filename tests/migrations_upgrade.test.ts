@@ -75,6 +75,8 @@ interface Seeded {
   sdkUrl: string;
   /** The era accepted token-shaped evidence, which migration 003800 redacts on the way up. */
   redactedByUpgrade: boolean;
+  /** The era accepted a token-shaped writer (updated_by), which migration 007600 redacts on the way up. */
+  writerRedactedByUpgrade: boolean;
 }
 
 /** An operator's database of that release: events in every state, settings and checklist changed. */
@@ -151,6 +153,12 @@ async function seedThen(sql: Sql, sdkUrl: string): Promise<Seeded> {
   await update("task-2", "done", `project ${PROJECT_REF}, log attached`);
   await update("blocker-1", "done", checked ? "resolved: line one line two" : "resolved: line one\nline two");
   await update("inbox-1", "in_progress", "screenshots in the drive");
+  // A writer a release before 007600 accepted (readiness_update_item's p_actor, published as updated_by).
+  const writerChecked =
+    (await sql`select 1 from pg_constraint where conname = 'readiness_inbox_config_updated_by_publishable'`)
+      .length > 0;
+  await sql`select key from public.readiness_update_item('inbox-2', 'in_progress', false, null, null,
+    ${writerChecked ? "admin:dana" : `admin:dana ${TOKEN}`})`;
   const toDeliver = [
     ids.failed,
     ids.replayed,
@@ -162,7 +170,7 @@ async function seedThen(sql: Sql, sdkUrl: string): Promise<Seeded> {
     ...(ids.recovered ? [ids.recovered] : []),
     ids.whilePaused,
   ];
-  return { ids, toDeliver, sdkUrl, redactedByUpgrade: !checked };
+  return { ids, toDeliver, sdkUrl, redactedByUpgrade: !checked, writerRedactedByUpgrade: !writerChecked };
 }
 
 const READINESS_SECTIONS = ["credentials", "inbox_config", "blockers", "tasks", "validations"];
@@ -232,7 +240,18 @@ async function upgradeTest(cut: string) {
     assert.equal(evidence("tasks", "task-2"), `project ${PROJECT_REF}, log attached`);
     assert.equal(evidence("blockers", "blocker-1"), "resolved: line one line two");
     assert.equal(evidence("inbox_config", "inbox-1"), "screenshots in the drive");
-    const repaired = new Set(seeded.redactedByUpgrade ? ["task-1", "blocker-1"] : []);
+    const repaired = new Set([
+      ...(seeded.redactedByUpgrade ? ["task-1", "blocker-1"] : []),
+      ...(seeded.writerRedactedByUpgrade ? ["inbox-2"] : []),
+    ]);
+    // The writer redacted in place (007600): the item's status, evidence and updated_at as they were.
+    const inbox2 = (rows: Row[]) => rows.find((r) => r.key === "inbox-2")!;
+    assert.deepEqual(
+      inbox2(after.readiness.inbox_config),
+      seeded.writerRedactedByUpgrade
+        ? { ...inbox2(before.readiness.inbox_config), updated_by: "admin:dana ghp_[redacted]" }
+        : inbox2(before.readiness.inbox_config),
+    );
     for (const section of READINESS_SECTIONS) {
       const untouched = (rows: Row[]) => rows.filter((r) => !repaired.has(r.key));
       assert.deepEqual(untouched(after.readiness[section]), untouched(before.readiness[section]), section);
@@ -246,12 +265,15 @@ async function upgradeTest(cut: string) {
     const newHistory = after.history.slice(before.history.length);
     assert.deepEqual(
       newHistory.map((h) => [h.item_key, h.old_evidence, h.changed_by]).sort(),
-      seeded.redactedByUpgrade
-        ? [
-          ["blocker-1", "resolved: line one\nline two", "migration 20261121003800"],
-          ["task-1", `fixed with ${TOKEN} rotated`, "migration 20261121003800"],
-        ]
-        : [],
+      [
+        ...(seeded.redactedByUpgrade
+          ? [
+            ["blocker-1", "resolved: line one\nline two", "migration 20261121003800"],
+            ["task-1", `fixed with ${TOKEN} rotated`, "migration 20261121003800"],
+          ]
+          : []),
+        ...(seeded.writerRedactedByUpgrade ? [["inbox-2", null, "migration 20261121007600"]] : []),
+      ].sort(),
     );
 
     // Views answer, agree with the rows, and docs/sql.md's queries run as data_analyst.
