@@ -9,12 +9,13 @@ import { chatwootTargetFromEnv } from "../supabase/functions/_shared/readiness_c
 import {
   type ChatwootApi,
   ChatwootApiError,
+  RecoveryInterrupted,
   RecoveryWindowError,
   scanForMissing,
-  storeRecovered,
 } from "./lib/chatwoot_recover.ts";
 import {
   connectOrExit,
+  onStopSignals,
   parseArgsOrExit,
   redact,
   reportFailure,
@@ -32,13 +33,19 @@ options: --inbox <id>[,<id>...] (only these inboxes; all the token sees by defau
 times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 2026-11-21T10:00:00+01:00;
 --until defaults to 5 minutes ago
 (a webhook for a newer message may still be on its way: late stores go on for 120 s)
-exit status: 0 done; 1 failed (Chatwoot's API or the database; when Chatwoot fails part-way through the
-messages, what the conversations read before lack is still listed, or stored, and the rest named); 2 a command
-line, setting or window it cannot use; 3 done with what it found (listed, or stored), but the conversation list
-kept changing and a conversation may have been missed: run it again for the same window`;
+--store stores each conversation's missing messages as soon as it is read in full (all of them or none)
+exit status: 0 done; 1 failed (Chatwoot's API or the database; failing part-way through the messages, what
+the conversations read before lack is still listed, or stored, and the rest named); 2 a command line, setting
+or window it cannot use; 3 done with what it found (listed, or stored), but the conversation list kept
+changing and a conversation may have been missed: run it again for the same window; 130 (SIGINT, Ctrl-C) or
+143 (SIGTERM) stopped: the conversation in flight is abandoned, what was read before is listed, or stored, and
+the rest named (a second signal quits at once)`;
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 /** Distinct from a failure (1) and a usage error (2): a cron can tell "run again" from "look into it". */
 const EXIT_LIST_UNSETTLED = 3;
+/** Stopped by a signal, as a shell reports it (128 + its number). */
+const EXIT_SIGINT = 130;
+const EXIT_SIGTERM = 143;
 
 await loadDotenv(".env");
 const { values } = parseArgsOrExit(
@@ -99,64 +106,104 @@ const sql = connectOrExit("recover", url, {
   connectTimeout: 10,
   applicationName: "chatwoot-relay-recover",
 });
+// SIGINT/SIGTERM: the conversation being read is abandoned (one being stored is stored whole first), what was
+// stored is said and the rest named, exit 130 (143 for SIGTERM); a second signal quits at once.
+const stopping = new AbortController();
+let stopSignal: "SIGINT" | "SIGTERM" = "SIGINT";
+onStopSignals((signal) => {
+  stopSignal = signal;
+  console.error(
+    `${signal}: stopping (a conversation being read is abandoned, one being stored is stored first); ` +
+      `again to quit at once`,
+  );
+  stopping.abort();
+});
+const exitForSignal = () => (stopSignal === "SIGINT" ? EXIT_SIGINT : EXIT_SIGTERM);
+const done = values.store ? "stored" : "listed";
 try {
   console.log(`database ${redact(url)}; Chatwoot ${redact(api.baseUrl)}, account ${api.accountId}`);
+  const forward = !values["no-forward"];
   const scan = await scanForMissing(api, sql, since, until, {
     inboxIds,
     progress: (line) => console.log(line),
-    readAccountDetails: values.store,
+    store: values.store ? { forward } : undefined,
+    signal: stopping.signal,
   });
   const { stopped } = scan;
-  const readPart = stopped === null ? "" : ` in the ${stopped.conversationsRead} of ${scan.conversations} ` +
-    `conversations read before Chatwoot's API failed`;
+  const stoppedBy = stopped === null
+    ? ""
+    : stopped.reason === "chatwoot"
+    ? "Chatwoot's API failed"
+    : stopped.reason === "database"
+    ? "the database failed"
+    : `it was stopped (${stopSignal})`;
+  const readPart = stopped === null
+    ? ""
+    : ` in the ${stopped.conversationsRead} of ${scan.conversations} conversations read before ${stoppedBy}`;
   console.log(
     `messages created in [${since.toISOString()}, ${until.toISOString()}) that Chatwoot sends as ` +
-      `message_created${readPart}: ${scan.messages}; stored: ${scan.alreadyStored}; missing: ${scan.missing.length}`,
+      `message_created${readPart}: ${scan.messages}; stored: ${scan.alreadyStored}; ` +
+      `missing: ${scan.missingLines.length}`,
   );
-  for (const { message } of scan.missing) {
+  for (const line of scan.missingLines) {
     console.log(
-      `  message ${message.id} in conversation ${message.conversation_id ?? "?"}, ` +
-        `${new Date(message.created_at * 1000).toISOString()}${message.private === true ? ", private" : ""}`,
+      `  message ${line.id} in conversation ${line.conversationId ?? "?"}, ` +
+        `${new Date(line.createdAt * 1000).toISOString()}${line.private ? ", private" : ""}`,
     );
   }
-  if (values.store) {
-    const forward = !values["no-forward"];
-    const stored = await storeRecovered(api, sql, scan.missing, { forward, details: scan.details });
+  if (scan.stored !== null) {
+    const { stored, storedMeanwhile } = scan.stored;
     console.log(
-      `stored ${stored.stored} (verified_by chatwoot_api, ${
+      `stored ${stored} (verified_by chatwoot_api, ${
         forward ? "forwarded as usual" : "skipped: not forwarded"
       })` +
-        (stored.storedMeanwhile > 0 ? `; ${stored.storedMeanwhile} had been stored meanwhile` : ""),
+        (storedMeanwhile > 0 ? `; ${storedMeanwhile} had been stored meanwhile` : ""),
     );
-  } else if (scan.missing.length > 0) {
+  } else if (scan.missingLines.length > 0) {
     console.log("run again with --store to store them");
   }
   if (!scan.listSettled) {
     console.error(
       `recover incomplete: the conversation list was still changing after its last pass, so a conversation ` +
-        `may have been missed; what was found is ${values.store ? "stored" : "listed"} above: run again ` +
-        `for the same window (exit ${EXIT_LIST_UNSETTLED})`,
+        `may have been missed; what was found is ${done} above: run again for the same window ` +
+        `(exit ${EXIT_LIST_UNSETTLED})`,
     );
     Deno.exitCode = EXIT_LIST_UNSETTLED;
   }
   if (stopped !== null) {
-    // Exit 1, as any failure; what was read before it is listed (stored) above, and the rest is named.
-    reportFailure("recover", api.baseUrl, stopped.error, [api.apiToken]);
+    // What the conversations handled before it lack is listed (stored) above, and the rest is named.
+    if (stopped.reason === "interrupted") {
+      console.error(`recover stopped (${stopSignal})`);
+      Deno.exitCode = exitForSignal();
+    } else {
+      // Exit 1, as any failure.
+      const target = stopped.reason === "chatwoot" ? api.baseUrl : url;
+      reportFailure("recover", target, stopped.error, [api.apiToken]);
+    }
     const { notReached } = stopped;
     const SHOWN = 20;
     const ids = notReached.slice(0, SHOWN).join(", ") +
       (notReached.length > SHOWN ? `, and ${notReached.length - SHOWN} more` : "");
-    const done = values.store ? "stored" : "listed";
+    const when = stopped.reason === "chatwoot"
+      ? " once Chatwoot answers"
+      : stopped.reason === "database"
+      ? " once the database answers"
+      : "";
     console.error(
       `not reached: ${notReached.length} of ${scan.conversations} conversations (${ids}), none of their ` +
-        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. Run the ` +
-        `same command again once Chatwoot answers: what is stored is not stored twice`,
+        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. ` +
+        `Run the same command again${when}: what is stored is not stored twice`,
     );
   }
 } catch (error) {
   if (error instanceof RecoveryWindowError) {
     console.error(`recover failed: ${error.message}`);
     Deno.exitCode = 2;
+  } else if (error instanceof RecoveryInterrupted) {
+    console.error(
+      `recover stopped (${stopSignal}) before any conversation's messages were read: nothing ${done}`,
+    );
+    Deno.exitCode = exitForSignal();
   } else {
     // The target that failed: Chatwoot's API, or else the database.
     reportFailure("recover", error instanceof ChatwootApiError ? api.baseUrl : url, error, [api.apiToken]);

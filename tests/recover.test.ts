@@ -15,7 +15,7 @@ import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { eventToStore, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
-import { serveOnLoopback } from "./_http.ts";
+import { serveOnLoopback, settledWithin } from "./_http.ts";
 import { closedPortUrl } from "./_closed_port.ts";
 
 const db = await startTestDb();
@@ -73,14 +73,17 @@ function startChatwootApi(
     // 503, a body cut off by a dropped connection, a body that stalls, or a 200 that is not JSON.
     failAfter = Infinity,
     failWith = "503" as FailureKind,
+    // Awaited before each request is answered (its path and query): a test holds one until it has acted.
+    beforeAnswer = (_request: string, _req: Request): Promise<unknown> | void => {},
   } = {},
 ) {
   const requests: string[] = [];
   const failure = { after: failAfter, kind: failWith };
   let failures = failFirst;
   const json = (body: unknown) => Response.json(body);
-  const api = serveOnLoopback((req) => {
+  const api = serveOnLoopback(async (req) => {
     const url = new URL(req.url);
+    await beforeAnswer(url.pathname + url.search, req);
     requests.push(url.pathname + url.search);
     if (req.headers.get("api_access_token") !== TOKEN) {
       return Response.json({ errors: ["Invalid Access Token"] }, { status: 401 });
@@ -877,6 +880,184 @@ dbTest(
         [...all].sort((a, b) => a - b).map((id) => [id, 1, `message ${id}`]),
       );
     } finally {
+      await api.stop();
+    }
+  },
+);
+
+/** `deno run -A scripts/recover.ts <args>` as a child to signal; `output` settles once it exited. */
+function spawnRecover(args: string[], env: Record<string, string>) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scripts/recover.ts", ...args],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { DATABASE_URL: db.url, NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output().then((out) => ({
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  }));
+  return { kill: (signal: Deno.Signal) => child.kill(signal), output };
+}
+
+/**
+ * A stand-in Chatwoot that holds the first request matching `pattern` until `release()` (the client may give
+ * up on it meanwhile); `held` settles once that request came.
+ */
+function holdingChatwootApi(conversations: StandInConversation[], pattern: RegExp) {
+  const held = Promise.withResolvers<void>();
+  const released = Promise.withResolvers<void>();
+  let holding = true;
+  const api = startChatwootApi(conversations, {
+    beforeAnswer: (request) => {
+      if (!holding || !pattern.test(request)) return;
+      holding = false;
+      held.resolve();
+      return released.promise;
+    },
+  });
+  return { ...api, held: held.promise, release: () => released.resolve() };
+}
+
+dbTest(
+  `recover [${db.kind}]: deno task recover --store stores each conversation once read; SIGINT/SIGTERM stops ` +
+    `it, the ones read stored; a re-run stores the rest, nothing twice`,
+  async () => {
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      const { conversations, ids, all } = threeConversations();
+      const [first, second, third] = conversations;
+      // Held at the third conversation's first request: the first two were read in full by then.
+      const api = holdingChatwootApi(conversations, new RegExp(`/conversations/${third.id}/messages`));
+      const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+      const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+      try {
+        const child = spawnRecover(args, env);
+        const exitedEarly = child.output.then((run) => {
+          throw new Error(
+            `exited before the third conversation was asked for:\n${run.stdout}\n${run.stderr}`,
+          );
+        });
+        await settledWithin(
+          Promise.race([api.held, exitedEarly]),
+          60_000,
+          "the third conversation's messages",
+        );
+        // Stored before the scan went on, not at its end.
+        const readFirst = [...ids(first), ...ids(second)].sort((a, b) => a - b);
+        assert.deepEqual(await storedRows(all), readFirst.map((id) => [id, 1, `message ${id}`]), signal);
+
+        child.kill(signal);
+        const run = await settledWithin(child.output, 60_000, `recover after ${signal}`);
+        api.release();
+        assert.equal(run.code, code, `${run.stdout}\n${run.stderr}`);
+        assert.match(
+          run.stdout,
+          new RegExp(
+            `message_created in the 2 of 3 conversations read before it was stopped \\(${signal}\\): 7; ` +
+              `stored: 0; missing: 7\n`,
+          ),
+        );
+        assert.match(run.stdout, /^stored 7 \(verified_by chatwoot_api/m);
+        assert.match(run.stderr, new RegExp(`^recover stopped \\(${signal}\\)$`, "m"));
+        assert.match(
+          run.stderr,
+          new RegExp(
+            `^not reached: 1 of 3 conversations \\(${third.id}\\), none of their messages stored; what the 2 ` +
+              `read in full lack is stored above\\. Run the same command again: `,
+            "m",
+          ),
+        );
+        assert.deepEqual(await storedRows(all), readFirst.map((id) => [id, 1, `message ${id}`]), signal);
+
+        const again = await runScript("scripts/recover.ts", args, db.url, env);
+        assert.equal(again.code, 0, again.stderr);
+        assert.match(again.stdout, /message_created: 8; stored: 7; missing: 1\n/);
+        assert.match(again.stdout, /^stored 1 \(verified_by chatwoot_api/m);
+        assert.deepEqual(
+          await storedRows(all),
+          [...all].sort((a, b) => a - b).map((id) => [id, 1, `message ${id}`]),
+        );
+      } finally {
+        api.release();
+        await api.stop();
+      }
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: deno task recover stopped before the messages are read stores nothing, exit 130`,
+  async () => {
+    const { conversations, all } = threeConversations();
+    const api = holdingChatwootApi(conversations, /\/conversations\?/);
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    try {
+      const child = spawnRecover(
+        ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"],
+        env,
+      );
+      await settledWithin(api.held, 60_000, "the conversation list");
+      child.kill("SIGINT");
+      const run = await settledWithin(child.output, 60_000, "recover after SIGINT");
+      assert.equal(run.code, 130, `${run.stdout}\n${run.stderr}`);
+      assert.match(
+        run.stderr,
+        /^recover stopped \(SIGINT\) before any conversation's messages were read: nothing stored$/m,
+      );
+      assert.deepEqual(await storedRows(all), []);
+    } finally {
+      api.release();
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: the database failing mid-scan keeps the conversations stored before, none half ` +
+    `stored; says so, exit 1; a re-run stores the rest`,
+  async () => {
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    // The database takes the second conversation's first two messages, then refuses its third.
+    const refused = second.messages[2].id;
+    await sql.unsafe(`alter table public.webhook_events add constraint recover_test_refused
+      check (message_id is distinct from ${refused}) not valid`);
+    const api = startChatwootApi(conversations);
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+      assert.match(
+        run.stdout,
+        /message_created in the 1 of 3 conversations read before the database failed: 2; stored: 0; missing: 2\n/,
+      );
+      assert.match(run.stdout, /^stored 2 \(verified_by chatwoot_api/m);
+      assert.match(run.stderr, /^recover failed \(postgres.*\): .*recover_test_refused/m);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^not reached: 2 of 3 conversations \\(${second.id}, ${third.id}\\), none of their messages ` +
+            `stored; what the 1 read in full lack is stored above\\. Run the same command again once the ` +
+            `database answers`,
+          "m",
+        ),
+      );
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+
+      await sql`alter table public.webhook_events drop constraint recover_test_refused`;
+      const again = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /message_created: 8; stored: 2; missing: 6\n/);
+      assert.match(again.stdout, /^stored 6 \(verified_by chatwoot_api/m);
+      assert.deepEqual(
+        await storedRows(all),
+        [...all].sort((a, b) => a - b).map((id) => [id, 1, `message ${id}`]),
+      );
+    } finally {
+      await sql`alter table public.webhook_events drop constraint if exists recover_test_refused`;
       await api.stop();
     }
   },

@@ -11,6 +11,7 @@
 // message's current state, not its edits, and conversation events leave nothing to list.
 import { errorMessageWithCause } from "../../supabase/functions/_shared/background.ts";
 import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import type { TransactionSql } from "postgres";
 import {
   eventColumns,
   messageEventKey,
@@ -31,6 +32,8 @@ export interface ChatwootApi {
   messagesPerIdRange?: number;
   /** Told of each retry, a line: without it a run waiting out a rate limit says nothing for a minute. */
   onRetry?: (line: string) => void;
+  /** Aborted: a request or a pause before a retry in progress ends at once, with RecoveryInterrupted. */
+  signal?: AbortSignal;
 }
 
 type Json = Record<string, unknown>;
@@ -49,6 +52,13 @@ export class ChatwootApiError extends Error {
 
 /** A window reaching back past what retention may have deleted (recover_horizon()). */
 export class RecoveryWindowError extends Error {}
+
+/** ChatwootApi.signal (ScanOptions.signal) was aborted: the reading in progress was abandoned. */
+export class RecoveryInterrupted extends Error {
+  constructor() {
+    super("interrupted");
+  }
+}
 
 /** Message types whose messages Chatwoot sends as message_created (activity messages, 2, are never sent). */
 const WEBHOOK_MESSAGE_TYPES: Record<number, string> = { 0: "incoming", 1: "outgoing", 3: "template" };
@@ -75,13 +85,15 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
   const pauses = api.retryPausesMs ?? DEFAULT_RETRY_PAUSES_MS;
   for (let attempt = 0;; attempt++) {
+    if (api.signal?.aborted) throw new RecoveryInterrupted();
     let retryable: string;
     let retryAfterMs: number | null = null;
+    const timeout = AbortSignal.timeout(api.requestTimeoutMs ?? 30_000);
     try {
       const response = await fetch(url, {
         headers: { api_access_token: api.apiToken, accept: "application/json" },
         redirect: "manual",
-        signal: AbortSignal.timeout(api.requestTimeoutMs ?? 30_000),
+        signal: api.signal ? AbortSignal.any([api.signal, timeout]) : timeout,
       });
       if (response.ok) {
         // Read in full first: a body cut off (the timeout, a connection dropped) fails on the way, like an
@@ -107,6 +119,7 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
       if (Number.isFinite(seconds) && seconds > 0) retryAfterMs = Math.min(seconds, 60) * 1000;
     } catch (error) {
       if (error instanceof ChatwootApiError) throw error;
+      if (api.signal?.aborted) throw new RecoveryInterrupted();
       // With the cause (refused, no such host, TLS). The caller hides secrets in it, as in any failure it
       // reports (it quotes the URL, without its user info).
       retryable = errorMessageWithCause(error);
@@ -119,8 +132,25 @@ async function getJson(api: ChatwootApi, path: string, params: Record<string, st
       `Chatwoot API ${url.pathname}: ${retryable}; trying again in ${pauseMs / 1000} s ` +
         `(retry ${attempt + 1} of ${pauses.length})`,
     );
-    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    await pause(pauseMs, api.signal);
   }
+}
+
+/** Waits `ms`, or less when `signal` is aborted (then throws RecoveryInterrupted). */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort = () => {};
+  try {
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      onAbort = () => resolve();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (signal?.aborted) throw new RecoveryInterrupted();
 }
 
 function valueAt(value: unknown, path: string[]): unknown {
@@ -304,29 +334,46 @@ export interface MissingMessage {
   conversation: Json;
 }
 
+/** A missing message as a report names it (its content is in the database once stored). */
+export interface MissingLine {
+  id: number;
+  conversationId: number | null;
+  createdAt: number;
+  private: boolean;
+}
+
 export interface RecoveryScan {
   conversations: number;
-  /** Messages in the window that Chatwoot sends as message_created. */
+  /** Messages in the window that Chatwoot sends as message_created (in the conversations read in full). */
   messages: number;
   alreadyStored: number;
+  /** The missing messages, to store (storeRecovered); none with ScanOptions.store: they were stored as read. */
   missing: MissingMessage[];
+  /** Every missing message as a report names it, stored or not, by created_at. */
+  missingLines: MissingLine[];
+  /** With ScanOptions.store, what was stored (in the conversations read in full); otherwise null. */
+  stored: StoreSummary | null;
   /** False when the conversation list was still changing after MAX_PASSES: a conversation may be missed. */
   listSettled: boolean;
-  /** Set when Chatwoot's API failed (after its retries) part-way through the conversations' messages. */
+  /** Set when the scan stopped part-way through the conversations' messages. */
   stopped: ScanStop | null;
-  /** The account's details for storeRecovered, when asked for (ScanOptions.readAccountDetails). */
+  /** The account's details for storeRecovered, when asked for (ScanOptions.readAccountDetails, store). */
   details: AccountDetails | null;
 }
 
 /**
- * Where a scan stopped: `missing` holds what the conversations read in full before the failure lack. The one
- * being read when it failed keeps none of its messages (some of its pages were read, maybe not all).
+ * Where a scan stopped, and why: Chatwoot's API failing (after its retries), the database failing (checking
+ * or storing a conversation's messages: that conversation's are all rolled back), or ScanOptions.signal. What
+ * the conversations handled in full before lack is kept (`missing`), or stored (`stored`); the one in flight
+ * keeps none of its messages (some of its pages were read, maybe not all).
  */
 export interface ScanStop {
-  error: ChatwootApiError;
-  /** How many conversations were read in full (or found gone) before it. */
+  reason: "chatwoot" | "database" | "interrupted";
+  /** The failure (a ChatwootApiError for "chatwoot"), or RecoveryInterrupted. */
+  error: Error;
+  /** How many conversations were handled in full (read, and stored with `store`; or found gone) before it. */
   conversationsRead: number;
-  /** The ids of the conversation whose read failed and of those after it, in the order they were to be read. */
+  /** The ids of the conversation in flight when it stopped and of those after it, in reading order. */
   notReached: number[];
 }
 
@@ -340,21 +387,31 @@ export interface ScanOptions {
    * comes before the long part, and none after it can lose what was read.
    */
   readAccountDetails?: boolean;
+  /**
+   * Store each conversation's missing messages as soon as that conversation is read in full, in one
+   * transaction (storeRecovered's upsert): a stop later in a long scan (Ctrl-C, Chatwoot or the database
+   * failing) keeps what was read before it, and a re-run finds it stored. Implies readAccountDetails.
+   */
+  store?: { forward?: boolean; now?: Date };
+  /** Aborted: the conversation being read is abandoned, no later one is read, and the scan ends (`stopped`). */
+  signal?: AbortSignal;
 }
 
 /**
- * The window's messages that Chatwoot would have sent as message_created, and which of them we lack. Chatwoot's
- * API failing part-way through the messages (after its retries) ends the scan with what was read before
- * (`stopped`), to be stored: a long scan is not lost, and a re-run against an API that is already struggling
- * reads again only to find those stored. A failure before the messages (the list, the token) is thrown.
+ * The window's messages that Chatwoot would have sent as message_created, and which of them we lack (with
+ * `store`, stored a conversation at a time). Chatwoot's API failing part-way through the messages (after its
+ * retries), the database failing, or `signal` ends the scan with what was handled before (`stopped`): a long
+ * scan is not lost, and a re-run against an API that is already struggling finds that stored. A failure
+ * before the messages (the list, the token) is thrown, as is RecoveryInterrupted.
  */
 export async function scanForMissing(
   api: ChatwootApi,
   sql: Sql,
   since: Date,
   until: Date,
-  { inboxIds, progress = () => {}, readAccountDetails = false }: ScanOptions = {},
+  { inboxIds, progress = () => {}, readAccountDetails = false, store, signal }: ScanOptions = {},
 ): Promise<RecoveryScan> {
+  if (signal) api = { ...api, signal };
   const [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
   if (horizon && since < horizon) {
     throw new RecoveryWindowError(
@@ -370,22 +427,36 @@ export async function scanForMissing(
         `conversations of the inboxes it belongs to are listed (an administrator's token lists them all)`,
     );
   }
-  const details = readAccountDetails ? await accountDetails(api) : null;
+  const details = readAccountDetails || store ? await accountDetails(api) : null;
   const listing = await conversationsActiveSince(api, since, progress);
   const conversations = listing.conversations
     .filter((c) => inboxIds === undefined || inboxIds.includes(Number(c.inbox_id)));
   progress(`conversations with activity since ${since.toISOString()}: ${conversations.length}`);
-  // Checked against webhook_events a conversation at a time, keeping only what is missing: a long window of a
-  // busy account holds more messages (an email's HTML in each) than a process can hold at once.
+  // Checked against webhook_events a conversation at a time, keeping only what is missing (with `store`, only
+  // its line): a long window of a busy account holds more messages (an email's HTML in each) than a process
+  // can hold at once.
   const missing: MissingMessage[] = [];
+  const missingLines: MissingLine[] = [];
+  const stored: StoreSummary | null = store ? { stored: 0, storedMeanwhile: 0 } : null;
   const seen = new Set<number>();
   let candidates = 0;
   let stopped: ScanStop | null = null;
+  const stop = (reason: ScanStop["reason"], error: Error, index: number) => ({
+    reason,
+    error,
+    conversationsRead: index,
+    notReached: conversations.slice(index).map((c) => Number(c.id)),
+  });
   for (const [index, conversation] of conversations.entries()) {
+    if (signal?.aborted) {
+      stopped = stop("interrupted", new RecoveryInterrupted(), index);
+      break;
+    }
     // A busy account's window takes many minutes: say how far it is, rather than nothing until the end.
     if (index > 0 && index % PROGRESS_EVERY === 0) {
       progress(
-        `read the messages of ${index} of ${conversations.length} conversations; missing so far: ${missing.length}`,
+        `read the messages of ${index} of ${conversations.length} conversations; missing so far: ` +
+          `${missingLines.length}${stored ? `, stored: ${stored.stored}` : ""}`,
       );
     }
     const id = Number(conversation.id);
@@ -393,14 +464,14 @@ export async function scanForMissing(
     try {
       messages = await messagesBetween(api, id, since, until);
     } catch (error) {
+      if (error instanceof RecoveryInterrupted) {
+        stopped = stop("interrupted", error, index);
+        break;
+      }
       if (!(error instanceof ChatwootApiError)) throw error;
       if (error.status !== 404) {
         // None of this conversation's messages is kept: what its pages held so far may lack some.
-        stopped = {
-          error,
-          conversationsRead: index,
-          notReached: conversations.slice(index).map((c) => Number(c.id)),
-        };
+        stopped = stop("chatwoot", error, index);
         break;
       }
       // Deleted since it was listed: nothing of it can be recovered, and the others still can.
@@ -409,26 +480,58 @@ export async function scanForMissing(
     }
     const sent = messages.filter((m) => m.message_type in WEBHOOK_MESSAGE_TYPES && !seen.has(m.id));
     if (sent.length === 0) continue;
+    let lacking: MissingMessage[];
+    try {
+      const keys = sent.map((m) => messageEventKey(m.id, "message_created"));
+      const storedKeys = new Set(
+        (await sql<{ event_key: string }[]>`
+          select event_key from public.webhook_events where event_key = any(${keys}::text[])`)
+          .map((r) => r.event_key),
+      );
+      lacking = sent
+        .filter((m) => !storedKeys.has(messageEventKey(m.id, "message_created")))
+        .map((message) => ({ message, conversation }));
+      if (store && lacking.length > 0) {
+        // All of the conversation's or none: a stop never leaves one half stored, nor its counts half added.
+        const now = store.now ?? new Date();
+        const summary = await sql.begin(async (tx) => {
+          const done: StoreSummary = { stored: 0, storedMeanwhile: 0 };
+          for (const item of lacking) {
+            if (await storeOne(tx, item, details!, store.forward ?? true, now)) done.stored++;
+            else done.storedMeanwhile++;
+          }
+          return done;
+        });
+        stored!.stored += summary.stored;
+        stored!.storedMeanwhile += summary.storedMeanwhile;
+      }
+    } catch (error) {
+      // Whatever failed (the database, or a payload it would not take), what was stored before stays.
+      stopped = stop("database", error instanceof Error ? error : new Error(String(error)), index);
+      break;
+    }
     for (const message of sent) seen.add(message.id);
     candidates += sent.length;
-    const keys = sent.map((m) => messageEventKey(m.id, "message_created"));
-    const stored = new Set(
-      (await sql<{ event_key: string }[]>`
-        select event_key from public.webhook_events where event_key = any(${keys}::text[])`)
-        .map((r) => r.event_key),
-    );
-    for (const message of sent) {
-      if (!stored.has(messageEventKey(message.id, "message_created"))) {
-        missing.push({ message, conversation });
-      }
+    for (const item of lacking) {
+      const { message } = item;
+      missingLines.push({
+        id: message.id,
+        conversationId: typeof message.conversation_id === "number" ? message.conversation_id : null,
+        createdAt: message.created_at,
+        private: message.private === true,
+      });
+      if (!store) missing.push(item);
     }
   }
   missing.sort((a, b) => a.message.created_at - b.message.created_at || a.message.id - b.message.id);
+  missingLines.sort((a, b) => a.createdAt - b.createdAt || a.id - b.id);
   return {
     conversations: conversations.length,
     messages: candidates,
-    alreadyStored: candidates - missing.length,
+    alreadyStored: candidates - missingLines.length,
     missing,
+    missingLines,
+    stored,
     listSettled: listing.settled,
     stopped,
     details,
@@ -581,21 +684,32 @@ export async function storeRecovered(
   if (missing.length === 0) return summary;
   details ??= await accountDetails(api);
   for (const item of missing) {
-    const raw = JSON.stringify(rebuildMessageCreated(item, details, now));
-    const parsed = parseChatwootEvent(raw);
-    if (!parsed.ok) {
-      throw new Error(
-        `message ${item.message.id}: the rebuilt payload is not a valid event: ${parsed.message}`,
-      );
-    }
-    const sha = sha256Hex(raw);
-    const c = eventColumns(parsed.payload, parsed.event, sha);
-    const [{ id }] = await sql<{ id: string | null }[]>`
-      select public.recover_webhook_event(${c.eventKey}::text, ${c.event}::text, ${c.messageId}::bigint,
-        ${c.conversationId}::bigint, ${c.accountId}::bigint, ${c.inboxId}::bigint, ${raw}::text, ${sha}::text,
-        ${forward}::boolean) as id`;
-    if (id === null) summary.storedMeanwhile++;
-    else summary.stored++;
+    if (await storeOne(sql, item, details, forward, now)) summary.stored++;
+    else summary.storedMeanwhile++;
   }
   return summary;
+}
+
+/** Stores one missing message (recover_webhook_event); false when it was stored meanwhile. */
+async function storeOne(
+  sql: Sql | TransactionSql,
+  item: MissingMessage,
+  details: AccountDetails,
+  forward: boolean,
+  now: Date,
+): Promise<boolean> {
+  const raw = JSON.stringify(rebuildMessageCreated(item, details, now));
+  const parsed = parseChatwootEvent(raw);
+  if (!parsed.ok) {
+    throw new Error(
+      `message ${item.message.id}: the rebuilt payload is not a valid event: ${parsed.message}`,
+    );
+  }
+  const sha = sha256Hex(raw);
+  const c = eventColumns(parsed.payload, parsed.event, sha);
+  const [{ id }] = await sql<{ id: string | null }[]>`
+    select public.recover_webhook_event(${c.eventKey}::text, ${c.event}::text, ${c.messageId}::bigint,
+      ${c.conversationId}::bigint, ${c.accountId}::bigint, ${c.inboxId}::bigint, ${raw}::text, ${sha}::text,
+      ${forward}::boolean) as id`;
+  return id !== null;
 }

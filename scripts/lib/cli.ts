@@ -110,17 +110,18 @@ function failureText(error: unknown, target: string | null, secrets: string[]): 
 }
 
 /**
- * SIGINT/SIGTERM: the first runs `stop`, which lets what is in flight finish (a delivery cut off is sent again
- * once its lease expires); a second one quits at once, with 130.
+ * SIGINT/SIGTERM: the first runs `stop` (told which), which lets what is in flight finish (a delivery cut off
+ * is sent again once its lease expires); a second one quits at once, with 130.
  */
-export function onStopSignals(stop: () => unknown): void {
+export function onStopSignals(stop: (signal: "SIGINT" | "SIGTERM") => unknown): void {
   let signalled = false;
-  const handle = () => {
-    if (signalled) Deno.exit(130);
-    signalled = true;
-    stop();
-  };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, handle);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      if (signalled) Deno.exit(130);
+      signalled = true;
+      stop(signal);
+    });
+  }
 }
 
 type ParsedArgs<T extends ParseArgsConfig> = ReturnType<typeof parseArgs<T>>;
