@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   type ChatwootApi,
   ChatwootApiError,
+  RecoveryInterrupted,
   RecoveryWindowError,
   scanForMissing,
   storeRecovered,
@@ -981,6 +982,48 @@ dbTest(
         );
       } finally {
         api.release();
+        await api.stop();
+      }
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: a scan stopped while it waits to retry Chatwoot stops at once, the conversations ` +
+    `stored before kept`,
+  async () => {
+    // Stopped as the retry is announced (before its pause), and once the pause has begun.
+    for (const when of ["before", "during"] as const) {
+      const { conversations, ids, all } = threeConversations();
+      const [first, second, third] = conversations;
+      const api = startChatwootApi(conversations);
+      const stopping = new AbortController();
+      // Chatwoot answers 503 from the second conversation's messages on; the pause before its retry is long.
+      api.failure.after = await requestsBefore(
+        api,
+        new RegExp(`/${second.id}/messages`),
+        () => scanForMissing(api.config, sql, SINCE, UNTIL, { readAccountDetails: true }),
+      );
+      const config = {
+        ...api.config,
+        retryPausesMs: [600_000],
+        onRetry: () => when === "before" ? stopping.abort() : setTimeout(() => stopping.abort(), 0),
+      };
+      try {
+        const scan = await settledWithin(
+          scanForMissing(config, sql, SINCE, UNTIL, { store: {}, signal: stopping.signal }),
+          60_000,
+          `the scan stopped ${when} its retry pause`,
+        );
+        assert.equal(scan.stopped?.reason, "interrupted", when);
+        assert.ok(scan.stopped.error instanceof RecoveryInterrupted);
+        assert.equal(scan.stopped.conversationsRead, 1);
+        assert.deepEqual(scan.stopped.notReached, [second.id, third.id]);
+        assert.deepEqual(scan.stored, { stored: 2, storedMeanwhile: 0 });
+        assert.deepEqual(scan.missing, [], "stored as read, not kept");
+        assert.deepEqual(scan.missingLines.map((l) => l.id), ids(first));
+        assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]), when);
+      } finally {
         await api.stop();
       }
     }

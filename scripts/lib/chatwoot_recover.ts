@@ -142,6 +142,8 @@ async function pause(ms: number, signal: AbortSignal | undefined): Promise<void>
   let onAbort = () => {};
   try {
     await new Promise<void>((resolve) => {
+      // Aborted already (a listener added now would never be called): no wait at all.
+      if (signal?.aborted) return resolve();
       timer = setTimeout(resolve, ms);
       onAbort = () => resolve();
       signal?.addEventListener("abort", onAbort, { once: true });
