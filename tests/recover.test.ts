@@ -16,7 +16,7 @@ import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { eventToStore, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
-import { serveOnLoopback, settledWithin } from "./_http.ts";
+import { eventually, serveOnLoopback, settledWithin } from "./_http.ts";
 import { closedPortUrl } from "./_closed_port.ts";
 
 const db = await startTestDb();
@@ -886,7 +886,10 @@ dbTest(
   },
 );
 
-/** `deno run -A scripts/recover.ts <args>` as a child to signal; `output` settles once it exited. */
+/**
+ * `deno run -A scripts/recover.ts <args>` as a child to signal; `stderr()` is what it printed there so far,
+ * `output` settles once it exited.
+ */
 function spawnRecover(args: string[], env: Record<string, string>) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "scripts/recover.ts", ...args],
@@ -895,12 +898,14 @@ function spawnRecover(args: string[], env: Record<string, string>) {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const output = child.output().then((out) => ({
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  }));
-  return { kill: (signal: Deno.Signal) => child.kill(signal), output };
+  const text = { stdout: "", stderr: "" };
+  const drain = (stream: ReadableStream<Uint8Array>, into: "stdout" | "stderr") =>
+    stream.pipeThrough(new TextDecoderStream()).pipeTo(
+      new WritableStream({ write: (chunk) => void (text[into] += chunk) }),
+    );
+  const output = Promise.all([child.status, drain(child.stdout, "stdout"), drain(child.stderr, "stderr")])
+    .then(([status]) => ({ code: status.code, ...text }));
+  return { kill: (signal: Deno.Signal) => child.kill(signal), stderr: () => text.stderr, output };
 }
 
 /**
@@ -984,6 +989,61 @@ dbTest(
         api.release();
         await api.stop();
       }
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: SIGINT while a conversation is being stored stores it whole, then stops, exit 130`,
+  async () => {
+    if (db.kind !== "postgres") return; // waits on a lock another session holds, seen in pg_stat_activity
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    const api = startChatwootApi(conversations);
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    // Share mode: the check for what is stored reads on, the first insert waits until released.
+    const released = Promise.withResolvers<void>();
+    const locked = Promise.withResolvers<void>();
+    const holder = sql.begin(async (tx) => {
+      await tx`lock table public.webhook_events in share mode`;
+      locked.resolve();
+      await released.promise;
+    });
+    await Promise.race([locked.promise, holder]);
+    try {
+      const child = spawnRecover(
+        ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"],
+        env,
+      );
+      await eventually(
+        async () =>
+          (await sql`select 1 from pg_stat_activity
+            where application_name = 'chatwoot-relay-recover' and wait_event_type = 'Lock'`).length > 0,
+        60_000,
+        "recover's first insert waiting on the lock",
+      );
+      child.kill("SIGINT");
+      // Let go once the signal was taken (its line printed), the insert still waiting.
+      await eventually(
+        () => Promise.resolve(child.stderr().includes("SIGINT: stopping")),
+        60_000,
+        "the SIGINT line",
+      );
+      released.resolve();
+      await holder;
+      const run = await settledWithin(child.output, 60_000, "recover after SIGINT");
+      assert.equal(run.code, 130, `${run.stdout}\n${run.stderr}`);
+      assert.match(run.stdout, /in the 1 of 3 conversations read before it was stopped \(SIGINT\): 2; /);
+      assert.match(run.stdout, /^stored 2 \(verified_by chatwoot_api/m);
+      assert.match(
+        run.stderr,
+        new RegExp(`^not reached: 2 of 3 conversations \\(${second.id}, ${third.id}\\), none`, "m"),
+      );
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+    } finally {
+      released.resolve();
+      await holder.catch(() => {});
+      await api.stop();
     }
   },
 );
