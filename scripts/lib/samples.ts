@@ -197,12 +197,31 @@ export function samplePayload(event: SampleEvent, options: SampleOptions = {}): 
       break;
     case "inbox_created":
     case "inbox_updated":
+      // Inbox::EventDataPresenter#push_data: the inbox's settings, its times and its channel's record (whose id
+      // is the channel's); no inbox id or name. A web widget's channel, its keys the relay keeps only (an email
+      // channel's credentials are cut on the way in: tests/webhook.test.ts).
       payload = {
+        allow_messages_after_resolved: true,
+        lock_to_single_conversation: false,
+        enable_auto_assignment: true,
+        greeting_enabled: false,
+        greeting_message: null,
+        timezone: "UTC",
+        working_hours_enabled: false,
+        created_at: iso(o.at),
+        updated_at: iso(o.at),
+        channel: {
+          id: 40 + o.inboxId,
+          account_id: o.accountId,
+          website_url: "https://hotrodan.com",
+          created_at: iso(o.at),
+          updated_at: iso(o.at),
+        },
+        account,
         event,
-        id: o.inboxId,
-        name: inbox.name,
-        channel_type: "Channel::Email",
-        account_id: o.accountId,
+        ...(event === "inbox_updated"
+          ? { changed_attributes: [{ timezone: { previous_value: "Etc/UTC", current_value: "UTC" } }] }
+          : {}),
       };
       break;
   }
