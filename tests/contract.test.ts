@@ -62,8 +62,8 @@ async function withWebhookOverHttp(
 const URL_ANY = "http://relay.test/chatwoot-webhook"; // signedRequest's URL: post() sends it to the server
 
 dbTest(
-  "contract: the signature covers '<timestamp>.<raw body>': Rails' bytes pass and go on as they came; a " +
-    "re-serialised body, the body alone (#13809) or another timestamp do not",
+  "contract: the signature covers '<timestamp>.<raw body>', checked before parsing: Rails' bytes pass and go on " +
+    "as they came; a re-serialised body, the body alone (#13809) or another timestamp do not",
   async () => {
     await withWebhookOverHttp(async ({ db, sdk, post, flush }) => {
       const id = nextMessageId++;
@@ -90,6 +90,12 @@ dbTest(
         }));
         assert.deepEqual([res.status, res.body.error], [401, "signature_invalid"], what);
       }
+      // Verified before it is parsed: a body that is no JSON is refused for its signature first.
+      const notJson = `${raw.slice(0, -1)},`;
+      const forgedNotJson = await post(signedRequest(URL_ANY, notJson, { secret: "not-the-secret" }));
+      assert.deepEqual([forgedNotJson.status, forgedNotJson.body.error], [401, "signature_invalid"]);
+      const signedNotJson = await post(signedRequest(URL_ANY, notJson));
+      assert.deepEqual([signedNotJson.status, signedNotJson.body.error], [400, "invalid_json"]);
       const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from webhook_events`;
       assert.equal(n, 0, "nothing refused was stored");
 
