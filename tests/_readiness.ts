@@ -10,11 +10,18 @@ export const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
 
 export interface ChatwootStandIn {
   url: string;
-  /** What GET /hc answers; "slow" waits until the client gives up. */
-  health: number | "slow";
-  /** What GET /api/v1/accounts/<id> answers for the right token ("slow" as above). */
-  api: number | "slow";
+  /**
+   * What GET /hc answers; "slow" waits until the client gives up; "held" holds the answer (200) until
+   * letGo(), whether the client has given up or not.
+   */
+  health: number | "slow" | "held";
+  /** What GET /api/v1/accounts/<id> answers for the right token ("slow" and "held" as above). */
+  api: number | "slow" | "held";
   requests: Array<{ path: string; token: string | null }>;
+  /** Requests "held" now, not yet let go. */
+  held: number;
+  /** Lets every request held now go (each answers 200). */
+  letGo(): void;
   close(): Promise<void>;
 }
 
@@ -29,7 +36,28 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
 
 /** Chatwoot's health endpoint and its account API, with the real token check (401 for a wrong token). */
 export function startChatwootStandIn(): ChatwootStandIn {
-  const standIn: Omit<ChatwootStandIn, "url" | "close"> = { health: 200, api: 200, requests: [] };
+  let gate = Promise.withResolvers<void>();
+  const standIn: Omit<ChatwootStandIn, "url" | "close"> = {
+    health: 200,
+    api: 200,
+    requests: [],
+    held: 0,
+    letGo() {
+      gate.resolve();
+      gate = Promise.withResolvers<void>();
+    },
+  };
+  /** Held until letGo(), or 30 s so that a failing test cannot keep the server open. */
+  const hold = async () => {
+    standIn.held++;
+    let cap: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([gate.promise, new Promise((resolve) => (cap = setTimeout(resolve, 30_000)))]);
+    } finally {
+      clearTimeout(cap);
+      standIn.held--;
+    }
+  };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     const path = new URL(req.url).pathname;
     const token = req.headers.get("api_access_token");
@@ -38,6 +66,10 @@ export function startChatwootStandIn(): ChatwootStandIn {
       if (standIn.health === "slow") {
         await waitForAbort(req.signal);
         return new Response("late");
+      }
+      if (standIn.health === "held") {
+        await hold();
+        return new Response("woot");
       }
       return new Response(standIn.health === 200 ? "woot" : "unavailable", { status: standIn.health });
     }
@@ -54,6 +86,10 @@ export function startChatwootStandIn(): ChatwootStandIn {
       if (standIn.api === "slow") {
         await waitForAbort(req.signal);
         return new Response("late");
+      }
+      if (standIn.api === "held") {
+        await hold();
+        return Response.json({ id: Number(account[1]), name: "Hot Rod AN" });
       }
       return Response.json({ id: Number(account[1]), name: "Hot Rod AN" }, { status: standIn.api });
     }

@@ -528,7 +528,7 @@ dbTest("readiness checks: one run per cache period (injected clock), all five ch
   d.config.cacheMs = 30_000;
   const run = cachedChecks(d);
   chatwoot.requests.length = 0;
-  const first = await run(CREDENTIALS);
+  const first = await run()(CREDENTIALS);
   assert.deepEqual(first.map((c) => c.name), [
     "database",
     "chatwoot_health",
@@ -539,10 +539,10 @@ dbTest("readiness checks: one run per cache period (injected clock), all five ch
   assert.equal(first[0].checked_at, "2026-03-01T12:00:00.000Z");
   assert.equal(chatwoot.requests.length, 2); // /hc and the account
   clock += 29_000;
-  assert.equal(await run(CREDENTIALS), first);
+  assert.equal(await run()(CREDENTIALS), first);
   assert.equal(chatwoot.requests.length, 2);
   clock += 2_000;
-  const second = await run(CREDENTIALS);
+  const second = await run()(CREDENTIALS);
   assert.notEqual(second, first);
   assert.equal(second[0].checked_at, "2026-03-01T12:00:31.000Z");
   assert.equal(chatwoot.requests.length, 4);
@@ -554,15 +554,15 @@ dbTest("readiness checks: a cached run stamped in the future (clock stepped back
   d.config.cacheMs = 30_000;
   const run = cachedChecks(d);
   chatwoot.requests.length = 0;
-  const first = await run(CREDENTIALS);
+  const first = await run()(CREDENTIALS);
   assert.equal(chatwoot.requests.length, 2);
   clock -= 3600_000; // NTP steps the clock back an hour: the cached run is not an hour fresh
-  const second = await run(CREDENTIALS);
+  const second = await run()(CREDENTIALS);
   assert.notEqual(second, first);
   assert.equal(second[0].checked_at, "2026-03-01T11:00:00.000Z");
   assert.equal(chatwoot.requests.length, 4);
   clock += 1_000; // the new run, stamped by the new clock, is cached as usual
-  assert.equal(await run(CREDENTIALS), second);
+  assert.equal(await run()(CREDENTIALS), second);
   assert.equal(chatwoot.requests.length, 4);
 });
 

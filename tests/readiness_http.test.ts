@@ -1076,6 +1076,59 @@ dbTest(
   },
 );
 
+/** Polls `condition` until it holds; fails naming `what` after 20 s, so a failing run ends. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (!condition()) {
+    assert.ok(performance.now() < deadline, `${what}: not within 20 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+dbTest(
+  "readiness GET: one bound for the read and the checks together: the checks run beside a read held by a " +
+    "lock, and a Chatwoot that stalls is answered as timed out (its whole bound) while it still holds them",
+  async () => {
+    // An access exclusive lock, as a migration altering the table takes: the checklist's read waits on it.
+    const lock = await holdLock("lock table public.readiness_tasks in access exclusive mode");
+    // The default pool's size: the read waiting on the lock leaves the database checks connections.
+    const reader = connect(db.url, { max: 5 });
+    const a = app({ sql: reader, checkTimeoutMs: 4000 });
+    chatwoot.health = "held";
+    chatwoot.api = "held";
+    try {
+      let answered = false;
+      const pending = Promise.resolve(a.request("/readiness")).finally(() => (answered = true));
+      // Run beside the read, the checks ask Chatwoot while the lock still holds the read. Run after it, they
+      // would not: the read would take its bound, then they theirs (here the read's bound ends it, a 503).
+      await until(() => chatwoot.held === 2 || answered, "Chatwoot asked while the read waits, or an answer");
+      await lock.release();
+      const res = await answeredWithin(pending, "GET");
+      const body = await res.json();
+      // A report, not a 503: the checklist was read, and what failed is Chatwoot, which the checks name.
+      assert.equal(res.status, 200, JSON.stringify(body));
+      // Answered while the stand-in still holds both requests: the GET did not wait for Chatwoot past the
+      // checks' bound, nor add the read's time to it.
+      assert.equal(chatwoot.held, 2);
+      const check = (name: string) => body.checks.find((c: Json) => c.name === name);
+      // Each check had its whole bound (what a cached result says is what Chatwoot did in that time).
+      for (const name of ["chatwoot_health", "chatwoot_api"]) {
+        const { status, detail } = check(name);
+        assert.deepEqual([status, detail], ["fail", "no answer within 4000 ms"], name);
+      }
+      assert.equal(check("database").status, "pass", check("database").detail);
+      assert.equal(check("chatwoot_credentials").status, "pass", check("chatwoot_credentials").detail);
+      assert.equal(body.document.owner, "integrations");
+    } finally {
+      chatwoot.health = 200;
+      chatwoot.api = 200;
+      chatwoot.letGo();
+      await lock.release();
+      await reader.end({ timeout: 1 });
+    }
+  },
+);
+
 dbTest(
   "readiness PATCH: two editors writing at once on one copy (the same if_updated_at) get exactly one 200 " +
     "and one 412, and the item holds the write that was taken",

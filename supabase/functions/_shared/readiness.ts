@@ -182,17 +182,25 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
    * for its answer): a lock held on a readiness table or a database out of reach is a 503, not a request
    * left waiting, nor a read left holding a pooled connection for as long as the lock is held. One statement,
    * so the server's bound is the read's whole bound (statement_timeout is per statement) and the document is
-   * one view of the data; the checks take the credential names from it.
+   * one view of the data; the credentials check takes its names from it.
+   *
+   * The checks start with the read and run beside it: each ends within READINESS_CHECK_TIMEOUT_MS of its
+   * start (readiness_checks.ts; a cached run joined here started earlier), the read within that and the
+   * margin, so the whole answer does too, the one bound a monitor sets its timeout by. Run after the read,
+   * the checks added their bound to the read's: a lock released just before the read's bound, then a Chatwoot
+   * stalling, was twice the bound and the margin.
    */
   async function report(db: Sql): Promise<ReadinessReport> {
-    const snapshot = await boundedTransaction(db, config!.checkTimeoutMs, "read only", async (tx) => {
+    // The read first in the pool's queue, then the checks' reads: the read's bound counts from here.
+    const read = boundedTransaction(db, config!.checkTimeoutMs, "read only", async (tx) => {
       const [row] = await tx<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`;
       return row.snapshot;
     });
+    const withCredentials = checks!();
+    const snapshot = await read;
     const doc = pickDoc(snapshot);
     const { markdown, docHash } = renderMarkdown(doc);
-    // Each check ends within its own bound (readiness_checks.ts).
-    const checked = await checks!(doc.credentials.map((c) => c.name));
+    const checked = await withCredentials(doc.credentials.map((c) => c.name));
     const at = now();
     return {
       doc,

@@ -672,30 +672,51 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
 // Running them
 // ---------------------------------------------------------------------------------------------------------
 
-export function runChecks(deps: CheckDeps, credentialNames: string[]): Promise<CheckResult[]> {
+/** The checks that read the database or call Chatwoot: none needs anything from the checklist. */
+function runIoChecks(deps: CheckDeps): Promise<CheckResult[]> {
   return Promise.all([
     checkDatabase(deps),
     checkChatwootHealth(deps),
-    checkCredentials(deps, credentialNames),
     checkChatwootApi(deps),
     checkWebhookPipeline(deps),
   ]);
 }
 
-/** Caches one run for `config.cacheMs` (by the injected clock); concurrent callers share a run in flight. */
-export function cachedChecks(deps: CheckDeps): (credentialNames: string[]) => Promise<CheckResult[]> {
-  let cached: { at: number; results: Promise<CheckResult[]> } | null = null;
-  return (credentialNames) => {
+/** The five checks in their order on the page: the credentials check (no I/O) third. */
+async function withCredentialsCheck(
+  io: Promise<CheckResult[]>,
+  credentials: Promise<CheckResult>,
+): Promise<CheckResult[]> {
+  const [[database, health, api, pipeline], present] = await Promise.all([io, credentials]);
+  return [database, health, present, api, pipeline];
+}
+
+/**
+ * One run of the checks per `config.cacheMs` (by the injected clock), shared by concurrent callers. Calling
+ * it starts the checks that do I/O at once (or joins the cached run), before the checklist is read: a GET
+ * runs them beside its read, so it answers within the longer of the two bounds, not their sum, and each check
+ * has its whole bound whatever the read takes (a slow read does not cache a check cut short). The function it
+ * returns adds the credentials check for the checklist's names once they are read; the first names given in
+ * a cache period stand for it, as the run does.
+ */
+export function cachedChecks(deps: CheckDeps): () => (credentialNames: string[]) => Promise<CheckResult[]> {
+  type Entry = { at: number; io: Promise<CheckResult[]>; all: Promise<CheckResult[]> | null };
+  let cached: Entry | null = null;
+  return () => {
     const now = deps.now().getTime();
     // A run stamped in the future (the clock stepped back since) is stale, not fresh until the clock catches up.
     const age = cached ? now - cached.at : -1;
-    if (cached && age >= 0 && age < deps.config.cacheMs) return cached.results;
-    const entry = { at: now, results: runChecks(deps, credentialNames) };
-    // A run that throws (it should not: each check catches) must not stay cached.
-    entry.results.catch(() => {
-      if (cached === entry) cached = null;
-    });
-    cached = entry;
-    return entry.results;
+    let entry = cached;
+    if (!entry || age < 0 || age >= deps.config.cacheMs) {
+      const fresh: Entry = { at: now, io: runIoChecks(deps), all: null };
+      // A run that throws (it should not: each check catches) must not stay cached.
+      fresh.io.catch(() => {
+        if (cached === fresh) cached = null;
+      });
+      cached = entry = fresh;
+    }
+    const current = entry;
+    return (credentialNames) =>
+      current.all ??= withCredentialsCheck(current.io, checkCredentials(deps, credentialNames));
   };
 }
