@@ -1130,6 +1130,38 @@ dbTest(
 );
 
 dbTest(
+  "readiness GET: on a pool of one connection, a lock held on a readiness table is a 503 that leaves the " +
+    "checks' cache right: their reads go first, not behind the read waiting on the lock",
+  async () => {
+    // PGlite serves one transaction at a time: while the holder's is open, no check's read can run either.
+    if (db.kind !== "postgres") return;
+    const lock = await holdLock("lock table public.readiness_tasks in access exclusive mode");
+    const reader = connect(db.url, { max: 1 }); // DATABASE_POOL_SIZE=1
+    const a = app({ sql: reader, checkTimeoutMs: 2000, cacheMs: 600_000 });
+    try {
+      try {
+        const { status, body } = await getJson(a);
+        assert.deepEqual([status, body.error, body.reason], [503, "database_unavailable", "busy"]);
+      } finally {
+        await lock.release();
+      }
+      const asked = chatwoot.requests.length;
+      // The checks the first GET started, from the cache: none timed out behind its read.
+      const { status, body } = await getJson(a);
+      assert.equal(status, 200, JSON.stringify(body));
+      assert.equal(chatwoot.requests.length, asked);
+      for (const name of ["database", "webhook_pipeline"]) {
+        const check = body.checks.find((c: Json) => c.name === name);
+        assert.doesNotMatch(check.detail, /no answer within/, name);
+      }
+      assert.equal(body.checks.find((c: Json) => c.name === "database").status, "pass");
+    } finally {
+      await reader.end({ timeout: 1 });
+    }
+  },
+);
+
+dbTest(
   "readiness PATCH: two editors writing at once on one copy (the same if_updated_at) get exactly one 200 " +
     "and one 412, and the item holds the write that was taken",
   async () => {
