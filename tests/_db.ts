@@ -3,7 +3,7 @@
 import postgres from "postgres";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { applyMigrations } from "../scripts/lib/migrations.ts";
+import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
 
 export interface TestDb {
   kind: "pglite" | "postgres";
@@ -107,4 +107,15 @@ export async function lockWebhookEvents(sql: Sql): Promise<{ release: () => Prom
       await holder;
     },
   };
+}
+
+/** A folder holding the migrations before `version`: a database as the release before that migration left it. */
+export async function migrationsBefore(version: string): Promise<URL> {
+  const dir = await Deno.makeTempDir({ prefix: `relay_before_${version}_` });
+  for (const file of await listMigrations()) {
+    if (file.version.localeCompare(version) < 0) {
+      await Deno.copyFile(file.path, `${dir}/${file.version}_${file.name}.sql`);
+    }
+  }
+  return new URL(`file://${dir}/`);
 }

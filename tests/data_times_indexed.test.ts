@@ -2,26 +2,15 @@
 // chatwoot_conversation_events for their indexes: on a database holding the fixture and the message and
 // conversation shapes Chatwoot sends, both views and every query of docs/sql.md answer exactly as before it.
 import assert from "node:assert/strict";
-import { dbTest, startTestDb } from "./_db.ts";
+import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
 import { loadFixture } from "./_fixture.ts";
 import { eventToStore, storeRecoveredCopy } from "./_forwarding.ts";
-import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
+import { applyMigrations } from "../scripts/lib/migrations.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 
 const INDEXED = "20261121006800";
-
-/** A folder holding the migrations before `version`. */
-async function migrationsBefore(version: string): Promise<URL> {
-  const dir = await Deno.makeTempDir({ prefix: "relay_before_" });
-  for (const file of await listMigrations()) {
-    if (file.version.localeCompare(version) < 0) {
-      await Deno.copyFile(file.path, `${dir}/${file.version}_${file.name}.sql`);
-    }
-  }
-  return new URL(`file://${dir}/`);
-}
 
 const before = await migrationsBefore(INDEXED);
 const db = await startTestDb({ migrationsDir: before });

@@ -1,7 +1,7 @@
 // The readiness schema's own guarantees: the migration list the function carries is current, every item change
 // lands in the history whatever the write path, statuses are the fixed set, credentials hold no secrets.
 import assert from "node:assert/strict";
-import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { dbTest, migrationsBefore, startTestDb, type TestDb } from "./_db.ts";
 import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
 import { migrationVersionsSource } from "../scripts/migration_versions.ts";
 import { MIGRATION_VERSIONS } from "../supabase/functions/_shared/migration_versions.ts";
@@ -336,13 +336,8 @@ dbTest(
     "shows it, who else and when stay",
   async () => {
     // A database migrated up to the migration before 007600, as the release before it left one.
-    const dir = await Deno.makeTempDir({ prefix: "relay_before_007600_" });
-    for (const file of await listMigrations()) {
-      if (file.version < "20261121007600") {
-        await Deno.copyFile(file.path, `${dir}/${file.version}_${file.name}.sql`);
-      }
-    }
-    const old: TestDb = await startTestDb({ migrationsDir: new URL(`file://${dir}/`) });
+    const dir = await migrationsBefore("20261121007600");
+    const old: TestDb = await startTestDb({ migrationsDir: dir });
     const chatwoot = startChatwootStandIn();
     try {
       const token = "ghp_4f9Kq2Lm7Xz0Rt5Wv8Yb3Nc6Hd1Ja2Ps9Qe";

@@ -3,21 +3,10 @@
 // retention the bound lowers, then migrated the rest of the way.
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { dbTest, startTestDb } from "./_db.ts";
-import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
+import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
+import { applyMigrations } from "../scripts/lib/migrations.ts";
 
 const BOUNDED = "20261121007100";
-
-/** A folder holding the migrations before `version`. */
-async function migrationsBefore(version: string): Promise<URL> {
-  const dir = await Deno.makeTempDir({ prefix: "relay_before_" });
-  for (const file of await listMigrations()) {
-    if (file.version.localeCompare(version) < 0) {
-      await Deno.copyFile(file.path, `${dir}/${file.version}_${file.name}.sql`);
-    }
-  }
-  return new URL(`file://${dir}/`);
-}
 
 const before = await migrationsBefore(BOUNDED);
 const db = await startTestDb({ migrationsDir: before });
