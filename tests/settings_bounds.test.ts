@@ -1,6 +1,7 @@
 // Migrations 20261121007100 (retention_days bounded) and 007200 (prune_webhook_events): numbers retention accepted
 // and then misbehaved on are refused, naming them. The database is migrated to just before 007100, given a
-// retention the bound lowers, then migrated the rest of the way.
+// retention the bound lowers, then migrated the rest of the way. Migration 008100: the lease rule, without
+// overflow.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
@@ -95,6 +96,34 @@ dbTest(`settings bounds [${db.kind}]: prune_webhook_events refuses a negative ol
     await sql`select count(*)::int as left from public.webhook_events where event_key = 'bounds:recent'`;
   assert.equal(left, 0);
 });
+
+dbTest(
+  `settings bounds [${db.kind}]: lease against timeout is checked without overflow (migration 008100)`,
+  async () => {
+    try {
+      // request_timeout_ms + 1000 overflowed integer: "integer out of range", naming neither column nor rule.
+      // Far beyond what a 60 s lease covers, it is refused as that rule.
+      const refused = await failure(`update public.relay_settings set request_timeout_ms = 2147483000`);
+      assert.equal(refused.code, "23514", refused.message);
+      assert.match(refused.message, /relay_settings_lease_covers_timeout/);
+      // lease_seconds * 1000 overflowed too; such a lease covers any timeout, so the rule lets it be.
+      await sql`update public.relay_settings set lease_seconds = 2147484`;
+      // Both sides past integer's range, and the lease still a second longer.
+      await sql`update public.relay_settings set request_timeout_ms = 2147483000`;
+      const [row] = await sql`select lease_seconds, request_timeout_ms from public.relay_settings`;
+      assert.deepEqual({ ...row }, { lease_seconds: 2147484, request_timeout_ms: 2147483000 });
+      const over = await failure(`update public.relay_settings set request_timeout_ms = 2147483001`);
+      assert.equal(over.code, "23514", over.message);
+      // The rule itself is unchanged: a lease must outlive its request by a second.
+      await sql`update public.relay_settings set request_timeout_ms = 10000, lease_seconds = 11`;
+      const short = await failure(`update public.relay_settings set lease_seconds = 10`);
+      assert.equal(short.code, "23514", short.message);
+      assert.match(short.message, /relay_settings_lease_covers_timeout/);
+    } finally {
+      await sql`update public.relay_settings set request_timeout_ms = 10000, lease_seconds = 60`;
+    }
+  },
+);
 
 Deno.test({
   name: `settings bounds [${db.kind}]: close database`,

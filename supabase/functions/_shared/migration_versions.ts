@@ -51,4 +51,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121007100", // retention_days_bounded
   "20261121007200", // prune_holds_settings_only_to_commit
   "20261121007600", // readiness_updated_by_publishable
+  "20261121008100", // lease_covers_timeout_in_bigint
 ];
