@@ -22,6 +22,16 @@ Deno.test({
       const prune = jobs.find((j) => j.jobname === "relay-prune-webhook-events");
       assert.ok(prune, JSON.stringify(jobs));
       assert.equal(prune.schedule, "17 3 * * *");
+      // Where pg_cron is enabled after the migrations, nothing schedules retention: README (Operations) gives
+      // the command. Run as written, it makes the job the migration makes.
+      const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+      const readmeSchedule = /`(select cron\.schedule\('relay-prune-webhook-events'[^`]*)`/.exec(readme);
+      assert.ok(readmeSchedule, "README: the command that schedules retention");
+      await sql`select cron.unschedule('relay-prune-webhook-events')`;
+      await sql.unsafe(readmeSchedule[1]);
+      const [again] = await sql`select schedule, command from cron.job
+                                 where jobname = 'relay-prune-webhook-events'`;
+      assert.deepEqual({ ...again }, { schedule: prune.schedule, command: prune.command });
       assert.ok(!jobs.some((j) => j.jobname === "relay-forward-events"), "no forwarder job without pg_net");
       const [{ schedule_forwarder: reason }] = await sql`select public.schedule_forwarder()`;
       assert.match(reason, /pg_net is not installed/);
