@@ -5,6 +5,7 @@ import { dbTest, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
+import { storeRecoveredCopy } from "./_forwarding.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
@@ -127,6 +128,20 @@ dbTest(
       assert.match(check.detail, /1 event lost in 24 h \(last [^)]+\): not stored/);
       assert.ok(check.detail.includes(`(latest: ${lost.recover})`), check.detail);
       assert.equal(check.data?.lost_24h, 1);
+      assert.equal(check.data?.lost_24h_missing, 1);
+
+      // Recovered (as deno task recover --store stores it): the loss stays on record, its warning ends.
+      assert.notEqual(await storeRecoveredCopy(db.sql, body), null);
+      const after = await checkWebhookPipeline({
+        sql: db.sql,
+        env,
+        config: readinessConfigFromEnv(env),
+        now: () => new Date(),
+      });
+      assert.doesNotMatch(after.detail, /lost in 24 h \(last/);
+      assert.match(after.detail, /1 event lost in 24 h \(1 stored since\)/);
+      assert.equal(after.data?.lost_24h, 1);
+      assert.equal(after.data?.lost_24h_missing, 0);
     } finally {
       await viaProxy.end({ timeout: 1 });
       await proxy.close();

@@ -100,9 +100,15 @@ export class LostEvents {
   }
 }
 
-/** Losses recorded since a time: how many (those past the bound included), the last, its recover command. */
+/**
+ * Losses recorded since a time: how many (those past the bound included), how many of them are still missing,
+ * the last, and the recover command of the latest still missing. A loss counts as made good once its event key
+ * has been stored at or after the loss (recovered from Chatwoot's API, or sent again); losses past the bound
+ * (unrecorded_losses) name no event, so they stay missing.
+ */
 export interface LostSince {
   count: number;
+  missing: number;
   last_lost_at: Date | null;
   recover_command: string | null;
 }
@@ -110,11 +116,19 @@ export interface LostSince {
 /** Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first). */
 export async function lostEventsSince(sql: Sql | postgres.TransactionSql, since: Date): Promise<LostSince> {
   const [row] = await sql<LostSince[]>`
-    select coalesce(sum(1 + l.unrecorded_losses), 0)::int as count, max(l.lost_at) as last_lost_at,
-           (select r.recover_command from public.webhook_lost_events r
-             where r.lost_at > ${since}::timestamptz and r.recover_command is not null
-             order by r.lost_at desc limit 1) as recover_command
-      from public.webhook_lost_events l
-     where l.lost_at > ${since}::timestamptz`;
+    with lost as (
+      select l.lost_at, l.unrecorded_losses, l.recover_command,
+             exists (select 1 from public.webhook_events e
+                      where e.event_key = l.event_key and e.last_received_at >= l.lost_at) as stored_since
+        from public.webhook_lost_events l
+       where l.lost_at > ${since}::timestamptz)
+    select coalesce(sum(1 + lost.unrecorded_losses), 0)::int as count,
+           coalesce(sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end), 0)::int
+             as missing,
+           max(lost.lost_at) as last_lost_at,
+           (select m.recover_command from lost m
+             where m.recover_command is not null and not m.stored_since
+             order by m.lost_at desc limit 1) as recover_command
+      from lost`;
   return row;
 }

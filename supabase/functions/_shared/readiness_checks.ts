@@ -572,6 +572,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       rejections_24h: intake.rejections_24h,
       forwarding_installed: intake.forwarding_installed,
       lost_24h: lost ? lost.count : null,
+      lost_24h_missing: lost ? lost.missing : null,
       delivery: null,
     };
     // Every event a webhook stored passed the signature (or URL token) and the payload schema, so one having
@@ -589,15 +590,21 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     warnings.push(...webhookConfigFromEnv(deps.env).warnings);
     const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);
     if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
-    // Chatwoot does not send an account webhook again: each lost event is missing until it is recovered.
+    // Chatwoot does not send an account webhook again: each lost event is missing until it is recovered, and
+    // only then: a warning that outlived the recovery kept the probe at 503 for the rest of the 24 h.
     if (lost && lost.count > 0) {
-      const events = `${lost.count} event${lost.count === 1 ? "" : "s"}`;
-      parts.push(`${events} lost in 24 h`);
-      warnings.push(
-        `${events} lost in 24 h (last ${iso(lost.last_lost_at)}): not stored, the database did not answer; ` +
-          "recover them from Chatwoot's API with each row's recover_command in public.webhook_lost_events" +
-          (lost.recover_command ? ` (latest: ${lost.recover_command})` : ""),
-      );
+      const plural = (n: number) => `${n} event${n === 1 ? "" : "s"}`;
+      const madeGood = lost.count - lost.missing;
+      parts.push(`${plural(lost.count)} lost in 24 h` + (madeGood > 0 ? ` (${madeGood} stored since)` : ""));
+      if (lost.missing > 0) {
+        warnings.push(
+          `${plural(lost.missing)} lost in 24 h (last ${
+            iso(lost.last_lost_at)
+          }): not stored, the database did ` +
+            "not answer; recover them from Chatwoot's API with each row's recover_command in " +
+            "public.webhook_lost_events" + (lost.recover_command ? ` (latest: ${lost.recover_command})` : ""),
+        );
+      }
     }
 
     if (!intake.forwarding_installed) {
