@@ -53,6 +53,7 @@ try {
           read_only: readOnly !== null,
           health: numeric(health),
           lost: lost?.count ?? null,
+          lost_missing: lost?.missing ?? null,
           last_lost_at: lost?.last ?? null,
           daily: daily.map(numeric),
         },
@@ -95,8 +96,14 @@ try {
           ? "unknown (public.webhook_lost_events is missing or not readable by this role)"
           : lost.count === 0
           ? `none in the last ${days} day(s)`
-          : `${lost.count} in the last ${days} day(s), last ${when(lost.last)}: not stored; recover them ` +
-            "(public.webhook_lost_events.recover_command)",
+          : lost.missing === 0
+          ? `${lost.count} in the last ${days} day(s), last ${
+            when(lost.last)
+          }: all stored since (recovered ` +
+            "or sent again)"
+          : `${lost.count} in the last ${days} day(s), last ${when(lost.last)}: ${lost.missing} not stored` +
+            (lost.count > lost.missing ? ` (${lost.count - lost.missing} stored since)` : "") +
+            "; recover them (public.webhook_lost_events.recover_command)",
       ],
     ];
     for (const [label, value] of lines) console.log(`  ${label.padEnd(15)} ${value}`);
@@ -139,13 +146,15 @@ try {
  * Events the webhook gave up on (README, "Lost events") in the last `days` days, or null where the table is
  * missing (migrations not applied yet) or this role may not read it (data_analyst has the views only).
  */
-async function lostWithin(days: number): Promise<{ count: number; last: Date | null } | null> {
+async function lostWithin(
+  days: number,
+): Promise<{ count: number; missing: number; last: Date | null } | null> {
   const [{ readable, since }] = await sql<{ readable: boolean; since: Date }[]>`
     select coalesce(has_table_privilege(to_regclass('public.webhook_lost_events'), 'select'), false)
       as readable, now() - make_interval(days => ${days}::int) as since`;
   if (!readable) return null;
   const lost = await lostEventsSince(sql, since);
-  return { count: lost.count, last: lost.last_lost_at };
+  return { count: lost.count, missing: lost.missing, last: lost.last_lost_at };
 }
 
 /** postgres.js returns bigint and numeric columns as strings; JSON readers want numbers. */

@@ -116,6 +116,8 @@ dbTest(
       const json = await runScript("scripts/stats.ts", ["--json"], db.url);
       assert.equal(json.code, 0, json.stdout + json.stderr);
       assert.equal(JSON.parse(json.stdout).lost, 1);
+      assert.equal(JSON.parse(json.stdout).lost_missing, 1);
+      assert.match(text.stdout, /lost\s+1 in the last 7 day\(s\), last .*: 1 not stored; recover them/);
 
       const env = { AGENT_SDK_URL: "http://agent-sdk.invalid" };
       const check = await checkWebhookPipeline({
@@ -142,6 +144,10 @@ dbTest(
       assert.match(after.detail, /1 event lost in 24 h \(1 stored since\)/);
       assert.equal(after.data?.lost_24h, 1);
       assert.equal(after.data?.lost_24h_missing, 0);
+      const statsAfter = await runScript("scripts/stats.ts", [], db.url);
+      assert.match(statsAfter.stdout, /lost\s+1 in the last 7 day\(s\), last .*: all stored since/);
+      const jsonAfter = JSON.parse((await runScript("scripts/stats.ts", ["--json"], db.url)).stdout);
+      assert.deepEqual([jsonAfter.lost, jsonAfter.lost_missing], [1, 0]);
     } finally {
       await viaProxy.end({ timeout: 1 });
       await proxy.close();
