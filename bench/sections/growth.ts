@@ -114,8 +114,9 @@ export function forwarderProbe(kind: "claim" | "write-back"): GrowthProbe {
 /**
  * One read of webhook_pipeline_health (what `deno task stats` and dashboards read; the readiness check reads
  * webhook_delivery_health and webhook_events through the same per-status indexes), single client. Reported,
- * not held to the bar: part of its work is counting the dead letters (2 % of the filler) and the last day's
- * deliveries, which grow with them by design; the rest must not grow.
+ * not held to the bar: part of its work is counting the dead letters (2 % of the filler, never pruned), which
+ * grows with them by design; the hour and day counts read the same recent traffic at both sizes (fillEvents),
+ * and the rest must not grow.
  */
 export const pipelineHealthProbe: GrowthProbe = {
   name: "pipeline health view (select * from webhook_pipeline_health)",
@@ -137,31 +138,52 @@ export const GROWTH_PROBES: GrowthProbe[] = [
   pipelineHealthProbe,
 ];
 
+/** The newest rows of every size, 1 s apart (the last 2.8 h): each database has the same recent traffic. */
+export const FILL_RECENT_ROWS = 10_000;
+
 /**
  * Adds rows to webhook_events up to `total`, in one statement: 97% delivered, 2% dead, 1% skipped (nothing
  * pending, so a claim query has to skip past history). Bodies are small: index paths are what is measured.
+ * Like a real history, each delivered event has its 'delivered' attempt (at delivered_at) and each dead one
+ * its 'dead' report: without them webhook_pipeline_health's hour and day counts read empty indexes. The
+ * newest FILL_RECENT_ROWS are 1 s apart in every size and the rows before them lie between 1 and 29 days back
+ * (inside the 30 days of retention), so a larger table is a longer history, not more traffic in the last day:
+ * at 1 s apart throughout, 1 M rows' last day held 86 400 events against 10 k's 10 000.
  */
 export async function fillEvents(db: BenchDb, total: number): Promise<void> {
   const [{ n }] = await db.sql<{ n: number }[]>`select count(*)::int as n from public.webhook_events`;
   if (n >= total) return;
   await db.sql.unsafe(
     `
-    insert into public.webhook_events (event_key, event, message_id, conversation_id, account_id, inbox_id,
-      delivery_id, payload, raw_body, body_sha256, verified_by, status, attempts, received_at, last_received_at,
-      delivered_at, next_attempt_at)
-    select 'message:' || (500000000 + g) || ':message_created', 'message_created', 500000000 + g,
-      1 + g % 20000, 1, 1 + g % 8, md5(g::text),
-      jsonb_build_object('event', 'message_created', 'id', 500000000 + g, 'content', 'filler ' || g),
-      '{"event":"message_created","id":' || (500000000 + g) || ',"content":"filler ' || g || '"}',
-      md5(g::text) || md5((g + 1)::text), 'signature',
-      case when g % 100 = 0 then 'skipped' when g % 50 = 1 then 'dead' else 'delivered' end,
-      1, now() - interval '1 second' * ($2::int - g), now() - interval '1 second' * ($2::int - g),
-      case when g % 100 = 0 or g % 50 = 1 then null else now() - interval '1 second' * ($2::int - g) end,
-      null
-    from generate_series($1::int + 1, $2::int) g`,
-    [n, total],
+    with added as (
+      insert into public.webhook_events (event_key, event, message_id, conversation_id, account_id, inbox_id,
+        delivery_id, payload, raw_body, body_sha256, verified_by, status, attempts, received_at,
+        last_received_at, delivered_at, next_attempt_at)
+      select 'message:' || (500000000 + g) || ':message_created', 'message_created', 500000000 + g,
+        1 + g % 20000, 1, 1 + g % 8, md5(g::text),
+        jsonb_build_object('event', 'message_created', 'id', 500000000 + g, 'content', 'filler ' || g),
+        '{"event":"message_created","id":' || (500000000 + g) || ',"content":"filler ' || g || '"}',
+        md5(g::text) || md5((g + 1)::text), 'signature',
+        case when g % 100 = 0 then 'skipped' when g % 50 = 1 then 'dead' else 'delivered' end,
+        1, t.at, t.at, case when g % 100 = 0 or g % 50 = 1 then null else t.at end, null
+      from generate_series($1::int + 1, $2::int) g,
+        lateral (select now() - make_interval(secs => case
+          when g > $2::int - $3::int then $2::int - g
+          else 86400 + ($2::int - $3::int - g) * (28 * 86400.0 / greatest($2::int - $3::int, 1))
+        end) as at) t
+      returning id, status, received_at, delivered_at
+    )
+    insert into public.webhook_delivery_attempts (event_id, attempt, version, worker, started_at, duration_ms,
+      http_status, succeeded, outcome, recorded_at)
+    select a.id, 1, 1, 'bench-fill', coalesce(a.delivered_at, a.received_at) - interval '5 milliseconds', 5,
+      case when a.status = 'delivered' then 200 else 410 end, a.status = 'delivered',
+      case when a.status = 'delivered' then 'delivered' else 'dead' end, coalesce(a.delivered_at, a.received_at)
+    from added a
+    where a.status in ('delivered', 'dead')`,
+    [n, total, FILL_RECENT_ROWS],
   );
   await db.sql`vacuum analyze public.webhook_events`;
+  await db.sql`vacuum analyze public.webhook_delivery_attempts`;
 }
 
 /** The two sizes are probed in this many rounds (one in a quick run); see growthSection. */
