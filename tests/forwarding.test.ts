@@ -14,7 +14,8 @@ import {
   withBackgroundAwaited,
   withForwardingSetup,
 } from "./_forwarding.ts";
-import { drain, parseRetryAfter, WRITE_BACK_MIN_BUDGET_MS } from "../supabase/functions/_shared/forwarder.ts";
+import { drain, parseRetryAfter } from "../supabase/functions/_shared/forwarder.ts";
+import { WRITE_BACK_MIN_BUDGET_MS } from "../supabase/functions/_shared/runtime.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { startDbProxy } from "./_proxy.ts";

@@ -14,7 +14,8 @@ import {
   withBackgroundAwaited,
   withForwardingSetup,
 } from "./_forwarding.ts";
-import { type DrainSummary, WRITE_BACK_MIN_BUDGET_MS } from "../supabase/functions/_shared/forwarder.ts";
+import type { DrainSummary } from "../supabase/functions/_shared/forwarder.ts";
+import { WRITE_BACK_MIN_BUDGET_MS } from "../supabase/functions/_shared/runtime.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 import { type Logger, memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { chatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";

@@ -13,6 +13,7 @@ import {
 import { lastDbError, retryWithinBudget } from "./ingest_store.ts";
 import { dbErrorCode, type Sql } from "./db.ts";
 import { jsonLogger, type Logger } from "./log.ts";
+import { WRITE_BACK_MIN_BUDGET_MS } from "./runtime.ts";
 import { chatwootSignatureHeaders, sha256Hex } from "./signature.ts";
 
 export interface DrainOptions {
@@ -160,8 +161,6 @@ export const fetchTransport: DeliveryTransport = async ({ url, headers, body, ti
   };
 };
 
-/** The write-back is retried for at least this long, even when the leases are about to expire. */
-export const WRITE_BACK_MIN_BUDGET_MS = 5_000;
 /** A drain's largest batch and most lanes: what it takes of the pool and of a lease's time is bounded. */
 export const MAX_BATCH_SIZE = 100;
 export const MAX_LANES = 8;

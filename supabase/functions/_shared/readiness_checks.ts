@@ -20,8 +20,12 @@ import { KNOWN_EVENTS } from "./chatwoot_events.ts";
 import { forwarderConfigFromEnv, NO_TARGET, sendingProblem } from "./forwarder_config.ts";
 import { MIGRATION_VERSIONS } from "./migration_versions.ts";
 import { webhookConfigFromEnv } from "./webhook_config.ts";
-import { EDGE_WALL_CLOCK_MARGIN_MS, EDGE_WALL_CLOCK_MS, poolSizeFromEnv } from "./runtime.ts";
-import { WRITE_BACK_MIN_BUDGET_MS } from "./forwarder.ts";
+import {
+  EDGE_WALL_CLOCK_MARGIN_MS,
+  EDGE_WALL_CLOCK_MS,
+  poolSizeFromEnv,
+  WRITE_BACK_MIN_BUDGET_MS,
+} from "./runtime.ts";
 import { withTimeout } from "./timeout.ts";
 import type { CheckResult, CheckStatus } from "./readiness_model.ts";
 

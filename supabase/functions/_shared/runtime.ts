@@ -48,6 +48,11 @@ export const MAX_POOL_SIZE = 100;
  */
 export const EDGE_WALL_CLOCK_MS = 150_000;
 export const EDGE_WALL_CLOCK_MARGIN_MS = 10_000;
+/**
+ * The forwarder's write-back is retried for at least this long, even when the leases are about to expire.
+ * Here, not in forwarder.ts, so the readiness function can read it without the forwarder's graph (zod).
+ */
+export const WRITE_BACK_MIN_BUDGET_MS = 5_000;
 /** When this module was loaded: the worker's start, as near as it can know it. */
 const workerStarted = performance.now();
 
