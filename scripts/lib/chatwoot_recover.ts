@@ -495,15 +495,9 @@ export async function scanForMissing(
         .map((message) => ({ message, conversation }));
       if (store && lacking.length > 0) {
         // All of the conversation's or none: a stop never leaves one half stored, nor its counts half added.
-        const now = store.now ?? new Date();
-        const summary = await sql.begin(async (tx) => {
-          const done: StoreSummary = { stored: 0, storedMeanwhile: 0 };
-          for (const item of lacking) {
-            if (await storeOne(tx, item, details!, store.forward ?? true, now)) done.stored++;
-            else done.storedMeanwhile++;
-          }
-          return done;
-        });
+        const summary = await sql.begin((tx) =>
+          storeRecovered(api, tx, lacking, { forward: store.forward, now: store.now, details })
+        );
         stored!.stored += summary.stored;
         stored!.storedMeanwhile += summary.storedMeanwhile;
       }
@@ -674,7 +668,7 @@ export interface StoreSummary {
  */
 export async function storeRecovered(
   api: ChatwootApi,
-  sql: Sql,
+  sql: Sql | TransactionSql,
   missing: MissingMessage[],
   { forward = true, now = new Date(), details = null }: {
     forward?: boolean;
