@@ -96,14 +96,11 @@ try {
           ? "unknown (public.webhook_lost_events is missing or not readable by this role)"
           : lost.count === 0
           ? `none in the last ${days} day(s)`
-          : lost.missing === 0
-          ? `${lost.count} in the last ${days} day(s), last ${
-            when(lost.last)
-          }: all stored since (recovered ` +
-            "or sent again)"
-          : `${lost.count} in the last ${days} day(s), last ${when(lost.last)}: ${lost.missing} not stored` +
-            (lost.count > lost.missing ? ` (${lost.count - lost.missing} stored since)` : "") +
-            "; recover them (public.webhook_lost_events.recover_command)",
+          : `${lost.count} in the last ${days} day(s), last ${when(lost.last)}: ` + (lost.missing === 0
+            ? "all stored since (recovered or sent again)"
+            : `${lost.missing} not stored` +
+              (lost.count > lost.missing ? ` (${lost.count - lost.missing} stored since)` : "") +
+              "; recover them (public.webhook_lost_events.recover_command)"),
       ],
     ];
     for (const [label, value] of lines) console.log(`  ${label.padEnd(15)} ${value}`);

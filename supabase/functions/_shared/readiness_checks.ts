@@ -601,12 +601,11 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       const madeGood = lost.count - lost.missing;
       parts.push(`${plural(lost.count)} lost in 24 h` + (madeGood > 0 ? ` (${madeGood} stored since)` : ""));
       if (lost.missing > 0) {
+        const last = iso(lost.last_lost_at);
         warnings.push(
-          `${plural(lost.missing)} lost in 24 h (last ${
-            iso(lost.last_lost_at)
-          }): not stored, the database did ` +
-            "not answer; recover them from Chatwoot's API with each row's recover_command in " +
-            "public.webhook_lost_events" + (lost.recover_command ? ` (latest: ${lost.recover_command})` : ""),
+          `${plural(lost.missing)} lost in 24 h (last ${last}): not stored, the database did not answer; ` +
+            "recover them from Chatwoot's API with each row's recover_command in public.webhook_lost_events" +
+            (lost.recover_command ? ` (latest: ${lost.recover_command})` : ""),
         );
       }
     }
