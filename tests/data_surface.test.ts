@@ -225,6 +225,70 @@ dbTest(
   },
 );
 
+dbTest(
+  `data [${db.kind}]: webhook_pipeline_health's dead counts: the hour and the day end where they say`,
+  async () => {
+    // now() is the transaction's start throughout, so a death at exactly now() - 1 hour is at the edge: the
+    // windows are "after", and it counts in the day only. Only deaths count (a 'dead' report, or a reclaim
+    // that spent the attempts), an event once however often it died, and by when it died, not when it came.
+    await rolledBack(async (tx) => {
+      const read = async () =>
+        (await tx`select dead_last_hour::int, dead_last_day::int, dead_total::int from webhook_pipeline_health`)[
+          0
+        ];
+      const before = await read();
+      // [key, status, attempts as (outcome, error, age)]
+      const cases: [string, string, [string, string | null, string][]][] = [
+        ["in-hour", "dead", [["dead", "HTTP 410", "59 minutes"]]],
+        ["at-hour-edge", "dead", [["dead", "HTTP 410", "1 hour"]]],
+        ["past-hour", "dead", [["dead", "HTTP 410", "61 minutes"]]],
+        ["in-day", "dead", [["dead", "HTTP 410", "23 hours 59 minutes"]]],
+        ["at-day-edge", "dead", [["dead", "HTTP 410", "1 day"]]],
+        ["past-day", "dead", [["dead", "HTTP 410", "25 hours"]]],
+        ["reclaim-spent", "dead", [[
+          "lease_expired",
+          "lease expired without a report; attempts exhausted",
+          "30 minutes",
+        ]]],
+        ["reclaim-retry", "pending", [["lease_expired", "lease expired without a report", "30 minutes"]]],
+        ["retrying", "pending", [["retry", "HTTP 503", "5 minutes"]]],
+        // Replayed after dying, died again: one event.
+        ["died-twice", "dead", [["dead", "HTTP 410", "2 hours"], ["dead", "HTTP 410", "10 minutes"]]],
+        // Died long ago; its forwarder's late report is no death.
+        ["late-report", "dead", [["dead", "HTTP 410", "25 hours"], ["lease_lost", "HTTP 410", "5 minutes"]]],
+      ];
+      for (const [key, status, attempts] of cases) {
+        const [{ id }] = await tx`
+          insert into webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by, status,
+                                      received_at, last_received_at)
+          values (${`dead-window:${key}`}, 'message_created', '{}', '{}', repeat('d', 64), 'signature', ${status},
+                  now() - interval '2 days', now() - interval '2 days')
+          returning id`;
+        for (const [i, [outcome, error, age]] of attempts.entries()) {
+          await tx`
+            insert into webhook_delivery_attempts (event_id, attempt, version, worker, started_at, succeeded,
+                                                   outcome, error, recorded_at)
+            values (${id}, ${i + 1}, 1, 'test', now() - ${age}::interval, false, ${outcome}, ${error},
+                    now() - ${age}::interval)`;
+        }
+      }
+      const after = await read();
+      assert.deepEqual(
+        {
+          dead_last_hour: after.dead_last_hour - before.dead_last_hour,
+          dead_last_day: after.dead_last_day - before.dead_last_day,
+          dead_total: after.dead_total - before.dead_total,
+        },
+        {
+          dead_last_hour: 3, // in-hour, reclaim-spent, died-twice
+          dead_last_day: 6, // and at-hour-edge, past-hour, in-day
+          dead_total: 9, // and at-day-edge, past-day, late-report
+        },
+      );
+    });
+  },
+);
+
 dbTest(`data [${db.kind}]: chatwoot_daily_event_stats matches the table`, async () => {
   const stats = await sql`select * from chatwoot_daily_event_stats`;
   const [totals] =
