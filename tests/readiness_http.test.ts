@@ -1161,6 +1161,116 @@ dbTest(
   },
 );
 
+/** Sessions of this database waiting on a lock now (the holder of the lock waits on nothing). */
+async function lockWaits(): Promise<number> {
+  const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+    select count(*)::int as waiting from pg_stat_activity
+     where datname = current_database() and wait_event_type = 'Lock'`;
+  return waiting;
+}
+
+/** Polls lockWaits() until it is at least `n`; fails after 20 s, so a failing run ends. */
+async function untilLockWaits(n: number, what: string): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (await lockWaits() < n) {
+    assert.ok(performance.now() < deadline, `${what}: not within 20 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+dbTest(
+  "readiness GET: concurrent GETs under a held lock share one read: one pooled connection waits on the " +
+    "lock, the checks a new cache period starts meanwhile get a connection, and a failed read is not kept",
+  async () => {
+    // PGlite serves one transaction at a time: while the holder's is open, nothing else runs at all.
+    if (db.kind !== "postgres") return;
+    let clock = Date.parse("2026-03-01T12:00:00Z");
+    const reader = connect(db.url, { max: 2 }); // fewer connections than the GETs below
+    const a = app({ sql: reader, checkTimeoutMs: 4000, cacheMs: 60_000, now: () => new Date(clock) });
+    let lock: { release: () => Promise<void> } | null = null;
+    try {
+      // Checks cached before the lock: the first GETs below join them and start none.
+      assert.equal((await getJson(a)).status, 200);
+      lock = await holdLock("lock table public.readiness_tasks in access exclusive mode");
+      let answered = 0;
+      const send = (path: string) => Promise.resolve(a.request(path)).finally(() => answered++);
+      const gets = [1, 2, 3, 4].map(() => send("/readiness"));
+      await untilLockWaits(1, "a GET's read waiting on the lock");
+      // A new cache period, the lock still held: this GET starts the checks, whose reads queue in the pool.
+      clock += 60_000;
+      gets.push(send("/readiness/probe"));
+      // Queued behind the checks' reads (the pool serves in order): it answers once they have had a
+      // connection. When each GET read for itself, their reads held both connections until the bound: this
+      // came only after their 503s, and the checks had timed out in the queue, cached as the database's.
+      await settledWithin(reader`select 1`, 20_000, "a query on the GETs' pool, the lock held");
+      assert.equal(answered, 0, "the pool had no connection for the checks until GETs answered 503");
+      assert.equal(await lockWaits(), 1, "connections waiting on the lock, for five GETs");
+      await lock.release();
+      // The shared read, let through: every GET answers from it.
+      const answers = await Promise.all(gets.map((g, i) => answeredWithin(g, `GET ${i + 1}`)));
+      for (const res of answers.slice(0, 4)) assert.equal(res.status, 200, await res.clone().text());
+      assert.equal((await answers[4].json()).ok, true);
+      // The checks the probe's GET started, from the cache: each had a connection, none timed out.
+      const { status, body } = await getJson(a);
+      assert.equal(status, 200, JSON.stringify(body));
+      for (const name of ["database", "webhook_pipeline"]) {
+        const check = body.checks.find((c: Json) => c.name === name);
+        assert.equal(check.checked_at, new Date(clock).toISOString(), name);
+        assert.doesNotMatch(check.detail, /no answer within/, name);
+        assert.equal(check.status, name === "database" ? "pass" : check.status, check.detail);
+      }
+
+      // A read that fails (the lock outlasts its bound) fails every GET that shares it, and only those.
+      const b = app({ sql: reader, checkTimeoutMs: 500, cacheMs: 60_000, now: () => new Date(clock) });
+      lock = await holdLock("lock table public.readiness_tasks in access exclusive mode");
+      const failing = [1, 2, 3].map(() => b.request("/readiness"));
+      await untilLockWaits(1, "the shared read waiting on the lock");
+      assert.equal(await lockWaits(), 1);
+      for (const [i, res] of (await Promise.all(failing)).entries()) {
+        const failed = await res.json();
+        assert.deepEqual(
+          [res.status, failed.error, failed.reason],
+          [503, "database_unavailable", "busy"],
+          `${i}`,
+        );
+      }
+      await lock.release();
+      assert.equal((await getJson(b)).status, 200, "the failure was kept past its read");
+    } finally {
+      await lock?.release();
+      await reader.end({ timeout: 1 });
+    }
+  },
+);
+
+dbTest(
+  "readiness GET: a GET sent after a PATCH's answer shows the write, though a read begun before the PATCH " +
+    "is still in flight (it does not join that read)",
+  async () => {
+    // PGlite serves one transaction at a time: while the holder's is open, nothing else runs at all.
+    if (db.kind !== "postgres") return;
+    const a = app();
+    // A table the read waits on and the PATCH does not touch. The read's snapshot is taken before its wait.
+    const lock = await holdLock("lock table public.readiness_milestones in access exclusive mode");
+    try {
+      const first = a.request("/readiness");
+      await untilLockWaits(1, "the first GET's read waiting on the lock");
+      const res = await patch(a, "task-9", { evidence: "stored while a read waited" });
+      assert.equal(res.status, 200, await res.clone().text());
+      const second = a.request("/readiness");
+      await lock.release();
+      const evidence = async (r: Response | Promise<Response>, what: string) =>
+        (await (await answeredWithin(r, what)).json()).sections.tasks.find((t: Json) => t.key === "task-9")
+          .evidence;
+      assert.equal(await evidence(first, "GET before the PATCH"), null);
+      assert.equal(await evidence(second, "GET after the PATCH"), "stored while a read waited");
+    } finally {
+      await lock.release();
+      await db.sql`select public.readiness_update_item('task-9', null, true, null, null, 'test')`;
+    }
+  },
+);
+
 dbTest(
   "readiness PATCH: two editors writing at once on one copy (the same if_updated_at) get exactly one 200 " +
     "and one 412, and the item holds the write that was taken",

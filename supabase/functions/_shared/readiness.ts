@@ -195,11 +195,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
     // read waiting on a lock (a small pool) they would time out, cached for READINESS_CACHE_SECONDS as a
     // database not answering; the read loses the few milliseconds they take from its bound.
     const withCredentials = checks!();
-    const snapshot = await boundedTransaction(db, config!.checkTimeoutMs, "read only", async (tx) => {
-      const [row] = await tx<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`;
-      return row.snapshot;
-    });
-    const doc = pickDoc(snapshot);
+    const doc = await sharedRead(db);
     const { markdown, docHash } = renderMarkdown(doc);
     const checked = await withCredentials(doc.credentials.map((c) => c.name));
     const at = now();
@@ -211,6 +207,34 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       markdown,
       generatedAt: at.toISOString(),
     };
+  }
+
+  /** The read in flight, and the count of this instance's PATCHes stored when it began. */
+  let reading: { doc: Promise<ReadinessDoc>; writes: number } | null = null;
+  /** PATCHes this instance has stored (answered 200). */
+  let writes = 0;
+
+  /**
+   * The checklist's read, one at a time per instance: GETs arriving while one is in flight share it, its
+   * answer or its failure (a 503 for each of them), and the next GET after it settles reads again. Each GET
+   * read for itself before: under a lock held on a readiness table, N GETs held N pooled connections until
+   * the bound, and with more GETs than the pool the checks of a new cache period queued behind them and
+   * cached a timeout. A GET after a PATCH this instance stored does not join a read begun before it.
+   */
+  function sharedRead(db: Sql): Promise<ReadinessDoc> {
+    if (reading && reading.writes === writes) return reading.doc;
+    const doc = boundedTransaction(db, config!.checkTimeoutMs, "read only", async (tx) => {
+      const [row] = await tx<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`;
+      return pickDoc(row.snapshot);
+    });
+    const flight = { doc, writes };
+    reading = flight;
+    // Its GETs take the outcome; this only ends the sharing (a failure is not kept past its read).
+    const ended = () => {
+      if (reading === flight) reading = null;
+    };
+    doc.then(ended, ended);
+    return doc;
   }
 
   /** The shared preamble of the GET routes: configuration, then the report, or the 5xx that replaces it. */
@@ -356,6 +380,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         { item: { ...item, status_text: statusText(item.status) } },
       );
     }
+    writes++;
     log("info", `${LOG} Item updated`, { key, section: item.section, status: item.status, actor });
     return c.json({ ok: true, item: { ...item, status_text: statusText(item.status) } });
   });
