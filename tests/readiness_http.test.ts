@@ -1272,6 +1272,45 @@ dbTest(
 );
 
 dbTest(
+  "readiness GET: the credentials check names the credentials of the GET's own rows, though the checks " +
+    "are cached from a GET that read other rows",
+  async () => {
+    const a = app({ cacheMs: 600_000 });
+    const credentials = async () => {
+      const { body } = await getJson(a);
+      const check = body.checks.find((c: Json) => c.name === "chatwoot_credentials");
+      return {
+        names: body.sections.credentials.map((c: Json) => c.name),
+        check,
+        failing: body.failing.checks,
+      };
+    };
+    const before = await credentials();
+    assert.equal(before.check.status, "pass", before.check.detail);
+    assert.deepEqual(Object.keys(before.check.data.present).sort(), [...before.names].sort());
+    // A credential added in the cache period (a migration, the SQL editor) that nothing supplies.
+    await db.sql`
+      insert into public.readiness_credentials (key, position, name, description, storage_target, status)
+      values ('credential-chatwoot_extra_key', 99, 'CHATWOOT_EXTRA_KEY', 'Added later', 'Vault', 'done')`;
+    const asked = chatwoot.requests.length;
+    try {
+      const after = await credentials();
+      assert.ok(after.names.includes("CHATWOOT_EXTRA_KEY"));
+      assert.equal(after.check.status, "fail", after.check.detail);
+      assert.deepEqual(after.check.data.missing, ["CHATWOOT_EXTRA_KEY"]);
+      assert.ok(after.failing.includes("chatwoot_credentials"));
+      // The checks that do I/O stay the cached run: Chatwoot was not asked again.
+      assert.equal(chatwoot.requests.length, asked);
+    } finally {
+      await db.sql`delete from public.readiness_credentials where key = 'credential-chatwoot_extra_key'`;
+    }
+    // And back: the first names' result again.
+    const again = await credentials();
+    assert.equal(again.check.status, "pass", again.check.detail);
+  },
+);
+
+dbTest(
   "readiness PATCH: two editors writing at once on one copy (the same if_updated_at) get exactly one 200 " +
     "and one 412, and the item holds the write that was taken",
   async () => {

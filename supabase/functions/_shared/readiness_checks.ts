@@ -706,11 +706,13 @@ async function withCredentialsCheck(
  * it starts the checks that do I/O at once (or joins the cached run), before the checklist is read: a GET
  * runs them beside its read, so it answers within the longer of the two bounds, not their sum, and each check
  * has its whole bound whatever the read takes (a slow read does not cache a check cut short). The function it
- * returns adds the credentials check for the checklist's names once they are read; the first names given in
- * a cache period stand for it, as the run does.
+ * returns adds the credentials check for the checklist's names once they are read, kept while the names stay
+ * the same. Not the first names of the cache period: a credential row added, renamed or removed since (a
+ * migration, the SQL editor) was answered for by the old names, "all 4 present" beside a fifth row unset.
  */
 export function cachedChecks(deps: CheckDeps): () => (credentialNames: string[]) => Promise<CheckResult[]> {
-  type Entry = { at: number; io: Promise<CheckResult[]>; all: Promise<CheckResult[]> | null };
+  type All = { names: string; checks: Promise<CheckResult[]> };
+  type Entry = { at: number; io: Promise<CheckResult[]>; all: All | null };
   let cached: Entry | null = null;
   return () => {
     const now = deps.now().getTime();
@@ -726,7 +728,16 @@ export function cachedChecks(deps: CheckDeps): () => (credentialNames: string[])
       cached = entry = fresh;
     }
     const current = entry;
-    return (credentialNames) =>
-      current.all ??= withCredentialsCheck(current.io, checkCredentials(deps, credentialNames));
+    return (credentialNames) => {
+      // The check is the environment's answer for these names, no I/O: made again when they differ.
+      const names = JSON.stringify(credentialNames);
+      if (current.all?.names !== names) {
+        current.all = {
+          names,
+          checks: withCredentialsCheck(current.io, checkCredentials(deps, credentialNames)),
+        };
+      }
+      return current.all.checks;
+    };
   };
 }
