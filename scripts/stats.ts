@@ -74,8 +74,10 @@ try {
       ["delivered", `${health.delivered_last_hour} last hour, ${health.delivered_last_day} last day`],
       [
         "dead",
-        // The first two count events that went dead (a replay does not undo that); the last, those dead now.
-        `${health.dead_last_hour} went dead last hour, ${health.dead_last_day} last day; ${health.dead_total} dead now`,
+        // The first two count events that went dead (a replay does not undo that); the last, those dead now,
+        // and of those how many still want the operator's look (README, Operations: acknowledge dead events).
+        `${health.dead_last_hour} went dead last hour, ${health.dead_last_day} last day; ` +
+        `${health.dead_total} dead now${deadAcknowledgement(health)}`,
       ],
       ["last received", when(health.last_received_at)],
       ["last delivered", when(health.last_delivered_at)],
@@ -152,6 +154,22 @@ async function lostWithin(
   if (!readable) return null;
   const lost = await lostEventsSince(sql, since);
   return { count: lost.count, missing: lost.missing, last: lost.last_lost_at };
+}
+
+/**
+ * ", N not acknowledged (M acknowledged)" after the dead count, from
+ * webhook_pipeline_health.dead_unacknowledged (migration 008500); nothing on a database without it, or with
+ * nothing dead.
+ */
+function deadAcknowledgement(health: Record<string, unknown>): string {
+  const dead = Number(health.dead_total);
+  if (health.dead_unacknowledged == null || dead === 0) return "";
+  const unacknowledged = Number(health.dead_unacknowledged);
+  if (unacknowledged === 0) return ", all acknowledged";
+  const acknowledged = dead - unacknowledged;
+  return `, ${unacknowledged} not acknowledged` +
+    (acknowledged > 0 ? ` (${acknowledged} acknowledged)` : "") +
+    ": look at them, then replay or acknowledge (README, Operations)";
 }
 
 /** postgres.js returns bigint and numeric columns as strings; JSON readers want numbers. */

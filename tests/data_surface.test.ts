@@ -694,6 +694,65 @@ dbTest(`data [${db.kind}]: deno task stats prints the pipeline health, as text a
 });
 
 dbTest(
+  `data [${db.kind}]: deno task stats says how many dead events are not acknowledged, for data_analyst too`,
+  async () => {
+    const run = async (url = db.url, ...args: string[]) => {
+      const out = await runScript("scripts/stats.ts", args, url);
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      return out.stdout;
+    };
+    const deadLine = (text: string) => /^ {2}dead\s+(.*)$/m.exec(text)?.[1] ?? "";
+    const [{ dead }] = await sql`select count(*)::int as dead from webhook_events where status = 'dead'`;
+    assert.ok(dead >= 2, "the fixture left dead events");
+    // The analysts' view has the number (data_analyst may not read webhook_delivery_health, relay_settings).
+    const [asAnalyst] = await asRole(
+      "data_analyst",
+      (tx) => tx`select dead_total, dead_unacknowledged from webhook_pipeline_health`,
+    );
+    assert.deepEqual([Number(asAnalyst.dead_total), Number(asAnalyst.dead_unacknowledged)], [dead, dead]);
+    // Never acknowledged: all of them want a look.
+    let json = JSON.parse(await run(db.url, "--json"));
+    assert.deepEqual([json.health.dead_total, json.health.dead_unacknowledged], [dead, dead]);
+    assert.match(
+      deadLine(await run()),
+      new RegExp(`; ${dead} dead now, ${dead} not acknowledged: look at them`),
+    );
+    const [{ id }] = await sql`select id from webhook_events where status = 'dead' order by id limit 1`;
+    try {
+      // Acknowledged: none does.
+      await sql`update relay_settings set dead_acknowledged_at = now()`;
+      json = JSON.parse(await run(db.url, "--json"));
+      assert.deepEqual([json.health.dead_total, json.health.dead_unacknowledged], [dead, 0]);
+      assert.match(deadLine(await run()), new RegExp(`; ${dead} dead now, all acknowledged$`));
+      // One replayed since that died again: it alone does.
+      await sql`insert into webhook_delivery_attempts
+                  (event_id, attempt, version, started_at, succeeded, outcome, http_status)
+                values (${id}, 9, 1, now(), false, 'dead', 410)`;
+      const expected = new RegExp(`; ${dead} dead now, 1 not acknowledged \\(${dead - 1} acknowledged\\)`);
+      assert.match(deadLine(await run()), expected);
+      if (db.kind === "postgres") {
+        // Run by a member of data_analyst, as the Data team would (PGlite has one session: no other login).
+        const login = `relay_stats_analyst_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+        await sql.unsafe(`create role ${login} login in role data_analyst`);
+        try {
+          const url = new URL(db.url);
+          url.username = login;
+          url.password = "";
+          const text = await run(url.toString());
+          assert.match(deadLine(text), expected);
+          assert.match(text, /lost\s+unknown/, "the lost events are the operators' only");
+        } finally {
+          await sql.unsafe(`drop role ${login}`);
+        }
+      }
+    } finally {
+      await sql`delete from webhook_delivery_attempts where event_id = ${id} and attempt = 9`;
+      await sql`update relay_settings set dead_acknowledged_at = null`;
+    }
+  },
+);
+
+dbTest(
   `data [${db.kind}]: deno task stats --days 1 is today's UTC day, whatever the session's time zone`,
   async () => {
     // Zones whose date differs from UTC's: 14 h ahead from 10:00 UTC on, 12 h behind until 12:00 UTC. Both are

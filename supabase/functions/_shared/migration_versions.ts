@@ -52,4 +52,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121007200", // prune_holds_settings_only_to_commit
   "20261121007600", // readiness_updated_by_publishable
   "20261121008100", // lease_covers_timeout_in_bigint
+  "20261121008500", // pipeline_health_dead_unacknowledged
 ];
