@@ -4,7 +4,7 @@ import { ConfigError, intFromEnv } from "../supabase/functions/_shared/env.ts";
 import { onStopSignals, parseArgsOrExit, redact } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { startDevServer } from "./lib/dev_server.ts";
-import { MAX_SWEEP_MS } from "./lib/forwarder_loop.ts";
+import { sweepMsFrom } from "./lib/forwarder_loop.ts";
 import { DataDirInUse } from "./lib/embedded_db.ts";
 import { OutOfOrderMigrations } from "./lib/migrations.ts";
 
@@ -40,10 +40,10 @@ parseArgsOrExit(
 await loadDotenv(".env");
 const env = Deno.env.toObject();
 console.log("chatwoot-relay dev server");
-/** An integer setting; one that is not is said in a line (ConfigError names it), not as a stack trace. */
-function intSetting(name: string, fallback: number, min: number, max: number): number {
+/** A setting read by `read`; one refused is said in a line (ConfigError names it), not as a stack trace. */
+function setting<T>(read: () => T): T {
   try {
-    return intFromEnv(env, name, fallback, min, max);
+    return read();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
@@ -51,12 +51,13 @@ function intSetting(name: string, fallback: number, min: number, max: number): n
   }
 }
 // A port past 65535 was a stack trace from Deno.serve.
-const port = intSetting("PORT", 54321, 0, 65_535);
-const dbPort = intSetting("DB_PORT", 54322, 0, 65_535);
+const port = setting(() => intFromEnv(env, "PORT", 54321, 0, 65_535));
+const dbPort = setting(() => intFromEnv(env, "DB_PORT", 54322, 0, 65_535));
 const server = await startDevServer({
   port,
   dbPort,
-  forwarderSweepMs: intSetting("FORWARDER_SWEEP_MS", 1000, 1, MAX_SWEEP_MS),
+  // deno task forward --sweep-ms's rule too.
+  forwarderSweepMs: setting(() => sweepMsFrom("FORWARDER_SWEEP_MS", env.FORWARDER_SWEEP_MS)),
 }).catch((error) => {
   // The functions listen through Deno.serve (Deno.errors.AddrInUse), the embedded database through node:net
   // (a Node error with code EADDRINUSE, which Deno's error carries too: hence this order).

@@ -6,6 +6,7 @@
 import { drain, MAX_BATCH_SIZE, MAX_LANES } from "../supabase/functions/_shared/forwarder.ts";
 import { forwarderConfigFromEnv } from "../supabase/functions/_shared/forwarder_config.ts";
 import { jsonLogger } from "../supabase/functions/_shared/log.ts";
+import { ConfigError } from "../supabase/functions/_shared/env.ts";
 import {
   exitWithFailure,
   onStopSignals,
@@ -17,9 +18,12 @@ import {
 import { loadDotenv } from "./lib/dotenv.ts";
 import {
   connectForwarder,
+  DEFAULT_SWEEP_MS,
   MAX_SWEEP_MS,
+  MIN_SWEEP_MS,
   postgresSubscribe,
   startForwarderLoop,
+  sweepMsFrom,
 } from "./lib/forwarder_loop.ts";
 import { undiciTransport } from "./lib/undici_transport.ts";
 
@@ -32,7 +36,7 @@ const parsed = parseArgsOrExit(
       once: { type: "boolean", default: false },
       batch: { type: "string", default: "50" },
       lanes: { type: "string", default: "2" },
-      "sweep-ms": { type: "string", default: "1000" },
+      "sweep-ms": { type: "string", default: String(DEFAULT_SWEEP_MS) },
       "budget-ms": { type: "string", default: "25000" },
     },
   },
@@ -44,7 +48,7 @@ const { values } = parsed;
  * what a drain takes (max), too, rather than logging a value the drain would not use.
  */
 function wholeNumber(
-  name: "batch" | "lanes" | "sweep-ms" | "budget-ms",
+  name: "batch" | "lanes" | "budget-ms",
   min: number,
   max = Infinity,
 ): number {
@@ -57,7 +61,17 @@ function wholeNumber(
 }
 const batchSize = wholeNumber("batch", 1, MAX_BATCH_SIZE);
 const lanes = wholeNumber("lanes", 1, MAX_LANES);
-const sweepMs = wholeNumber("sweep-ms", 10, MAX_SWEEP_MS);
+// FORWARDER_SWEEP_MS's rule (deno task dev), not wholeNumber's: the same text is refused or taken by both.
+let sweepMs: number;
+try {
+  sweepMs = sweepMsFrom("--sweep-ms", values["sweep-ms"]);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  usageError(
+    `--sweep-ms takes a whole number (${MIN_SWEEP_MS} to ${MAX_SWEEP_MS}), not ${values["sweep-ms"]}`,
+    USAGE,
+  );
+}
 const budgetMs = wholeNumber("budget-ms", 0);
 function announceStop() {
   jsonLogger("info", "[Forwarder] Stopping after the batches in flight (signal again to quit at once)");

@@ -458,6 +458,9 @@ Deno.test("forwarder: deno task forward refuses options that are not whole numbe
       ["--lanes", "two"],
       ["--batch", "1.5"],
       ["--sweep-ms", "0"],
+      ["--sweep-ms", "9"],
+      // FORWARDER_SWEEP_MS's rule (one for both): digits only; Number() read "1e3" as 1000, dev refused it.
+      ["--sweep-ms", "1e3"],
       ["--sweep-ms", "2147483648"],
       [
         "--sweep-ms",

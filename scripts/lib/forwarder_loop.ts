@@ -7,6 +7,7 @@ import { connect, dbErrorCode, type Sql } from "../../supabase/functions/_shared
 import { drain, type DrainSummary } from "../../supabase/functions/_shared/forwarder.ts";
 import type { ForwarderConfig } from "../../supabase/functions/_shared/forwarder_config.ts";
 import type { Logger } from "../../supabase/functions/_shared/log.ts";
+import { intFromEnv } from "../../supabase/functions/_shared/env.ts";
 import { undiciTransport } from "./undici_transport.ts";
 
 export const DUE_CHANNEL = "webhook_events_due";
@@ -28,6 +29,23 @@ export type Subscribe = (onNotify: () => void) => Promise<() => Promise<void>>;
  * due (new events come by NOTIFY), and a longer one would hold each retry back more than its schedule does.
  */
 export const MAX_SWEEP_MS = 3_600_000;
+
+/**
+ * The shortest sweep: each one is a claim query, and at 1 ms the loop kept the database busy polling for
+ * nothing (new events come by NOTIFY; the sweep only finds retries come due).
+ */
+export const MIN_SWEEP_MS = 10;
+
+export const DEFAULT_SWEEP_MS = 1_000;
+
+/**
+ * The sweep as written, `FORWARDER_SWEEP_MS` (deno task dev) or `--sweep-ms` (deno task forward): one rule
+ * for both, intFromEnv's (digits only) from MIN_SWEEP_MS to MAX_SWEEP_MS; DEFAULT_SWEEP_MS when unset or
+ * empty. Refused: ConfigError, "<name> must be an integer from 10 to 3600000".
+ */
+export function sweepMsFrom(name: string, text: string | undefined): number {
+  return intFromEnv({ [name]: text }, name, DEFAULT_SWEEP_MS, MIN_SWEEP_MS, MAX_SWEEP_MS);
+}
 
 export interface ForwarderLoopOptions {
   sql: Sql;
