@@ -40,14 +40,17 @@ parseArgsOrExit(
 await loadDotenv(".env");
 const env = Deno.env.toObject();
 console.log("chatwoot-relay dev server");
-/** A setting read by `read`; one refused is said in a line (ConfigError names it), not as a stack trace. */
+/**
+ * A setting read by `read`; one refused is said in a line (ConfigError names it), not as a stack trace, and
+ * exits 2 as every task's usage or setting error does (scripts/lib/cli.ts); 1 is for failures at work.
+ */
 function setting<T>(read: () => T): T {
   try {
     return read();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
-    Deno.exit(1);
+    Deno.exit(2);
   }
 }
 // A port past 65535 was a stack trace from Deno.serve.

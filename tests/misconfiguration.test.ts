@@ -169,12 +169,13 @@ Deno.test("deno task dev names at start every setting a function refuses, never 
   }
 });
 
-Deno.test("deno task dev with PORT, DB_PORT or FORWARDER_SWEEP_MS not a number: one line naming it, no trace", async () => {
+Deno.test("deno task dev: PORT, DB_PORT or FORWARDER_SWEEP_MS not a number: a line naming it, exit 2", async () => {
   for (const name of ["PORT", "DB_PORT", "FORWARDER_SWEEP_MS"]) {
     const out = await devCommand({ [name]: "54321x", RELAY_DATA_DIR: "/nonexistent/relay_misconfig" })
       .output();
     const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 1, stderr);
+    // A setting refused: 2, as every task's usage or setting error (1 is for failures at work).
+    assert.equal(out.code, 2, stderr);
     assert.match(stderr, new RegExp(`^${name} must be an integer from \\d+ to \\d+\n$`, "m"));
     assert.doesNotMatch(stderr, /\bat \S+\.ts:\d+/, "no stack trace");
   }
@@ -196,7 +197,7 @@ Deno.test("deno task dev: a port past 65535, a sweep out of forward's range: a l
   for (const [name, value, range] of cases) {
     const out = await devCommand({ [name]: value, RELAY_DATA_DIR: "/nonexistent/relay_misconfig" }).output();
     const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 1, `${name}=${value}: ${stderr}`);
+    assert.equal(out.code, 2, `${name}=${value}: ${stderr}`);
     assert.equal(stderr, `${name} must be an integer ${range}\n`, `${name}=${value}`);
   }
 });
