@@ -9,6 +9,7 @@ import { chatwootTargetFromEnv } from "../supabase/functions/_shared/readiness_c
 import {
   type ChatwootApi,
   ChatwootApiError,
+  RebuiltPayloadInvalid,
   RecoveryInterrupted,
   RecoveryWindowError,
   scanForMissing,
@@ -34,12 +35,12 @@ times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 202
 --until defaults to 5 minutes ago
 (a webhook for a newer message may still be on its way: late stores go on for 120 s)
 --store stores each conversation's missing messages as soon as it is read in full (all of them or none)
-exit status: 0 done; 1 failed (Chatwoot's API or the database; failing part-way through the messages, what
-the conversations read before lack is still listed, or stored, and the rest named); 2 a command line, setting
-or window it cannot use; 3 done with what it found (listed, or stored), but the conversation list kept
-changing and a conversation may have been missed: run it again for the same window; 130 (SIGINT, Ctrl-C) or
-143 (SIGTERM) stopped: the conversation in flight is abandoned, what was read before is listed, or stored, and
-the rest named (a second signal quits at once)`;
+exit status: 0 done; 1 failed (Chatwoot's API, the database, or a payload rebuilt from the API that is no
+valid event; failing part-way through the messages, what the conversations read before lack is still listed,
+or stored, and the rest named); 2 a command line, setting or window it cannot use; 3 done with what it
+found (listed, or stored), but the conversation list kept changing and a conversation may have been missed:
+run it again for the same window; 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) stopped: the conversation in flight
+is abandoned, what was read before is listed, or stored, and the rest named (a second signal quits at once)`;
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 /** Distinct from a failure (1) and a usage error (2): a cron can tell "run again" from "look into it". */
 const EXIT_LIST_UNSETTLED = 3;
@@ -136,6 +137,8 @@ try {
     ? "Chatwoot's API failed"
     : stopped.reason === "database"
     ? "the database failed"
+    : stopped.reason === "payload"
+    ? "a payload rebuilt from Chatwoot's API failed validation"
     : `it was stopped (${stopSignal})`;
   const readPart = stopped === null
     ? ""
@@ -176,8 +179,8 @@ try {
       console.error(`recover stopped (${stopSignal})`);
       Deno.exitCode = exitForSignal();
     } else {
-      // Exit 1, as any failure.
-      const target = stopped.reason === "chatwoot" ? api.baseUrl : url;
+      // Exit 1, as any failure; the target named is the one that failed (a payload refused names none).
+      const target = stopped.reason === "chatwoot" ? api.baseUrl : stopped.reason === "database" ? url : null;
       reportFailure("recover", target, stopped.error, [api.apiToken]);
     }
     const { notReached } = stopped;
@@ -189,10 +192,14 @@ try {
       : stopped.reason === "database"
       ? " once the database answers"
       : "";
+    // A payload refused is refused again: running again would only stop at the same message.
+    const next = stopped.error instanceof RebuiltPayloadInvalid
+      ? `A run again stops at message ${stopped.error.messageId} too: Chatwoot's API answers for it ` +
+        `what no webhook carries (report it)`
+      : `Run the same command again${when}: what is stored is not stored twice`;
     console.error(
       `not reached: ${notReached.length} of ${scan.conversations} conversations (${ids}), none of their ` +
-        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. ` +
-        `Run the same command again${when}: what is stored is not stored twice`,
+        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. ${next}`,
     );
   }
 } catch (error) {

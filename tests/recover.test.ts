@@ -1167,6 +1167,56 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a rebuilt payload that fails validation is named as that, not as the database ` +
+    `failing; what was stored before stays, exit 1`,
+  async () => {
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    // An API answer no webhook would carry: a sender id below 0. Its rebuilt payload fails the
+    // message_created schema before anything is sent to the database, which answers all along.
+    const invalid = second.messages[2];
+    invalid.sender = { id: -1, name: "Nobody", type: "contact" };
+    const api = startChatwootApi(conversations);
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      const said = `${run.stdout}\n${run.stderr}`;
+      assert.equal(run.code, 1, said);
+      assert.match(
+        run.stdout,
+        new RegExp(
+          "message_created in the 1 of 3 conversations read before a payload rebuilt from Chatwoot's API " +
+            "failed validation: 2; stored: 0; missing: 2\n",
+        ),
+      );
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^recover failed: message ${invalid.id} in conversation ${second.id}: the payload rebuilt from ` +
+            `Chatwoot's API is not a valid event: Payload does not match the message_created schema ` +
+            `\\(sender\\.id: [^)]+\\)$`,
+          "m",
+        ),
+      );
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^not reached: 2 of 3 conversations \\(${second.id}, ${third.id}\\), none of their messages ` +
+            `stored; what the 1 read in full lack is stored above\\. ` +
+            `A run again stops at message ${invalid.id} too`,
+          "m",
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /database|postgres/, "the database did not fail, and is not named");
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a conversation deleted after it was listed is skipped with a warning, the rest read`,
   async () => {
     const s = await scenario();

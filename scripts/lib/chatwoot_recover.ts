@@ -53,6 +53,19 @@ export class ChatwootApiError extends Error {
 /** A window reaching back past what retention may have deleted (recover_horizon()). */
 export class RecoveryWindowError extends Error {}
 
+/**
+ * A message whose payload, rebuilt from the API's answer, is not an event the webhook would take (checked
+ * before the store): no failure of the database, and a run again meets the same message.
+ */
+export class RebuiltPayloadInvalid extends Error {
+  constructor(readonly messageId: number, conversationId: number, detail: string) {
+    super(
+      `message ${messageId} in conversation ${conversationId}: the payload rebuilt from Chatwoot's API ` +
+        `is not a valid event: ${detail}`,
+    );
+  }
+}
+
 /** ChatwootApi.signal (ScanOptions.signal) was aborted: the reading in progress was abandoned. */
 export class RecoveryInterrupted extends Error {
   constructor() {
@@ -365,13 +378,17 @@ export interface RecoveryScan {
 
 /**
  * Where a scan stopped, and why: Chatwoot's API failing (after its retries), the database failing (checking
- * or storing a conversation's messages: that conversation's are all rolled back), or ScanOptions.signal. What
+ * or storing a conversation's messages: that conversation's are all rolled back), a message's payload rebuilt
+ * from the API refused before its store (the conversation's rolled back too), or ScanOptions.signal. What
  * the conversations handled in full before lack is kept (`missing`), or stored (`stored`); the one in flight
  * keeps none of its messages (some of its pages were read, maybe not all).
  */
 export interface ScanStop {
-  reason: "chatwoot" | "database" | "interrupted";
-  /** The failure (a ChatwootApiError for "chatwoot"), or RecoveryInterrupted. */
+  reason: "chatwoot" | "database" | "payload" | "interrupted";
+  /**
+   * The failure (a ChatwootApiError for "chatwoot", RebuiltPayloadInvalid for "payload"), or
+   * RecoveryInterrupted.
+   */
   error: Error;
   /** How many conversations were handled in full (read, and stored with `store`; or found gone) before it. */
   conversationsRead: number;
@@ -502,8 +519,11 @@ export async function scanForMissing(
         stored!.storedMeanwhile += summary.storedMeanwhile;
       }
     } catch (error) {
-      // Whatever failed (the database, or a payload it would not take), what was stored before stays.
-      stopped = stop("database", error instanceof Error ? error : new Error(String(error)), index);
+      // Whatever failed, what was stored before stays. A rebuilt payload refused before its store is no
+      // failure of the database (and a run again meets it again); the rest here is the database's.
+      stopped = error instanceof RebuiltPayloadInvalid
+        ? stop("payload", error, index)
+        : stop("database", error instanceof Error ? error : new Error(String(error)), index);
       break;
     }
     for (const message of sent) seen.add(message.id);
@@ -697,8 +717,12 @@ async function storeOne(
   const raw = JSON.stringify(rebuildMessageCreated(item, details, now));
   const parsed = parseChatwootEvent(raw);
   if (!parsed.ok) {
-    throw new Error(
-      `message ${item.message.id}: the rebuilt payload is not a valid event: ${parsed.message}`,
+    // Paths and reasons only (never values: they may hold personal data), as the webhook's 400 gives them.
+    const issues = (parsed.issues ?? []).map((i) => `${i.path || "(the payload)"}: ${i.message}`).join("; ");
+    throw new RebuiltPayloadInvalid(
+      item.message.id,
+      Number(item.conversation.id),
+      parsed.message + (issues ? ` (${issues})` : ""),
     );
   }
   const sha = sha256Hex(raw);
