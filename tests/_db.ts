@@ -81,9 +81,40 @@ export function withDatabase(url: string, database: string, user?: string): stri
   return u.toString();
 }
 
+/** The sanitizer settings of dbTest: a database held for the whole file (its pools outlive single tests). */
+export const HOLDS_DB = { sanitizeOps: false, sanitizeResources: false } as const;
+
 /** Deno.test for tests that hold a database for the whole file (pools outlive single tests). */
 export function dbTest(name: string, fn: () => Promise<void>) {
-  Deno.test({ name, fn, sanitizeOps: false, sanitizeResources: false });
+  Deno.test({ name, fn, ...HOLDS_DB });
+}
+
+/** CI's second run of the suite, on the PostgreSQL server DATABASE_URL names (the default run is on PGlite). */
+const SERVER_RUN = Boolean(Deno.env.get("DATABASE_URL"));
+
+type TestFn = (t: Deno.TestContext) => void | Promise<void>;
+
+/**
+ * Deno.test for a test whose run does not depend on DATABASE_URL: no startTestDb or dbTest database, no
+ * DATABASE_URL given to (or inherited by) a process it spawns, no database the code under test picks by it.
+ * It would run exactly the same in CI's two runs, so it runs in the default (PGlite) run only and the
+ * PostgreSQL run lists it as ignored: CI's time goes to what the server can change.
+ */
+export function dbIndependentTest(
+  name: string,
+  fn: TestFn,
+  options?: Omit<Deno.TestDefinition, "name" | "fn">,
+): void;
+export function dbIndependentTest(definition: Deno.TestDefinition): void;
+export function dbIndependentTest(
+  nameOrDefinition: string | Deno.TestDefinition,
+  fn?: TestFn,
+  options: Omit<Deno.TestDefinition, "name" | "fn"> = {},
+): void {
+  const definition = typeof nameOrDefinition === "string"
+    ? { ...options, name: nameOrDefinition, fn: fn! }
+    : nameOrDefinition;
+  Deno.test({ ...definition, ignore: SERVER_RUN || definition.ignore });
 }
 
 /**

@@ -1,6 +1,7 @@
 // The benchmark's disk probe: paced fdatasyncs of a scratch file, summarised, and nothing left behind.
 import assert from "node:assert/strict";
 import { startDiskProbe, withDiskProbe } from "../bench/lib/disk_probe.ts";
+import { dbIndependentTest } from "./_db.ts";
 
 async function entries(dir: string): Promise<string[]> {
   const names: string[] = [];
@@ -8,7 +9,7 @@ async function entries(dir: string): Promise<string[]> {
   return names;
 }
 
-Deno.test("bench: the disk probe times paced fdatasyncs and removes its file", async () => {
+dbIndependentTest("bench: the disk probe times paced fdatasyncs and removes its file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "disk-probe-" });
   try {
     const intervalMs = 20;
@@ -29,19 +30,25 @@ Deno.test("bench: the disk probe times paced fdatasyncs and removes its file", a
   }
 });
 
-Deno.test("bench: withDiskProbe returns the phase's result, and cleans up when the phase fails", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "disk-probe-" });
-  try {
-    const [result, disk] = await withDiskProbe(dir, async () => {
-      await new Promise((resolve) => setTimeout(resolve, 120));
-      return "phase result";
-    });
-    assert.equal(result, "phase result");
-    assert.ok(disk.count >= 1);
+dbIndependentTest(
+  "bench: withDiskProbe returns the phase's result, and cleans up when the phase fails",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "disk-probe-" });
+    try {
+      const [result, disk] = await withDiskProbe(dir, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 120));
+        return "phase result";
+      });
+      assert.equal(result, "phase result");
+      assert.ok(disk.count >= 1);
 
-    await assert.rejects(withDiskProbe(dir, () => Promise.reject(new Error("phase failed"))), /phase failed/);
-    assert.deepEqual(await entries(dir), [], "no scratch file left after a failed phase");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+      await assert.rejects(
+        withDiskProbe(dir, () => Promise.reject(new Error("phase failed"))),
+        /phase failed/,
+      );
+      assert.deepEqual(await entries(dir), [], "no scratch file left after a failed phase");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

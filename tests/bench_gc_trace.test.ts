@@ -1,13 +1,14 @@
 // The GC trace summary of bench/profile_half_rate.ts, on lines as V8 15's --trace-gc-nvp prints them.
 import assert from "node:assert/strict";
 import { summarizeGcTrace } from "../bench/lib/gc_trace.ts";
+import { dbIndependentTest } from "./_db.ts";
 
 const line = (ms: number, fields: Record<string, unknown>) =>
   `[11764:0x558fa4ad8000:0]    ${ms} ms: GC: ${
     JSON.stringify({ mutator: 7.5, reason: "allocation failure", ...fields })
   }`;
 
-Deno.test("gc trace: counts scavenges and mark-compacts, medians per scavenge, pauses", () => {
+dbIndependentTest("gc trace: counts scavenges and mark-compacts, medians per scavenge, pauses", () => {
   const text = [
     "Listening on http://127.0.0.1:8000/",
     line(30, { pause: 0.5, gc: "s", allocated: 5_000_000, promoted: 1_000_000 }),
@@ -28,7 +29,7 @@ Deno.test("gc trace: counts scavenges and mark-compacts, medians per scavenge, p
   assert.equal(s.unreadable, 1);
 });
 
-Deno.test("gc trace: no collections traced gives zero counts and no figures", () => {
+dbIndependentTest("gc trace: no collections traced gives zero counts and no figures", () => {
   const s = summarizeGcTrace("Listening on http://127.0.0.1:8000/\n");
   assert.equal(s.scavenges, 0);
   assert.equal(s.markCompacts, 0);

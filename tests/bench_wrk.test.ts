@@ -3,47 +3,57 @@
 import assert from "node:assert/strict";
 import { parseWrkOutput, runWrk } from "../bench/lib/wrk.ts";
 import { WRK_POOL_SEPARATOR } from "../bench/lib/pool.ts";
+import { dbIndependentTest } from "./_db.ts";
 
 const BENCH_JSON = 'BENCH_JSON {"requests":7,"duration_us":1000000,"bytes":500,' +
   '"errors":{"connect":0,"read":0,"write":0,"status":0,"timeout":0},' +
   '"latency_us":{"p50":1000,"p90":2000,"p95":2000,"p99":3000,"p999":3000,"max":3000,"mean":1800.0}}';
 
-Deno.test("parseWrkOutput: a paced run's latency comes from the schedule, wrk's own is kept beside it", () => {
-  const stdout = (paced: string) =>
-    [
-      "Running 1s test",
-      BENCH_JSON,
-      "BENCH_SLOT_US 1000,90000",
-      "BENCH_SLOT_US ",
-      "BENCH_SLOT_US 2000,3000,4000",
-      paced,
-    ].join("\n");
-  const r = parseWrkOutput(stdout('BENCH_PACED {"requests":5}'), 5);
-  // The requests scheduled within wrk's measured second, not wrk's own 7 (threads send before its clock starts).
-  assert.equal(r.requests, 5);
-  assert.equal(r.requestsPerS, 5);
-  assert.equal(r.targetRate, 5);
-  assert.deepEqual(r.latencyMs, { p50: 3, p90: 90, p95: 90, p99: 90, p999: 90, max: 90, mean: 20 });
-  assert.equal(r.writeLatencyMs?.p99, 3);
-  assert.equal(r.writeLatencyMs?.mean, 1.8);
-  assert.throws(() => parseWrkOutput(stdout('BENCH_PACED {"requests":6}'), 5), /5 latencies for 6 requests/);
-});
+dbIndependentTest(
+  "parseWrkOutput: a paced run's latency comes from the schedule, wrk's own is kept beside it",
+  () => {
+    const stdout = (paced: string) =>
+      [
+        "Running 1s test",
+        BENCH_JSON,
+        "BENCH_SLOT_US 1000,90000",
+        "BENCH_SLOT_US ",
+        "BENCH_SLOT_US 2000,3000,4000",
+        paced,
+      ].join("\n");
+    const r = parseWrkOutput(stdout('BENCH_PACED {"requests":5}'), 5);
+    // The requests scheduled within wrk's measured second, not wrk's own 7 (threads send before its clock starts).
+    assert.equal(r.requests, 5);
+    assert.equal(r.requestsPerS, 5);
+    assert.equal(r.targetRate, 5);
+    assert.deepEqual(r.latencyMs, { p50: 3, p90: 90, p95: 90, p99: 90, p999: 90, max: 90, mean: 20 });
+    assert.equal(r.writeLatencyMs?.p99, 3);
+    assert.equal(r.writeLatencyMs?.mean, 1.8);
+    assert.throws(
+      () => parseWrkOutput(stdout('BENCH_PACED {"requests":6}'), 5),
+      /5 latencies for 6 requests/,
+    );
+  },
+);
 
-Deno.test("parseWrkOutput: a run at full speed keeps wrk's own latency; a paced one must bring its own", () => {
-  const r = parseWrkOutput(BENCH_JSON);
-  assert.equal(r.requests, 7);
-  assert.equal(r.latencyMs.p99, 3);
-  assert.equal(r.writeLatencyMs, undefined);
-  assert.equal(r.targetRate, undefined);
-  assert.throws(() => parseWrkOutput(BENCH_JSON, 5), /no latencies from its schedule/);
-});
+dbIndependentTest(
+  "parseWrkOutput: a run at full speed keeps wrk's own latency; a paced one must bring its own",
+  () => {
+    const r = parseWrkOutput(BENCH_JSON);
+    assert.equal(r.requests, 7);
+    assert.equal(r.latencyMs.p99, 3);
+    assert.equal(r.writeLatencyMs, undefined);
+    assert.equal(r.targetRate, undefined);
+    assert.throws(() => parseWrkOutput(BENCH_JSON, 5), /no latencies from its schedule/);
+  },
+);
 
 // Inside the promise: Command.output() throws at once (not a rejection) when there is no such program.
 const hasWrk = await Promise.resolve()
   .then(() => new Deno.Command("wrk", { args: ["-v"], stdout: "null", stderr: "null" }).output())
   .then(() => true, () => false);
 
-Deno.test({
+dbIndependentTest({
   name: "runWrk paced: requests due while the server stalls count as late, by as long as they waited",
   ignore: !hasWrk, // the benchmark's load generator (apt-get install wrk); CI installs it
   async fn() {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { dbTest, startTestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, startTestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { storeRecoveredCopy } from "./_forwarding.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
@@ -121,7 +121,7 @@ const DATABASE_RUNS: Array<[string, string[], Record<string, string>]> = [
   ["scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], CHATWOOT_ENV],
 ];
 
-Deno.test({
+dbIndependentTest({
   name: "cli: a database that refuses the connection is said in one line with the URL redacted, exit 1",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -154,7 +154,7 @@ dbTest(`cli [${db.kind}]: a role the server refuses is said in one line, exit 1`
   }
 });
 
-Deno.test({
+dbIndependentTest({
   name: "cli: a database without the relay's schema is an SQL error said in one line, exit 1",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -180,35 +180,41 @@ Deno.test({
   },
 });
 
-Deno.test("cli: deno task send to a server that is not there says so in one line, exit 1", async () => {
-  const url = `http://127.0.0.1:${CLOSED_PORT}/functions/v1/chatwoot-webhook`;
-  const out = await run("scripts/send.ts", ["--url", url], {
-    CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
-  });
-  assertOneLineFailure(out, new RegExp(`^send failed \\(${url.replaceAll(".", "\\.")}\\): .*refused`, "i"));
-});
+dbIndependentTest(
+  "cli: deno task send to a server that is not there says so in one line, exit 1",
+  async () => {
+    const url = `http://127.0.0.1:${CLOSED_PORT}/functions/v1/chatwoot-webhook`;
+    const out = await run("scripts/send.ts", ["--url", url], {
+      CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
+    });
+    assertOneLineFailure(out, new RegExp(`^send failed \\(${url.replaceAll(".", "\\.")}\\): .*refused`, "i"));
+  },
+);
 
-Deno.test("cli: deno task send to its default URL with nothing there asks whether deno task dev runs", async () => {
-  // Terminal 2 run before terminal 1 says Ready: "Connection refused" alone left a newcomer guessing.
-  const port = String(CLOSED_PORT);
-  const out = await run("scripts/send.ts", [], {
-    CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
-    PORT: port,
-  });
-  assertOneLineFailure(
-    out,
-    /^send failed \(http:\/\/127\.0\.0\.1:\d+\/.*refused.*is `deno task dev` running/i,
-  );
-  // A URL given is the user's own server: no word about task dev.
-  const given = await run("scripts/send.ts", [
-    "--url",
-    `http://127.0.0.1:${port}/functions/v1/chatwoot-webhook`,
-  ], {
-    CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
-  });
-  assertOneLineFailure(given, /refused/i);
-  assert.doesNotMatch(given.stderr, /deno task dev/);
-});
+dbIndependentTest(
+  "cli: deno task send to its default URL with nothing there asks whether deno task dev runs",
+  async () => {
+    // Terminal 2 run before terminal 1 says Ready: "Connection refused" alone left a newcomer guessing.
+    const port = String(CLOSED_PORT);
+    const out = await run("scripts/send.ts", [], {
+      CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
+      PORT: port,
+    });
+    assertOneLineFailure(
+      out,
+      /^send failed \(http:\/\/127\.0\.0\.1:\d+\/.*refused.*is `deno task dev` running/i,
+    );
+    // A URL given is the user's own server: no word about task dev.
+    const given = await run("scripts/send.ts", [
+      "--url",
+      `http://127.0.0.1:${port}/functions/v1/chatwoot-webhook`,
+    ], {
+      CHATWOOT_WEBHOOK_SECRET: "local-secret-for-cli-tests",
+    });
+    assertOneLineFailure(given, /refused/i);
+    assert.doesNotMatch(given.stderr, /deno task dev/);
+  },
+);
 
 /** Two CLIs that print the database they work on. */
 const SHOWING_THE_DATABASE: Array<[string, string[]]> = [["scripts/migrate.ts", ["--check"]], [
@@ -231,7 +237,7 @@ dbTest(
   },
 );
 
-Deno.test({
+dbIndependentTest({
   name:
     "cli: a database URL's password is never shown, whatever the URL's form, and a malformed URL is refused",
   sanitizeOps: false,
@@ -346,7 +352,7 @@ dbTest(
   },
 );
 
-Deno.test({
+dbIndependentTest({
   name: "cli: deno task dev applies a migration older than the last applied to its embedded database",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -375,7 +381,7 @@ Deno.test({
 
 dbTest(`cli [${db.kind}]: (close the database)`, () => db.close());
 
-Deno.test({
+dbIndependentTest({
   name: "cli: dev and migration-versions refuse a command line they do not take: exit 2 with the usage",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -415,7 +421,7 @@ const SCRIPTS_WITH_USAGE: Array<[string, string]> = [
   ["scripts/migration_versions.ts", "migration-versions"],
 ];
 
-Deno.test({
+dbIndependentTest({
   name:
     "cli: every script prints its usage for --help (stdout, exit 0) and for an unknown option (stderr, exit 2)",
   sanitizeOps: false,
@@ -447,7 +453,7 @@ Deno.test({
   },
 });
 
-Deno.test("cli: deno task send --help names every event it can send and the default", async () => {
+dbIndependentTest("cli: deno task send --help names every event it can send and the default", async () => {
   // The README sends "any event of the contract"; only a wrong name listed them, so --help left a newcomer
   // guessing the names.
   const out = await run("scripts/send.ts", ["--help"], { DATABASE_URL: refusedDatabaseUrl() });
@@ -456,67 +462,73 @@ Deno.test("cli: deno task send --help names every event it can send and the defa
   assert.match(out.stdout, /default message_created/);
 });
 
-Deno.test("cli: stats --days 0 and send <unknown event> say what is wrong, then the usage, exit 2", async () => {
-  const runs: Array<[string, string[], RegExp]> = [
-    ["scripts/stats.ts", ["--days", "0"], /--days takes a whole number/],
-    // Past about 2.4 million days the window starts before Postgres' dates: an SQL error, exit 1.
-    ["scripts/stats.ts", ["--days", "3000000"], /--days takes a whole number of days \(1 to 36500\)/],
-    ["scripts/send.ts", ["message_create"], /Unknown event message_create\b/],
-  ];
-  for (const [script, args, line] of runs) {
-    const out = await run(script, args, { DATABASE_URL: refusedDatabaseUrl() });
-    const said = `${script} ${args.join(" ")}: ${out.stdout}${out.stderr}`;
-    assert.equal(out.code, 2, said);
-    const lines = stderrLines(out);
-    assert.match(lines[0], line, said);
-    assert.match(lines[1], /^usage: deno task /, said);
-  }
-});
+dbIndependentTest(
+  "cli: stats --days 0 and send <unknown event> say what is wrong, then the usage, exit 2",
+  async () => {
+    const runs: Array<[string, string[], RegExp]> = [
+      ["scripts/stats.ts", ["--days", "0"], /--days takes a whole number/],
+      // Past about 2.4 million days the window starts before Postgres' dates: an SQL error, exit 1.
+      ["scripts/stats.ts", ["--days", "3000000"], /--days takes a whole number of days \(1 to 36500\)/],
+      ["scripts/send.ts", ["message_create"], /Unknown event message_create\b/],
+    ];
+    for (const [script, args, line] of runs) {
+      const out = await run(script, args, { DATABASE_URL: refusedDatabaseUrl() });
+      const said = `${script} ${args.join(" ")}: ${out.stdout}${out.stderr}`;
+      assert.equal(out.code, 2, said);
+      const lines = stderrLines(out);
+      assert.match(lines[0], line, said);
+      assert.match(lines[1], /^usage: deno task /, said);
+    }
+  },
+);
 
-Deno.test("cli: deno task recover names a Chatwoot setting it cannot use in one line, never its value, exit 2", async () => {
-  const cases: Array<[Record<string, string>, RegExp]> = [
-    [{ CHATWOOT_BASE_URL: "not a url" }, /^CHATWOOT_BASE_URL is not an http\(s\) URL/],
-    [
-      { CHATWOOT_BASE_URL: "http://relay:hunter2-secret@[no-host" },
-      /^CHATWOOT_BASE_URL is not an http\(s\) URL/,
-    ],
-    [{ CHATWOOT_BASE_URL: "" }, /^Set CHATWOOT_BASE_URL \(or CHATWOOT_BASE_URL_PROD\)/],
-    [{ CHATWOOT_ACCOUNT_ID: "hunter2-secret" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
-    // Read back as a number for the rebuilt events, it was rounded to another account's id.
-    [{ CHATWOOT_ACCOUNT_ID: "9007199254740993" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
-    [
-      { CHATWOOT_ACCOUNT_ID: "", CHATWOOT_ACCOUNT_ID_PROD: "1/../hunter2-secret" },
-      /^CHATWOOT_ACCOUNT_ID_PROD must be a whole number/,
-    ],
-    [{ CHATWOOT_API_TOKEN: "hunter2-secret with a space" }, /^CHATWOOT_API_TOKEN holds characters/],
-    [
-      { CHATWOOT_API_TOKEN: "", CHATWOOT_ACCOUNT_ID: "" },
-      /^Set CHATWOOT_API_TOKEN \(or CHATWOOT_TOKEN_PROD\), CHATWOOT_ACCOUNT_ID/,
-    ],
-  ];
-  for (const [settings, line] of cases) {
-    const out = await run("scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], {
-      DATABASE_URL: refusedDatabaseUrl(),
-      ...CHATWOOT_ENV,
-      ...settings,
-    });
-    const said = `${JSON.stringify(settings)}: ${out.stdout}${out.stderr}`;
-    assert.equal(out.code, 2, said);
-    assert.doesNotMatch(out.stdout + out.stderr, /Uncaught|\n\s+at |hunter2-secret|not a url/, said);
-    assert.equal(stderrLines(out).length, 1, said);
-    assert.match(stderrLines(out)[0], line, said);
-    assert.equal(out.stdout, "", "nothing was tried: " + said);
-  }
-  // The readiness page's own settings are none of recover's business: a bad one does not stop it.
-  const readiness: Record<string, string>[] = [{ READINESS_CHECK_TIMEOUT_MS: "soon" }, {
-    READINESS_CACHE_SECONDS: "-1",
-  }];
-  for (const settings of readiness) {
-    const out = await run("scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], {
-      DATABASE_URL: refusedDatabaseUrl(),
-      ...CHATWOOT_ENV,
-      ...settings,
-    });
-    assertOneLineFailure(out, /^recover failed \(postgresql:\/\/postgres:\*\*\*@.*ECONNREFUSED/);
-  }
-});
+dbIndependentTest(
+  "cli: deno task recover names a Chatwoot setting it cannot use in one line, never its value, exit 2",
+  async () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ CHATWOOT_BASE_URL: "not a url" }, /^CHATWOOT_BASE_URL is not an http\(s\) URL/],
+      [
+        { CHATWOOT_BASE_URL: "http://relay:hunter2-secret@[no-host" },
+        /^CHATWOOT_BASE_URL is not an http\(s\) URL/,
+      ],
+      [{ CHATWOOT_BASE_URL: "" }, /^Set CHATWOOT_BASE_URL \(or CHATWOOT_BASE_URL_PROD\)/],
+      [{ CHATWOOT_ACCOUNT_ID: "hunter2-secret" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
+      // Read back as a number for the rebuilt events, it was rounded to another account's id.
+      [{ CHATWOOT_ACCOUNT_ID: "9007199254740993" }, /^CHATWOOT_ACCOUNT_ID must be a whole number/],
+      [
+        { CHATWOOT_ACCOUNT_ID: "", CHATWOOT_ACCOUNT_ID_PROD: "1/../hunter2-secret" },
+        /^CHATWOOT_ACCOUNT_ID_PROD must be a whole number/,
+      ],
+      [{ CHATWOOT_API_TOKEN: "hunter2-secret with a space" }, /^CHATWOOT_API_TOKEN holds characters/],
+      [
+        { CHATWOOT_API_TOKEN: "", CHATWOOT_ACCOUNT_ID: "" },
+        /^Set CHATWOOT_API_TOKEN \(or CHATWOOT_TOKEN_PROD\), CHATWOOT_ACCOUNT_ID/,
+      ],
+    ];
+    for (const [settings, line] of cases) {
+      const out = await run("scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], {
+        DATABASE_URL: refusedDatabaseUrl(),
+        ...CHATWOOT_ENV,
+        ...settings,
+      });
+      const said = `${JSON.stringify(settings)}: ${out.stdout}${out.stderr}`;
+      assert.equal(out.code, 2, said);
+      assert.doesNotMatch(out.stdout + out.stderr, /Uncaught|\n\s+at |hunter2-secret|not a url/, said);
+      assert.equal(stderrLines(out).length, 1, said);
+      assert.match(stderrLines(out)[0], line, said);
+      assert.equal(out.stdout, "", "nothing was tried: " + said);
+    }
+    // The readiness page's own settings are none of recover's business: a bad one does not stop it.
+    const readiness: Record<string, string>[] = [{ READINESS_CHECK_TIMEOUT_MS: "soon" }, {
+      READINESS_CACHE_SECONDS: "-1",
+    }];
+    for (const settings of readiness) {
+      const out = await run("scripts/recover.ts", ["--since", "2026-11-20T00:00Z"], {
+        DATABASE_URL: refusedDatabaseUrl(),
+        ...CHATWOOT_ENV,
+        ...settings,
+      });
+      assertOneLineFailure(out, /^recover failed \(postgresql:\/\/postgres:\*\*\*@.*ECONNREFUSED/);
+    }
+  },
+);

@@ -9,7 +9,7 @@ import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { signChatwoot } from "../supabase/functions/_shared/signature.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { type AgentSdkStandIn, ok } from "./_agent_sdk.ts";
-import { dbTest, type TestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, type TestDb } from "./_db.ts";
 import { closeSharedDb, withBackgroundAwaited, withForwardingSetup } from "./_forwarding.ts";
 import { eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 
@@ -293,66 +293,80 @@ dbTest(
   },
 );
 
-Deno.test("contract: every sample `deno task send` posts is shaped as the contract says Chatwoot sends it", () => {
-  const keys = (value: unknown) => Object.keys(value as Record<string, unknown>).sort();
-  for (const event of SAMPLE_EVENTS) {
-    const p = samplePayload(event, { messageId: 5, conversationId: 6, accountId: 7, inboxId: 8 }) as // deno-lint-ignore no-explicit-any
-    Record<string, any>;
-    assert.equal(p.event, event, "every payload has a top-level event");
-    if (event === "message_created" || event === "message_updated") {
-      assert.ok(["incoming", "outgoing", "template"].includes(p.message_type), `${event}: a string type`);
-      assert.equal(p.id, 5, `${event}: id is the message id`);
-      assert.match(p.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, `${event}: ISO-8601 with ms`);
-      assert.ok(
-        !("status" in p) && !("changed_attributes" in p),
-        `${event}: no status, no changed_attributes`,
-      );
-      assert.ok(!("type" in p.sender), `${event}: a contact sender has no type key`);
-      assert.ok(!("attachments" in p), `${event}: attachments only when present`);
-      assert.deepEqual([keys(p.account), keys(p.inbox)], [["id", "name"], ["id", "name"]]);
-      assert.equal(p.conversation.id, 6, `${event}: conversation is the conversation's event data`);
-      assert.ok(
-        Number.isInteger(p.conversation.messages[0].message_type),
-        `${event}: an integer type inside`,
-      );
-      assert.ok(Number.isInteger(p.conversation.messages[0].created_at), `${event}: epoch seconds inside`);
-    } else if (event.startsWith("conversation_typing")) {
-      assert.deepEqual(keys(p), ["conversation", "event", "is_private", "user"], event);
-    } else if (event.startsWith("conversation_")) {
-      assert.equal(p.id, 6, `${event}: id is the display id`);
-      assert.equal(p.inbox_id, 8);
-      assert.deepEqual(keys(p.meta), ["assignee", "hmac_verified", "sender", "team"]);
-      assert.ok(Array.isArray(p.messages) && p.messages.length <= 1, `${event}: at most the last message`);
-      assert.ok(Number.isInteger(p.created_at) && typeof p.updated_at === "number", `${event}: epoch times`);
-      if (event !== "conversation_created") {
-        assert.ok(Array.isArray(p.changed_attributes), `${event}: changed_attributes is an array`);
-        for (const change of p.changed_attributes) {
-          for (const value of Object.values(change)) {
-            assert.deepEqual(keys(value), ["current_value", "previous_value"], event);
+dbIndependentTest(
+  "contract: every sample `deno task send` posts is shaped as the contract says Chatwoot sends it",
+  () => {
+    const keys = (value: unknown) => Object.keys(value as Record<string, unknown>).sort();
+    for (const event of SAMPLE_EVENTS) {
+      const p = samplePayload(event, { messageId: 5, conversationId: 6, accountId: 7, inboxId: 8 }) as // deno-lint-ignore no-explicit-any
+      Record<string, any>;
+      assert.equal(p.event, event, "every payload has a top-level event");
+      if (event === "message_created" || event === "message_updated") {
+        assert.ok(["incoming", "outgoing", "template"].includes(p.message_type), `${event}: a string type`);
+        assert.equal(p.id, 5, `${event}: id is the message id`);
+        assert.match(p.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, `${event}: ISO-8601 with ms`);
+        assert.ok(
+          !("status" in p) && !("changed_attributes" in p),
+          `${event}: no status, no changed_attributes`,
+        );
+        assert.ok(!("type" in p.sender), `${event}: a contact sender has no type key`);
+        assert.ok(!("attachments" in p), `${event}: attachments only when present`);
+        assert.deepEqual([keys(p.account), keys(p.inbox)], [["id", "name"], ["id", "name"]]);
+        assert.equal(p.conversation.id, 6, `${event}: conversation is the conversation's event data`);
+        assert.ok(
+          Number.isInteger(p.conversation.messages[0].message_type),
+          `${event}: an integer type inside`,
+        );
+        assert.ok(Number.isInteger(p.conversation.messages[0].created_at), `${event}: epoch seconds inside`);
+      } else if (event.startsWith("conversation_typing")) {
+        assert.deepEqual(keys(p), ["conversation", "event", "is_private", "user"], event);
+      } else if (event.startsWith("conversation_")) {
+        assert.equal(p.id, 6, `${event}: id is the display id`);
+        assert.equal(p.inbox_id, 8);
+        assert.deepEqual(keys(p.meta), ["assignee", "hmac_verified", "sender", "team"]);
+        assert.ok(Array.isArray(p.messages) && p.messages.length <= 1, `${event}: at most the last message`);
+        assert.ok(
+          Number.isInteger(p.created_at) && typeof p.updated_at === "number",
+          `${event}: epoch times`,
+        );
+        if (event !== "conversation_created") {
+          assert.ok(Array.isArray(p.changed_attributes), `${event}: changed_attributes is an array`);
+          for (const change of p.changed_attributes) {
+            for (const value of Object.values(change)) {
+              assert.deepEqual(keys(value), ["current_value", "previous_value"], event);
+            }
           }
         }
+      } else if (event === "webwidget_triggered") {
+        for (
+          const key of [
+            "id",
+            "contact",
+            "inbox",
+            "account",
+            "current_conversation",
+            "source_id",
+            "event_info",
+          ]
+        ) {
+          assert.ok(key in p, `${event}: ${key}`);
+        }
+      } else if (event.startsWith("contact_")) {
+        assert.equal(p.id, 512, `${event}: the contact's fields`);
+        assert.ok(!("type" in p), `${event}: a contact has no type key`);
+        assert.equal(Array.isArray(p.changed_attributes), event === "contact_updated", event);
+      } else if (event.startsWith("inbox_")) {
+        // Inbox::EventDataPresenter#push_data: settings, times and the channel's record; no inbox id or name.
+        assert.ok(!("id" in p) && !("name" in p), `${event}: no top-level id or name`);
+        assert.equal(typeof p.channel, "object", `${event}: the channel's record`);
+        assert.equal(p.channel.account_id, 7, `${event}: the channel's account_id is the account's`);
+        assert.ok(typeof p.created_at === "string" && typeof p.updated_at === "string", event);
+        assert.equal(Array.isArray(p.changed_attributes), event === "inbox_updated", event);
+      } else {
+        assert.fail(`${event}: a sample the contract does not describe`);
       }
-    } else if (event === "webwidget_triggered") {
-      for (
-        const key of ["id", "contact", "inbox", "account", "current_conversation", "source_id", "event_info"]
-      ) {
-        assert.ok(key in p, `${event}: ${key}`);
-      }
-    } else if (event.startsWith("contact_")) {
-      assert.equal(p.id, 512, `${event}: the contact's fields`);
-      assert.ok(!("type" in p), `${event}: a contact has no type key`);
-      assert.equal(Array.isArray(p.changed_attributes), event === "contact_updated", event);
-    } else if (event.startsWith("inbox_")) {
-      // Inbox::EventDataPresenter#push_data: settings, times and the channel's record; no inbox id or name.
-      assert.ok(!("id" in p) && !("name" in p), `${event}: no top-level id or name`);
-      assert.equal(typeof p.channel, "object", `${event}: the channel's record`);
-      assert.equal(p.channel.account_id, 7, `${event}: the channel's account_id is the account's`);
-      assert.ok(typeof p.created_at === "string" && typeof p.updated_at === "string", event);
-      assert.equal(Array.isArray(p.changed_attributes), event === "inbox_updated", event);
-    } else {
-      assert.fail(`${event}: a sample the contract does not describe`);
     }
-  }
-});
+  },
+);
 
 dbTest("contract: close database", closeSharedDb);

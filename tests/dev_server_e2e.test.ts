@@ -5,7 +5,7 @@ import { createClient } from "@supabase/supabase-js";
 import postgres from "postgres";
 import { chatwootSignatureHeaders } from "../supabase/functions/_shared/signature.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { lockWebhookEvents, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, lockWebhookEvents, startTestDb, type TestDb } from "./_db.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { startAgentSdk } from "./_agent_sdk.ts";
 import { startDbProxy } from "./_proxy.ts";
@@ -140,7 +140,7 @@ async function devUntilExit(env: Record<string, string>) {
   return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
 }
 
-Deno.test({
+dbIndependentTest({
   name: "dev: stopping lets the delivery started after a store finish, so its event is not left leased",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -233,7 +233,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name: "dev: a second Ctrl-C quits at once, and says Lost each event still waiting for the database",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -275,7 +275,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name: "dev: a second dev server on the same data folder, on other ports, is refused before opening it",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -305,52 +305,58 @@ Deno.test({
   },
 });
 
-Deno.test("dev: a port already taken is named with the setting to change, and the data folder is left alone", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-port-" });
-  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  try {
-    const port = String(taken.addr.port);
-    const db = await devUntilExit({ RELAY_DATA_DIR: dataDir, DB_PORT: port });
-    assert.equal(db.code, 1, db.stderr);
-    assert.match(
-      db.stderr,
-      new RegExp(`^DB_PORT=${port} \\(the embedded database\\) is already in use`, "m"),
-    );
-    assert.doesNotMatch(db.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
-    // The port is bound before the database is opened: a second dev server never opens the first one's data.
-    assert.equal(await Deno.stat(`${dataDir}/pglite`).then(() => true, () => false), false);
+dbIndependentTest(
+  "dev: a port already taken is named with the setting to change, and the data folder is left alone",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-port-" });
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const port = String(taken.addr.port);
+      const db = await devUntilExit({ RELAY_DATA_DIR: dataDir, DB_PORT: port });
+      assert.equal(db.code, 1, db.stderr);
+      assert.match(
+        db.stderr,
+        new RegExp(`^DB_PORT=${port} \\(the embedded database\\) is already in use`, "m"),
+      );
+      assert.doesNotMatch(db.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
+      // The port is bound before the database is opened: a second dev server never opens the first one's data.
+      assert.equal(await Deno.stat(`${dataDir}/pglite`).then(() => true, () => false), false);
 
-    const functions = await devUntilExit({ RELAY_DATA_DIR: dataDir, PORT: port });
-    assert.equal(functions.code, 1, functions.stderr);
-    assert.match(functions.stderr, new RegExp(`^PORT=${port} \\(the functions\\) is already in use`, "m"));
-  } finally {
-    taken.close();
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
+      const functions = await devUntilExit({ RELAY_DATA_DIR: dataDir, PORT: port });
+      assert.equal(functions.code, 1, functions.stderr);
+      assert.match(functions.stderr, new RegExp(`^PORT=${port} \\(the functions\\) is already in use`, "m"));
+    } finally {
+      taken.close();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+);
 
-Deno.test("dev: a DATABASE_URL it cannot reach is named (password hidden), not thrown as a stack trace", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-db-" });
-  const port = CLOSED_PORT;
-  try {
-    const run = await devUntilExit({
-      RELAY_DATA_DIR: dataDir,
-      DATABASE_URL: `postgresql://postgres:hunter2-secret@127.0.0.1:${port}/postgres`,
-    });
-    assert.equal(run.code, 1, run.stderr);
-    assert.match(
-      run.stderr,
-      new RegExp(
-        `^Cannot connect to the database .*postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres.*ECONNREFUSED`,
-        "m",
-      ),
-    );
-    assert.doesNotMatch(run.stderr, /hunter2-secret/);
-    assert.doesNotMatch(run.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
-  }
-});
+dbIndependentTest(
+  "dev: a DATABASE_URL it cannot reach is named (password hidden), not thrown as a stack trace",
+  async () => {
+    const dataDir = await Deno.makeTempDir({ prefix: "relay-dev-db-" });
+    const port = CLOSED_PORT;
+    try {
+      const run = await devUntilExit({
+        RELAY_DATA_DIR: dataDir,
+        DATABASE_URL: `postgresql://postgres:hunter2-secret@127.0.0.1:${port}/postgres`,
+      });
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^Cannot connect to the database .*postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres.*ECONNREFUSED`,
+          "m",
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /hunter2-secret/);
+      assert.doesNotMatch(run.stderr, /Uncaught|\n\s+at /, "a message, not a stack trace");
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+);
 
 Deno.test({
   name: "dev: a DATABASE_URL naming a database the server lacks says to create it (a server's DATABASE_URL)",

@@ -2,6 +2,7 @@
 // deno.json and every public relation or function the migrations create is documented (or listed below as
 // internal, with why). New code without docs fails here; docs alone are never read for what to expect.
 import assert from "node:assert/strict";
+import { dbIndependentTest } from "./_db.ts";
 
 const ROOT = new URL("..", import.meta.url);
 const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
@@ -53,7 +54,7 @@ async function settingsRead(): Promise<Map<string, string>> {
   return found;
 }
 
-Deno.test("docs: README documents every setting the code reads", async () => {
+dbIndependentTest("docs: README documents every setting the code reads", async () => {
   const read = await settingsRead();
   // The scan itself works: these are read through each of the patterns above.
   for (const name of ["DATABASE_URL", "AGENT_SDK_URL", "PORT", "RELAY_DATA_DIR", "CHATWOOT_WEBHOOK_SECRET"]) {
@@ -66,7 +67,7 @@ Deno.test("docs: README documents every setting the code reads", async () => {
   assert.deepEqual(stale, [], "TEST_ONLY_SETTINGS lists names the code no longer reads");
 });
 
-Deno.test("docs: README documents every task of deno.json", async () => {
+dbIndependentTest("docs: README documents every task of deno.json", async () => {
   const { tasks } = JSON.parse(await read("deno.json")) as { tasks: Record<string, string> };
   assert.ok(Object.keys(tasks).length >= 10);
   const missing = Object.keys(tasks).filter((task) => !names(readme, `deno task ${task}`));
@@ -133,18 +134,26 @@ async function publicSqlObjects(): Promise<Set<string>> {
   return created;
 }
 
-Deno.test("docs: README or docs/sql.md documents every public SQL object the migrations create", async () => {
-  const created = await publicSqlObjects();
-  // The scan itself works: a view, a table, a function and a procedure.
-  for (
-    const name of ["webhook_pipeline_health", "webhook_events", "schedule_forwarder", "prune_webhook_events"]
-  ) {
-    assert.ok(created.has(name), `the scan found no create of ${name}`);
-  }
-  const missing = [...created].filter((name) =>
-    !INTERNAL_SQL.has(name) && !names(readme, name) && !names(sqlDoc, name)
-  ).sort();
-  assert.deepEqual(missing, [], "public SQL objects named neither in README.md nor in docs/sql.md");
-  const stale = [...INTERNAL_SQL].filter((name) => !created.has(name));
-  assert.deepEqual(stale, [], "INTERNAL_SQL lists names no migration creates");
-});
+dbIndependentTest(
+  "docs: README or docs/sql.md documents every public SQL object the migrations create",
+  async () => {
+    const created = await publicSqlObjects();
+    // The scan itself works: a view, a table, a function and a procedure.
+    for (
+      const name of [
+        "webhook_pipeline_health",
+        "webhook_events",
+        "schedule_forwarder",
+        "prune_webhook_events",
+      ]
+    ) {
+      assert.ok(created.has(name), `the scan found no create of ${name}`);
+    }
+    const missing = [...created].filter((name) =>
+      !INTERNAL_SQL.has(name) && !names(readme, name) && !names(sqlDoc, name)
+    ).sort();
+    assert.deepEqual(missing, [], "public SQL objects named neither in README.md nor in docs/sql.md");
+    const stale = [...INTERNAL_SQL].filter((name) => !created.has(name));
+    assert.deepEqual(stale, [], "INTERNAL_SQL lists names no migration creates");
+  },
+);

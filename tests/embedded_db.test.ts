@@ -5,8 +5,9 @@ import postgres from "postgres";
 import { PGlite } from "@electric-sql/pglite";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { eventually } from "./_http.ts";
+import { dbIndependentTest } from "./_db.ts";
 
-Deno.test({
+dbIndependentTest({
   name: "embedded db: 200 parameterised statements from 20 connections at once all succeed",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -30,7 +31,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name: "embedded db: a transaction on one connection is not interleaved with another's statements",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -67,7 +68,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name: "embedded db: in-process listen() receives NOTIFY sent by socket clients, and unlisten stops it",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -100,7 +101,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name: "embedded db: a client that connects while the database is still opening waits and is served",
   sanitizeOps: false,
   sanitizeResources: false,

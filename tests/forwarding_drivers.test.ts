@@ -2,7 +2,7 @@
 // such drain runs at a time (a burst of stores must not become a burst of drains, each claiming and holding
 // connections of the instance's small pool), and an event stored while one runs is still forwarded promptly.
 import assert from "node:assert/strict";
-import { dbTest } from "./_db.ts";
+import { dbIndependentTest, dbTest } from "./_db.ts";
 import { eventually } from "./_http.ts";
 import {
   assertUntouched,
@@ -450,42 +450,45 @@ for (const args of [[], ["--once"]]) {
   );
 }
 
-Deno.test("forwarder: deno task forward refuses options that are not whole numbers, before connecting", async () => {
-  for (
-    // Above what a drain takes (it would use 100 and 8, and the log would say 500 and 20).
-    // A sweep past 2^31 - 1 ms made setInterval fire at once, every time: the loop polled without pause.
-    const args of [
-      ["--lanes", "two"],
-      ["--batch", "1.5"],
-      ["--sweep-ms", "0"],
-      ["--sweep-ms", "9"],
-      // FORWARDER_SWEEP_MS's rule (one for both): digits only; Number() read "1e3" as 1000, dev refused it.
-      ["--sweep-ms", "1e3"],
-      ["--sweep-ms", "2147483648"],
-      [
-        "--sweep-ms",
-        "3600001",
-      ],
-      ["--batch", "500"],
-      [
-        "--lanes",
-        "20",
-      ],
-      [
-        "--once",
-        "--budget-ms",
-        "x",
-      ],
-    ]
-  ) {
-    // Nothing listens at that database: an attempt to forward would fail differently.
-    const out = await forwardCommand(args, { DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none" })
-      .output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 2, `${args.join(" ")}: ${stderr}`);
-    assert.match(stderr, new RegExp(`^--${args.at(-2)!.slice(2)} takes a whole number`, "m"));
-    assert.match(stderr, /^usage: deno task forward/m);
-  }
-});
+dbIndependentTest(
+  "forwarder: deno task forward refuses options that are not whole numbers, before connecting",
+  async () => {
+    for (
+      // Above what a drain takes (it would use 100 and 8, and the log would say 500 and 20).
+      // A sweep past 2^31 - 1 ms made setInterval fire at once, every time: the loop polled without pause.
+      const args of [
+        ["--lanes", "two"],
+        ["--batch", "1.5"],
+        ["--sweep-ms", "0"],
+        ["--sweep-ms", "9"],
+        // FORWARDER_SWEEP_MS's rule (one for both): digits only; Number() read "1e3" as 1000, dev refused it.
+        ["--sweep-ms", "1e3"],
+        ["--sweep-ms", "2147483648"],
+        [
+          "--sweep-ms",
+          "3600001",
+        ],
+        ["--batch", "500"],
+        [
+          "--lanes",
+          "20",
+        ],
+        [
+          "--once",
+          "--budget-ms",
+          "x",
+        ],
+      ]
+    ) {
+      // Nothing listens at that database: an attempt to forward would fail differently.
+      const out = await forwardCommand(args, { DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none" })
+        .output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 2, `${args.join(" ")}: ${stderr}`);
+      assert.match(stderr, new RegExp(`^--${args.at(-2)!.slice(2)} takes a whole number`, "m"));
+      assert.match(stderr, /^usage: deno task forward/m);
+    }
+  },
+);
 
 dbTest("immediate drain: (close the shared database)", closeSharedDb);

@@ -15,6 +15,7 @@ import {
 } from "../supabase/functions/_shared/readiness_checks.ts";
 import { runtimeFromEnv } from "../supabase/functions/_shared/runtime.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
+import { dbIndependentTest } from "./_db.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FUNCTIONS_DIR = `${ROOT}supabase/functions`;
@@ -156,20 +157,26 @@ async function problem(command: ShownCommand): Promise<string | null> {
   return null;
 }
 
-Deno.test("docs: every supabase command in README.md and docs/ exists in the CLI with those flags", async () => {
-  assert.ok(CLI_VERSION, "no supabase@<version> in .ci/run");
-  const commands = (await docs()).flatMap(({ file, text }) => supabaseCommands(file, text));
-  // The extraction itself: the deploy's steps are among what it found.
-  const found = new Set(commands.map((c) => c.args.slice(0, 2).join(" ")));
-  for (const step of ["login", "link --project-ref", "db push", "secrets set", "functions deploy"]) {
-    assert.ok(found.has(step) || [...found].some((f) => f.startsWith(step)), `${step} not found in the docs`);
-  }
-  const problems = (await Promise.all(commands.map(async (command) => {
-    const why = await problem(command);
-    return why ? [`${command.where} \`${command.shown}\`: ${why}`] : [];
-  }))).flat();
-  assert.deepEqual(problems, [], `supabase@${CLI_VERSION}`);
-});
+dbIndependentTest(
+  "docs: every supabase command in README.md and docs/ exists in the CLI with those flags",
+  async () => {
+    assert.ok(CLI_VERSION, "no supabase@<version> in .ci/run");
+    const commands = (await docs()).flatMap(({ file, text }) => supabaseCommands(file, text));
+    // The extraction itself: the deploy's steps are among what it found.
+    const found = new Set(commands.map((c) => c.args.slice(0, 2).join(" ")));
+    for (const step of ["login", "link --project-ref", "db push", "secrets set", "functions deploy"]) {
+      assert.ok(
+        found.has(step) || [...found].some((f) => f.startsWith(step)),
+        `${step} not found in the docs`,
+      );
+    }
+    const problems = (await Promise.all(commands.map(async (command) => {
+      const why = await problem(command);
+      return why ? [`${command.where} \`${command.shown}\`: ${why}`] : [];
+    }))).flat();
+    assert.deepEqual(problems, [], `supabase@${CLI_VERSION}`);
+  },
+);
 
 /** Read by the deployed functions, not on the deploy's `secrets set` line; each named in that section. */
 const NOT_ON_THE_LINE: Record<string, string> = {
@@ -263,28 +270,35 @@ async function deploySection(): Promise<string> {
   return section;
 }
 
-Deno.test("docs: the deploy's secrets set line sets every name the deployed functions read", async () => {
-  const read = await namesRead();
-  // The scan misses nothing the settings readers actually look up.
-  assert.deepEqual(
-    [...namesLookedUp()].filter((n) => !read.has(n)),
-    [],
-    "looked up, yet not found by the scan",
-  );
-  for (const name of Object.keys(NOT_ON_THE_LINE)) assert.ok(read.has(name), `${name} is no longer read`);
+dbIndependentTest(
+  "docs: the deploy's secrets set line sets every name the deployed functions read",
+  async () => {
+    const read = await namesRead();
+    // The scan misses nothing the settings readers actually look up.
+    assert.deepEqual(
+      [...namesLookedUp()].filter((n) => !read.has(n)),
+      [],
+      "looked up, yet not found by the scan",
+    );
+    for (const name of Object.keys(NOT_ON_THE_LINE)) assert.ok(read.has(name), `${name} is no longer read`);
 
-  const section = await deploySection();
-  const assignments = (c: ShownCommand) => c.args.flatMap((a) => /^([A-Z][A-Z0-9_]*)=/.exec(a)?.[1] ?? []);
-  const setLines = supabaseCommands("README.md", section).filter((c) =>
-    c.args[0] === "secrets" && c.args[1] === "set" && assignments(c).length > 0
-  );
-  assert.equal(setLines.length, 1, "the Deploy section has one `supabase secrets set NAME=VALUE …` command");
-  const onTheLine = assignments(setLines[0]);
+    const section = await deploySection();
+    const assignments = (c: ShownCommand) => c.args.flatMap((a) => /^([A-Z][A-Z0-9_]*)=/.exec(a)?.[1] ?? []);
+    const setLines = supabaseCommands("README.md", section).filter((c) =>
+      c.args[0] === "secrets" && c.args[1] === "set" && assignments(c).length > 0
+    );
+    assert.equal(
+      setLines.length,
+      1,
+      "the Deploy section has one `supabase secrets set NAME=VALUE …` command",
+    );
+    const onTheLine = assignments(setLines[0]);
 
-  const expected = [...read].filter((n) => !n.startsWith("SUPABASE_") && !(n in NOT_ON_THE_LINE));
-  assert.deepEqual(onTheLine.toSorted(), expected.toSorted());
-  // Each left off is accounted for where the operator reads the line; and what Supabase sets itself.
-  const mentioned = (name: string) => section.includes(`\`${name}\``);
-  const unnamed = [...Object.keys(NOT_ON_THE_LINE), "SUPABASE_DB_URL"].filter((n) => !mentioned(n));
-  assert.deepEqual(unnamed, [], "names the Deploy section should mention");
-});
+    const expected = [...read].filter((n) => !n.startsWith("SUPABASE_") && !(n in NOT_ON_THE_LINE));
+    assert.deepEqual(onTheLine.toSorted(), expected.toSorted());
+    // Each left off is accounted for where the operator reads the line; and what Supabase sets itself.
+    const mentioned = (name: string) => section.includes(`\`${name}\``);
+    const unnamed = [...Object.keys(NOT_ON_THE_LINE), "SUPABASE_DB_URL"].filter((n) => !mentioned(n));
+    assert.deepEqual(unnamed, [], "names the Deploy section should mention");
+  },
+);

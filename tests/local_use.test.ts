@@ -4,10 +4,11 @@ import { loadDotenv } from "../scripts/lib/dotenv.ts";
 import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import { CLOSED_PORT } from "./_closed_port.ts";
+import { dbIndependentTest } from "./_db.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
-Deno.test("dotenv: quotes, comments and exported variables", async () => {
+dbIndependentTest("dotenv: quotes, comments and exported variables", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
   const names = [
     "DOTENV_T_DQ",
@@ -48,7 +49,7 @@ Deno.test("dotenv: quotes, comments and exported variables", async () => {
   }
 });
 
-Deno.test({
+dbIndependentTest({
   name: "send: each run posts a new message, also several within one second",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -77,7 +78,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name: "send: a --url's credentials (user:password@, every token=) are never shown, sent or failing",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -111,109 +112,121 @@ Deno.test({
   },
 });
 
-Deno.test("dotenv: a key written twice takes its last value, as other dotenv readers do; the shell still wins", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
-  try {
-    await Deno.writeTextFile(
-      `${dir}/.env`,
-      [
-        "DOTENV_T_TWICE=first",
-        "DOTENV_T_SHELL=first",
-        "DOTENV_T_TWICE=second",
-        "DOTENV_T_SHELL=second",
-      ].join("\n"),
-    );
-    Deno.env.set("DOTENV_T_SHELL", "from-shell");
-    const loaded = await loadDotenv(`${dir}/.env`);
-    assert.deepEqual(loaded, ["DOTENV_T_TWICE"]);
-    assert.equal(Deno.env.get("DOTENV_T_TWICE"), "second");
-    assert.equal(Deno.env.get("DOTENV_T_SHELL"), "from-shell");
-  } finally {
-    Deno.env.delete("DOTENV_T_TWICE");
-    Deno.env.delete("DOTENV_T_SHELL");
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("dotenv: a database URL exported under either name keeps both of the file's database URLs out", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
-  const saved = {
-    DATABASE_URL: Deno.env.get("DATABASE_URL"),
-    SUPABASE_DB_URL: Deno.env.get("SUPABASE_DB_URL"),
-  };
-  const restore = () => {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) Deno.env.delete(name);
-      else Deno.env.set(name, value);
+dbIndependentTest(
+  "dotenv: a key written twice takes its last value, as other dotenv readers do; the shell still wins",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+    try {
+      await Deno.writeTextFile(
+        `${dir}/.env`,
+        [
+          "DOTENV_T_TWICE=first",
+          "DOTENV_T_SHELL=first",
+          "DOTENV_T_TWICE=second",
+          "DOTENV_T_SHELL=second",
+        ].join("\n"),
+      );
+      Deno.env.set("DOTENV_T_SHELL", "from-shell");
+      const loaded = await loadDotenv(`${dir}/.env`);
+      assert.deepEqual(loaded, ["DOTENV_T_TWICE"]);
+      assert.equal(Deno.env.get("DOTENV_T_TWICE"), "second");
+      assert.equal(Deno.env.get("DOTENV_T_SHELL"), "from-shell");
+    } finally {
+      Deno.env.delete("DOTENV_T_TWICE");
+      Deno.env.delete("DOTENV_T_SHELL");
+      await Deno.remove(dir, { recursive: true });
     }
-  };
-  try {
-    await Deno.writeTextFile(
-      `${dir}/.env`,
-      "DATABASE_URL=postgresql://file@127.0.0.1:1/file\nSUPABASE_DB_URL=postgresql://file@127.0.0.1:2/file\n",
-    );
-    for (const exported of ["SUPABASE_DB_URL", "DATABASE_URL"]) {
+  },
+);
+
+dbIndependentTest(
+  "dotenv: a database URL exported under either name keeps both of the file's database URLs out",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+    const saved = {
+      DATABASE_URL: Deno.env.get("DATABASE_URL"),
+      SUPABASE_DB_URL: Deno.env.get("SUPABASE_DB_URL"),
+    };
+    const restore = () => {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) Deno.env.delete(name);
+        else Deno.env.set(name, value);
+      }
+    };
+    try {
+      await Deno.writeTextFile(
+        `${dir}/.env`,
+        "DATABASE_URL=postgresql://file@127.0.0.1:1/file\nSUPABASE_DB_URL=postgresql://file@127.0.0.1:2/file\n",
+      );
+      for (const exported of ["SUPABASE_DB_URL", "DATABASE_URL"]) {
+        Deno.env.delete("DATABASE_URL");
+        Deno.env.delete("SUPABASE_DB_URL");
+        Deno.env.set(exported, "postgresql://shell@127.0.0.1:3/shell");
+        assert.deepEqual(await loadDotenv(`${dir}/.env`), [], exported);
+        assert.equal(databaseUrlFromEnv(), "postgresql://shell@127.0.0.1:3/shell", exported);
+      }
+      // Exported as neither, the file's database URLs load (DATABASE_URL first, as always).
       Deno.env.delete("DATABASE_URL");
       Deno.env.delete("SUPABASE_DB_URL");
-      Deno.env.set(exported, "postgresql://shell@127.0.0.1:3/shell");
-      assert.deepEqual(await loadDotenv(`${dir}/.env`), [], exported);
-      assert.equal(databaseUrlFromEnv(), "postgresql://shell@127.0.0.1:3/shell", exported);
+      assert.deepEqual(await loadDotenv(`${dir}/.env`), ["DATABASE_URL", "SUPABASE_DB_URL"]);
+      assert.equal(databaseUrlFromEnv(), "postgresql://file@127.0.0.1:1/file");
+    } finally {
+      restore();
+      await Deno.remove(dir, { recursive: true });
     }
-    // Exported as neither, the file's database URLs load (DATABASE_URL first, as always).
-    Deno.env.delete("DATABASE_URL");
-    Deno.env.delete("SUPABASE_DB_URL");
-    assert.deepEqual(await loadDotenv(`${dir}/.env`), ["DATABASE_URL", "SUPABASE_DB_URL"]);
-    assert.equal(databaseUrlFromEnv(), "postgresql://file@127.0.0.1:1/file");
-  } finally {
-    restore();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("dotenv: a Chatwoot setting exported under its _PROD name keeps both of the file's names out", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
-  const pairs = [
-    ["CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD", "https://file.example", "https://shell.example"],
-    ["CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD", "file-token", "shell-token"],
-    ["CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD", "1", "2"],
-  ];
-  const names = pairs.flatMap(([generic, prod]) => [generic, prod]);
-  const saved = Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
-  try {
-    // The file holds the generic names (read first); the shell exports the document's _PROD names.
-    await Deno.writeTextFile(
-      `${dir}/.env`,
-      pairs.map(([generic, , file]) => `${generic}=${file}`).join("\n"),
-    );
-    for (const name of names) Deno.env.delete(name);
-    for (const [, prod, , shell] of pairs) Deno.env.set(prod, shell);
-    assert.deepEqual(await loadDotenv(`${dir}/.env`), []);
-    const { chatwoot } = readinessConfigFromEnv(Deno.env.toObject());
-    assert.deepEqual([chatwoot.baseUrl, chatwoot.apiToken, chatwoot.accountId], pairs.map((p) => p[3]));
-  } finally {
-    for (const [name, value] of Object.entries(saved)) {
-      if (value === undefined) Deno.env.delete(name);
-      else Deno.env.set(name, value);
+dbIndependentTest(
+  "dotenv: a Chatwoot setting exported under its _PROD name keeps both of the file's names out",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
+    const pairs = [
+      ["CHATWOOT_BASE_URL", "CHATWOOT_BASE_URL_PROD", "https://file.example", "https://shell.example"],
+      ["CHATWOOT_API_TOKEN", "CHATWOOT_TOKEN_PROD", "file-token", "shell-token"],
+      ["CHATWOOT_ACCOUNT_ID", "CHATWOOT_ACCOUNT_ID_PROD", "1", "2"],
+    ];
+    const names = pairs.flatMap(([generic, prod]) => [generic, prod]);
+    const saved = Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
+    try {
+      // The file holds the generic names (read first); the shell exports the document's _PROD names.
+      await Deno.writeTextFile(
+        `${dir}/.env`,
+        pairs.map(([generic, , file]) => `${generic}=${file}`).join("\n"),
+      );
+      for (const name of names) Deno.env.delete(name);
+      for (const [, prod, , shell] of pairs) Deno.env.set(prod, shell);
+      assert.deepEqual(await loadDotenv(`${dir}/.env`), []);
+      const { chatwoot } = readinessConfigFromEnv(Deno.env.toObject());
+      assert.deepEqual([chatwoot.baseUrl, chatwoot.apiToken, chatwoot.accountId], pairs.map((p) => p[3]));
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) Deno.env.delete(name);
+        else Deno.env.set(name, value);
+      }
+      await Deno.remove(dir, { recursive: true });
     }
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("send: a --message-id or --conversation-id that is not a whole number is a usage error, exit 2", async () => {
-  // Nothing listens there: a run that sent anyway would fail with exit 1 instead.
-  const url = `http://127.0.0.1:${CLOSED_PORT}/functions/v1/chatwoot-webhook`;
-  for (const option of ["--message-id", "--conversation-id"]) {
-    for (const value of ["abc", "1.5", "0"]) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "scripts/send.ts", "message_created", "--url", url, option, value],
-        cwd: ROOT,
-        env: { CHATWOOT_WEBHOOK_SECRET: "local-secret-for-send-tests", NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 2, `${option} ${value}: ${stderr}`);
-      assert.match(stderr, new RegExp(`${option} takes a whole number`));
+dbIndependentTest(
+  "send: a --message-id or --conversation-id that is not a whole number is a usage error, exit 2",
+  async () => {
+    // Nothing listens there: a run that sent anyway would fail with exit 1 instead.
+    const url = `http://127.0.0.1:${CLOSED_PORT}/functions/v1/chatwoot-webhook`;
+    for (const option of ["--message-id", "--conversation-id"]) {
+      for (const value of ["abc", "1.5", "0"]) {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "scripts/send.ts", "message_created", "--url", url, option, value],
+          cwd: ROOT,
+          env: { CHATWOOT_WEBHOOK_SECRET: "local-secret-for-send-tests", NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stderr = new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 2, `${option} ${value}: ${stderr}`);
+        assert.match(stderr, new RegExp(`${option} takes a whole number`));
+      }
     }
-  }
-});
+  },
+);

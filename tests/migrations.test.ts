@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, startTestDb, type TestDb } from "./_db.ts";
 import { settledWithin } from "./_http.ts";
 import { applyMigrations, listMigrations, OutOfOrderMigrations } from "../scripts/lib/migrations.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
@@ -438,22 +438,25 @@ Deno.test({
   },
 });
 
-Deno.test("migrations: each one that locks webhook_events or relay_settings waits for it at most 2 s", async () => {
-  // Ingests read relay_settings and write webhook_events: a migration waiting without end for either (behind
-  // a long query or an open writing transaction) would hold every webhook behind it. The one creating them
-  // has nothing to wait for; validating a constraint does not stop writes.
-  const locking =
-    /\b(alter\s+table(\s+if\s+exists)?|create\s+(unique\s+)?index(\s+if\s+not\s+exists)?\s+\w+\s+on|create\s+policy\s+\w+\s+on|create\s+(or\s+replace\s+)?trigger\s+\w+[^;]*?\bon)\s+(public\.)?(webhook_events|relay_settings)\b(?!\s+validate\s+constraint)/i;
-  const unguarded = [];
-  for (const m of await listMigrations()) {
-    const text = (await Deno.readTextFile(m.path)).replace(/--.*$/gm, "");
-    if (/create\s+table\s+public\.webhook_events\b/i.test(text)) continue;
-    if (locking.test(text) && !text.includes("set_config('lock_timeout', '2s', true)")) {
-      unguarded.push(m.name);
+dbIndependentTest(
+  "migrations: each one that locks webhook_events or relay_settings waits for it at most 2 s",
+  async () => {
+    // Ingests read relay_settings and write webhook_events: a migration waiting without end for either (behind
+    // a long query or an open writing transaction) would hold every webhook behind it. The one creating them
+    // has nothing to wait for; validating a constraint does not stop writes.
+    const locking =
+      /\b(alter\s+table(\s+if\s+exists)?|create\s+(unique\s+)?index(\s+if\s+not\s+exists)?\s+\w+\s+on|create\s+policy\s+\w+\s+on|create\s+(or\s+replace\s+)?trigger\s+\w+[^;]*?\bon)\s+(public\.)?(webhook_events|relay_settings)\b(?!\s+validate\s+constraint)/i;
+    const unguarded = [];
+    for (const m of await listMigrations()) {
+      const text = (await Deno.readTextFile(m.path)).replace(/--.*$/gm, "");
+      if (/create\s+table\s+public\.webhook_events\b/i.test(text)) continue;
+      if (locking.test(text) && !text.includes("set_config('lock_timeout', '2s', true)")) {
+        unguarded.push(m.name);
+      }
     }
-  }
-  assert.deepEqual(unguarded, []);
-});
+    assert.deepEqual(unguarded, []);
+  },
+);
 
 for (const m of LOCKING_MIGRATIONS) {
   migrationTest(
@@ -490,7 +493,7 @@ for (const m of LOCKING_MIGRATIONS) {
   );
 }
 
-Deno.test({
+dbIndependentTest({
   name:
     "migrations: a file older than the last one applied is refused, unless includeAll, like the Supabase CLI",
   sanitizeOps: false,
@@ -533,7 +536,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+dbIndependentTest({
   name:
     "migrations: versions applied in the database without a file here are named in a warning, not refused",
   sanitizeOps: false,

@@ -12,7 +12,7 @@ import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { connectForwarder, startForwarderLoop } from "../scripts/lib/forwarder_loop.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { dbTest } from "./_db.ts";
+import { dbIndependentTest, dbTest } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import {
   closeSharedDb,
@@ -245,25 +245,28 @@ dbTest(
   },
 );
 
-Deno.test("operator logs: a Lost line's recover window takes created_at within a day of the receipt only", () => {
-  const received = Date.parse("2026-12-01T10:00:30Z");
-  const windowOf = (messageCreatedAtMs: number) =>
-    recoverCommand({ receivedAtMs: received, messageCreatedAtMs, inboxId: 3 } as EventToStore, received)
-      .recover;
-  assert.equal(
-    windowOf(received - 10 * 60_000),
-    "deno task recover --since 2026-12-01T09:49:00.000Z --until 2026-12-01T10:02:00.000Z --inbox 3 --store",
-  );
-  // A bogus created_at (the epoch, years off either way): the window stays a day and two minutes at most.
-  assert.equal(
-    windowOf(0),
-    "deno task recover --since 2026-11-30T09:59:00.000Z --until 2026-12-01T10:02:00.000Z --inbox 3 --store",
-  );
-  assert.equal(
-    windowOf(received + 5 * 365 * 86_400_000),
-    "deno task recover --since 2026-12-01T09:59:00.000Z --until 2026-12-02T10:02:00.000Z --inbox 3 --store",
-  );
-});
+dbIndependentTest(
+  "operator logs: a Lost line's recover window takes created_at within a day of the receipt only",
+  () => {
+    const received = Date.parse("2026-12-01T10:00:30Z");
+    const windowOf = (messageCreatedAtMs: number) =>
+      recoverCommand({ receivedAtMs: received, messageCreatedAtMs, inboxId: 3 } as EventToStore, received)
+        .recover;
+    assert.equal(
+      windowOf(received - 10 * 60_000),
+      "deno task recover --since 2026-12-01T09:49:00.000Z --until 2026-12-01T10:02:00.000Z --inbox 3 --store",
+    );
+    // A bogus created_at (the epoch, years off either way): the window stays a day and two minutes at most.
+    assert.equal(
+      windowOf(0),
+      "deno task recover --since 2026-11-30T09:59:00.000Z --until 2026-12-01T10:02:00.000Z --inbox 3 --store",
+    );
+    assert.equal(
+      windowOf(received + 5 * 365 * 86_400_000),
+      "deno task recover --since 2026-12-01T09:59:00.000Z --until 2026-12-02T10:02:00.000Z --inbox 3 --store",
+    );
+  },
+);
 
 dbTest(
   "operator logs: the forwarder loop says an outage once, then at most once a minute, then Drain recovered",

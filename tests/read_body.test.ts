@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { type BodyRead, readBodyWithin } from "../supabase/functions/_shared/http.ts";
 import { postInSegments, type SegmentedPost } from "../bench/lib/segmented_client.ts";
+import { dbIndependentTest } from "./_db.ts";
 
 /** Distinct bytes, so that a chunk copied to the wrong place shows. */
 function sampleBody(size: number): Uint8Array {
@@ -46,21 +47,27 @@ function assertBody(read: BodyRead | Error | null, expected: Uint8Array) {
 }
 
 for (const length of ["exact", "chunked"] as const) {
-  Deno.test(`read body: 1 MiB in 1460-byte segments (${length}) arrives byte for byte in a buffer of its own`, async () => {
-    const body = sampleBody(1024 * 1024 + 123);
-    const { status, read } = await readOverTcp(body, 6 * 1024 * 1024, { length });
-    assert.equal(status, 204);
-    assertBody(read, body);
-  });
+  dbIndependentTest(
+    `read body: 1 MiB in 1460-byte segments (${length}) arrives byte for byte in a buffer of its own`,
+    async () => {
+      const body = sampleBody(1024 * 1024 + 123);
+      const { status, read } = await readOverTcp(body, 6 * 1024 * 1024, { length });
+      assert.equal(status, 204);
+      assertBody(read, body);
+    },
+  );
 
-  Deno.test(`read body: exactly maxBytes in segments (${length}) is read; one byte more is too large`, async () => {
-    const body = sampleBody(200_000);
-    assertBody((await readOverTcp(body, body.length, { length })).read, body);
-    const over = await readOverTcp(body, body.length - 1, { length });
-    assert.deepEqual([over.status, over.read], [413, { ok: false, reason: "too_large" }]);
-  });
+  dbIndependentTest(
+    `read body: exactly maxBytes in segments (${length}) is read; one byte more is too large`,
+    async () => {
+      const body = sampleBody(200_000);
+      assertBody((await readOverTcp(body, body.length, { length })).read, body);
+      const over = await readOverTcp(body, body.length - 1, { length });
+      assert.deepEqual([over.status, over.read], [413, { ok: false, reason: "too_large" }]);
+    },
+  );
 
-  Deno.test(
+  dbIndependentTest(
     `read body: chunks already read are not kept while the rest arrives (${length}, needs --expose-gc)`,
     async () => {
       const out = await new Deno.Command(Deno.execPath(), {
@@ -85,26 +92,35 @@ for (const length of ["exact", "chunked"] as const) {
   );
 }
 
-Deno.test("read body: a Content-Length that understates the body gives its first Content-Length bytes", async () => {
-  // HTTP/1.1 frames the body by Content-Length: the bytes past it are not this request's.
-  const body = sampleBody(300_000);
-  const { read } = await readOverTcp(body, 6 * 1024 * 1024, { length: 100_000 });
-  assertBody(read, body.subarray(0, 100_000));
-});
+dbIndependentTest(
+  "read body: a Content-Length that understates the body gives its first Content-Length bytes",
+  async () => {
+    // HTTP/1.1 frames the body by Content-Length: the bytes past it are not this request's.
+    const body = sampleBody(300_000);
+    const { read } = await readOverTcp(body, 6 * 1024 * 1024, { length: 100_000 });
+    assertBody(read, body.subarray(0, 100_000));
+  },
+);
 
-Deno.test("read body: a Content-Length over maxBytes is too large before any byte is read", async () => {
-  const body = sampleBody(10_000);
-  const { status, read } = await readOverTcp(body, 50_000, { length: 60_000, sendBytes: 10_000 });
-  assert.deepEqual([status, read], [413, { ok: false, reason: "too_large" }]);
-});
+dbIndependentTest(
+  "read body: a Content-Length over maxBytes is too large before any byte is read",
+  async () => {
+    const body = sampleBody(10_000);
+    const { status, read } = await readOverTcp(body, 50_000, { length: 60_000, sendBytes: 10_000 });
+    assert.deepEqual([status, read], [413, { ok: false, reason: "too_large" }]);
+  },
+);
 
-Deno.test("read body: a body shorter than its Content-Length (the client gone) is incomplete, nothing returned", async () => {
-  const body = sampleBody(300_000);
-  const { read } = await readOverTcp(body, 6 * 1024 * 1024, { length: 300_000, sendBytes: 100_000 });
-  assert.deepEqual(read, { ok: false, reason: "incomplete" });
-});
+dbIndependentTest(
+  "read body: a body shorter than its Content-Length (the client gone) is incomplete, nothing returned",
+  async () => {
+    const body = sampleBody(300_000);
+    const { read } = await readOverTcp(body, 6 * 1024 * 1024, { length: 300_000, sendBytes: 100_000 });
+    assert.deepEqual(read, { ok: false, reason: "incomplete" });
+  },
+);
 
-Deno.test({
+dbIndependentTest({
   name:
     "read body: a Content-Length is not allocated before its bytes arrive (clients declaring 6 MiB, stalled)",
   sanitizeOps: false,

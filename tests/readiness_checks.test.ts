@@ -2,7 +2,7 @@
 import { closedPortUrl } from "./_closed_port.ts";
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, HOLDS_DB, startTestDb, type TestDb } from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import {
@@ -48,32 +48,36 @@ function deps(
   return { sql: db.sql, env, config, now: () => new Date(), ...extra };
 }
 
-dbTest("readiness check chatwoot_health: 200 passes and proves task 3; 503 fails; custom path", async () => {
-  chatwoot.health = 200;
-  chatwoot.requests.length = 0;
-  const pass = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
-  assert.equal(pass.status, "pass", pass.detail);
-  assert.deepEqual(pass.proves, ["task-3", "validation-1", "blocker-2"]);
-  assert.deepEqual(chatwoot.requests, [{ path: "/hc", token: null }]);
-  assert.ok(!Number.isNaN(Date.parse(pass.checked_at)));
-  assert.ok(Number.isInteger(pass.duration_ms) && pass.duration_ms >= 0);
+dbIndependentTest(
+  "readiness check chatwoot_health: 200 passes and proves task 3; 503 fails; custom path",
+  async () => {
+    chatwoot.health = 200;
+    chatwoot.requests.length = 0;
+    const pass = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
+    assert.equal(pass.status, "pass", pass.detail);
+    assert.deepEqual(pass.proves, ["task-3", "validation-1", "blocker-2"]);
+    assert.deepEqual(chatwoot.requests, [{ path: "/hc", token: null }]);
+    assert.ok(!Number.isNaN(Date.parse(pass.checked_at)));
+    assert.ok(Number.isInteger(pass.duration_ms) && pass.duration_ms >= 0);
 
-  chatwoot.health = 503;
-  const down = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
-  assert.equal(down.status, "fail");
-  assert.match(down.detail, /answered 503, expected 200/);
-  assert.deepEqual(down.proves, []);
+    chatwoot.health = 503;
+    const down = await checkChatwootHealth(deps(fullEnv(chatwoot.url)));
+    assert.equal(down.status, "fail");
+    assert.match(down.detail, /answered 503, expected 200/);
+    assert.deepEqual(down.proves, []);
 
-  chatwoot.requests.length = 0;
-  const custom = await checkChatwootHealth(
-    deps(fullEnv(`${chatwoot.url}/`, { CHATWOOT_HEALTH_PATH: "api/hc" })),
-  );
-  assert.equal(custom.status, "fail"); // the stand-in knows only /hc
-  assert.deepEqual(chatwoot.requests.map((r) => r.path), ["/api/hc"]);
-  chatwoot.health = 200;
-});
+    chatwoot.requests.length = 0;
+    const custom = await checkChatwootHealth(
+      deps(fullEnv(`${chatwoot.url}/`, { CHATWOOT_HEALTH_PATH: "api/hc" })),
+    );
+    assert.equal(custom.status, "fail"); // the stand-in knows only /hc
+    assert.deepEqual(chatwoot.requests.map((r) => r.path), ["/api/hc"]);
+    chatwoot.health = 200;
+  },
+  HOLDS_DB,
+);
 
-dbTest(
+dbIndependentTest(
   "readiness check chatwoot_health: an answer slower than the timeout fails with the timeout",
   async () => {
     chatwoot.health = "slow";
@@ -85,9 +89,10 @@ dbTest(
       chatwoot.health = 200;
     }
   },
+  HOLDS_DB,
 );
 
-dbTest(
+dbIndependentTest(
   "readiness check chatwoot_health and chatwoot_api: a Chatwoot out of reach fails saying why, not only " +
     '"fetch failed"',
   async () => {
@@ -117,17 +122,22 @@ dbTest(
       await accepting;
     }
   },
+  HOLDS_DB,
 );
 
-dbTest("readiness check chatwoot_health: not configured warns; a malformed URL fails", async () => {
-  const unset = await checkChatwootHealth(deps({}));
-  assert.equal(unset.status, "warn");
-  assert.match(unset.detail, /CHATWOOT_BASE_URL/);
-  const bad = await checkChatwootHealth(deps({ CHATWOOT_BASE_URL: "ftp://chatwoot" }));
-  assert.equal(bad.status, "fail");
-});
+dbIndependentTest(
+  "readiness check chatwoot_health: not configured warns; a malformed URL fails",
+  async () => {
+    const unset = await checkChatwootHealth(deps({}));
+    assert.equal(unset.status, "warn");
+    assert.match(unset.detail, /CHATWOOT_BASE_URL/);
+    const bad = await checkChatwootHealth(deps({ CHATWOOT_BASE_URL: "ftp://chatwoot" }));
+    assert.equal(bad.status, "fail");
+  },
+  HOLDS_DB,
+);
 
-dbTest(
+dbIndependentTest(
   "readiness check chatwoot_health: the URL it shows (a public page) has no password or ?token=",
   async () => {
     const secret = "GatewaySecret0123456789";
@@ -142,9 +152,10 @@ dbTest(
       assert.match(String(result.data?.url), /^http:\/\/127\.0\.0\.1:\d+\//, base);
     }
   },
+  HOLDS_DB,
 );
 
-dbTest(
+dbIndependentTest(
   "readiness check chatwoot_api: the right token passes (proves task 5), a wrong one is a 401 fail",
   async () => {
     chatwoot.requests.length = 0;
@@ -176,65 +187,74 @@ dbTest(
       chatwoot.api = 200;
     }
   },
+  HOLDS_DB,
 );
 
-dbTest("readiness check chatwoot_api: falls back to the document's *_PROD names; unset warns", async () => {
-  chatwoot.requests.length = 0;
-  const env = {
-    CHATWOOT_BASE_URL_PROD: chatwoot.url,
-    CHATWOOT_TOKEN_PROD: STAND_IN_TOKEN,
-    CHATWOOT_ACCOUNT_ID_PROD: STAND_IN_ACCOUNT,
-  };
-  const ok = await checkChatwootApi(deps(env));
-  assert.equal(ok.status, "pass", ok.detail);
-  assert.equal(chatwoot.requests[0].token, STAND_IN_TOKEN);
-  // The generic names win over the *_PROD ones.
-  const generic = await checkChatwootApi(deps({ ...env, CHATWOOT_API_TOKEN: "generic-wins" }));
-  assert.equal(generic.status, "fail");
+dbIndependentTest(
+  "readiness check chatwoot_api: falls back to the document's *_PROD names; unset warns",
+  async () => {
+    chatwoot.requests.length = 0;
+    const env = {
+      CHATWOOT_BASE_URL_PROD: chatwoot.url,
+      CHATWOOT_TOKEN_PROD: STAND_IN_TOKEN,
+      CHATWOOT_ACCOUNT_ID_PROD: STAND_IN_ACCOUNT,
+    };
+    const ok = await checkChatwootApi(deps(env));
+    assert.equal(ok.status, "pass", ok.detail);
+    assert.equal(chatwoot.requests[0].token, STAND_IN_TOKEN);
+    // The generic names win over the *_PROD ones.
+    const generic = await checkChatwootApi(deps({ ...env, CHATWOOT_API_TOKEN: "generic-wins" }));
+    assert.equal(generic.status, "fail");
 
-  const unset = await checkChatwootApi(deps({ CHATWOOT_BASE_URL: chatwoot.url }));
-  assert.equal(unset.status, "warn");
-  assert.match(unset.detail, /CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
-});
+    const unset = await checkChatwootApi(deps({ CHATWOOT_BASE_URL: chatwoot.url }));
+    assert.equal(unset.status, "warn");
+    assert.match(unset.detail, /CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID/);
+  },
+  HOLDS_DB,
+);
 
-dbTest("readiness check chatwoot_credentials: presence by name (or its alias), never values", async () => {
-  const env = fullEnv(chatwoot.url);
-  delete (env as Record<string, string | undefined>).CHATWOOT_BASE_URL_PROD;
-  const all = await checkCredentials(deps(env), CREDENTIALS);
-  assert.equal(all.status, "pass", all.detail);
-  assert.deepEqual(all.data?.present, {
-    CHATWOOT_TOKEN_PROD: "CHATWOOT_API_TOKEN",
-    CHATWOOT_ACCOUNT_ID_PROD: "CHATWOOT_ACCOUNT_ID",
-    CHATWOOT_WEBHOOK_SECRET: "CHATWOOT_WEBHOOK_SECRET",
-    CHATWOOT_BASE_URL_PROD: "CHATWOOT_BASE_URL",
-  });
-  for (const [name, value] of Object.entries(env)) {
-    if (name !== "CHATWOOT_ACCOUNT_ID") {
-      assert.ok(!JSON.stringify(all).includes(value), `${name}'s value leaked`);
+dbIndependentTest(
+  "readiness check chatwoot_credentials: presence by name (or its alias), never values",
+  async () => {
+    const env = fullEnv(chatwoot.url);
+    delete (env as Record<string, string | undefined>).CHATWOOT_BASE_URL_PROD;
+    const all = await checkCredentials(deps(env), CREDENTIALS);
+    assert.equal(all.status, "pass", all.detail);
+    assert.deepEqual(all.data?.present, {
+      CHATWOOT_TOKEN_PROD: "CHATWOOT_API_TOKEN",
+      CHATWOOT_ACCOUNT_ID_PROD: "CHATWOOT_ACCOUNT_ID",
+      CHATWOOT_WEBHOOK_SECRET: "CHATWOOT_WEBHOOK_SECRET",
+      CHATWOOT_BASE_URL_PROD: "CHATWOOT_BASE_URL",
+    });
+    for (const [name, value] of Object.entries(env)) {
+      if (name !== "CHATWOOT_ACCOUNT_ID") {
+        assert.ok(!JSON.stringify(all).includes(value), `${name}'s value leaked`);
+      }
     }
-  }
 
-  const some = await checkCredentials(
-    deps({ CHATWOOT_TOKEN_PROD: "x", CHATWOOT_WEBHOOK_SECRET: " " }),
-    CREDENTIALS,
-  );
-  assert.equal(some.status, "fail");
-  // Named as the README and the other checks ask for them (CHATWOOT_ACCOUNT_ID), the document's name beside:
-  // naming only the *_PROD name sent a user who had set neither to a name the deploy steps never mention.
-  assert.equal(
-    some.detail,
-    "missing: CHATWOOT_ACCOUNT_ID (or CHATWOOT_ACCOUNT_ID_PROD), CHATWOOT_WEBHOOK_SECRET, " +
-      "CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)",
-  );
-  // data.missing keeps the document's names: the keys of data.present, what a monitor reads.
-  assert.deepEqual(some.data?.missing, [
-    "CHATWOOT_ACCOUNT_ID_PROD",
-    "CHATWOOT_WEBHOOK_SECRET",
-    "CHATWOOT_BASE_URL_PROD",
-  ]);
-});
+    const some = await checkCredentials(
+      deps({ CHATWOOT_TOKEN_PROD: "x", CHATWOOT_WEBHOOK_SECRET: " " }),
+      CREDENTIALS,
+    );
+    assert.equal(some.status, "fail");
+    // Named as the README and the other checks ask for them (CHATWOOT_ACCOUNT_ID), the document's name beside:
+    // naming only the *_PROD name sent a user who had set neither to a name the deploy steps never mention.
+    assert.equal(
+      some.detail,
+      "missing: CHATWOOT_ACCOUNT_ID (or CHATWOOT_ACCOUNT_ID_PROD), CHATWOOT_WEBHOOK_SECRET, " +
+        "CHATWOOT_BASE_URL (or CHATWOOT_BASE_URL_PROD)",
+    );
+    // data.missing keeps the document's names: the keys of data.present, what a monitor reads.
+    assert.deepEqual(some.data?.missing, [
+      "CHATWOOT_ACCOUNT_ID_PROD",
+      "CHATWOOT_WEBHOOK_SECRET",
+      "CHATWOOT_BASE_URL_PROD",
+    ]);
+  },
+  HOLDS_DB,
+);
 
-dbTest(
+dbIndependentTest(
   "readiness check chatwoot_credentials: a URL token stands for the webhook secret when Chatwoot cannot sign",
   async () => {
     const env: Record<string, string> = fullEnv(chatwoot.url);
@@ -279,6 +299,7 @@ dbTest(
       assert.ok(![rotation, oneShort].some((r) => JSON.stringify(r).includes(value)), "never shown");
     }
   },
+  HOLDS_DB,
 );
 
 dbTest(

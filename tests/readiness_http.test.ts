@@ -1,6 +1,6 @@
 // The readiness function's HTTP surface on a real database, with a real Chatwoot stand-in on loopback.
 import assert from "node:assert/strict";
-import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, HOLDS_DB, startTestDb, type TestDb } from "./_db.ts";
 import {
   ADMIN_TOKEN,
   ensureDeliveryHealthView,
@@ -687,16 +687,22 @@ dbTest(
   },
 );
 
-Deno.test("readiness: an error's text loses every configured secret, and a header value fetch quotes", () => {
-  const secrets = secretValues({ CHATWOOT_API_TOKEN: "abcdefgh-12345", AGENT_SDK_TOKEN: "x\ny-0123456789" });
-  assert.equal(
-    withoutSecrets('Invalid header value: "x\\ny-0123456789"; token abcdefgh-12345 refused', secrets),
-    "Invalid header value; token *** refused",
-  );
-  assert.equal(withoutSecrets("Invalid header value: x\ny-0123456789", secrets), "Invalid header value");
-});
+dbIndependentTest(
+  "readiness: an error's text loses every configured secret, and a header value fetch quotes",
+  () => {
+    const secrets = secretValues({
+      CHATWOOT_API_TOKEN: "abcdefgh-12345",
+      AGENT_SDK_TOKEN: "x\ny-0123456789",
+    });
+    assert.equal(
+      withoutSecrets('Invalid header value: "x\\ny-0123456789"; token abcdefgh-12345 refused', secrets),
+      "Invalid header value; token *** refused",
+    );
+    assert.equal(withoutSecrets("Invalid header value: x\ny-0123456789", secrets), "Invalid header value");
+  },
+);
 
-dbTest("readiness: without a database every route answers 503 not_configured", async () => {
+dbIndependentTest("readiness: without a database every route answers 503 not_configured", async () => {
   const a = createReadinessApp({ sql: null, env: fullEnv(chatwoot.url), log: memoryLogger() });
   for (
     const [path, init] of [["/readiness", {}], ["/readiness/probe", {}], ["/readiness/items/task-1", {
@@ -709,7 +715,7 @@ dbTest("readiness: without a database every route answers 503 not_configured", a
     assert.equal(res.status, 503, path);
     assert.equal((await res.json()).error, "not_configured");
   }
-});
+}, HOLDS_DB);
 
 dbTest(
   "readiness: a database that does not answer gets 503 database_unavailable, not a request left hanging",

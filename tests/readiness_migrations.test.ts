@@ -1,7 +1,7 @@
 // The readiness schema's own guarantees: the migration list the function carries is current, every item change
 // lands in the history whatever the write path, statuses are the fixed set, credentials hold no secrets.
 import assert from "node:assert/strict";
-import { dbTest, migrationsBefore, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, migrationsBefore, startTestDb, type TestDb } from "./_db.ts";
 import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
 import { migrationVersionsSource } from "../scripts/migration_versions.ts";
 import { MIGRATION_VERSIONS } from "../supabase/functions/_shared/migration_versions.ts";
@@ -10,18 +10,21 @@ import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
 import { fullEnv, startChatwootStandIn } from "./_readiness.ts";
 
-Deno.test("readiness: _shared/migration_versions.ts lists exactly supabase/migrations/ (run `deno task migration-versions`)", async () => {
-  const files = await listMigrations();
-  assert.deepEqual(
-    [...MIGRATION_VERSIONS],
-    files.map((f) => f.version),
-    "stale: run `deno task migration-versions` and commit the result",
-  );
-  const onDisk = await Deno.readTextFile(
-    new URL("../supabase/functions/_shared/migration_versions.ts", import.meta.url),
-  );
-  assert.equal(onDisk, await migrationVersionsSource(), "stale: run `deno task migration-versions`");
-});
+dbIndependentTest(
+  "readiness: _shared/migration_versions.ts lists exactly supabase/migrations/ (run `deno task migration-versions`)",
+  async () => {
+    const files = await listMigrations();
+    assert.deepEqual(
+      [...MIGRATION_VERSIONS],
+      files.map((f) => f.version),
+      "stale: run `deno task migration-versions` and commit the result",
+    );
+    const onDisk = await Deno.readTextFile(
+      new URL("../supabase/functions/_shared/migration_versions.ts", import.meta.url),
+    );
+    assert.equal(onDisk, await migrationVersionsSource(), "stale: run `deno task migration-versions`");
+  },
+);
 
 const db: TestDb = await startTestDb();
 

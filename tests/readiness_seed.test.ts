@@ -1,7 +1,7 @@
 // The seeded rows are the document (docs/seeds/chatwoot_readiness.md, a copy of the user's checklist), and the
 // Markdown rendered from the rows reads back to the same rows.
 import assert from "node:assert/strict";
-import { dbTest, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, HOLDS_DB, startTestDb, type TestDb } from "./_db.ts";
 import { SEED_PATH } from "./_readiness.ts";
 import {
   docHash,
@@ -151,101 +151,109 @@ dbTest("readiness markdown: after edits, the rendered Markdown parses back to th
   assert.deepEqual(documentContent(await snapshot()), parseMarkdown(seed).doc);
 });
 
-dbTest("readiness markdown: any evidence a PATCH accepts reads back as written, status included", () => {
-  const base = parseMarkdown(seed).doc;
-  const roundTrip = (section: ItemSection, index: number, status: Status, evidence: string) => {
-    const doc = structuredClone(base);
-    Object.assign(doc[section][index], { status, evidence });
-    const { markdown } = renderMarkdown(doc);
-    let parsed: ReadinessDoc;
-    try {
-      parsed = parseMarkdown(markdown).doc;
-    } catch (error) {
-      throw new Error(`${section} ${index} ${JSON.stringify(evidence)}: ${(error as Error).message}`);
+dbIndependentTest(
+  "readiness markdown: any evidence a PATCH accepts reads back as written, status included",
+  () => {
+    const base = parseMarkdown(seed).doc;
+    const roundTrip = (section: ItemSection, index: number, status: Status, evidence: string) => {
+      const doc = structuredClone(base);
+      Object.assign(doc[section][index], { status, evidence });
+      const { markdown } = renderMarkdown(doc);
+      let parsed: ReadinessDoc;
+      try {
+        parsed = parseMarkdown(markdown).doc;
+      } catch (error) {
+        throw new Error(`${section} ${index} ${JSON.stringify(evidence)}: ${(error as Error).message}`);
+      }
+      assert.deepEqual(parsed, doc, `${section} ${index} ${status} ${JSON.stringify(evidence)}`);
+      let header = 0;
+      for (const line of markdown.split("\n")) {
+        if (!line.startsWith("|")) header = 0;
+        else if (!header) header = gfmCellCount(line);
+        else assert.equal(gfmCellCount(line), header, line);
+      }
+    };
+    // The marker that ends a row's own text, inside the evidence: the row was cut at the last one, so the
+    // evidence lost its start, and a blocker's or validation's status (written before the marker) was lost too.
+    roundTrip("blockers", 1, "done", "curl log · Provided: in artifacts/");
+    roundTrip("validations", 0, "in_progress", "· Provided: twice");
+    roundTrip("tasks", 2, "pending", "a · Provided: b");
+    roundTrip("credentials", 0, "done", "x ·  · Provided:");
+    // A line separator (U+2028, U+2029) is no line break in Markdown, but "." in a JS pattern stops at it.
+    roundTrip("blockers", 0, "blocked", "first\u2028second");
+    roundTrip("validations", 1, "pending", "a\u2029b");
+    // Random evidence from the characters Markdown and this layout give meaning to, as a PATCH stores it.
+    const pieces = [
+      "|",
+      "\\",
+      "<",
+      ">",
+      "&",
+      "&amp;",
+      "&lt;",
+      "&#183;",
+      "`",
+      "\n",
+      " ",
+      "a",
+      "é",
+      "😀",
+      "·",
+      " · Provided: ",
+      "Provided:",
+      " — ",
+      "✅ Done",
+      "⏳",
+      "*",
+      "#",
+      "[x]",
+      "- ",
+      "\u00a0",
+      "\u2028",
+      "\u2029",
+    ];
+    let state = 20261121;
+    const random = (n: number) => { // mulberry32: the same strings on every run
+      state = (state + 0x6d2b79f5) | 0;
+      let t = Math.imul(state ^ (state >>> 15), 1 | state);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    let tried = 0;
+    while (tried < 3000) {
+      const raw = Array.from({ length: 1 + random(10) }, () => pieces[random(pieces.length)]).join("");
+      const patch = parsePatch({ evidence: raw });
+      if (!patch.ok) continue;
+      tried++;
+      const section = ITEM_SECTIONS[random(ITEM_SECTIONS.length)];
+      roundTrip(
+        section,
+        random(base[section].length),
+        STATUSES[random(STATUSES.length)],
+        patch.value.evidence!,
+      );
     }
-    assert.deepEqual(parsed, doc, `${section} ${index} ${status} ${JSON.stringify(evidence)}`);
-    let header = 0;
-    for (const line of markdown.split("\n")) {
-      if (!line.startsWith("|")) header = 0;
-      else if (!header) header = gfmCellCount(line);
-      else assert.equal(gfmCellCount(line), header, line);
-    }
-  };
-  // The marker that ends a row's own text, inside the evidence: the row was cut at the last one, so the
-  // evidence lost its start, and a blocker's or validation's status (written before the marker) was lost too.
-  roundTrip("blockers", 1, "done", "curl log · Provided: in artifacts/");
-  roundTrip("validations", 0, "in_progress", "· Provided: twice");
-  roundTrip("tasks", 2, "pending", "a · Provided: b");
-  roundTrip("credentials", 0, "done", "x ·  · Provided:");
-  // A line separator (U+2028, U+2029) is no line break in Markdown, but "." in a JS pattern stops at it.
-  roundTrip("blockers", 0, "blocked", "first\u2028second");
-  roundTrip("validations", 1, "pending", "a\u2029b");
-  // Random evidence from the characters Markdown and this layout give meaning to, as a PATCH stores it.
-  const pieces = [
-    "|",
-    "\\",
-    "<",
-    ">",
-    "&",
-    "&amp;",
-    "&lt;",
-    "&#183;",
-    "`",
-    "\n",
-    " ",
-    "a",
-    "é",
-    "😀",
-    "·",
-    " · Provided: ",
-    "Provided:",
-    " — ",
-    "✅ Done",
-    "⏳",
-    "*",
-    "#",
-    "[x]",
-    "- ",
-    "\u00a0",
-    "\u2028",
-    "\u2029",
-  ];
-  let state = 20261121;
-  const random = (n: number) => { // mulberry32: the same strings on every run
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) % n;
-  };
-  let tried = 0;
-  while (tried < 3000) {
-    const raw = Array.from({ length: 1 + random(10) }, () => pieces[random(pieces.length)]).join("");
-    const patch = parsePatch({ evidence: raw });
-    if (!patch.ok) continue;
-    tried++;
-    const section = ITEM_SECTIONS[random(ITEM_SECTIONS.length)];
-    roundTrip(
-      section,
-      random(base[section].length),
-      STATUSES[random(STATUSES.length)],
-      patch.value.evidence!,
-    );
-  }
-  return Promise.resolve();
-});
+    return Promise.resolve();
+  },
+  HOLDS_DB,
+);
 
-dbTest("readiness markdown: a document with an unknown status or a missing section is refused", () => {
-  assert.throws(
-    () => parseMarkdown(seed.replace("⏳ In Progress", "⏳ Almost")),
-    /unknown status "⏳ Almost"/,
-  );
-  assert.throws(
-    () => parseMarkdown(seed.replace("## Timeline", "## Later")),
-    /missing section "## Timeline"/,
-  );
-  assert.throws(() => parseMarkdown(seed.replace(/^---\n/, "")), /front matter/);
-  return Promise.resolve();
-});
+dbIndependentTest(
+  "readiness markdown: a document with an unknown status or a missing section is refused",
+  () => {
+    assert.throws(
+      () => parseMarkdown(seed.replace("⏳ In Progress", "⏳ Almost")),
+      /unknown status "⏳ Almost"/,
+    );
+    assert.throws(
+      () => parseMarkdown(seed.replace("## Timeline", "## Later")),
+      /missing section "## Timeline"/,
+    );
+    assert.throws(() => parseMarkdown(seed.replace(/^---\n/, "")), /front matter/);
+    return Promise.resolve();
+  },
+  HOLDS_DB,
+);
 
 dbTest("readiness seed: close the database", () => db.close());
 

@@ -12,7 +12,7 @@ import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_conf
 import { undiciTransport } from "../scripts/lib/undici_transport.ts";
 import { runCommand } from "../bench/lib/proc.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
-import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, HOLDS_DB, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { runScript, startDev } from "./_dev.ts";
 import { redact } from "../scripts/lib/cli.ts";
 import { secretValues } from "../supabase/functions/_shared/env.ts";
@@ -80,109 +80,125 @@ async function answer(res: Response) {
 // Secrets
 // ---------------------------------------------------------------------------------------------------------
 
-Deno.test("failures: which database errors may pass (retried, then a late store) and which will not", () => {
-  const err = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
-  const transient = [
-    err("canceling statement due to lock timeout", "55P03"),
-    err("canceling statement due to statement timeout", "57014"),
-    err("cannot execute INSERT in a read-only transaction", "25006"),
-    err("terminating connection due to administrator command", "57P01"),
-    err("could not serialize access due to concurrent update", "40001"),
-    err("deadlock detected", "40P01"),
-    err("sorry, too many clients already", "53300"),
-    err("write CONNECTION_CLOSED 127.0.0.1:5432", "CONNECTION_CLOSED"),
-    // Supavisor, the hosted pooler, reports its own troubles as XX000.
-    err("Max client connections reached", "XX000"),
-    err(
-      "(EMAXCONNSESSION) max clients reached in session mode - max clients are limited to pool_size",
-      "XX000",
-    ),
-    err("Subscribe error: {:error, :worker_not_found}", "XX000"),
-  ];
-  const permanent = [
-    err("function public.ingest_webhook_event(text) does not exist", "42883"),
-    err("permission denied for table webhook_events", "42501"),
-    err("unsupported Unicode escape sequence", "22P05"),
-    new TypeError("cannot read properties of undefined"),
-  ];
-  assert.deepEqual(transient.filter((e) => !isTransientDbError(e)).map((e) => e.message), []);
-  assert.deepEqual(permanent.filter((e) => isTransientDbError(e)).map((e) => e.message), []);
-});
+dbIndependentTest(
+  "failures: which database errors may pass (retried, then a late store) and which will not",
+  () => {
+    const err = (message: string, code?: string) => Object.assign(new Error(message), code ? { code } : {});
+    const transient = [
+      err("canceling statement due to lock timeout", "55P03"),
+      err("canceling statement due to statement timeout", "57014"),
+      err("cannot execute INSERT in a read-only transaction", "25006"),
+      err("terminating connection due to administrator command", "57P01"),
+      err("could not serialize access due to concurrent update", "40001"),
+      err("deadlock detected", "40P01"),
+      err("sorry, too many clients already", "53300"),
+      err("write CONNECTION_CLOSED 127.0.0.1:5432", "CONNECTION_CLOSED"),
+      // Supavisor, the hosted pooler, reports its own troubles as XX000.
+      err("Max client connections reached", "XX000"),
+      err(
+        "(EMAXCONNSESSION) max clients reached in session mode - max clients are limited to pool_size",
+        "XX000",
+      ),
+      err("Subscribe error: {:error, :worker_not_found}", "XX000"),
+    ];
+    const permanent = [
+      err("function public.ingest_webhook_event(text) does not exist", "42883"),
+      err("permission denied for table webhook_events", "42501"),
+      err("unsupported Unicode escape sequence", "22P05"),
+      new TypeError("cannot read properties of undefined"),
+    ];
+    assert.deepEqual(transient.filter((e) => !isTransientDbError(e)).map((e) => e.message), []);
+    assert.deepEqual(permanent.filter((e) => isTransientDbError(e)).map((e) => e.message), []);
+  },
+);
 
-Deno.test("secrets: credentials in a URL's query (libpq's ?password=, a gateway's ?key=) are secrets too", () => {
-  assert.deepEqual(
-    secretValues({
-      DATABASE_URL:
-        "postgresql://db.example.com:5432/postgres?user=postgres&password=pw-SECRET-123456&sslmode=require",
-      AGENT_SDK_URL: "https://agent.example.com/base?key=gatewaykey-SECRET-7c1d&region=eu-west-1",
-    }),
-    ["pw-SECRET-123456", "gatewaykey-SECRET-7c1d"],
-  );
-  // A local database's password is not one (it would refuse every note naming Postgres), nor plain settings.
-  assert.deepEqual(
-    secretValues({
-      DATABASE_URL: "postgresql://127.0.0.1:54322/postgres?user=postgres&password=postgres",
-      AGENT_SDK_URL: "https://agent.example.com/base?region=eu-west-1&version=2026-11",
-    }),
-    [],
-  );
-});
+dbIndependentTest(
+  "secrets: credentials in a URL's query (libpq's ?password=, a gateway's ?key=) are secrets too",
+  () => {
+    assert.deepEqual(
+      secretValues({
+        DATABASE_URL:
+          "postgresql://db.example.com:5432/postgres?user=postgres&password=pw-SECRET-123456&sslmode=require",
+        AGENT_SDK_URL: "https://agent.example.com/base?key=gatewaykey-SECRET-7c1d&region=eu-west-1",
+      }),
+      ["pw-SECRET-123456", "gatewaykey-SECRET-7c1d"],
+    );
+    // A local database's password is not one (it would refuse every note naming Postgres), nor plain settings.
+    assert.deepEqual(
+      secretValues({
+        DATABASE_URL: "postgresql://127.0.0.1:54322/postgres?user=postgres&password=postgres",
+        AGENT_SDK_URL: "https://agent.example.com/base?region=eu-west-1&version=2026-11",
+      }),
+      [],
+    );
+  },
+);
 
-Deno.test("secrets: a password holding an unencoded #, / or ? is never shown by the CLIs", async () => {
-  const secret = "s3cret-Pa55word";
-  for (const password of [`#${secret}`, `/${secret}`, `?${secret}`, `1234#${secret}`, `a@b:${secret}`]) {
-    const url = `postgresql://postgres:${password}@db.example.com:5432/postgres`;
-    const shown = redact(url);
-    assert.equal(shown, "postgresql://postgres:***@db.example.com:5432/postgres");
-    assert.deepEqual(secretValues({ DATABASE_URL: url }), [password]);
-  }
-  assert.equal(redact("https://agent.example.com/base"), "https://agent.example.com/base");
-  assert.equal(redact("postgresql://postgres@127.0.0.1:5432/x"), "postgresql://postgres@127.0.0.1:5432/x");
-  // What the tools print before they connect (the host cannot be reached: nothing is touched).
-  const url = `postgresql://postgres:#${secret}@127.0.0.1:9/relay_none`;
-  for (
-    const [script, args] of [["scripts/replay.ts", ["1", "--dry-run"]], ["scripts/migrate.ts", ["--check"]]]
-  ) {
-    const run = await runScript(script as string, args as string[], url);
-    assert.ok(!(run.stdout + run.stderr).includes(secret), `${script} printed the password`);
-  }
-});
-
-Deno.test("secrets: a benchmark's failed command (pgbench, given the database URL) is shown without the password", async () => {
-  // The message is printed and kept in the run's report (bench/results.json, `failures`).
-  const url = `postgresql://postgres:${DB_PASSWORD}@127.0.0.1:9/relay_bench`;
-  const failed = await runCommand("sh", ["-c", "echo 'connection refused' >&2; exit 2", "pgbench", url])
-    .then(() => null, (error: Error) => error);
-  assert.ok(failed instanceof Error, "the command fails");
-  assert.match(failed.message, /failed \(2\):\nconnection refused/);
-  assert.match(failed.message, /postgresql:\/\/postgres:\*\*\*@127\.0\.0\.1:9\/relay_bench/);
-  assertNoSecret(`${failed.message}\n${failed.stack}`, "the error");
-});
-
-dbTest("secrets: a database URL postgres.js cannot parse is reported without its password", async () => {
-  // An unescaped # or / in the password: postgres.js' `new URL()` fails, and its message quoted the whole URL.
-  for (const password of [`p#${DB_PASSWORD}`, `p/${DB_PASSWORD}`]) {
-    const url = `postgresql://postgres:${password}@127.0.0.1:5432/postgres`;
-    let thrown: unknown = null;
-    try {
-      connect(url, { max: 1 });
-    } catch (error) {
-      thrown = error;
+dbIndependentTest(
+  "secrets: a password holding an unencoded #, / or ? is never shown by the CLIs",
+  async () => {
+    const secret = "s3cret-Pa55word";
+    for (const password of [`#${secret}`, `/${secret}`, `?${secret}`, `1234#${secret}`, `a@b:${secret}`]) {
+      const url = `postgresql://postgres:${password}@db.example.com:5432/postgres`;
+      const shown = redact(url);
+      assert.equal(shown, "postgresql://postgres:***@db.example.com:5432/postgres");
+      assert.deepEqual(secretValues({ DATABASE_URL: url }), [password]);
     }
-    assert.ok(thrown instanceof Error, "connect refuses the URL");
-    assertNoSecret(`${thrown.message}\n${thrown.stack}\n${Deno.inspect(thrown)}`, "the error");
-    assert.match(thrown.message, /cannot be parsed/);
-  }
-  // The same through a CLI script, as an operator sees it in a terminal or a CI log.
-  const run = await runScript(
-    "scripts/migrate.ts",
-    [],
-    `postgresql://postgres:p#${DB_PASSWORD}@127.0.0.1:5432/postgres`,
-  );
-  assert.notEqual(run.code, 0);
-  assertNoSecret(run.stdout + run.stderr, "deno task migrate's output");
-  assert.match(run.stderr, /cannot be parsed/);
-});
+    assert.equal(redact("https://agent.example.com/base"), "https://agent.example.com/base");
+    assert.equal(redact("postgresql://postgres@127.0.0.1:5432/x"), "postgresql://postgres@127.0.0.1:5432/x");
+    // What the tools print before they connect (the host cannot be reached: nothing is touched).
+    const url = `postgresql://postgres:#${secret}@127.0.0.1:9/relay_none`;
+    for (
+      const [script, args] of [["scripts/replay.ts", ["1", "--dry-run"]], ["scripts/migrate.ts", ["--check"]]]
+    ) {
+      const run = await runScript(script as string, args as string[], url);
+      assert.ok(!(run.stdout + run.stderr).includes(secret), `${script} printed the password`);
+    }
+  },
+);
+
+dbIndependentTest(
+  "secrets: a benchmark's failed command (pgbench, given the database URL) is shown without the password",
+  async () => {
+    // The message is printed and kept in the run's report (bench/results.json, `failures`).
+    const url = `postgresql://postgres:${DB_PASSWORD}@127.0.0.1:9/relay_bench`;
+    const failed = await runCommand("sh", ["-c", "echo 'connection refused' >&2; exit 2", "pgbench", url])
+      .then(() => null, (error: Error) => error);
+    assert.ok(failed instanceof Error, "the command fails");
+    assert.match(failed.message, /failed \(2\):\nconnection refused/);
+    assert.match(failed.message, /postgresql:\/\/postgres:\*\*\*@127\.0\.0\.1:9\/relay_bench/);
+    assertNoSecret(`${failed.message}\n${failed.stack}`, "the error");
+  },
+);
+
+dbIndependentTest(
+  "secrets: a database URL postgres.js cannot parse is reported without its password",
+  async () => {
+    // An unescaped # or / in the password: postgres.js' `new URL()` fails, and its message quoted the whole URL.
+    for (const password of [`p#${DB_PASSWORD}`, `p/${DB_PASSWORD}`]) {
+      const url = `postgresql://postgres:${password}@127.0.0.1:5432/postgres`;
+      let thrown: unknown = null;
+      try {
+        connect(url, { max: 1 });
+      } catch (error) {
+        thrown = error;
+      }
+      assert.ok(thrown instanceof Error, "connect refuses the URL");
+      assertNoSecret(`${thrown.message}\n${thrown.stack}\n${Deno.inspect(thrown)}`, "the error");
+      assert.match(thrown.message, /cannot be parsed/);
+    }
+    // The same through a CLI script, as an operator sees it in a terminal or a CI log.
+    const run = await runScript(
+      "scripts/migrate.ts",
+      [],
+      `postgresql://postgres:p#${DB_PASSWORD}@127.0.0.1:5432/postgres`,
+    );
+    assert.notEqual(run.code, 0);
+    assertNoSecret(run.stdout + run.stderr, "deno task migrate's output");
+    assert.match(run.stderr, /cannot be parsed/);
+  },
+  HOLDS_DB,
+);
 
 dbTest("secrets: chatwoot-webhook's logs and answers hold none, database down or token wrong", async () => {
   // Database unreachable, its URL carrying a password: postgres.js' connection errors must not echo it.
@@ -443,7 +459,7 @@ dbTest(
   },
 );
 
-Deno.test({
+dbIndependentTest({
   name: "secrets: deno task dev prints the Agent SDK URL without its password",
   sanitizeOps: false,
   sanitizeResources: false,

@@ -14,7 +14,7 @@ import {
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { dbTest, lockWebhookEvents, startTestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, HOLDS_DB, lockWebhookEvents, startTestDb } from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
 import {
   assertStoredLateOnce,
@@ -1467,7 +1467,7 @@ dbTest(
   },
 );
 
-Deno.test({
+dbIndependentTest({
   name: "webhook: a process or worker that ends while a request still stores its event says it Lost, once",
   sanitizeOps: false,
   sanitizeResources: false,
@@ -1749,8 +1749,8 @@ dbTest(
   },
 );
 
-dbTest(
-  `webhook [${db.kind}]: an error of ours that retrying cannot fix is a 500 internal_error, logged`,
+dbIndependentTest(
+  "webhook: an error of ours that retrying cannot fix is a 500 internal_error, logged",
   async () => {
     // A database without the schema: the ingest function does not exist (an operator forgot the migrations).
     const bare = await startEmbeddedDb();
@@ -1783,6 +1783,7 @@ dbTest(
       await bare.stop();
     }
   },
+  HOLDS_DB,
 );
 
 dbTest(`webhook [${db.kind}]: afterStore runs for new and changed events, not for duplicates`, async () => {
