@@ -1,7 +1,6 @@
 // Local use: the .env reader the scripts share, and `deno task send`.
 import assert from "node:assert/strict";
 import { loadDotenv } from "../scripts/lib/dotenv.ts";
-import { databaseUrlFromEnv } from "../supabase/functions/_shared/db.ts";
 import { readinessConfigFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
 import { CLOSED_PORT } from "./_closed_port.ts";
 import { dbIndependentTest } from "./_db.ts";
@@ -139,39 +138,47 @@ dbIndependentTest(
   },
 );
 
+// The database URLs are the process's own, and test files share the process: setting them here for a moment
+// could make another file's database (or its dbIndependentTest) read the wrong one. So a child process, with
+// only the environment each case gives it, loads the file.
+async function dotenvDatabaseUrls(file: string, exported: Record<string, string>) {
+  const script = `
+    import { loadDotenv } from ${JSON.stringify(new URL("../scripts/lib/dotenv.ts", import.meta.url).href)};
+    import { databaseUrlFromEnv } from ${
+    JSON.stringify(new URL("../supabase/functions/_shared/db.ts", import.meta.url).href)
+  };
+    const loaded = await loadDotenv(${JSON.stringify(file)});
+    console.log(JSON.stringify({ loaded, url: databaseUrlFromEnv() }));`;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", new URL("../deno.json", import.meta.url).pathname, script],
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? "", ...exported },
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  return JSON.parse(new TextDecoder().decode(stdout)) as { loaded: string[]; url: string };
+}
+
 dbIndependentTest(
   "dotenv: a database URL exported under either name keeps both of the file's database URLs out",
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "relay-dotenv-" });
-    const saved = {
-      DATABASE_URL: Deno.env.get("DATABASE_URL"),
-      SUPABASE_DB_URL: Deno.env.get("SUPABASE_DB_URL"),
-    };
-    const restore = () => {
-      for (const [name, value] of Object.entries(saved)) {
-        if (value === undefined) Deno.env.delete(name);
-        else Deno.env.set(name, value);
-      }
-    };
     try {
       await Deno.writeTextFile(
         `${dir}/.env`,
         "DATABASE_URL=postgresql://file@127.0.0.1:1/file\nSUPABASE_DB_URL=postgresql://file@127.0.0.1:2/file\n",
       );
       for (const exported of ["SUPABASE_DB_URL", "DATABASE_URL"]) {
-        Deno.env.delete("DATABASE_URL");
-        Deno.env.delete("SUPABASE_DB_URL");
-        Deno.env.set(exported, "postgresql://shell@127.0.0.1:3/shell");
-        assert.deepEqual(await loadDotenv(`${dir}/.env`), [], exported);
-        assert.equal(databaseUrlFromEnv(), "postgresql://shell@127.0.0.1:3/shell", exported);
+        const run = await dotenvDatabaseUrls(`${dir}/.env`, {
+          [exported]: "postgresql://shell@127.0.0.1:3/shell",
+        });
+        assert.deepEqual(run, { loaded: [], url: "postgresql://shell@127.0.0.1:3/shell" }, exported);
       }
       // Exported as neither, the file's database URLs load (DATABASE_URL first, as always).
-      Deno.env.delete("DATABASE_URL");
-      Deno.env.delete("SUPABASE_DB_URL");
-      assert.deepEqual(await loadDotenv(`${dir}/.env`), ["DATABASE_URL", "SUPABASE_DB_URL"]);
-      assert.equal(databaseUrlFromEnv(), "postgresql://file@127.0.0.1:1/file");
+      assert.deepEqual(await dotenvDatabaseUrls(`${dir}/.env`, {}), {
+        loaded: ["DATABASE_URL", "SUPABASE_DB_URL"],
+        url: "postgresql://file@127.0.0.1:1/file",
+      });
     } finally {
-      restore();
       await Deno.remove(dir, { recursive: true });
     }
   },
