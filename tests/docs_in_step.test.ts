@@ -90,6 +90,9 @@ const INTERNAL_SQL = new Set([
   "notify_webhook_event_due",
   "wake_forwarders_on_resume",
   "webhook_event_names_valid",
+  // A death's time and an acknowledgement's wait for deaths being recorded (README, "Acknowledge dead events").
+  "webhook_death_recorded_now",
+  "relay_settings_deaths_settled",
   // Helpers of the forwarder's claim and of schedule_forwarder() (documented; these say why it refuses).
   "relay_settings_claims_settled",
   "forwarder_secrets_problem",

@@ -2,7 +2,8 @@
 // events, replay, retry now, schedule_forwarder) never queue behind long work: while
 // prune_webhook_events() is held up deleting, or a forwarder's batch waits for a slow Agent SDK, each of them
 // runs to its end. Waiting is read from the server's lock table (pg_blocking_pids), not timed. Sessions contend only on a real server (DATABASE_URL);
-// PGlite, one session, runs the checks that need no second one.
+// PGlite, one session, runs the checks that need no second one. Also what two of them do at the same moment:
+// an acknowledgement and a death.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
@@ -277,6 +278,81 @@ dbTest(
     }
   },
 );
+
+/** What a forwarder's write-back reports for one claimed event: `http_status` for its one attempt. */
+function report(claimed: { id: string; attempt: number; version: number }, http_status: number): string {
+  return JSON.stringify([{
+    id: Number(claimed.id),
+    attempt: claimed.attempt,
+    version: claimed.version,
+    started_at: new Date().toISOString(),
+    duration_ms: 3,
+    http_status,
+    error: null,
+    response_excerpt: null,
+    retry_after_seconds: null,
+  }]);
+}
+
+Deno.test({
+  name: `settings lock [${db.kind}]: a death that commits after an acknowledgement is not acknowledged by it`,
+  ignore: !onServer,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const writer = await session("test-write-back");
+    const inFlight: Promise<unknown>[] = [];
+    const holders: { release: () => Promise<void> }[] = [];
+    const claimOne = async (conversationId: number) => {
+      const id = await storeSample(sql, "message_created", { conversationId });
+      const claimed = await sql<{ id: string; attempt: number; version: number }[]>`
+        select id, attempt, version from public.claim_webhook_events('w-ack', 10)`;
+      const mine = claimed.find((c) => Number(c.id) === id);
+      assert.ok(mine, "the event claimed");
+      return mine;
+    };
+    const deadUnacknowledged = async () => {
+      const [{ n }] = await sql<{ n: string }[]>`
+        select dead_unacknowledged as n from public.webhook_delivery_health`;
+      return Number(n);
+    };
+    try {
+      // The write-back began before the acknowledgement, and waited for the event's row (an ingest of a
+      // duplicate holds it) while the acknowledgement committed: the death it then records comes after it.
+      const first = await claimOne(4343);
+      const ingest = await holdLock(`select 1 from public.webhook_events where id = ${first.id} for update`);
+      holders.push(ingest);
+      const writeBack = writer.sql<{ outcome: string }[]>`
+        select outcome from public.complete_webhook_deliveries('w-ack', ${report(first, 410)}::text::jsonb)`
+        .execute();
+      inFlight.push(writeBack.catch(() => {}));
+      await waitUntilBlocked(writer.pid, ingest.pid, "the write-back");
+      await sql`update public.relay_settings set dead_acknowledged_at = now() where id`;
+      await ingest.release();
+      assert.equal((await writeBack)[0].outcome, "dead");
+      assert.equal(await deadUnacknowledged(), 1, "the death committed after the acknowledgement");
+
+      // An acknowledgement left open holds no write-back up, and what dies meanwhile is not acknowledged.
+      const second = await claimOne(4344);
+      const acknowledgement = await holdLock("update public.relay_settings set dead_acknowledged_at = now()");
+      holders.push(acknowledgement);
+      await runsWithoutWaitingFor(
+        writer,
+        `select outcome from public.complete_webhook_deliveries('w-ack', '${report(second, 410)}'::jsonb)`,
+        acknowledgement.pid,
+        inFlight,
+      );
+      await acknowledgement.release();
+      assert.equal(await deadUnacknowledged(), 1, "the death recorded while the acknowledgement was open");
+    } finally {
+      for (const holder of holders) await holder.release();
+      await Promise.all(inFlight);
+      await writer.sql.end({ timeout: 1 });
+      await sql`delete from public.webhook_events where conversation_id in (4343, 4344)`;
+      await cleanUp();
+    }
+  },
+});
 
 Deno.test({
   name: `settings lock [${db.kind}]: close database`,
