@@ -3,7 +3,7 @@
 // prune_webhook_events() is held up deleting, or a forwarder's batch waits for a slow Agent SDK, each of them
 // runs to its end. Waiting is read from the server's lock table (pg_blocking_pids), not timed. Sessions contend only on a real server (DATABASE_URL);
 // PGlite, one session, runs the checks that need no second one. Also what two of them do at the same moment:
-// an acknowledgement and a death.
+// an acknowledgement and a death, a recovery's store and a prune.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
@@ -349,6 +349,61 @@ Deno.test({
       await Promise.all(inFlight);
       await writer.sql.end({ timeout: 1 });
       await sql`delete from public.webhook_events where conversation_id in (4343, 4344)`;
+      await cleanUp();
+    }
+  },
+});
+
+Deno.test({
+  name: `settings lock [${db.kind}]: a recovery does not store again what a prune running meanwhile deletes`,
+  ignore: !onServer,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const recoverer = await session("test-recover");
+    const inFlight: Promise<unknown>[] = [];
+    let pruner: { release: () => Promise<void> } | undefined;
+    // Two messages of 40 days ago, delivered as the webhook stored them; the same bodies, as recovered.
+    const messages = [990001, 990002];
+    const body = (id: number) =>
+      JSON.stringify({
+        id,
+        event: "message_created",
+        created_at: new Date(Date.now() - 40 * 86_400_000).toISOString(),
+      });
+    const recover = (id: number) =>
+      recoverer.sql`
+        select public.recover_webhook_event(${`message:${id}:message_created`}::text, 'message_created',
+          ${id}::bigint, 1::bigint, 1::bigint, 1::bigint, ${body(id)}::text, ${"0".repeat(64)}::text) as id`
+        .execute();
+    try {
+      for (const id of messages) {
+        await sql`insert into public.webhook_events (event_key, event, message_id, payload, raw_body,
+                    body_sha256, verified_by, status, received_at, last_received_at)
+                  values (${`message:${id}:message_created`}, 'message_created', ${id}, ${body(id)}::jsonb,
+                          ${body(id)}, ${"1".repeat(64)}, 'signature', 'delivered',
+                          now() - interval '40 days', now() - interval '40 days')`;
+      }
+      // The daily prune, held before its commit: the recovery's store of the first message meets it.
+      const held = await holdLock("call public.prune_webhook_events()");
+      pruner = held;
+      const first = recover(messages[0]);
+      inFlight.push(first.catch(() => {}));
+      await waitUntilBlocked(recoverer.pid, held.pid, "the recovery's store");
+      await held.release();
+      const refused = (error: { code?: string; message?: string }) =>
+        error.code === "55000" && /delivered twice/.test(error.message ?? "");
+      await assert.rejects(first, refused, "stored a message whose event the prune deleted");
+      // A store after the prune committed (a long scan's later conversation), the horizon read before it.
+      await assert.rejects(recover(messages[1]), refused, "stored a message older than the horizon");
+      const [{ n }] = await sql<{ n: number }[]>`
+        select count(*)::int as n from public.webhook_events where message_id = any(${messages}::bigint[])`;
+      assert.equal(n, 0);
+    } finally {
+      await pruner?.release();
+      await Promise.all(inFlight);
+      await recoverer.sql.end({ timeout: 1 });
+      await sql`delete from public.webhook_events where message_id = any(${messages}::bigint[])`;
       await cleanUp();
     }
   },
