@@ -3,7 +3,7 @@
 // prune_webhook_events() is held up deleting, or a forwarder's batch waits for a slow Agent SDK, each of them
 // runs to its end. Waiting is read from the server's lock table (pg_blocking_pids), not timed. Sessions contend only on a real server (DATABASE_URL);
 // PGlite, one session, runs the checks that need no second one. Also what two of them do at the same moment:
-// an acknowledgement and a death, a recovery's store and a prune.
+// an acknowledgement and a death, a recovery's store and a prune, a prune and an operator's open transaction.
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
@@ -404,6 +404,42 @@ Deno.test({
       await Promise.all(inFlight);
       await recoverer.sql.end({ timeout: 1 });
       await sql`delete from public.webhook_events where message_id = any(${messages}::bigint[])`;
+      await cleanUp();
+    }
+  },
+});
+
+Deno.test({
+  name: `settings lock [${db.kind}]: a prune waiting for the settings row holds no event a webhook stores`,
+  ignore: !onServer,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await seedOldHistory();
+    // An operator's transaction left open with the settings row updated.
+    const operator = await holdLock("update public.relay_settings set forwarding_paused = forwarding_paused");
+    const pruner = await session("test-pruner");
+    const ingest = await session("test-ingest");
+    const inFlight: Promise<unknown>[] = [];
+    try {
+      const prune = pruner.sql.unsafe("call public.prune_webhook_events()");
+      inFlight.push(prune.catch(() => {}));
+      await waitUntilBlocked(pruner.pid, operator.pid, "the prune");
+      // What an ingest of the oldest event's key again does to its row (ON CONFLICT DO UPDATE).
+      await runsWithoutWaitingFor(
+        ingest,
+        "update public.webhook_events set receive_count = receive_count + 1 where event_key = 'old-1'",
+        pruner.pid,
+        inFlight,
+      );
+      await operator.release();
+      const [{ deleted }] = await prune;
+      assert.equal(Number(deleted), OLD_EVENTS);
+    } finally {
+      await operator.release();
+      await Promise.all(inFlight);
+      await pruner.sql.end({ timeout: 1 });
+      await ingest.sql.end({ timeout: 1 });
       await cleanUp();
     }
   },
