@@ -5,6 +5,7 @@ import postgres from "postgres";
 import { dbIndependentTest, dbTest, HOLDS_DB, startTestDb, type TestDb } from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
+import type { CheckResult } from "../supabase/functions/_shared/readiness_model.ts";
 import {
   createDeliveryHealthView,
   ensureDeliveryHealthView,
@@ -666,6 +667,74 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "readiness checks: on a pool of one held by a query waiting on a lock, the database checks say they got " +
+    "no connection and are not cached: the next call runs them again, Chatwoot's staying cached",
+  ignore: !Deno.env.get("DATABASE_URL"), // another session holds the lock; PGlite has one session
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const pool = connect(db.url, { max: 1 }); // DATABASE_POOL_SIZE=1
+    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
+    let clock = Date.parse("2026-03-01T12:00:00Z");
+    const d = deps(fullEnv(chatwoot.url), { sql: pool, now: () => new Date(clock) }, 300);
+    d.config.cacheMs = 60_000;
+    const run = cachedChecks(d);
+    const check = (checks: CheckResult[], name: string) => checks.find((c) => c.name === name)!;
+    let held = null as Promise<unknown> | null;
+    try {
+      chatwoot.requests.length = 0;
+      const first = await locker.begin(async (tx) => {
+        // A migration's lock on a readiness table; the pool's one connection waits on it, as the GET's shared
+        // read (or a PATCH) does, so the checks' transactions queue behind it until the lock is let go.
+        await tx`lock table public.readiness_tasks in access exclusive mode`;
+        held = pool`select count(*) from public.readiness_tasks`.execute();
+        await untilLockWaits(1, "the pool's connection waiting on the lock");
+        return await run()(CREDENTIALS);
+      });
+      for (const name of ["database", "webhook_pipeline"]) {
+        const { status, detail } = check(first, name);
+        assert.equal(status, "fail", name);
+        assert.match(detail, /^no database connection within 300 ms \(every pooled connection busy/, name);
+      }
+      assert.equal(check(first, "chatwoot_health").status, "pass");
+      assert.equal(chatwoot.requests.length, 2);
+      await held;
+      // The same cache period: the database checks run again (and pass), Chatwoot is not asked again.
+      clock += 1000;
+      const second = await run()(CREDENTIALS);
+      for (const name of ["database", "webhook_pipeline"]) {
+        assert.equal(check(second, name).checked_at, new Date(clock).toISOString(), name);
+        assert.doesNotMatch(check(second, name).detail, /no database connection|no answer/, name);
+      }
+      assert.equal(check(second, "database").status, "pass", check(second, "database").detail);
+      assert.equal(check(second, "chatwoot_health"), check(first, "chatwoot_health"));
+      assert.equal(chatwoot.requests.length, 2);
+      // A result that may stand is cached as usual.
+      clock += 1000;
+      assert.equal(await run()(CREDENTIALS), second);
+    } finally {
+      await held?.catch(() => {});
+      await locker.end({ timeout: 1 });
+      await pool.end({ timeout: 1 });
+    }
+  },
+});
+
+/** Polls until at least `n` sessions of this database wait on a lock; fails after 20 s, so a failing run ends. */
+async function untilLockWaits(n: number, what: string): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  for (;;) {
+    const [{ waiting }] = await db.sql<{ waiting: number }[]>`
+      select count(*)::int as waiting from pg_stat_activity
+       where datname = current_database() and wait_event_type = 'Lock'`;
+    if (waiting >= n) return;
+    assert.ok(performance.now() < deadline, `${what}: not within 20 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 dbTest(
   "readiness check webhook_pipeline: a forwarding target or token no request can use fails it, naming the setting",

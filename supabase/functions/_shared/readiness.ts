@@ -191,9 +191,9 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
    * stalling, was twice the bound and the margin.
    */
   async function report(db: Sql): Promise<ReadinessReport> {
-    // The checks' reads first in the pool's queue: they are quick and wait on no readiness table. Behind a
-    // read waiting on a lock (a small pool) they would time out, cached for READINESS_CACHE_SECONDS as a
-    // database not answering; the read loses the few milliseconds they take from its bound.
+    // The checks' reads first in the pool's queue: they are quick and wait on no readiness table; the read
+    // loses the few milliseconds they take from its bound. Queued behind a read (or PATCH) already waiting on
+    // a lock (a pool of one), a check that gets no connection in time says so and is not cached.
     const withCredentials = checks!();
     const doc = await sharedRead(db);
     const { markdown, docHash } = renderMarkdown(doc);

@@ -162,6 +162,19 @@ type Outcome = { status: CheckStatus; detail: string; proves?: string[]; data?: 
 
 class CheckTimeout extends Error {}
 
+/** A database check's wait for a pooled connection: true while its transaction is not yet begun. */
+interface ConnectionWait {
+  waiting: boolean;
+}
+
+/**
+ * Results that must not stand for their cache period: a database check that got no connection within its
+ * bound said nothing of the database, only that the pool was busy (with DATABASE_POOL_SIZE=1, the GET's
+ * read waiting on a lock) or could not connect. Kept, it was shown as the database not answering for
+ * READINESS_CACHE_SECONDS; cachedChecks runs such a check again at the next call instead.
+ */
+const NOT_CACHED = new WeakSet<CheckResult>();
+
 /**
  * An error's message with its causes': fetch says only "fetch failed", and why (connection refused, a DNS
  * name not found, a TLS error) is in its cause, which an operator needs to see.
@@ -181,34 +194,43 @@ function atMost(characters: number, text: string): string {
   return text.length > characters ? `${text.slice(0, characters - 1)}…` : text;
 }
 
-/** Runs one check within `timeoutMs`; a thrown error or the timeout becomes a fail with the reason. */
+/**
+ * Runs one check within `timeoutMs`; a thrown error or the timeout becomes a fail with the reason. A database
+ * check passes `connection` to boundedOnServer: timed out still waiting for one, it says so, uncached.
+ */
 async function timed(
   name: string,
   title: string,
   deps: CheckDeps,
-  run: (signal: AbortSignal) => Promise<Outcome>,
+  run: (signal: AbortSignal, connection: ConnectionWait) => Promise<Outcome>,
 ): Promise<CheckResult> {
   const checkedAt = deps.now();
   const started = performance.now();
   const controller = new AbortController();
+  const connection: ConnectionWait = { waiting: false };
   const timeoutMs = deps.config.checkTimeoutMs;
   let outcome: Outcome;
+  let noConnection = false;
   try {
-    outcome = await withTimeout(run(controller.signal), timeoutMs, () => {
+    outcome = await withTimeout(run(controller.signal, connection), timeoutMs, () => {
       controller.abort();
       return new CheckTimeout();
     });
   } catch (error) {
+    noConnection = error instanceof CheckTimeout && connection.waiting;
     outcome = {
       status: "fail",
-      detail: error instanceof CheckTimeout
+      detail: noConnection
+        ? `no database connection within ${timeoutMs} ms (every pooled connection busy, see ` +
+          "DATABASE_POOL_SIZE, or the database not answering); not cached: the next request checks again"
+        : error instanceof CheckTimeout
         ? `no answer within ${timeoutMs} ms`
         // The page is public: an error's text (fetch's quotes a header value it refused) shows no secret.
         // Cut after the secrets are masked, so no part of one survives the cut.
         : `error: ${atMost(500, withoutSecrets(errorText(error), secretValues(deps.env)))}`,
     };
   }
-  return {
+  const result: CheckResult = {
     name,
     title,
     status: outcome.status,
@@ -218,6 +240,8 @@ async function timed(
     proves: outcome.proves ?? [],
     ...(outcome.data ? { data: outcome.data } : {}),
   };
+  if (noConnection) NOT_CACHED.add(result);
+  return result;
 }
 
 /**
@@ -230,9 +254,15 @@ async function timed(
 async function boundedOnServer<T>(
   deps: CheckDeps,
   sql: Sql,
+  signal: AbortSignal,
+  connection: ConnectionWait,
   queries: (tx: postgres.TransactionSql) => Promise<T>,
 ): Promise<T> {
+  connection.waiting = true;
   const bounded = async (tx: postgres.TransactionSql) => {
+    connection.waiting = false;
+    // Begun only after its check has answered (the pool was busy): rolled back, not run for nothing.
+    if (signal.aborted) throw new CheckTimeout();
     await tx`select set_config('statement_timeout', ${String(deps.config.checkTimeoutMs)}, true)`;
     return await queries(tx);
   };
@@ -248,20 +278,22 @@ async function boundedOnServer<T>(
 /** `result`, warning first when a setting was refused and its default is in use: `ready` stays false. */
 function withDefaultWarning(result: CheckResult, warning: string | null): CheckResult {
   if (!warning) return result;
-  return {
+  const warned: CheckResult = {
     ...result,
     status: result.status === "pass" ? "warn" : result.status,
     detail: `${warning}; ${result.detail}`,
   };
+  if (NOT_CACHED.has(result)) NOT_CACHED.add(warned);
+  return warned;
 }
 
 export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
   // Every function's pool: a refused DATABASE_POOL_SIZE runs on the default (runtime.ts), said here.
   const poolWarning = poolSizeFromEnv(deps.env).warning;
-  return timed("database", "Database reachable and migrations current", deps, async () => {
+  return timed("database", "Database reachable and migrations current", deps, async (signal, connection) => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
-    const { rows, readOnly } = await boundedOnServer(deps, sql, async (tx) => {
+    const { rows, readOnly } = await boundedOnServer(deps, sql, signal, connection, async (tx) => {
       // Reachable is not enough: a read-only database answers every read and refuses every webhook's store.
       const readOnly = await readOnlyProblem(tx);
       const [{ has_history }] = await tx<{ has_history: boolean }[]>`
@@ -498,13 +530,13 @@ export function forwardEventsWarnings(listed: (string | null)[]): string[] {
 }
 
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
-  return timed("webhook_pipeline", "Webhook pipeline", deps, async () => {
+  return timed("webhook_pipeline", "Webhook pipeline", deps, async (signal, connection) => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured" };
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const read = await boundedOnServer(deps, sql, async (tx) => {
+    const read = await boundedOnServer(deps, sql, signal, connection, async (tx) => {
       const [intake] = await tx<
         {
           last_received_at: Date | null;
@@ -682,15 +714,8 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
 // Running them
 // ---------------------------------------------------------------------------------------------------------
 
-/** The checks that read the database or call Chatwoot: none needs anything from the checklist. */
-function runIoChecks(deps: CheckDeps): Promise<CheckResult[]> {
-  return Promise.all([
-    checkDatabase(deps),
-    checkChatwootHealth(deps),
-    checkChatwootApi(deps),
-    checkWebhookPipeline(deps),
-  ]);
-}
+/** The checks that read the database or call Chatwoot, in order: none needs anything from the checklist. */
+const IO_CHECKS = [checkDatabase, checkChatwootHealth, checkChatwootApi, checkWebhookPipeline];
 
 /** The five checks in their order on the page: the credentials check (no I/O) third. */
 async function withCredentialsCheck(
@@ -709,33 +734,56 @@ async function withCredentialsCheck(
  * returns adds the credentials check for the checklist's names once they are read, kept while the names stay
  * the same. Not the first names of the cache period: a credential row added, renamed or removed since (a
  * migration, the SQL editor) was answered for by the old names, "all 4 present" beside a fifth row unset.
+ *
+ * A database check that got no connection within its bound (NOT_CACHED) is not kept: the next call runs
+ * it again, the others staying cached. On a pool of one, the checks of a new cache period queue behind what
+ * holds the connection (the shared read, a PATCH, waiting on a lock), and such a timeout was kept for the
+ * period as the database not answering.
  */
 export function cachedChecks(deps: CheckDeps): () => (credentialNames: string[]) => Promise<CheckResult[]> {
-  type All = { names: string; checks: Promise<CheckResult[]> };
-  type Entry = { at: number; io: Promise<CheckResult[]>; all: All | null };
+  type All = { names: string; io: Promise<CheckResult[]>; checks: Promise<CheckResult[]> };
+  /** One check's run; `again` once it ended with a result not to keep. */
+  type Run = { result: Promise<CheckResult>; again: boolean };
+  type Entry = { at: number; runs: Run[]; io: Promise<CheckResult[]>; all: All | null };
   let cached: Entry | null = null;
+  const start = (entry: Entry, index: number): Run => {
+    const run: Run = { result: IO_CHECKS[index](deps), again: false };
+    run.result.then((result) => {
+      if (NOT_CACHED.has(result)) run.again = true;
+    }, () => {
+      // A run that throws (it should not: each check catches) must not stay cached.
+      if (cached === entry) cached = null;
+    });
+    return run;
+  };
+  const join = (entry: Entry) => {
+    entry.io = Promise.all(entry.runs.map((run) => run.result));
+    // Its failure is its callers' (a GET whose read failed first never asks for it): never unhandled.
+    entry.io.catch(() => {});
+  };
   return () => {
     const now = deps.now().getTime();
     // A run stamped in the future (the clock stepped back since) is stale, not fresh until the clock catches up.
     const age = cached ? now - cached.at : -1;
     let entry = cached;
     if (!entry || age < 0 || age >= deps.config.cacheMs) {
-      const fresh: Entry = { at: now, io: runIoChecks(deps), all: null };
-      // A run that throws (it should not: each check catches) must not stay cached.
-      fresh.io.catch(() => {
-        if (cached === fresh) cached = null;
-      });
+      const fresh: Entry = { at: now, runs: [], io: Promise.resolve([]), all: null };
+      fresh.runs = IO_CHECKS.map((_, index) => start(fresh, index));
+      join(fresh);
       cached = entry = fresh;
+    } else if (entry.runs.some((run) => run.again)) {
+      const current = entry;
+      current.runs = current.runs.map((run, index) => run.again ? start(current, index) : run);
+      join(current);
     }
     const current = entry;
+    const io = current.io;
     return (credentialNames) => {
       // The check is the environment's answer for these names, no I/O: made again when they differ.
       const names = JSON.stringify(credentialNames);
-      if (current.all?.names !== names) {
-        current.all = {
-          names,
-          checks: withCredentialsCheck(current.io, checkCredentials(deps, credentialNames)),
-        };
+      if (current.all?.names !== names || current.all.io !== io) {
+        const checks = withCredentialsCheck(io, checkCredentials(deps, credentialNames));
+        current.all = { names, io, checks };
       }
       return current.all.checks;
     };
