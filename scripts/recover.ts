@@ -3,6 +3,7 @@
 // webhook_events lacks, by reading Chatwoot's REST API, and with --store stores them to be forwarded.
 // Chatwoot: CHATWOOT_BASE_URL, CHATWOOT_API_TOKEN, CHATWOOT_ACCOUNT_ID (or their _PROD names); the database:
 // DATABASE_URL (or SUPABASE_DB_URL). scripts/lib/chatwoot_recover.ts says how, and what a rebuilt event lacks.
+import { errorMessageWithCause } from "../supabase/functions/_shared/background.ts";
 import { chatwootTime } from "../supabase/functions/_shared/chatwoot_time.ts";
 import { withoutSecrets } from "../supabase/functions/_shared/env.ts";
 import { chatwootTargetFromEnv } from "../supabase/functions/_shared/readiness_checks.ts";
@@ -10,6 +11,7 @@ import {
   type ChatwootApi,
   ChatwootApiError,
   RebuiltPayloadInvalid,
+  RecoveryDatabaseError,
   RecoveryInterrupted,
   RecoveryWindowError,
   scanForMissing,
@@ -35,12 +37,13 @@ times: ISO 8601, in UTC unless they name an offset, e.g. 2026-11-21T10:00 or 202
 --until defaults to 5 minutes ago
 (a webhook for a newer message may still be on its way: late stores go on for 120 s)
 --store stores each conversation's missing messages as soon as it is read in full (all of them or none)
-exit status: 0 done; 1 failed (Chatwoot's API, the database, or a payload rebuilt from the API that is no
-valid event; failing part-way through the messages, what the conversations read before lack is still listed,
-or stored, and the rest named); 2 a command line, setting or window it cannot use; 3 done with what it
-found (listed, or stored), but the conversation list kept changing and a conversation may have been missed:
-run it again for the same window; 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) stopped: the conversation in flight
-is abandoned, what was read before is listed, or stored, and the rest named (a second signal quits at once)`;
+exit status: 0 done; 1 failed (Chatwoot's API, the database, a payload rebuilt from the API that is no valid
+event, or an unexpected error; failing part-way through the messages, what the conversations read before lack
+is still listed, or stored, and the rest named); 2 a command line, setting or window it cannot use; 3 done
+with what it found (listed, or stored), but the conversation list kept changing and a conversation may have
+been missed: run it again for the same window; 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) stopped: the conversation
+in flight is abandoned, what was read before is listed, or stored, and the rest named (a second signal quits
+at once)`;
 const UNTIL_DEFAULT_AGO_MS = 5 * 60 * 1000;
 /** Distinct from a failure (1) and a usage error (2): a cron can tell "run again" from "look into it". */
 const EXIT_LIST_UNSETTLED = 3;
@@ -211,9 +214,20 @@ try {
       `recover stopped (${stopSignal}) before any conversation's messages were read: nothing ${done}`,
     );
     Deno.exitCode = exitForSignal();
+  } else if (error instanceof ChatwootApiError) {
+    reportFailure("recover", api.baseUrl, error, [api.apiToken]);
+  } else if (error instanceof RecoveryDatabaseError) {
+    reportFailure("recover", url, error.cause, [api.apiToken]);
   } else {
-    // The target that failed: Chatwoot's API, or else the database.
-    reportFailure("recover", error instanceof ChatwootApiError ? api.baseUrl : url, error, [api.apiToken]);
+    // Neither Chatwoot's API nor the database failed (an API answer this code does not expect, or a bug): said
+    // as that, naming neither, every secret of the run masked.
+    const kind = error instanceof Error ? error.name : typeof error;
+    reportFailure(
+      "recover",
+      null,
+      new Error(`unexpected error (${kind}): ${errorMessageWithCause(error)}`),
+      [api.apiToken, ...urlSecrets(url), ...urlSecrets(api.baseUrl)],
+    );
   }
 } finally {
   await sql.end({ timeout: 5 });

@@ -17,7 +17,7 @@ import { runScript } from "./_dev.ts";
 import { eventToStore, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { eventually, serveOnLoopback, settledWithin } from "./_http.ts";
-import { closedPortUrl } from "./_closed_port.ts";
+import { CLOSED_PORT, closedPortUrl } from "./_closed_port.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -1210,6 +1210,53 @@ dbTest(
       );
       assert.doesNotMatch(run.stderr, /database|postgres/, "the database did not fail, and is not named");
       assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: an unexpected error before any messages are read is named as that, not as the ` +
+    `database's (which stays named when it fails), exit 1`,
+  async () => {
+    // Chatwoot answers the conversation list with an entry that is no conversation (null): neither its API
+    // nor the database fails, and the list cannot be read on.
+    const api = serveOnLoopback((req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/api/v1/profile") {
+        return Response.json({ id: 5, accounts: [{ id: Number(ACCOUNT), role: "administrator" }] });
+      }
+      if (path === `/api/v1/accounts/${ACCOUNT}/conversations`) {
+        return Response.json({ data: { meta: { all_count: 1 }, payload: [null] } });
+      }
+      return new Response(null, { status: 404 });
+    });
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString()];
+    try {
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      const said = `${run.stdout}\n${run.stderr}`;
+      assert.equal(run.code, 1, said);
+      assert.match(
+        run.stderr,
+        /^recover failed: unexpected error \(TypeError\): Cannot read properties of null \(reading '[a-z_]+'\)$/m,
+      );
+      assert.doesNotMatch(run.stderr, /database|postgres|127\.0\.0\.1/, "nothing that did not fail is named");
+      assert.ok(!said.includes(TOKEN));
+
+      // The database failing before the messages is still named as the database's, without its password.
+      const closed = `postgresql://postgres:db-secret-4711@127.0.0.1:${CLOSED_PORT}/postgres`;
+      const refused = await runScript("scripts/recover.ts", args, closed, env);
+      assert.equal(refused.code, 1, `${refused.stdout}\n${refused.stderr}`);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `^recover failed \\(postgresql://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${CLOSED_PORT}/postgres\\): `,
+          "m",
+        ),
+      );
+      assert.ok(!`${refused.stdout}${refused.stderr}`.includes("db-secret-4711"));
     } finally {
       await api.stop();
     }

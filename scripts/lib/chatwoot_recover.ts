@@ -66,6 +66,16 @@ export class RebuiltPayloadInvalid extends Error {
   }
 }
 
+/**
+ * The database failed before any messages were read (recover_horizon()); `cause` is its error. Told apart
+ * where it happens: an error of neither the database nor Chatwoot's API is not reported as the database's.
+ */
+export class RecoveryDatabaseError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(errorMessageWithCause(cause), { cause });
+  }
+}
+
 /** ChatwootApi.signal (ScanOptions.signal) was aborted: the reading in progress was abandoned. */
 export class RecoveryInterrupted extends Error {
   constructor() {
@@ -421,7 +431,8 @@ export interface ScanOptions {
  * `store`, stored a conversation at a time). Chatwoot's API failing part-way through the messages (after its
  * retries), the database failing, or `signal` ends the scan with what was handled before (`stopped`): a long
  * scan is not lost, and a re-run against an API that is already struggling finds that stored. A failure
- * before the messages (the list, the token) is thrown, as is RecoveryInterrupted.
+ * before the messages (the list, the token) is thrown, as is RecoveryInterrupted; the database's then is a
+ * RecoveryDatabaseError.
  */
 export async function scanForMissing(
   api: ChatwootApi,
@@ -431,7 +442,12 @@ export async function scanForMissing(
   { inboxIds, progress = () => {}, readAccountDetails = false, store, signal }: ScanOptions = {},
 ): Promise<RecoveryScan> {
   if (signal) api = { ...api, signal };
-  const [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
+  let horizon: Date | null;
+  try {
+    [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
+  } catch (error) {
+    throw new RecoveryDatabaseError(error);
+  }
   if (horizon && since < horizon) {
     throw new RecoveryWindowError(
       `--since ${since.toISOString()} is before ${horizon.toISOString()}: retention may have deleted events ` +
