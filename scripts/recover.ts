@@ -195,8 +195,12 @@ try {
       : stopped.reason === "database"
       ? " once the database answers"
       : "";
-    // A payload refused is refused again: running again would only stop at the same message.
-    const next = stopped.error instanceof RebuiltPayloadInvalid
+    // A payload refused is refused again: running again would only stop at the same message. A prune that
+    // ran meanwhile moved the horizon: the same window is refused from now on.
+    const next = stopped.reason === "retention"
+      ? `Retention deleted delivered events of this window while it ran, so a message it lacks may have been ` +
+        `delivered already: a run again must start later (the line above says from when)`
+      : stopped.error instanceof RebuiltPayloadInvalid
       ? `A run again stops at message ${stopped.error.messageId} too: Chatwoot's API answers for it ` +
         `what no webhook carries (report it)`
       : `Run the same command again${when}: what is stored is not stored twice`;

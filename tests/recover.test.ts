@@ -1049,6 +1049,39 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a prune that moves the horizon during a scan stops it as retention, not as the ` +
+    `database failing; what was stored before stays`,
+  async () => {
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    const [{ pruned_before: before }] = await sql`select pruned_before from relay_settings`;
+    // The daily prune commits as the second conversation's messages are read: the window is now behind the
+    // horizon (pruned_before + 1 hour), and recover_webhook_event refuses its messages (55000).
+    const api = startChatwootApi(conversations, {
+      beforeAnswer: async (request) => {
+        if (request.includes(`/${second.id}/messages`)) {
+          await sql`update relay_settings set pruned_before = now()`;
+        }
+      },
+    });
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { store: {} });
+      assert.equal(scan.stopped?.reason, "retention", String(scan.stopped?.error));
+      assert.match(
+        scan.stopped.error.message,
+        /^recover_webhook_event: message \d+ was created at .*recover from/,
+      );
+      assert.equal(scan.stopped.conversationsRead, 1);
+      assert.deepEqual(scan.stopped.notReached, [second.id, third.id]);
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+    } finally {
+      await sql`update relay_settings set pruned_before = ${before}`;
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a scan stopped while it waits to retry Chatwoot stops at once, the conversations ` +
     `stored before kept`,
   async () => {

@@ -50,6 +50,12 @@ export class ChatwootApiError extends Error {
   }
 }
 
+/** recover_webhook_event's refusal of a message created before the horizon a prune has just moved (55000). */
+function isHorizonRefusal(error: unknown): error is Error {
+  return error instanceof Error && (error as { code?: unknown }).code === "55000" &&
+    error.message.startsWith("recover_webhook_event:");
+}
+
 /** A window reaching back past what retention may have deleted (recover_horizon()). */
 export class RecoveryWindowError extends Error {}
 
@@ -394,10 +400,10 @@ export interface RecoveryScan {
  * keeps none of its messages (some of its pages were read, maybe not all).
  */
 export interface ScanStop {
-  reason: "chatwoot" | "database" | "payload" | "interrupted";
+  reason: "chatwoot" | "database" | "payload" | "retention" | "interrupted";
   /**
-   * The failure (a ChatwootApiError for "chatwoot", RebuiltPayloadInvalid for "payload"), or
-   * RecoveryInterrupted.
+   * The failure (a ChatwootApiError for "chatwoot", RebuiltPayloadInvalid for "payload", the database's
+   * refusal naming the new horizon for "retention"), or RecoveryInterrupted.
    */
   error: Error;
   /** How many conversations were handled in full (read, and stored with `store`; or found gone) before it. */
@@ -536,9 +542,13 @@ export async function scanForMissing(
       }
     } catch (error) {
       // Whatever failed, what was stored before stays. A rebuilt payload refused before its store is no
-      // failure of the database (and a run again meets it again); the rest here is the database's.
+      // failure of the database (and a run again meets it again), nor is a store refused because a prune
+      // moved the horizon past the message during the scan (recover_webhook_event, 55000: a run again is
+      // refused for this window); the rest here is the database's.
       stopped = error instanceof RebuiltPayloadInvalid
         ? stop("payload", error, index)
+        : isHorizonRefusal(error)
+        ? stop("retention", error, index)
         : stop("database", error instanceof Error ? error : new Error(String(error)), index);
       break;
     }
