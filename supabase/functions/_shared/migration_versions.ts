@@ -57,4 +57,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121008900", // deaths_committed_after_an_acknowledgement_count
   "20261121008910", // recovery_checks_the_horizon_as_it_stores
   "20261121008920", // prune_waits_for_settings_before_deleting
+  "20261121009000", // pending_events_indexed_by_receipt
 ];
