@@ -1189,9 +1189,13 @@ dbTest(
       try {
         patched = patch(a, "task-9", { evidence: "stored once the lock was let go" });
         await untilLockWaits(1, "the PATCH's write waiting on the lock");
-        // Its checks and its read queue behind the write, the lock still held.
+        // Its checks and its read queue behind the write, the lock still held. The database answered (the
+        // write holds the pool's one connection): the read got no connection, which is the pool busy, not
+        // the database out of reach.
         const { status, body } = await getJson(a);
-        assert.deepEqual([status, body.error], [503, "database_unavailable"]);
+        assert.deepEqual([status, body.error, body.reason], [503, "database_unavailable", "busy"]);
+        assert.match(body.detail, /^no pooled connection within 2500 ms: each one held by other work/);
+        assert.match(body.detail, /DATABASE_POOL_SIZE/);
       } finally {
         await lock.release();
       }

@@ -221,6 +221,28 @@ export function dbErrorCode(error: unknown): string | null {
   return typeof code === "string" && code !== "" ? code : null;
 }
 
+/** Per pool: its transactions run through `holdingConnection` that have their connection, begun, not ended. */
+const connectionsInUse = new WeakMap<object, number>();
+
+/**
+ * `work`, counted as holding one of `pool`'s connections while it runs (call it inside the transaction), so
+ * that a transaction that got no connection in time can tell a pool busy with other work (the database
+ * answered it) from a database that could not be reached (connectionsHeld).
+ */
+export async function holdingConnection<T>(pool: Sql, work: () => Promise<T>): Promise<T> {
+  connectionsInUse.set(pool, (connectionsInUse.get(pool) ?? 0) + 1);
+  try {
+    return await work();
+  } finally {
+    connectionsInUse.set(pool, (connectionsInUse.get(pool) ?? 1) - 1);
+  }
+}
+
+/** How many of `pool`'s connections transactions run through holdingConnection hold now. */
+export function connectionsHeld(pool: Sql): number {
+  return connectionsInUse.get(pool) ?? 0;
+}
+
 /** Why the database failed, as one fixed word an answer may carry (never the message: it may quote data). */
 export type DbFailureReason = "read_only" | "full" | "unreachable" | "busy" | "error";
 

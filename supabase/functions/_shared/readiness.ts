@@ -16,7 +16,14 @@ import {
 } from "./http.ts";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { dbErrorCode, dbFailureReason, type Sql, withDenseResults } from "./db.ts";
+import {
+  connectionsHeld,
+  dbErrorCode,
+  dbFailureReason,
+  holdingConnection,
+  type Sql,
+  withDenseResults,
+} from "./db.ts";
 import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
 import { cachedChecks, type ReadinessConfig, readinessConfigFromEnv } from "./readiness_checks.ts";
@@ -56,7 +63,19 @@ export const PATCH_WRITE_TIMEOUT_MS = 10_000;
 const SERVER_ANSWER_MARGIN_MS = 2000;
 
 /** The database did not answer within the bound: the transaction, if it ever starts, rolls back. */
-class DatabaseAbandoned extends Error {}
+class DatabaseAbandoned extends Error {
+  /** It got no pooled connection: every one was held by other work the database had begun (the pool busy). */
+  constructor(message: string, readonly poolBusy = false) {
+    super(message);
+  }
+}
+
+/** A 503's `reason` (and `detail`) for a transaction that failed or was abandoned (boundedTransaction). */
+function failureReason(error: unknown): { reason: string; detail?: string } {
+  if (!(error instanceof DatabaseAbandoned)) return { reason: dbFailureReason(error) };
+  // The database answered the work that held the connections: busy, as a lock the read waited on would be.
+  return error.poolBusy ? { reason: "busy", detail: error.message } : { reason: "unreachable" };
+}
 
 /**
  * `work` in one transaction that the server ends `ms` after the call (statement_timeout and lock_timeout: a
@@ -65,6 +84,10 @@ class DatabaseAbandoned extends Error {}
  * Either way nothing of it is left behind: a transaction still queued in the pool then (postgres.js sends it
  * once it can connect) rolls back instead of running minutes after its request was answered, and one on the
  * server holds its connection no longer than the bound. `options`: postgres.js' begin options.
+ *
+ * Abandoned still waiting for a connection while this pool's every connection is held by another such
+ * transaction (or a check's; the database began them), the pool was busy, not the database out of reach:
+ * with DATABASE_POOL_SIZE=1, a GET's read queued behind a PATCH waiting on a lock. Said as that (poolBusy).
  */
 async function boundedTransaction<T>(
   db: Sql,
@@ -74,20 +97,31 @@ async function boundedTransaction<T>(
 ): Promise<T> {
   const deadline = performance.now() + ms;
   let abandoned = false;
+  let begun = false;
   const transaction = db.begin(options, async (transaction): Promise<T> => {
+    begun = true;
     const left = Math.floor(deadline - performance.now());
     if (abandoned || left < 1) {
       throw new DatabaseAbandoned("the request was answered before the transaction began");
     }
     // Dense: a connection whose last statement failed after rows could leave empty slots (db.ts).
     const tx = withDenseResults(transaction as unknown as Sql);
-    await tx`select set_config('statement_timeout', ${String(left)}, true),
-                    set_config('lock_timeout', ${String(left)}, true)`;
-    return await work(tx);
+    return await holdingConnection(db, async () => {
+      await tx`select set_config('statement_timeout', ${String(left)}, true),
+                      set_config('lock_timeout', ${String(left)}, true)`;
+      return await work(tx);
+    });
   }) as unknown as Promise<T>;
   const bound = ms + SERVER_ANSWER_MARGIN_MS;
   return await withTimeout(transaction, bound, () => {
     abandoned = true;
+    if (!begun && connectionsHeld(db) >= (db.options?.max ?? Infinity)) {
+      return new DatabaseAbandoned(
+        `no pooled connection within ${bound} ms: each one held by other work of this function (a PATCH or ` +
+          "the checklist's read waiting on a lock, say); see DATABASE_POOL_SIZE",
+        true,
+      );
+    }
     return new DatabaseAbandoned(`no answer from the database within ${bound} ms`);
   });
 }
@@ -252,9 +286,13 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         error: error instanceof Error ? error.message : String(error),
         code: dbErrorCode(error),
       });
-      return fail(c, 503, "database_unavailable", "The readiness data could not be read", {
-        reason: error instanceof DatabaseAbandoned ? "unreachable" : dbFailureReason(error),
-      });
+      return fail(
+        c,
+        503,
+        "database_unavailable",
+        "The readiness data could not be read",
+        failureReason(error),
+      );
     }
     return render(r);
   }
@@ -364,9 +402,13 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
         error: error instanceof Error ? error.message : String(error),
         code: dbErrorCode(error),
       });
-      return fail(c, 503, "database_unavailable", "The item could not be updated; nothing changed", {
-        reason: error instanceof DatabaseAbandoned ? "unreachable" : dbFailureReason(error),
-      });
+      return fail(
+        c,
+        503,
+        "database_unavailable",
+        "The item could not be updated; nothing changed",
+        failureReason(error),
+      );
     }
     if (rows.length === 0) return fail(c, 404, "unknown_item", `No readiness item "${key}"`);
     const { stale, ...item } = rows[0];

@@ -3,7 +3,7 @@
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
 import type postgres from "postgres";
 import type { Row } from "postgres";
-import { readOnlyProblem, type Sql } from "./db.ts";
+import { holdingConnection, readOnlyProblem, type Sql } from "./db.ts";
 import { lostEventsSince } from "./lost_events.ts";
 import {
   CREDENTIAL_PARAMETER,
@@ -263,8 +263,11 @@ async function boundedOnServer<T>(
     connection.waiting = false;
     // Begun only after its check has answered (the pool was busy): rolled back, not run for nothing.
     if (signal.aborted) throw new CheckTimeout();
-    await tx`select set_config('statement_timeout', ${String(deps.config.checkTimeoutMs)}, true)`;
-    return await queries(tx);
+    // Counted as holding a connection: a GET's read that gets none in time says the pool was busy (db.ts).
+    return await holdingConnection(sql, async () => {
+      await tx`select set_config('statement_timeout', ${String(deps.config.checkTimeoutMs)}, true)`;
+      return await queries(tx);
+    });
   };
   // Given a transaction rather than a pool (a test reading its own statistics): a savepoint in it.
   const inTransaction = (sql as Partial<postgres.TransactionSql>).savepoint;
