@@ -142,6 +142,8 @@ try {
     ? "the database failed"
     : stopped.reason === "payload"
     ? "a payload rebuilt from Chatwoot's API failed validation"
+    : stopped.reason === "unexpected"
+    ? "an unexpected error"
     : `it was stopped (${stopSignal})`;
   const readPart = stopped === null
     ? ""
@@ -181,6 +183,8 @@ try {
     if (stopped.reason === "interrupted") {
       console.error(`recover stopped (${stopSignal})`);
       Deno.exitCode = exitForSignal();
+    } else if (stopped.reason === "unexpected") {
+      reportUnexpected(stopped.error);
     } else {
       // Exit 1, as any failure; the target named is the one that failed (a payload refused names none).
       const target = stopped.reason === "chatwoot" ? api.baseUrl : stopped.reason === "database" ? url : null;
@@ -203,6 +207,9 @@ try {
       : stopped.error instanceof RebuiltPayloadInvalid
       ? `A run again stops at message ${stopped.error.messageId} too: Chatwoot's API answers for it ` +
         `what no webhook carries (report it)`
+      : stopped.reason === "unexpected"
+      ? `Run the same command again: what is stored is not stored twice; stopped here again, Chatwoot's ` +
+        `API answers what this task does not expect (report it)`
       : `Run the same command again${when}: what is stored is not stored twice`;
     console.error(
       `not reached: ${notReached.length} of ${scan.conversations} conversations (${ids}), none of their ` +
@@ -223,16 +230,23 @@ try {
   } else if (error instanceof RecoveryDatabaseError) {
     reportFailure("recover", url, error.cause, [api.apiToken]);
   } else {
-    // Neither Chatwoot's API nor the database failed (an API answer this code does not expect, or a bug): said
-    // as that, naming neither, every secret of the run masked.
-    const kind = error instanceof Error ? error.name : typeof error;
-    reportFailure(
-      "recover",
-      null,
-      new Error(`unexpected error (${kind}): ${errorMessageWithCause(error)}`),
-      [api.apiToken, ...urlSecrets(url), ...urlSecrets(api.baseUrl)],
-    );
+    reportUnexpected(error);
   }
 } finally {
   await sql.end({ timeout: 5 });
+}
+
+/**
+ * Neither Chatwoot's API nor the database failed (an API answer this code does not expect, or a bug), before
+ * the messages or while they were read (a scan stop): said as that, naming neither, every secret of the run
+ * masked; exit 1.
+ */
+function reportUnexpected(error: unknown): void {
+  const kind = error instanceof Error ? error.name : typeof error;
+  reportFailure(
+    "recover",
+    null,
+    new Error(`unexpected error (${kind}): ${errorMessageWithCause(error)}`),
+    [api.apiToken, ...urlSecrets(url), ...urlSecrets(api.baseUrl)],
+  );
 }

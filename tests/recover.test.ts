@@ -71,7 +71,8 @@ function startChatwootApi(
     rateLimitedFirst = 0,
     retryAfter = null as string | null,
     // Every request after the first `failAfter` fails (until the test sets failure.after back to Infinity):
-    // 503, a body cut off by a dropped connection, a body that stalls, or a 200 that is not JSON.
+    // 503, a body cut off by a dropped connection, a body that stalls, a 200 that is not JSON, or a 200 whose
+    // JSON is not what the task expects (a messages page holding null).
     failAfter = Infinity,
     failWith = "503" as FailureKind,
     // Awaited before each request is answered (its path and query): a test holds one until it has acted.
@@ -191,11 +192,12 @@ function startChatwootApi(
   return { ...api, config, requests, failure };
 }
 
-type FailureKind = "503" | "cut" | "stall" | "html";
+type FailureKind = "503" | "cut" | "stall" | "html" | "unexpected";
 
 /** An answer that fails as `kind` says; those that start a body start it as a messages page would. */
 function failedAnswer(kind: FailureKind, req: Request): Response {
   if (kind === "503") return new Response("upstream restarting", { status: 503 });
+  if (kind === "unexpected") return Response.json({ meta: { labels: [] }, payload: [null] });
   if (kind === "html") {
     return new Response("<html><body>Maintenance</body></html>", {
       headers: { "content-type": "text/html" },
@@ -880,6 +882,59 @@ dbTest(
         await storedRows(all),
         [...all].sort((a, b) => a - b).map((id) => [id, 1, `message ${id}`]),
       );
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: an unexpected error while the messages are read stops the scan there: what was ` +
+    `stored before is said, the rest named, no URL, exit 1`,
+  async () => {
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    // The second conversation's first messages page is a 200 holding null: neither Chatwoot's API failing
+    // nor the database, a TypeError in the page's reading.
+    const api = startChatwootApi(conversations, { failWith: "unexpected" });
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      api.failure.after = await requestsBefore(
+        api,
+        new RegExp(`/${second.id}/messages`),
+        () => scanForMissing(api.config, sql, SINCE, UNTIL, { readAccountDetails: true }),
+      );
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { readAccountDetails: true });
+      assert.equal(scan.stopped?.reason, "unexpected");
+      assert.ok(scan.stopped.error instanceof TypeError, String(scan.stopped.error));
+      assert.deepEqual([scan.stopped.conversationsRead, scan.stopped.notReached], [1, [second.id, third.id]]);
+      assert.deepEqual(scan.missingLines.map((l) => l.id), ids(first));
+      api.requests.splice(0, api.requests.length); // failure.after counts from here again
+
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      const said = `${run.stdout}\n${run.stderr}`;
+      assert.equal(run.code, 1, said);
+      assert.match(
+        run.stdout,
+        /message_created in the 1 of 3 conversations read before an unexpected error: 2; stored: 0; missing: 2\n/,
+      );
+      assert.match(run.stdout, /^stored 2 \(verified_by chatwoot_api/m);
+      assert.match(
+        run.stderr,
+        /^recover failed: unexpected error \(TypeError\): Cannot read properties of null \(reading 'id'\)$/m,
+      );
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^not reached: 2 of 3 conversations \\(${second.id}, ${third.id}\\), none of their messages ` +
+            `stored; what the 1 read in full lack is stored above\\. Run the same command again`,
+          "m",
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /database|postgres|127\.0\.0\.1/, "nothing that did not fail is named");
+      assert.ok(!said.includes(TOKEN));
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
     } finally {
       await api.stop();
     }

@@ -395,15 +395,18 @@ export interface RecoveryScan {
 /**
  * Where a scan stopped, and why: Chatwoot's API failing (after its retries), the database failing (checking
  * or storing a conversation's messages: that conversation's are all rolled back), a message's payload rebuilt
- * from the API refused before its store (the conversation's rolled back too), or ScanOptions.signal. What
- * the conversations handled in full before lack is kept (`missing`), or stored (`stored`); the one in flight
- * keeps none of its messages (some of its pages were read, maybe not all).
+ * from the API refused before its store (the conversation's rolled back too), an unexpected error while a
+ * conversation's messages were read (neither the API's nor the database's: an answer of the API this code
+ * does not expect, or a bug), or ScanOptions.signal. What the conversations handled in full before lack is
+ * kept (`missing`), or stored (`stored`); the one in flight keeps none of its messages (some of its pages
+ * were read, maybe not all).
  */
 export interface ScanStop {
-  reason: "chatwoot" | "database" | "payload" | "retention" | "interrupted";
+  reason: "chatwoot" | "database" | "payload" | "retention" | "unexpected" | "interrupted";
   /**
    * The failure (a ChatwootApiError for "chatwoot", RebuiltPayloadInvalid for "payload", the database's
-   * refusal naming the new horizon for "retention"), or RecoveryInterrupted.
+   * refusal naming the new horizon for "retention", whatever was thrown for "unexpected"), or
+   * RecoveryInterrupted.
    */
   error: Error;
   /** How many conversations were handled in full (read, and stored with `store`; or found gone) before it. */
@@ -435,10 +438,10 @@ export interface ScanOptions {
 /**
  * The window's messages that Chatwoot would have sent as message_created, and which of them we lack (with
  * `store`, stored a conversation at a time). Chatwoot's API failing part-way through the messages (after its
- * retries), the database failing, or `signal` ends the scan with what was handled before (`stopped`): a long
- * scan is not lost, and a re-run against an API that is already struggling finds that stored. A failure
- * before the messages (the list, the token) is thrown, as is RecoveryInterrupted; the database's then is a
- * RecoveryDatabaseError.
+ * retries), the database failing, an unexpected error reading them, or `signal` ends the scan with what was
+ * handled before (`stopped`): a long scan is not lost, and a re-run against an API that is already struggling
+ * finds that stored. A failure before the messages (the list, the token) is thrown, as is
+ * RecoveryInterrupted; the database's then is a RecoveryDatabaseError.
  */
 export async function scanForMissing(
   api: ChatwootApi,
@@ -509,7 +512,11 @@ export async function scanForMissing(
         stopped = stop("interrupted", error, index);
         break;
       }
-      if (!(error instanceof ChatwootApiError)) throw error;
+      if (!(error instanceof ChatwootApiError)) {
+        // Thrown on, it ended the run saying nothing of what was stored before, nor of the rest.
+        stopped = stop("unexpected", error instanceof Error ? error : new Error(String(error)), index);
+        break;
+      }
       if (error.status !== 404) {
         // None of this conversation's messages is kept: what its pages held so far may lack some.
         stopped = stop("chatwoot", error, index);
