@@ -15,6 +15,7 @@ import {
   RecoveryInterrupted,
   RecoveryWindowError,
   scanForMissing,
+  type ScanStop,
 } from "./lib/chatwoot_recover.ts";
 import {
   connectOrExit,
@@ -134,17 +135,16 @@ try {
     signal: stopping.signal,
   });
   const { stopped } = scan;
-  const stoppedBy = stopped === null
-    ? ""
-    : stopped.reason === "chatwoot"
-    ? "Chatwoot's API failed"
-    : stopped.reason === "database"
-    ? "the database failed"
-    : stopped.reason === "payload"
-    ? "a payload rebuilt from Chatwoot's API failed validation"
-    : stopped.reason === "unexpected"
-    ? "an unexpected error"
-    : `it was stopped (${stopSignal})`;
+  // One for each reason (a reason left out was said as a signal's stop: a prune's retention stop was).
+  const stoppedByReason: Record<ScanStop["reason"], string> = {
+    chatwoot: "Chatwoot's API failed",
+    database: "the database failed",
+    payload: "a payload rebuilt from Chatwoot's API failed validation",
+    retention: "a prune moved the retention horizon",
+    unexpected: "an unexpected error",
+    interrupted: `it was stopped (${stopSignal})`,
+  };
+  const stoppedBy = stopped === null ? "" : stoppedByReason[stopped.reason];
   const readPart = stopped === null
     ? ""
     : ` in the ${stopped.conversationsRead} of ${scan.conversations} conversations read before ${stoppedBy}`;

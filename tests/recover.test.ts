@@ -1129,6 +1129,18 @@ dbTest(
       assert.equal(scan.stopped.conversationsRead, 1);
       assert.deepEqual(scan.stopped.notReached, [second.id, third.id]);
       assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+
+      // The task says so: the prune, not a signal nor the database, stopped it (the same prune again).
+      await sql`update relay_settings set pruned_before = ${before}`;
+      const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+      const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      assert.equal(run.code, 1, `${run.stdout}\n${run.stderr}`);
+      assert.match(
+        run.stdout,
+        /in the 1 of 3 conversations read before a prune moved the retention horizon: 2; stored: 2; missing: 0\n/,
+      );
+      assert.match(run.stderr, /^recover failed: recover_webhook_event: message \d+ /m);
     } finally {
       await sql`update relay_settings set pruned_before = ${before}`;
       await api.stop();
