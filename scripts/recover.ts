@@ -135,19 +135,11 @@ try {
     signal: stopping.signal,
   });
   const { stopped } = scan;
-  // One for each reason (a reason left out was said as a signal's stop: a prune's retention stop was).
-  const stoppedByReason: Record<ScanStop["reason"], string> = {
-    chatwoot: "Chatwoot's API failed",
-    database: "the database failed",
-    payload: "a payload rebuilt from Chatwoot's API failed validation",
-    retention: "a prune moved the retention horizon",
-    unexpected: "an unexpected error",
-    interrupted: `it was stopped (${stopSignal})`,
-  };
-  const stoppedBy = stopped === null ? "" : stoppedByReason[stopped.reason];
+  const wording = stopped === null ? null : stopWording(stopped);
   const readPart = stopped === null
     ? ""
-    : ` in the ${stopped.conversationsRead} of ${scan.conversations} conversations read before ${stoppedBy}`;
+    : ` in the ${stopped.conversationsRead} of ${scan.conversations} conversations read before ` +
+      wording!.by;
   console.log(
     `messages created in [${since.toISOString()}, ${until.toISOString()}) that Chatwoot sends as ` +
       `message_created${readPart}: ${scan.messages}; stored: ${scan.alreadyStored}; ` +
@@ -194,26 +186,10 @@ try {
     const SHOWN = 20;
     const ids = notReached.slice(0, SHOWN).join(", ") +
       (notReached.length > SHOWN ? `, and ${notReached.length - SHOWN} more` : "");
-    const when = stopped.reason === "chatwoot"
-      ? " once Chatwoot answers"
-      : stopped.reason === "database"
-      ? " once the database answers"
-      : "";
-    // A payload refused is refused again: running again would only stop at the same message. A prune that
-    // ran meanwhile moved the horizon: the same window is refused from now on.
-    const next = stopped.reason === "retention"
-      ? `Retention deleted delivered events of this window while it ran, so a message it lacks may have been ` +
-        `delivered already: a run again must start later (the line above says from when)`
-      : stopped.error instanceof RebuiltPayloadInvalid
-      ? `A run again stops at message ${stopped.error.messageId} too: Chatwoot's API answers for it ` +
-        `what no webhook carries (report it)`
-      : stopped.reason === "unexpected"
-      ? `Run the same command again: what is stored is not stored twice; stopped here again, Chatwoot's ` +
-        `API answers what this task does not expect (report it)`
-      : `Run the same command again${when}: what is stored is not stored twice`;
     console.error(
       `not reached: ${notReached.length} of ${scan.conversations} conversations (${ids}), none of their ` +
-        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. ${next}`,
+        `messages ${done}; what the ${stopped.conversationsRead} read in full lack is ${done} above. ` +
+        wording!.next,
     );
   }
 } catch (error) {
@@ -234,6 +210,44 @@ try {
   }
 } finally {
   await sql.end({ timeout: 5 });
+}
+
+/**
+ * What stopped a scan, for the summary line ("read before <by>"), and what to do next. One case per reason: a
+ * reason left out of such lists was said as a signal's stop (a prune's retention stop was).
+ */
+function stopWording(stopped: ScanStop): { by: string; next: string } {
+  const runAgain = (when = "") => `Run the same command again${when}: what is stored is not stored twice`;
+  switch (stopped.reason) {
+    case "chatwoot":
+      return { by: "Chatwoot's API failed", next: runAgain(" once Chatwoot answers") };
+    case "database":
+      return { by: "the database failed", next: runAgain(" once the database answers") };
+    case "payload":
+      // Refused again: running again would only stop at the same message.
+      return {
+        by: "a payload rebuilt from Chatwoot's API failed validation",
+        next: stopped.error instanceof RebuiltPayloadInvalid
+          ? `A run again stops at message ${stopped.error.messageId} too: Chatwoot's API answers for it ` +
+            `what no webhook carries (report it)`
+          : runAgain(),
+      };
+    case "retention":
+      // The prune that ran meanwhile moved the horizon: the same window is refused from now on.
+      return {
+        by: "a prune moved the retention horizon",
+        next: `Retention deleted delivered events of this window while it ran, so a message it lacks may ` +
+          `have been delivered already: a run again must start later (the line above says from when)`,
+      };
+    case "unexpected":
+      return {
+        by: "an unexpected error",
+        next: `${runAgain()}; stopped here again, Chatwoot's API answers what this task does not expect ` +
+          `(report it)`,
+      };
+    case "interrupted":
+      return { by: `it was stopped (${stopSignal})`, next: runAgain() };
+  }
 }
 
 /**

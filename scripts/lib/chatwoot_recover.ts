@@ -485,9 +485,9 @@ export async function scanForMissing(
   const seen = new Set<number>();
   let candidates = 0;
   let stopped: ScanStop | null = null;
-  const stop = (reason: ScanStop["reason"], error: Error, index: number) => ({
+  const stop = (reason: ScanStop["reason"], error: unknown, index: number) => ({
     reason,
-    error,
+    error: error instanceof Error ? error : new Error(String(error)),
     conversationsRead: index,
     notReached: conversations.slice(index).map((c) => Number(c.id)),
   });
@@ -514,7 +514,7 @@ export async function scanForMissing(
       }
       if (!(error instanceof ChatwootApiError)) {
         // Thrown on, it ended the run saying nothing of what was stored before, nor of the rest.
-        stopped = stop("unexpected", error instanceof Error ? error : new Error(String(error)), index);
+        stopped = stop("unexpected", error, index);
         break;
       }
       if (error.status !== 404) {
@@ -556,7 +556,7 @@ export async function scanForMissing(
         ? stop("payload", error, index)
         : isHorizonRefusal(error)
         ? stop("retention", error, index)
-        : stop("database", error instanceof Error ? error : new Error(String(error)), index);
+        : stop("database", error, index);
       break;
     }
     for (const message of sent) seen.add(message.id);
