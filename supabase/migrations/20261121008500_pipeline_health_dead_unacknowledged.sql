@@ -6,10 +6,53 @@
 -- as in migration 004200, in its order, so the Data team's queries are unchanged.
 --
 -- webhook_pipeline_health fetched no dead row (data_surface.test.ts holds it to that: dead letters can be
--- many). Counting the unacknowledged ones looked at every dead row and its attempts even when nothing was
--- ever acknowledged, where the answer is simply every dead event: webhook_delivery_health now says so from
--- its index-only dead count, and walks the dead rows only after an acknowledgement. Same columns, same
--- answers; everything else as in migration 003000.
+-- many). The count is dead_unacknowledged_count()'s: while nothing was ever acknowledged the answer is simply
+-- every dead event, the view's index-only dead count, and only after an acknowledgement are the dead rows
+-- walked. A function, not a subquery in the view: such a subquery (every dead letter joined with its
+-- attempts), though it runs only after an acknowledgement, is planned and costed always; with 20 000 dead
+-- letters (retention keeps them) it added about 90 000 to the views' estimated cost, past jit_above_cost
+-- (100 000 by default; JIT is on in hosted Supabase too), and every read then compiled its plan first: 76-80
+-- ms instead of 4-7 ms at 1 M events (the benchmark's growth section; readiness reads webhook_delivery_health
+-- on each uncached check). A function call is costed as one call, whatever its body. Everything else as in
+-- migration 003000.
+--
+-- security definer: the views call it with the caller's rights (data_analyst reads webhook_pipeline_health),
+-- and what it counts lives in tables data_analyst may not read; it returns one number.
+
+create or replace function public.dead_unacknowledged_count(p_dead_count bigint)
+returns bigint
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_acknowledged_at timestamptz;
+begin
+  select s.dead_acknowledged_at into v_acknowledged_at from public.relay_settings s where s.id;
+  if v_acknowledged_at is null then
+    return p_dead_count; -- none ever acknowledged: every dead event, counted already (index-only)
+  end if;
+  -- Those whose death was recorded after the acknowledgement (one replayed since that died again). A death is
+  -- what webhook_pipeline_health counts as one: a 'dead' report, or a reclaim that exhausted the attempts; a
+  -- late report of an event dead before (lease_lost) is none. From the deaths since then (failure_idx,
+  -- lease_expired_idx: the acknowledgement's time is known when this plans), not from every dead row: 20 000
+  -- dead letters took 45-55 ms that way, whatever the acknowledgement left to count.
+  return (select count(distinct a.event_id)
+            from public.webhook_delivery_attempts a
+            join public.webhook_events e on e.id = a.event_id and e.status = 'dead'
+           where a.recorded_at > v_acknowledged_at
+             and ((not a.succeeded and a.outcome <> 'lease_expired' and a.outcome = 'dead')
+                  or (a.outcome = 'lease_expired' and a.error like '%attempts exhausted')));
+end
+$$;
+
+comment on function public.dead_unacknowledged_count(bigint) is
+  'Dead events not acknowledged: p_dead_count (all dead events) while relay_settings.dead_acknowledged_at is '
+  'null, else those that died after it. Used by webhook_delivery_health.';
+
+revoke all on function public.dead_unacknowledged_count(bigint) from public, anon, authenticated;
+grant execute on function public.dead_unacknowledged_count(bigint) to service_role, data_analyst;
 
 create or replace view public.webhook_delivery_health
 with (security_invoker = false) -- as 000400 set it: analysts read it through webhook_pipeline_health
@@ -91,23 +134,8 @@ select
   w.paused,
   case when w.claimable_since is not null then greatest(w.claimable_since, w.last_activity_at) end
     as stalled_since,
-  -- Dead events the operator has not acknowledged: every one while none ever was (dead_count: no dead row
-  -- fetched, so webhook_pipeline_health, which shows this too, stays as cheap as it was with many dead
-  -- letters), else those whose death was recorded after the acknowledgement (one replayed since that died
-  -- again). A death is what webhook_pipeline_health counts as one: a 'dead' report, or a reclaim that
-  -- exhausted the attempts; a late report of an event dead before (lease_lost) is none. The few dead rows by
-  -- dead_idx, their attempts by event_idx; run only when there was an acknowledgement.
-  case
-    when not exists (select 1 from public.relay_settings s where s.id and s.dead_acknowledged_at is not null)
-      then d.dead_count
-    else (select count(*) from public.webhook_events e, public.relay_settings s
-           where e.status = 'dead' and s.id
-             and exists (
-               select 1 from public.webhook_delivery_attempts a
-                where a.event_id = e.id and a.recorded_at > s.dead_acknowledged_at
-                  and (a.outcome = 'dead'
-                       or (a.outcome = 'lease_expired' and a.error like '%attempts exhausted'))))::bigint
-  end
+  -- Dead events the operator has not acknowledged, counted by a function: see the top of this file.
+  public.dead_unacknowledged_count(d.dead_count)
     as dead_unacknowledged
 from open_events oe
 cross join dead d

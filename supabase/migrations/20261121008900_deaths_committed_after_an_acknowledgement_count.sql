@@ -1,7 +1,7 @@
 -- A death that commits after an acknowledgement of dead events is not acknowledged by it (concurrency
 -- review).
 --
--- dead_unacknowledged (migrations 003000, 008510) counts the deaths recorded after
+-- dead_unacknowledged (migrations 003000, 008500) counts the deaths recorded after
 -- relay_settings.dead_acknowledged_at, and recorded_at was the recording transaction's start (default now()).
 -- A write-back that began before the operator's acknowledgement and committed after it (it waited for the
 -- event's row, held by an ingest of a duplicate, say) recorded its death at a time before the

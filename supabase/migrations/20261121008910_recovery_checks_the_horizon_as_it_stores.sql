@@ -12,8 +12,21 @@
 -- its first deletions and its cutoff together): it reads pruned_before after any prune's first deletions have
 -- committed, or before any prune starts deleting (which then waits for the recovery's transaction, one
 -- conversation's stores). A message created before the horizon is refused (55000), naming it: the scan stops
--- there as for a database failure, what it stored before stays stored, and a run again is refused from the
+-- there (said as retention's), what it stored before stays stored, and a run again is refused from the
 -- start with the new horizon. Otherwise as in migrations 002000 and 007200.
+--
+-- And prune_webhook_events() waits for the settings row before it deletes, not while holding what it deleted.
+--
+-- Since migration 007200 it writes relay_settings.pruned_before after its first batch's delete, so that
+-- operators' updates of that row do not wait for the delete. The other way round it got worse: when an
+-- operator's transaction held the row (an UPDATE in a session left open, README's commands run inside BEGIN),
+-- the prune deleted its first batch and then waited for that transaction with up to 5 000 events locked, and
+-- a webhook storing one of them again (a message_updated whose earlier edit is that old) waited as long: past
+-- the late store's 120 s it was lost. Found by the concurrency review.
+--
+-- Now it first waits for the row, holding nothing: it locks it and lets it go at once (a subtransaction
+-- rolled back), then deletes. An operator taking the row again in the moment between still holds the
+-- prune's batch up; anything else finds the row free and the batch's wait as short as before.
 
 create or replace function public.recover_webhook_event(
   p_event_key text,
@@ -80,6 +93,16 @@ begin
     raise exception 'prune_webhook_events: older_than must not be negative (got %)', older_than
       using errcode = '22023';
   end if;
+  -- Waits, holding nothing yet, for a transaction that holds the settings row (an operator's, left open):
+  -- the row is locked and let go at once (the subtransaction's end releases it). Waited for after the first
+  -- batch's delete instead, that transaction would keep the batch's events locked, and webhooks waiting.
+  begin
+    perform 1 from public.relay_settings s where s.id for no key update;
+    raise sqlstate 'RLP01';
+  exception
+    when sqlstate 'RLP01' then
+      null;
+  end;
   -- Waits for recoveries storing now (recover_webhook_event), and holds new ones off until the first commit:
   -- they then see the cutoff. Taken before anything is deleted, so no recovery waits for a row of ours
   -- while we wait for it.

@@ -53,9 +53,7 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121007600", // readiness_updated_by_publishable
   "20261121008100", // lease_covers_timeout_in_bigint
   "20261121008500", // pipeline_health_dead_unacknowledged
-  "20261121008510", // dead_unacknowledged_counted_in_a_function
   "20261121008900", // deaths_committed_after_an_acknowledgement_count
   "20261121008910", // recovery_checks_the_horizon_as_it_stores
-  "20261121008920", // prune_waits_for_settings_before_deleting
   "20261121009000", // pending_events_indexed_by_receipt
 ];
