@@ -477,6 +477,37 @@ dbTest("forwarding: a newer version arriving during a failing last attempt is se
   });
 });
 
+dbTest("forwarding: a 410 for an older version leaves the newer one to be sent, not dead", async () => {
+  await withForwardingSetup(async (db, sdk, config) => {
+    await db.sql`update public.relay_settings set forward_events = '{message_created,message_updated}'`;
+    const options = { messageId: 558, conversationId: 12, content: "first text" };
+    const id = await storeSample(db.sql, "message_updated", options);
+    // The Agent SDK refuses the first edit for good while the second arrives: the second was never sent.
+    sdk.behave((_r, i) => i === 0 ? { hold: true, then: new Response("gone", { status: 410 }) } : ok());
+    const draining = drain(db.sql, config, { budgetMs: 0, log: memoryLogger() });
+    await sdk.waitFor(() => sdk.received.length === 1, "first delivery in flight");
+    await storeSample(db.sql, "message_updated", { ...options, content: "edited text" });
+    sdk.releaseHeld();
+    const first = await draining;
+    assert.deepEqual([first.dead, first.retried], [0, 1]);
+    const [row] = await db.sql`select status, attempts, version from public.webhook_events where id = ${id}`;
+    assert.deepEqual(
+      { ...row },
+      { status: "pending", attempts: 0, version: 2 },
+      "the new version starts afresh",
+    );
+    assert.equal((await drain(db.sql, config, { log: memoryLogger() })).delivered, 1);
+    assert.deepEqual(sdk.received.map((r) => JSON.parse(r.text).content), ["first text", "edited text"]);
+    assert.deepEqual((await attemptsOf(db.sql, id)).map((a) => [a.version, a.http_status, a.outcome]), [
+      [1, 410, "retry"],
+      [2, 200, "delivered"],
+    ]);
+    // No death was recorded: nothing for an operator to acknowledge.
+    const [health] = await db.sql`select dead_total, dead_unacknowledged from public.webhook_pipeline_health`;
+    assert.deepEqual([Number(health.dead_total), Number(health.dead_unacknowledged)], [0, 0]);
+  });
+});
+
 dbTest(
   "forwarding: an expired lease on an older version leaves the newer one to be sent, not dead",
   async () => {
