@@ -27,6 +27,38 @@ export interface TestDbOptions {
 /** The advisory lock under which test databases on one server are migrated one at a time. */
 const MIGRATION_TURNS = "relay tests: one migration at a time";
 
+/**
+ * The comment on each server database startTestDb makes. Its admin session bears the database's name as
+ * application_name for as long as it lives; a database so marked whose session is gone was left by a run that
+ * ended before dropping it (ctrl-C exits `deno test` at once, running no hook), and the next startTestDb on
+ * that server drops it. Unmarked ones (made before this, or by anything else) are never dropped here.
+ */
+const LEFT_BY_A_RUN = "relay test database: a later test run drops it once no session bears its name";
+
+/**
+ * This test file's databases not closed yet. Its last hook closes them: a --filter or --fail-fast run skips
+ * the file's closing test, and `deno test` runs afterAll hooks even then (unlike a test registered for it).
+ */
+const unclosed = new Set<() => Promise<void>>();
+Deno.test.afterAll(async () => {
+  for (const close of [...unclosed]) {
+    try {
+      await close();
+    } catch (error) {
+      // Not the run's failure: a later run drops a server database whose session is gone.
+      console.warn(`tests/_db.ts: a test database did not close: ${error}`);
+    }
+  }
+});
+
+/** `close`, run once however often called, and by the file's last hook unless a test ran it first. */
+function closedOnce(close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  const once = () => closing ??= close().finally(() => unclosed.delete(once));
+  unclosed.add(once);
+  return once;
+}
+
 export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> {
   const serverUrl = options.serverUrl ?? Deno.env.get("DATABASE_URL");
   if (!serverUrl) {
@@ -37,17 +69,28 @@ export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> 
       kind: "pglite",
       url: embedded.url,
       sql,
-      async close() {
+      close: closedOnce(async () => {
         await sql.end({ timeout: 1 });
         await embedded.stop();
-      },
+      }),
     };
   }
   const name = `relay_test_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  // The session bearing the database's name (LEFT_BY_A_RUN) opens before the database exists and is never
+  // recycled (postgres.js would end it after 30 to 60 minutes); in the URL, as a URL's parameter wins.
+  const adminUrl = new URL(serverUrl);
+  adminUrl.searchParams.set("application_name", name);
+  const admin = postgres(adminUrl.toString(), { max: 1, max_lifetime: null, onnotice: () => {} });
+  await dropLeftByEndedRuns(admin);
   await admin.unsafe(`create database ${name}${options.owner ? ` owner ${options.owner}` : ""}`);
+  await admin.unsafe(`comment on database ${name} is '${LEFT_BY_A_RUN}'`);
   const url = withDatabase(serverUrl, name, options.owner);
   const sql = connect(url, { max: 10 });
+  const close = closedOnce(async () => {
+    await sql.end({ timeout: 1 });
+    await admin.unsafe(`drop database if exists ${name} with (force)`);
+    await admin.end({ timeout: 1 });
+  });
   // Roles belong to the whole server. On a fresh one, test files migrating their databases at once all find
   // Supabase's API roles missing, and every CREATE ROLE but the first fails (tests/fresh_server.test.ts).
   // So they take turns, under a lock in the server's own database (advisory locks are per database).
@@ -57,16 +100,32 @@ export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> 
   } finally {
     await admin`select pg_advisory_unlock(hashtext(${MIGRATION_TURNS}))`;
   }
-  return {
-    kind: "postgres",
-    url,
-    sql,
-    async close() {
-      await sql.end({ timeout: 1 });
-      await admin.unsafe(`drop database if exists ${name} with (force)`);
-      await admin.end({ timeout: 1 });
-    },
-  };
+  return { kind: "postgres", url, sql, close };
+}
+
+/**
+ * Drops the test databases (LEFT_BY_A_RUN) whose runs ended without dropping them: no session bears their
+ * names. Another test file's of the same run, or another developer's live run, has its session. Only where
+ * every session's application_name is visible (a superuser, pg_read_all_stats): another role's reads as null.
+ */
+async function dropLeftByEndedRuns(admin: postgres.Sql): Promise<void> {
+  const left = await admin<{ datname: string }[]>`
+    select d.datname from pg_database d
+     where shobj_description(d.oid, 'pg_database') = ${LEFT_BY_A_RUN}
+       and d.datname ~ '^relay_test_[0-9a-f]{16}$'
+       and pg_has_role('pg_read_all_stats', 'member')
+       and not exists (select 1 from pg_stat_activity a where a.application_name = d.datname)`;
+  for (const { datname } of left) {
+    try {
+      await admin.unsafe(`drop database if exists ${datname} with (force)`);
+      console.warn(`tests/_db.ts: dropped ${datname}, left by a test run that ended before dropping it`);
+    } catch (error) {
+      // Test files starting at once all find it: one drops it, and the others' drops may fail meanwhile.
+      const [{ gone }] = await admin<{ gone: boolean }[]>`
+        select not exists (select 1 from pg_database where datname = ${datname}) as gone`;
+      if (!gone) console.warn(`tests/_db.ts: could not drop ${datname}, left by an ended test run: ${error}`);
+    }
+  }
 }
 
 async function migrate(sql: Sql, { beforeMigrations, migrationsDir }: TestDbOptions): Promise<void> {
