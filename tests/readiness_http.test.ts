@@ -1417,6 +1417,79 @@ dbTest(
   },
 );
 
+// Two transactions interleaved on one row: PGlite runs one at a time (scripts/lib/embedded_db.ts).
+Deno.test({
+  name: "readiness PATCH: a write committed in the millisecond a waiting PATCH began, then the PATCH: an " +
+    "editor holding the first write's copy gets 412, not a 200 overwriting the PATCH unseen (PostgreSQL)",
+  ignore: db.kind !== "postgres",
+  ...HOLDS_DB,
+  fn: async () => {
+    const a = app();
+    const holder = connect(db.url, { max: 1 });
+    let patchWaits!: (pid: number) => void;
+    const waitingPid = new Promise<number>((resolve) => (patchWaits = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    // Let go after a minute whatever happens, so a failing run ends.
+    const guard = setTimeout(() => patchWaits(0), 60_000);
+    try {
+      const [{ holderPid }] = await holder<{ holderPid: number }[]>`select pg_backend_pid() as "holderPid"`;
+      const holding = holder.begin(async (tx) => {
+        await tx`select 1 from public.readiness_tasks where key = 'task-6' for update`;
+        locked();
+        const pid = await waitingPid;
+        // The first write, timed as two writers within one millisecond would be: the waiting PATCH's now()
+        // is its transaction's start. readiness_touch is off (replica role) so the time stands as given.
+        await tx`set local session_replication_role = replica`;
+        const [{ updated_at }] = await tx<{ updated_at: Date }[]>`
+          update public.readiness_tasks
+             set evidence = 'inbox screenshots, first upload', updated_by = 'admin:cy',
+                 updated_at = (select xact_start from pg_stat_activity where pid = ${pid})
+           where key = 'task-6' returning updated_at`;
+        return updated_at;
+      });
+      await Promise.race([isLocked, holding]);
+      const sent = patch(a, "task-6", { evidence: "inbox screenshots, second upload", by: "dee" });
+      // Polled until the PATCH waits on the row's lock (20 s at most, so a failing run ends).
+      const deadline = performance.now() + 20_000;
+      for (;;) {
+        const waiting = await db.sql<{ pid: number }[]>`
+          select pid from pg_stat_activity
+           where datname = current_database() and wait_event_type = 'Lock' and pid <> ${holderPid}`;
+        if (waiting.length > 0) {
+          patchWaits(waiting[0].pid);
+          break;
+        }
+        assert.ok(performance.now() < deadline, "the PATCH waiting on the row's lock: not within 20 s");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // The copy an editor holds: the first write's updated_at, to the millisecond (as a PATCH answers it).
+      const copy = (await holding).toISOString();
+      const second = await answeredWithin(sent, "the waiting PATCH");
+      assert.equal(second.status, 200, await second.clone().text());
+      const taken = await second.json();
+      const stale = await patch(a, "task-6", { status: "done", by: "cy", if_updated_at: copy });
+      const refusal = await stale.json();
+      assert.equal(stale.status, 412, `an editor's copy from before dee's write: ${JSON.stringify(refusal)}`);
+      assert.equal(refusal.item.evidence, "inbox screenshots, second upload");
+      assert.deepEqual(await taskState("task-6"), {
+        status: "pending",
+        evidence: "inbox screenshots, second upload",
+      });
+      // Its answer's updated_at, to the millisecond too, is after the copy: the two are told apart.
+      assert.ok(
+        taken.item.updated_at > copy,
+        `the PATCH's updated_at ${taken.item.updated_at}, copy ${copy}`,
+      );
+    } finally {
+      clearTimeout(guard);
+      patchWaits(0);
+      await holder.end({ timeout: 1 });
+      await db.sql`select public.readiness_update_item('task-6', 'pending', true, null, null, 'test')`;
+    }
+  },
+});
+
 dbTest("readiness http: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();

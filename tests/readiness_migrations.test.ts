@@ -1,13 +1,14 @@
 // The readiness schema's own guarantees: the migration list the function carries is current, every item change
 // lands in the history whatever the write path, statuses are the fixed set, credentials hold no secrets.
 import assert from "node:assert/strict";
-import { dbIndependentTest, dbTest, migrationsBefore, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, HOLDS_DB, migrationsBefore, startTestDb, type TestDb } from "./_db.ts";
 import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
 import { migrationVersionsSource } from "../scripts/migration_versions.ts";
 import { MIGRATION_VERSIONS } from "../supabase/functions/_shared/migration_versions.ts";
 import { STATUS_DISPLAY, STATUSES } from "../supabase/functions/_shared/readiness_model.ts";
 import { createReadinessApp } from "../supabase/functions/_shared/readiness.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import { connect } from "../supabase/functions/_shared/db.ts";
 import { fullEnv, startChatwootStandIn } from "./_readiness.ts";
 
 dbIndependentTest(
@@ -484,5 +485,145 @@ dbTest(
     assert.deepEqual({ ...grants }, { service_role: true, anon: false, authenticated: false });
   },
 );
+
+type Stamped = { status: string; evidence: string | null; updated_at: Date; stale: boolean };
+
+/** readiness_update_item_if_unchanged on an editor's copy (a Date: to the ms, as a PATCH answers it). */
+async function writeOnCopy(key: string, evidence: string, copy: Date): Promise<Stamped> {
+  const [row] = await db.sql<Stamped[]>`
+    select (r.item).status, (r.item).evidence, (r.item).updated_at, r.stale
+      from public.readiness_update_item_if_unchanged(${key}, 'blocked', true, ${evidence}, null,
+                                                     'admin:editor', ${copy}::timestamptz) r`;
+  return { ...row };
+}
+
+dbTest(
+  "readiness: two writes to an item within one millisecond (one transaction: one now()) leave updated_at a " +
+    "millisecond apart at least, so an editor holding the first write's copy is refused",
+  async () => {
+    const [first, second] = await db.sql.begin(async (tx) => {
+      const write = async (status: string, evidence: string) =>
+        (await tx<{ updated_at: Date }[]>`
+          select updated_at from public.readiness_update_item('validation-3', ${status}, true, ${evidence},
+                                                             null, 'admin:script')`)[0].updated_at;
+      return [await write("in_progress", "first run"), await write("done", "second run")];
+    });
+    const refused = await writeOnCopy("validation-3", "on the first write's copy", first);
+    assert.deepEqual(
+      [refused.stale, refused.status, refused.evidence],
+      [true, "done", "second run"],
+      "a write on the first write's copy overwrote the second unseen",
+    );
+    assert.ok(
+      second.getTime() > first.getTime(),
+      `the second write's updated_at ${second.toISOString()}, the first's ${first.toISOString()}`,
+    );
+    await db.sql`select public.readiness_update_item('validation-3', 'pending', true, null, null, 'test')`;
+  },
+);
+
+dbTest(
+  "readiness: a write never moves updated_at back, even when the row's is ahead of the writer's clock (as " +
+    "a write whose transaction began later leaves it)",
+  async () => {
+    // Set by hand, with readiness_touch off for that statement, as migration 007600 does for its repair.
+    const ahead = await db.sql.begin(async (tx) => {
+      await tx`alter table public.readiness_validations disable trigger readiness_touch`;
+      const [{ updated_at }] = await tx<{ updated_at: Date }[]>`
+        update public.readiness_validations set updated_at = now() + interval '1 hour'
+         where key = 'validation-4' returning updated_at`;
+      await tx`alter table public.readiness_validations enable trigger readiness_touch`;
+      return updated_at;
+    });
+    const [{ updated_at: next }] = await db.sql<{ updated_at: Date }[]>`
+      select updated_at from public.readiness_update_item('validation-4', 'done', true, 'mail seen', null,
+                                                         'admin:bea')`;
+    assert.ok(
+      next.getTime() > ahead.getTime(),
+      `the write's updated_at ${next.toISOString()}, the row's before it ${ahead.toISOString()}`,
+    );
+    const refused = await writeOnCopy("validation-4", "on the copy before bea's", ahead);
+    assert.deepEqual([refused.stale, refused.evidence], [true, "mail seen"]);
+    // A write that changes nothing still leaves updated_at as it was (migration 002800).
+    const [{ updated_at: same }] = await db.sql<{ updated_at: Date }[]>`
+      select updated_at from public.readiness_update_item('validation-4', 'done', false, null, null, 'x')`;
+    assert.equal(same.getTime(), next.getTime());
+    await db.sql`select public.readiness_update_item('validation-4', 'pending', true, null, null, 'test')`;
+    await db.sql.begin(async (tx) => {
+      await tx`alter table public.readiness_validations disable trigger readiness_touch`;
+      await tx`update public.readiness_validations set updated_at = now() where key = 'validation-4'`;
+      await tx`alter table public.readiness_validations enable trigger readiness_touch`;
+    });
+  },
+);
+
+// Two transactions interleaved on one row: PGlite runs one at a time (scripts/lib/embedded_db.ts).
+Deno.test({
+  name: "readiness: a write that waited on the row's lock while a write begun after it committed gets the " +
+    "later updated_at, so the other write's copy is stale (PostgreSQL)",
+  ignore: db.kind !== "postgres",
+  ...HOLDS_DB,
+  fn: async () => {
+    const early = connect(db.url, { max: 1 });
+    const late = connect(db.url, { max: 1 });
+    let lateWrote!: () => void;
+    const lateHolds = new Promise<void>((resolve) => (lateWrote = resolve));
+    let letLateCommit!: () => void;
+    const earlyWaits = new Promise<void>((resolve) => (letLateCommit = resolve));
+    // Commit after a minute whatever happens, so a failing run ends.
+    const guard = setTimeout(() => letLateCommit(), 60_000);
+    try {
+      // The early writer's transaction begins (its now() is fixed here) before the late one's.
+      let earlyPid = 0;
+      let earlyBegan!: () => void;
+      const begun = new Promise<void>((resolve) => (earlyBegan = resolve));
+      const earlyWrite = early.begin(async (tx) => {
+        const [{ pid }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        earlyPid = pid;
+        earlyBegan();
+        await lateHolds;
+        const [{ updated_at }] = await tx<{ updated_at: Date }[]>`
+          select updated_at from public.readiness_update_item('inbox-4', 'done', true, 'early writer', null,
+                                                             'admin:early')`;
+        return updated_at;
+      });
+      await begun;
+      const lateWrite = late.begin(async (tx) => {
+        const [{ updated_at }] = await tx<{ updated_at: Date }[]>`
+          select updated_at from public.readiness_update_item('inbox-4', 'in_progress', true, 'late writer',
+                                                             null, 'admin:late')`;
+        lateWrote();
+        await earlyWaits;
+        return updated_at;
+      });
+      await lateHolds;
+      // Polled until the early write waits on the row's lock (20 s at most, so a failing run ends).
+      const deadline = performance.now() + 20_000;
+      for (;;) {
+        const [{ waiting }] = await db.sql<{ waiting: boolean }[]>`
+          select coalesce(bool_or(wait_event_type = 'Lock'), false) as waiting
+            from pg_stat_activity where pid = ${earlyPid}`;
+        if (waiting) break;
+        assert.ok(performance.now() < deadline, "the early write waiting on the row's lock: not within 20 s");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      letLateCommit();
+      const lateAt = await lateWrite;
+      const earlyAt = await earlyWrite;
+      assert.ok(
+        earlyAt.getTime() > lateAt.getTime(),
+        `the write that waited: ${earlyAt.toISOString()}, the one it waited on: ${lateAt.toISOString()}`,
+      );
+      const refused = await writeOnCopy("inbox-4", "on the late writer's copy", lateAt);
+      assert.deepEqual([refused.stale, refused.evidence], [true, "early writer"]);
+    } finally {
+      clearTimeout(guard);
+      letLateCommit();
+      await early.end({ timeout: 1 });
+      await late.end({ timeout: 1 });
+      await db.sql`select public.readiness_update_item('inbox-4', 'pending', true, null, null, 'test')`;
+    }
+  },
+});
 
 dbTest("readiness migrations: close the database", () => db.close());
