@@ -55,6 +55,45 @@ dbTest(
   },
 );
 
+// pg_cron before 1.5 (Debian's 1.4, older self-hosted images) has no schedules in seconds: the stand-in refuses
+// them with 1.4's error. Where seconds are taken (the stand-in above, as 1.6), the tests above cover the rest.
+dbTest(
+  "forwarding: on a pg_cron without seconds, schedule_forwarder() schedules every minute and says so, and " +
+    "refuses a schedule in seconds, saying why and what to run",
+  async () => {
+    await withFreshDb(hostedStandIns(undefined, { seconds: false }), async (sql) => {
+      const [{ result }] = await sql<{ result: string }[]>`select public.schedule_forwarder() as result`;
+      assert.match(
+        result,
+        /^scheduled relay-forward-events every minute \('\* \* \* \* \*'\), not every 30 s/,
+      );
+      assert.match(result, /takes no schedules in seconds \(pg_cron 1\.5 or later does\)/);
+      const jobs = await sql`select jobname, schedule, command from cron.job`;
+      assert.deepEqual(jobs.map((j) => [j.jobname, j.schedule]), [["relay-forward-events", "* * * * *"]]);
+      await sql.unsafe(jobs[0].command).simple();
+      const [call] = await sql`select * from net.calls`;
+      assert.equal(call.url, "https://ref.supabase.co/functions/v1/forward-events");
+      assert.equal(call.headers.Authorization, "Bearer forwarder-token-from-vault");
+      // Asked for by name, seconds are refused, the default's 30 too: the job stays as it was.
+      for (const explicit of ["10 seconds", "30 seconds"]) {
+        const [{ refused }] = await sql<{ refused: string }[]>`
+          select public.schedule_forwarder(${explicit}) as refused`;
+        assert.match(
+          refused,
+          new RegExp(`^not scheduled: this pg_cron refuses it \\(invalid schedule: ${explicit}\\)`),
+        );
+        assert.match(refused, /schedules in seconds need pg_cron 1\.5 or later/);
+        assert.match(refused, /select public\.schedule_forwarder\(\);/, "what to run instead");
+        const now = await sql`select jobname, schedule, command from cron.job`;
+        assert.deepEqual(now.map((j) => ({ ...j })), [{ ...jobs[0] }], explicit);
+      }
+      const [{ minutes }] = await sql`select public.schedule_forwarder('*/2 * * * *') as minutes`;
+      assert.equal(minutes, "scheduled relay-forward-events every */2 * * * *");
+      assert.deepEqual([...await sql`select schedule from cron.job`].map((j) => j.schedule), ["*/2 * * * *"]);
+    });
+  },
+);
+
 dbTest(
   "forwarding: where pg_cron schedules forward-events, resuming (or setting a target) calls it once, now",
   async () => {

@@ -1,9 +1,11 @@
 // On a real PostgreSQL with pg_cron preloaded (CI makes a throwaway cluster and sets PG_CRON_URL): the
 // migrations enable pg_cron, schedule retention, leave the forwarder unscheduled with a clear reason while
-// pg_net is absent, and the scheduled commands themselves run, by hand and under pg_cron itself.
+// pg_net is absent, and the scheduled commands themselves run, by hand and under pg_cron itself; with stand-ins
+// for pg_net and Vault, schedule_forwarder() schedules what this pg_cron takes.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { applyMigrations } from "../scripts/lib/migrations.ts";
+import { netAndVaultStandIns } from "./_hosted.ts";
 
 const url = Deno.env.get("PG_CRON_URL");
 
@@ -90,6 +92,78 @@ Deno.test({
       assert.ok(pruned);
     } finally {
       if (jobId !== undefined) await sql`select cron.unschedule(${jobId}::bigint)`.catch(() => {});
+      await sql.end({ timeout: 1 });
+    }
+  },
+});
+
+// Schedules in seconds came with pg_cron 1.5: CI's Debian package is 1.4, hosted Supabase has 1.6. Whichever
+// runs here, schedule_forwarder() asks pg_cron itself and must schedule what it takes, or say why not.
+// pg_net and Vault are stand-ins (pg_net cannot run here); they go again at the end, which the first test
+// (pg_net absent) relies on when the file runs again on the same database.
+Deno.test({
+  name: "pg_cron: schedule_forwarder() schedules every 30 s where pg_cron takes seconds, else every minute",
+  ignore: !url,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const sql = postgres(url!, { max: 1, prepare: false, onnotice: () => {} });
+    let standIns = false;
+    try {
+      await applyMigrations(sql);
+      const [{ present }] = await sql`select to_regnamespace('net') is not null
+                                             or to_regnamespace('vault') is not null as present`;
+      assert.ok(!present, "no pg_net or Vault here to stand in for");
+      await sql.unsafe(netAndVaultStandIns()).simple();
+      standIns = true;
+      const [{ extversion }] = await sql`select extversion from pg_extension where extname = 'pg_cron'`;
+      const [major, minor] = String(extversion).split(/[.-]/).map(Number);
+      const seconds = major > 1 || minor >= 5;
+      const job = async () => {
+        const rows = await sql`select schedule, command from cron.job where jobname = 'relay-forward-events'`;
+        return rows.map((r) => ({ ...r }));
+      };
+
+      const [{ result }] = await sql`select public.schedule_forwarder() as result`;
+      const [scheduled] = await job();
+      if (seconds) {
+        assert.equal(result, "scheduled relay-forward-events every 30 seconds");
+        assert.equal(scheduled?.schedule, "30 seconds");
+      } else {
+        assert.equal(
+          result,
+          `scheduled relay-forward-events every minute ('* * * * *'), not every 30 seconds: pg_cron ${extversion} ` +
+            "takes no schedules in seconds (pg_cron 1.5 or later does)",
+        );
+        assert.equal(scheduled?.schedule, "* * * * *");
+      }
+      // The command is the one every schedule gets: it posts to the Vault URL with the Vault token.
+      await sql.unsafe(scheduled.command).simple();
+      const [call] = await sql`select url, headers from net.calls`;
+      assert.equal(call.url, "https://ref.supabase.co/functions/v1/forward-events");
+      assert.equal(call.headers.Authorization, "Bearer forwarder-token-from-vault");
+
+      const [{ explicit }] = await sql`select public.schedule_forwarder('10 seconds') as explicit`;
+      if (seconds) {
+        assert.equal(explicit, "scheduled relay-forward-events every 10 seconds");
+        assert.deepEqual(await job(), [{ schedule: "10 seconds", command: scheduled.command }]);
+      } else {
+        assert.match(
+          explicit,
+          new RegExp(`^not scheduled: pg_cron ${extversion} refuses it \\(invalid schedule: 10 s`),
+        );
+        assert.match(explicit, /schedules in seconds need pg_cron 1\.5 or later/);
+        assert.match(explicit, /select public\.schedule_forwarder\(\);/, "what to run instead");
+        assert.deepEqual(await job(), [scheduled], "the job stays as it was");
+      }
+      const before = await job();
+      const [{ nonsense }] = await sql`select public.schedule_forwarder('every minute') as nonsense`;
+      assert.match(nonsense, /^not scheduled: pg_cron .* refuses it \(invalid schedule: every minute\)/);
+      assert.match(nonsense, /'\* \* \* \* \*'/, "an example of a schedule it takes");
+      assert.deepEqual(await job(), before);
+    } finally {
+      await sql`select public.unschedule_forwarder()`.catch(() => {});
+      if (standIns) await sql.unsafe("drop schema net cascade; drop schema vault cascade").simple();
       await sql.end({ timeout: 1 });
     }
   },
