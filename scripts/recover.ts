@@ -240,10 +240,10 @@ function stopWording(stopped: ScanStop): { by: string; next: string } {
           `have been delivered already: a run again must start later (the line above says from when)`,
       };
     case "unexpected":
+      // Neither Chatwoot's nor the database's: a bug of this task, which a run again may meet again.
       return {
         by: "an unexpected error",
-        next: `${runAgain()}; stopped here again, Chatwoot's API answers what this task does not expect ` +
-          `(report it)`,
+        next: `${runAgain()}; stopped here again, it is this task's bug: report it, with the line above`,
       };
     case "interrupted":
       return { by: `it was stopped (${stopSignal})`, next: runAgain() };
@@ -251,9 +251,9 @@ function stopWording(stopped: ScanStop): { by: string; next: string } {
 }
 
 /**
- * Neither Chatwoot's API nor the database failed (an API answer this code does not expect, or a bug), before
- * the messages or while they were read (a scan stop): said as that, naming neither, every secret of the run
- * masked; exit 1.
+ * Neither Chatwoot's API nor the database failed (an API answer this code does not expect, or a bug: a
+ * TypeError reading an answer, or rebuilding a payload), before the messages or while they were read or stored
+ * (a scan stop): said as that, naming neither, every secret of the run masked; exit 1.
  */
 function reportUnexpected(error: unknown): void {
   const kind = error instanceof Error ? error.name : typeof error;

@@ -18,6 +18,8 @@ import { eventToStore, storeSample } from "./_forwarding.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 import { eventually, serveOnLoopback, settledWithin } from "./_http.ts";
 import { CLOSED_PORT, closedPortUrl } from "./_closed_port.ts";
+import { startDbProxy } from "./_proxy.ts";
+import { connect, dbErrorCode } from "../supabase/functions/_shared/db.ts";
 
 const db = await startTestDb();
 const sql = db.sql;
@@ -1266,6 +1268,123 @@ dbTest(
   },
 );
 
+/**
+ * public.<name>(<args>) renamed aside and a stand-in put in its place that returns no row (a set, empty): the
+ * database answers without an error, and the caller that reads a row from it reads none (a bug of ours, as a
+ * query's result read wrongly would be). `restore()` puts the function back as it was (its grants with it).
+ */
+function noRowFrom(name: string, args: string, returns: string) {
+  const kept = `${name}_kept_by_recover_test`;
+  let swapped = false;
+  return {
+    async swap() {
+      if (swapped) return;
+      swapped = true;
+      await sql.begin(async (tx) => {
+        await tx.unsafe(`alter function public.${name}(${args}) rename to ${kept}`);
+        await tx.unsafe(`create function public.${name}(${args}) returns setof ${returns}
+          language sql as 'select null::${returns} where false'`);
+      });
+    },
+    async restore() {
+      if (!swapped) return;
+      swapped = false;
+      await sql.begin(async (tx) => {
+        await tx.unsafe(`drop function public.${name}(${args})`);
+        await tx.unsafe(`alter function public.${kept}(${args}) rename to ${name}`);
+      });
+    },
+  };
+}
+
+const RECOVER_WEBHOOK_EVENT_ARGS = "text, text, bigint, bigint, bigint, bigint, text, text, boolean";
+
+dbTest(
+  `recover [${db.kind}]: an error of ours while a conversation's messages are stored is said as unexpected, ` +
+    `not as the database failing: no URL named, what was stored before stays, exit 1`,
+  async () => {
+    // The database answers the second conversation's store with no row where one is read: a TypeError in
+    // our code, after the first conversation was stored.
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    const noRow = noRowFrom("recover_webhook_event", RECOVER_WEBHOOK_EVENT_ARGS, "bigint");
+    const api = startChatwootApi(conversations, {
+      beforeAnswer: async (request) => {
+        if (request.includes(`/${second.id}/messages`)) await noRow.swap();
+      },
+    });
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      const said = `${run.stdout}\n${run.stderr}`;
+      assert.equal(run.code, 1, said);
+      assert.match(
+        run.stdout,
+        /message_created in the 1 of 3 conversations read before an unexpected error: 2; stored: 0; missing: 2\n/,
+      );
+      assert.match(run.stdout, /^stored 2 \(verified_by chatwoot_api/m);
+      assert.match(run.stderr, /^recover failed: unexpected error \(TypeError\): .*\bid\b/m);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `^not reached: 2 of 3 conversations \\(${second.id}, ${third.id}\\), none of their messages ` +
+            `stored; what the 1 read in full lack is stored above\\. Run the same command again`,
+          "m",
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /database|postgres|127\.0\.0\.1/, "nothing that did not fail is named");
+      assert.ok(!said.includes(TOKEN));
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+    } finally {
+      await noRow.restore();
+      await api.stop();
+    }
+
+    // A payload builder's error (an invalid recovery time: a caller's bug) reaches the scan as it stores.
+    const { conversations: some } = threeConversations();
+    const builder = startChatwootApi(some);
+    try {
+      const scan = await scanForMissing(builder.config, sql, SINCE, UNTIL, { store: { now: new Date(NaN) } });
+      assert.equal(scan.stopped?.reason, "unexpected", String(scan.stopped?.error));
+      assert.ok(scan.stopped.error instanceof RangeError, String(scan.stopped.error));
+      assert.equal(scan.stopped.conversationsRead, 0);
+      assert.deepEqual(await storedRows(some.flatMap((c) => c.messages.map((m) => m.id))), []);
+    } finally {
+      await builder.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: the database's connection lost while a conversation's messages are stored is still ` +
+    `said as the database failing`,
+  async () => {
+    const { conversations, ids, all } = threeConversations();
+    const [first, second, third] = conversations;
+    const proxy = startDbProxy(db.url);
+    const viaProxy = connect(proxy.url, { max: 1, connectTimeout: 2 });
+    // Gone (open connections closed, new ones refused) once the first conversation is stored.
+    const api = startChatwootApi(conversations, {
+      beforeAnswer: (request) => {
+        if (request.includes(`/${second.id}/messages`)) proxy.takeDown();
+      },
+    });
+    try {
+      const scan = await scanForMissing(api.config, viaProxy, SINCE, UNTIL, { store: {} });
+      assert.equal(scan.stopped?.reason, "database", String(scan.stopped?.error));
+      assert.match(String(dbErrorCode(scan.stopped.error)), /^(E[A-Z]+|CONNECT\w+)$/);
+      assert.equal(scan.stopped.conversationsRead, 1);
+      assert.deepEqual(scan.stopped.notReached, [second.id, third.id]);
+      assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
+    } finally {
+      await viaProxy.end({ timeout: 1 });
+      await proxy.close();
+      await api.stop();
+    }
+  },
+);
+
 dbTest(
   `recover [${db.kind}]: a rebuilt payload that fails validation is named as that, not as the database ` +
     `failing; what was stored before stays, exit 1`,
@@ -1358,6 +1477,47 @@ dbTest(
       );
       assert.ok(!`${refused.stdout}${refused.stderr}`.includes("db-secret-4711"));
     } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: an error of ours before any messages are read is said as unexpected, not as the ` +
+    `database's (which stays named when it fails), exit 1`,
+  async () => {
+    // The database answers recover_horizon() with no row where one is read: a TypeError in our code.
+    const { conversations, all } = threeConversations();
+    const api = startChatwootApi(conversations);
+    const noRow = noRowFrom("recover_horizon", "", "timestamptz");
+    const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
+    const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
+    try {
+      await noRow.swap();
+      const run = await runScript("scripts/recover.ts", args, db.url, env);
+      const said = `${run.stdout}\n${run.stderr}`;
+      assert.equal(run.code, 1, said);
+      assert.match(run.stderr, /^recover failed: unexpected error \(TypeError\): .*\bhorizon\b/m);
+      assert.doesNotMatch(run.stderr, /database|postgres|127\.0\.0\.1/, "nothing that did not fail is named");
+      assert.ok(!said.includes(TOKEN));
+      assert.deepEqual(api.requests, [], "stopped before Chatwoot was asked anything");
+      await noRow.restore();
+      assert.deepEqual(await storedRows(all), []);
+
+      // The database failing before the messages is still named as the database's, without its password.
+      const closed = `postgresql://postgres:db-secret-4711@127.0.0.1:${CLOSED_PORT}/postgres`;
+      const refused = await runScript("scripts/recover.ts", args, closed, env);
+      assert.equal(refused.code, 1, `${refused.stdout}\n${refused.stderr}`);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `^recover failed \\(postgresql://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${CLOSED_PORT}/postgres\\): `,
+          "m",
+        ),
+      );
+      assert.ok(!`${refused.stdout}${refused.stderr}`.includes("db-secret-4711"));
+    } finally {
+      await noRow.restore();
       await api.stop();
     }
   },

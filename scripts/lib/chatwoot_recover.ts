@@ -10,7 +10,7 @@
 // give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
 // message's current state, not its edits, and conversation events leave nothing to list.
 import { errorMessageWithCause } from "../../supabase/functions/_shared/background.ts";
-import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import { isDatabaseError, type Sql } from "../../supabase/functions/_shared/db.ts";
 import type { TransactionSql } from "postgres";
 import {
   eventColumns,
@@ -393,13 +393,13 @@ export interface RecoveryScan {
 }
 
 /**
- * Where a scan stopped, and why: Chatwoot's API failing (after its retries), the database failing (checking
- * or storing a conversation's messages: that conversation's are all rolled back), a message's payload rebuilt
- * from the API refused before its store (the conversation's rolled back too), an unexpected error while a
- * conversation's messages were read (neither the API's nor the database's: an answer of the API this code
- * does not expect, or a bug), or ScanOptions.signal. What the conversations handled in full before lack is
- * kept (`missing`), or stored (`stored`); the one in flight keeps none of its messages (some of its pages
- * were read, maybe not all).
+ * Where a scan stopped, and why: Chatwoot's API failing (after its retries), the database failing (an error
+ * it threw checking or storing a conversation's messages: that conversation's are all rolled back), a
+ * message's payload rebuilt from the API refused before its store (the conversation's rolled back too), a
+ * prune's horizon (retention), an unexpected error while a conversation's messages were read or stored
+ * (neither the API's nor the database's: an answer of the API this code does not expect, or a bug), or
+ * ScanOptions.signal. What the conversations handled in full before lack is kept (`missing`), or stored
+ * (`stored`); the one in flight keeps none of its messages (some of its pages were read, maybe not all).
  */
 export interface ScanStop {
   reason: "chatwoot" | "database" | "payload" | "retention" | "unexpected" | "interrupted";
@@ -438,10 +438,10 @@ export interface ScanOptions {
 /**
  * The window's messages that Chatwoot would have sent as message_created, and which of them we lack (with
  * `store`, stored a conversation at a time). Chatwoot's API failing part-way through the messages (after its
- * retries), the database failing, an unexpected error reading them, or `signal` ends the scan with what was
- * handled before (`stopped`): a long scan is not lost, and a re-run against an API that is already struggling
- * finds that stored. A failure before the messages (the list, the token) is thrown, as is
- * RecoveryInterrupted; the database's then is a RecoveryDatabaseError.
+ * retries), the database failing, an unexpected error reading or storing them, or `signal` ends the scan with
+ * what was handled before (`stopped`): a long scan is not lost, and a re-run against an API that is already
+ * struggling finds that stored. A failure before the messages (the list, the token) is thrown, as is
+ * RecoveryInterrupted; the database's own error then is a RecoveryDatabaseError.
  */
 export async function scanForMissing(
   api: ChatwootApi,
@@ -455,7 +455,8 @@ export async function scanForMissing(
   try {
     [{ horizon }] = await sql<{ horizon: Date | null }[]>`select public.recover_horizon() as horizon`;
   } catch (error) {
-    throw new RecoveryDatabaseError(error);
+    // A bug of ours reading its answer (no row) is thrown as it is, said as unexpected: not as the database's.
+    throw isDatabaseError(error) ? new RecoveryDatabaseError(error) : error;
   }
   if (horizon && since < horizon) {
     throw new RecoveryWindowError(
@@ -551,12 +552,15 @@ export async function scanForMissing(
       // Whatever failed, what was stored before stays. A rebuilt payload refused before its store is no
       // failure of the database (and a run again meets it again), nor is a store refused because a prune
       // moved the horizon past the message during the scan (recover_webhook_event, 55000: a run again is
-      // refused for this window); the rest here is the database's.
+      // refused for this window). The database's is what it threw (a SQLSTATE, a connection's code); the
+      // rest (a bug of ours, such as a TypeError on its answer or in a payload's rebuilding) is unexpected.
       stopped = error instanceof RebuiltPayloadInvalid
         ? stop("payload", error, index)
         : isHorizonRefusal(error)
         ? stop("retention", error, index)
-        : stop("database", error, index);
+        : isDatabaseError(error)
+        ? stop("database", error, index)
+        : stop("unexpected", error, index);
       break;
     }
     for (const message of sent) seen.add(message.id);

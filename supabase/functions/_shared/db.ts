@@ -221,6 +221,20 @@ export function dbErrorCode(error: unknown): string | null {
   return typeof code === "string" && code !== "" ? code : null;
 }
 
+/**
+ * True for what the database, or the way to it, threw: the server's error (a SQLSTATE, five characters), a
+ * connection's (postgres.js' own such as CONNECTION_CLOSED or CONNECT_TIMEOUT, the system's such as
+ * ECONNREFUSED or EAI_AGAIN), or the server's handshake or protocol that postgres.js refuses. Not what
+ * postgres.js throws for a query it was handed wrongly (UNDEFINED_VALUE, NOT_TAGGED_CALL: a bug of ours), nor
+ * an error with no code, such as a TypeError of ours on an answer it gave.
+ */
+export function isDatabaseError(error: unknown): boolean {
+  const code = dbErrorCode(error) ?? "";
+  return /^[0-9A-Z]{5}$/.test(code) || /^E(AI_)?[A-Z]+$/.test(code) ||
+    /^(CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|SASL_SIGNATURE_MISMATCH|MESSAGE_NOT_SUPPORTED)$/
+      .test(code);
+}
+
 /** Per pool: its transactions run through `holdingConnection` that have their connection, begun, not ended. */
 const connectionsInUse = new WeakMap<object, number>();
 
