@@ -251,9 +251,10 @@ function stopWording(stopped: ScanStop): { by: string; next: string } {
 }
 
 /**
- * Neither Chatwoot's API nor the database failed (an API answer this code does not expect, or a bug: a
- * TypeError reading an answer, or rebuilding a payload), before the messages or while they were read or stored
- * (a scan stop): said as that, naming neither, every secret of the run masked; exit 1.
+ * Neither Chatwoot's API nor the database failed, nor answered wrongly (a list that is no list of objects is
+ * Chatwoot's failure): a bug of this task, such as a TypeError reading an answer or rebuilding a payload,
+ * before the messages or while they were read or stored (a scan stop). Said as that, naming neither, every
+ * secret of the run masked; exit 1.
  */
 function reportUnexpected(error: unknown): void {
   const kind = error instanceof Error ? error.name : typeof error;

@@ -74,7 +74,7 @@ function startChatwootApi(
     retryAfter = null as string | null,
     // Every request after the first `failAfter` fails (until the test sets failure.after back to Infinity):
     // 503, a body cut off by a dropped connection, a body that stalls, a 200 that is not JSON, or a 200 whose
-    // JSON is not what the task expects (a messages page holding null).
+    // JSON is no messages page (one holding null: "malformed").
     failAfter = Infinity,
     failWith = "503" as FailureKind,
     // Awaited before each request is answered (its path and query): a test holds one until it has acted.
@@ -194,12 +194,12 @@ function startChatwootApi(
   return { ...api, config, requests, failure };
 }
 
-type FailureKind = "503" | "cut" | "stall" | "html" | "unexpected";
+type FailureKind = "503" | "cut" | "stall" | "html" | "malformed";
 
 /** An answer that fails as `kind` says; those that start a body start it as a messages page would. */
 function failedAnswer(kind: FailureKind, req: Request): Response {
   if (kind === "503") return new Response("upstream restarting", { status: 503 });
-  if (kind === "unexpected") return Response.json({ meta: { labels: [] }, payload: [null] });
+  if (kind === "malformed") return Response.json({ meta: { labels: [] }, payload: [null] });
   if (kind === "html") {
     return new Response("<html><body>Maintenance</body></html>", {
       headers: { "content-type": "text/html" },
@@ -891,14 +891,14 @@ dbTest(
 );
 
 dbTest(
-  `recover [${db.kind}]: an unexpected error while the messages are read stops the scan there: what was ` +
-    `stored before is said, the rest named, no URL, exit 1`,
+  `recover [${db.kind}]: a messages page holding an entry that is no message stops the scan there as ` +
+    `Chatwoot's answer, naming it: what was stored before is said, the rest named, exit 1`,
   async () => {
     const { conversations, ids, all } = threeConversations();
     const [first, second, third] = conversations;
-    // The second conversation's first messages page is a 200 holding null: neither Chatwoot's API failing
-    // nor the database, a TypeError in the page's reading.
-    const api = startChatwootApi(conversations, { failWith: "unexpected" });
+    // The second conversation's first messages page is a 200 holding null: an answer Chatwoot's API should
+    // not give, which neither the database nor this code is to blame for.
+    const api = startChatwootApi(conversations, { failWith: "malformed" });
     const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
     const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString(), "--store"];
     try {
@@ -908,8 +908,8 @@ dbTest(
         () => scanForMissing(api.config, sql, SINCE, UNTIL, { readAccountDetails: true }),
       );
       const scan = await scanForMissing(api.config, sql, SINCE, UNTIL, { readAccountDetails: true });
-      assert.equal(scan.stopped?.reason, "unexpected");
-      assert.ok(scan.stopped.error instanceof TypeError, String(scan.stopped.error));
+      assert.equal(scan.stopped?.reason, "chatwoot", String(scan.stopped?.error));
+      assert.ok(scan.stopped.error instanceof ChatwootApiError, String(scan.stopped.error));
       assert.deepEqual([scan.stopped.conversationsRead, scan.stopped.notReached], [1, [second.id, third.id]]);
       assert.deepEqual(scan.missingLines.map((l) => l.id), ids(first));
       api.requests.splice(0, api.requests.length); // failure.after counts from here again
@@ -919,12 +919,16 @@ dbTest(
       assert.equal(run.code, 1, said);
       assert.match(
         run.stdout,
-        /message_created in the 1 of 3 conversations read before an unexpected error: 2; stored: 0; missing: 2\n/,
+        /message_created in the 1 of 3 conversations read before Chatwoot's API failed: 2; stored: 0; missing: 2\n/,
       );
       assert.match(run.stdout, /^stored 2 \(verified_by chatwoot_api/m);
       assert.match(
         run.stderr,
-        /^recover failed: unexpected error \(TypeError\): Cannot read properties of null \(reading 'id'\)$/m,
+        new RegExp(
+          `^recover failed \\(http://127\\.0\\.0\\.1:\\d+/\\): Chatwoot API /api/v1/accounts/7/conversations/` +
+            `${second.id}/messages: payload\\[0\\] is null, not a message$`,
+          "m",
+        ),
       );
       assert.match(
         run.stderr,
@@ -934,7 +938,7 @@ dbTest(
           "m",
         ),
       );
-      assert.doesNotMatch(run.stderr, /database|postgres|127\.0\.0\.1/, "nothing that did not fail is named");
+      assert.doesNotMatch(run.stderr, /unexpected|database|postgres/, "the database did not fail");
       assert.ok(!said.includes(TOKEN));
       assert.deepEqual(await storedRows(all), ids(first).map((id) => [id, 1, `message ${id}`]));
     } finally {
@@ -1436,46 +1440,48 @@ dbTest(
 );
 
 dbTest(
-  `recover [${db.kind}]: an unexpected error before any messages are read is named as that, not as the ` +
-    `database's (which stays named when it fails), exit 1`,
+  `recover [${db.kind}]: a conversation list holding an entry that is no conversation (null, a number, an ` +
+    `array) is said as Chatwoot's answer, naming the page and what was wrong, exit 1`,
   async () => {
-    // Chatwoot answers the conversation list with an entry that is no conversation (null): neither its API
-    // nor the database fails, and the list cannot be read on.
+    // The second page holds a conversation, then the entry: neither the database nor this code fails.
+    let entry: unknown = null;
     const api = serveOnLoopback((req) => {
-      const path = new URL(req.url).pathname;
-      if (path === "/api/v1/profile") {
+      const url = new URL(req.url);
+      if (url.pathname === "/api/v1/profile") {
         return Response.json({ id: 5, accounts: [{ id: Number(ACCOUNT), role: "administrator" }] });
       }
-      if (path === `/api/v1/accounts/${ACCOUNT}/conversations`) {
-        return Response.json({ data: { meta: { all_count: 1 }, payload: [null] } });
+      if (url.pathname === `/api/v1/accounts/${ACCOUNT}/conversations`) {
+        const page = Number(url.searchParams.get("page"));
+        const conversation = (id: number) => ({ id, inbox_id: 3, last_activity_at: NOW, messages: [] });
+        const payload = page === 1
+          ? [conversation(1), conversation(2)]
+          : page === 2
+          ? [conversation(3), entry]
+          : [];
+        return Response.json({ data: { meta: { all_count: 4 }, payload } });
       }
       return new Response(null, { status: 404 });
     });
     const env = { CHATWOOT_BASE_URL: api.url, CHATWOOT_API_TOKEN: TOKEN, CHATWOOT_ACCOUNT_ID: ACCOUNT };
     const args = ["--since", SINCE.toISOString(), "--until", UNTIL.toISOString()];
     try {
-      const run = await runScript("scripts/recover.ts", args, db.url, env);
-      const said = `${run.stdout}\n${run.stderr}`;
-      assert.equal(run.code, 1, said);
-      assert.match(
-        run.stderr,
-        /^recover failed: unexpected error \(TypeError\): Cannot read properties of null \(reading '[a-z_]+'\)$/m,
-      );
-      assert.doesNotMatch(run.stderr, /database|postgres|127\.0\.0\.1/, "nothing that did not fail is named");
-      assert.ok(!said.includes(TOKEN));
-
-      // The database failing before the messages is still named as the database's, without its password.
-      const closed = `postgresql://postgres:db-secret-4711@127.0.0.1:${CLOSED_PORT}/postgres`;
-      const refused = await runScript("scripts/recover.ts", args, closed, env);
-      assert.equal(refused.code, 1, `${refused.stdout}\n${refused.stderr}`);
-      assert.match(
-        refused.stderr,
-        new RegExp(
-          `^recover failed \\(postgresql://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${CLOSED_PORT}/postgres\\): `,
-          "m",
-        ),
-      );
-      assert.ok(!`${refused.stdout}${refused.stderr}`.includes("db-secret-4711"));
+      for (const [value, said] of [[null, "null"], [7, "a number"], [[], "an array"]] as const) {
+        entry = value;
+        const run = await runScript("scripts/recover.ts", args, db.url, env);
+        const output = `${run.stdout}\n${run.stderr}`;
+        assert.equal(run.code, 1, output);
+        assert.match(
+          run.stderr,
+          new RegExp(
+            `^recover failed \\(http://127\\.0\\.0\\.1:\\d+/\\): Chatwoot API /api/v1/accounts/7/conversations ` +
+              `\\(page 2\\): data\\.payload\\[1\\] is ${said}, not a conversation$`,
+            "m",
+          ),
+          `${said}: ${run.stderr}`,
+        );
+        assert.doesNotMatch(run.stderr, /unexpected|database|postgres/, said);
+        assert.ok(!output.includes(TOKEN), said);
+      }
     } finally {
       await api.stop();
     }
@@ -1518,6 +1524,62 @@ dbTest(
       assert.ok(!`${refused.stdout}${refused.stderr}`.includes("db-secret-4711"));
     } finally {
       await noRow.restore();
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
+  `recover [${db.kind}]: the account's other lists are read as the conversations are: an inbox or agent that ` +
+    `is no object is Chatwoot's answer gone wrong; a stray entry in the profile's accounts is passed over`,
+  async () => {
+    const lists = {
+      accounts: [null, { id: Number(ACCOUNT), role: "administrator" }] as unknown[],
+      inboxes: [{ id: 3, name: "Email" }] as unknown[],
+      agents: [] as unknown[],
+    };
+    const api = serveOnLoopback((req) => {
+      const path = new URL(req.url).pathname;
+      const base = `/api/v1/accounts/${ACCOUNT}`;
+      if (path === "/api/v1/profile") return Response.json({ id: 5, accounts: lists.accounts });
+      if (path === base) return Response.json({ id: Number(ACCOUNT), name: "Acme Support" });
+      if (path === `${base}/inboxes`) return Response.json({ payload: lists.inboxes });
+      if (path === `${base}/agents`) return Response.json(lists.agents);
+      if (path === `${base}/conversations`) {
+        return Response.json({ data: { meta: { all_count: 0 }, payload: [] } });
+      }
+      return new Response(null, { status: 404 });
+    });
+    const config: ChatwootApi = { baseUrl: api.url, apiToken: TOKEN, accountId: ACCOUNT, retryPausesMs: [] };
+    const scan = () => scanForMissing(config, sql, SINCE, UNTIL, { readAccountDetails: true, progress });
+    const lines: string[] = [];
+    const progress = (line: string) => lines.push(line);
+    try {
+      const read = await scan();
+      assert.equal(read.conversations, 0);
+      assert.deepEqual([...read.details!.inboxNames], [[3, "Email"]]);
+      assert.ok(!lines.some((l) => l.includes("role")), lines.join("\n"));
+
+      lists.inboxes = [{ id: 3, name: "Email" }, null];
+      await assert.rejects(scan(), (error) => {
+        assert.ok(error instanceof ChatwootApiError, String(error));
+        assert.equal(
+          error.message,
+          `Chatwoot API /api/v1/accounts/${ACCOUNT}/inboxes: payload[1] is null, not an inbox`,
+        );
+        return true;
+      });
+      lists.inboxes = [];
+      lists.agents = ["alex@example.com"];
+      await assert.rejects(scan(), (error) => {
+        assert.ok(error instanceof ChatwootApiError, String(error));
+        assert.equal(
+          error.message,
+          `Chatwoot API /api/v1/accounts/${ACCOUNT}/agents: entry 0 of the answer is a string, not an agent`,
+        );
+        return true;
+      });
+    } finally {
       await api.stop();
     }
   },

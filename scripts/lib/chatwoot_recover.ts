@@ -104,13 +104,26 @@ const NOT_FROM_API = [
 /** About a minute in all: long enough for a rate limit (Chatwoot counts per minute) or a restart to pass. */
 const DEFAULT_RETRY_PAUSES_MS = [1000, 2000, 4000, 8000, 16000, 32000];
 
-/** GET `path` under the account (`/api/v1/accounts/<id>`), or under `/api/v1` when `path` starts with `//`. */
-async function getJson(api: ChatwootApi, path: string, params: Record<string, string | number> = {}) {
-  const url = new URL(
+/** `path` under the account (`/api/v1/accounts/<id>`), or under `/api/v1` when `path` starts with `//`. */
+function apiUrl(api: ChatwootApi, path: string): URL {
+  return new URL(
     path.startsWith("//")
       ? `${api.baseUrl}/api/v1/${path.slice(2)}`
       : `${api.baseUrl}/api/v1/accounts/${encodeURIComponent(api.accountId)}${path}`,
   );
+}
+
+/**
+ * The URL path of `path` (apiUrl) as failures name it: without the base URL's user info, nor the query (the
+ * token goes in a header, never in either).
+ */
+function apiPath(api: ChatwootApi, path: string): string {
+  return apiUrl(api, path).pathname;
+}
+
+/** GET `path` (apiUrl). */
+async function getJson(api: ChatwootApi, path: string, params: Record<string, string | number> = {}) {
+  const url = apiUrl(api, path);
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
   const pauses = api.retryPausesMs ?? DEFAULT_RETRY_PAUSES_MS;
   for (let attempt = 0;; attempt++) {
@@ -190,10 +203,31 @@ function valueAt(value: unknown, path: string[]): unknown {
   return at;
 }
 
-function arrayAt(value: unknown, path: string[], where: string): Json[] {
-  const at = valueAt(value, path);
-  if (!Array.isArray(at)) throw new ChatwootApiError(null, where, `no ${path.join(".")} array in the answer`);
-  return at as Json[];
+const isObject = (value: unknown): value is Json =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+function kindOf(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
+/**
+ * The array at `path` in an answer of Chatwoot's API (`where`: the request's URL path), each entry an object
+ * (`entry` says what: a conversation, a message). A list that is missing, or an entry that is no object (null,
+ * a number), is Chatwoot's answer gone wrong, said as that (a ChatwootApiError naming `where`, the entry and
+ * what it is), not an unexpected error of this code reading it, nor skipped unsaid.
+ */
+function arrayAt(value: unknown, path: string[], where: string, entry: string): Json[] {
+  const at = path.length === 0 ? value : valueAt(value, path);
+  const what = path.length === 0 ? "the answer" : path.join(".");
+  if (!Array.isArray(at)) throw new ChatwootApiError(null, where, `no ${what} array in the answer`);
+  const index = at.findIndex((item) => !isObject(item));
+  if (index >= 0) {
+    const which = path.length === 0 ? `entry ${index} of the answer` : `${what}[${index}]`;
+    throw new ChatwootApiError(null, where, `${which} is ${kindOf(at[index])}, not ${entry}`);
+  }
+  return at;
 }
 
 /** Whole seconds, as the API gives times: a `since` within a second keeps that second's messages. */
@@ -248,7 +282,8 @@ export async function conversationsActiveSince(
         sort_by: "last_activity_at_desc",
         page,
       });
-      const conversations = arrayAt(answer, ["data", "payload"], "/conversations");
+      const where = `${apiPath(api, "/conversations")} (page ${page})`;
+      const conversations = arrayAt(answer, ["data", "payload"], where, "a conversation");
       // Counted with the page, so a deletion just before it is seen at the next one (or the next pass).
       const count = Number(valueAt(answer, ["data", "meta", "all_count"]) ?? NaN);
       if (Number.isSafeInteger(count)) {
@@ -311,7 +346,7 @@ export async function messagesBetween(
   let before: number | null = null;
   let lowestId: number | null = null;
   for (;;) {
-    const page = messagesOf(await getJson(api, path, before === null ? {} : { before }), path);
+    const page = messagesOf(api, await getJson(api, path, before === null ? {} : { before }), path);
     if (page.length === 0) break;
     for (const message of page) found.set(message.id, message);
     const smallestId = Math.min(...page.map((m) => m.id));
@@ -336,8 +371,8 @@ export async function messagesBetween(
     .sort((a, b) => a.created_at - b.created_at || a.id - b.id);
 }
 
-function messagesOf(answer: unknown, path: string): ApiMessage[] {
-  return arrayAt(answer, ["payload"], path)
+function messagesOf(api: ChatwootApi, answer: unknown, path: string): ApiMessage[] {
+  return arrayAt(answer, ["payload"], apiPath(api, path), "a message")
     .filter((m): m is ApiMessage => Number.isSafeInteger(m.id) && typeof m.created_at === "number");
 }
 
@@ -348,7 +383,7 @@ async function messagesInIdRange(
   fromId: number,
   belowId: number,
 ): Promise<ApiMessage[]> {
-  const answer = messagesOf(await getJson(api, path, { after: fromId, before: belowId }), path)
+  const answer = messagesOf(api, await getJson(api, path, { after: fromId, before: belowId }), path)
     .filter((m) => m.id >= fromId && m.id < belowId);
   if (answer.length < Math.max(2, api.messagesPerIdRange ?? MESSAGES_PER_ID_RANGE)) return answer;
   // Maybe cut short (the first by created_at, not by id). Both halves hold fewer: each lacks half the answer.
@@ -393,13 +428,13 @@ export interface RecoveryScan {
 }
 
 /**
- * Where a scan stopped, and why: Chatwoot's API failing (after its retries), the database failing (an error
- * it threw checking or storing a conversation's messages: that conversation's are all rolled back), a
- * message's payload rebuilt from the API refused before its store (the conversation's rolled back too), a
- * prune's horizon (retention), an unexpected error while a conversation's messages were read or stored
- * (neither the API's nor the database's: an answer of the API this code does not expect, or a bug), or
- * ScanOptions.signal. What the conversations handled in full before lack is kept (`missing`), or stored
- * (`stored`); the one in flight keeps none of its messages (some of its pages were read, maybe not all).
+ * Where a scan stopped, and why: Chatwoot's API failing (after its retries) or answering what is no list of
+ * messages, the database failing (an error it threw checking or storing a conversation's messages: that
+ * conversation's are all rolled back), a message's payload rebuilt from the API refused before its store (the
+ * conversation's rolled back too), a prune's horizon (retention), an unexpected error while a conversation's
+ * messages were read or stored (neither the API's nor the database's: a bug of ours), or ScanOptions.signal.
+ * What the conversations handled in full before lack is kept (`missing`), or stored (`stored`); the one in
+ * flight keeps none of its messages (some of its pages were read, maybe not all).
  */
 export interface ScanStop {
   reason: "chatwoot" | "database" | "payload" | "retention" | "unexpected" | "interrupted";
@@ -595,8 +630,9 @@ export async function scanForMissing(
 async function tokenRole(api: ChatwootApi): Promise<string | null> {
   try {
     const profile = await getJson(api, "//profile") as Json | null;
-    const accounts = Array.isArray(profile?.accounts) ? profile.accounts as Json[] : [];
-    const role = accounts.find((a) => String(a.id) === api.accountId)?.role;
+    const accounts = Array.isArray(profile?.accounts) ? profile.accounts as unknown[] : [];
+    // Only a warning hangs on it: an entry that is no account (null) is passed over, as a missing list is.
+    const role = accounts.find((a): a is Json => isObject(a) && String(a.id) === api.accountId)?.role;
     return typeof role === "string" ? role : null;
   } catch (error) {
     if (error instanceof ChatwootApiError && error.status !== null && error.status !== 401) return null;
@@ -692,7 +728,8 @@ export async function accountDetails(api: ChatwootApi): Promise<AccountDetails> 
   }, null);
   const inboxNames = await readable(async () => {
     const names = new Map<number, string>();
-    for (const inbox of arrayAt(await getJson(api, "/inboxes"), ["payload"], "/inboxes")) {
+    const answer = await getJson(api, "/inboxes");
+    for (const inbox of arrayAt(answer, ["payload"], apiPath(api, "/inboxes"), "an inbox")) {
       if (Number.isSafeInteger(inbox.id) && typeof inbox.name === "string") {
         names.set(inbox.id as number, inbox.name);
       }
@@ -702,7 +739,9 @@ export async function accountDetails(api: ChatwootApi): Promise<AccountDetails> 
   const agentEmails = await readable(async () => {
     const emails = new Map<number, string>();
     const answer = await getJson(api, "/agents");
-    for (const agent of Array.isArray(answer) ? answer as Json[] : arrayAt(answer, ["payload"], "/agents")) {
+    // A list, or one under `payload` (as the inboxes are).
+    const path = Array.isArray(answer) ? [] : ["payload"];
+    for (const agent of arrayAt(answer, path, apiPath(api, "/agents"), "an agent")) {
       if (Number.isSafeInteger(agent.id) && typeof agent.email === "string") {
         emails.set(agent.id as number, agent.email);
       }
