@@ -382,6 +382,32 @@ dbTest(
 );
 
 dbTest(
+  `recover [${db.kind}]: a message type Chatwoot never sends by webhook is skipped, even one named like an ` +
+    "object's own property",
+  async () => {
+    const id = () => nextId++;
+    const [incoming, ...others] = [id(), id(), id(), id()];
+    const messages: StandInMessage[] = [
+      { id: incoming, message_type: 0, created_at: ago(40), sender: contact },
+      // Not Chatwoot's numbers: a JSON answer may hold anything, and "toString" is in every object.
+      ...["toString", "constructor", "__proto__"].map((type, i) => ({
+        id: others[i],
+        message_type: type as unknown as number,
+        created_at: ago(30 - i),
+        sender: contact,
+      })),
+    ];
+    const api = startChatwootApi([{ id: id(), last_activity_at: ago(10), messages }]);
+    try {
+      const scan = await scanForMissing(api.config, sql, SINCE, UNTIL);
+      assert.deepEqual(scan.missing.map((m) => m.message.id), [incoming]);
+    } finally {
+      await api.stop();
+    }
+  },
+);
+
+dbTest(
   `recover [${db.kind}]: a token Chatwoot refuses stops the scan with the reason, storing nothing`,
   async () => {
     const s = await scenario();

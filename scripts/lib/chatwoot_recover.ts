@@ -562,7 +562,10 @@ export async function scanForMissing(
       progress(`warning: conversation ${id} is gone (404); its messages are not recovered`);
       continue;
     }
-    const sent = messages.filter((m) => m.message_type in WEBHOOK_MESSAGE_TYPES && !seen.has(m.id));
+    // Own keys only: `in` also finds "toString" and the like, which Chatwoot's JSON may name as well.
+    const sent = messages.filter((m) =>
+      Object.hasOwn(WEBHOOK_MESSAGE_TYPES, m.message_type) && !seen.has(m.id)
+    );
     if (sent.length === 0) continue;
     let lacking: MissingMessage[];
     try {
