@@ -148,11 +148,15 @@ try {
 async function lostWithin(
   days: number,
 ): Promise<{ count: number; missing: number; last: Date | null } | null> {
-  const [{ readable, since }] = await sql<{ readable: boolean; since: Date }[]>`
+  const [{ readable, viaFunction, since }] = await sql<
+    { readable: boolean; viaFunction: boolean; since: Date }[]
+  >`
     select coalesce(has_table_privilege(to_regclass('public.webhook_lost_events'), 'select'), false)
-      as readable, now() - make_interval(days => ${days}::int) as since`;
+      as readable,
+      to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null as "viaFunction",
+      now() - make_interval(days => ${days}::int) as since`;
   if (!readable) return null;
-  const lost = await lostEventsSince(sql, since);
+  const lost = await lostEventsSince(sql, since, viaFunction);
   return { count: lost.count, missing: lost.missing, last: lost.last_lost_at };
 }
 

@@ -1,7 +1,8 @@
 // An event the late store gave up on ("[Chatwoot Webhook] Lost") is recorded in public.webhook_lost_events once
 // the database answers again, and stats and readiness name it: the function's log alone is kept briefly.
 import assert from "node:assert/strict";
-import { dbTest, startTestDb } from "./_db.ts";
+import postgres from "postgres";
+import { dbTest, HOLDS_DB, startTestDb } from "./_db.ts";
 import { runScript } from "./_dev.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
@@ -9,7 +10,7 @@ import { storeRecoveredCopy } from "./_forwarding.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
-import { LostEvents, writeLostEvents } from "../supabase/functions/_shared/lost_events.ts";
+import { LostEvents, lostEventsSince, writeLostEvents } from "../supabase/functions/_shared/lost_events.ts";
 import {
   checkWebhookPipeline,
   readinessConfigFromEnv,
@@ -257,6 +258,176 @@ dbTest(`lost events [${db.kind}]: kept as long as rejections, readable by servic
     data_analyst: false,
   });
 });
+
+// readiness and stats read through webhook_lost_events_since() (migration 009400); a database without it
+// still gets the query it replaced, sent inline: both must say the same of the same losses.
+dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it replaced`, async () => {
+  await db.sql.begin(async (tx) => {
+    // Only these (the other tests' losses are gone until the rollback): made good (stored after), still
+    // missing (stored before its loss only), never stored with losses past a bound, and one too old.
+    await tx`delete from public.webhook_lost_events`;
+    await tx`
+      insert into public.webhook_lost_events (id, lost_at, event, event_key, recover_command, error_code,
+                                              tried_for_ms, unrecorded_losses)
+      values (gen_random_uuid(), now() - interval '3 hours', 'message_created', 'agree:good', 'recover good',
+              '57P01', 1, 0),
+             (gen_random_uuid(), now() - interval '2 hours', 'message_created', 'agree:before',
+              'recover before', '57P01', 1, 0),
+             (gen_random_uuid(), now() - interval '1 hour', 'message_created', 'agree:never', null,
+              '57P01', 1, 4),
+             (gen_random_uuid(), now() - interval '3 days', 'message_created', 'agree:old', 'recover old',
+              '57P01', 1, 0)`;
+    await tx`
+      insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by,
+                                         status, received_at, last_received_at)
+      values ('agree:good', 'message_created', '{}', '{}', repeat('a', 64), 'chatwoot_api', 'skipped',
+              now() - interval '150 minutes', now() - interval '150 minutes'),
+             ('agree:before', 'message_created', '{}', '{}', repeat('b', 64), 'signature', 'skipped',
+              now() - interval '5 hours', now() - interval '5 hours')`;
+    const since = new Date(Date.now() - 24 * 3600_000);
+    const inline = await lostEventsSince(tx, since, false);
+    const viaFunction = await lostEventsSince(tx, since);
+    const day = await tx<{ at: Date }[]>`
+      select max(lost_at) as at from public.webhook_lost_events where event_key like 'agree:%'`;
+    assert.deepEqual({ ...viaFunction }, { ...inline });
+    assert.deepEqual({ ...viaFunction }, {
+      count: 7,
+      missing: 6,
+      last_lost_at: day[0].at,
+      recover_command: "recover before",
+    });
+    throw new Rollback();
+  }).catch((error) => {
+    if (!(error instanceof Rollback)) throw error;
+  });
+});
+
+// The readiness function may be deployed before the migrations are pushed: on a database without the
+// function (migration 009400 not applied yet) readiness and stats read the losses as before, not nothing.
+dbTest(
+  `lost events [${db.kind}]: a database without webhook_lost_events_since() still shows its losses`,
+  async () => {
+    const env = { AGENT_SDK_URL: "http://agent-sdk.invalid" };
+    const read = async () => {
+      const check = await checkWebhookPipeline({
+        sql: db.sql,
+        env,
+        config: readinessConfigFromEnv(env),
+        now: () => new Date(),
+      });
+      const stats = await runScript("scripts/stats.ts", ["--json"], db.url);
+      assert.equal(stats.code, 0, stats.stdout + stats.stderr);
+      const json = JSON.parse(stats.stdout);
+      return [check.data?.lost_24h, check.data?.lost_24h_missing, json.lost, json.lost_missing];
+    };
+    await db.sql`insert into public.webhook_lost_events (id, lost_at, event, event_key, tried_for_ms)
+    values (gen_random_uuid(), now(), 'message_created', 'no-function:1', 0)`;
+    const migration = new URL(
+      "../supabase/migrations/20261121009400_lost_events_read_without_jit.sql",
+      import.meta.url,
+    );
+    try {
+      const viaFunction = await read();
+      assert.ok(Number(viaFunction[0]) >= 1 && Number(viaFunction[1]) >= 1, String(viaFunction));
+      await db.sql`drop function public.webhook_lost_events_since(timestamptz)`;
+      assert.deepEqual(await read(), viaFunction);
+    } finally {
+      await db.sql.unsafe(await Deno.readTextFile(migration)).simple();
+      await db.sql`delete from public.webhook_lost_events where event_key = 'no-function:1'`;
+    }
+  },
+);
+
+// Postgres compiles a plan whose estimated cost passes jit_above_cost (100 000 by default, on in hosted
+// Supabase too) with JIT: 30-100 ms at every read. The losses of a day are counted with one probe of
+// webhook_events per loss (stored since?), ~8.7 each in the planner's eyes, so readiness's webhook_pipeline
+// check passed it at ~12 000 lost events (a busy relay's hours-long outage), exactly when it is read most.
+// What readiness sends must not grow with the losses, and what it runs inside must never be compiled: a probe
+// per row gains nothing from it. auto_explain (loaded per session, which takes a superuser: the test
+// server's postgres is one) shows both.
+Deno.test({
+  name: `lost events [${db.kind}]: readiness's read of a day's losses is never compiled (JIT), however many`,
+  ignore: db.kind !== "postgres",
+  ...HOLDS_DB,
+  async fn() {
+    const plans: Array<{ "Query Text": string; Plan: { "Total Cost": number }; JIT?: unknown }> = [];
+    const conn = postgres(db.url, {
+      max: 1,
+      prepare: false,
+      onnotice: (n) => {
+        const at = n.message.indexOf("{");
+        if (n.message.startsWith("duration:") && at >= 0) plans.push(JSON.parse(n.message.slice(at)));
+      },
+    });
+    try {
+      const [{ jit }] = await conn<{ jit: boolean }[]>`select pg_jit_available() as jit`;
+      await conn.begin(async (tx) => {
+        await tx.unsafe(`load 'auto_explain'`);
+        await tx.unsafe(
+          `set local auto_explain.log_min_duration = 0; set local auto_explain.log_format = json;
+          set local auto_explain.log_nested_statements = on; set local auto_explain.log_analyze = on;
+          set local auto_explain.log_level = notice; set local client_min_messages = notice`,
+        ).simple();
+        const since = new Date(Date.now() - 24 * 3600_000);
+        const addLosses = async (from: number, to: number) => {
+          await tx`
+            insert into public.webhook_lost_events (id, lost_at, event, event_key, recover_command,
+                                                    error_code, tried_for_ms)
+            select gen_random_uuid(), now() - make_interval(secs => g), 'message_created',
+                   'message:' || (880000000 + g) || ':message_created', 'deno task recover --store',
+                   '57P01', 1000
+              from generate_series(${from}::int, ${to}::int) g`;
+          await tx`analyze public.webhook_lost_events`;
+        };
+        // Every plan of one lostEventsSince; the statement it sends ends last (those nested in it end first).
+        // A plan is logged when its portal is dropped, after the statement's answer: a query after it (whose
+        // own plan comes later still) is what makes sure it has arrived.
+        const flush = () => tx`select 'auto_explain: flush'`;
+        const read = async () => {
+          await flush();
+          plans.length = 0;
+          await lostEventsSince(tx, since);
+          await flush();
+          const own = plans.filter((p) => !p["Query Text"].includes("auto_explain: flush"));
+          return { all: own, sent: own.at(-1)! };
+        };
+        await addLosses(1, 100);
+        const before = (await read()).sent.Plan["Total Cost"];
+        const added = 2000;
+        await addLosses(101, 100 + added);
+        const after = (await read()).sent.Plan["Total Cost"];
+        // One probe of webhook_events per loss costs ~8.7 a row in the statement sent; a call costs nothing
+        // per row.
+        const perLoss = (after - before) / added;
+        assert.ok(
+          perLoss < 0.5,
+          `the statement readiness sends: planned cost grew ${perLoss.toFixed(2)} per loss`,
+        );
+        // JIT asked for at any cost: only the read's own setting keeps it from compiling what runs inside.
+        await tx.unsafe(
+          `set local jit = on; set local jit_above_cost = 0; set local jit_inline_above_cost = 0;
+          set local jit_optimize_above_cost = 0`,
+        ).simple();
+        const { all, sent } = await read();
+        const nested = all.filter((p) => p !== sent);
+        assert.deepEqual(
+          nested.filter((p) => p.JIT).map((p) => p["Query Text"]),
+          [],
+          "compiled inside the read",
+        );
+        // The statement sent is compiled where the server can (JIT at any cost): the check above could see
+        // it.
+        if (jit) assert.ok(sent.JIT, `JIT available; not seen on ${sent["Query Text"]}`);
+        throw new Rollback();
+      }).catch((error) => {
+        if (!(error instanceof Rollback)) throw error;
+      });
+    } finally {
+      await conn.end({ timeout: 1 });
+    }
+  },
+});
+class Rollback extends Error {}
 
 dbTest(`lost events [${db.kind}]: close the database`, async () => {
   await db.close();

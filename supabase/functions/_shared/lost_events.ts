@@ -113,8 +113,23 @@ export interface LostSince {
   recover_command: string | null;
 }
 
-/** Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first). */
-export async function lostEventsSince(sql: Sql | postgres.TransactionSql, since: Date): Promise<LostSince> {
+/**
+ * Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first).
+ * `viaFunction`: webhook_lost_events_since() exists (migration 009400), which runs the read with JIT off: one
+ * probe of webhook_events per loss, costed ~8.7 each, passed jit_above_cost at ~12 000 losses and every read
+ * compiled its plan first (30-100 ms). Without it (a database not yet migrated), the same query sent as is.
+ */
+export async function lostEventsSince(
+  sql: Sql | postgres.TransactionSql,
+  since: Date,
+  viaFunction = true,
+): Promise<LostSince> {
+  if (viaFunction) {
+    const [row] = await sql<LostSince[]>`
+      select count, missing, last_lost_at, recover_command
+        from public.webhook_lost_events_since(${since}::timestamptz)`;
+    return row;
+  }
   const [row] = await sql<LostSince[]>`
     with lost as (
       select l.lost_at, l.unrecorded_losses, l.recover_command,

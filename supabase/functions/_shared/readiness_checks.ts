@@ -547,6 +547,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           rejections_24h: Record<string, number>;
           forwarding_installed: boolean;
           lost_installed: boolean;
+          lost_read_installed: boolean;
         }[]
       >`
       -- Per status, so that each term reads an index of its own (the delivered and skipped rows, nearly all
@@ -576,9 +577,13 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           select reason, sum(count)::int as total from public.webhook_rejections
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
         to_regclass(${"public." + view}) is not null as forwarding_installed,
-        to_regclass('public.webhook_lost_events') is not null as lost_installed`;
-      // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration.
-      const lost = intake.lost_installed ? await lostEventsSince(tx, since) : null;
+        to_regclass('public.webhook_lost_events') is not null as lost_installed,
+        to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null as lost_read_installed`;
+      // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration, the
+      // function that reads it without JIT (lostEventsSince) with a later one still.
+      const lost = intake.lost_installed
+        ? await lostEventsSince(tx, since, intake.lost_read_installed)
+        : null;
       // Read in the same transaction, under the same bound, when the view exists.
       const health = intake.forwarding_installed
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
