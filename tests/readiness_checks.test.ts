@@ -506,6 +506,26 @@ dbTest(
 );
 
 dbTest(
+  "readiness checks given a transaction run in a savepoint of it: a check that fails rolls back to it, and " +
+    "the caller's transaction goes on, its own work kept",
+  async () => {
+    await db.sql.begin(async (tx) => {
+      await tx.unsafe(`create view public.test_health_fails as select (1 / 0)::bigint as backlog`);
+      const failed = await checkWebhookPipeline(
+        deps({}, { sql: tx as unknown as Sql, deliveryHealthView: "test_health_fails" }),
+      );
+      assert.equal(failed.status, "fail");
+      assert.match(failed.detail, /^error: division by zero/);
+      // A check that ended the caller's transaction (or left it aborted) fails this read.
+      const [{ kept }] = await tx<{ kept: boolean }[]>`
+        select to_regclass('public.test_health_fails') is not null as kept`;
+      assert.equal(kept, true);
+      await tx`drop view public.test_health_fails`;
+    });
+  },
+);
+
+dbTest(
   "readiness checks: a refused tuning knob warns (ready false), naming it and the default, never its value",
   async () => {
     // The functions run on the default (a webhook is not lost for a typo), but the typo must not go unseen.
