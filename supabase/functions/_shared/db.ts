@@ -235,26 +235,78 @@ export function isDatabaseError(error: unknown): boolean {
       .test(code);
 }
 
-/** Per pool: its transactions run through `holdingConnection` that have their connection, begun, not ended. */
+/** Per pool: its boundedTransactions that have their connection, begun, not ended. */
 const connectionsInUse = new WeakMap<object, number>();
 
-/**
- * `work`, counted as holding one of `pool`'s connections while it runs (call it inside the transaction), so
- * that a transaction that got no connection in time can tell a pool busy with other work (the database
- * answered it) from a database that could not be reached (connectionsHeld).
- */
-export async function holdingConnection<T>(pool: Sql, work: () => Promise<T>): Promise<T> {
-  connectionsInUse.set(pool, (connectionsInUse.get(pool) ?? 0) + 1);
-  try {
-    return await work();
-  } finally {
-    connectionsInUse.set(pool, (connectionsInUse.get(pool) ?? 1) - 1);
+/** How many of `pool`'s connections its boundedTransactions hold now. */
+export function connectionsHeld(pool: Sql): number {
+  return connectionsInUse.get(pool) ?? 0;
+}
+
+/** A boundedTransaction as its caller's own bound sees it. */
+export interface TransactionWait {
+  /** True from the call until the transaction has its connection and has begun. */
+  waiting: boolean;
+  /** Set by the caller once it stops waiting: the transaction, if it begins after all, rolls back at once. */
+  abandoned: boolean;
+}
+
+/** The database did not answer within the bound: the transaction, if it ever starts, rolls back. */
+export class DatabaseAbandoned extends Error {
+  /** It got no pooled connection: every one was held by other work the database had begun (the pool busy). */
+  constructor(message: string, readonly poolBusy = false) {
+    super(message);
   }
 }
 
-/** How many of `pool`'s connections transactions run through holdingConnection hold now. */
-export function connectionsHeld(pool: Sql): number {
-  return connectionsInUse.get(pool) ?? 0;
+export interface BoundOptions {
+  wait: TransactionWait;
+  /** The server's bound in ms, read as the transaction begins: statement_timeout (below 1, it rolls back). */
+  serverMs: () => number;
+  /** lock_timeout set to the same bound too (otherwise the database's or role's own). */
+  lockTimeout?: boolean;
+  /** postgres.js' begin options ("read only"); none for a savepoint. */
+  begin?: string;
+}
+
+/**
+ * `work` in one transaction of `sql` (a savepoint when `sql` is a transaction: a test's own) that the server
+ * ends at its bound: a query waiting on a lock (a migration's, an SQL editor's open transaction) holds its
+ * pooled connection no longer than that. Not postgres.js' query.cancel(): that opens a connection of its own,
+ * and when it cannot (the database answers only on the connections it has, its host gone) the rejection
+ * escapes every handler and ends the process.
+ *
+ * The caller bounds its own wait and then sets `wait.abandoned`: a transaction still queued in the pool
+ * (postgres.js sends it once it can connect) rolls back as it begins (DatabaseAbandoned), instead of running
+ * after its request was answered. Begun, it counts as holding one of the pool's connections until it ends, so
+ * that one that got no connection in time can tell a pool busy with other work (the database answered it)
+ * from a database that could not be reached (connectionsHeld).
+ */
+export async function boundedTransaction<T>(
+  sql: Sql,
+  { wait, serverMs, lockTimeout = false, begin = "" }: BoundOptions,
+  work: (tx: Sql) => Promise<T>,
+): Promise<T> {
+  wait.waiting = true;
+  const bounded = async (transaction: postgres.TransactionSql): Promise<T> => {
+    wait.waiting = false;
+    const ms = Math.floor(serverMs());
+    if (wait.abandoned || ms < 1) {
+      throw new DatabaseAbandoned("the request was answered before the transaction began");
+    }
+    // Dense: a connection whose last statement failed after rows could leave empty slots (withDenseResults).
+    const tx = withDenseResults(transaction as unknown as Sql);
+    connectionsInUse.set(sql, (connectionsInUse.get(sql) ?? 0) + 1);
+    try {
+      await tx`select set_config('statement_timeout', ${String(ms)}, true),
+                      case when ${lockTimeout} then set_config('lock_timeout', ${String(ms)}, true) end`;
+      return await work(tx);
+    } finally {
+      connectionsInUse.set(sql, (connectionsInUse.get(sql) ?? 1) - 1);
+    }
+  };
+  const savepoint = (sql as Partial<postgres.TransactionSql>).savepoint;
+  return await (savepoint ? savepoint(bounded) : sql.begin(begin, bounded)) as T;
 }
 
 /** Why the database failed, as one fixed word an answer may carry (never the message: it may quote data). */

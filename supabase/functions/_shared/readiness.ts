@@ -17,12 +17,12 @@ import {
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
+  boundedTransaction,
   connectionsHeld,
+  DatabaseAbandoned,
   dbErrorCode,
   dbFailureReason,
-  holdingConnection,
   type Sql,
-  withDenseResults,
 } from "./db.ts";
 import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
@@ -62,15 +62,7 @@ export const PATCH_WRITE_TIMEOUT_MS = 10_000;
  */
 const SERVER_ANSWER_MARGIN_MS = 2000;
 
-/** The database did not answer within the bound: the transaction, if it ever starts, rolls back. */
-class DatabaseAbandoned extends Error {
-  /** It got no pooled connection: every one was held by other work the database had begun (the pool busy). */
-  constructor(message: string, readonly poolBusy = false) {
-    super(message);
-  }
-}
-
-/** A 503's `reason` (and `detail`) for a transaction that failed or was abandoned (boundedTransaction). */
+/** A 503's `reason` (and `detail`) for a transaction that failed or was abandoned (withinBound). */
 function failureReason(error: unknown): { reason: string; detail?: string } {
   if (!(error instanceof DatabaseAbandoned)) return { reason: dbFailureReason(error) };
   // The database answered the work that held the connections: busy, as a lock the read waited on would be.
@@ -78,44 +70,29 @@ function failureReason(error: unknown): { reason: string; detail?: string } {
 }
 
 /**
- * `work` in one transaction that the server ends `ms` after the call (statement_timeout and lock_timeout: a
- * lock held on a readiness table by a migration or an SQL editor's open transaction), or DatabaseAbandoned
- * once `ms` + SERVER_ANSWER_MARGIN_MS have passed without the server's answer (the database out of reach).
- * Either way nothing of it is left behind: a transaction still queued in the pool then (postgres.js sends it
- * once it can connect) rolls back instead of running minutes after its request was answered, and one on the
- * server holds its connection no longer than the bound. `options`: postgres.js' begin options.
+ * `work` in a boundedTransaction (db.ts) that the server ends `ms` after the call (statement_timeout and
+ * lock_timeout: a lock held on a readiness table by a migration or an SQL editor's open transaction), or
+ * DatabaseAbandoned once `ms` + SERVER_ANSWER_MARGIN_MS have passed without the server's answer (the database
+ * out of reach); a transaction that begins after either rolls back. `begin`: postgres.js' begin options.
  *
  * Abandoned still waiting for a connection while this pool's every connection is held by another such
  * transaction (or a check's; the database began them), the pool was busy, not the database out of reach:
  * with DATABASE_POOL_SIZE=1, a GET's read queued behind a PATCH waiting on a lock. Said as that (poolBusy).
  */
-async function boundedTransaction<T>(
+async function withinBound<T>(
   db: Sql,
   ms: number,
-  options: string,
+  begin: string,
   work: (tx: Sql) => Promise<T>,
 ): Promise<T> {
   const deadline = performance.now() + ms;
-  let abandoned = false;
-  let begun = false;
-  const transaction = db.begin(options, async (transaction): Promise<T> => {
-    begun = true;
-    const left = Math.floor(deadline - performance.now());
-    if (abandoned || left < 1) {
-      throw new DatabaseAbandoned("the request was answered before the transaction began");
-    }
-    // Dense: a connection whose last statement failed after rows could leave empty slots (db.ts).
-    const tx = withDenseResults(transaction as unknown as Sql);
-    return await holdingConnection(db, async () => {
-      await tx`select set_config('statement_timeout', ${String(left)}, true),
-                      set_config('lock_timeout', ${String(left)}, true)`;
-      return await work(tx);
-    });
-  }) as unknown as Promise<T>;
+  const wait = { waiting: false, abandoned: false };
+  const serverMs = () => deadline - performance.now();
+  const transaction = boundedTransaction(db, { wait, serverMs, lockTimeout: true, begin }, work);
   const bound = ms + SERVER_ANSWER_MARGIN_MS;
   return await withTimeout(transaction, bound, () => {
-    abandoned = true;
-    if (!begun && connectionsHeld(db) >= (db.options?.max ?? Infinity)) {
+    wait.abandoned = true;
+    if (wait.waiting && connectionsHeld(db) >= (db.options?.max ?? Infinity)) {
       return new DatabaseAbandoned(
         `no pooled connection within ${bound} ms: each one held by other work of this function (a PATCH or ` +
           "the checklist's read waiting on a lock, say); see DATABASE_POOL_SIZE",
@@ -199,11 +176,11 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
    * readiness_update_item_if_unchanged within `writeTimeoutMs`: no row for an unknown key, else the item as
    * written, or as it is now with stale = true when it changed after `ifUpdatedAt`. One statement, so one
    * round trip inside the bound; the row's lock, the comparison and the write are the database's (migration
-   * 007000). An answer of 503 means nothing was stored (boundedTransaction).
+   * 007000). An answer of 503 means nothing was stored (withinBound).
    */
   async function updateItem(db: Sql, key: string, p: ItemPatch, actor: string) {
     const ms = deps.writeTimeoutMs ?? PATCH_WRITE_TIMEOUT_MS;
-    return await boundedTransaction(db, ms, "", async (tx) => [
+    return await withinBound(db, ms, "", async (tx) => [
       ...await tx<(ItemBase & { section: string; stale: boolean })[]>`
         select (r.item).*, r.stale from public.readiness_update_item_if_unchanged(
           ${key}, ${p.status}, ${p.evidence !== undefined}, ${p.evidence ?? null}, ${p.note}, ${actor},
@@ -257,7 +234,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
    */
   function sharedRead(db: Sql): Promise<ReadinessDoc> {
     if (reading && reading.writes === writes) return reading.doc;
-    const doc = boundedTransaction(db, config!.checkTimeoutMs, "read only", async (tx) => {
+    const doc = withinBound(db, config!.checkTimeoutMs, "read only", async (tx) => {
       const [row] = await tx<{ snapshot: ReadinessDoc }[]>`select public.readiness_snapshot() as snapshot`;
       return pickDoc(row.snapshot);
     });

@@ -1,9 +1,8 @@
 // Live checks behind `ready`: database and migrations, Chatwoot health, credentials present, API token works,
 // webhook pipeline. Each one reports pass/warn/fail with a detail, is bounded by a timeout and runs in
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
-import type postgres from "postgres";
 import type { Row } from "postgres";
-import { holdingConnection, readOnlyProblem, type Sql } from "./db.ts";
+import { boundedTransaction, type BoundOptions, readOnlyProblem, type Sql } from "./db.ts";
 import { lostEventsSince } from "./lost_events.ts";
 import {
   CREDENTIAL_PARAMETER,
@@ -162,11 +161,6 @@ type Outcome = { status: CheckStatus; detail: string; proves?: string[]; data?: 
 
 class CheckTimeout extends Error {}
 
-/** A database check's wait for a pooled connection: true while its transaction is not yet begun. */
-interface ConnectionWait {
-  waiting: boolean;
-}
-
 /**
  * Results that must not stand for their cache period: a database check that got no connection within its
  * bound said nothing of the database, only that the pool was busy (with DATABASE_POOL_SIZE=1, the GET's
@@ -196,28 +190,32 @@ function atMost(characters: number, text: string): string {
 
 /**
  * Runs one check within `timeoutMs`; a thrown error or the timeout becomes a fail with the reason. A database
- * check passes `connection` to boundedOnServer: timed out still waiting for one, it says so, uncached.
+ * check runs its queries in boundedTransaction(`bound`): timed out still waiting for a connection, uncached.
+ * The server ends that transaction at the timeout too: a query left waiting on a lock (a migration's) held its
+ * pooled connection as long as the lock, and the next runs queued behind it and timed out as well.
  */
 async function timed(
   name: string,
   title: string,
   deps: CheckDeps,
-  run: (signal: AbortSignal, connection: ConnectionWait) => Promise<Outcome>,
+  run: (signal: AbortSignal, bound: BoundOptions) => Promise<Outcome>,
 ): Promise<CheckResult> {
   const checkedAt = deps.now();
   const started = performance.now();
   const controller = new AbortController();
-  const connection: ConnectionWait = { waiting: false };
+  const wait = { waiting: false, abandoned: false };
   const timeoutMs = deps.config.checkTimeoutMs;
+  const bound: BoundOptions = { wait, serverMs: () => timeoutMs };
   let outcome: Outcome;
   let noConnection = false;
   try {
-    outcome = await withTimeout(run(controller.signal, connection), timeoutMs, () => {
+    outcome = await withTimeout(run(controller.signal, bound), timeoutMs, () => {
       controller.abort();
+      wait.abandoned = true;
       return new CheckTimeout();
     });
   } catch (error) {
-    noConnection = error instanceof CheckTimeout && connection.waiting;
+    noConnection = error instanceof CheckTimeout && wait.waiting;
     outcome = {
       status: "fail",
       detail: noConnection
@@ -244,36 +242,6 @@ async function timed(
   return result;
 }
 
-/**
- * Runs a check's queries in one transaction that the server ends at the check's timeout (statement_timeout,
- * lock waits included). Otherwise a query waiting on a lock (a migration holding one, say) kept its pooled
- * connection for as long as the lock was held, and the next runs queued behind it and timed out too. Not
- * postgres.js' query.cancel(): that opens a connection of its own, and when it cannot (the database answers
- * only on the connections it has, its host gone) the rejection escapes every handler and ends the process.
- */
-async function boundedOnServer<T>(
-  deps: CheckDeps,
-  sql: Sql,
-  signal: AbortSignal,
-  connection: ConnectionWait,
-  queries: (tx: postgres.TransactionSql) => Promise<T>,
-): Promise<T> {
-  connection.waiting = true;
-  const bounded = async (tx: postgres.TransactionSql) => {
-    connection.waiting = false;
-    // Begun only after its check has answered (the pool was busy): rolled back, not run for nothing.
-    if (signal.aborted) throw new CheckTimeout();
-    // Counted as holding a connection: a GET's read that gets none in time says the pool was busy (db.ts).
-    return await holdingConnection(sql, async () => {
-      await tx`select set_config('statement_timeout', ${String(deps.config.checkTimeoutMs)}, true)`;
-      return await queries(tx);
-    });
-  };
-  // Given a transaction rather than a pool (a test reading its own statistics): a savepoint in it.
-  const inTransaction = (sql as Partial<postgres.TransactionSql>).savepoint;
-  return await (inTransaction ? inTransaction(bounded) : sql.begin(bounded)) as T;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------------------
@@ -293,10 +261,10 @@ function withDefaultWarning(result: CheckResult, warning: string | null): CheckR
 export function checkDatabase(deps: CheckDeps): Promise<CheckResult> {
   // Every function's pool: a refused DATABASE_POOL_SIZE runs on the default (runtime.ts), said here.
   const poolWarning = poolSizeFromEnv(deps.env).warning;
-  return timed("database", "Database reachable and migrations current", deps, async (signal, connection) => {
+  return timed("database", "Database reachable and migrations current", deps, async (_signal, bound) => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured (SUPABASE_DB_URL or DATABASE_URL)" };
-    const { rows, readOnly } = await boundedOnServer(deps, sql, signal, connection, async (tx) => {
+    const { rows, readOnly } = await boundedTransaction(sql, bound, async (tx) => {
       // Reachable is not enough: a read-only database answers every read and refuses every webhook's store.
       const readOnly = await readOnlyProblem(tx);
       const [{ has_history }] = await tx<{ has_history: boolean }[]>`
@@ -533,13 +501,13 @@ export function forwardEventsWarnings(listed: (string | null)[]): string[] {
 }
 
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
-  return timed("webhook_pipeline", "Webhook pipeline", deps, async (signal, connection) => {
+  return timed("webhook_pipeline", "Webhook pipeline", deps, async (_signal, bound) => {
     const sql = deps.sql;
     if (!sql) return { status: "fail", detail: "no database configured" };
     const now = deps.now();
     const view = deps.deliveryHealthView ?? "webhook_delivery_health";
     const since = new Date(now.getTime() - 24 * 3600_000);
-    const read = await boundedOnServer(deps, sql, signal, connection, async (tx) => {
+    const read = await boundedTransaction(sql, bound, async (tx) => {
       const [intake] = await tx<
         {
           last_received_at: Date | null;
