@@ -10,7 +10,7 @@ import {
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { readOnlyProblem } from "../supabase/functions/_shared/db.ts";
-import { lostEventsSince } from "../supabase/functions/_shared/lost_events.ts";
+import { lostEventsSince, REFUSAL_CODES } from "../supabase/functions/_shared/lost_events.ts";
 
 await loadDotenv(".env");
 const USAGE = "usage: deno task stats [--json] [--days N]";
@@ -55,6 +55,7 @@ try {
           lost: lost?.count ?? null,
           lost_missing: lost?.missing ?? null,
           last_lost_at: lost?.last ?? null,
+          lost_missing_by_code: lost?.missingByCode ?? null,
           daily: daily.map(numeric),
         },
         null,
@@ -105,6 +106,17 @@ try {
               "; recover them (public.webhook_lost_events.recover_command)"),
       ],
     ];
+    // Chatwoot's authenticated webhooks we refused, still missing: what to do is not a recovery alone.
+    const refused = REFUSAL_CODES.filter((code) => (lost?.missingByCode[code] ?? 0) > 0);
+    if (refused.length > 0) {
+      lines.push([
+        "refused",
+        refused.map((code) => `${code} ${lost!.missingByCode[code]}`).join(", ") +
+        " not stored (Chatwoot's authenticated webhooks, refused): timestamp_*: Chatwoot's clock is " +
+        "off by more than CHATWOOT_WEBHOOK_TOLERANCE_SECONDS; the others: a body our checks refuse, " +
+        "whose issues the Rejected log lines name (report them); readiness's webhook_pipeline says the same",
+      ]);
+    }
     for (const [label, value] of lines) console.log(`  ${label.padEnd(15)} ${value}`);
     console.log(`\nLast ${days} day(s) by event (UTC day of receipt)`);
     const header = [
@@ -147,17 +159,22 @@ try {
  */
 async function lostWithin(
   days: number,
-): Promise<{ count: number; missing: number; last: Date | null } | null> {
+): Promise<
+  { count: number; missing: number; last: Date | null; missingByCode: Record<string, number> } | null
+> {
   const [{ readable, viaFunction, since }] = await sql<
     { readable: boolean; viaFunction: boolean; since: Date }[]
   >`
     select coalesce(has_table_privilege(to_regclass('public.webhook_lost_events'), 'select'), false)
       as readable,
-      to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null as "viaFunction",
+      to_regprocedure('public.webhook_lost_events_by_code(timestamptz)') is not null as "viaFunction",
       now() - make_interval(days => ${days}::int) as since`;
   if (!readable) return null;
   const lost = await lostEventsSince(sql, since, viaFunction);
-  return { count: lost.count, missing: lost.missing, last: lost.last_lost_at };
+  const missingByCode = Object.fromEntries(
+    Object.entries(lost.missing_by_code ?? {}).map(([code, m]) => [code, m.missing]),
+  );
+  return { count: lost.count, missing: lost.missing, last: lost.last_lost_at, missingByCode };
 }
 
 /**

@@ -259,8 +259,9 @@ dbTest(`lost events [${db.kind}]: kept as long as rejections, readable by servic
   });
 });
 
-// readiness and stats read through webhook_lost_events_since() (migration 009400); a database without it
-// still gets the query it replaced, sent inline: both must say the same of the same losses.
+// readiness and stats read through webhook_lost_events_by_code() (migration 009600; 009400's
+// webhook_lost_events_since() before it); a database without it still gets the same query, sent inline: both
+// must say the same of the same losses, per error_code too (a refusal's warning is worded apart).
 dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it replaced`, async () => {
   await db.sql.begin(async (tx) => {
     // Only these (the other tests' losses are gone until the rollback): made good (stored after), still
@@ -276,7 +277,11 @@ dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it r
              (gen_random_uuid(), now() - interval '1 hour', 'message_created', 'agree:never', null,
               '57P01', 1, 4),
              (gen_random_uuid(), now() - interval '3 days', 'message_created', 'agree:old', 'recover old',
-              '57P01', 1, 0)`;
+              '57P01', 1, 0),
+             (gen_random_uuid(), now() - interval '30 minutes', 'unknown', 'agree:refused', null,
+              'invalid_json', 0, 0),
+             (gen_random_uuid(), now() - interval '20 minutes', 'message_created', 'agree:good', null,
+              'timestamp_stale', 0, 0)`;
     await tx`
       insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by,
                                          status, received_at, last_received_at)
@@ -287,15 +292,23 @@ dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it r
     const since = new Date(Date.now() - 24 * 3600_000);
     const inline = await lostEventsSince(tx, since, false);
     const viaFunction = await lostEventsSince(tx, since);
-    const day = await tx<{ at: Date }[]>`
-      select max(lost_at) as at from public.webhook_lost_events where event_key like 'agree:%'`;
+    const day = await tx<{ at: Date; never: Date }[]>`
+      select max(lost_at) as at, max(lost_at) filter (where event_key = 'agree:never') as never
+        from public.webhook_lost_events where event_key like 'agree:%'`;
     assert.deepEqual({ ...viaFunction }, { ...inline });
-    assert.deepEqual({ ...viaFunction }, {
-      count: 7,
-      missing: 6,
+    const { missing_by_code, ...totals } = viaFunction;
+    assert.deepEqual(totals, {
+      count: 9,
+      missing: 8,
       last_lost_at: day[0].at,
       recover_command: "recover before",
     });
+    // agree:good's refusal came after its store: missing (only a store at or after a loss makes it good).
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(missing_by_code).map(([code, m]) => [code, m.missing])),
+      { "57P01": 6, invalid_json: 1, timestamp_stale: 1 },
+    );
+    assert.equal(new Date(missing_by_code["57P01"].last!).getTime(), day[0].never.getTime());
     throw new Rollback();
   }).catch((error) => {
     if (!(error instanceof Rollback)) throw error;
@@ -303,9 +316,9 @@ dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it r
 });
 
 // The readiness function may be deployed before the migrations are pushed: on a database without the
-// function (migration 009400 not applied yet) readiness and stats read the losses as before, not nothing.
+// function (migration 009600 not applied yet) readiness and stats read the losses as before, not nothing.
 dbTest(
-  `lost events [${db.kind}]: a database without webhook_lost_events_since() still shows its losses`,
+  `lost events [${db.kind}]: a database without webhook_lost_events_by_code() still shows its losses`,
   async () => {
     const env = { AGENT_SDK_URL: "http://agent-sdk.invalid" };
     const read = async () => {
@@ -323,13 +336,13 @@ dbTest(
     await db.sql`insert into public.webhook_lost_events (id, lost_at, event, event_key, tried_for_ms)
     values (gen_random_uuid(), now(), 'message_created', 'no-function:1', 0)`;
     const migration = new URL(
-      "../supabase/migrations/20261121009400_lost_events_read_without_jit.sql",
+      "../supabase/migrations/20261121009600_refused_events_recorded_as_lost.sql",
       import.meta.url,
     );
     try {
       const viaFunction = await read();
       assert.ok(Number(viaFunction[0]) >= 1 && Number(viaFunction[1]) >= 1, String(viaFunction));
-      await db.sql`drop function public.webhook_lost_events_since(timestamptz)`;
+      await db.sql`drop function public.webhook_lost_events_by_code(timestamptz)`;
       assert.deepEqual(await read(), viaFunction);
     } finally {
       await db.sql.unsafe(await Deno.readTextFile(migration)).simple();

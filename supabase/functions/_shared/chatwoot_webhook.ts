@@ -31,9 +31,15 @@ import {
   type StoredEvent,
   storeEvent,
 } from "./ingest_store.ts";
-import { LateStores, NOT_TRIED_WHEN_FULL } from "./late_store.ts";
+import { LateStores, NOT_TRIED_WHEN_FULL, recoverCommand } from "./late_store.ts";
 import type { LogFields, Logger } from "./log.ts";
-import { LostEvents, writeLostEvents } from "./lost_events.ts";
+import {
+  isRefusalCode,
+  type LostEvent,
+  LostEvents,
+  type RefusalCode,
+  writeLostEvents,
+} from "./lost_events.ts";
 import { RejectionCounter } from "./rejection_counter.ts";
 import {
   ChatwootSignatureVerifier,
@@ -128,6 +134,10 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   // Events given up on, recorded once the database answers again (README, "Lost events").
   const lostEvents = sql ? new LostEvents(writeLostEvents(sql), log) : null;
   if (lostEvents) deps.onStop?.(() => lostEvents.close());
+  // Chatwoot's own requests (authenticated) refused, lost as surely: recorded the same way, apart so that the
+  // losses past its bound are counted on a refusal's row, not taken for the database's.
+  const refusedEvents = sql ? new LostEvents(writeLostEvents(sql), log) : null;
+  if (refusedEvents) deps.onStop?.(() => refusedEvents.close());
 
   // A new or changed event (not a duplicate) may start a delivery attempt at once.
   const startAfterStore = (stored: StoredEvent, e: EventToStore) => {
@@ -233,6 +243,12 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       const reason = budgetFailureReason(error);
       if (bodyNotStorable(error)) {
         log("warn", `${LOG} Store failed`, failed);
+        // Refused by jsonb, not by us: as lost as a body our schema refuses (README, "Lost events").
+        refusedEvents?.add(lostEvent("invalid_payload", {
+          ...toStore,
+          messageCreatedAtMs: toStore.messageCreatedAtMs ?? null,
+          receivedAtMs: toStore.receivedAtMs ?? Date.now(),
+        }));
         return reject(
           c,
           new Rejection(400, "invalid_payload", "Body cannot be stored as jsonb; nothing stored"),
@@ -319,25 +335,35 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const body = read.body;
 
     const deliveryId = deliveryIdOf(req);
+    const receivedAtMs = Date.now();
     log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
+    // Authenticated, then refused: Chatwoot's own event, never sent again (README, "Lost events").
+    const lost = (r: Rejection) => {
+      if (isRefusalCode(r.error)) {
+        refusedEvents?.add(lostEvent(r.error, { ...readRefused(body), deliveryId, receivedAtMs }));
+      }
+      return r;
+    };
 
     const auth = authenticate(req, body, config);
-    if (auth instanceof Rejection) return auth;
+    if (auth instanceof Rejection) return lost(auth);
 
     let text: string;
     try {
       text = decoder.decode(body);
     } catch {
-      return new Rejection(400, "invalid_json", "Body is not valid UTF-8");
+      return lost(new Rejection(400, "invalid_json", "Body is not valid UTF-8"));
     }
     const parsed = parseChatwootEvent(text);
     if (!parsed.ok) {
-      return new Rejection(
-        400,
-        parsed.error,
-        parsed.message,
-        parsed.issues ? { issues: parsed.issues } : {},
-        parsed.event === undefined ? {} : { event: parsed.event },
+      return lost(
+        new Rejection(
+          400,
+          parsed.error,
+          parsed.message,
+          parsed.issues ? { issues: parsed.issues } : {},
+          parsed.event === undefined ? {} : { event: parsed.event },
+        ),
       );
     }
 
@@ -354,7 +380,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
       bodySha256,
       ...auth,
       receiptId: crypto.randomUUID(),
-      receivedAtMs: Date.now(),
+      receivedAtMs,
       messageCreatedAtMs: columns.messageId === null
         ? null
         : chatwootTime(parsed.payload.created_at)?.getTime() ?? null,
@@ -415,6 +441,94 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   }
 
   return app;
+}
+
+/** The event of a refused body that names none (not UTF-8 or JSON, or no `event`). */
+export const UNKNOWN_EVENT = "unknown";
+
+/** What a refused request's record needs of its event, as its store would have had it. */
+interface RefusedEvent {
+  event: string;
+  eventKey: string;
+  bodySha256: string;
+  inboxId: number | null;
+  accountId: number | null;
+  messageCreatedAtMs: number | null;
+}
+
+/**
+ * What can be read of a refused body's event (it was authenticated: Chatwoot's). A body that validates (a
+ * timestamp refusal) gives what its store would have (cut of an inbox's channel secrets, hashed as stored),
+ * one our schema refused what its fields say, one not UTF-8 or JSON the event "unknown" keyed by its hash.
+ */
+function readRefused(body: Uint8Array): RefusedEvent {
+  let payload: Record<string, unknown> | undefined;
+  let event = UNKNOWN_EVENT;
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(body);
+    const parsed = parseChatwootEvent(text);
+    if (parsed.ok) {
+      payload = parsed.payload;
+      event = parsed.event;
+    } else {
+      const value: unknown = JSON.parse(text);
+      if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+        payload = value as Record<string, unknown>;
+        const named = payload.event;
+        if (typeof named === "string" && named !== "") event = named.slice(0, 100);
+      }
+    }
+  } catch {
+    // Not UTF-8 or not JSON: nothing is known but its hash (and the delivery id).
+  }
+  if (!payload) {
+    const bodySha256 = sha256Hex(body);
+    return {
+      event,
+      eventKey: `${event}:${bodySha256}`,
+      bodySha256,
+      inboxId: null,
+      accountId: null,
+      messageCreatedAtMs: null,
+    };
+  }
+  const cut = inboxEventWithoutChannelSecrets(event, payload);
+  const bodySha256 = sha256Hex(cut?.text ?? body);
+  const columns = eventColumns(cut?.payload ?? payload, event, bodySha256);
+  return {
+    event,
+    eventKey: columns.eventKey,
+    bodySha256,
+    inboxId: columns.inboxId,
+    accountId: columns.accountId,
+    messageCreatedAtMs: columns.messageId === null
+      ? null
+      : chatwootTime(payload.created_at)?.getTime() ?? null,
+  };
+}
+
+/** A refused request's record: its code and what was read of its event; no body, no header but its id. */
+function lostEvent(
+  code: RefusalCode,
+  e: RefusedEvent & { deliveryId: string | null; receivedAtMs: number },
+): LostEvent {
+  const time = (ms: number | null) => ms === null ? null : new Date(ms).toISOString();
+  return {
+    id: crypto.randomUUID(),
+    lost_at: new Date().toISOString(),
+    event: e.event,
+    event_key: e.eventKey,
+    delivery_id: e.deliveryId,
+    inbox_id: e.inboxId,
+    account_id: e.accountId,
+    received_at: time(e.receivedAtMs),
+    message_created_at: time(e.messageCreatedAtMs),
+    // As for a loss of the database's: deno task recover fetches a message_created back (only that).
+    recover_command: e.event === "message_created" ? recoverCommand(e, e.receivedAtMs).recover : null,
+    error_code: code,
+    tried_for_ms: 0,
+    body_sha256: e.bodySha256,
+  };
 }
 
 /**

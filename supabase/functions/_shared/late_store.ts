@@ -217,7 +217,7 @@ const minuteText = (ms: number) => new Date(ms).toISOString();
  * created_at counts within a day of the receipt only.
  */
 export function recoverCommand(
-  event: EventToStore,
+  event: Pick<EventToStore, "receivedAtMs" | "messageCreatedAtMs" | "inboxId">,
   started: number,
 ): { recover: string; recover_since: string } {
   const received = event.receivedAtMs ?? started;

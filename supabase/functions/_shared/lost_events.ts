@@ -1,7 +1,7 @@
-// Events the late store gave up on ("[Chatwoot Webhook] Lost"), recorded in public.webhook_lost_events. The
-// logs of a hosted function are kept briefly and read by few; a row is what stats, readiness and the Data team
-// see. The database has just failed to store the event, so the record waits in memory (WriteBack) until it
-// answers again; no body, nothing secret, is kept.
+// Events the late store gave up on ("[Chatwoot Webhook] Lost"), and Chatwoot's authenticated webhooks the
+// function refused, recorded in public.webhook_lost_events. The logs of a hosted function are kept briefly
+// and read by few; a row is what stats, readiness and the Data team see. The database may just have failed
+// to store the event, so the record waits in memory (WriteBack) until it answers; no body, nothing secret.
 import type postgres from "postgres";
 import type { Sql } from "./db.ts";
 import type { Logger } from "./log.ts";
@@ -20,9 +20,40 @@ export interface LostEvent {
   received_at: string | null;
   message_created_at: string | null;
   recover_command: string | null;
-  /** The database's error code (postgres.js's for a connection), or why no attempt was made. */
+  /** The database's error code (postgres.js's for a connection), why no attempt was made, or a refusal's. */
   error_code: string | null;
   tried_for_ms: number;
+  /**
+   * A refused request's body hash, as its store would have had it (not a column): the write leaves out a
+   * refusal whose body is stored under its event key already, a replay (an old signed request is stale).
+   */
+  body_sha256?: string | null;
+}
+
+/**
+ * Codes an authenticated webhook is refused with (chatwoot_webhook.ts): Chatwoot's own event, lost for good.
+ * A loss with any other code is one the database made us lose.
+ */
+export const REFUSAL_CODES = [
+  "timestamp_stale",
+  "timestamp_future",
+  "timestamp_invalid",
+  "invalid_json",
+  "missing_event",
+  "invalid_payload",
+] as const;
+export type RefusalCode = typeof REFUSAL_CODES[number];
+export const isRefusalCode = (code: string | null): code is RefusalCode =>
+  (REFUSAL_CODES as readonly (string | null)[]).includes(code);
+
+/** What an operator does about refusals of a code (readiness's warning, deno task stats). */
+export function refusalAdvice(code: RefusalCode): string {
+  return code.startsWith("timestamp_")
+    ? "Chatwoot's clock is off from ours by more than CHATWOOT_WEBHOOK_TOLERANCE_SECONDS (each " +
+      "Rejected log line's skew_seconds says by how much): set Chatwoot's clock right (NTP), or widen " +
+      "the tolerance"
+    : "Chatwoot sent a body our checks refuse (a new Chatwoot version?): the [Chatwoot Webhook] " +
+      "Rejected log line names its issues (paths, never values); report them";
 }
 
 /** Records an instance keeps unwritten at most; losses past it are counted only. */
@@ -38,7 +69,11 @@ interface Batch {
 
 export type LostEventWriter = (batch: Batch) => Promise<unknown>;
 
-/** Inserts a batch in one statement; a row already written (same id) is left as it is. */
+/**
+ * Inserts a batch in one statement; a row already written (same id) is left as it is, and so is a refusal
+ * whose body is stored under its event key (a replay, no loss: checked here, where the database answers,
+ * since the refusal's answer never waits on it). A row carrying the losses past the bound is written anyway.
+ */
 export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorded }) => {
   const json = JSON.stringify(
     rows.map((row, i) => ({ ...row, unrecorded_losses: i === 0 ? unrecorded : 0 })),
@@ -51,7 +86,10 @@ export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorde
       from jsonb_to_recordset(${json}::text::jsonb)
         as r(id uuid, lost_at timestamptz, event text, event_key text, delivery_id text, inbox_id bigint,
              account_id bigint, received_at timestamptz, message_created_at timestamptz, recover_command text,
-             error_code text, tried_for_ms bigint, unrecorded_losses integer)
+             error_code text, tried_for_ms bigint, unrecorded_losses integer, body_sha256 text)
+     where r.body_sha256 is null or r.unrecorded_losses > 0
+        or not exists (select 1 from public.webhook_events e
+                        where e.event_key = r.event_key and e.body_sha256 = r.body_sha256)
     on conflict (id) do nothing`;
 };
 
@@ -111,13 +149,16 @@ export interface LostSince {
   missing: number;
   last_lost_at: Date | null;
   recover_command: string | null;
+  /** The missing per error_code ("unknown" for none), and the last of them: a warning per cause. */
+  missing_by_code: Record<string, { missing: number; last: string | null }>;
 }
 
 /**
  * Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first).
- * `viaFunction`: webhook_lost_events_since() exists (migration 009400), which runs the read with JIT off: one
- * probe of webhook_events per loss, costed ~8.7 each, passed jit_above_cost at ~12 000 losses and every read
- * compiled its plan first (30-100 ms). Without it (a database not yet migrated), the same query sent as is.
+ * `viaFunction`: webhook_lost_events_by_code() exists (migration 009600; 009400's
+ * webhook_lost_events_since() before it), which runs the read with JIT off: one probe of webhook_events per
+ * loss, costed ~8.7 each, passed jit_above_cost at ~12 000 losses and every read compiled its plan first
+ * (30-100 ms). Without it (a database not yet migrated), the same query sent as is.
  */
 export async function lostEventsSince(
   sql: Sql | postgres.TransactionSql,
@@ -126,24 +167,33 @@ export async function lostEventsSince(
 ): Promise<LostSince> {
   if (viaFunction) {
     const [row] = await sql<LostSince[]>`
-      select count, missing, last_lost_at, recover_command
-        from public.webhook_lost_events_since(${since}::timestamptz)`;
+      select count, missing, last_lost_at, recover_command, missing_by_code
+        from public.webhook_lost_events_by_code(${since}::timestamptz)`;
     return row;
   }
   const [row] = await sql<LostSince[]>`
     with lost as (
-      select l.lost_at, l.unrecorded_losses, l.recover_command,
+      select l.lost_at, l.unrecorded_losses, l.recover_command, coalesce(l.error_code, 'unknown') as code,
              exists (select 1 from public.webhook_events e
                       where e.event_key = l.event_key and e.last_received_at >= l.lost_at) as stored_since
         from public.webhook_lost_events l
-       where l.lost_at > ${since}::timestamptz)
+       where l.lost_at > ${since}::timestamptz),
+    by_code as (
+      select lost.code,
+             sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end)::int as missing,
+             max(lost.lost_at) filter (where lost.unrecorded_losses > 0 or not lost.stored_since) as last
+        from lost group by lost.code)
     select coalesce(sum(1 + lost.unrecorded_losses), 0)::int as count,
            coalesce(sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end), 0)::int
              as missing,
            max(lost.lost_at) as last_lost_at,
            (select m.recover_command from lost m
              where m.recover_command is not null and not m.stored_since
-             order by m.lost_at desc limit 1) as recover_command
+             order by m.lost_at desc limit 1) as recover_command,
+           (select coalesce(
+                     jsonb_object_agg(b.code, jsonb_build_object('missing', b.missing, 'last', b.last)),
+                     '{}'::jsonb)
+              from by_code b where b.missing > 0) as missing_by_code
       from lost`;
   return row;
 }

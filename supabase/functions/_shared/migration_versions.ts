@@ -60,4 +60,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121009200", // readiness_updated_at_always_moves_on
   "20261121009300", // schedule_forwarder_without_seconds
   "20261121009400", // lost_events_read_without_jit
+  "20261121009600", // refused_events_recorded_as_lost
 ];

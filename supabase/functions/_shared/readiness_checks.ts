@@ -3,7 +3,13 @@
 // parallel with the others; results are cached briefly so monitors polling the page do not hammer Chatwoot.
 import type { Row } from "postgres";
 import { boundedTransaction, type BoundOptions, readOnlyProblem, type Sql } from "./db.ts";
-import { lostEventsSince } from "./lost_events.ts";
+import {
+  isRefusalCode,
+  lostEventsSince,
+  REFUSAL_CODES,
+  refusalAdvice,
+  type RefusalCode,
+} from "./lost_events.ts";
 import {
   CREDENTIAL_PARAMETER,
   type Env,
@@ -500,6 +506,10 @@ export function forwardEventsWarnings(listed: (string | null)[]): string[] {
   return warnings;
 }
 
+/** Refusals a wrong secret or URL token would cause (chatwoot_webhook.ts): anyone's, so never recorded. */
+const MISMATCH_REASONS = ["signature_invalid", "token_invalid"];
+const plural = (n: number, what: string, ending: string) => `${n} ${what}${n === 1 ? "" : ending}`;
+
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
   return timed("webhook_pipeline", "Webhook pipeline", deps, async (_signal, bound) => {
     const sql = deps.sql;
@@ -546,12 +556,23 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
         to_regclass(${"public." + view}) is not null as forwarding_installed,
         to_regclass('public.webhook_lost_events') is not null as lost_installed,
-        to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null as lost_read_installed`;
+        to_regprocedure('public.webhook_lost_events_by_code(timestamptz)') is not null
+          as lost_read_installed`;
       // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration, the
       // function that reads it without JIT (lostEventsSince) with a later one still.
       const lost = intake.lost_installed
         ? await lostEventsSince(tx, since, intake.lost_read_installed)
         : null;
+      // Refusals that a wrong secret or token would cause, since the last verified webhook (per minute and
+      // reason, with the time of the minute's last): after it, the secret held may no longer be Chatwoot's.
+      const [mismatch] = await tx<{ since_verified: Record<string, number> }[]>`
+        select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) as since_verified from (
+          select reason, sum(count)::int as total from public.webhook_rejections
+           where minute > ${now}::timestamptz - interval '24 hours'
+             and reason in ('signature_invalid', 'token_invalid')
+             and (${intake.last_received_at}::timestamptz is null
+                  or last_rejected_at > ${intake.last_received_at}::timestamptz)
+           group by reason) r`;
       // Read in the same transaction, under the same bound, when the view exists.
       const health = intake.forwarding_installed
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
@@ -569,13 +590,14 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       return {
         intake,
         lost,
+        mismatchesSinceVerified: mismatch.since_verified,
         health,
         override: settings?.agent_sdk_url_override ?? null,
         forwardEvents: settings?.forward_events ?? null,
         requestTimeoutMs: settings?.request_timeout_ms ?? null,
       };
     });
-    const { intake, lost, health, override, forwardEvents, requestTimeoutMs } = read;
+    const { intake, lost, mismatchesSinceVerified, health, override, forwardEvents, requestTimeoutMs } = read;
 
     const lastVerified = iso(intake.last_received_at);
     const data: Record<string, unknown> = {
@@ -585,6 +607,13 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       forwarding_installed: intake.forwarding_installed,
       lost_24h: lost ? lost.count : null,
       lost_24h_missing: lost ? lost.missing : null,
+      lost_24h_missing_by_code: lost
+        ? Object.fromEntries(Object.entries(lost.missing_by_code ?? {}).map(([code, m]) => [code, m.missing]))
+        : null,
+      secret_mismatches_since_verified: MISMATCH_REASONS.reduce(
+        (n, r) => n + (mismatchesSinceVerified[r] ?? 0),
+        0,
+      ),
       delivery: null,
     };
     // Every event a webhook stored passed the signature (or URL token) and the payload schema, so one having
@@ -602,18 +631,63 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     warnings.push(...webhookConfigFromEnv(deps.env).warnings);
     const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);
     if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
+    // A refused signature or token is nobody's event (anyone can send one), but after the last verified
+    // webhook it may be Chatwoot's: a secret rotated on one side only, and every event since lost. With
+    // verified webhooks after them, the secret is right: a scanner or a second sender, said as text.
+    const mismatchText = (counts: Record<string, number>) =>
+      MISMATCH_REASONS.filter((r) => counts[r]).map((r) => `${r}: ${counts[r]}`).join(", ");
+    const mismatchesSince = data.secret_mismatches_since_verified as number;
+    const mismatches24h = MISMATCH_REASONS.reduce((n, r) => n + (intake.rejections_24h[r] ?? 0), 0);
+    if (mismatchesSince > 0) {
+      warnings.push(
+        `${plural(mismatchesSince, "secret or token mismatch", "es")} since the last verified webhook ` +
+          `(${lastVerified ?? "none yet"}) (${mismatchText(mismatchesSinceVerified)}): ` +
+          "Chatwoot may sign with a secret, or call a ?token=, the relay does not hold, and every event it " +
+          "sends is refused and lost; check CHATWOOT_WEBHOOK_SECRET (the webhook's secret in Chatwoot) and " +
+          "CHATWOOT_WEBHOOK_URL_TOKEN (the ?token= of its URL); to rotate, list both, comma-separated, " +
+          "old,new, then the new alone once Chatwoot uses it (README, Operations); what was lost " +
+          "meanwhile: deno task recover --since <then> --store",
+      );
+    } else if (mismatches24h > 0) {
+      parts.push(
+        `${plural(mismatches24h, "secret or token refusal", "s")} in 24 h, none since the last verified ` +
+          "webhook (scanners, or a second sender)",
+      );
+    }
     // Chatwoot does not send an account webhook again: each lost event is missing until it is recovered, and
     // only then: a warning that outlived the recovery kept the probe at 503 for the rest of the 24 h.
     if (lost && lost.count > 0) {
       const plural = (n: number) => `${n} event${n === 1 ? "" : "s"}`;
       const madeGood = lost.count - lost.missing;
       parts.push(`${plural(lost.count)} lost in 24 h` + (madeGood > 0 ? ` (${madeGood} stored since)` : ""));
-      if (lost.missing > 0) {
-        const last = iso(lost.last_lost_at);
+      // Per cause: what the database made us lose, and what we refused of Chatwoot's (what to do differs).
+      const byCode = Object.entries(lost.missing_by_code ?? {});
+      const refused = byCode.filter(([code]) => isRefusalCode(code));
+      const latest = (rows: typeof byCode) =>
+        rows.flatMap(([, m]) => m.last ? [new Date(m.last).toISOString()] : []).sort().at(-1) ??
+          iso(lost.last_lost_at);
+      const databaseMissing = lost.missing - refused.reduce((n, [, m]) => n + m.missing, 0);
+      if (databaseMissing > 0) {
+        const last = latest(byCode.filter(([code]) => !isRefusalCode(code)));
         warnings.push(
-          `${plural(lost.missing)} lost in 24 h (last ${last}): not stored, the database did not answer; ` +
+          `${
+            plural(databaseMissing)
+          } lost in 24 h (last ${last}): not stored, the database did not answer; ` +
             "recover them from Chatwoot's API with each row's recover_command in public.webhook_lost_events" +
             (lost.recover_command ? ` (latest: ${lost.recover_command})` : ""),
+        );
+      }
+      // Timestamps (a clock) and bodies (a payload to report): a warning each, its codes counted.
+      const clock = (code: string) => code.startsWith("timestamp_");
+      for (const kind of [clock, (code: string) => !clock(code)]) {
+        const rows = REFUSAL_CODES.filter(kind).flatMap((code) => refused.filter(([c]) => c === code));
+        const n = rows.reduce((sum, [, m]) => sum + m.missing, 0);
+        if (n === 0) continue;
+        const codes = rows.map(([code, m]) => `${code}: ${m.missing}`).join(", ");
+        warnings.push(
+          `${plural(n)} refused and lost in 24 h (${codes}) (last ${latest(rows)}): ` +
+            `${refusalAdvice(rows[0][0] as RefusalCode)}; recover the message_created among them with each ` +
+            "row's recover_command in public.webhook_lost_events",
         );
       }
     }

@@ -1,0 +1,373 @@
+// A webhook that authenticated and was then refused is Chatwoot's own event, which it never sends again: it is
+// recorded in public.webhook_lost_events (error_code the refusal's), unless its body is stored already (a
+// replayed old request), and readiness and stats say what to do per cause. A secret or token mismatch cannot
+// be recorded (anyone can send one), but readiness warns while such refusals came after the last verified
+// webhook. Over real HTTP (loopback), on the real database.
+import assert from "node:assert/strict";
+import { dbTest, startTestDb } from "./_db.ts";
+import { runScript } from "./_dev.ts";
+import { serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
+import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
+import { memoryLogger } from "../supabase/functions/_shared/log.ts";
+import {
+  checkWebhookPipeline,
+  readinessConfigFromEnv,
+} from "../supabase/functions/_shared/readiness_checks.ts";
+import { sha256Hex, signChatwoot } from "../supabase/functions/_shared/signature.ts";
+import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
+import { samplePayload } from "../scripts/lib/samples.ts";
+
+const db = await startTestDb();
+const URL_TOKEN = "tok_0123456789abcdefghijklmnopqrstuv";
+
+interface LostRow {
+  event: string;
+  event_key: string;
+  delivery_id: string | null;
+  inbox_id: string | null;
+  account_id: string | null;
+  received_at: Date | null;
+  message_created_at: Date | null;
+  recover_command: string | null;
+  error_code: string | null;
+  tried_for_ms: string;
+}
+
+/**
+ * The webhook app on a loopback port, signed or URL-token requests accepted; `stop` writes what it kept (the
+ * lost-event records, the refusal counts) and closes the server.
+ */
+function serveWebhook() {
+  const stops: Array<() => Promise<unknown>> = [];
+  const config = webhookConfigFromEnv({
+    CHATWOOT_WEBHOOK_SECRET: TEST_SECRET,
+    CHATWOOT_WEBHOOK_URL_TOKEN: URL_TOKEN,
+  });
+  assert.ok(config.ok);
+  config.config.storeBudgetMs = 60_000;
+  const log = memoryLogger();
+  const app = createChatwootWebhookApp({ config, sql: db.sql, log, onStop: (stop) => stops.push(stop) });
+  const server = serveOnLoopback((req) => app.fetch(req));
+  const url = `${server.url}/chatwoot-webhook`;
+  /** Sends a request built for `url` over HTTP; the answer's status and JSON. */
+  const send = async (req: Request) => {
+    const res = await fetch(req);
+    return { status: res.status, body: await res.json() };
+  };
+  const stop = async () => {
+    for (const s of stops) await s();
+    await server.stop();
+  };
+  return { url, send, stop, log };
+}
+
+const lostRows = (delivery: string) =>
+  db.sql<LostRow[]>`
+    select event, event_key, delivery_id, inbox_id, account_id, received_at, message_created_at,
+           recover_command, error_code, tried_for_ms
+      from public.webhook_lost_events where delivery_id = ${delivery}`;
+
+const RECOVER = /^deno task recover --since \S+ --until \S+ --inbox 7 --store$/;
+const WINDOW = "X-Chatwoot-Timestamp is outside the accepted window of ±300 s";
+
+let nextId = 961_000;
+
+dbTest(
+  `refused events [${db.kind}]: each authenticated refusal is recorded once as lost, its answer unchanged`,
+  async () => {
+    const web = serveWebhook();
+    const now = Math.floor(Date.now() / 1000);
+    const message = (overrides: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        ...samplePayload("message_created", { messageId: nextId++, inboxId: 7, accountId: 4 }),
+        created_at: "2026-11-30T10:00:00Z",
+        ...overrides,
+      });
+    const tokenPost = (body: string | Uint8Array<ArrayBuffer>, delivery: string) =>
+      new Request(`${web.url}?token=${URL_TOKEN}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Chatwoot-Delivery": delivery },
+        body,
+      });
+    const signedAt = (body: string, timestamp: string, delivery: string) =>
+      new Request(web.url, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          "X-Chatwoot-Delivery": delivery,
+          "X-Chatwoot-Timestamp": timestamp,
+          "X-Chatwoot-Signature": signChatwoot(TEST_SECRET, timestamp, body),
+        },
+        body,
+      });
+
+    const stale = message();
+    const future = JSON.stringify(samplePayload("conversation_created", { conversationId: 96_101 }));
+    const badTime = message();
+    const notUtf8 = new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x7d]);
+    const badPayload = message({ message_type: 1 });
+    const noJsonb = message({ content: "\\ud83d" }).replace('"\\\\ud83d"', '"\\ud83d"');
+    assert.ok(noJsonb.includes('"\\ud83d"'), "a lone surrogate escape, which jsonb refuses");
+    const cases: Array<{
+      code: string;
+      req: (delivery: string) => Request;
+      answer: Record<string, unknown>;
+      status: number;
+      row: (r: LostRow) => void;
+    }> = [
+      {
+        code: "timestamp_stale",
+        req: (d) => signedRequest(web.url, stale, { deliveryId: d, nowSeconds: now - 301 }),
+        status: 401,
+        answer: { ok: false, error: "timestamp_stale", message: WINDOW },
+        row: (r) => {
+          assert.equal(r.event, "message_created");
+          assert.equal(r.event_key, `message:${JSON.parse(stale).id}:message_created`);
+          assert.deepEqual([Number(r.inbox_id), Number(r.account_id)], [7, 4]);
+          assert.equal(r.message_created_at?.toISOString(), "2026-11-30T10:00:00.000Z");
+          assert.match(String(r.recover_command), RECOVER);
+        },
+      },
+      {
+        code: "timestamp_future",
+        req: (d) => signedRequest(web.url, future, { deliveryId: d, nowSeconds: now + 301 }),
+        status: 401,
+        answer: { ok: false, error: "timestamp_future", message: WINDOW },
+        row: (r) => {
+          assert.equal(r.event, "conversation_created");
+          // As its store would have keyed it: an event other than a message's by its body's hash.
+          assert.equal(r.event_key, `conversation_created:${sha256Hex(future)}`);
+          assert.equal(r.message_created_at, null);
+          assert.equal(r.recover_command, null, "only a message_created can be recovered");
+        },
+      },
+      {
+        code: "timestamp_invalid",
+        req: (d) => signedAt(badTime, "12ab", d),
+        status: 401,
+        answer: {
+          ok: false,
+          error: "timestamp_invalid",
+          message: "X-Chatwoot-Timestamp must be Unix seconds",
+        },
+        row: (r) => {
+          assert.equal(r.event_key, `message:${JSON.parse(badTime).id}:message_created`);
+          assert.match(String(r.recover_command), RECOVER);
+        },
+      },
+      {
+        code: "invalid_json",
+        req: (d) => tokenPost(notUtf8, d),
+        status: 400,
+        answer: { ok: false, error: "invalid_json", message: "Body is not valid UTF-8" },
+        row: (r) => {
+          // Nothing is known of it but its hash: the event key no store could ever make good.
+          assert.equal(r.event, "unknown");
+          assert.equal(r.event_key, `unknown:${sha256Hex(notUtf8)}`);
+          assert.deepEqual([r.inbox_id, r.account_id, r.recover_command], [null, null, null]);
+        },
+      },
+      {
+        code: "missing_event",
+        req: (d) => tokenPost(JSON.stringify({ id: 5, inbox: { id: 7 }, account: { id: 4 } }), d),
+        status: 400,
+        answer: { ok: false, error: "missing_event", message: 'Body has no "event" field' },
+        row: (r) => {
+          assert.equal(r.event, "unknown");
+          assert.match(r.event_key, /^unknown:[0-9a-f]{64}$/);
+          assert.deepEqual([Number(r.inbox_id), Number(r.account_id)], [7, 4]);
+        },
+      },
+      {
+        code: "invalid_payload",
+        req: (d) => signedRequest(web.url, badPayload, { deliveryId: d }),
+        status: 400,
+        answer: {
+          ok: false,
+          error: "invalid_payload",
+          message: "Payload does not match the message_created schema",
+          issues: [{ path: "message_type", message: "Invalid input: expected string, received number" }],
+        },
+        row: (r) => {
+          assert.equal(r.event_key, `message:${JSON.parse(badPayload).id}:message_created`);
+          assert.match(String(r.recover_command), RECOVER);
+        },
+      },
+      {
+        code: "invalid_payload",
+        req: (d) => signedRequest(web.url, noJsonb, { deliveryId: d }),
+        status: 400,
+        answer: {
+          ok: false,
+          error: "invalid_payload",
+          message: "Body cannot be stored as jsonb; nothing stored",
+        },
+        row: (r) => {
+          assert.equal(r.event_key, `message:${JSON.parse(noJsonb).id}:message_created`);
+          assert.match(String(r.recover_command), RECOVER);
+        },
+      },
+    ];
+    const deliveries: string[] = [];
+    try {
+      for (const c of cases) {
+        const delivery = crypto.randomUUID();
+        deliveries.push(delivery);
+        const res = await web.send(c.req(delivery));
+        assert.deepEqual(res, { status: c.status, body: c.answer }, c.code);
+      }
+    } finally {
+      await web.stop();
+    }
+    for (const [i, c] of cases.entries()) {
+      const rows = await lostRows(deliveries[i]);
+      assert.equal(rows.length, 1, `${c.code} (case ${i}): recorded once`);
+      const row = rows[0];
+      assert.equal(row.error_code, c.code);
+      assert.equal(row.delivery_id, deliveries[i]);
+      assert.ok(row.received_at instanceof Date);
+      assert.equal(Number(row.tried_for_ms), 0);
+      c.row(row);
+    }
+    // Nothing of the body or its headers: the columns above are all a row has besides its times and counts.
+    const [{ n }] = await db.sql<{ n: number }[]>`
+      select count(*)::int as n from public.webhook_events where event_key = ${`message:${
+      JSON.parse(stale).id
+    }:message_created`}`;
+    assert.equal(n, 0, "refused: nothing stored");
+  },
+);
+
+dbTest(
+  `refused events [${db.kind}]: a replayed old request whose body is stored is no loss`,
+  async () => {
+    const web = serveWebhook();
+    const now = Math.floor(Date.now() / 1000);
+    const stored = JSON.stringify(samplePayload("message_created", { messageId: nextId++, inboxId: 7 }));
+    const storedOther = JSON.stringify(samplePayload("conversation_created", { conversationId: 96_201 }));
+    const never = JSON.stringify(samplePayload("message_created", { messageId: nextId++, inboxId: 7 }));
+    const replayed = [crypto.randomUUID(), crypto.randomUUID()];
+    const notStored = crypto.randomUUID();
+    try {
+      for (const body of [stored, storedOther]) {
+        const res = await web.send(signedRequest(web.url, body));
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+      }
+      for (const [i, body] of [stored, storedOther].entries()) {
+        const res = await web.send(
+          signedRequest(web.url, body, { deliveryId: replayed[i], nowSeconds: now - 900 }),
+        );
+        assert.deepEqual(res, {
+          status: 401,
+          body: { ok: false, error: "timestamp_stale", message: WINDOW },
+        });
+      }
+      const res = await web.send(
+        signedRequest(web.url, never, { deliveryId: notStored, nowSeconds: now - 900 }),
+      );
+      assert.equal(res.body.error, "timestamp_stale");
+    } finally {
+      await web.stop();
+    }
+    assert.equal((await lostRows(replayed[0])).length, 0, "a replay of a stored message is no loss");
+    assert.equal(
+      (await lostRows(replayed[1])).length,
+      0,
+      "a replay of a stored conversation event is no loss",
+    );
+    // Written in the same batch as the replays: the check leaves out those, not the batch.
+    assert.equal((await lostRows(notStored)).length, 1, "a body never stored is lost");
+  },
+);
+
+const env = { AGENT_SDK_URL: "http://agent-sdk.invalid" };
+const pipeline = () =>
+  checkWebhookPipeline({ sql: db.sql, env, config: readinessConfigFromEnv(env), now: () => new Date() });
+
+dbTest(
+  `refused events [${db.kind}]: readiness and stats warn per cause and say what to do`,
+  async () => {
+    const check = await pipeline();
+    assert.equal(check.status, "warn", check.detail);
+    assert.match(
+      check.detail,
+      /\d+ events? refused and lost in 24 h \(timestamp_stale: \d+, timestamp_future: \d+, timestamp_invalid: 1\) \(last [^)]+\): Chatwoot's clock is off from ours by more than CHATWOOT_WEBHOOK_TOLERANCE_SECONDS/,
+    );
+    assert.match(
+      check.detail,
+      /\d+ events refused and lost in 24 h \(invalid_json: 1, missing_event: 1, invalid_payload: 2\) \(last [^)]+\): Chatwoot sent a body our checks refuse .*Rejected log line names its issues/,
+    );
+    assert.match(check.detail, /recover the message_created among them with each row's recover_command/);
+    assert.doesNotMatch(check.detail, /the database did not answer/, "no loss of the database's here");
+    const byCode = check.data?.lost_24h_missing_by_code as Record<string, number>;
+    assert.deepEqual(
+      [byCode.timestamp_invalid, byCode.invalid_json, byCode.missing_event, byCode.invalid_payload],
+      [1, 1, 1, 2],
+    );
+
+    const text = await runScript("scripts/stats.ts", [], db.url);
+    assert.equal(text.code, 0, text.stdout + text.stderr);
+    assert.match(
+      text.stdout,
+      /refused\s+timestamp_stale \d+, timestamp_future \d+, timestamp_invalid 1, invalid_json 1, missing_event 1, invalid_payload 2 not stored \(Chatwoot's authenticated webhooks, refused\): .*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS.*Rejected log lines/,
+    );
+    const json = JSON.parse((await runScript("scripts/stats.ts", ["--json"], db.url)).stdout);
+    assert.equal(json.lost_missing_by_code.invalid_payload, 2);
+    assert.equal(json.lost_missing_by_code.timestamp_invalid, 1);
+  },
+);
+
+dbTest(
+  `refused events [${db.kind}]: secret mismatches after the last verified webhook warn, not before one`,
+  async () => {
+    const mismatch = /secret or token mismatch/;
+    let web = serveWebhook();
+    try {
+      const ok = await web.send(signedRequest(web.url, JSON.stringify(samplePayload("contact_created"))));
+      assert.equal(ok.status, 200);
+      const bad = await web.send(
+        signedRequest(web.url, "{}", { secret: "whsec_not_the_one_we_hold_0123456789" }),
+      );
+      assert.deepEqual(bad, {
+        status: 401,
+        body: { ok: false, error: "signature_invalid", message: "Signature does not match the body" },
+      });
+      const badToken = await web.send(
+        new Request(`${web.url}?token=not-the-token`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: "{}",
+        }),
+      );
+      assert.equal(badToken.body.error, "token_invalid");
+    } finally {
+      await web.stop(); // writes the refusal counts
+    }
+    const after = await pipeline();
+    assert.notEqual(after.status, "pass");
+    assert.match(after.detail, mismatch);
+    assert.match(
+      after.detail,
+      /since the last verified webhook .*signature_invalid: 1, token_invalid: 1.*CHATWOOT_WEBHOOK_SECRET.*CHATWOOT_WEBHOOK_URL_TOKEN.*comma-separated, old,new/,
+    );
+    assert.ok(!after.detail.includes(TEST_SECRET) && !after.detail.includes(URL_TOKEN), "never a value");
+    assert.equal(after.data?.secret_mismatches_since_verified, 2);
+
+    // A verified webhook after them: the secret is right; a scanner or a second sender, said as text only.
+    web = serveWebhook();
+    try {
+      const ok = await web.send(signedRequest(web.url, JSON.stringify(samplePayload("contact_updated"))));
+      assert.equal(ok.status, 200);
+    } finally {
+      await web.stop();
+    }
+    const later = await pipeline();
+    assert.doesNotMatch(later.detail, mismatch);
+    assert.match(later.detail, /2 secret or token refusals in 24 h, none since the last verified webhook/);
+    assert.equal(later.data?.secret_mismatches_since_verified, 0);
+  },
+);
+
+dbTest(`refused events [${db.kind}]: close the database`, async () => {
+  await db.close();
+});
