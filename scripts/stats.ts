@@ -167,7 +167,7 @@ async function lostWithin(
   >`
     select coalesce(has_table_privilege(to_regclass('public.webhook_lost_events'), 'select'), false)
       as readable,
-      to_regprocedure('public.webhook_lost_events_by_code(timestamptz)') is not null as "viaFunction",
+      to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null as "viaFunction",
       now() - make_interval(days => ${days}::int) as since`;
   if (!readable) return null;
   const lost = await lostEventsSince(sql, since, viaFunction);

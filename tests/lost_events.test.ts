@@ -259,8 +259,8 @@ dbTest(`lost events [${db.kind}]: kept as long as rejections, readable by servic
   });
 });
 
-// readiness and stats read through webhook_lost_events_by_code() (migration 009600; 009400's
-// webhook_lost_events_since() before it); a database without it still gets the same query, sent inline: both
+// readiness and stats read through webhook_lost_events_since() (migration 009400); a database without it
+// still gets the same query, sent inline: both
 // must say the same of the same losses, per error_code too (a refusal's warning is worded apart).
 dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it replaced`, async () => {
   await db.sql.begin(async (tx) => {
@@ -316,9 +316,9 @@ dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it r
 });
 
 // The readiness function may be deployed before the migrations are pushed: on a database without the
-// function (migration 009600 not applied yet) readiness and stats read the losses as before, not nothing.
+// function (migration 009400 not applied yet) readiness and stats read the losses as before, not nothing.
 dbTest(
-  `lost events [${db.kind}]: a database without webhook_lost_events_by_code() still shows its losses`,
+  `lost events [${db.kind}]: a database without webhook_lost_events_since() still shows its losses`,
   async () => {
     const env = { AGENT_SDK_URL: "http://agent-sdk.invalid" };
     const read = async () => {
@@ -336,13 +336,13 @@ dbTest(
     await db.sql`insert into public.webhook_lost_events (id, lost_at, event, event_key, tried_for_ms)
     values (gen_random_uuid(), now(), 'message_created', 'no-function:1', 0)`;
     const migration = new URL(
-      "../supabase/migrations/20261121009600_refused_events_recorded_as_lost.sql",
+      "../supabase/migrations/20261121009400_lost_events_read_without_jit.sql",
       import.meta.url,
     );
     try {
       const viaFunction = await read();
       assert.ok(Number(viaFunction[0]) >= 1 && Number(viaFunction[1]) >= 1, String(viaFunction));
-      await db.sql`drop function public.webhook_lost_events_by_code(timestamptz)`;
+      await db.sql`drop function public.webhook_lost_events_since(timestamptz)`;
       assert.deepEqual(await read(), viaFunction);
     } finally {
       await db.sql.unsafe(await Deno.readTextFile(migration)).simple();

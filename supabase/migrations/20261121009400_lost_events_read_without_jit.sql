@@ -10,37 +10,49 @@
 --
 -- So the read is a function with JIT off, as claim_webhook_events is (migration 001200): the caller's
 -- statement is one call, costed as one, and the statement inside runs with jit = off whatever its estimate.
--- Its answer is the same as the query it replaces in lost_events.ts (kept there for a database without this
--- function). The SET clause also keeps the function from being inlined into the caller's query, which would
+-- Its answer is the query's in lost_events.ts (kept there for a database without this function), and the
+-- missing per error_code besides: readiness and stats word each cause apart (refusals, migration 009600). The SET clause also keeps the function from being inlined into the caller's query, which would
 -- bring the per-loss cost back into the caller's plan: a later CREATE OR REPLACE must repeat it
 -- (tests/lost_events.test.ts checks both).
 
 create or replace function public.webhook_lost_events_since(p_since timestamptz)
-returns table (count integer, missing integer, last_lost_at timestamptz, recover_command text)
+returns table (count integer, missing integer, last_lost_at timestamptz, recover_command text,
+               missing_by_code jsonb)
 language sql
 stable
 set jit = off
 as $$
   -- A loss is made good once its event key has been stored at or after it (recovered, or sent again); losses
-  -- past an instance's record bound (unrecorded_losses) name no event, so they stay missing.
+  -- past an instance's record bound (unrecorded_losses) name no event, so they stay missing. missing_by_code:
+  -- {error_code: {missing, last}} of the codes with any missing (a loss without a code under "unknown"):
+  -- readiness and stats say what to do per cause.
   with lost as (
-    select l.lost_at, l.unrecorded_losses, l.recover_command,
+    select l.lost_at, l.unrecorded_losses, l.recover_command, coalesce(l.error_code, 'unknown') as code,
            exists (select 1 from public.webhook_events e
                     where e.event_key = l.event_key and e.last_received_at >= l.lost_at) as stored_since
       from public.webhook_lost_events l
-     where l.lost_at > p_since)
+     where l.lost_at > p_since),
+  by_code as (
+    select lost.code,
+           sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end)::int as missing,
+           max(lost.lost_at) filter (where lost.unrecorded_losses > 0 or not lost.stored_since) as last
+      from lost group by lost.code)
   select coalesce(sum(1 + lost.unrecorded_losses), 0)::int,
          coalesce(sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end), 0)::int,
          max(lost.lost_at),
          (select m.recover_command from lost m
            where m.recover_command is not null and not m.stored_since
-           order by m.lost_at desc limit 1)
+           order by m.lost_at desc limit 1),
+         (select coalesce(jsonb_object_agg(b.code, jsonb_build_object('missing', b.missing, 'last', b.last)),
+                          '{}'::jsonb)
+            from by_code b where b.missing > 0)
     from lost
 $$;
 
 comment on function public.webhook_lost_events_since(timestamptz) is
-  'Lost events since a time: how many, how many still missing, the last, and the recover command of the '
-  'latest missing. Read by readiness and deno task stats; JIT off (a probe per loss gains nothing from it).';
+  'Lost events since a time: how many, how many still missing, the last, the recover command of the latest '
+  'missing, and the missing per error_code. Read by readiness and deno task stats; JIT off (a probe per loss '
+  'gains nothing from it).';
 
 revoke all on function public.webhook_lost_events_since(timestamptz) from public, anon, authenticated;
 grant execute on function public.webhook_lost_events_since(timestamptz) to service_role;

@@ -155,8 +155,7 @@ export interface LostSince {
 
 /**
  * Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first).
- * `viaFunction`: webhook_lost_events_by_code() exists (migration 009600; 009400's
- * webhook_lost_events_since() before it), which runs the read with JIT off: one probe of webhook_events per
+ * `viaFunction`: webhook_lost_events_since() exists (migration 009400), which runs the read with JIT off: one probe of webhook_events per
  * loss, costed ~8.7 each, passed jit_above_cost at ~12 000 losses and every read compiled its plan first
  * (30-100 ms). Without it (a database not yet migrated), the same query sent as is.
  */
@@ -168,7 +167,7 @@ export async function lostEventsSince(
   if (viaFunction) {
     const [row] = await sql<LostSince[]>`
       select count, missing, last_lost_at, recover_command, missing_by_code
-        from public.webhook_lost_events_by_code(${since}::timestamptz)`;
+        from public.webhook_lost_events_since(${since}::timestamptz)`;
     return row;
   }
   const [row] = await sql<LostSince[]>`

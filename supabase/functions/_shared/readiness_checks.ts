@@ -556,7 +556,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
            where minute > ${now}::timestamptz - interval '24 hours' group by reason) r) as rejections_24h,
         to_regclass(${"public." + view}) is not null as forwarding_installed,
         to_regclass('public.webhook_lost_events') is not null as lost_installed,
-        to_regprocedure('public.webhook_lost_events_by_code(timestamptz)') is not null
+        to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null
           as lost_read_installed`;
       // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration, the
       // function that reads it without JIT (lostEventsSince) with a later one still.
