@@ -387,6 +387,25 @@ dbTest(`data [${db.kind}]: data_analyst reads the views and webhook_events, and 
 });
 
 dbTest(
+  `data [${db.kind}]: docs/sql.md's Access names every function data_analyst may execute, and only those`,
+  async () => {
+    // The paragraph says "nothing else": a helper granted by a migration and left out of it (008500's
+    // dead_unacknowledged_count, which webhook_pipeline_health calls) made that untrue.
+    const access = /## Access\n\n([\s\S]*?)\n```/.exec(await sqlDoc())?.[1];
+    assert.ok(access, "docs/sql.md has an Access section");
+    const named = [...access.matchAll(/`(\w+)\([\w ,]*\)`/g)].map((m) => m[1]).sort();
+    const granted = await sql<{ name: string }[]>`
+      select distinct p.proname::text as name from pg_proc p
+       where p.pronamespace = 'public'::regnamespace
+         and has_function_privilege('data_analyst', p.oid, 'execute')
+         and not has_function_privilege('public', p.oid, 'execute')
+       order by 1`;
+    assert.ok(granted.length >= 3);
+    assert.deepEqual(named, granted.map((g) => g.name));
+  },
+);
+
+dbTest(
   `data [${db.kind}]: every query in docs/sql.md runs as data_analyst, and uses the index it names`,
   async () => {
     await loadHistory(sql);
