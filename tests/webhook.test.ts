@@ -108,6 +108,13 @@ dbTest(
     assert.deepEqual(row.payload, JSON.parse(body));
     assert.ok(log.lines.some((l) => l.msg === "[Chatwoot Webhook] Received"));
     assert.ok(log.lines.some((l) => l.msg === "[Chatwoot Webhook] Stored" && l.event_id === res.body.id));
+    // README's Answers table, row 200, names every key of the answer (it lacked `event` and `status`).
+    assert.equal(res.body.status, row.status);
+    const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+    const row200 = readme.split("\n").find((line) => /^\| 200 +\| —/.test(line));
+    assert.ok(row200, "README's Answers table has a 200 row");
+    const documented = [...row200.matchAll(/"(\w+)":/g)].map((m) => m[1]).sort();
+    assert.deepEqual(documented, Object.keys(res.body).sort());
   },
 );
 
