@@ -140,6 +140,27 @@ dbIndependentTest({
   },
 });
 
+dbIndependentTest({
+  name: "cli: a database CLI started with no database URL at all says what to set, exit 2 (README, Tasks)",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // A folder without .env: nothing but the environment could name a database, and it names none.
+    const dir = await Deno.makeTempDir({ prefix: "relay-cli-no-url-" });
+    try {
+      for (const [script, args, env] of DATABASE_RUNS) {
+        const out = await run(script, args, env, dir);
+        assert.equal(out.code, 2, `${script} ${args.join(" ")}: ${out.stdout}${out.stderr}`);
+        const lines = out.stderr.split("\n").filter((l) => l.trim() !== "" && !/^Download /.test(l));
+        assert.equal(lines.length, 1, out.stderr);
+        assert.match(lines[0], /^Set DATABASE_URL \(or SUPABASE_DB_URL\) to /);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 dbTest(`cli [${db.kind}]: a role the server refuses is said in one line, exit 1`, async () => {
   if (db.kind !== "postgres") return; // PGlite's socket takes any user
   const url = new URL(db.url);
