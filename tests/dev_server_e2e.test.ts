@@ -87,6 +87,14 @@ Deno.test({
         answers.push(`${name}: ${res.status} ${answer?.error}`);
       }
       assert.deepEqual(answers, unknownNames.map((name) => `${name}: 404 not_found`));
+      // The base `task dev` prints as `Ready: …/functions/v1/`, the first URL a newcomer opens, names no
+      // function: its 404 says which are served (it said "No function named ", an empty name).
+      for (const path of ["/functions/v1/", "/functions/v1/no-such-function"]) {
+        const res = await fetch(`${dev.base}${path}`);
+        const answer = await res.json();
+        assert.equal(res.status, 404);
+        assert.match(answer.message, /\/functions\/v1\/<name>: chatwoot-webhook, readiness, forward-events$/);
+      }
 
       const dbUrl = external?.url ?? dev.databaseUrl;
       const sql = postgres(dbUrl, { max: 1, prepare: false, onnotice: () => {} });

@@ -161,7 +161,10 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     const name = rest.split("/")[1];
     const app = apps.get(name);
     if (!app) {
-      return Response.json({ error: "not_found", message: `No function named ${name}` }, { status: 404 });
+      // Also the base `Ready:` prints, the first URL one opens: an empty name, so say what is served there.
+      const served = `functions at ${FUNCTIONS_PREFIX}<name>: ${[...apps.keys()].join(", ")}`;
+      const message = name ? `No function named ${name}; ${served}` : `Name a function: ${served}`;
+      return Response.json({ error: "not_found", message }, { status: 404 });
     }
     url.pathname = rest;
     // Not `new Request(url, req)`: copying the request reads its signal, and Deno 2.9 then warns about that
