@@ -62,11 +62,19 @@ try {
       // TimeZone the server or the connection has.
       await tx`select set_config('TimeZone', 'UTC', true)`;
       // A time Postgres cannot read (a class 22 error) is the caller's, as the usage says: exit 2, not 1.
+      let ordered: boolean;
       try {
-        await tx`select ${values.since!}::text::timestamptz, ${until}::text::timestamptz`;
+        [{ ordered }] = await tx<{ ordered: boolean }[]>`
+          select ${values.since!}::text::timestamptz < ${until}::text::timestamptz as ordered`;
       } catch (error) {
         if (!/^22/.test((error as { code?: string }).code ?? "")) throw error;
         console.error(`${(error as Error).message}\n${USAGE}`);
+        Deno.exitCode = 2;
+        throw new UsageError();
+      }
+      // An empty window (the times swapped) would match nothing and end "ok": refused, as recover does.
+      if (!ordered) {
+        console.error(`--since ${values.since} is not before --until ${until}\n${USAGE}`);
         Deno.exitCode = 2;
         throw new UsageError();
       }

@@ -98,6 +98,14 @@ dbTest(`replay cli [${db.kind}]: usage errors of the CLIs exit 2 and change noth
   const badTime = await replay("--since", "2026-13-45", "--dry-run");
   assert.equal(badTime.code, 2, badTime.text);
   assert.match(badTime.text, /out of range/);
+  // An empty window (the two times swapped, a typo) matched nothing and said "ok": as deno task recover does,
+  // it is refused, naming both, so that the operator does not take "0 dead" for an answer.
+  for (const [since, until] of [["2026-12-02T00:00Z", "2026-12-01T00:00Z"], ["2026-12-01", "2026-12-01"]]) {
+    const swapped = await replay("--since", since, "--until", until);
+    assert.equal(swapped.code, 2, swapped.text);
+    assert.match(swapped.text, /--since .* is not before --until /);
+    assert.equal(swapped.summary, null);
+  }
   // A mistyped flag of migrate applies nothing (it used to apply every pending migration and exit 0).
   const migrations = async () =>
     (await sql<{ n: number }[]>`select count(*)::int as n from supabase_migrations.schema_migrations`)[0].n;
