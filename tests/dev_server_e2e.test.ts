@@ -162,6 +162,10 @@ dbIndependentTest({
       CHATWOOT_WEBHOOK_SECRET: secret,
     });
     try {
+      // It names where events are POSTed, the path included: it showed the base alone ("http://…/"), which
+      // reads as the address a stand-in should answer on.
+      const target = `${sdk.url.replace(/\/+$/, "")}/webhooks/chatwoot`;
+      assert.ok(dev.lines.some((l) => l.trim() === `forwarder  -> ${target}`), dev.lines.join("\n"));
       const body = JSON.stringify(
         samplePayload("message_created", { messageId: 990_001, conversationId: 9_901 }),
       );

@@ -9,6 +9,7 @@ import { applyMigrations } from "./migrations.ts";
 import { redact } from "./cli.ts";
 import { dataDir, ensureDevSecret } from "./dev_secret.ts";
 import {
+  deliveryUrl,
   forwarderConfigFromEnv,
   forwardEventsAuthFromEnv,
 } from "../../supabase/functions/_shared/forwarder_config.ts";
@@ -181,7 +182,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       : postgresSubscribe(sql);
     const config = forwarderConfigFromEnv(runtime.env);
     forwarder = await startForwarderLoop({ sql, config, log, subscribe, sweepMs: options.forwarderSweepMs });
-    const target = config.agentSdkUrl ? redact(config.agentSdkUrl) : null;
+    // Where events are POSTed (README: <AGENT_SDK_URL>/webhooks/chatwoot), not the bare base.
+    const target = config.agentSdkUrl ? redact(deliveryUrl(config.agentSdkUrl)) : null;
     print(`  forwarder  -> ${target ?? "(AGENT_SDK_URL not set; relay_settings override only)"}`);
   }
 
