@@ -848,6 +848,201 @@ dbTest(
   },
 );
 
+/** The item's updated_at as the database has it, as a PATCH's answer would give it (ISO 8601). */
+async function taskUpdatedAt(key: string): Promise<string> {
+  const [row] = await db.sql<{ at: string }[]>`
+    select to_json(updated_at)#>>'{}' as at from public.readiness_tasks where key = ${key}`;
+  return row.at;
+}
+
+/**
+ * postgres.js' BEGIN (a simple Query: "Q", its length, 11, and the text: begin()'s options, none for a PATCH,
+ * after "begin ") and COMMIT (the query text of a Parse message, NUL-terminated on both sides), as sent. No
+ * parameter holds either: text parameters go length-prefixed and hold no NUL. The PATCH's statement is known
+ * by its evidence, which only its Bind (the statement run, not just described) carries.
+ */
+const BEGIN_SENT = "Q\u0000\u0000\u0000\u000bbegin \u0000";
+const COMMIT_SENT = "\u0000commit\u0000";
+
+/**
+ * A PATCH of `key` on a connection of its own through a proxy, which acts on the bytes `when` names: the
+ * answer, with the connection's pool and proxy open (so that `after` can look and release), then cleaned up.
+ */
+async function patchThroughProxy(
+  key: string,
+  body: Record<string, unknown>,
+  during: (proxy: ReturnType<typeof startDbProxy>) => Promise<void>,
+  after: (
+    res: Response,
+    proxy: ReturnType<typeof startDbProxy>,
+    sql: ReturnType<typeof connect>,
+  ) => Promise<void>,
+  writeTimeoutMs = 10_000,
+): Promise<void> {
+  const proxy = startDbProxy(db.url);
+  // One connection, so a query made after the PATCH runs after whatever the PATCH left on it.
+  const sql = connect(proxy.url, { max: 1 });
+  const log = memoryLogger();
+  const a = app({ sql, log, writeTimeoutMs });
+  try {
+    const answer = answeredWithin(patch(a, key, body), "PATCH");
+    await answeredWithin(during(proxy).then(() => new Response()), "the proxy's cue");
+    const res = await answer;
+    await after(res, proxy, sql);
+    // The log line names the key and the code, never the body (its evidence).
+    const failed = log.lines.find((l) => l.msg === "[Readiness] Update failed");
+    assert.ok(failed, "the failure is logged");
+    assert.equal(failed.key, key);
+    assert.ok(!JSON.stringify(log.lines).includes(String(body.evidence)), "evidence not logged");
+  } finally {
+    await sql.end({ timeout: 1 });
+    await proxy.close();
+    await db.sql`select public.readiness_update_item(${key}, 'pending', true, null, null, 'test')`;
+  }
+}
+
+dbTest(
+  "readiness PATCH: the connection lost before the statement reached the server is 503 " +
+    "database_unavailable, nothing changed, and the item is unchanged",
+  async () => {
+    const before = { task: await taskState("task-5"), history: await historyCount() };
+    await patchThroughProxy(
+      "task-5",
+      { status: "done", evidence: "cut before the statement", by: "dana" },
+      (proxy) => proxy.when(BEGIN_SENT, "cut"),
+      async (res) => {
+        assert.equal(res.status, 503);
+        const body = await res.json();
+        assert.deepEqual([body.error, body.message], [
+          "database_unavailable",
+          "The item could not be updated; nothing changed",
+        ]);
+        assert.deepEqual(await taskState("task-5"), before.task);
+        assert.equal(await historyCount(), before.history);
+      },
+      // The pool connects again (the proxy now refuses) until the bound: the write is abandoned, never sent.
+      300,
+    );
+  },
+);
+
+dbTest(
+  "readiness PATCH: the statement's answer not in within the bound is 503 nothing changed, and the answer " +
+    "arriving after that does not commit the write",
+  async () => {
+    const before = { task: await taskState("task-6"), history: await historyCount() };
+    await patchThroughProxy(
+      "task-6",
+      { status: "done", evidence: "answer held past the bound", by: "dana" },
+      // Resolves once the server's answer to the update is held: it ran, in the transaction.
+      async (proxy) => void await proxy.when("answer held past the bound", "hold"),
+      async (res, proxy, sql) => {
+        assert.equal(res.status, 503);
+        const body = await res.json();
+        assert.deepEqual([body.error, body.message, body.reason], [
+          "database_unavailable",
+          "The item could not be updated; nothing changed",
+          "unreachable",
+        ]);
+        // The update's answer arrives now: the transaction must roll back, not commit what was said unstored.
+        proxy.releaseHeld();
+        await sql`select 1`; // one connection: after the PATCH's transaction ended
+        assert.deepEqual(await taskState("task-6"), before.task);
+        assert.equal(await historyCount(), before.history);
+      },
+      300,
+    );
+  },
+);
+
+dbTest(
+  "readiness PATCH: the connection lost after COMMIT was sent (the server committed, its answer lost), or " +
+    "no answer to it within the bound, is 503 outcome_unknown saying GET to see; the item did change, and " +
+    "sending it again with if_updated_at is refused 412",
+  async () => {
+    for (const how of ["cut", "no answer"]) {
+      const seen = await taskUpdatedAt("task-7");
+      const history = await historyCount();
+      const change = { status: "done", evidence: `committed, then ${how}`, by: "dana", if_updated_at: seen };
+      await patchThroughProxy(
+        "task-7",
+        change,
+        async (proxy) => {
+          // Resolves once the server's answer to the COMMIT is held: it has committed.
+          await proxy.when(COMMIT_SENT, "hold");
+          if (how === "cut") proxy.cut();
+        },
+        async (res) => {
+          assert.equal(res.status, 503, how);
+          const body = await res.json();
+          assert.equal(body.error, "outcome_unknown", `${how}: ${JSON.stringify(body)}`);
+          assert.equal(body.reason, "unreachable", how);
+          assert.match(body.message, /may have been stored\. GET the item to see/, how);
+          assert.match(
+            body.message,
+            /again with if_updated_at.*if it was stored, that is 412 stale_item/,
+            how,
+          );
+          assert.doesNotMatch(body.message, /nothing changed;|could not be updated/, how);
+          // It did change, its history row written.
+          assert.deepEqual(await taskState("task-7"), { status: "done", evidence: change.evidence }, how);
+          assert.equal(await historyCount(), history + 1, how);
+          // As the answer says: sent again with the updated_at the editor had, refused, the item as it is.
+          const again = await patch(app(), "task-7", change);
+          assert.equal(again.status, 412, how);
+          const refusal = await again.json();
+          assert.deepEqual([refusal.error, refusal.item.evidence], ["stale_item", change.evidence], how);
+        },
+        how === "cut" ? 10_000 : 300,
+      );
+    }
+  },
+);
+
+dbTest(
+  "readiness PATCH: a statement the server cancels (statement_timeout, 57014) is 503 nothing changed, and " +
+    "the item is unchanged",
+  async () => {
+    // A trigger that outlasts the write's bound: the server cancels the update, rolls the transaction back.
+    // PGlite runs no timer within a statement (pg_sleep holds it, past the bound): there the trigger raises
+    // the same cancel itself.
+    const slow = db.kind === "postgres"
+      ? "perform pg_sleep(5)"
+      : "raise exception 'canceling statement due to statement timeout' using errcode = 'query_canceled'";
+    await db.sql.unsafe(`
+      create function public.relay_test_slow_update() returns trigger language plpgsql as $$
+      begin ${slow}; return new; end $$;
+      create trigger relay_test_slow_update before update on public.readiness_tasks
+        for each row when (new.evidence = 'outlasts the bound')
+        execute function public.relay_test_slow_update();`);
+    const before = { task: await taskState("task-10"), history: await historyCount() };
+    const log = memoryLogger();
+    try {
+      const res = await answeredWithin(
+        patch(app({ log, writeTimeoutMs: 300 }), "task-10", {
+          status: "done",
+          evidence: "outlasts the bound",
+        }),
+        "PATCH",
+      );
+      assert.equal(res.status, 503);
+      const body = await res.json();
+      assert.deepEqual([body.error, body.message, body.reason], [
+        "database_unavailable",
+        "The item could not be updated; nothing changed",
+        "busy",
+      ]);
+      assert.equal(log.lines.find((l) => l.msg === "[Readiness] Update failed")?.code, "57014");
+      assert.deepEqual(await taskState("task-10"), before.task);
+      assert.equal(await historyCount(), before.history);
+    } finally {
+      await db.sql.unsafe(`
+        drop trigger relay_test_slow_update on public.readiness_tasks;
+        drop function public.relay_test_slow_update();`);
+    }
+  },
+);
+
 dbTest(
   "readiness PATCH: if_updated_at refuses a write made on a stale copy (412 with the item as it is, nothing " +
     "stored); the item's updated_at from GET or from a PATCH's answer lets it through",

@@ -247,8 +247,17 @@ export function connectionsHeld(pool: Sql): number {
 export interface TransactionWait {
   /** True from the call until the transaction has its connection and has begun. */
   waiting: boolean;
-  /** Set by the caller once it stops waiting: the transaction, if it begins after all, rolls back at once. */
+  /**
+   * Set by the caller once it stops waiting: the transaction, if it begins after all, rolls back at once, and
+   * one whose work was under way rolls back as that work ends (no COMMIT is sent after the caller gave up).
+   */
   abandoned: boolean;
+  /**
+   * Set once the work has ended and the COMMIT is on its way (or sent): from then on a failure, or no answer,
+   * may follow a commit the server made (CommitOutcomeUnknown). Before, the transaction cannot have
+   * committed: a server's error rolls it back, and a lost connection ends it without COMMIT.
+   */
+  committing?: boolean;
 }
 
 /** The database did not answer within the bound: the transaction, if it ever starts, rolls back. */
@@ -256,6 +265,19 @@ export class DatabaseAbandoned extends Error {
   /** It got no pooled connection: every one was held by other work the database had begun (the pool busy). */
   constructor(message: string, readonly poolBusy = false) {
     super(message);
+  }
+}
+
+/**
+ * The transaction failed, or its caller stopped waiting, after its COMMIT was on its way: the connection was
+ * lost, the server answered no more, or refused the COMMIT itself. It may have committed (the server commits
+ * before its answer can be lost) or not. `cause` is what was seen; its `code` is kept for the log.
+ */
+export class CommitOutcomeUnknown extends Error {
+  readonly code: string | undefined;
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+    this.code = dbErrorCode(cause) ?? undefined;
   }
 }
 
@@ -300,13 +322,26 @@ export async function boundedTransaction<T>(
     try {
       await tx`select set_config('statement_timeout', ${String(ms)}, true),
                       case when ${lockTimeout} then set_config('lock_timeout', ${String(ms)}, true) end`;
-      return await work(tx);
+      const result = await work(tx);
+      // The caller answered already (its bound passed while the work waited for the server's answer): rolled
+      // back, not committed after an answer that said nothing was stored.
+      if (wait.abandoned) {
+        throw new DatabaseAbandoned("the request was answered before the transaction ended");
+      }
+      // postgres.js sends COMMIT once this returns (written in a later turn of the event loop): from here, a
+      // failure or a bound passing may follow a commit.
+      wait.committing = true;
+      return result;
     } finally {
       connectionsInUse.set(sql, (connectionsInUse.get(sql) ?? 1) - 1);
     }
   };
   const savepoint = (sql as Partial<postgres.TransactionSql>).savepoint;
-  return await (savepoint ? savepoint(bounded) : sql.begin(begin, bounded)) as T;
+  try {
+    return await (savepoint ? savepoint(bounded) : sql.begin(begin, bounded)) as T;
+  } catch (error) {
+    throw wait.committing ? new CommitOutcomeUnknown(error) : error;
+  }
 }
 
 /** Why the database failed, as one fixed word an answer may carry (never the message: it may quote data). */

@@ -18,11 +18,13 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
   boundedTransaction,
+  CommitOutcomeUnknown,
   connectionsHeld,
   DatabaseAbandoned,
   dbErrorCode,
   dbFailureReason,
   type Sql,
+  type TransactionWait,
 } from "./db.ts";
 import { ConfigError, type Env, secretValues } from "./env.ts";
 import type { Logger } from "./log.ts";
@@ -52,8 +54,9 @@ const MAX_TEXT = 2000;
 /** A PATCH body not complete by then is refused (408): a client that stalls must not hold the request. */
 export const PATCH_BODY_DEADLINE_MS = 30_000;
 /**
- * A PATCH's write not done by then is a 503 with nothing stored: a lock held on the item's table (a migration,
- * an SQL editor's open transaction) or a database that does not answer must not hold the editor's request.
+ * A PATCH's write not done by then is a 503: a lock held on the item's table (a migration, an SQL editor's
+ * open transaction) or a database that does not answer must not hold the editor's request. Nothing is stored,
+ * unless its COMMIT was already on its way (outcome_unknown).
  */
 export const PATCH_WRITE_TIMEOUT_MS = 10_000;
 /**
@@ -64,6 +67,7 @@ const SERVER_ANSWER_MARGIN_MS = 2000;
 
 /** A 503's `reason` (and `detail`) for a transaction that failed or was abandoned (withinBound). */
 function failureReason(error: unknown): { reason: string; detail?: string } {
+  if (error instanceof CommitOutcomeUnknown) return failureReason(error.cause);
   if (!(error instanceof DatabaseAbandoned)) return { reason: dbFailureReason(error) };
   // The database answered the work that held the connections: busy, as a lock the read waited on would be.
   return error.poolBusy ? { reason: "busy", detail: error.message } : { reason: "unreachable" };
@@ -78,6 +82,7 @@ function failureReason(error: unknown): { reason: string; detail?: string } {
  * Abandoned still waiting for a connection while this pool's every connection is held by another such
  * transaction (or a check's; the database began them), the pool was busy, not the database out of reach:
  * with DATABASE_POOL_SIZE=1, a GET's read queued behind a PATCH waiting on a lock. Said as that (poolBusy).
+ * Abandoned, or failed, once its COMMIT was on its way, it may have committed: CommitOutcomeUnknown.
  */
 async function withinBound<T>(
   db: Sql,
@@ -86,7 +91,7 @@ async function withinBound<T>(
   work: (tx: Sql) => Promise<T>,
 ): Promise<T> {
   const deadline = performance.now() + ms;
-  const wait = { waiting: false, abandoned: false };
+  const wait: TransactionWait = { waiting: false, abandoned: false };
   const serverMs = () => deadline - performance.now();
   const transaction = boundedTransaction(db, { wait, serverMs, lockTimeout: true, begin }, work);
   const bound = ms + SERVER_ANSWER_MARGIN_MS;
@@ -99,7 +104,8 @@ async function withinBound<T>(
         true,
       );
     }
-    return new DatabaseAbandoned(`no answer from the database within ${bound} ms`);
+    const none = new DatabaseAbandoned(`no answer from the database within ${bound} ms`);
+    return wait.committing ? new CommitOutcomeUnknown(none) : none;
   });
 }
 
@@ -134,6 +140,7 @@ export interface ReadinessReport {
 type ErrorCode =
   | "not_configured"
   | "database_unavailable"
+  | "outcome_unknown"
   | "bad_format"
   | "unauthorized"
   | "unsupported_media_type"
@@ -176,7 +183,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
    * readiness_update_item_if_unchanged within `writeTimeoutMs`: no row for an unknown key, else the item as
    * written, or as it is now with stale = true when it changed after `ifUpdatedAt`. One statement, so one
    * round trip inside the bound; the row's lock, the comparison and the write are the database's (migration
-   * 007000). An answer of 503 means nothing was stored (withinBound).
+   * 007000). A failure means nothing was stored, except a CommitOutcomeUnknown (withinBound).
    */
   async function updateItem(db: Sql, key: string, p: ItemPatch, actor: string) {
     const ms = deps.writeTimeoutMs ?? PATCH_WRITE_TIMEOUT_MS;
@@ -363,7 +370,7 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
       rows = await updateItem(sql, key, p, actor);
     } catch (error) {
       const code = (error as { code?: string }).code;
-      if (code === "23514") {
+      if (code === "23514" && !(error instanceof CommitOutcomeUnknown)) {
         return fail(
           c,
           400,
@@ -374,11 +381,27 @@ export function createReadinessApp(deps: ReadinessDeps): Hono {
             "vault, and cite a commit by its short id",
         );
       }
+      const unknown = error instanceof CommitOutcomeUnknown;
       log("error", `${LOG} Update failed`, {
         key,
         error: error instanceof Error ? error.message : String(error),
         code: dbErrorCode(error),
+        ...(unknown ? { outcome: "unknown" } : {}),
       });
+      if (unknown) {
+        // Its own code, not database_unavailable's: that one has always meant nothing stored, and a client
+        // that acts on it (says "not saved", gives up) must not read this one as that.
+        return fail(
+          c,
+          503,
+          "outcome_unknown",
+          `The database did not confirm the update of "${key}": the connection was lost (or no answer ` +
+            "came) after it was sent to be committed, so it may have been stored. GET the item to see; or " +
+            "send it again with if_updated_at, the updated_at you had: if it was stored, that is 412 " +
+            "stale_item with the item as it is",
+          failureReason(error),
+        );
+      }
       return fail(
         c,
         503,
