@@ -94,6 +94,17 @@ dbTest("forwarding: replay by ids, by time range and event (SQL), and with the C
       select public.replay_webhook_events_between(now() - interval '1 hour', now(), 'message_updated') as m`;
     assert.equal(Number(m), 1);
     assert.equal(await statusOf(db.sql, ids[1]), "dead");
+    // A window with its ends swapped, empty or open matches nothing: refused, not "0 replayed".
+    for (
+      const [since, until] of [["now()", "now() - interval '1 hour'"], ["now()", "now()"], ["null", "now()"]]
+    ) {
+      await assert.rejects(
+        db.sql.unsafe(`select public.replay_webhook_events_between(${since}, ${until})`),
+        (e: Error & { code?: string }) => e.code === "22023" && /must be after/.test(e.message),
+        `${since} .. ${until}`,
+      );
+    }
+    assert.equal(await statusOf(db.sql, ids[1]), "dead");
     await drain(db.sql, config, { log: memoryLogger() });
     assert.equal(await statusOf(db.sql, ids[0]), "delivered");
     assert.equal(await statusOf(db.sql, updated), "delivered");
