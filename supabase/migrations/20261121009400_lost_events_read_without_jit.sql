@@ -11,9 +11,10 @@
 -- So the read is a function with JIT off, as claim_webhook_events is (migration 001200): the caller's
 -- statement is one call, costed as one, and the statement inside runs with jit = off whatever its estimate.
 -- Its answer is the query's in lost_events.ts (kept there for a database without this function), and the
--- missing per error_code besides: readiness and stats word each cause apart (refusals, migration 009600). The SET clause also keeps the function from being inlined into the caller's query, which would
--- bring the per-loss cost back into the caller's plan: a later CREATE OR REPLACE must repeat it
--- (tests/lost_events.test.ts checks both).
+-- missing per error_code besides: readiness and stats word each cause apart (refusals, migration 009600).
+-- The SET clause also keeps the function from being inlined into the caller's query, which would bring the
+-- per-loss cost back into the caller's plan: a later CREATE OR REPLACE must repeat it (tests/lost_events.test.ts
+-- checks both).
 
 create or replace function public.webhook_lost_events_since(p_since timestamptz)
 returns table (count integer, missing integer, last_lost_at timestamptz, recover_command text,

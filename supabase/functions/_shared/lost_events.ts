@@ -155,9 +155,9 @@ export interface LostSince {
 
 /**
  * Read by deno task stats and readiness's webhook_pipeline check; the table must exist (to_regclass first).
- * `viaFunction`: webhook_lost_events_since() exists (migration 009400), which runs the read with JIT off: one probe of webhook_events per
- * loss, costed ~8.7 each, passed jit_above_cost at ~12 000 losses and every read compiled its plan first
- * (30-100 ms). Without it (a database not yet migrated), the same query sent as is.
+ * `viaFunction`: webhook_lost_events_since() exists (migration 009400), which runs the read with JIT off:
+ * one probe of webhook_events per loss, costed ~8.7 each, passed jit_above_cost at ~12 000 losses and every
+ * read compiled its plan first (30-100 ms). Without it (a database not yet migrated), the same query as is.
  */
 export async function lostEventsSince(
   sql: Sql | postgres.TransactionSql,
