@@ -303,6 +303,9 @@ export interface BoundOptions {
  * after its request was answered. Begun, it counts as holding one of the pool's connections until it ends, so
  * that one that got no connection in time can tell a pool busy with other work (the database answered it)
  * from a database that could not be reached (connectionsHeld).
+ *
+ * Its connection lost while it runs (a database restart), it fails with CONNECTION_CLOSED and postgres.js
+ * sends nothing more on it (beginSurvivingClose). A savepoint, in a test's own transaction, goes without.
  */
 export async function boundedTransaction<T>(
   sql: Sql,
@@ -322,26 +325,75 @@ export async function boundedTransaction<T>(
     try {
       await tx`select set_config('statement_timeout', ${String(ms)}, true),
                       case when ${lockTimeout} then set_config('lock_timeout', ${String(ms)}, true) end`;
-      const result = await work(tx);
-      // The caller answered already (its bound passed while the work waited for the server's answer): rolled
-      // back, not committed after an answer that said nothing was stored.
-      if (wait.abandoned) {
-        throw new DatabaseAbandoned("the request was answered before the transaction ended");
-      }
-      // postgres.js sends COMMIT once this returns (written in a later turn of the event loop): from here, a
-      // failure or a bound passing may follow a commit.
-      wait.committing = true;
-      return result;
+      return await work(tx);
     } finally {
       connectionsInUse.set(sql, (connectionsInUse.get(sql) ?? 1) - 1);
     }
   };
+  const beforeCommit = () => {
+    // The caller answered already (its bound passed while the work waited for the server's answer): rolled
+    // back, not committed after an answer that said nothing was stored.
+    if (wait.abandoned) {
+      throw new DatabaseAbandoned("the request was answered before the transaction ended");
+    }
+    // postgres.js sends COMMIT once this returns (written in a later turn of the event loop): from here, a
+    // failure or a bound passing may follow a commit.
+    wait.committing = true;
+  };
   const savepoint = (sql as Partial<postgres.TransactionSql>).savepoint;
   try {
-    return await (savepoint ? savepoint(bounded) : sql.begin(begin, bounded)) as T;
+    return savepoint
+      ? await savepoint(async (tx) => {
+        const result = await bounded(tx);
+        beforeCommit();
+        return result;
+      }) as T
+      : await beginSurvivingClose(sql, begin, bounded, beforeCommit);
   } catch (error) {
     throw wait.committing ? new CommitOutcomeUnknown(error) : error;
   }
+}
+
+/**
+ * sql.begin(options, work), except that a transaction whose connection closed while it ran (a database
+ * restart, its backend terminated, the network) ends with postgres.js' CONNECTION_CLOSED and nothing more
+ * sent. Works around porsager/postgres#1066, #1154 and #1208 (3.4.9; unmerged fixes #1168, #1176, #1209,
+ * #1215): once a connection closes, postgres.js rejects the statement in flight and nulls the socket; begin()
+ * then sends ROLLBACK (COMMIT, had the work caught that error) on the same connection, written from a timer,
+ * whose TypeError ("Cannot read properties of null (reading 'write')") no caller can catch: it ended the
+ * process, in `deno task dev` every function with it (tests/connection_lost.test.ts).
+ *
+ * begin() also rejects, with CONNECTION_CLOSED, the moment its connection closes (a race with the work), in
+ * the same synchronous call that rejects the statement. So, once the work has ended, a turn of the event loop
+ * later (every promise reaction from that call has run by then) a closed connection is known: the work then
+ * never settles, so that begin() sends nothing on it, and begin()'s own rejection is the answer. The pending
+ * work holds nothing: the pool has moved the connection to its closed ones and connects it again when needed.
+ * `beforeCommit` runs after that check, when the work succeeded: it may throw, to roll back instead.
+ *
+ * Not covered: a work that awaits something else between its statements (a fetch) and finds the connection
+ * closed when it sends the next one. Each statement of ours follows the previous one's answer at once.
+ */
+export async function beginSurvivingClose<T>(
+  sql: Sql,
+  options: string,
+  work: (tx: postgres.TransactionSql) => Promise<T>,
+  beforeCommit: () => void = () => {},
+): Promise<T> {
+  let connectionClosed = false;
+  const transaction = sql.begin(options, async (tx) => {
+    const ended = await work(tx).then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (connectionClosed) return await new Promise<never>(() => {});
+    if (!ended.ok) throw ended.error;
+    beforeCommit();
+    return ended.value;
+  });
+  // Before the work ends, begin() settles only as its connection closes.
+  transaction.catch(() => connectionClosed = true);
+  return await transaction as T;
 }
 
 /** Why the database failed, as one fixed word an answer may carry (never the message: it may quote data). */
