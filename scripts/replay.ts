@@ -3,6 +3,7 @@
 // progress and a summary. Works against any server: DATABASE_URL (or SUPABASE_DB_URL).
 import { connectOrExit, parseArgsOrExit, redact, reportFailure, requireDatabaseUrl } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
+import { beginSurvivingClose } from "../supabase/functions/_shared/db.ts";
 
 const USAGE = `usage:
   deno task replay <id> [<id>...]                        requeue these dead events
@@ -57,7 +58,8 @@ try {
   // again per chunk would take an event requeued earlier in this run that died again meanwhile, in place of
   // one not yet requeued, and leave that one dead while the count said all were done.
   const matched = byRange
-    ? await sql.begin(async (tx) => {
+    // beginSurvivingClose: a connection lost meanwhile is a failure reported, not a crash (postgres.js#1066).
+    ? await beginSurvivingClose(sql, "", async (tx) => {
       // A time without a zone is UTC, as deno task recover and chatwoot_timestamp() read one, not whatever
       // TimeZone the server or the connection has.
       await tx`select set_config('TimeZone', 'UTC', true)`;

@@ -10,7 +10,7 @@
 // give; `relay_recovered` in it names those fields. Only message_created is recovered: the API shows a
 // message's current state, not its edits, and conversation events leave nothing to list.
 import { errorMessageWithCause } from "../../supabase/functions/_shared/background.ts";
-import { isDatabaseError, type Sql } from "../../supabase/functions/_shared/db.ts";
+import { beginSurvivingClose, isDatabaseError, type Sql } from "../../supabase/functions/_shared/db.ts";
 import type { TransactionSql } from "postgres";
 import {
   eventColumns,
@@ -580,8 +580,11 @@ export async function scanForMissing(
         .map((message) => ({ message, conversation }));
       if (store && lacking.length > 0) {
         // All of the conversation's or none: a stop never leaves one half stored, nor its counts half added.
-        const summary = await sql.begin((tx) =>
-          storeRecovered(api, tx, lacking, { forward: store.forward, now: store.now, details })
+        // A connection lost meanwhile is a stop (database), not a crash (beginSurvivingClose, postgres.js#1066).
+        const summary = await beginSurvivingClose(
+          sql,
+          "",
+          (tx) => storeRecovered(api, tx, lacking, { forward: store.forward, now: store.now, details }),
         );
         stored!.stored += summary.stored;
         stored!.storedMeanwhile += summary.storedMeanwhile;

@@ -1,6 +1,6 @@
 // Applies supabase/migrations/*.sql in order and records them in supabase_migrations.schema_migrations,
 // the table the Supabase CLI keeps, so `supabase migration up` and this runner agree on what is applied.
-import type { Sql } from "../../supabase/functions/_shared/db.ts";
+import { beginSurvivingClose, type Sql } from "../../supabase/functions/_shared/db.ts";
 
 export const MIGRATIONS_DIR = new URL("../../supabase/migrations/", import.meta.url);
 
@@ -106,7 +106,8 @@ export async function applyMigrations(
   const applied: string[] = [];
   for (const migration of files) {
     const text = await Deno.readTextFile(migration.path);
-    const done = await sql.begin(async (tx) => {
+    // beginSurvivingClose: a connection lost meanwhile is a failure reported, not a crash (postgres.js#1066).
+    const done = await beginSurvivingClose(sql, "", async (tx) => {
       // Two runners starting at once (several dev servers, CI jobs) must not apply a file twice.
       await tx`select pg_advisory_xact_lock(hashtext('supabase_migrations.schema_migrations'))`;
       const [seen] =
