@@ -72,6 +72,9 @@ const WINDOW = "X-Chatwoot-Timestamp is outside the accepted window of ±300 s";
 
 let nextId = 961_000;
 
+/** Thrown to roll a test's transaction back. */
+class Rollback extends Error {}
+
 dbTest(
   `refused events [${db.kind}]: each authenticated refusal is recorded once as lost, its answer unchanged`,
   async () => {
@@ -365,6 +368,49 @@ dbTest(
     assert.doesNotMatch(later.detail, mismatch);
     assert.match(later.detail, /2 secret or token refusals in 24 h, none since the last verified webhook/);
     assert.equal(later.data?.secret_mismatches_since_verified, 0);
+  },
+);
+
+dbTest(
+  `refused events [${db.kind}]: each cause's warning names its own latest recover_command, or says there is none`,
+  async () => {
+    // Rolled back: only these losses. A database loss, then a later refused message_created (its command
+    // newer), and a refused conversation_updated, which deno task recover cannot fetch (no command).
+    await db.sql.begin(async (tx) => {
+      await tx`delete from public.webhook_lost_events`;
+      await tx`
+        insert into public.webhook_lost_events (id, lost_at, event, event_key, recover_command, error_code,
+                                                tried_for_ms)
+        values (gen_random_uuid(), now() - interval '2 hours', 'message_created', 'message:1:message_created',
+                'deno task recover --since DB-LOSS --store', '08006', 9000),
+               (gen_random_uuid(), now() - interval '1 hour', 'message_created', 'message:2:message_created',
+                'deno task recover --since CLOCK-LOSS --store', 'timestamp_stale', 0),
+               (gen_random_uuid(), now() - interval '30 minutes', 'conversation_updated',
+                'conversation_updated:' || repeat('c', 64), null, 'invalid_payload', 0)`;
+      const check = await checkWebhookPipeline({
+        sql: tx as unknown as typeof db.sql,
+        env,
+        config: readinessConfigFromEnv(env),
+        now: () => new Date(),
+      });
+      const database =
+        check.detail.match(/1 event lost in 24 h \(last [^)]+\): not stored[^]*?(?=\d+ events? refused|$)/)
+          ?.[0] ?? "";
+      assert.match(database, /latest: deno task recover --since DB-LOSS --store/, check.detail);
+      assert.doesNotMatch(database, /CLOCK-LOSS/, "the database's warning names a refusal's command");
+      const clock = check.detail.match(
+        /1 event refused and lost in 24 h \(timestamp_stale: 1\)[^]*?(?=\d+ events? refused|$)/,
+      )
+        ?.[0] ?? "";
+      assert.match(clock, /latest: deno task recover --since CLOCK-LOSS --store/, check.detail);
+      const body = check.detail.match(/1 event refused and lost in 24 h \(invalid_payload: 1\)[^]*$/)?.[0] ??
+        "";
+      assert.doesNotMatch(body, /recover the message_created among them/, "none of them is one");
+      assert.match(body, /none of them is a message_created.*missing for 24 h/, check.detail);
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
   },
 );
 
