@@ -149,8 +149,14 @@ export interface LostSince {
   missing: number;
   last_lost_at: Date | null;
   recover_command: string | null;
-  /** The missing per error_code ("unknown" for none), and the last of them: a warning per cause. */
-  missing_by_code: Record<string, { missing: number; last: string | null }>;
+  /**
+   * The missing per error_code ("unknown" for none), the last of them, and the recover_command of the latest
+   * missing that has one, with its lost_at (both absent before migration 009900): a warning per cause.
+   */
+  missing_by_code: Record<
+    string,
+    { missing: number; last: string | null; recover_command?: string | null; recover_lost_at?: string | null }
+  >;
 }
 
 /**
@@ -180,7 +186,12 @@ export async function lostEventsSince(
     by_code as (
       select lost.code,
              sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end)::int as missing,
-             max(lost.lost_at) filter (where lost.unrecorded_losses > 0 or not lost.stored_since) as last
+             max(lost.lost_at) filter (where lost.unrecorded_losses > 0 or not lost.stored_since) as last,
+             (array_agg(lost.recover_command order by lost.lost_at desc)
+                filter (where lost.recover_command is not null and not lost.stored_since))[1]
+               as recover_command,
+             max(lost.lost_at) filter (where lost.recover_command is not null and not lost.stored_since)
+               as recover_lost_at
         from lost group by lost.code)
     select coalesce(sum(1 + lost.unrecorded_losses), 0)::int as count,
            coalesce(sum(lost.unrecorded_losses + case when lost.stored_since then 0 else 1 end), 0)::int
@@ -190,7 +201,9 @@ export async function lostEventsSince(
              where m.recover_command is not null and not m.stored_since
              order by m.lost_at desc limit 1) as recover_command,
            (select coalesce(
-                     jsonb_object_agg(b.code, jsonb_build_object('missing', b.missing, 'last', b.last)),
+                     jsonb_object_agg(b.code, jsonb_build_object('missing', b.missing, 'last', b.last,
+                                                                 'recover_command', b.recover_command,
+                                                                 'recover_lost_at', b.recover_lost_at)),
                      '{}'::jsonb)
               from by_code b where b.missing > 0) as missing_by_code
       from lost`;
