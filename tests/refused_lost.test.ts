@@ -16,6 +16,8 @@ import {
 import { sha256Hex, signChatwoot } from "../supabase/functions/_shared/signature.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
+import { messageEventKey } from "../supabase/functions/_shared/chatwoot_payload.ts";
+import { lostEventsSince } from "../supabase/functions/_shared/lost_events.ts";
 
 const db = await startTestDb();
 const URL_TOKEN = "tok_0123456789abcdefghijklmnopqrstuv";
@@ -411,6 +413,37 @@ dbTest(
     }).catch((error) => {
       if (!(error instanceof Rollback)) throw error;
     });
+  },
+);
+
+dbTest(
+  `refused events [${db.kind}]: a refused message_created is made good once recover stores its message`,
+  async () => {
+    const since = new Date(Date.now() - 24 * 3600_000);
+    const id = nextId++;
+    const body = JSON.stringify({
+      ...samplePayload("message_created", { messageId: id, inboxId: 7, accountId: 4 }),
+      created_at: new Date().toISOString(),
+    });
+    const missing = async () =>
+      (await lostEventsSince(db.sql, since)).missing_by_code.timestamp_stale?.missing ?? 0;
+    const before = await missing();
+    const web = serveWebhook();
+    try {
+      const stale = await web.send(
+        signedRequest(web.url, body, { nowSeconds: Math.floor(Date.now() / 1000) - 301 }),
+      );
+      assert.equal(stale.body.error, "timestamp_stale");
+    } finally {
+      await web.stop(); // writes the record
+    }
+    assert.equal(await missing(), before + 1);
+    // As deno task recover stores it (scripts/lib/chatwoot_recover.ts storeOne): its own body, under the key
+    // messageEventKey(id, "message_created"); the refusal's record must name that key.
+    await db.sql`
+      select public.recover_webhook_event(${messageEventKey(id, "message_created")}, 'message_created',
+        ${id}::bigint, null, 4, 7, ${body}, ${sha256Hex(body + " rebuilt")}, false)`;
+    assert.equal(await missing(), before, "made good by the recovered copy");
   },
 );
 
