@@ -151,11 +151,11 @@ export interface LostSince {
   recover_command: string | null;
   /**
    * The missing per error_code ("unknown" for none), the last of them, and the recover_command of the latest
-   * missing that has one, with its lost_at (both absent before migration 009900): a warning per cause.
+   * missing that has one, with its lost_at: a warning per cause, each with its own command.
    */
   missing_by_code: Record<
     string,
-    { missing: number; last: string | null; recover_command?: string | null; recover_lost_at?: string | null }
+    { missing: number; last: string | null; recover_command: string | null; recover_lost_at: string | null }
   >;
 }
 

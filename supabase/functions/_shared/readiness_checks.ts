@@ -666,19 +666,17 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       const latest = (rows: typeof byCode) =>
         rows.flatMap(([, m]) => m.last ? [new Date(m.last).toISOString()] : []).sort().at(-1) ??
           iso(lost.last_lost_at);
-      // The recover_command of a cause's latest missing loss that has one (migration 009900): the overall
-      // latest (lost.recover_command) may be another cause's, a refusal's window under the database's warning.
+      // The recover_command of a cause's latest missing loss that has one: the overall latest
+      // (lost.recover_command) may be another cause's, a refusal's window under the database's warning.
       const latestCommand = (rows: typeof byCode) =>
         rows.filter(([, m]) => m.recover_command && m.recover_lost_at)
           .sort(([, a], [, b]) => Date.parse(a.recover_lost_at!) - Date.parse(b.recover_lost_at!))
           .at(-1)?.[1].recover_command ?? null;
-      // A database that predates 009900 names no command per code: the overall latest, as before.
-      const perCode = byCode.some(([, m]) => m.recover_command !== undefined);
       const databaseMissing = lost.missing - refused.reduce((n, [, m]) => n + m.missing, 0);
       if (databaseMissing > 0) {
         const ours = byCode.filter(([code]) => !isRefusalCode(code));
         const last = latest(ours);
-        const command = perCode ? latestCommand(ours) : lost.recover_command;
+        const command = latestCommand(ours);
         warnings.push(
           `${
             plural(databaseMissing)
@@ -694,14 +692,14 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         const n = rows.reduce((sum, [, m]) => sum + m.missing, 0);
         if (n === 0) continue;
         const codes = rows.map(([code, m]) => `${code}: ${m.missing}`).join(", ");
-        const command = perCode ? latestCommand(rows) : "";
+        const command = latestCommand(rows);
         // Only a message_created carries a command: without one, nothing here can be fetched back, and the
         // warning stays for its 24 h (said, rather than sending the operator to recover for nothing).
-        const recover = command === null
+        const recover = !command
           ? "none of them is a message_created (deno task recover fetches no other event): they stay " +
             "missing for 24 h unless stored again (a message_updated, by a later edit of its message)"
           : "recover the message_created among them with each row's recover_command in " +
-            "public.webhook_lost_events" + (command ? ` (latest: ${command})` : "");
+            `public.webhook_lost_events (latest: ${command})`;
         warnings.push(
           `${plural(n)} refused and lost in 24 h (${codes}) (last ${latest(rows)}): ` +
             `${refusalAdvice(rows[0][0] as RefusalCode)}; ${recover}`,
