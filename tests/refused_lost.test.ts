@@ -323,7 +323,7 @@ dbTest(
 );
 
 dbTest(
-  `refused events [${db.kind}]: secret mismatches after the last verified webhook warn, not before one`,
+  `refused events [${db.kind}]: secret mismatches after the last verified webhook are told, not before one`,
   async () => {
     const mismatch = /secret or token mismatch/;
     let web = serveWebhook();
@@ -348,15 +348,17 @@ dbTest(
     } finally {
       await web.stop(); // writes the refusal counts
     }
+    // Within one minute (a stranger's probes would be): said as text, with the counts, and no warning; two
+    // minutes of them warn (the test below).
     const after = await pipeline();
-    assert.notEqual(after.status, "pass");
-    assert.match(after.detail, mismatch);
+    assert.doesNotMatch(after.detail, mismatch);
     assert.match(
       after.detail,
-      /since the last verified webhook .*signature_invalid: 1, token_invalid: 1.*CHATWOOT_WEBHOOK_SECRET.*CHATWOOT_WEBHOOK_URL_TOKEN.*comma-separated, old,new/,
+      /2 secret or token refusals since the last verified webhook, in 1 minute \(signature_invalid: 1, token_invalid: 1; a warning from 2 minutes on/,
     );
     assert.ok(!after.detail.includes(TEST_SECRET) && !after.detail.includes(URL_TOKEN), "never a value");
     assert.equal(after.data?.secret_mismatches_since_verified, 2);
+    assert.equal(after.data?.secret_mismatch_minutes_since_verified, 1);
 
     // A verified webhook after them: the secret is right; a scanner or a second sender, said as text only.
     web = serveWebhook();
@@ -444,6 +446,63 @@ dbTest(
       select public.recover_webhook_event(${messageEventKey(id, "message_created")}, 'message_created',
         ${id}::bigint, null, 4, 7, ${body}, ${sha256Hex(body + " rebuilt")}, false)`;
     assert.equal(await missing(), before, "made good by the recovered copy");
+  },
+);
+
+/** readiness's webhook_pipeline check read in `tx` (a test's transaction, rolled back after). */
+const pipelineIn = (tx: unknown) =>
+  checkWebhookPipeline({
+    sql: tx as typeof db.sql,
+    env,
+    config: readinessConfigFromEnv(env),
+    now: () => new Date(),
+  });
+
+dbTest(
+  `refused events [${db.kind}]: secret mismatches warn once counted in two minutes after the last verified webhook`,
+  async () => {
+    // Rolled back: only these counts, at times after the last verified webhook (v), as the writes would have
+    // them. One stranger's probe (or a few in one minute) is no rotation: a one-sided rotation refuses every
+    // event Chatwoot sends, which soon fills a second minute.
+    const mismatch = /secret or token mismatch/;
+    await db.sql.begin(async (tx) => {
+      await tx`delete from public.webhook_rejections`;
+      const [{ v }] = await tx<{ v: Date }[]>`
+        select max(last_received_at) as v from public.webhook_events where verified_by <> 'chatwoot_api'`;
+      assert.ok(v, "a verified webhook stored by an earlier test");
+      await tx`
+        insert into public.webhook_rejections (minute, reason, http_status, count, last_rejected_at)
+        values (date_trunc('minute', ${v}::timestamptz + interval '2 minutes'), 'signature_invalid', 401, 3,
+                ${v}::timestamptz + interval '2 minutes')`;
+      const one = await pipelineIn(tx);
+      assert.doesNotMatch(one.detail, mismatch, "one minute of mismatches warned");
+      assert.match(one.detail, /3 secret or token refusals since the last verified webhook, in 1 minute/);
+      assert.equal(one.data?.secret_mismatches_since_verified, 3);
+
+      await tx`
+        insert into public.webhook_rejections (minute, reason, http_status, count, last_rejected_at)
+        values (date_trunc('minute', ${v}::timestamptz + interval '4 minutes'), 'token_invalid', 401, 1,
+                ${v}::timestamptz + interval '4 minutes')`;
+      const two = await pipelineIn(tx);
+      assert.equal(two.status, "warn");
+      assert.match(
+        two.detail,
+        /4 secret or token mismatches since the last verified webhook \([^)]+\), in 2 minutes \(signature_invalid: 3, token_invalid: 1\): .*CHATWOOT_WEBHOOK_SECRET/,
+      );
+      assert.equal(two.data?.secret_mismatches_since_verified, 4);
+
+      // A verified webhook after them: the secret is right.
+      await tx`
+        update public.webhook_events set last_received_at = ${v}::timestamptz + interval '10 minutes'
+         where id = (select id from public.webhook_events where verified_by <> 'chatwoot_api' limit 1)`;
+      const after = await pipelineIn(tx);
+      assert.doesNotMatch(after.detail, mismatch);
+      assert.match(after.detail, /4 secret or token refusals in 24 h, none since the last verified webhook/);
+      assert.equal(after.data?.secret_mismatches_since_verified, 0);
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
   },
 );
 

@@ -508,6 +508,8 @@ export function forwardEventsWarnings(listed: (string | null)[]): string[] {
 
 /** Refusals a wrong secret or URL token would cause (chatwoot_webhook.ts): anyone's, so never recorded. */
 const MISMATCH_REASONS = ["signature_invalid", "token_invalid"];
+/** Minutes with such refusals since the last verified webhook before they warn (checkWebhookPipeline). */
+const MISMATCH_MINUTES_TO_WARN = 2;
 const plural = (n: number, what: string, ending: string) => `${n} ${what}${n === 1 ? "" : ending}`;
 
 export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
@@ -563,16 +565,19 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       const lost = intake.lost_installed
         ? await lostEventsSince(tx, since, intake.lost_read_installed)
         : null;
-      // Refusals that a wrong secret or token would cause, since the last verified webhook (per minute and
-      // reason, with the time of the minute's last): after it, the secret held may no longer be Chatwoot's.
-      const [mismatch] = await tx<{ since_verified: Record<string, number> }[]>`
-        select coalesce(jsonb_object_agg(reason, total), '{}'::jsonb) as since_verified from (
-          select reason, sum(count)::int as total from public.webhook_rejections
+      // Refusals that a wrong secret or token would cause, since the last verified webhook (per reason), and
+      // in how many minutes (webhook_rejections' rows): after it, the secret held may no longer be Chatwoot's.
+      const [mismatch] = await tx<{ since_verified: Record<string, number>; minutes: number }[]>`
+        with since_verified as (
+          select minute, reason, count from public.webhook_rejections
            where minute > ${now}::timestamptz - interval '24 hours'
              and reason in ('signature_invalid', 'token_invalid')
              and (${intake.last_received_at}::timestamptz is null
-                  or last_rejected_at > ${intake.last_received_at}::timestamptz)
-           group by reason) r`;
+                  or last_rejected_at > ${intake.last_received_at}::timestamptz))
+        select (select coalesce(jsonb_object_agg(r.reason, r.total), '{}'::jsonb)
+                  from (select reason, sum(count)::int as total from since_verified group by reason) r)
+                 as since_verified,
+               (select count(distinct minute)::int from since_verified) as minutes`;
       // Read in the same transaction, under the same bound, when the view exists.
       const health = intake.forwarding_installed
         ? await tx<Row[]>`select * from ${tx("public." + view)}`
@@ -591,13 +596,15 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         intake,
         lost,
         mismatchesSinceVerified: mismatch.since_verified,
+        mismatchMinutes: mismatch.minutes,
         health,
         override: settings?.agent_sdk_url_override ?? null,
         forwardEvents: settings?.forward_events ?? null,
         requestTimeoutMs: settings?.request_timeout_ms ?? null,
       };
     });
-    const { intake, lost, mismatchesSinceVerified, health, override, forwardEvents, requestTimeoutMs } = read;
+    const { intake, lost, mismatchesSinceVerified, mismatchMinutes, health, override, forwardEvents } = read;
+    const { requestTimeoutMs } = read;
 
     const lastVerified = iso(intake.last_received_at);
     const data: Record<string, unknown> = {
@@ -614,6 +621,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         (n, r) => n + (mismatchesSinceVerified[r] ?? 0),
         0,
       ),
+      secret_mismatch_minutes_since_verified: mismatchMinutes,
       delivery: null,
     };
     // Every event a webhook stored passed the signature (or URL token) and the payload schema, so one having
@@ -632,21 +640,33 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     const rejected = Object.values(intake.rejections_24h).reduce((a, b) => a + b, 0);
     if (rejected > 0) parts.push(`${rejected} rejected in 24 h`);
     // A refused signature or token is nobody's event (anyone can send one), but after the last verified
-    // webhook it may be Chatwoot's: a secret rotated on one side only, and every event since lost. With
-    // verified webhooks after them, the secret is right: a scanner or a second sender, said as text.
+    // webhook it may be Chatwoot's: a secret rotated on one side only, and every event since lost. One probe
+    // (a stranger's curl with a bogus signature or ?token=) must not page the uptime monitor until the next
+    // verified webhook, hours on a quiet night: a real rotation refuses every event Chatwoot sends, which soon
+    // fills a second minute (webhook_rejections counts per minute), so it warns from two minutes on, and says
+    // fewer as text. With verified webhooks after them, the secret is right: a scanner or a second sender.
     const mismatchText = (counts: Record<string, number>) =>
       MISMATCH_REASONS.filter((r) => counts[r]).map((r) => `${r}: ${counts[r]}`).join(", ");
     const mismatchesSince = data.secret_mismatches_since_verified as number;
     const mismatches24h = MISMATCH_REASONS.reduce((n, r) => n + (intake.rejections_24h[r] ?? 0), 0);
-    if (mismatchesSince > 0) {
+    const minutes = plural(mismatchMinutes, "minute", "s");
+    if (mismatchesSince > 0 && mismatchMinutes >= MISMATCH_MINUTES_TO_WARN) {
       warnings.push(
         `${plural(mismatchesSince, "secret or token mismatch", "es")} since the last verified webhook ` +
-          `(${lastVerified ?? "none yet"}) (${mismatchText(mismatchesSinceVerified)}): ` +
+          `(${lastVerified ?? "none yet"}), in ${minutes} (${mismatchText(mismatchesSinceVerified)}): ` +
           "Chatwoot may sign with a secret, or call a ?token=, the relay does not hold, and every event it " +
           "sends is refused and lost; check CHATWOOT_WEBHOOK_SECRET (the webhook's secret in Chatwoot) and " +
           "CHATWOOT_WEBHOOK_URL_TOKEN (the ?token= of its URL); to rotate, list both, comma-separated, " +
           "old,new, then the new alone once Chatwoot uses it (README, Operations); what was lost " +
           "meanwhile: deno task recover --since <then> --store",
+      );
+    } else if (mismatchesSince > 0) {
+      parts.push(
+        `${plural(mismatchesSince, "secret or token refusal", "s")} since the last verified webhook, in ` +
+          `${minutes} (${
+            mismatchText(mismatchesSinceVerified)
+          }; a warning from ${MISMATCH_MINUTES_TO_WARN} ` +
+          "minutes on: a probe, or a rotation's first refusals)",
       );
     } else if (mismatches24h > 0) {
       parts.push(
