@@ -54,6 +54,7 @@ try {
           health: numeric(health),
           lost: lost?.count ?? null,
           lost_missing: lost?.missing ?? null,
+          lost_acknowledged: lost?.acknowledged ?? null,
           last_lost_at: lost?.last ?? null,
           lost_missing_by_code: lost?.missingByCode ?? null,
           daily: daily.map(numeric),
@@ -100,10 +101,17 @@ try {
           : lost.count === 0
           ? `none in the last ${days} day(s)`
           : `${lost.count} in the last ${days} day(s), last ${when(lost.last)}: ` + (lost.missing === 0
-            ? "all stored since (recovered or sent again)"
+            ? (lost.acknowledged === 0
+              ? "all stored since (recovered or sent again)"
+              : `none missing unacknowledged (${lost.acknowledged} acknowledged, ` +
+                `${lost.count - lost.acknowledged} stored since)`)
             : `${lost.missing} not stored` +
-              (lost.count > lost.missing ? ` (${lost.count - lost.missing} stored since)` : "") +
-              "; recover them (public.webhook_lost_events.recover_command)"),
+              (lost.count > lost.missing
+                ? ` (${lost.count - lost.missing - lost.acknowledged} stored since` +
+                  (lost.acknowledged > 0 ? `, ${lost.acknowledged} acknowledged)` : ")")
+                : "") +
+              "; recover them (public.webhook_lost_events.recover_command); what nothing can fetch back " +
+              "(no recover_command), once looked at: select public.acknowledge_lost_events();"),
       ],
     ];
     // Chatwoot's authenticated webhooks we refused, still missing: what to do is not a recovery alone.
@@ -160,7 +168,13 @@ try {
 async function lostWithin(
   days: number,
 ): Promise<
-  { count: number; missing: number; last: Date | null; missingByCode: Record<string, number> } | null
+  {
+    count: number;
+    missing: number;
+    acknowledged: number;
+    last: Date | null;
+    missingByCode: Record<string, number>;
+  } | null
 > {
   const [{ readable, viaFunction, since }] = await sql<
     { readable: boolean; viaFunction: boolean; since: Date }[]
@@ -174,7 +188,8 @@ async function lostWithin(
   const missingByCode = Object.fromEntries(
     Object.entries(lost.missing_by_code ?? {}).map(([code, m]) => [code, m.missing]),
   );
-  return { count: lost.count, missing: lost.missing, last: lost.last_lost_at, missingByCode };
+  const { count, missing, acknowledged, last_lost_at: last } = lost;
+  return { count, missing, acknowledged, last, missingByCode };
 }
 
 /**

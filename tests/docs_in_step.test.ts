@@ -93,6 +93,9 @@ const INTERNAL_SQL = new Set([
   // A death's time and an acknowledgement's wait for deaths being recorded (README, "Acknowledge dead events").
   "webhook_death_recorded_now",
   "relay_settings_deaths_settled",
+  // The same for a lost event's record and an acknowledgement of losses (README, "Acknowledge lost events").
+  "webhook_lost_event_recorded_now",
+  "relay_settings_losses_settled",
   // Helpers of the forwarder's claim and of schedule_forwarder() (documented; these say why it refuses).
   "relay_settings_claims_settled",
   "forwarder_secrets_problem",

@@ -302,6 +302,7 @@ dbTest(`lost events [${db.kind}]: the read without JIT answers as the query it r
       missing: 8,
       last_lost_at: day[0].at,
       recover_command: "recover before",
+      acknowledged: 0, // none ever (the inline query is for a database from before acknowledgements)
     });
     // agree:good's refusal came after its store: missing (only a store at or after a loss makes it good).
     assert.deepEqual(
@@ -335,17 +336,21 @@ dbTest(
     };
     await db.sql`insert into public.webhook_lost_events (id, lost_at, event, event_key, tried_for_ms)
     values (gen_random_uuid(), now(), 'message_created', 'no-function:1', 0)`;
+    // Restored as the latest migration defining it has it (010000, with acknowledged), from its CREATE on.
     const migration = new URL(
-      "../supabase/migrations/20261121009400_lost_events_read_without_jit.sql",
+      "../supabase/migrations/20261121010000_lost_events_acknowledged.sql",
       import.meta.url,
     );
+    const define = "create function public.webhook_lost_events_since(";
     try {
       const viaFunction = await read();
       assert.ok(Number(viaFunction[0]) >= 1 && Number(viaFunction[1]) >= 1, String(viaFunction));
       await db.sql`drop function public.webhook_lost_events_since(timestamptz)`;
       assert.deepEqual(await read(), viaFunction);
     } finally {
-      await db.sql.unsafe(await Deno.readTextFile(migration)).simple();
+      const text = await Deno.readTextFile(migration);
+      assert.ok(text.includes(define), `${define} in ${migration}`);
+      await db.sql.unsafe(text.slice(text.indexOf(define))).simple();
       await db.sql`delete from public.webhook_lost_events where event_key = 'no-function:1'`;
     }
   },

@@ -316,8 +316,10 @@ dbTest(
       text.stdout,
       /refused\s+timestamp_stale \d+, timestamp_future \d+, timestamp_invalid 1, invalid_json 1, missing_event 1, invalid_payload 2 not stored \(Chatwoot's authenticated webhooks, refused\): .*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS.*Rejected log lines/,
     );
+    assert.match(text.stdout, /select public\.acknowledge_lost_events\(\)/, "stats says how to acknowledge");
     const json = JSON.parse((await runScript("scripts/stats.ts", ["--json"], db.url)).stdout);
     assert.equal(json.lost_missing_by_code.invalid_payload, 2);
+    assert.equal(json.lost_acknowledged, 0);
     assert.equal(json.lost_missing_by_code.timestamp_invalid, 1);
   },
 );
@@ -499,6 +501,56 @@ dbTest(
       assert.doesNotMatch(after.detail, mismatch);
       assert.match(after.detail, /4 secret or token refusals in 24 h, none since the last verified webhook/);
       assert.equal(after.data?.secret_mismatches_since_verified, 0);
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
+
+dbTest(
+  `refused events [${db.kind}]: losses recorded before acknowledge_lost_events() warn no more; later ones do`,
+  async () => {
+    await db.sql.begin(async (tx) => {
+      // Rolled back: only these. A refused conversation_updated (nothing fetches it back) and a database's
+      // loss of a contact event, both recorded an hour ago.
+      await tx`delete from public.webhook_lost_events`;
+      await tx`
+        insert into public.webhook_lost_events (id, lost_at, recorded_at, event, event_key, recover_command,
+                                                error_code, tried_for_ms)
+        values (gen_random_uuid(), now() - interval '70 minutes', now() - interval '1 hour',
+                'conversation_updated', 'ack:refused', null, 'timestamp_stale', 0),
+               (gen_random_uuid(), now() - interval '70 minutes', now() - interval '1 hour',
+                'contact_created', 'ack:database', null, '57P01', 9000)`;
+      const before = await pipelineIn(tx);
+      assert.equal(before.status, "warn");
+      assert.match(before.detail, /select public\.acknowledge_lost_events\(\)/, "says how to acknowledge");
+
+      const [{ at }] = await tx<{ at: Date }[]>`select public.acknowledge_lost_events() as at`;
+      const [settings] = await tx<{ lost_acknowledged_at: Date }[]>`
+        select lost_acknowledged_at from public.relay_settings where id`;
+      assert.deepEqual(settings.lost_acknowledged_at, at);
+      const acked = await pipelineIn(tx);
+      assert.doesNotMatch(acked.detail, /lost in 24 h \(last|refused and lost/, acked.detail);
+      assert.equal(acked.status, "pass", acked.detail);
+      assert.match(acked.detail, /2 events lost in 24 h \(2 acknowledged\)/);
+      assert.equal(acked.data?.lost_24h, 2, "still counted");
+      assert.equal(acked.data?.lost_24h_missing, 0);
+      assert.equal(acked.data?.lost_24h_acknowledged, 2);
+
+      // A loss lost before the acknowledgement but written after it (kept in memory, retried): unseen by the
+      // operator, so not acknowledged. Its recorded_at is the INSERT's (the trigger's clock), not lost_at.
+      await tx`
+        insert into public.webhook_lost_events (id, lost_at, event, event_key, recover_command, error_code,
+                                                tried_for_ms)
+        values (gen_random_uuid(), now() - interval '30 minutes', 'message_updated', 'ack:late', null,
+                'invalid_payload', 0)`;
+      const late = await pipelineIn(tx);
+      assert.equal(late.status, "warn");
+      assert.match(late.detail, /1 event refused and lost in 24 h \(invalid_payload: 1\)/, late.detail);
+      assert.doesNotMatch(late.detail, /timestamp_stale: 1/);
+      assert.equal(late.data?.lost_24h_missing, 1);
+      assert.equal(late.data?.lost_24h_acknowledged, 2);
       throw new Rollback();
     }).catch((error) => {
       if (!(error instanceof Rollback)) throw error;

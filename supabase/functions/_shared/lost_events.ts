@@ -150,6 +150,11 @@ export interface LostSince {
   last_lost_at: Date | null;
   recover_command: string | null;
   /**
+   * Of the losses not made good, those recorded at or before relay_settings.lost_acknowledged_at (migration
+   * 010000, acknowledge_lost_events()): left out of `missing` and `missing_by_code`, which readiness warns of.
+   */
+  acknowledged: number;
+  /**
    * The missing per error_code ("unknown" for none), the last of them, and the recover_command of the latest
    * missing that has one, with its lost_at: a warning per cause, each with its own command.
    */
@@ -171,11 +176,13 @@ export async function lostEventsSince(
   viaFunction = true,
 ): Promise<LostSince> {
   if (viaFunction) {
-    const [row] = await sql<LostSince[]>`
-      select count, missing, last_lost_at, recover_command, missing_by_code
-        from public.webhook_lost_events_since(${since}::timestamptz)`;
-    return row;
+    // Every column: the function of 009400-009800, before acknowledgements (010000), has no `acknowledged`.
+    const [row] = await sql<(Omit<LostSince, "acknowledged"> & { acknowledged?: number })[]>`
+      select * from public.webhook_lost_events_since(${since}::timestamptz)`;
+    return { ...row, acknowledged: row.acknowledged ?? 0 };
   }
+  // A database without the function predates acknowledgements (migration 010000 comes after 009400):
+  // nothing is acknowledged there, and the query says 0.
   const [row] = await sql<LostSince[]>`
     with lost as (
       select l.lost_at, l.unrecorded_losses, l.recover_command, coalesce(l.error_code, 'unknown') as code,
@@ -205,7 +212,8 @@ export async function lostEventsSince(
                                                                  'recover_command', b.recover_command,
                                                                  'recover_lost_at', b.recover_lost_at)),
                      '{}'::jsonb)
-              from by_code b where b.missing > 0) as missing_by_code
+              from by_code b where b.missing > 0) as missing_by_code,
+           0 as acknowledged
       from lost`;
   return row;
 }

@@ -62,4 +62,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121009400", // lost_events_read_without_jit
   "20261121009600", // refused_events_recorded_as_lost
   "20261121009800", // replay_between_refuses_an_empty_window
+  "20261121010000", // lost_events_acknowledged
 ];

@@ -528,6 +528,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           forwarding_installed: boolean;
           lost_installed: boolean;
           lost_read_installed: boolean;
+          lost_ack_installed: boolean;
         }[]
       >`
       -- Per status, so that each term reads an index of its own (the delivered and skipped rows, nearly all
@@ -559,7 +560,8 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         to_regclass(${"public." + view}) is not null as forwarding_installed,
         to_regclass('public.webhook_lost_events') is not null as lost_installed,
         to_regprocedure('public.webhook_lost_events_since(timestamptz)') is not null
-          as lost_read_installed`;
+          as lost_read_installed,
+        to_regprocedure('public.acknowledge_lost_events()') is not null as lost_ack_installed`;
       // Events the webhook gave up on (README, "Lost events"); the table comes with a later migration, the
       // function that reads it without JIT (lostEventsSince) with a later one still.
       const lost = intake.lost_installed
@@ -614,6 +616,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
       forwarding_installed: intake.forwarding_installed,
       lost_24h: lost ? lost.count : null,
       lost_24h_missing: lost ? lost.missing : null,
+      lost_24h_acknowledged: lost ? lost.acknowledged : null,
       lost_24h_missing_by_code: lost
         ? Object.fromEntries(Object.entries(lost.missing_by_code ?? {}).map(([code, m]) => [code, m.missing]))
         : null,
@@ -678,8 +681,18 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
     // only then: a warning that outlived the recovery kept the probe at 503 for the rest of the 24 h.
     if (lost && lost.count > 0) {
       const plural = (n: number) => `${n} event${n === 1 ? "" : "s"}`;
-      const madeGood = lost.count - lost.missing;
-      parts.push(`${plural(lost.count)} lost in 24 h` + (madeGood > 0 ? ` (${madeGood} stored since)` : ""));
+      // Missing ones recorded before acknowledge_lost_events() were looked at and let be: said, no warning.
+      const madeGood = lost.count - lost.missing - lost.acknowledged;
+      const since = [
+        ...(madeGood > 0 ? [`${madeGood} stored since`] : []),
+        ...(lost.acknowledged > 0 ? [`${lost.acknowledged} acknowledged`] : []),
+      ];
+      parts.push(`${plural(lost.count)} lost in 24 h` + (since.length > 0 ? ` (${since.join(", ")})` : ""));
+      // What is left when nothing can fetch a loss back (migration 010000): or it warns for its 24 h.
+      const acknowledge = intake.lost_ack_installed
+        ? "; once looked at, and if nothing more can be done, acknowledge them: select " +
+          "public.acknowledge_lost_events(); (README, Acknowledge lost events)"
+        : "";
       // Per cause: what the database made us lose, and what we refused of Chatwoot's (what to do differs).
       const byCode = Object.entries(lost.missing_by_code ?? {});
       const refused = byCode.filter(([code]) => isRefusalCode(code));
@@ -702,7 +715,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
             plural(databaseMissing)
           } lost in 24 h (last ${last}): not stored, the database did not answer; ` +
             "recover them from Chatwoot's API with each row's recover_command in public.webhook_lost_events" +
-            (command ? ` (latest: ${command})` : ""),
+            (command ? ` (latest: ${command})` : "") + acknowledge,
         );
       }
       // Timestamps (a clock) and bodies (a payload to report): a warning each, its codes counted.
@@ -722,7 +735,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
             `public.webhook_lost_events (latest: ${command})`;
         warnings.push(
           `${plural(n)} refused and lost in 24 h (${codes}) (last ${latest(rows)}): ` +
-            `${refusalAdvice(rows[0][0] as RefusalCode)}; ${recover}`,
+            `${refusalAdvice(rows[0][0] as RefusalCode)}; ${recover}${acknowledge}`,
         );
       }
     }
