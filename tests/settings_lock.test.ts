@@ -62,7 +62,8 @@ async function cleanUp() {
   await sql`delete from public.webhook_lost_events where lost_at < now() - interval '30 days'`;
   await sql`update public.relay_settings
                set forwarding_paused = false, agent_sdk_url_override = null,
-                   forward_events = '{message_created}', dead_acknowledged_at = null, pruned_before = null`;
+                   forward_events = '{message_created}', dead_acknowledged_at = null, pruned_before = null,
+                   lost_acknowledged_at = null`;
 }
 
 /** The sessions (server pids) holding the locks `pid` waits for. */
@@ -349,6 +350,80 @@ Deno.test({
       await Promise.all(inFlight);
       await writer.sql.end({ timeout: 1 });
       await sql`delete from public.webhook_events where conversation_id in (4343, 4344)`;
+      await cleanUp();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `settings lock [${db.kind}]: a loss written after an acknowledgement of losses is not acknowledged by it`,
+  ignore: !onServer,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const writer = await session("test-lost-write");
+    const inFlight: Promise<unknown>[] = [];
+    const holders: { release: () => Promise<void> }[] = [];
+    const counted = async (key: string) => {
+      const [row] = await sql<{ acknowledged: boolean; missing: number }[]>`
+        select l.recorded_at <= s.lost_acknowledged_at as acknowledged,
+               (select missing from public.webhook_lost_events_since(now() - interval '1 day')) as missing
+          from public.webhook_lost_events l, public.relay_settings s where s.id and l.event_key = ${key}`;
+      return row;
+    };
+    const insertLoss = (tx: Sql, key: string) =>
+      tx`insert into public.webhook_lost_events (id, lost_at, event, event_key, error_code, tried_for_ms)
+         values (gen_random_uuid(), now() - interval '1 minute', 'conversation_updated', ${key},
+                 'invalid_payload', 0)`;
+    try {
+      // The webhook's write began (its transaction's now()) before the acknowledgement, lost_at earlier still,
+      // and inserted while the acknowledgement was open: the operator could not have seen it. It does not
+      // wait for the acknowledgement, and is counted after it.
+      let insert!: () => void;
+      const inserting = new Promise<void>((resolve) => insert = resolve);
+      let begun!: () => void;
+      const began = new Promise<void>((resolve) => begun = resolve);
+      const write = writer.sql.begin(async (tx) => {
+        await tx`select now()`;
+        begun();
+        await inserting;
+        await insertLoss(tx as unknown as Sql, "ack-race:late");
+      });
+      inFlight.push(write.catch(() => {}));
+      await began;
+      const acknowledgement = await holdLock("select public.acknowledge_lost_events()");
+      holders.push(acknowledgement);
+      insert();
+      await write; // committed while the acknowledgement is still open: it did not wait for it
+      await acknowledgement.release();
+      const late = await counted("ack-race:late");
+      assert.equal(
+        late.acknowledged,
+        false,
+        "the loss written after the acknowledgement was taken as acknowledged",
+      );
+      assert.ok(late.missing >= 1);
+
+      // A write holding its row uncommitted: the acknowledgement waits for it, and it is acknowledged.
+      const open = await holdLock(
+        `insert into public.webhook_lost_events (id, lost_at, event, event_key, error_code, tried_for_ms)
+         values (gen_random_uuid(), now() - interval '1 minute', 'conversation_updated', 'ack-race:first',
+                 'invalid_payload', 0)`,
+      );
+      holders.push(open);
+      const acknowledging = writer.sql`select public.acknowledge_lost_events()`.execute();
+      inFlight.push(acknowledging.catch(() => {}));
+      await waitUntilBlocked(writer.pid, open.pid, "the acknowledgement");
+      await open.release();
+      await acknowledging;
+      assert.equal((await counted("ack-race:first")).acknowledged, true);
+      assert.equal((await counted("ack-race:late")).acknowledged, true, "acknowledged the second time");
+    } finally {
+      for (const holder of holders) await holder.release();
+      await Promise.all(inFlight);
+      await writer.sql.end({ timeout: 1 });
+      await sql`delete from public.webhook_lost_events where event_key like 'ack-race:%'`;
       await cleanUp();
     }
   },
