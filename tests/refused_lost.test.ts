@@ -18,6 +18,7 @@ import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_conf
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { messageEventKey } from "../supabase/functions/_shared/chatwoot_payload.ts";
 import { lostEventsSince } from "../supabase/functions/_shared/lost_events.ts";
+import { RejectionCounter, writeRejections } from "../supabase/functions/_shared/rejection_counter.ts";
 
 const db = await startTestDb();
 const URL_TOKEN = "tok_0123456789abcdefghijklmnopqrstuv";
@@ -507,6 +508,61 @@ dbTest(
     });
   },
 );
+
+dbTest(
+  `refused events [${db.kind}]: mismatch counts written after a verified webhook count when they were refused`,
+  async () => {
+    // Counts are gathered in memory and written later (retried while the database does not answer): two
+    // refusals of minutes before the last verified webhook (v), written after it, are not since it. Until
+    // 2026-12-01 they were counted at the write (last_rejected_at and minute both the write's), after v.
+    await db.sql.begin(async (tx) => {
+      await tx`delete from public.webhook_rejections`;
+      const [{ v }] = await tx<{ v: Date }[]>`
+        select max(last_received_at) as v from public.webhook_events where verified_by <> 'chatwoot_api'`;
+      let now = v.getTime() - 5 * 60_000;
+      const counter = new RejectionCounter(writeRejections(tx as unknown as typeof db.sql), memoryLogger(), {
+        now: () => now,
+      });
+      // Not written yet: the counter's first write starts now, so hold it with a clock that the write reads.
+      counter.add("signature_invalid", 401);
+      now = v.getTime() - 2 * 60_000;
+      counter.add("token_invalid", 401);
+      now = Date.now();
+      await counter.close();
+      const rows = await tx<{ minutes: number; before: boolean }[]>`
+        select count(distinct minute)::int as minutes, bool_and(last_rejected_at < ${v}::timestamptz) as before
+          from public.webhook_rejections where reason in ('signature_invalid', 'token_invalid')`;
+      assert.deepEqual(rows[0], { minutes: 2, before: true }, "counted at the refusals' times");
+      const check = await pipelineIn(tx);
+      assert.equal(check.data?.secret_mismatches_since_verified, 0, check.detail);
+      assert.match(check.detail, /2 secret or token refusals in 24 h, none since the last verified webhook/);
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
+
+// A function deployed before migration 010010 is pushed writes its counts with the older form, at the write's
+// time, rather than failing every write.
+dbTest(`refused events [${db.kind}]: counts are written to a database without the age argument`, async () => {
+  const migration = new URL(
+    "../supabase/migrations/20261121010010_rejections_counted_when_refused.sql",
+    import.meta.url,
+  );
+  await db.sql`drop function public.record_webhook_rejection(text, integer, integer, bigint)`;
+  try {
+    await writeRejections(db.sql)([
+      { reason: "older_form_probe", status: 499, count: 3, refused_at: Date.now(), age_ms: 0 },
+    ]);
+    const [row] = await db.sql<{ count: number }[]>`
+      select count from public.webhook_rejections where reason = 'older_form_probe'`;
+    assert.equal(row?.count, 3);
+  } finally {
+    await db.sql.unsafe(await Deno.readTextFile(migration)).simple();
+    await db.sql`delete from public.webhook_rejections where reason = 'older_form_probe'`;
+  }
+});
 
 dbTest(
   `refused events [${db.kind}]: losses recorded before acknowledge_lost_events() warn no more; later ones do`,

@@ -11,10 +11,15 @@ dbIndependentTest(
   async () => {
     const writes: RejectionCount[][] = [];
     let release = () => {};
-    const counter = new RejectionCounter((counts) => {
-      writes.push(structuredClone(counts));
-      return writes.length === 1 ? new Promise<void>((resolve) => release = resolve) : Promise.resolve();
-    }, memoryLogger());
+    const counter = new RejectionCounter(
+      (counts) => {
+        // What is counted; when, in the test below.
+        writes.push(counts.map(({ reason, status, count }) => ({ reason, status, count }) as RejectionCount));
+        return writes.length === 1 ? new Promise<void>((resolve) => release = resolve) : Promise.resolve();
+      },
+      memoryLogger(),
+      { now: () => 0 },
+    );
     counter.add("signature_invalid", 401);
     await tick();
     for (let i = 0; i < 200; i++) counter.add("signature_invalid", 401);
@@ -77,5 +82,45 @@ dbIndependentTest(
     dispatchEvent(new Event("beforeunload"));
     for (let i = 0; i < 5; i++) await tick();
     assert.equal(writes.length, 2);
+  },
+);
+
+dbIndependentTest(
+  "rejection counter: counts keep the minute they were refused in, and their age at the write, retried too",
+  async () => {
+    let now = 10 * 60_000 + 5_000; // 00:10:05
+    const writes: RejectionCount[][] = [];
+    const counter = new RejectionCounter(
+      (counts) => {
+        writes.push(structuredClone(counts));
+        return writes.length === 1 ? Promise.reject(new Error("database down")) : Promise.resolve();
+      },
+      memoryLogger(),
+      { now: () => now },
+    );
+    counter.add("signature_invalid", 401); // taken at once, and fails: kept
+    for (let i = 0; i < 5; i++) await tick();
+    now += 20_000; // 00:10:25, the same minute
+    counter.add("signature_invalid", 401);
+    now += 60_000; // 00:11:25
+    counter.add("signature_invalid", 401);
+    now += 90_000; // 00:12:55: written, retried (close writes what is kept)
+    await counter.close();
+    assert.deepEqual(writes.at(-1), [
+      {
+        reason: "signature_invalid",
+        status: 401,
+        count: 2,
+        refused_at: 10 * 60_000 + 25_000,
+        age_ms: 150_000,
+      },
+      {
+        reason: "signature_invalid",
+        status: 401,
+        count: 1,
+        refused_at: 11 * 60_000 + 25_000,
+        age_ms: 90_000,
+      },
+    ]);
   },
 );

@@ -40,7 +40,7 @@ import {
   type RefusalCode,
   writeLostEvents,
 } from "./lost_events.ts";
-import { RejectionCounter } from "./rejection_counter.ts";
+import { RejectionCounter, writeRejections } from "./rejection_counter.ts";
 import {
   ChatwootSignatureVerifier,
   checkTimestamp,
@@ -121,15 +121,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     ? new ChatwootSignatureVerifier(configResult.config.secrets)
     : null;
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-  const rejections = sql
-    ? new RejectionCounter(
-      (counts) =>
-        sql`select public.record_webhook_rejection(r.reason, r.status, r.count)
-              from jsonb_to_recordset(${JSON.stringify(counts)}::text::jsonb)
-                as r(reason text, status integer, count integer)`,
-      log,
-    )
-    : null;
+  const rejections = sql ? new RejectionCounter(writeRejections(sql), log) : null;
   if (rejections) deps.onStop?.(() => rejections.close());
   // Events given up on, recorded once the database answers again (README, "Lost events").
   const lostEvents = sql ? new LostEvents(writeLostEvents(sql), log) : null;

@@ -63,4 +63,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121009600", // refused_events_recorded_as_lost
   "20261121009800", // replay_between_refuses_an_empty_window
   "20261121010000", // lost_events_acknowledged
+  "20261121010010", // rejections_counted_when_refused
 ];
