@@ -90,12 +90,10 @@ const INTERNAL_SQL = new Set([
   "notify_webhook_event_due",
   "wake_forwarders_on_resume",
   "webhook_event_names_valid",
-  // A death's time and an acknowledgement's wait for deaths being recorded (README, "Acknowledge dead events").
-  "webhook_death_recorded_now",
-  "relay_settings_deaths_settled",
-  // The same for a lost event's record and an acknowledgement of losses (README, "Acknowledge lost events").
-  "webhook_lost_event_recorded_now",
-  "relay_settings_losses_settled",
+  // A death's or a lost event's time, and an acknowledgement's wait for those being recorded (README,
+  // "Acknowledge dead events", "Acknowledge lost events"): one pair of trigger functions, the lock an argument.
+  "record_timed_after_acknowledgements",
+  "acknowledgement_waits_for_records",
   // Helpers of the forwarder's claim and of schedule_forwarder() (documented; these say why it refuses).
   "relay_settings_claims_settled",
   "forwarder_secrets_problem",
@@ -123,18 +121,29 @@ const INTERNAL_SQL = new Set([
   "readiness_validations",
 ]);
 
-/** Names of the views, tables, functions and procedures the migrations create in schema public. */
+/**
+ * Names of the views, tables, functions and procedures the migrations create in schema public, less those a
+ * later migration drops for good (read in the order they apply).
+ */
 async function publicSqlObjects(): Promise<Set<string>> {
   const created = new Set<string>();
   const dir = new URL("supabase/migrations/", ROOT);
-  for await (const entry of Deno.readDir(dir)) {
-    if (!entry.name.endsWith(".sql")) continue;
+  const entries = await Array.fromAsync(Deno.readDir(dir));
+  const files = entries.map((entry) => entry.name).filter((name) => name.endsWith(".sql")).sort();
+  const kinds = "(?:materialized\\s+)?(?:view|function|procedure|table)";
+  const named = '(?:"?(\\w+)"?\\.)?"?(\\w+)"?';
+  const statement = new RegExp(
+    `\\b(create\\s+(?:or\\s+replace\\s+)?|drop\\s+)${kinds}\\s+(?:if\\s+(?:not\\s+)?exists\\s+)?${named}`,
+    "gi",
+  );
+  for (const file of files) {
     // Comments out: a comment saying "create table …" creates nothing.
-    const text = (await Deno.readTextFile(new URL(entry.name, dir))).replace(/--[^\n]*/g, "");
-    const create =
-      /\bcreate\s+(?:or\s+replace\s+)?(?:materialized\s+)?(?:view|function|procedure|table)\s+(?:if\s+not\s+exists\s+)?(?:"?(\w+)"?\.)?"?(\w+)"?/gi;
-    for (const [, schema, name] of text.matchAll(create)) {
-      if (!schema || schema.toLowerCase() === "public") created.add(name.toLowerCase());
+    const text = (await Deno.readTextFile(new URL(file, dir))).replace(/--[^\n]*/g, "");
+    for (const [, verb, schema, name] of text.matchAll(statement)) {
+      if (schema && schema.toLowerCase() !== "public") continue;
+      // A drop then a create again in the same file (a function whose type changed) leaves it created.
+      if (/^drop/i.test(verb)) created.delete(name.toLowerCase());
+      else created.add(name.toLowerCase());
     }
   }
   return created;

@@ -21,8 +21,8 @@
 -- the webhook's write. Rows written before this migration get its time (they were all recorded before any
 -- acknowledgement).
 
--- relay_settings is read by every ingest, webhook_lost_events written by the webhook: wait at most 2 s for
--- the ALTERs' locks, then fail (run it again).
+-- relay_settings is read by every ingest, webhook_lost_events written by the webhook, webhook_delivery_attempts
+-- by the forwarders: wait at most 2 s for the ALTERs' and triggers' locks, then fail (run it again).
 select set_config('lock_timeout', '2s', true);
 
 alter table public.relay_settings add column if not exists lost_acknowledged_at timestamptz;
@@ -36,14 +36,17 @@ comment on column public.webhook_lost_events.recorded_at is
   'When the row was written (its INSERT, the database''s clock; lost_at is the loss''s, the function''s): '
   'a loss recorded after relay_settings.lost_acknowledged_at is not acknowledged by it.';
 
-create function public.webhook_lost_event_recorded_now()
+-- The mechanism is 008900's for deaths, with another lock: its two trigger functions become one pair taking
+-- the lock's name as the trigger's argument, which the death triggers use too (re-pointed below, the same
+-- lock name, so the same behaviour), and 008900's own pair goes. One mechanism, not two copies of it.
+create function public.record_timed_after_acknowledgements()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
   -- Held when free until this transaction ends: an acknowledgement taking it now waits for this commit.
-  perform pg_try_advisory_xact_lock_shared(hashtext('public.relay_settings lost_acknowledged_at'), 0);
+  perform pg_try_advisory_xact_lock_shared(hashtext(tg_argv[0]), 0);
   -- After the try: later than the now() of any acknowledgement holding the lock, or committed before it.
   if new.recorded_at = now() then
     new.recorded_at := clock_timestamp();
@@ -52,34 +55,50 @@ begin
 end
 $$;
 
-revoke all on function public.webhook_lost_event_recorded_now() from public, anon, authenticated;
+revoke all on function public.record_timed_after_acknowledgements() from public, anon, authenticated;
 
-create trigger webhook_lost_event_recorded_now
-  before insert on public.webhook_lost_events
-  for each row
-  execute function public.webhook_lost_event_recorded_now();
-
-create function public.relay_settings_losses_settled()
+create function public.acknowledgement_waits_for_records()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  -- Waits for the losses being written now (webhook_lost_event_recorded_now); until this transaction ends, a
-  -- loss is recorded later than this acknowledgement's now().
-  perform pg_advisory_xact_lock(hashtext('public.relay_settings lost_acknowledged_at'), 0);
+  -- Waits for the records being written now (record_timed_after_acknowledgements, the same lock); until this
+  -- transaction ends, a record is timed later than this acknowledgement's now().
+  perform pg_advisory_xact_lock(hashtext(tg_argv[0]), 0);
   return null;
 end
 $$;
 
-revoke all on function public.relay_settings_losses_settled() from public, anon, authenticated;
+revoke all on function public.acknowledgement_waits_for_records() from public, anon, authenticated;
+
+create or replace trigger webhook_death_recorded_now
+  before insert on public.webhook_delivery_attempts
+  for each row
+  when (new.outcome = 'dead' or (new.outcome = 'lease_expired' and new.error like '%attempts exhausted'))
+  execute function public.record_timed_after_acknowledgements('public.relay_settings dead_acknowledged_at');
+
+create or replace trigger relay_settings_deaths_settled
+  after update of dead_acknowledged_at on public.relay_settings
+  for each row
+  when (new.dead_acknowledged_at is not null
+        and new.dead_acknowledged_at is distinct from old.dead_acknowledged_at)
+  execute function public.acknowledgement_waits_for_records('public.relay_settings dead_acknowledged_at');
+
+drop function public.webhook_death_recorded_now();
+drop function public.relay_settings_deaths_settled();
+
+create trigger webhook_lost_event_recorded_now
+  before insert on public.webhook_lost_events
+  for each row
+  execute function public.record_timed_after_acknowledgements('public.relay_settings lost_acknowledged_at');
 
 create trigger relay_settings_losses_settled
   after update of lost_acknowledged_at on public.relay_settings
   for each row
   when (new.lost_acknowledged_at is not null
         and new.lost_acknowledged_at is distinct from old.lost_acknowledged_at)
-  execute function public.relay_settings_losses_settled();
+  execute function public.acknowledgement_waits_for_records('public.relay_settings lost_acknowledged_at');
 
 create function public.acknowledge_lost_events()
 returns timestamptz
