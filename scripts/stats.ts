@@ -10,7 +10,12 @@ import {
 } from "./lib/cli.ts";
 import { loadDotenv } from "./lib/dotenv.ts";
 import { readOnlyProblem } from "../supabase/functions/_shared/db.ts";
-import { lostEventsSince, REFUSAL_CODES } from "../supabase/functions/_shared/lost_events.ts";
+import {
+  lostEventsSince,
+  REFUSAL_CODES,
+  refusalAdvice,
+  type RefusalCode,
+} from "../supabase/functions/_shared/lost_events.ts";
 
 await loadDotenv(".env");
 const USAGE = "usage: deno task stats [--json] [--days N]";
@@ -114,15 +119,17 @@ try {
               "(no recover_command), once looked at: select public.acknowledge_lost_events();"),
       ],
     ];
-    // Chatwoot's authenticated webhooks we refused, still missing: what to do is not a recovery alone.
+    // Chatwoot's authenticated webhooks we refused, still missing: what to do is not a recovery alone. A line
+    // per cause (a clock, a body), worded as readiness's warning is (refusalAdvice).
     const refused = REFUSAL_CODES.filter((code) => (lost?.missingByCode[code] ?? 0) > 0);
-    if (refused.length > 0) {
+    const clock = (code: RefusalCode) => code.startsWith("timestamp_");
+    for (const codes of [refused.filter(clock), refused.filter((code) => !clock(code))]) {
+      if (codes.length === 0) continue;
       lines.push([
         "refused",
-        refused.map((code) => `${code} ${lost!.missingByCode[code]}`).join(", ") +
-        " not stored (Chatwoot's authenticated webhooks, refused): timestamp_*: Chatwoot's clock is " +
-        "off by more than CHATWOOT_WEBHOOK_TOLERANCE_SECONDS; the others: a body our checks refuse, " +
-        "whose issues the Rejected log lines name (report them); readiness's webhook_pipeline says the same",
+        codes.map((code) => `${code} ${lost!.missingByCode[code]}`).join(", ") +
+        ` not stored (Chatwoot's authenticated webhooks, refused): ${refusalAdvice(codes[0])}; ` +
+        "readiness's webhook_pipeline says the same",
       ]);
     }
     for (const [label, value] of lines) console.log(`  ${label.padEnd(15)} ${value}`);

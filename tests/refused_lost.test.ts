@@ -17,7 +17,7 @@ import { sha256Hex, signChatwoot } from "../supabase/functions/_shared/signature
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
 import { messageEventKey } from "../supabase/functions/_shared/chatwoot_payload.ts";
-import { lostEventsSince } from "../supabase/functions/_shared/lost_events.ts";
+import { lostEventsSince, refusalAdvice } from "../supabase/functions/_shared/lost_events.ts";
 import { RejectionCounter, writeRejections } from "../supabase/functions/_shared/rejection_counter.ts";
 
 const db = await startTestDb();
@@ -324,10 +324,19 @@ dbTest(
 
     const text = await runScript("scripts/stats.ts", [], db.url);
     assert.equal(text.code, 0, text.stdout + text.stderr);
+    // A line per cause, each with readiness's advice (refusalAdvice): stats once worded its own, which differed.
+    const refusedLines = text.stdout.split("\n").filter((line) => /^\s*refused\s/.test(line));
+    assert.equal(refusedLines.length, 2, text.stdout);
     assert.match(
-      text.stdout,
-      /refused\s+timestamp_stale \d+, timestamp_future \d+, timestamp_invalid 1, invalid_json 1, missing_event 1, invalid_payload 2 not stored \(Chatwoot's authenticated webhooks, refused\): .*CHATWOOT_WEBHOOK_TOLERANCE_SECONDS.*Rejected log lines/,
+      refusedLines[0],
+      /refused\s+timestamp_stale \d+, timestamp_future \d+, timestamp_invalid 1 not stored \(Chatwoot's authenticated webhooks, refused\): /,
     );
+    assert.ok(refusedLines[0].includes(refusalAdvice("timestamp_stale")), refusedLines[0]);
+    assert.match(
+      refusedLines[1],
+      /refused\s+invalid_json 1, missing_event 1, invalid_payload 2 not stored \(Chatwoot's authenticated webhooks, refused\): /,
+    );
+    assert.ok(refusedLines[1].includes(refusalAdvice("invalid_payload")), refusedLines[1]);
     assert.match(text.stdout, /select public\.acknowledge_lost_events\(\)/, "stats says how to acknowledge");
     const json = JSON.parse((await runScript("scripts/stats.ts", ["--json"], db.url)).stdout);
     assert.equal(json.lost_missing_by_code.invalid_payload, 2);
