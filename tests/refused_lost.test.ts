@@ -636,6 +636,98 @@ dbTest(
   },
 );
 
+dbTest(
+  `refused events [${db.kind}]: a refused message_updated no newer than the stored version is no loss; a newer one is`,
+  async () => {
+    // Two versions of one message are ordered as ingest_webhook_event orders them (migration 005100): by when
+    // Chatwoot built them (conversation.updated_at), else by their signed time. A refused replay of a version
+    // the stored one supersedes lost nothing; until 2026-12-01 it was recorded, its body's hash not the
+    // stored one's.
+    const web = serveWebhook();
+    const now = Math.floor(Date.now() / 1000);
+    const id = nextId++;
+    const version = (content: string, built = true) => {
+      const payload = samplePayload("message_updated", { messageId: id, inboxId: 7, content });
+      if (!built) delete (payload.conversation as Record<string, unknown>).updated_at;
+      return JSON.stringify(payload);
+    };
+    // Built in this order (samplePayload's updated_at grows), v2 stored.
+    const v1 = version("first edit");
+    const v2 = version("second edit");
+    const v3 = version("third edit");
+    const delivery = { olderStale: "", olderFuture: "", newerStale: "" };
+    for (const k of Object.keys(delivery) as (keyof typeof delivery)[]) delivery[k] = crypto.randomUUID();
+    try {
+      const stored = await web.send(signedRequest(web.url, v2));
+      assert.equal(stored.status, 200, JSON.stringify(stored.body));
+      const refusals: Array<[string, string, number, string]> = [
+        // An older version, stale; and one signed after the stored one (in the future), built before it.
+        [v1, delivery.olderStale, now - 900, "timestamp_stale"],
+        [v1, delivery.olderFuture, now + 900, "timestamp_future"],
+        // A newer version, refused: lost.
+        [v3, delivery.newerStale, now - 900, "timestamp_stale"],
+      ];
+      for (const [body, deliveryId, nowSeconds, error] of refusals) {
+        const res = await web.send(signedRequest(web.url, body, { deliveryId, nowSeconds }));
+        assert.deepEqual(res, { status: 401, body: { ok: false, error, message: WINDOW } });
+      }
+    } finally {
+      await web.stop(); // writes the records
+    }
+    assert.equal((await lostRows(delivery.olderStale)).length, 0, "an older version refused: no loss");
+    assert.equal((await lostRows(delivery.olderFuture)).length, 0, "built before the stored one: no loss");
+    const [newer] = await lostRows(delivery.newerStale);
+    assert.equal(newer?.event_key, messageEventKey(id, "message_updated"), "a newer version refused: lost");
+
+    // Without build times (an older Chatwoot), the signed times order them, as the store does.
+    const unbuilt = nextId++;
+    const plain = (content: string) => {
+      const payload = samplePayload("message_updated", { messageId: unbuilt, inboxId: 7, content });
+      delete (payload.conversation as Record<string, unknown>).updated_at;
+      return JSON.stringify(payload);
+    };
+    const signedEarlier = crypto.randomUUID();
+    const signedLater = crypto.randomUUID();
+    const second = serveWebhook();
+    try {
+      assert.equal((await second.send(signedRequest(second.url, plain("stored")))).status, 200);
+      const earlier = await second.send(
+        signedRequest(second.url, plain("signed earlier"), {
+          deliveryId: signedEarlier,
+          nowSeconds: now - 900,
+        }),
+      );
+      assert.equal(earlier.body.error, "timestamp_stale");
+      const later = await second.send(
+        signedRequest(second.url, plain("signed later"), { deliveryId: signedLater, nowSeconds: now + 900 }),
+      );
+      assert.equal(later.body.error, "timestamp_future");
+    } finally {
+      await second.stop();
+    }
+    assert.equal((await lostRows(signedEarlier)).length, 0, "signed before the stored version: no loss");
+    assert.equal((await lostRows(signedLater)).length, 1, "signed after the stored version: lost");
+
+    // A message_created is never replaced once stored (its store counts another body of it a duplicate):
+    // a refused copy that differs lost nothing either.
+    const created = nextId++;
+    const copy = crypto.randomUUID();
+    const third = serveWebhook();
+    try {
+      const body = (content: string) =>
+        JSON.stringify(samplePayload("message_created", { messageId: created, inboxId: 7, content }));
+      assert.equal((await third.send(signedRequest(third.url, body("as stored")))).status, 200);
+      const res = await third.send(
+        signedRequest(third.url, body("sent again, changed"), { deliveryId: copy, nowSeconds: now - 900 }),
+      );
+      assert.equal(res.body.error, "timestamp_stale");
+    } finally {
+      await third.stop();
+    }
+    assert.equal((await lostRows(copy)).length, 0, "its message_created is stored: no loss");
+  },
+);
+
 dbTest(`refused events [${db.kind}]: close the database`, async () => {
   await db.close();
 });

@@ -102,6 +102,8 @@ export type ParsedEvent =
     issues?: PayloadIssue[];
     /** The body's `event` when it is a string (cut to 100 characters): the log names what was refused. */
     event?: string;
+    /** The body as parsed, when it is a JSON object: what the refusal's record reads of it (no parse again). */
+    value?: Record<string, unknown>;
   };
 
 /**
@@ -179,18 +181,20 @@ export function parseChatwootEvent(text: string): ParsedEvent {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return { ok: false, error: "invalid_json", message: "Body must be a JSON object" };
   }
-  if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+  const object = value as Record<string, unknown>;
+  if (nestedDeeperThan(object, MAX_JSON_DEPTH)) {
     return {
       ok: false,
       error: "invalid_payload",
       message: `Body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`,
+      value: object,
     };
   }
   const exponents = exponentProblem(text);
-  if (exponents) return { ok: false, error: "invalid_payload", message: exponents };
-  const event = (value as { event?: unknown }).event;
+  if (exponents) return { ok: false, error: "invalid_payload", message: exponents, value: object };
+  const event = object.event;
   if (event === undefined || event === null || event === "") {
-    return { ok: false, error: "missing_event", message: 'Body has no "event" field' };
+    return { ok: false, error: "missing_event", message: 'Body has no "event" field', value: object };
   }
   // Own keys only: schemas["constructor"] is Object's, a function, and parsing with it threw (a 500).
   const schema = typeof event === "string" && Object.hasOwn(schemas, event) ? schemas[event] : AnyEvent;
@@ -201,6 +205,7 @@ export function parseChatwootEvent(text: string): ParsedEvent {
       error: "invalid_payload",
       message: `Payload does not match the ${typeof event === "string" ? event : "event"} schema`,
       ...(typeof event === "string" ? { event: event.slice(0, 100) } : {}),
+      value: object,
       // Paths and reasons only: values may hold personal data and are never echoed.
       issues: result.error.issues.slice(0, 20).map((issue) => ({
         path: issue.path.map(String).join("."),

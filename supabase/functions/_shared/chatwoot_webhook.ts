@@ -199,7 +199,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     // would otherwise wait with the body's bytes and its parsed copy held (an email's body can be megabytes).
     const received = await receive(req, config);
     if (received instanceof Rejection) return reject(c, received);
-    const { toStore, columns, deliveryId } = received;
+    const { toStore, columns, deliveryId, conversationUpdatedAt } = received;
     const known = { event: columns.event, event_key: columns.eventKey };
     eventOf.set(req, known);
     if (lateStores?.refuseIfFull(toStore)) {
@@ -240,6 +240,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           ...toStore,
           messageCreatedAtMs: toStore.messageCreatedAtMs ?? null,
           receivedAtMs: toStore.receivedAtMs ?? Date.now(),
+          conversationUpdatedAt,
         }));
         return reject(
           c,
@@ -317,7 +318,16 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   async function receive(
     req: Request,
     config: WebhookConfig,
-  ): Promise<{ toStore: EventToStore; columns: EventColumns; deliveryId: string | null } | Rejection> {
+  ): Promise<
+    | {
+      toStore: EventToStore;
+      columns: EventColumns;
+      deliveryId: string | null;
+      /** Of a message_updated: when Chatwoot built it, as sent (a record of its refusal by jsonb orders it). */
+      conversationUpdatedAt: unknown;
+    }
+    | Rejection
+  > {
     const limits = { maxBytes: config.maxBodyBytes, deadlineMs: config.bodyDeadlineMs };
     const read = await readBodyWithin(req, limits);
     if (!read.ok) {
@@ -329,22 +339,30 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const deliveryId = deliveryIdOf(req);
     const receivedAtMs = Date.now();
     log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
-    // Authenticated, then refused: Chatwoot's own event, never sent again (README, "Lost events").
-    const lost = (r: Rejection) => {
+    // Authenticated, then refused: Chatwoot's own event, never sent again (README, "Lost events"). Its
+    // signed time, when it has one, orders it against a stored version of its message; `value`, the body as
+    // parsed already (null: no JSON object), spares the record a second parse.
+    const lost = (r: Rejection, sentAtSeconds: number | null, value?: Record<string, unknown> | null) => {
       if (isRefusalCode(r.error)) {
-        refusedEvents?.add(lostEvent(r.error, { ...readRefused(body), deliveryId, receivedAtMs }));
+        refusedEvents?.add(
+          lostEvent(r.error, { ...readRefused(body, value), deliveryId, receivedAtMs, sentAtSeconds }),
+        );
       }
       return r;
     };
 
     const auth = authenticate(req, body, config);
-    if (auth instanceof Rejection) return lost(auth);
+    if (auth instanceof Rejection) {
+      // Refused for its time once its signature verified: the signed time is Chatwoot's (a malformed one none).
+      const signed = auth.error === "timestamp_stale" || auth.error === "timestamp_future";
+      return lost(auth, signed ? Number(req.headers.get(TIMESTAMP_HEADER)) : null);
+    }
 
     let text: string;
     try {
       text = decoder.decode(body);
     } catch {
-      return lost(new Rejection(400, "invalid_json", "Body is not valid UTF-8"));
+      return lost(new Rejection(400, "invalid_json", "Body is not valid UTF-8"), auth.sentAtSeconds, null);
     }
     const parsed = parseChatwootEvent(text);
     if (!parsed.ok) {
@@ -356,6 +374,8 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           parsed.issues ? { issues: parsed.issues } : {},
           parsed.event === undefined ? {} : { event: parsed.event },
         ),
+        auth.sentAtSeconds,
+        parsed.value ?? null,
       );
     }
 
@@ -377,7 +397,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
         ? null
         : chatwootTime(parsed.payload.created_at)?.getTime() ?? null,
     };
-    return { toStore, columns, deliveryId };
+    return { toStore, columns, deliveryId, conversationUpdatedAt: builtAt(parsed.event, parsed.payload) };
   }
 
   function authenticate(
@@ -446,43 +466,50 @@ interface RefusedEvent {
   inboxId: number | null;
   accountId: number | null;
   messageCreatedAtMs: number | null;
+  /** A message_updated's conversation.updated_at as sent (its build time, which orders its versions). */
+  conversationUpdatedAt: unknown;
+}
+
+/** A message_updated's build time as sent (conversation.updated_at), read as ingest_webhook_event reads it. */
+function builtAt(event: string, payload: Record<string, unknown>): unknown {
+  if (event !== "message_updated") return undefined;
+  const conversation = payload.conversation;
+  return typeof conversation === "object" && conversation !== null && !Array.isArray(conversation)
+    ? (conversation as Record<string, unknown>).updated_at
+    : undefined;
 }
 
 /**
  * What can be read of a refused body's event (it was authenticated: Chatwoot's). A body that validates (a
  * timestamp refusal) gives what its store would have (cut of an inbox's channel secrets, hashed as stored),
  * one our schema refused what its fields say, one not UTF-8 or JSON the event "unknown" keyed by its hash.
+ * `value`: the body as the request path parsed it before refusing (null when it is no JSON object);
+ * undefined when it refused before reading it (its signed time), and the body is parsed here.
  */
-function readRefused(body: Uint8Array): RefusedEvent {
-  let payload: Record<string, unknown> | undefined;
-  let event = UNKNOWN_EVENT;
-  try {
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(body);
-    const parsed = parseChatwootEvent(text);
-    if (parsed.ok) {
-      payload = parsed.payload;
-      event = parsed.event;
-    } else {
-      const value: unknown = JSON.parse(text);
-      if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-        payload = value as Record<string, unknown>;
-        const named = payload.event;
-        if (typeof named === "string" && named !== "") event = named.slice(0, 100);
-      }
+function readRefused(body: Uint8Array, value?: Record<string, unknown> | null): RefusedEvent {
+  let payload = value ?? undefined;
+  if (value === undefined) {
+    try {
+      const parsed = parseChatwootEvent(
+        new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(body),
+      );
+      payload = parsed.ok ? parsed.payload : parsed.value;
+    } catch {
+      // Not UTF-8: nothing is known but its hash (and the delivery id).
     }
-  } catch {
-    // Not UTF-8 or not JSON: nothing is known but its hash (and the delivery id).
   }
+  const named = payload?.event;
+  const event = typeof named === "string" && named !== "" ? named.slice(0, 100) : UNKNOWN_EVENT;
+  const unread = {
+    event,
+    inboxId: null,
+    accountId: null,
+    messageCreatedAtMs: null,
+    conversationUpdatedAt: undefined,
+  };
   if (!payload) {
     const bodySha256 = sha256Hex(body);
-    return {
-      event,
-      eventKey: `${event}:${bodySha256}`,
-      bodySha256,
-      inboxId: null,
-      accountId: null,
-      messageCreatedAtMs: null,
-    };
+    return { ...unread, eventKey: `${event}:${bodySha256}`, bodySha256 };
   }
   const cut = inboxEventWithoutChannelSecrets(event, payload);
   const bodySha256 = sha256Hex(cut?.text ?? body);
@@ -496,13 +523,14 @@ function readRefused(body: Uint8Array): RefusedEvent {
     messageCreatedAtMs: columns.messageId === null
       ? null
       : chatwootTime(payload.created_at)?.getTime() ?? null,
+    conversationUpdatedAt: builtAt(event, payload),
   };
 }
 
 /** A refused request's record: its code and what was read of its event; no body, no header but its id. */
 function lostEvent(
   code: RefusalCode,
-  e: RefusedEvent & { deliveryId: string | null; receivedAtMs: number },
+  e: RefusedEvent & { deliveryId: string | null; receivedAtMs: number; sentAtSeconds: number | null },
 ): LostEvent {
   const time = (ms: number | null) => ms === null ? null : new Date(ms).toISOString();
   return {
@@ -520,6 +548,8 @@ function lostEvent(
     error_code: code,
     tried_for_ms: 0,
     body_sha256: e.bodySha256,
+    sent_at_seconds: e.sentAtSeconds,
+    conversation_updated_at: e.conversationUpdatedAt,
   };
 }
 

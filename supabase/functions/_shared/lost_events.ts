@@ -25,9 +25,13 @@ export interface LostEvent {
   tried_for_ms: number;
   /**
    * A refused request's body hash, as its store would have had it (not a column): the write leaves out a
-   * refusal whose body is stored under its event key already, a replay (an old signed request is stale).
+   * refusal that its store would have left as stored (writeLostEvents), a replay or a superseded version.
    */
   body_sha256?: string | null;
+  /** A refused request's signed time (X-Chatwoot-Timestamp, Unix seconds; not a column): orders versions. */
+  sent_at_seconds?: number | null;
+  /** A refused message_updated's conversation.updated_at as sent, its build time (not a column). */
+  conversation_updated_at?: unknown;
 }
 
 /**
@@ -71,13 +75,18 @@ export type LostEventWriter = (batch: Batch) => Promise<unknown>;
 
 /**
  * Inserts a batch in one statement; a row already written (same id) is left as it is, and so is a refusal
- * whose body is stored under its event key (a replay, no loss: checked here, where the database answers,
- * since the refusal's answer never waits on it). A row carrying the losses past the bound is written anyway.
+ * that lost nothing: its body is stored under its event key (a replay), or the version stored there is one
+ * its store would have kept over it (ingest_webhook_event's rule, migration 005100: a message_updated built,
+ * else signed, no later than the stored one; a message_created once stored). Checked here, where the
+ * database answers, since the refusal's answer never waits on it. A refusal newer than what is stored is
+ * written: it would have replaced it.
  */
 export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorded }) => {
   const json = JSON.stringify(
     rows.map((row, i) => ({ ...row, unrecorded_losses: i === 0 ? unrecorded : 0 })),
   );
+  // The store's WHERE (005100) with the refusal in `excluded`'s place (r, v), but for its receipt check: a
+  // refusal was no receipt. A row it would not replace (false or null there) supersedes the refusal.
   return sql`
     insert into public.webhook_lost_events (id, lost_at, event, event_key, delivery_id, inbox_id, account_id,
       received_at, message_created_at, recover_command, error_code, tried_for_ms, unrecorded_losses)
@@ -86,10 +95,31 @@ export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorde
       from jsonb_to_recordset(${json}::text::jsonb)
         as r(id uuid, lost_at timestamptz, event text, event_key text, delivery_id text, inbox_id bigint,
              account_id bigint, received_at timestamptz, message_created_at timestamptz, recover_command text,
-             error_code text, tried_for_ms bigint, unrecorded_losses integer, body_sha256 text)
+             error_code text, tried_for_ms bigint, unrecorded_losses integer, body_sha256 text,
+             sent_at_seconds bigint, conversation_updated_at jsonb)
+      cross join lateral (
+        select to_timestamp(r.sent_at_seconds) as sent_at,
+               case when r.event = 'message_updated'
+                    then public.chatwoot_timestamp(r.conversation_updated_at) end as built_at) v
      where r.body_sha256 is null or r.unrecorded_losses > 0
-        or not exists (select 1 from public.webhook_events e
-                        where e.event_key = r.event_key and e.body_sha256 = r.body_sha256)
+        or not exists (
+          select 1 from public.webhook_events e
+           where e.event_key = r.event_key
+             and (e.body_sha256 = r.body_sha256
+                  or ((e.verified_by = 'chatwoot_api')
+                      or (e.body_sha256 <> r.body_sha256
+                          and e.event <> 'message_created'
+                          and (v.built_at > e.built_at
+                               or ((v.built_at < e.built_at) is not true
+                                   and (v.sent_at is null or e.sent_at is null or v.sent_at > e.sent_at
+                                        or (v.sent_at = e.sent_at
+                                            and (coalesce(v.built_at, '-infinity'), r.body_sha256 collate "C")
+                                                > (coalesce(e.built_at,
+                                                            public.chatwoot_timestamp(
+                                                              e.payload #> '{conversation,updated_at}'),
+                                                            '-infinity'),
+                                                   e.body_sha256 collate "C")))))))
+                     is not true))
     on conflict (id) do nothing`;
 };
 
