@@ -728,6 +728,39 @@ dbTest(
   },
 );
 
+dbTest(
+  `refused events [${db.kind}]: a refused message event without an integer id is keyed by its body, with no recover_command`,
+  async () => {
+    // Its store would key it message:<id>:<event>: an id our schema refused gave message:null:…, one key for
+    // every such refusal, which no recovery (it stores by the message's id) could ever make good.
+    const web = serveWebhook();
+    const bodies = ["abc", 12.5, null].map((id) =>
+      JSON.stringify({ ...samplePayload("message_created", { inboxId: 7, accountId: 4 }), id })
+    );
+    bodies.push(
+      JSON.stringify({ ...samplePayload("message_updated", { inboxId: 7, accountId: 4 }), id: "abc" }),
+    );
+    const deliveries = bodies.map(() => crypto.randomUUID());
+    try {
+      for (const [i, body] of bodies.entries()) {
+        const res = await web.send(signedRequest(web.url, body, { deliveryId: deliveries[i] }));
+        assert.equal(res.body.error, "invalid_payload", body);
+      }
+    } finally {
+      await web.stop();
+    }
+    for (const [i, body] of bodies.entries()) {
+      const rows = await lostRows(deliveries[i]);
+      assert.equal(rows.length, 1, body);
+      const event = JSON.parse(body).event;
+      assert.equal(rows[0].event, event);
+      assert.equal(rows[0].event_key, `${event}:${sha256Hex(body)}`, "unique to its body");
+      assert.equal(rows[0].recover_command, null, "nothing recover stores could make it good");
+      assert.deepEqual([Number(rows[0].inbox_id), Number(rows[0].account_id)], [7, 4]);
+    }
+  },
+);
+
 dbTest(`refused events [${db.kind}]: close the database`, async () => {
   await db.close();
 });

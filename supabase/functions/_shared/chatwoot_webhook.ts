@@ -15,6 +15,7 @@ import {
   eventColumns,
   inboxEventWithoutChannelSecrets,
   jsonbText,
+  messageEventKey,
   parseChatwootEvent,
 } from "./chatwoot_payload.ts";
 import { runInBackground, singleFlight } from "./background.ts";
@@ -462,6 +463,8 @@ export const UNKNOWN_EVENT = "unknown";
 interface RefusedEvent {
   event: string;
   eventKey: string;
+  /** null: no message, or one without an integer id (keyed by its body: nothing recovered could match it). */
+  messageId: number | null;
   bodySha256: string;
   inboxId: number | null;
   accountId: number | null;
@@ -502,6 +505,7 @@ function readRefused(body: Uint8Array, value?: Record<string, unknown> | null): 
   const event = typeof named === "string" && named !== "" ? named.slice(0, 100) : UNKNOWN_EVENT;
   const unread = {
     event,
+    messageId: null,
     inboxId: null,
     accountId: null,
     messageCreatedAtMs: null,
@@ -514,9 +518,13 @@ function readRefused(body: Uint8Array, value?: Record<string, unknown> | null): 
   const cut = inboxEventWithoutChannelSecrets(event, payload);
   const bodySha256 = sha256Hex(cut?.text ?? body);
   const columns = eventColumns(cut?.payload ?? payload, event, bodySha256);
+  // A message whose id our schema refused: its store's key (message:<id>:…) would be message:null:…, one
+  // for every such refusal; keyed by its body instead, as an event nothing else keys.
+  const idless = columns.eventKey === messageEventKey(null, event);
   return {
     event,
-    eventKey: columns.eventKey,
+    eventKey: idless ? `${event}:${bodySha256}` : columns.eventKey,
+    messageId: columns.messageId,
     bodySha256,
     inboxId: columns.inboxId,
     accountId: columns.accountId,
@@ -543,8 +551,11 @@ function lostEvent(
     account_id: e.accountId,
     received_at: time(e.receivedAtMs),
     message_created_at: time(e.messageCreatedAtMs),
-    // As for a loss of the database's: deno task recover fetches a message_created back (only that).
-    recover_command: e.event === "message_created" ? recoverCommand(e, e.receivedAtMs).recover : null,
+    // As for a loss of the database's: deno task recover fetches a message_created back (only that), and
+    // stores it under its message's id: one without an id could never be matched, so it gets no command.
+    recover_command: e.event === "message_created" && e.messageId !== null
+      ? recoverCommand(e, e.receivedAtMs).recover
+      : null,
     error_code: code,
     tried_for_ms: 0,
     body_sha256: e.bodySha256,

@@ -729,7 +729,8 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         // Only a message_created carries a command: without one, nothing here can be fetched back, and the
         // warning stays for its 24 h (said, rather than sending the operator to recover for nothing).
         const recover = !command
-          ? "none of them is a message_created (deno task recover fetches no other event): they stay " +
+          ? "none of them is a message_created with its message's id (deno task recover fetches no other " +
+            "event): they stay " +
             "missing for 24 h unless stored again (a message_updated, by a later edit of its message)"
           : "recover the message_created among them with each row's recover_command in " +
             `public.webhook_lost_events (latest: ${command})`;
