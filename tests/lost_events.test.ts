@@ -224,17 +224,106 @@ dbTest(
       received_at: null,
       message_created_at: null,
       recover_command: null,
-      error_code: "memory_bound",
+      error_code: "bound_test",
       tried_for_ms: 0,
     });
+    const counted = async () => {
+      const [row] = await db.sql<{ rows: number; losses: number; keys: string[] }[]>`
+        select count(*)::int as rows, coalesce(sum(1 + unrecorded_losses), 0)::int as losses,
+               array_agg(split_part(event_key, ':', 1) order by event_key) as keys
+          from public.webhook_lost_events where error_code = 'bound_test'`;
+      return { ...row };
+    };
     for (let n = 1; n <= 3; n++) lostEvents.add(record(n));
-    await eventually(() => Promise.resolve(writes > 0), 5_000, "a first write");
+    // Two kept, and the third counted on a row of its own, written with them (its answer lost too).
+    await eventually(async () => (await counted()).keys?.includes("unrecorded"), 15_000, "the counted row");
+    // Two more past the bound: counted on that row (its id), which the retry writes again with all three.
+    for (let n = 4; n <= 5; n++) lostEvents.add(record(n));
     down = false;
     await lostEvents.close();
-    const [counted] = await db.sql<{ rows: number; losses: number }[]>`
-      select count(*)::int as rows, coalesce(sum(1 + unrecorded_losses), 0)::int as losses
-        from public.webhook_lost_events where event_key like 'bound-test:%'`;
-    assert.deepEqual({ ...counted }, { rows: 2, losses: 3 });
+    assert.deepEqual(await counted(), {
+      rows: 3,
+      losses: 5,
+      keys: ["bound-test", "bound-test", "unrecorded"],
+    });
+  },
+);
+
+dbTest(
+  `lost events [${db.kind}]: losses past the bound are counted per code on rows of their own, never on a replay`,
+  async () => {
+    // Until 2026-12-01 the count rode on the batch's first row, under its code, and that row was written even
+    // when it was a replay (no loss): one loss too many, and every overflow under one code.
+    await db.sql.begin(async (tx) => {
+      await tx`delete from public.webhook_lost_events`;
+      await tx`
+        insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by,
+                                           status, received_at, last_received_at)
+        values ('overflow:stored', 'conversation_created', '{}', '{}', repeat('d', 64), 'signature', 'skipped',
+                now() - interval '1 hour', now() - interval '1 hour')`;
+      let down = true;
+      const write = writeLostEvents(tx as unknown as typeof db.sql);
+      let writes = 0;
+      const lostEvents = new LostEvents(
+        (batch) => {
+          writes++;
+          return down ? Promise.reject(new Error("database down")) : write(batch);
+        },
+        memoryLogger(),
+        2,
+      );
+      const refusal = (key: string, code: string, sha: string | null, minutesAgo: number) => ({
+        id: crypto.randomUUID(),
+        lost_at: new Date(Date.now() - minutesAgo * 60_000).toISOString(),
+        event: "conversation_created",
+        event_key: key,
+        delivery_id: null,
+        inbox_id: null,
+        account_id: null,
+        received_at: null,
+        message_created_at: null,
+        recover_command: null,
+        error_code: code,
+        tried_for_ms: 0,
+        body_sha256: sha,
+      });
+      // The first kept is a replay (its body stored), the second a loss; the three past the bound (two stale,
+      // one not JSON) are counted only.
+      lostEvents.add(refusal("overflow:stored", "timestamp_stale", "d".repeat(64), 10));
+      lostEvents.add(refusal("overflow:lost", "invalid_payload", "e".repeat(64), 9));
+      lostEvents.add(refusal("overflow:1", "timestamp_stale", "f".repeat(64), 8));
+      lostEvents.add(refusal("overflow:2", "timestamp_stale", "f".repeat(64), 7));
+      lostEvents.add(refusal("overflow:3", "invalid_json", "f".repeat(64), 6));
+      await eventually(() => Promise.resolve(writes > 0), 5_000, "a first write");
+      down = false;
+      await lostEvents.close();
+
+      const rows = await tx<
+        { event: string; counted: boolean; error_code: string; unrecorded_losses: number; lost_at: Date }[]
+      >`
+        select event, event_key like 'unrecorded:%' as counted, error_code, unrecorded_losses, lost_at
+          from public.webhook_lost_events order by error_code`;
+      assert.deepEqual(
+        rows.map((r) => [r.event, r.counted, r.error_code, r.unrecorded_losses]),
+        [
+          ["unknown", true, "invalid_json", 0],
+          ["conversation_created", false, "invalid_payload", 0],
+          ["unknown", true, "timestamp_stale", 1],
+        ],
+        "the replay is not written; each code's overflow on a row of its own (itself one of them)",
+      );
+      // A counted row is lost when the last of its losses was.
+      assert.ok(Math.abs(rows[2].lost_at.getTime() - (Date.now() - 7 * 60_000)) < 60_000);
+      const lost = await lostEventsSince(tx, new Date(Date.now() - 24 * 3600_000));
+      assert.deepEqual([lost.count, lost.missing], [4, 4]);
+      assert.deepEqual(
+        Object.fromEntries(Object.entries(lost.missing_by_code).map(([code, m]) => [code, m.missing])),
+        { invalid_json: 1, invalid_payload: 1, timestamp_stale: 2 },
+      );
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
   },
 );
 

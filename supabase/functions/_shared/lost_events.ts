@@ -32,6 +32,8 @@ export interface LostEvent {
   sent_at_seconds?: number | null;
   /** A refused message_updated's conversation.updated_at as sent, its build time (not a column). */
   conversation_updated_at?: unknown;
+  /** Of a row standing for losses counted past the bound (LostEvents): how many besides itself; else 0. */
+  unrecorded_losses?: number;
 }
 
 /**
@@ -64,32 +66,29 @@ export function refusalAdvice(code: RefusalCode): string {
 export const LOST_EVENTS_KEPT_MAX = 10_000;
 export const LOST_EVENTS_RETRY_MS = 5_000;
 export const LOST_EVENTS_RETRY_MAX_MS = 60_000;
+/** The event_key of a row standing for losses counted past the bound (its id after it): no event's. */
+export const UNRECORDED_KEY_PREFIX = "unrecorded:";
 
-interface Batch {
-  rows: LostEvent[];
-  /** Losses past the bound: written on the batch's first row (unrecorded_losses). */
-  unrecorded: number;
-}
-
-export type LostEventWriter = (batch: Batch) => Promise<unknown>;
+export type LostEventWriter = (rows: LostEvent[]) => Promise<unknown>;
 
 /**
- * Inserts a batch in one statement; a row already written (same id) is left as it is, and so is a refusal
+ * Inserts a batch in one statement; a loss already written (same id) is left as it is, and so is a refusal
  * that lost nothing: its body is stored under its event key (a replay), or the version stored there is one
  * its store would have kept over it (ingest_webhook_event's rule, migration 005100: a message_updated built,
  * else signed, no later than the stored one; a message_created once stored). Checked here, where the
  * database answers, since the refusal's answer never waits on it. A refusal newer than what is stored is
- * written: it would have replaced it.
+ * written: it would have replaced it. A row of losses counted past the bound names no body: written, and
+ * written again with more (the same id, after a write that failed, or whose answer was lost, and the losses
+ * counted since): its count and last time move on, and its recorded_at, since the losses added are not
+ * acknowledged by an acknowledgement before them.
  */
-export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorded }) => {
-  const json = JSON.stringify(
-    rows.map((row, i) => ({ ...row, unrecorded_losses: i === 0 ? unrecorded : 0 })),
-  );
+export const writeLostEvents = (sql: Sql): LostEventWriter => (rows) => {
+  const json = JSON.stringify(rows.map((row) => ({ ...row, unrecorded_losses: row.unrecorded_losses ?? 0 })));
   // The store's WHERE (005100) with the refusal in `excluded`'s place (r, v), but for its receipt check: a
   // refusal was no receipt. A row it would not replace (false or null there) supersedes the refusal.
   return sql`
-    insert into public.webhook_lost_events (id, lost_at, event, event_key, delivery_id, inbox_id, account_id,
-      received_at, message_created_at, recover_command, error_code, tried_for_ms, unrecorded_losses)
+    insert into public.webhook_lost_events as l (id, lost_at, event, event_key, delivery_id, inbox_id,
+      account_id, received_at, message_created_at, recover_command, error_code, tried_for_ms, unrecorded_losses)
     select r.id, r.lost_at, r.event, r.event_key, r.delivery_id, r.inbox_id, r.account_id, r.received_at,
            r.message_created_at, r.recover_command, r.error_code, r.tried_for_ms, r.unrecorded_losses
       from jsonb_to_recordset(${json}::text::jsonb)
@@ -101,7 +100,7 @@ export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorde
         select to_timestamp(r.sent_at_seconds) as sent_at,
                case when r.event = 'message_updated'
                     then public.chatwoot_timestamp(r.conversation_updated_at) end as built_at) v
-     where r.body_sha256 is null or r.unrecorded_losses > 0
+     where r.body_sha256 is null
         or not exists (
           select 1 from public.webhook_events e
            where e.event_key = r.event_key
@@ -120,30 +119,52 @@ export const writeLostEvents = (sql: Sql): LostEventWriter => ({ rows, unrecorde
                                                             '-infinity'),
                                                    e.body_sha256 collate "C")))))))
                      is not true))
-    on conflict (id) do nothing`;
+    on conflict (id) do update
+      set unrecorded_losses = excluded.unrecorded_losses,
+          lost_at = greatest(l.lost_at, excluded.lost_at),
+          recorded_at = excluded.recorded_at
+      where excluded.unrecorded_losses > l.unrecorded_losses`;
 };
 
+/**
+ * Losses kept in memory until the database takes them (WriteBack), at most `maxKept` one by one. Those past
+ * the bound are counted per error_code, each code's on a row of its own (countedRow: event "unknown", key
+ * UNRECORDED_KEY_PREFIX + its id, lost_at the last of them; the row one of them, unrecorded_losses the rest):
+ * a loss's own row may be a refusal the write leaves out (a replay), and carrying the count there made the
+ * replay a loss, and every overflow its code's. Whether one counted was a replay is not known: it counts.
+ */
 export class LostEvents {
   #kept: LostEvent[] = [];
-  #unrecorded = 0;
-  readonly #writes: WriteBack<Batch>;
+  /** The row of each code's counted losses; few: the refusal codes, or the database's error codes. */
+  #counted = new Map<string | null, LostEvent>();
+  readonly #writes: WriteBack<LostEvent[]>;
 
   constructor(write: LostEventWriter, log: Logger, private readonly maxKept = LOST_EVENTS_KEPT_MAX) {
-    this.#writes = new WriteBack<Batch>(
+    this.#writes = new WriteBack<LostEvent[]>(
       {
         take: () => {
-          if (this.#kept.length === 0 && this.#unrecorded === 0) return null;
-          const batch = { rows: this.#kept, unrecorded: this.#unrecorded };
+          if (this.#kept.length === 0 && this.#counted.size === 0) return null;
+          const rows = [...this.#kept, ...this.#counted.values()];
           this.#kept = [];
-          this.#unrecorded = 0;
-          return batch;
+          this.#counted.clear();
+          return rows;
         },
-        putBack: ({ rows, unrecorded }) => {
-          const all = [...rows, ...this.#kept];
+        // A failed write's row of counted losses takes those counted since (it keeps its id: the write may
+        // have stored it, and is then written again with the sum); a loss cut off by the bound is counted.
+        putBack: (rows) => {
+          const since = this.#counted;
+          this.#counted = new Map();
+          const losses: LostEvent[] = [];
+          for (const row of rows) {
+            if (row.event_key.startsWith(UNRECORDED_KEY_PREFIX)) this.#count(row);
+            else losses.push(row);
+          }
+          for (const row of since.values()) this.#count(row);
+          const all = [...losses, ...this.#kept];
           this.#kept = all.slice(0, this.maxKept);
-          this.#unrecorded += unrecorded + all.length - this.#kept.length;
+          for (const row of all.slice(this.maxKept)) this.#count(row);
         },
-        pending: () => this.#kept.length > 0 || this.#unrecorded > 0,
+        pending: () => this.#kept.length > 0 || this.#counted.size > 0,
       },
       write,
       log,
@@ -158,7 +179,7 @@ export class LostEvents {
   /** Keeps one loss (counts it only past the bound) and asks for a write. */
   add(lost: LostEvent): void {
     if (this.#kept.length < this.maxKept) this.#kept.push(lost);
-    else this.#unrecorded++;
+    else this.#count(lost);
     this.#writes.request();
   }
 
@@ -166,6 +187,47 @@ export class LostEvents {
   close(): Promise<void> {
     return this.#writes.close();
   }
+
+  /** Counts `lost` (a loss, or a row of counted losses: all it stands for) on its code's row. */
+  #count(lost: LostEvent): void {
+    const n = 1 + (lost.unrecorded_losses ?? 0);
+    const row = this.#counted.get(lost.error_code);
+    if (!row) {
+      // A row of counted losses stays itself (its id); a loss is counted on a new one.
+      this.#counted.set(
+        lost.error_code,
+        lost.event_key.startsWith(UNRECORDED_KEY_PREFIX)
+          ? lost
+          : countedRow(lost.error_code, n, lost.lost_at),
+      );
+      return;
+    }
+    this.#counted.set(lost.error_code, {
+      ...row,
+      unrecorded_losses: (row.unrecorded_losses ?? 0) + n,
+      lost_at: Date.parse(row.lost_at) >= Date.parse(lost.lost_at) ? row.lost_at : lost.lost_at,
+    });
+  }
+}
+
+/** A row of `count` losses of one code counted past the bound: itself one of them, the rest counted on it. */
+function countedRow(code: string | null, count: number, lostAt: string): LostEvent {
+  const id = crypto.randomUUID();
+  return {
+    id,
+    lost_at: lostAt,
+    event: "unknown",
+    event_key: UNRECORDED_KEY_PREFIX + id,
+    delivery_id: null,
+    inbox_id: null,
+    account_id: null,
+    received_at: null,
+    message_created_at: null,
+    recover_command: null,
+    error_code: code,
+    tried_for_ms: 0,
+    unrecorded_losses: count - 1,
+  };
 }
 
 /**
