@@ -147,7 +147,7 @@ dbTest(
       },
       {
         code: "timestamp_future",
-        req: (d) => signedRequest(web.url, future, { deliveryId: d, nowSeconds: now + 301 }),
+        req: (d) => signedRequest(web.url, future, { deliveryId: d, nowSeconds: now + 900 }),
         status: 401,
         answer: { ok: false, error: "timestamp_future", message: WINDOW },
         row: (r) => {
