@@ -553,6 +553,66 @@ dbTest(
 );
 
 dbTest(
+  `data [${db.kind}]: docs/sql.md's windows of days start at the same instant in every zone, across a DST change`,
+  async () => {
+    // now() - interval '30 days' steps back 30 calendar days of the session's zone: across a change of
+    // daylight saving time (America/St_Johns and Los_Angeles left it on 1 November 2026) an hour earlier than
+    // in UTC. So the doc's "now()" is fixed to an instant the day after, and rows are put either side.
+    const now = "'2026-11-02T12:00:00Z'::timestamptz";
+    const zones = ["UTC", "America/St_Johns", "America/Los_Angeles"];
+    const doc = await sqlDoc();
+    const query = (heading: string) => {
+      const block = new RegExp(`^### ${heading}[^\\n]*\\n[\\s\\S]*?\`\`\`sql\\n([\\s\\S]*?)\`\`\``, "m").exec(
+        doc,
+      );
+      assert.ok(block, `"${heading}" in docs/sql.md`);
+      return block[1].trim().replaceAll("now()", now);
+    };
+    /** The query's answer in each of the zones, in order. */
+    const byZone = async (tx: Sql, text: string) => {
+      const answers: string[] = [];
+      for (const zone of zones) {
+        await tx`select set_config('TimeZone', ${zone}, true)`;
+        answers.push(JSON.stringify(await tx.unsafe(text)));
+      }
+      return answers;
+    };
+    await rolledBack(async (tx) => {
+      // Messages 30 days before: 11:30 UTC (inside the window only where it started an hour early), 12:30 UTC
+      // (a part of that day), and one on the next UTC day, the first whole one.
+      const messages = query("Messages per day and sender type");
+      const times = ["2026-10-03T11:30:00Z", "2026-10-03T12:30:00Z", "2026-10-04T00:30:00Z"];
+      const sender = { id: 9_603, name: "Window Probe", type: "agent_bot" };
+      for (const [i, at] of times.entries()) {
+        const payload = samplePayload("message_created", { conversationId: 9_603, messageId: 9_603_001 + i });
+        await storeEvent(tx, eventToStore(JSON.stringify({ ...payload, created_at: at, sender })));
+      }
+      // Delivered message_created events received 24 h 30 min and 23 h 30 min before now.
+      const delivery = query("Time from receipt to delivery");
+      for (const [i, received] of ["2026-11-01T11:30:00Z", "2026-11-01T12:30:00Z"].entries()) {
+        const id = await storeSample(tx, "message_created", {
+          conversationId: 9_604,
+          messageId: 9_604_001 + i,
+        });
+        await tx`update webhook_events set status = 'delivered', received_at = ${received}::timestamptz,
+                   delivered_at = ${received}::timestamptz + interval '2 seconds' where id = ${id}`;
+      }
+      await tx.unsafe("set local role data_analyst");
+      for (const text of [messages, delivery]) {
+        const [utc, ...others] = await byZone(tx, text);
+        for (const [i, answer] of others.entries()) assert.equal(answer, utc, `${zones[i + 1]}:\n${text}`);
+      }
+      // The first day listed is whole: no part of 3 October, all of 4 October.
+      await tx`select set_config('TimeZone', 'UTC', true)`;
+      const days = (await tx.unsafe(messages)).filter((r) => r.sender_type === "agent_bot")
+        .map((r) => new Date(r.day).toISOString().slice(0, 10));
+      assert.ok(!days.includes("2026-10-03"), `no part of a day: ${days}`);
+      assert.ok(days.includes("2026-10-04"), `the first whole day: ${days}`);
+    });
+  },
+);
+
+dbTest(
   `data [${db.kind}]: docs/sql.md's relations have the columns it names, of the types it gives`,
   async () => {
     const doc = await sqlDoc();
