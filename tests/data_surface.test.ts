@@ -745,6 +745,45 @@ dbTest(
   },
 );
 
+// A 410 is no failure (migration 20261121010500): the last failure and the first since the last success are
+// looked up past the 410s, and must not walk them (a run of refusals, every event of a closed tenant say).
+dbTest(
+  `data [${db.kind}]: webhook_pipeline_health finds the last failure behind 2 000 410s without reading them`,
+  async () => {
+    await rolledBack(async (tx) => {
+      const [{ id }] = await tx`select min(id) as id from webhook_events`;
+      // Recorded at the transaction's now(): after every attempt before it, the latest of all.
+      await tx`insert into webhook_delivery_attempts (event_id, attempt, version, worker, started_at, http_status,
+                                                      succeeded, outcome, error)
+               select ${id}, g, 1, 'test', now(), 410, false, 'dead', 'HTTP 410' from generate_series(1, 2000) g`;
+      await tx`analyze webhook_delivery_attempts`;
+      const [t] = await tx`select max(recorded_at) as at from webhook_delivery_attempts
+                            where not succeeded and outcome <> 'lease_expired' and http_status is distinct from 410`;
+      await tx.unsafe("set local role data_analyst");
+      const [{ "QUERY PLAN": plan }] = await tx.unsafe(
+        "explain (analyze, format json) select * from webhook_pipeline_health",
+      );
+      // Rows each scan of webhook_delivery_attempts that filters out the 410s read and dropped (an index whose
+      // predicate leaves them out filters nothing: none is named in its plan).
+      const filtered: Array<[string, number]> = [];
+      const walk = (node: Record<string, unknown>) => {
+        if (
+          node["Relation Name"] === "webhook_delivery_attempts" && String(node.Filter ?? "").includes("410")
+        ) {
+          const removed = Number(node["Rows Removed by Filter"] ?? 0) * Number(node["Actual Loops"] ?? 1);
+          const read = node["Node Type"] === "Seq Scan" ? Number.POSITIVE_INFINITY : removed;
+          filtered.push([`${node["Node Type"]} ${node["Index Name"] ?? ""}`, read]);
+        }
+        for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+      };
+      walk((plan as Array<{ Plan: Record<string, unknown> }>)[0].Plan);
+      for (const [scan, rows] of filtered) assert.ok(rows < 100, `${scan} read and dropped ${rows} rows`);
+      const [h] = await tx`select last_failure_at from webhook_pipeline_health`;
+      assert.equal(h.last_failure_at?.getTime(), t.at?.getTime());
+    });
+  },
+);
+
 // Postgres compiles a plan whose estimated cost passes jit_above_cost (100 000 by default, on in hosted Supabase
 // too) with JIT: about 60 ms at every read, ten times the view's own work. The dead letters, which retention
 // keeps, must therefore not raise the plan's estimate beyond their index-only count, even in a branch that only

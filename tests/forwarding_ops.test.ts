@@ -204,6 +204,105 @@ dbTest(
 );
 
 dbTest(
+  "forwarding: health view: a 410 is the Agent SDK refusing an event, not failing: it neither starts, moves " +
+    "nor ends failing_since",
+  async () => {
+    await withForwardingSetup(async (db) => {
+      const id = await storeSample(db.sql);
+      // Recorded as the write-back records them: a 410 that killed the event ('dead'), one that refused an
+      // older version ('retry'), one reported after its lease was gone ('lease_lost').
+      // Returns the attempt's recorded_at, as the view reads it back.
+      const attempt = async (secondsAgo: number, status: number, outcome: string): Promise<number> =>
+        (await db.sql`insert into public.webhook_delivery_attempts
+               (event_id, attempt, version, started_at, http_status, succeeded, outcome, error, recorded_at)
+             values (${id}, 1, 1, now() - make_interval(secs => ${secondsAgo}), ${status},
+                     ${status < 300}, ${outcome}, ${status < 300 ? null : `HTTP ${status}`},
+                     now() - make_interval(secs => ${secondsAgo}))
+             returning recorded_at`)[0].recorded_at.getTime();
+      const health = async () =>
+        (await db.sql`select failing_since, last_failure_at, escalate from public.webhook_pipeline_health`)[
+          0
+        ];
+      const reset = () => db.sql`delete from public.webhook_delivery_attempts`;
+
+      // 410s alone, minutes old, no success since (an idle, healthy pipeline): nothing to escalate.
+      await attempt(9 * 60, 410, "dead");
+      await attempt(8 * 60, 410, "retry");
+      await attempt(7 * 60, 410, "lease_lost");
+      let h = await health();
+      assert.deepEqual([h.failing_since, h.last_failure_at, h.escalate], [null, null, false]);
+
+      // A 500, then a 410: still failing, since the 500 (the 410 ends nothing).
+      await reset();
+      await attempt(20 * 60, 200, "delivered");
+      let first = await attempt(8 * 60, 500, "retry");
+      await attempt(7 * 60, 410, "dead");
+      h = await health();
+      assert.equal(h.failing_since?.getTime(), first);
+      assert.equal(h.last_failure_at?.getTime(), first);
+      assert.equal(h.escalate, true);
+
+      // A 410, then a 500: failing since the 500 (the 410 started nothing).
+      await reset();
+      await attempt(20 * 60, 200, "delivered");
+      await attempt(8 * 60, 410, "dead");
+      first = await attempt(7 * 60, 500, "retry");
+      h = await health();
+      assert.equal(h.failing_since?.getTime(), first);
+      assert.equal(h.escalate, true);
+
+      // 500s with 410s between them: failing since the first 500, whatever the 410s.
+      await reset();
+      await attempt(20 * 60, 200, "delivered");
+      first = await attempt(10 * 60, 500, "retry");
+      await attempt(9 * 60, 410, "dead");
+      const last = await attempt(8 * 60, 500, "retry");
+      await attempt(60, 410, "dead");
+      h = await health();
+      assert.equal(h.failing_since?.getTime(), first);
+      assert.equal(h.last_failure_at?.getTime(), last);
+      assert.equal(h.escalate, true);
+
+      // A 500 a minute ago after a 410 long ago: failing, but not for 5 minutes yet.
+      await reset();
+      await attempt(10 * 60, 410, "dead");
+      first = await attempt(60, 500, "retry");
+      h = await health();
+      assert.equal(h.failing_since?.getTime(), first);
+      assert.equal(h.escalate, false);
+    });
+  },
+);
+
+dbTest(
+  "forwarding: health view: a forwarder answered 410 in the last 5 minutes is at work, not stalled",
+  async () => {
+    await withForwardingSetup(async (db) => {
+      const gone = await storeSample(db.sql, "message_created", { conversationId: 601 });
+      const due = await storeSample(db.sql, "message_created", { conversationId: 602 });
+      await db
+        .sql`update public.webhook_events set status = 'dead', next_attempt_at = null where id = ${gone}`;
+      await db.sql`update public.webhook_events set next_attempt_at = now() - interval '10 minutes'
+                    where id = ${due}`;
+      // Its only sign of life: the 410 a minute ago (a drain working through events the Agent SDK refuses).
+      await db.sql`insert into public.webhook_delivery_attempts
+                     (event_id, attempt, version, started_at, http_status, succeeded, outcome, recorded_at)
+                   values (${gone}, 1, 1, now() - interval '1 minute', 410, false, 'dead',
+                           now() - interval '1 minute')`;
+      let [h] = await db
+        .sql`select escalate, stalled_since, failing_since from public.webhook_pipeline_health`;
+      assert.deepEqual([h.escalate, h.stalled_since, h.failing_since], [false, null, null]);
+      // That 410 six minutes ago, nothing since: stalled.
+      await db.sql`update public.webhook_delivery_attempts set recorded_at = now() - interval '6 minutes'`;
+      [h] = await db.sql`select escalate, stalled_since, failing_since from public.webhook_pipeline_health`;
+      assert.equal(h.escalate, true);
+      assert.ok(h.stalled_since instanceof Date);
+      assert.equal(h.failing_since, null);
+    });
+  },
+);
+
+dbTest(
   "forwarding: health view: a forwarding that has stopped escalates after 5 minutes (stalled_since)",
   async () => {
     await withForwardingSetup(async (db, sdk, config) => {

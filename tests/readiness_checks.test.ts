@@ -912,6 +912,33 @@ dbTest(
   },
 );
 
+dbTest(
+  "readiness check webhook_pipeline: an event the Agent SDK refused (410) minutes ago, nothing since, is no " +
+    "failing delivery: a dead event that warns, never the probe's fail",
+  async () => {
+    await ensureDeliveryHealthView(db.sql);
+    await storeVerifiedWebhook(db.sql, 9401);
+    const [{ id }] = await db.sql<{ id: number }[]>`
+      update public.webhook_events set status = 'dead', attempts = 1, next_attempt_at = null, last_error = 'HTTP 410'
+       where event_key = 'message:9401:message_created' returning id`;
+    // As the write-back records it; no success after it (the pipeline idle since).
+    await db.sql`insert into public.webhook_delivery_attempts
+                   (event_id, attempt, version, started_at, http_status, succeeded, outcome, error, recorded_at)
+                 values (${id}, 1, 1, now() - interval '6 minutes', 410, false, 'dead', 'HTTP 410',
+                         now() - interval '6 minutes')`;
+    try {
+      const check = await checkWebhookPipeline(deps({}));
+      assert.equal(check.status, "warn", check.detail);
+      assert.doesNotMatch(check.detail, /failing since/);
+      assert.match(check.detail, /^1 dead events \(replay, or acknowledge them\)/);
+      const delivery = check.data?.delivery as Record<string, unknown>;
+      assert.deepEqual([delivery.escalate, delivery.failing_since], [false, null]);
+    } finally {
+      await db.sql`delete from public.webhook_events where id = ${id}`;
+    }
+  },
+);
+
 dbTest("readiness checks: close the stand-in and the database", async () => {
   await chatwoot.close();
   await db.close();
