@@ -785,7 +785,8 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
           `backlog ${delivery.backlog}`,
           `dead ${dead}${dead > 0 && unacknowledged === 0 ? " (acknowledged)" : ""}`,
         );
-        // escalate is failing for 5 minutes, or stalled: events a claim would take, and no forwarder at work.
+        // escalate is failing for 5 minutes, or stalled: events a claim would take, and no forwarder at work. A
+        // 410 is no failure there (the Agent SDK refusing an event: it is dead, and warns below).
         if (delivery.escalate && delivery.stalled_since) {
           failures.push(
             `forwarding stalled since ${delivery.stalled_since}: events are due and no forwarder has claimed ` +
