@@ -87,9 +87,12 @@ dbTest(
         const now = await sql`select jobname, schedule, command from cron.job`;
         assert.deepEqual(now.map((j) => ({ ...j })), [{ ...jobs[0] }], explicit);
       }
+      // A cron schedule is named as one ("every */2 * * * *" read wrong); one in seconds reads "every …".
       const [{ minutes }] = await sql`select public.schedule_forwarder('*/2 * * * *') as minutes`;
-      assert.equal(minutes, "scheduled relay-forward-events every */2 * * * *");
+      assert.equal(minutes, "scheduled relay-forward-events on cron schedule '*/2 * * * *'");
       assert.deepEqual([...await sql`select schedule from cron.job`].map((j) => j.schedule), ["*/2 * * * *"]);
+      const [{ hourly }] = await sql`select public.schedule_forwarder('@hourly') as hourly`;
+      assert.equal(hourly, "scheduled relay-forward-events on cron schedule '@hourly'");
     });
   },
 );

@@ -156,6 +156,12 @@ Deno.test({
         assert.match(explicit, /select public\.schedule_forwarder\(\);/, "what to run instead");
         assert.deepEqual(await job(), [scheduled], "the job stays as it was");
       }
+      // A cron schedule, which every version takes, is named as one; one in seconds (above) reads "every …".
+      for (const cron of ["*/2 * * * *", "@hourly"]) {
+        const [{ answer }] = await sql`select public.schedule_forwarder(${cron}) as answer`;
+        assert.equal(answer, `scheduled relay-forward-events on cron schedule '${cron}'`);
+        assert.deepEqual(await job(), [{ schedule: cron, command: scheduled.command }]);
+      }
       const before = await job();
       const [{ nonsense }] = await sql`select public.schedule_forwarder('every minute') as nonsense`;
       assert.match(nonsense, /^not scheduled: pg_cron .* refuses it \(invalid schedule: every minute\)/);
