@@ -1,4 +1,5 @@
-// On a real PostgreSQL with pg_cron preloaded (CI makes a throwaway cluster and sets PG_CRON_URL): the
+// On a real PostgreSQL with pg_cron preloaded (CI makes a throwaway cluster and sets PG_CRON_URL, which names
+// the database pg_cron serves; each test empties and migrates it afresh, so it must be the tests' own): the
 // migrations enable pg_cron, schedule retention, leave the forwarder unscheduled with a clear reason while
 // pg_net is absent, and the scheduled commands themselves run, by hand and under pg_cron itself; with stand-ins
 // for pg_net and Vault, schedule_forwarder() schedules what this pg_cron takes.
@@ -9,6 +10,64 @@ import { netAndVaultStandIns } from "./_hosted.ts";
 
 const url = Deno.env.get("PG_CRON_URL");
 
+/**
+ * Brings PG_CRON_URL's database back to what the migrations start from, and migrates it (`prepare` first:
+ * stand-ins made before the migrations), so that each test checks what the migrations do, not what an earlier
+ * run left, and runs again on a database kept between runs (a developer's). It cannot be a fresh database per
+ * run: pg_cron lives in one database alone (cron.database_name, read at start-up), and dropping that one stops
+ * pg_cron 1.4's scheduler until a restart. Its extension stays too, its jobs unscheduled: dropped (with schema
+ * public, where migration 000200 creates it) and created again by the migrations, it left pg_cron 1.4 holding
+ * on to the dropped cron.job: its scheduler ran no job, and cron.unschedule() failed ("could not open relation
+ * with OID …"), until a restart. So "the migrations enable pg_cron" is checked where the database is new, as in
+ * CI. A database holding webhooks these tests did not store is refused, never emptied.
+ */
+async function migrateAfresh(sql: postgres.Sql, prepare?: string): Promise<void> {
+  const [{ stored }] = await sql`select to_regclass('public.webhook_events') is not null as stored`;
+  if (stored) {
+    const [{ others }] = await sql`select count(*)::int as others from public.webhook_events
+                                    where event_key not like 'cron-%'`;
+    if (others > 0) {
+      throw new Error(
+        `PG_CRON_URL's database holds ${others} webhooks these tests did not store: give the ` +
+          "tests a database of their own (the one cron.database_name names on a throwaway cluster, as .ci/run)",
+      );
+    }
+  }
+  const [{ cron }] = await sql`select to_regclass('cron.job') is not null as cron`;
+  if (cron) await sql`select cron.unschedule(jobid) from cron.job`;
+  // Public's own objects, not the schema: pg_cron's extension lives in it (created there by migration 000200).
+  await sql.unsafe(`
+    do $$
+    declare
+      v_drop text;
+    begin
+      -- Named before the first drop: one drop's cascade takes others along, whose oids then name nothing.
+      -- Left out: what belongs to an extension (pg_cron's), and sequences that go with their columns.
+      foreach v_drop in array array(
+        select format('drop %s if exists %s cascade', case c.relkind when 'v' then 'view'
+                 when 'm' then 'materialized view' when 'S' then 'sequence' else 'table' end, c.oid::regclass)
+          from pg_class c
+         where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm', 'S')
+           and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass
+                              and d.objid = c.oid and d.deptype in ('e', 'a', 'i'))
+        union all
+        select format('drop routine if exists %s cascade', p.oid::regprocedure)
+          from pg_proc p
+         where p.pronamespace = 'public'::regnamespace
+           and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass
+                              and d.objid = p.oid and d.deptype = 'e'))
+      loop
+        execute v_drop;
+      end loop;
+    end
+    $$;
+    drop schema if exists net cascade;
+    drop schema if exists vault cascade;
+    drop schema if exists supabase_migrations cascade;
+    ${prepare ?? ""}`).simple();
+  await applyMigrations(sql);
+}
+
 Deno.test({
   name: "pg_cron: migrations schedule retention on a server with pg_cron, and the job's command runs",
   ignore: !url,
@@ -17,9 +76,9 @@ Deno.test({
   async fn() {
     const sql = postgres(url!, { max: 1, prepare: false, onnotice: () => {} });
     try {
-      await applyMigrations(sql);
+      await migrateAfresh(sql);
       const [{ extversion }] = await sql`select extversion from pg_extension where extname = 'pg_cron'`;
-      assert.ok(extversion, "the migration enabled pg_cron");
+      assert.ok(extversion, "pg_cron enabled (by the migration, where the database is new)");
       const jobs = await sql`select jobname, schedule, command from cron.job order by jobname`;
       const prune = jobs.find((j) => j.jobname === "relay-prune-webhook-events");
       assert.ok(prune, JSON.stringify(jobs));
@@ -65,7 +124,7 @@ Deno.test({
     const sql = postgres(url!, { max: 1, prepare: false, onnotice: () => {} });
     let jobId: number | undefined;
     try {
-      await applyMigrations(sql);
+      await migrateAfresh(sql);
       const [{ command }] =
         await sql`select command from cron.job where jobname = 'relay-prune-webhook-events'`;
       // More delivered events than one batch (5 000), so the procedure commits before it is done.
@@ -99,8 +158,8 @@ Deno.test({
 
 // Schedules in seconds came with pg_cron 1.5: CI's Debian package is 1.4, hosted Supabase has 1.6. Whichever
 // runs here, schedule_forwarder() asks pg_cron itself and must schedule what it takes, or say why not.
-// pg_net and Vault are stand-ins (pg_net cannot run here); they go again at the end, which the first test
-// (pg_net absent) relies on when the file runs again on the same database.
+// pg_net and Vault are stand-ins (pg_net cannot run here), made after the migrations; the job and they go again
+// at the end, so that no job is left calling a stand-in every minute.
 Deno.test({
   name: "pg_cron: schedule_forwarder() schedules every 30 s where pg_cron takes seconds, else every minute",
   ignore: !url,
@@ -110,7 +169,7 @@ Deno.test({
     const sql = postgres(url!, { max: 1, prepare: false, onnotice: () => {} });
     let standIns = false;
     try {
-      await applyMigrations(sql);
+      await migrateAfresh(sql);
       const [{ present }] = await sql`select to_regnamespace('net') is not null
                                              or to_regnamespace('vault') is not null as present`;
       assert.ok(!present, "no pg_net or Vault here to stand in for");
