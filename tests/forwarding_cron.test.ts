@@ -3,8 +3,10 @@
 // since pg_net cannot run here) the migration schedules a job whose command posts to the Vault URL with the
 // Vault token.
 import assert from "node:assert/strict";
-import { dbTest, startTestDb } from "./_db.ts";
+import postgres from "postgres";
+import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
 import { hostedStandIns } from "./_hosted.ts";
+import { applyMigrations } from "../scripts/lib/migrations.ts";
 import type { Sql } from "../supabase/functions/_shared/db.ts";
 
 const STAND_INS = hostedStandIns();
@@ -272,6 +274,108 @@ dbTest(
       assert.deepEqual([...await sql`select jobname from cron.job`], []);
       const [{ result }] = await sql<{ result: string }[]>`select public.schedule_forwarder() as result`;
       assert.match(result, /^not scheduled: Vault secret relay_forwarder_token holds spaces, a line break/);
+    });
+  },
+);
+
+/** The migration that warns when no job calls forward-events where one could. */
+const WARNS_WITHOUT_JOB = "20261121010110";
+
+/**
+ * A database with `prepare` made, migrated up to `before` (from nothing by default), `between` run, then the
+ * rest migrated over a session that keeps the migrations' warnings, which `fn` gets with the test's pool.
+ */
+async function migratedKeepingWarnings(
+  { prepare, before = "0", between }: {
+    prepare: string;
+    before?: string;
+    between?: (sql: Sql) => Promise<unknown>;
+  },
+  fn: (sql: Sql, warnings: string[]) => Promise<void>,
+) {
+  const dir = await migrationsBefore(before);
+  const db = await startTestDb({ beforeMigrations: prepare, migrationsDir: dir });
+  const warnings: string[] = [];
+  const session = postgres(db.url, {
+    max: 1,
+    onnotice: (n) => n.severity === "WARNING" && warnings.push(n.message),
+  });
+  try {
+    await between?.(db.sql);
+    await applyMigrations(session);
+    await fn(db.sql, warnings);
+  } finally {
+    await session.end();
+    await db.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const forwarderJobs = async (sql: Sql) =>
+  [...await sql`select schedule from cron.job where jobname = 'relay-forward-events'`].map((j) => j.schedule);
+
+const NO_JOB_WARNING = new RegExp(
+  "^forwarding: no relay-forward-events job, so pg_cron never calls forward-events.*" +
+    "pg_cron before 1\\.5.*select public\\.schedule_forwarder\\(\\);",
+  "s",
+);
+
+// pg_cron 1.4 (Debian's postgresql-15-cron, older self-hosted images) with pg_net and the Vault secrets made
+// before the migrations: migration 000200 tries its default, every 30 seconds, which 1.4 refuses, and nothing
+// after it scheduled. No migration can tell that from a job unscheduled on purpose (the next test), so none
+// schedules: the migrations say so, naming what to run.
+dbTest(
+  "forwarding: secrets made before the migrations on a pg_cron without seconds: no job, and the migrations " +
+    "warn, naming the command to run",
+  async () => {
+    await migratedKeepingWarnings(
+      { prepare: hostedStandIns(undefined, { seconds: false }) },
+      async (sql, warnings) => {
+        assert.deepEqual(await forwarderJobs(sql), []);
+        const about = warnings.filter((w) => w.includes("relay-forward-events"));
+        assert.equal(about.length, 1, JSON.stringify(warnings));
+        assert.match(about[0], NO_JOB_WARNING);
+        assert.ok(!about[0].includes("forwarder-token-from-vault"), "the warning never shows the secret");
+        // What it names schedules the job.
+        const [{ result }] = await sql<{ result: string }[]>`select public.schedule_forwarder() as result`;
+        assert.match(result, /^scheduled relay-forward-events every minute/);
+        assert.deepEqual(await forwarderJobs(sql), ["* * * * *"]);
+      },
+    );
+  },
+);
+
+dbTest(
+  "forwarding: a job unscheduled on purpose before the upgrade stays unscheduled (with the warning); a job " +
+    "scheduled, or secrets missing, warn of nothing",
+  async () => {
+    const prepare = hostedStandIns();
+    await migratedKeepingWarnings({
+      prepare,
+      before: WARNS_WITHOUT_JOB,
+      between: (sql) => sql`select public.unschedule_forwarder()`,
+    }, async (sql, warnings) => {
+      assert.deepEqual(await forwarderJobs(sql), [], "not scheduled again");
+      assert.equal(warnings.length, 1, JSON.stringify(warnings));
+      assert.match(warnings[0], NO_JOB_WARNING);
+    });
+    await migratedKeepingWarnings({ prepare, before: WARNS_WITHOUT_JOB }, async (sql, warnings) => {
+      assert.deepEqual(await forwarderJobs(sql), ["30 seconds"]);
+      assert.deepEqual(warnings, []);
+    });
+    await migratedKeepingWarnings({
+      prepare,
+      before: WARNS_WITHOUT_JOB,
+      between: (sql) =>
+        sql`select public.unschedule_forwarder();
+            delete from vault.decrypted_secrets where name = 'relay_forwarder_token'`.simple(),
+    }, async (sql, warnings) => {
+      assert.deepEqual(await forwarderJobs(sql), []);
+      assert.deepEqual(
+        warnings,
+        [],
+        "nothing to schedule with: README's setup says to run it after the secrets",
+      );
     });
   },
 );

@@ -233,3 +233,52 @@ Deno.test({
     }
   },
 });
+
+// A fresh install where pg_net and the Vault secrets come first (stand-ins here). On pg_cron 1.4 migration
+// 000200's try, every 30 seconds, is refused and nothing schedules the job after it: the migrations must say
+// so, naming the command, which then schedules what 1.4 takes. From 1.5 000200 schedules it, and none warns.
+Deno.test({
+  name: "pg_cron: secrets made before the migrations: the job scheduled, or a warning naming the command",
+  ignore: !url,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const warnings: string[] = [];
+    const sql = postgres(url!, {
+      max: 1,
+      prepare: false,
+      onnotice: (n) => n.severity === "WARNING" && warnings.push(n.message),
+    });
+    try {
+      await migrateAfresh(sql, netAndVaultStandIns());
+      const [{ extversion }] = await sql`select extversion from pg_extension where extname = 'pg_cron'`;
+      const [major, minor] = String(extversion).split(/[.-]/).map(Number);
+      const jobs = async () =>
+        [...await sql`select schedule from cron.job where jobname = 'relay-forward-events'`].map((j) =>
+          j.schedule
+        );
+      const about = warnings.filter((w) => w.includes("relay-forward-events"));
+      if (major > 1 || minor >= 5) {
+        assert.deepEqual(await jobs(), ["30 seconds"]);
+        assert.deepEqual(about, []);
+        return;
+      }
+      assert.deepEqual(await jobs(), [], "pg_cron 1.4 refused migration 000200's every 30 seconds");
+      assert.equal(about.length, 1, JSON.stringify(warnings));
+      assert.match(
+        about[0],
+        /^forwarding: no relay-forward-events job, so pg_cron never calls forward-events/,
+      );
+      assert.match(about[0], new RegExp(`On pg_cron before 1\\.5 \\(here pg_cron ${extversion}\\)`));
+      const named = /run: (select public\.schedule_forwarder\(\);)$/.exec(about[0]);
+      assert.ok(named, about[0]);
+      const [{ schedule_forwarder: result }] = await sql.unsafe(named[1]);
+      assert.match(result, /^scheduled relay-forward-events every minute/);
+      assert.deepEqual(await jobs(), ["* * * * *"]);
+    } finally {
+      await sql`select public.unschedule_forwarder()`.catch(() => {});
+      await sql.unsafe("drop schema if exists net cascade; drop schema if exists vault cascade").simple();
+      await sql.end({ timeout: 1 });
+    }
+  },
+});

@@ -65,6 +65,7 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121010000", // lost_events_acknowledged
   "20261121010010", // rejections_counted_when_refused
   "20261121010100", // schedule_forwarder_names_cron_schedules
+  "20261121010110", // forwarder_without_job_warned
   "20261121010200", // lost_events_counted_on_rows_of_their_own
   "20261121010500", // gone_is_no_failing_delivery
 ];
