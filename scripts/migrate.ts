@@ -29,7 +29,14 @@ const parsed = parseArgsOrExit(
 );
 await loadDotenv(".env");
 const url = requireDatabaseUrl("the database to migrate");
-const sql = connectOrExit("migrate", url, { max: 1, connectTimeout: 10 });
+// The migrations' warnings are for the operator (a job unscheduled, a setting dropped, what to run): shown.
+const sql = connectOrExit("migrate", url, {
+  max: 1,
+  connectTimeout: 10,
+  onNotice: (notice) => {
+    if (notice.severity === "WARNING") console.warn(`WARNING: ${notice.message}`);
+  },
+});
 try {
   console.log(`database ${redact(url)}`);
   if (parsed.values.check) {

@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { dbIndependentTest, dbTest, startTestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, migrationsBefore, startTestDb } from "./_db.ts";
+import { hostedStandIns } from "./_hosted.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { storeRecoveredCopy } from "./_forwarding.ts";
 import { samplePayload } from "../scripts/lib/samples.ts";
@@ -348,6 +349,31 @@ dbTest(
       await db.sql`delete from supabase_migrations.schema_migrations where version = '20991231000000'`;
     }
     assert.deepEqual(await history(), before);
+  },
+);
+
+dbTest(
+  `cli [${db.kind}]: deno task migrate shows the migrations' warnings`,
+  async () => {
+    // pg_cron 1.4 (stand-in) with pg_net and the Vault secrets made first: migration 010110 warns that no job
+    // calls forward-events, and what to run. An operator migrating with the task must see it.
+    const dir = await migrationsBefore("20261121010110");
+    const old = await startTestDb({
+      beforeMigrations: hostedStandIns(undefined, { seconds: false }),
+      migrationsDir: dir,
+    });
+    try {
+      const out = await run("scripts/migrate.ts", [], { DATABASE_URL: old.url });
+      assert.equal(out.code, 0, out.stdout + out.stderr);
+      assert.match(out.stdout, /applied migration 20261121010110_/);
+      assert.match(
+        out.stderr,
+        /^WARNING: forwarding: no relay-forward-events job, .* run: select public\.schedule_forwarder\(\);$/m,
+      );
+    } finally {
+      await old.close();
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 );
 

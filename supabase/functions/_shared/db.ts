@@ -21,6 +21,8 @@ export interface ConnectOptions {
   /** Seconds to wait for a connection before the query fails. */
   connectTimeout?: number;
   applicationName?: string;
+  /** What the server says besides results (RAISE NOTICE, WARNING); dropped by default. */
+  onNotice?: (notice: postgres.Notice) => void;
 }
 
 /** A database URL that cannot be used; its message never quotes the URL (it holds the password). */
@@ -46,7 +48,7 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
       max: options.max ?? 5,
       idle_timeout: 20,
       connect_timeout: connectTimeout,
-      onnotice: () => {},
+      onnotice: options.onNotice ?? (() => {}),
       connection: { application_name: options.applicationName ?? "chatwoot-relay" },
       // postgres.js passes `socket` through to its connections; its type definitions leave it out.
       ...{
