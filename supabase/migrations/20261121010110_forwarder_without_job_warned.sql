@@ -40,9 +40,9 @@ begin
   v_pg_cron := coalesce('pg_cron ' || (select e.extversion from pg_catalog.pg_extension e
                                         where e.extname = 'pg_cron'), 'pg_cron');
   raise warning 'forwarding: no relay-forward-events job, so pg_cron never calls forward-events: events not '
-    'delivered at once (retries, a backlog after a pause) wait unless a forwarder runs elsewhere. On pg_cron '
-    'before 1.5 (here %), migration 000200''s try to schedule it every 30 seconds was refused. Unless it was '
-    'unscheduled on purpose, run: select public.schedule_forwarder();', v_pg_cron;
+    'delivered at once (retries, a backlog after a pause) wait unless a forwarder runs elsewhere. A pg_cron '
+    'before 1.5 refused migration 000200''s try to schedule it every 30 seconds (this server has %). Unless '
+    'it was unscheduled on purpose, run: select public.schedule_forwarder();', v_pg_cron;
 exception when others then
   raise notice 'forwarding: whether a relay-forward-events job exists was not checked: %', sqlerrm;
 end
