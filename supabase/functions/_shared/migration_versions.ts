@@ -68,4 +68,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121010110", // forwarder_without_job_warned
   "20261121010200", // lost_events_counted_on_rows_of_their_own
   "20261121010500", // gone_is_no_failing_delivery
+  "20261121010600", // message_edits_read_from_their_period
 ];
