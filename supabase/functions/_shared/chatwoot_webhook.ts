@@ -373,7 +373,12 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
           parsed.error,
           parsed.message,
           parsed.issues ? { issues: parsed.issues } : {},
-          parsed.event === undefined ? {} : { event: parsed.event },
+          // The issues are logged too (paths and reasons, no values): the refusal is a loss, and Chatwoot's
+          // webhook log does not show our answer, so this line is where an operator reads what was refused.
+          {
+            ...(parsed.event === undefined ? {} : { event: parsed.event }),
+            ...(parsed.issues ? { issues: parsed.issues } : {}),
+          },
         ),
         auth.sentAtSeconds,
         parsed.value ?? null,
