@@ -654,6 +654,15 @@ dbTest(
           "delivery woken by the resume",
           20_000,
         );
+        // Said once, after the pause's line (logged once the drain is done: after the delivery).
+        await eventually(
+          () => Promise.resolve(dev.lines.join("\n").includes("[Forwarder] Resumed")),
+          20_000,
+          "the forwarder said it resumed",
+        );
+        const lines = dev.lines.join("\n");
+        assert.equal(lines.split("[Forwarder] Resumed").length - 1, 1, lines);
+        assert.ok(lines.indexOf("[Forwarder] Paused") < lines.indexOf("[Forwarder] Resumed"));
       });
     });
   },

@@ -122,6 +122,10 @@ export async function startForwarderLoop(options: ForwarderLoopOptions): Promise
       const stop = summary.stopped === "not_configured"
         ? `not_configured: ${summary.problem}`
         : summary.stopped;
+      // The end of a pause is news too: the operator who resumed sees it taken up.
+      if (lastStop === "paused" && summary.stopped !== "paused" && summary.stopped !== "aborted") {
+        log("info", "[Forwarder] Resumed (public.relay_settings.forwarding_paused is false)");
+      }
       if (summary.claimed > 0) log("info", "[Forwarder] Drained", { ...summary });
       // Only a pause or a setting to fix is news (a stop() before any claim ends as "aborted").
       else if (stop !== lastStop && summary.stopped === "paused") {
