@@ -112,6 +112,8 @@ const deliveryIdOf = (req: Request) => req.headers.get(DELIVERY_HEADER)?.slice(0
 type Authenticated =
   | { verifiedBy: "signature"; sentAtSeconds: number }
   | { verifiedBy: "url_token"; sentAtSeconds: null };
+/** A refused request's authentication: a signature whose time was refused as malformed carries none. */
+type RefusedAuth = { verifiedBy: Authenticated["verifiedBy"]; sentAtSeconds: number | null };
 
 export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
   const { config: configResult, sql, log } = deps;
@@ -340,13 +342,23 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     const deliveryId = deliveryIdOf(req);
     const receivedAtMs = Date.now();
     log("info", `${LOG} Received`, { delivery_id: deliveryId, bytes: body.length });
-    // Authenticated, then refused: Chatwoot's own event, never sent again (README, "Lost events"). Its
-    // signed time, when it has one, orders it against a stored version of its message; `value`, the body as
-    // parsed already (null: no JSON object), spares the record a second parse.
-    const lost = (r: Rejection, sentAtSeconds: number | null, value?: Record<string, unknown> | null) => {
+    // Authenticated, then refused: Chatwoot's own event, never sent again (README, "Lost events"). How it
+    // was authenticated and its signed time, when it has one, order it against a stored version of its
+    // message; `value`, the body as parsed already (null: no JSON object), spares the record a second parse.
+    const lost = (
+      r: Rejection,
+      { verifiedBy, sentAtSeconds }: RefusedAuth,
+      value?: Record<string, unknown> | null,
+    ) => {
       if (isRefusalCode(r.error)) {
         refusedEvents?.add(
-          lostEvent(r.error, { ...readRefused(body, value), deliveryId, receivedAtMs, sentAtSeconds }),
+          lostEvent(r.error, {
+            ...readRefused(body, value),
+            deliveryId,
+            receivedAtMs,
+            verifiedBy,
+            sentAtSeconds,
+          }),
         );
       }
       return r;
@@ -356,14 +368,17 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
     if (auth instanceof Rejection) {
       // Refused for its time once its signature verified: the signed time is Chatwoot's (a malformed one none).
       const signed = auth.error === "timestamp_stale" || auth.error === "timestamp_future";
-      return lost(auth, signed ? Number(req.headers.get(TIMESTAMP_HEADER)) : null);
+      return lost(auth, {
+        verifiedBy: "signature",
+        sentAtSeconds: signed ? Number(req.headers.get(TIMESTAMP_HEADER)) : null,
+      });
     }
 
     let text: string;
     try {
       text = decoder.decode(body);
     } catch {
-      return lost(new Rejection(400, "invalid_json", "Body is not valid UTF-8"), auth.sentAtSeconds, null);
+      return lost(new Rejection(400, "invalid_json", "Body is not valid UTF-8"), auth, null);
     }
     const parsed = parseChatwootEvent(text);
     if (!parsed.ok) {
@@ -380,7 +395,7 @@ export function createChatwootWebhookApp(deps: WebhookDeps): Hono {
             ...(parsed.issues ? { issues: parsed.issues } : {}),
           },
         ),
-        auth.sentAtSeconds,
+        auth,
         parsed.value ?? null,
       );
     }
@@ -543,7 +558,7 @@ function readRefused(body: Uint8Array, value?: Record<string, unknown> | null): 
 /** A refused request's record: its code and what was read of its event; no body, no header but its id. */
 function lostEvent(
   code: RefusalCode,
-  e: RefusedEvent & { deliveryId: string | null; receivedAtMs: number; sentAtSeconds: number | null },
+  e: RefusedEvent & RefusedAuth & { deliveryId: string | null; receivedAtMs: number },
 ): LostEvent {
   const time = (ms: number | null) => ms === null ? null : new Date(ms).toISOString();
   return {
@@ -566,6 +581,7 @@ function lostEvent(
     body_sha256: e.bodySha256,
     sent_at_seconds: e.sentAtSeconds,
     conversation_updated_at: e.conversationUpdatedAt,
+    verified_by: e.verifiedBy,
   };
 }
 

@@ -32,6 +32,11 @@ export interface LostEvent {
   sent_at_seconds?: number | null;
   /** A refused message_updated's conversation.updated_at as sent, its build time (not a column). */
   conversation_updated_at?: unknown;
+  /**
+   * How a refused request was authenticated (not a column): a webhook replaces a copy recovered from
+   * Chatwoot's API even with the same build and signed times.
+   */
+  verified_by?: "signature" | "url_token";
   /** Of a row standing for losses counted past the bound (LostEvents): how many besides itself; else 0. */
   unrecorded_losses?: number;
 }
@@ -74,9 +79,9 @@ export type LostEventWriter = (rows: LostEvent[]) => Promise<unknown>;
 /**
  * Inserts a batch in one statement; a loss already written (same id) is left as it is, and so is a refusal
  * that lost nothing: its body is stored under its event key (a replay), or the version stored there is one
- * its store would have kept over it (ingest_webhook_event's rule, migration 005100: a message_updated built,
- * else signed, no later than the stored one; a message_created once stored). Checked here, where the
- * database answers, since the refusal's answer never waits on it. A refusal newer than what is stored is
+ * its store would have kept over it (ingest_webhook_event's rule, webhook_event_replaced_by of migration
+ * 010700: a message_updated built, else signed, no later than the stored one; a message_created once stored).
+ * Checked here, where the database answers, since the refusal's answer never waits on it. A refusal newer than what is stored is
  * written: it would have replaced it. A row of losses counted past the bound names no body: written, and
  * written again with more (the same id, after a write that failed, or whose answer was lost, and the losses
  * counted since): its count and last time move on, and its recorded_at, since the losses added are not
@@ -84,8 +89,9 @@ export type LostEventWriter = (rows: LostEvent[]) => Promise<unknown>;
  */
 export const writeLostEvents = (sql: Sql): LostEventWriter => (rows) => {
   const json = JSON.stringify(rows.map((row) => ({ ...row, unrecorded_losses: row.unrecorded_losses ?? 0 })));
-  // The store's WHERE (005100) with the refusal in `excluded`'s place (r, v), but for its receipt check: a
-  // refusal was no receipt. A row it would not replace (false or null there) supersedes the refusal.
+  // The store's rule (webhook_event_replaced_by, migration 010700) with the refusal as the incoming copy
+  // (r, v); the store's receipt check is not asked: a refusal was no receipt. A row it would not replace
+  // supersedes the refusal.
   return sql`
     insert into public.webhook_lost_events as l (id, lost_at, event, event_key, delivery_id, inbox_id,
       account_id, received_at, message_created_at, recover_command, error_code, tried_for_ms, unrecorded_losses)
@@ -95,30 +101,22 @@ export const writeLostEvents = (sql: Sql): LostEventWriter => (rows) => {
         as r(id uuid, lost_at timestamptz, event text, event_key text, delivery_id text, inbox_id bigint,
              account_id bigint, received_at timestamptz, message_created_at timestamptz, recover_command text,
              error_code text, tried_for_ms bigint, unrecorded_losses integer, body_sha256 text,
-             sent_at_seconds bigint, conversation_updated_at jsonb)
+             sent_at_seconds bigint, conversation_updated_at jsonb, verified_by text)
+      -- offset 0 keeps v a relation of its own: its columns reach the rule as plain columns, cheap enough
+      -- for the planner to inline webhook_event_replaced_by (a chatwoot_timestamp() call as an argument used
+      -- more than once is not).
       cross join lateral (
         select to_timestamp(r.sent_at_seconds) as sent_at,
                case when r.event = 'message_updated'
-                    then public.chatwoot_timestamp(r.conversation_updated_at) end as built_at) v
+                    then public.chatwoot_timestamp(r.conversation_updated_at) end as built_at
+        offset 0) v
      where r.body_sha256 is null
         or not exists (
           select 1 from public.webhook_events e
            where e.event_key = r.event_key
              and (e.body_sha256 = r.body_sha256
-                  or ((e.verified_by = 'chatwoot_api')
-                      or (e.body_sha256 <> r.body_sha256
-                          and e.event <> 'message_created'
-                          and (v.built_at > e.built_at
-                               or ((v.built_at < e.built_at) is not true
-                                   and (v.sent_at is null or e.sent_at is null or v.sent_at > e.sent_at
-                                        or (v.sent_at = e.sent_at
-                                            and (coalesce(v.built_at, '-infinity'), r.body_sha256 collate "C")
-                                                > (coalesce(e.built_at,
-                                                            public.chatwoot_timestamp(
-                                                              e.payload #> '{conversation,updated_at}'),
-                                                            '-infinity'),
-                                                   e.body_sha256 collate "C")))))))
-                     is not true))
+                  or not public.webhook_event_replaced_by(e, r.body_sha256, v.sent_at, v.built_at,
+                                                          r.verified_by)))
     on conflict (id) do update
       set unrecorded_losses = excluded.unrecorded_losses,
           lost_at = greatest(l.lost_at, excluded.lost_at),
