@@ -327,6 +327,67 @@ dbTest(
   },
 );
 
+dbTest(
+  `lost events [${db.kind}]: a refusal of an event named "unrecorded" put back is a loss, not a row of counted losses`,
+  async () => {
+    // Refused bodies are keyed <event>:<sha256>, so an (authenticated) event named "unrecorded" gets a key that
+    // starts as a row of counted losses' does (unrecorded:<id>). Put back after a failed write, it was taken for
+    // one: the code's overflow was counted on it, and when its body was stored (a replay, left out) they went.
+    await db.sql.begin(async (tx) => {
+      await tx`delete from public.webhook_lost_events`;
+      const replayKey = `unrecorded:${"d".repeat(64)}`;
+      await tx`
+        insert into public.webhook_events (event_key, event, payload, raw_body, body_sha256, verified_by,
+                                           status, received_at, last_received_at)
+        values (${replayKey}, 'unrecorded', '{}', '{}', repeat('d', 64), 'signature', 'skipped',
+                now() - interval '1 hour', now() - interval '1 hour')`;
+      let down = true;
+      let writes = 0;
+      const write = writeLostEvents(tx as unknown as typeof db.sql);
+      const lostEvents = new LostEvents(
+        (batch) => {
+          writes++;
+          return down ? Promise.reject(new Error("database down")) : write(batch);
+        },
+        memoryLogger(),
+        1,
+      );
+      const refusal = (event: string, key: string, sha: string) => ({
+        id: crypto.randomUUID(),
+        lost_at: new Date().toISOString(),
+        event,
+        event_key: key,
+        delivery_id: null,
+        inbox_id: null,
+        account_id: null,
+        received_at: null,
+        message_created_at: null,
+        recover_command: null,
+        error_code: "timestamp_stale",
+        tried_for_ms: 0,
+        body_sha256: sha,
+      });
+      // The replay is kept (the bound is 1); the next two, lost, are counted past it.
+      lostEvents.add(refusal("unrecorded", replayKey, "d".repeat(64)));
+      lostEvents.add(refusal("conversation_created", "named:1", "e".repeat(64)));
+      lostEvents.add(refusal("conversation_created", "named:2", "f".repeat(64)));
+      await eventually(() => Promise.resolve(writes > 0), 5_000, "a first write");
+      down = false;
+      await lostEvents.close();
+      const rows = await tx<{ event: string; unrecorded_losses: number }[]>`
+        select event, unrecorded_losses from public.webhook_lost_events order by event`;
+      assert.deepEqual(
+        rows.map((r) => [r.event, r.unrecorded_losses]),
+        [["unknown", 1]],
+        "the replay left out; the two losses counted on a row of their own",
+      );
+      throw new Rollback();
+    }).catch((error) => {
+      if (!(error instanceof Rollback)) throw error;
+    });
+  },
+);
+
 dbTest(`lost events [${db.kind}]: kept as long as rejections, readable by service_role only`, async () => {
   await db.sql`insert into public.webhook_lost_events (id, lost_at, event, event_key, tried_for_ms)
     values (gen_random_uuid(), now() - interval '40 days', 'message_created', 'prune-test:old', 0),

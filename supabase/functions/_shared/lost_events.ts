@@ -154,7 +154,7 @@ export class LostEvents {
           this.#counted = new Map();
           const losses: LostEvent[] = [];
           for (const row of rows) {
-            if (row.event_key.startsWith(UNRECORDED_KEY_PREFIX)) this.#count(row);
+            if (isCountedRow(row)) this.#count(row);
             else losses.push(row);
           }
           for (const row of since.values()) this.#count(row);
@@ -194,9 +194,7 @@ export class LostEvents {
       // A row of counted losses stays itself (its id); a loss is counted on a new one.
       this.#counted.set(
         lost.error_code,
-        lost.event_key.startsWith(UNRECORDED_KEY_PREFIX)
-          ? lost
-          : countedRow(lost.error_code, n, lost.lost_at),
+        isCountedRow(lost) ? lost : countedRow(lost.error_code, n, lost.lost_at),
       );
       return;
     }
@@ -207,6 +205,12 @@ export class LostEvents {
     });
   }
 }
+
+/**
+ * Whether `row` is a row of counted losses (countedRow): its key is the prefix and its own id. A refused
+ * event's key (<event>:<body sha256>) can start with the prefix too, its event named "unrecorded".
+ */
+const isCountedRow = (row: LostEvent) => row.event_key === UNRECORDED_KEY_PREFIX + row.id;
 
 /** A row of `count` losses of one code counted past the bound: itself one of them, the rest counted on it. */
 function countedRow(code: string | null, count: number, lostAt: string): LostEvent {
