@@ -17,6 +17,10 @@
 -- cheaper than a lookup per message of the period however short the period against the history. Statistics on
 -- the expression give the period's real share. ANALYZE so that they exist now, not at autovacuum's next
 -- analyze: it reads a sample (30 000 rows), ~5 s at 1 M events, and blocks no writes.
+-- Replacing the view takes an exclusive lock on it, queued behind any long analyst query and ahead of every
+-- reader after it: wait at most 2 s for it (and for ANALYZE's), as migration 006800 did.
+select set_config('lock_timeout', '2s', true);
+
 create statistics public.webhook_events_message_created_at_stats
   on (public.chatwoot_timestamp_immutable(payload -> 'created_at')) from public.webhook_events;
 analyze public.webhook_events;
