@@ -1,6 +1,8 @@
 // Migration 20261121010600 (message edits read from their period): chatwoot_messages finds an edited message's
 // message_created from its message_updated, so that docs/sql.md's messages per day reads the period's rows and
 // not every message_created of the table; and on messages of every shape the view answers exactly as before.
+// Migration 20261121010900 (message payload read once per row): the view's columns read one copy of the
+// payload, fetched once a row; the same answers again.
 import assert from "node:assert/strict";
 import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
 import { loadFixture } from "./_fixture.ts";
@@ -10,6 +12,7 @@ import { samplePayload } from "../scripts/lib/samples.ts";
 import { storeEvent } from "../supabase/functions/_shared/ingest_store.ts";
 
 const EDITS_FROM_THEIR_PERIOD = "20261121010600";
+const PAYLOAD_READ_ONCE = "20261121010900";
 
 const before = await migrationsBefore(EDITS_FROM_THEIR_PERIOD);
 const db = await startTestDb({ migrationsDir: before });
@@ -97,6 +100,15 @@ async function loadMessages(): Promise<void> {
   await storeRecoveredCopy(sql, JSON.stringify(message(id)));
   await store(message(id++, { content: "recovered, edited" }, "message_updated"));
   await store(samplePayload("message_created", { conversationId: 401, messageId: id++, accountId: 2, at }));
+  // Payloads no ingest stores (it takes JSON objects only), written directly: the view reads them as before.
+  await sql`
+    insert into public.webhook_events (event_key, event, message_id, conversation_id, payload, raw_body,
+      body_sha256, verified_by, status)
+    select 'message:' || m || ':message_created', 'message_created', m, 401, p, p::text, md5(p::text) || md5(''),
+           'signature', 'skipped'
+      from (values (${id++}::bigint, '[1, {"content": "in an array"}]'::jsonb),
+                   (${id++}, '"a string"'::jsonb),
+                   (${id++}, '{"content": null, "sender": null, "private": null, "attachments": null}'::jsonb)) v(m, p)`;
   await sql`analyze public.webhook_events`;
 }
 
@@ -155,11 +167,20 @@ dbTest(
     await loadFixture(sql);
     await loadMessages();
     const old = await answers();
-    const applied = await applyMigrations(sql);
-    assert.ok(applied.includes(EDITS_FROM_THEIR_PERIOD), `applied ${applied.join(", ")}`);
+    const upTo = await migrationsBefore(PAYLOAD_READ_ONCE);
+    const first = await applyMigrations(sql, { dir: upTo });
+    await Deno.remove(upTo, { recursive: true });
+    assert.ok(first.includes(EDITS_FROM_THEIR_PERIOD), `applied ${first.join(", ")}`);
+    const between = await answers();
+    const then = await applyMigrations(sql);
+    assert.ok(then.includes(PAYLOAD_READ_ONCE), `applied ${then.join(", ")}`);
     const now = await answers();
-    assert.equal(now.length, old.length);
-    for (const [i, answer] of now.entries()) assert.equal(answer, old[i], `answer ${i} changed`);
+    for (const [step, answered] of [["010600", between], ["010900", now]] as const) {
+      assert.equal(answered.length, old.length);
+      for (const [i, answer] of answered.entries()) {
+        assert.equal(answer, old[i], `answer ${i} changed by migration ${step}`);
+      }
+    }
     // The data covers what it should: edits in the period, and a history of them.
     const [counts] = await sql`
     select count(*) filter (where edited and message_id between ${RECENT_FIRST_ID} and 299999)::int as recent_edited,

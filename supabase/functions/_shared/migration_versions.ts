@@ -70,4 +70,5 @@ export const MIGRATION_VERSIONS: readonly string[] = [
   "20261121010500", // gone_is_no_failing_delivery
   "20261121010600", // message_edits_read_from_their_period
   "20261121010700", // one_rule_of_which_copy_stays
+  "20261121010900", // message_payload_read_once_per_row
 ];
