@@ -12,6 +12,9 @@
 -- tests/message_edits_indexed.test.ts compares the view's answers before and after this migration. Columns,
 -- their order and the grants (create or replace keeps them) as in migration 20261121010600.
 
+-- Replacing the view takes an exclusive lock on it: wait at most 2 s for it, as 010600 does.
+select set_config('lock_timeout', '2s', true);
+
 create or replace view public.chatwoot_messages as
 select
   m.message_id,
