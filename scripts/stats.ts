@@ -11,10 +11,10 @@ import {
 import { loadDotenv } from "./lib/dotenv.ts";
 import { readOnlyProblem } from "../supabase/functions/_shared/db.ts";
 import {
+  isClockRefusal,
   lostEventsSince,
   REFUSAL_CODES,
   refusalAdvice,
-  type RefusalCode,
 } from "../supabase/functions/_shared/lost_events.ts";
 
 await loadDotenv(".env");
@@ -122,8 +122,7 @@ try {
     // Chatwoot's authenticated webhooks we refused, still missing: what to do is not a recovery alone. A line
     // per cause (a clock, a body), worded as readiness's warning is (refusalAdvice).
     const refused = REFUSAL_CODES.filter((code) => (lost?.missingByCode[code] ?? 0) > 0);
-    const clock = (code: RefusalCode) => code.startsWith("timestamp_");
-    for (const codes of [refused.filter(clock), refused.filter((code) => !clock(code))]) {
+    for (const codes of [refused.filter(isClockRefusal), refused.filter((code) => !isClockRefusal(code))]) {
       if (codes.length === 0) continue;
       lines.push([
         "refused",

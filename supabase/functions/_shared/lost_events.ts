@@ -57,9 +57,12 @@ export type RefusalCode = typeof REFUSAL_CODES[number];
 export const isRefusalCode = (code: string | null): code is RefusalCode =>
   (REFUSAL_CODES as readonly (string | null)[]).includes(code);
 
+/** A refusal for Chatwoot's clock (a timestamp), not for its body: the two causes warned of apart. */
+export const isClockRefusal = (code: string): boolean => code.startsWith("timestamp_");
+
 /** What an operator does about refusals of a code (readiness's warning, deno task stats). */
 export function refusalAdvice(code: RefusalCode): string {
-  return code.startsWith("timestamp_")
+  return isClockRefusal(code)
     ? "Chatwoot's clock is off from ours by more than CHATWOOT_WEBHOOK_TOLERANCE_SECONDS (each " +
       "Rejected log line's skew_seconds says by how much): set Chatwoot's clock right (NTP), or widen " +
       "the tolerance"
@@ -81,9 +84,9 @@ export type LostEventWriter = (rows: LostEvent[]) => Promise<unknown>;
  * that lost nothing: its body is stored under its event key (a replay), or the version stored there is one
  * its store would have kept over it (ingest_webhook_event's rule, webhook_event_replaced_by of migration
  * 010700: a message_updated built, else signed, no later than the stored one; a message_created once stored).
- * Checked here, where the database answers, since the refusal's answer never waits on it. A refusal newer than what is stored is
- * written: it would have replaced it. A row of losses counted past the bound names no body: written, and
- * written again with more (the same id, after a write that failed, or whose answer was lost, and the losses
+ * Checked here, where the database answers, since the refusal's answer never waits on it. A refusal newer
+ * than what is stored is written: it would have replaced it. A row of losses counted past the bound names no
+ * body: written, and written again with more (the same id, after a write that failed, or whose answer was lost, and the losses
  * counted since): its count and last time move on, and its recorded_at, since the losses added are not
  * acknowledged by an acknowledgement before them.
  */

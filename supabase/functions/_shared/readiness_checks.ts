@@ -4,6 +4,7 @@
 import type { Row } from "postgres";
 import { boundedTransaction, type BoundOptions, readOnlyProblem, type Sql } from "./db.ts";
 import {
+  isClockRefusal,
   isRefusalCode,
   lostEventsSince,
   REFUSAL_CODES,
@@ -719,8 +720,7 @@ export function checkWebhookPipeline(deps: CheckDeps): Promise<CheckResult> {
         );
       }
       // Timestamps (a clock) and bodies (a payload to report): a warning each, its codes counted.
-      const clock = (code: string) => code.startsWith("timestamp_");
-      for (const kind of [clock, (code: string) => !clock(code)]) {
+      for (const kind of [isClockRefusal, (code: string) => !isClockRefusal(code)]) {
         const rows = REFUSAL_CODES.filter(kind).flatMap((code) => refused.filter(([c]) => c === code));
         const n = rows.reduce((sum, [, m]) => sum + m.missing, 0);
         if (n === 0) continue;
