@@ -1,9 +1,11 @@
 // A migrated database for one test file: in-memory PGlite by default, or a fresh database on the server
 // named by DATABASE_URL (created here, dropped on close), so the same suite runs against both.
+import { PGlite } from "@electric-sql/pglite";
+import { tmpdir } from "node:os";
 import postgres from "postgres";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
-import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { applyMigrations, listMigrations } from "../scripts/lib/migrations.ts";
+import { type EmbeddedDb, startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
+import { applyMigrations, listMigrations, MIGRATIONS_DIR } from "../scripts/lib/migrations.ts";
 
 export interface TestDb {
   kind: "pglite" | "postgres";
@@ -62,9 +64,7 @@ function closedOnce(close: () => Promise<void>): () => Promise<void> {
 export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> {
   const serverUrl = options.serverUrl ?? Deno.env.get("DATABASE_URL");
   if (!serverUrl) {
-    const embedded = await startEmbeddedDb();
-    const sql = connect(embedded.url, { max: 10 });
-    await migrate(sql, options);
+    const { embedded, sql } = await startMigratedPglite(options);
     return {
       kind: "pglite",
       url: embedded.url,
@@ -126,6 +126,95 @@ async function dropLeftByEndedRuns(admin: postgres.Sql): Promise<void> {
       if (!gone) console.warn(`tests/_db.ts: could not drop ${datname}, left by an ended test run: ${error}`);
     }
   }
+}
+
+/**
+ * PGlite, migrated as `options` say. Creating PGlite on an empty directory runs initdb, and with the 70-odd
+ * migrations after it that cost 10 to 25 s per test file on a busy 2-core machine; loading a dump of the data
+ * directory costs a few. So the empty cluster is dumped once (pgliteImage) and every start loads it, and the
+ * default migrated database (no options: most test files) is dumped once too, keyed by the migration files'
+ * names and texts, the runner and the PGlite version, so a changed migration makes a new one. The database a
+ * test gets is the same either way: these dumps are what the same PGlite and applyMigrations made.
+ */
+async function startMigratedPglite(options: TestDbOptions): Promise<{ embedded: EmbeddedDb; sql: Sql }> {
+  const startFrom = async (image: Blob) => {
+    const embedded = await startEmbeddedDb({ open: () => PGlite.create({ loadDataDir: image }) });
+    return { embedded, sql: connect(embedded.url, { max: 10 }) };
+  };
+  const blank = () =>
+    pgliteImage("blank", PGLITE_VERSION, async () => {
+      const pglite = await PGlite.create();
+      try {
+        return await pglite.dumpDataDir("none");
+      } finally {
+        await pglite.close();
+      }
+    });
+  if (options.beforeMigrations || options.migrationsDir) {
+    const started = await startFrom(await blank());
+    await migrate(started.sql, options);
+    return started;
+  }
+  const migrated = await pgliteImage("migrated", await migrationsKey(), async () => {
+    const { embedded, sql } = await startFrom(await blank());
+    try {
+      await migrate(sql, options);
+      await sql.end({ timeout: 1 });
+      return await embedded.pglite.dumpDataDir("none");
+    } finally {
+      await sql.end({ timeout: 1 });
+      await embedded.stop();
+    }
+  });
+  return startFrom(migrated);
+}
+
+/** The PGlite version deno.json pins (the data directory's format is the version's). */
+const PGLITE_VERSION: string = JSON.parse(
+  await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+).imports["@electric-sql/pglite"];
+
+/** What the default migrated database is made of: PGlite's version, the runner, each migration file. */
+async function migrationsKey(): Promise<string> {
+  const parts = [
+    PGLITE_VERSION,
+    await Deno.readTextFile(new URL("../scripts/lib/migrations.ts", import.meta.url)),
+  ];
+  for (const file of await listMigrations(MIGRATIONS_DIR)) {
+    parts.push(`${file.version}_${file.name}`, await Deno.readTextFile(file.path));
+  }
+  return parts.join("\0");
+}
+
+/**
+ * The dump `make` returns (an uncompressed tar of PGlite's data directory, ~40 MB: gzipped, it loads
+ * slower), kept in the system's temp folder as relay-tests-pglite-<kind>-<hash of key>.tar, made anew when
+ * missing or unreadable. Written under a temporary name and renamed, so a test file starting meanwhile never
+ * reads half of one; test files starting at once may each make it, and the last rename wins. A new one
+ * replaces the older ones of its kind (made before a migration changed).
+ */
+async function pgliteImage(kind: string, key: string, make: () => Promise<Blob>): Promise<Blob> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key)));
+  const hash = Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+  const prefix = `relay-tests-pglite-${kind}-`;
+  const path = `${tmpdir()}/${prefix}${hash}.tar`;
+  try {
+    return new Blob([await Deno.readFile(path)]);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) console.warn(`tests/_db.ts: making ${path} anew: ${error}`);
+  }
+  const image = await make();
+  const partial = `${path}.${crypto.randomUUID()}.partial`;
+  await Deno.writeFile(partial, new Uint8Array(await image.arrayBuffer()));
+  await Deno.rename(partial, path);
+  for await (const entry of Deno.readDir(tmpdir())) {
+    if (
+      entry.name.startsWith(prefix) && entry.name.endsWith(".tar") && `${tmpdir()}/${entry.name}` !== path
+    ) {
+      await Deno.remove(`${tmpdir()}/${entry.name}`).catch(() => {});
+    }
+  }
+  return image;
 }
 
 async function migrate(sql: Sql, { beforeMigrations, migrationsDir }: TestDbOptions): Promise<void> {
