@@ -188,22 +188,13 @@ async function startMigratedPglite(options: TestDbOptions): Promise<{ embedded: 
     const embedded = await startEmbeddedDb({ open: () => PGlite.create({ loadDataDir: image }) });
     return { embedded, sql: connect(embedded.url, { max: 10 }) };
   };
-  const blank = () =>
-    pgliteImage("blank", PGLITE_VERSION, async () => {
-      const pglite = await PGlite.create();
-      try {
-        return await pglite.dumpDataDir("none");
-      } finally {
-        await pglite.close();
-      }
-    });
   if (options.beforeMigrations || options.migrationsDir) {
-    const started = await startFrom(await blank());
+    const started = await startFrom(await emptyPgliteImage());
     await migrate(started.sql, options);
     return started;
   }
   const migrated = await pgliteImage("migrated", PGLITE_VERSION + (await migrationsKey()), async () => {
-    const { embedded, sql } = await startFrom(await blank());
+    const { embedded, sql } = await startFrom(await emptyPgliteImage());
     try {
       await migrate(sql, options);
       await sql.end({ timeout: 1 });
@@ -214,6 +205,24 @@ async function startMigratedPglite(options: TestDbOptions): Promise<{ embedded: 
     }
   });
   return startFrom(migrated);
+}
+
+/** The dump of an empty PGlite cluster (what PGlite.create() makes, initdb's), made once (pgliteImage). */
+export function emptyPgliteImage(): Promise<Blob> {
+  return pgliteImage("blank", PGLITE_VERSION, async () => {
+    const pglite = await PGlite.create();
+    try {
+      return await pglite.dumpDataDir("none");
+    } finally {
+      await pglite.close();
+    }
+  });
+}
+
+/** An empty in-memory PGlite behind the wire protocol, as startEmbeddedDb() opens it, without its initdb. */
+export async function startEmptyPglite(): Promise<EmbeddedDb> {
+  const image = await emptyPgliteImage();
+  return startEmbeddedDb({ open: () => PGlite.create({ loadDataDir: image }) });
 }
 
 /** The PGlite version deno.json pins (the data directory's format is the version's). */

@@ -2,8 +2,7 @@
 // database that is there, refuses, or rejects the password. Real subprocesses, a real database.
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { dbIndependentTest, dbTest, migrationsBefore, startTestDb } from "./_db.ts";
+import { dbIndependentTest, dbTest, migrationsBefore, startEmptyPglite, startTestDb } from "./_db.ts";
 import { hostedStandIns } from "./_hosted.ts";
 import { devCommand, startDev } from "./_dev.ts";
 import { storeRecoveredCopy } from "./_forwarding.ts";
@@ -181,7 +180,7 @@ dbIndependentTest({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const empty = await startEmbeddedDb();
+    const empty = await startEmptyPglite();
     try {
       for (
         const [script, args, env] of [

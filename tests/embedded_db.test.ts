@@ -5,14 +5,14 @@ import postgres from "postgres";
 import { PGlite } from "@electric-sql/pglite";
 import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { eventually } from "./_http.ts";
-import { dbIndependentTest } from "./_db.ts";
+import { dbIndependentTest, emptyPgliteImage, startEmptyPglite } from "./_db.ts";
 
 dbIndependentTest({
   name: "embedded db: 200 parameterised statements from 20 connections at once all succeed",
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const db = await startEmbeddedDb();
+    const db = await startEmptyPglite();
     const sql = postgres(db.url, { max: 20, prepare: false, onnotice: () => {} });
     try {
       await sql`create table t (n int, label text)`;
@@ -36,7 +36,7 @@ dbIndependentTest({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const db = await startEmbeddedDb();
+    const db = await startEmptyPglite();
     const a = postgres(db.url, { max: 1, prepare: false, onnotice: () => {} });
     const b = postgres(db.url, { max: 1, prepare: false, onnotice: () => {} });
     try {
@@ -73,7 +73,7 @@ dbIndependentTest({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    const db = await startEmbeddedDb();
+    const db = await startEmptyPglite();
     const sql = postgres(db.url, { max: 4, prepare: false, onnotice: () => {} });
     try {
       const got: string[] = [];
@@ -115,8 +115,9 @@ dbIndependentTest({
     const starting = startEmbeddedDb({
       onListen: bound.resolve,
       open: async (options) => {
+        const image = await emptyPgliteImage();
         await opening.promise;
-        return PGlite.create(options);
+        return PGlite.create({ ...options, loadDataDir: image });
       },
     });
     const port = await bound.promise;

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { dbIndependentTest, startTestDb, type TestDb } from "./_db.ts";
+import { dbIndependentTest, startEmptyPglite, startTestDb, type TestDb } from "./_db.ts";
 import { settledWithin } from "./_http.ts";
 import { applyMigrations, listMigrations, OutOfOrderMigrations } from "../scripts/lib/migrations.ts";
-import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { EVENT_NAME } from "../supabase/functions/_shared/chatwoot_events.ts";
 
@@ -500,7 +499,7 @@ dbIndependentTest({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "relay-migrations-" });
-    const embedded = await startEmbeddedDb();
+    const embedded = await startEmptyPglite();
     const sql = connect(embedded.url, { max: 1 });
     const file = (version: string, table: string) =>
       Deno.writeTextFile(`${dir}/${version}_${table}.sql`, `create table ${table} (id int);`);
@@ -543,7 +542,7 @@ dbIndependentTest({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "relay-migrations-" });
-    const embedded = await startEmbeddedDb();
+    const embedded = await startEmptyPglite();
     const sql = connect(embedded.url, { max: 1 });
     const file = (version: string, table: string) =>
       Deno.writeTextFile(`${dir}/${version}_${table}.sql`, `create table ${table} (id int);`);

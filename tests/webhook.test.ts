@@ -13,8 +13,14 @@ import {
 } from "../supabase/functions/_shared/signature.ts";
 import { webhookConfigFromEnv } from "../supabase/functions/_shared/webhook_config.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
-import { startEmbeddedDb } from "../scripts/lib/embedded_db.ts";
-import { dbIndependentTest, dbTest, HOLDS_DB, lockWebhookEvents, startTestDb } from "./_db.ts";
+import {
+  dbIndependentTest,
+  dbTest,
+  HOLDS_DB,
+  lockWebhookEvents,
+  startEmptyPglite,
+  startTestDb,
+} from "./_db.ts";
 import { startDbProxy } from "./_proxy.ts";
 import {
   assertStoredLateOnce,
@@ -1760,7 +1766,7 @@ dbIndependentTest(
   "webhook: an error of ours that retrying cannot fix is a 500 internal_error, logged",
   async () => {
     // A database without the schema: the ingest function does not exist (an operator forgot the migrations).
-    const bare = await startEmbeddedDb();
+    const bare = await startEmptyPglite();
     const bareSql = connect(bare.url, { max: 1 });
     const log = memoryLogger();
     const app = createChatwootWebhookApp({
