@@ -22,7 +22,11 @@ export interface TestDbOptions {
   serverUrl?: string;
   /** A role (existing, able to log in) that owns the database and applies the migrations; server only. */
   owner?: string;
-  /** The migrations to apply (a folder of files); default supabase/migrations/. */
+  /**
+   * The migrations to apply (a folder of files); default supabase/migrations/. Without any of these options
+   * the database is a copy of one migrated once (migratedTemplate, startMigratedPglite); given (even
+   * supabase/migrations/ itself), it is migrated file by file here.
+   */
   migrationsDir?: URL;
 }
 

@@ -2,19 +2,31 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { dbIndependentTest, startEmptyPglite, startTestDb, type TestDb } from "./_db.ts";
 import { settledWithin } from "./_http.ts";
-import { applyMigrations, listMigrations, OutOfOrderMigrations } from "../scripts/lib/migrations.ts";
+import {
+  applyMigrations,
+  listMigrations,
+  MIGRATIONS_DIR,
+  OutOfOrderMigrations,
+} from "../scripts/lib/migrations.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { EVENT_NAME } from "../supabase/functions/_shared/chatwoot_events.ts";
 
-/** A test on a freshly migrated database of its own (PGlite, or the server DATABASE_URL names). */
-function migrationTest(name: string, fn: (db: TestDb) => Promise<void>, { ignore = false } = {}) {
+/**
+ * A test on a freshly migrated database of its own (PGlite, or the server DATABASE_URL names). `migrated`:
+ * migrated right here, file by file, rather than copied from startTestDb's migrated template or dump.
+ */
+function migrationTest(
+  name: string,
+  fn: (db: TestDb) => Promise<void>,
+  { ignore = false, migrated = false } = {},
+) {
   Deno.test({
     name,
     ignore,
     sanitizeOps: false,
     sanitizeResources: false,
     async fn() {
-      const db = await startTestDb();
+      const db = await startTestDb(migrated ? { migrationsDir: MIGRATIONS_DIR } : {});
       try {
         await fn(db);
       } finally {
@@ -35,6 +47,7 @@ migrationTest(
     assert.ok(rows.every((r) => r.statements.length > 0));
     assert.deepEqual(await applyMigrations(db.sql), []);
   },
+  { migrated: true },
 );
 
 /** What a hosted Supabase project has before any migration: what postgres creates in public is granted. */
