@@ -24,7 +24,7 @@ export interface TestDbOptions {
   owner?: string;
   /**
    * The migrations to apply (a folder of files); default supabase/migrations/. Without any of these options
-   * the database is a copy of one migrated once (migratedTemplate, startMigratedPglite); given (even
+   * the database is a copy of one migrated once (TEMPLATE_PREFIX, startMigratedPglite); given (even
    * supabase/migrations/ itself), it is migrated file by file here.
    */
   migrationsDir?: URL;
@@ -86,72 +86,67 @@ export async function startTestDb(options: TestDbOptions = {}): Promise<TestDb> 
   adminUrl.searchParams.set("application_name", name);
   const admin = postgres(adminUrl.toString(), { max: 1, max_lifetime: null, onnotice: () => {} });
   await dropLeftByEndedRuns(admin);
-  // The default database (no options: most test files) is a copy of a migrated template (migratedTemplate).
-  const copied = !options.serverUrl && !options.owner && !options.beforeMigrations && !options.migrationsDir;
-  // Roles belong to the whole server. On a fresh one, test files migrating their databases at once all find
-  // Supabase's API roles missing, and every CREATE ROLE but the first fails (tests/fresh_server.test.ts).
-  // So they take turns, under a lock in the server's own database (advisory locks are per database).
-  const inTurn = async <T>(fn: () => Promise<T>): Promise<T> => {
-    await admin`select pg_advisory_lock(hashtext(${MIGRATION_TURNS}))`;
-    try {
-      return await fn();
-    } finally {
-      await admin`select pg_advisory_unlock(hashtext(${MIGRATION_TURNS}))`;
-    }
-  };
-  const template = copied ? await inTurn(() => migratedTemplate(admin, serverUrl)) : null;
-  await admin.unsafe(
-    `create database ${name}${options.owner ? ` owner ${options.owner}` : ""}` +
-      (template ? ` template ${template}` : ""),
-  );
+  // Most files' databases (no options) are copies of a migrated template (TEMPLATE_NAME), once it exists.
+  const template = !options.serverUrl && !options.owner && !options.beforeMigrations && !options.migrationsDir
+    ? `${TEMPLATE_PREFIX}${await shortHash(await migrationsKey())}`
+    : null;
+  // Not there yet (this run's first files), or being dropped by a run of other migrations: migrated here.
+  const copied = template !== null &&
+    await admin.unsafe(`create database ${name} template ${template}`).then(() => true, () => false);
+  if (!copied) await admin.unsafe(`create database ${name}${options.owner ? ` owner ${options.owner}` : ""}`);
   await admin.unsafe(`comment on database ${name} is '${LEFT_BY_A_RUN}'`);
   const url = withDatabase(serverUrl, name, options.owner);
-  const sql = connect(url, { max: 10 });
+  let sql = connect(url, { max: 10 });
   const close = closedOnce(async () => {
     await sql.end({ timeout: 1 });
     await admin.unsafe(`drop database if exists ${name} with (force)`);
     await admin.end({ timeout: 1 });
   });
-  if (!template) await inTurn(() => migrate(sql, options));
+  if (!copied) {
+    // Roles belong to the whole server. On a fresh one, test files migrating their databases at once all find
+    // Supabase's API roles missing, and every CREATE ROLE but the first fails (tests/fresh_server.test.ts).
+    // So they take turns, under a lock in the server's own database (advisory locks are per database).
+    await admin`select pg_advisory_lock(hashtext(${MIGRATION_TURNS}))`;
+    try {
+      await migrate(sql, options);
+    } finally {
+      await admin`select pg_advisory_unlock(hashtext(${MIGRATION_TURNS}))`;
+    }
+    if (template) {
+      await sql.end({ timeout: 1 }); // a template must have no session
+      await makeTemplate(admin, name, template);
+      sql = connect(url, { max: 10 });
+    }
+  }
   return { kind: "postgres", url, sql, close };
 }
 
-/** The comment on a migrated template (migratedTemplate), set once its migrations are all applied. */
-const MIGRATED_TEMPLATE =
-  "relay test template: test databases are copies of it; made anew when a migration changes";
+/**
+ * The migrated template's name, before a hash of the migration files and the runner: startTestDb copies it
+ * (CREATE DATABASE … TEMPLATE, ~0.5 s) rather than migrating each test file's database anew (2-3 s on a busy
+ * machine, and one file at a time). It stays on the server for the next run; a changed migration makes a new
+ * one, and the older ones are dropped. The same as a database migrated anew: no migration sets anything per
+ * database, which a copy would not keep.
+ */
+const TEMPLATE_PREFIX = "relay_test_template_";
 
 /**
- * The name of a database on the server with every migration applied, which startTestDb copies (CREATE
- * DATABASE … TEMPLATE, ~0.5 s) rather than migrating each test file's database anew (2-3 s on a busy machine,
- * one file at a time). relay_test_template_<hash of the migration files and the runner>: a changed migration
- * makes a new one, and the others (left by earlier migrations) are dropped where no run is copying them. Made
- * here if missing, under MIGRATION_TURNS; marked complete by its comment, so one a run cut off while
- * migrating is made anew. Nothing ever connects to it but this, as a template must not have sessions.
- * A template holds the same as a fresh database migrated (no migration sets anything per database).
+ * Copies the just-migrated `source` (which must have no session) as `template`. CREATE DATABASE is atomic, so
+ * a template that exists is whole; when two files (or runs) make it at once, the second finds it made. Then
+ * drops the templates of other migrations, except where a run is copying one (it waits for that, or fails).
  */
-async function migratedTemplate(admin: postgres.Sql, serverUrl: string): Promise<string> {
-  const name = `relay_test_template_${await shortHash(await migrationsKey())}`;
-  const [found] = await admin<{ complete: boolean }[]>`
-    select shobj_description(oid, 'pg_database') is not distinct from ${MIGRATED_TEMPLATE} as complete
-      from pg_database where datname = ${name}`;
-  if (found?.complete) return name;
-  if (found) await admin.unsafe(`drop database ${name} with (force)`);
-  await admin.unsafe(`create database ${name}`);
-  const sql = connect(withDatabase(serverUrl, name), { max: 1 });
+async function makeTemplate(admin: postgres.Sql, source: string, template: string): Promise<void> {
   try {
-    await migrate(sql, {});
-  } finally {
-    await sql.end({ timeout: 1 });
+    await admin.unsafe(`create database ${template} template ${source}`);
+  } catch (error) {
+    if ((error as { code?: string }).code !== "42P04") { // duplicate_database: made meanwhile
+      console.warn(`tests/_db.ts: no template ${template} made (each test database is migrated): ${error}`);
+    }
   }
-  await admin.unsafe(`comment on database ${name} is '${MIGRATED_TEMPLATE}'`);
   const older = await admin<{ datname: string }[]>`
     select datname from pg_database
-     where shobj_description(oid, 'pg_database') = ${MIGRATED_TEMPLATE} and datname <> ${name}`;
-  for (const { datname } of older) {
-    // Another run (another checkout) copying it meanwhile keeps it: this fails, and a later run drops it.
-    await admin.unsafe(`drop database if exists ${datname}`).catch(() => {});
-  }
-  return name;
+     where datname ~ ${`^${TEMPLATE_PREFIX}[0-9a-f]{16}$`} and datname <> ${template}`;
+  for (const { datname } of older) await admin.unsafe(`drop database if exists ${datname}`).catch(() => {});
 }
 
 /**
