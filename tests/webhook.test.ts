@@ -1343,8 +1343,14 @@ dbTest(
         await eventually(async () => (await countRowsWhere(body)) === 1, 30_000, "the late stores");
       }
       const keys = during.map((body) => `message:${JSON.parse(body).id}:message_created`);
-      const storedLate = log.lines.filter((l) => l.msg === "[Chatwoot Webhook] Stored late");
-      assert.deepEqual(keys.map((key) => storedLate.filter((l) => l.event_key === key).length), [1, 1, 1]);
+      const storedLate = () => log.lines.filter((l) => l.msg === "[Chatwoot Webhook] Stored late");
+      // The row is seen once its statement commits; the line, once the late store has its answer: later.
+      await eventually(
+        () => Promise.resolve(keys.every((key) => storedLate().some((l) => l.event_key === key))),
+        30_000,
+        "each late store's line",
+      );
+      assert.deepEqual(keys.map((key) => storedLate().filter((l) => l.event_key === key).length), [1, 1, 1]);
     } finally {
       await proxiedSql.end({ timeout: 1 });
       await proxy.close();
