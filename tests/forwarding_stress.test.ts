@@ -181,6 +181,8 @@ function startChaosSink(seed: number, timeoutMs: number) {
   };
 }
 
+const isSuccessStatus = (status: number | null) => status !== null && status >= 200 && status < 300;
+
 function indexOfBlankLine(b: Uint8Array): number {
   for (let i = 0; i + 3 < b.length; i++) {
     if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) return i;
@@ -377,8 +379,17 @@ async function stressRun(seed: number) {
         sha: string;
       }[]
     >`select id, event_key, event, status, version, attempts, body_sha256 as sha from public.webhook_events`;
-    const attempts = await db.sql<{ event_id: string; attempt: number; version: number; outcome: string }[]>`
-      select event_id, attempt, version, outcome from public.webhook_delivery_attempts order by id`;
+    const attempts = await db.sql<
+      {
+        event_id: string;
+        attempt: number;
+        version: number;
+        outcome: string;
+        http_status: number | null;
+        error: string | null;
+      }[]
+    >`select event_id, attempt, version, outcome, http_status, error from public.webhook_delivery_attempts
+       order by id`;
     const claims = await db.sql<{ event_id: string; attempt: number; version: number; claimed_at: Date }[]>`
       select event_id, attempt, version, claimed_at from public.stress_claims`;
     const [health] = await db.sql<{ backlog: string; dead_total: string }[]>`
@@ -401,11 +412,33 @@ async function stressRun(seed: number) {
       if (e.status === "delivered" && !accepted.some((r) => r.sha === e.sha)) {
         problems.push(`${id}: delivered, but its stored body never reached the Agent SDK`);
       }
-      // Sent twice only when a lease was lost (a forwarder reported after its lease expired).
+      // Sent twice only when a lease was lost (a forwarder reported after its lease expired), or when the
+      // forwarder never saw the 2xx: the sink's answer reached it after its request timeout (a loaded machine
+      // answers 400 ms late), recorded as that timeout and sent again, as at-least-once delivery does. A 2xx
+      // the forwarder saw is recorded with its status; an answer it did not see, with the transport's error.
       const leaseLost = rows.some((a) => a.outcome === "lease_lost" || a.outcome === "lease_expired");
-      for (const sha of new Set(accepted.map((r) => r.sha))) {
-        const n = accepted.filter((r) => r.sha === sha).length;
-        if (n > 1 && !leaseLost) problems.push(`${id}: the same body accepted ${n} times, no lease lost`);
+      const recordedOf = (r: SinkRequest) =>
+        rows.filter((a) => a.attempt === r.attempt && a.version === r.version);
+      const describe = () =>
+        `sent: ${
+          sink.received.filter((r) => r.eventId === id).map((r) => `a${r.attempt}v${r.version} ${r.kind}`)
+            .join(", ")
+        }; recorded: ${
+          rows.map((a) => `a${a.attempt}v${a.version} ${a.outcome} ${a.http_status ?? a.error}`).join(", ")
+        }`;
+      for (const r of accepted) {
+        if (recordedOf(r).some((a) => a.http_status !== null && !isSuccessStatus(a.http_status))) {
+          problems.push(`${id} a${r.attempt}v${r.version}: answered 2xx, recorded otherwise (${describe()})`);
+        }
+      }
+      const seen = accepted.filter((r) => recordedOf(r).some((a) => isSuccessStatus(a.http_status)));
+      for (const sha of new Set(seen.map((r) => r.sha))) {
+        const n = seen.filter((r) => r.sha === sha).length;
+        if (n > 1 && !leaseLost) {
+          problems.push(
+            `${id}: the same body accepted ${n} times as its forwarder saw, no lease lost (${describe()})`,
+          );
+        }
       }
       if (e.event === "message_updated") {
         const newest = newestEdit.get(Number(e.event_key.split(":")[1]));
