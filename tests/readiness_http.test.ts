@@ -1245,7 +1245,9 @@ dbTest(
     // One connection, so a read left waiting on the lock would hold it.
     const reader = connect(db.url, { max: 1 });
     const log = memoryLogger();
-    const a = app({ sql: reader, checkTimeoutMs: 500, log });
+    // The bound is also the one the GETs after the lock must answer within: 3 s (+2 s for the answer), not
+    // 500 ms, which a loaded machine's PGlite missed ("unreachable": no answer within 2500 ms).
+    const a = app({ sql: reader, checkTimeoutMs: 3_000, log });
     try {
       try {
         for (const path of GET_PATHS) {
