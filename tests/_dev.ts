@@ -43,7 +43,8 @@ export async function startDev(env: Record<string, string>): Promise<DevProcess>
     .catch(() => {});
   let buffered = "";
   let base = "", databaseUrl = "";
-  const deadline = Date.now() + 90_000;
+  // A liveness bound: starting PGlite and migrating a new data folder took 45-60 s on a loaded machine.
+  const deadline = Date.now() + 180_000;
   while (!base) {
     if (Date.now() > deadline) throw new Error(`dev server did not start:\n${lines.join("\n")}`);
     const { value, done } = await reader.read();
