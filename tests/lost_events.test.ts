@@ -7,6 +7,7 @@ import { runScript } from "./_dev.ts";
 import { startDbProxy } from "./_proxy.ts";
 import { eventually, signedRequest, TEST_SECRET } from "./_http.ts";
 import { storeRecoveredCopy } from "./_forwarding.ts";
+import { lostRecord } from "./_lost_events.ts";
 import { connect } from "../supabase/functions/_shared/db.ts";
 import { createChatwootWebhookApp } from "../supabase/functions/_shared/chatwoot_webhook.ts";
 import { memoryLogger } from "../supabase/functions/_shared/log.ts";
@@ -213,20 +214,8 @@ dbTest(
       log,
       2,
     );
-    const record = (n: number) => ({
-      id: crypto.randomUUID(),
-      lost_at: new Date().toISOString(),
-      event: "conversation_created",
-      event_key: `bound-test:${n}`,
-      delivery_id: null,
-      inbox_id: null,
-      account_id: null,
-      received_at: null,
-      message_created_at: null,
-      recover_command: null,
-      error_code: "bound_test",
-      tried_for_ms: 0,
-    });
+    const record = (n: number) =>
+      lostRecord({ event: "conversation_created", event_key: `bound-test:${n}`, error_code: "bound_test" });
     const counted = async () => {
       const [row] = await db.sql<{ rows: number; losses: number; keys: string[] }[]>`
         select count(*)::int as rows, coalesce(sum(1 + unrecorded_losses), 0)::int as losses,
@@ -272,21 +261,14 @@ dbTest(
         memoryLogger(),
         2,
       );
-      const refusal = (key: string, code: string, sha: string | null, minutesAgo: number) => ({
-        id: crypto.randomUUID(),
-        lost_at: new Date(Date.now() - minutesAgo * 60_000).toISOString(),
-        event: "conversation_created",
-        event_key: key,
-        delivery_id: null,
-        inbox_id: null,
-        account_id: null,
-        received_at: null,
-        message_created_at: null,
-        recover_command: null,
-        error_code: code,
-        tried_for_ms: 0,
-        body_sha256: sha,
-      });
+      const refusal = (key: string, code: string, sha: string | null, minutesAgo: number) =>
+        lostRecord({
+          lost_at: new Date(Date.now() - minutesAgo * 60_000).toISOString(),
+          event: "conversation_created",
+          event_key: key,
+          error_code: code,
+          body_sha256: sha,
+        });
       // The first kept is a replay (its body stored), the second a loss; the three past the bound (two stale,
       // one not JSON) are counted only.
       lostEvents.add(refusal("overflow:stored", "timestamp_stale", "d".repeat(64), 10));
@@ -352,21 +334,8 @@ dbTest(
         memoryLogger(),
         1,
       );
-      const refusal = (event: string, key: string, sha: string) => ({
-        id: crypto.randomUUID(),
-        lost_at: new Date().toISOString(),
-        event,
-        event_key: key,
-        delivery_id: null,
-        inbox_id: null,
-        account_id: null,
-        received_at: null,
-        message_created_at: null,
-        recover_command: null,
-        error_code: "timestamp_stale",
-        tried_for_ms: 0,
-        body_sha256: sha,
-      });
+      const refusal = (event: string, key: string, sha: string) =>
+        lostRecord({ event, event_key: key, error_code: "timestamp_stale", body_sha256: sha });
       // The replay is kept (the bound is 1); the next two, lost, are counted past it.
       lostEvents.add(refusal("unrecorded", replayKey, "d".repeat(64)));
       lostEvents.add(refusal("conversation_created", "named:1", "e".repeat(64)));

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { dbTest, startTestDb } from "./_db.ts";
 import { type LostEvent, writeLostEvents } from "../supabase/functions/_shared/lost_events.ts";
+import { lostRecord } from "./_lost_events.ts";
 
 const db = await startTestDb();
 
@@ -174,26 +175,19 @@ dbTest(
     const answer = new Map(answers.map((r) => [r.key, r.replaced]));
 
     // The incoming copy refused instead (a webhook's only: a refusal is never a recovered copy).
-    const refusals: LostEvent[] = cases.filter((c) => c.incoming.verifiedBy !== "chatwoot_api").map((c) => ({
-      id: crypto.randomUUID(),
-      lost_at: new Date().toISOString(),
-      event: c.event,
-      event_key: c.key,
-      delivery_id: null,
-      inbox_id: null,
-      account_id: null,
-      received_at: null,
-      message_created_at: null,
-      recover_command: null,
-      error_code: "timestamp_stale",
-      tried_for_ms: 0,
-      body_sha256: c.incoming.sha,
-      sent_at_seconds: c.incoming.sent === null ? null : SENT_BASE + c.incoming.sent,
-      conversation_updated_at: c.event === "message_updated" && c.incoming.built !== null
-        ? new Date((BUILT_BASE + c.incoming.built) * 1000).toISOString()
-        : undefined,
-      verified_by: c.incoming.verifiedBy as "signature" | "url_token",
-    }));
+    const refusals: LostEvent[] = cases.filter((c) => c.incoming.verifiedBy !== "chatwoot_api").map((c) =>
+      lostRecord({
+        event: c.event,
+        event_key: c.key,
+        error_code: "timestamp_stale",
+        body_sha256: c.incoming.sha,
+        sent_at_seconds: c.incoming.sent === null ? null : SENT_BASE + c.incoming.sent,
+        conversation_updated_at: c.event === "message_updated" && c.incoming.built !== null
+          ? new Date((BUILT_BASE + c.incoming.built) * 1000).toISOString()
+          : undefined,
+        verified_by: c.incoming.verifiedBy as "signature" | "url_token",
+      })
+    );
     await writeLostEvents(db.sql)(refusals);
     const recorded = new Set(
       (await db.sql<{ key: string }[]>`
