@@ -86,9 +86,9 @@ export type LostEventWriter = (rows: LostEvent[]) => Promise<unknown>;
  * 010700: a message_updated built, else signed, no later than the stored one; a message_created once stored).
  * Checked here, where the database answers, since the refusal's answer never waits on it. A refusal newer
  * than what is stored is written: it would have replaced it. A row of losses counted past the bound names no
- * body: written, and written again with more (the same id, after a write that failed, or whose answer was lost, and the losses
- * counted since): its count and last time move on, and its recorded_at, since the losses added are not
- * acknowledged by an acknowledgement before them.
+ * body: written, and written again with more (the same id, after a write that failed, or whose answer was
+ * lost, and the losses counted since): its count and last time move on, and its recorded_at, since the
+ * losses added are not acknowledged by an acknowledgement before them.
  */
 export const writeLostEvents = (sql: Sql): LostEventWriter => (rows) => {
   const json = JSON.stringify(rows.map((row) => ({ ...row, unrecorded_losses: row.unrecorded_losses ?? 0 })));
