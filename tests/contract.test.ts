@@ -10,7 +10,7 @@ import { signChatwoot } from "../supabase/functions/_shared/signature.ts";
 import { SAMPLE_EVENTS, samplePayload } from "../scripts/lib/samples.ts";
 import { type AgentSdkStandIn, ok } from "./_agent_sdk.ts";
 import { dbIndependentTest, dbTest, type TestDb } from "./_db.ts";
-import { closeSharedDb, withBackgroundAwaited, withForwardingSetup } from "./_forwarding.ts";
+import { closeSharedDb, statusOf, withBackgroundAwaited, withForwardingSetup } from "./_forwarding.ts";
 import { eventually, serveOnLoopback, signedRequest, TEST_SECRET } from "./_http.ts";
 
 let nextMessageId = 880_000;
@@ -252,18 +252,17 @@ dbTest(
       assert.equal(res.body.outcome, "stored");
       // Waits for the write-back, not for the Agent SDK's answer: the drain that delivered may be the webhook's
       // immediate one, still writing `delivered` when the stand-in has already answered (CI saw 'delivering').
-      const statusOf = async () =>
-        (await db.sql<{ status: string; attempts: number }[]>`
-          select status, attempts from webhook_events where id = ${Number(res.body.id)}`)[0];
+      const id = Number(res.body.id);
       await eventually(
         async () => {
           await flush();
-          return (await statusOf()).status === "delivered";
+          return (await statusOf(db.sql, id)) === "delivered";
         },
         15_000,
         "the retried delivery, written back",
       );
-      const row = await statusOf();
+      const [row] = await db.sql<{ status: string; attempts: number }[]>`
+        select status, attempts from webhook_events where id = ${id}`;
       assert.deepEqual([row.status, row.attempts, sdk.accepted().length], ["delivered", 2, 1]);
       // The runbook's log lines: Received on entry; the Agent SDK's error with status and body; success with
       // status and duration.
