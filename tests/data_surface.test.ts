@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { connect, type Sql } from "../supabase/functions/_shared/db.ts";
 import { dbTest, startTestDb } from "./_db.ts";
+import { sqlDoc, sqlDocQueries } from "./_sql_doc.ts";
 import { runScript } from "./_dev.ts";
 import { FIXTURE, loadFixture, loadHistory } from "./_fixture.ts";
 import { eventToStore, storeRecoveredCopy, storeSample } from "./_forwarding.ts";
@@ -40,17 +41,6 @@ async function deniedAs(role: string, statement: string): Promise<string> {
     return (error as { code?: string }).code ?? String(error);
   }
   return "allowed";
-}
-
-/** docs/sql.md's text. */
-const sqlDoc = () => Deno.readTextFile(new URL("../docs/sql.md", import.meta.url));
-
-/** Every ```sql block of docs/sql.md; fails when a block would be missed (a fence the pattern does not take). */
-async function docQueries(): Promise<string[]> {
-  const doc = await sqlDoc();
-  const blocks = [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].trim());
-  assert.equal(blocks.length, doc.match(/```sql/g)?.length, "every ```sql fence is read");
-  return blocks;
 }
 
 dbTest(`data [${db.kind}]: chatwoot_messages has one typed row per message, latest version`, async () => {
@@ -409,7 +399,7 @@ dbTest(
   `data [${db.kind}]: every query in docs/sql.md runs as data_analyst, and uses the index it names`,
   async () => {
     await loadHistory(sql);
-    const blocks = await docQueries();
+    const blocks = await sqlDocQueries();
     assert.ok(blocks.length >= 10, `found ${blocks.length} queries`);
     let indexed = 0;
     for (const query of blocks) {
@@ -532,7 +522,7 @@ dbTest(
   `data [${db.kind}]: every query in docs/sql.md answers the same whatever the session's time zone`,
   async () => {
     // Many SQL clients set TimeZone to the computer's zone; the doc's days and hours are UTC ones.
-    const queries = await docQueries();
+    const queries = await sqlDocQueries();
     // One transaction, so that now() is the same instant for every zone.
     const answers = await asRole("data_analyst", async (tx) => {
       const byZone: Record<string, string[]> = {};

@@ -3,6 +3,7 @@
 // conversation shapes Chatwoot sends, both views and every query of docs/sql.md answer exactly as before it.
 import assert from "node:assert/strict";
 import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
+import { answersAsDataAnalyst, sqlDocQueries } from "./_sql_doc.ts";
 import { loadFixture } from "./_fixture.ts";
 import { eventToStore, storeRecoveredCopy } from "./_forwarding.ts";
 import { applyMigrations } from "../scripts/lib/migrations.ts";
@@ -80,29 +81,16 @@ async function loadShapes(): Promise<void> {
 }
 
 /** docs/sql.md's queries, but for those of the pipeline's health (their ages move with the clock). */
-async function docQueries(): Promise<string[]> {
-  const doc = await Deno.readTextFile(new URL("../docs/sql.md", import.meta.url));
-  return [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].trim())
-    .filter((query) => !query.includes("webhook_pipeline_health"));
-}
+const docQueries = async () =>
+  (await sqlDocQueries()).filter((query) => !query.includes("webhook_pipeline_health"));
 
 /** Both views whole and every doc query, as data_analyst in one transaction (one now()). */
 async function answers(sql: Sql): Promise<string[]> {
-  const queries = [
+  return answersAsDataAnalyst(sql, [
     "select * from chatwoot_messages order by event_id, message_id",
     "select * from chatwoot_conversation_events order by event_id, attribute",
     ...await docQueries(),
-  ];
-  const out: string[] = [];
-  await sql.begin(async (tx) => {
-    await tx.unsafe("set local role data_analyst");
-    for (const query of queries) {
-      const rows = (await tx.unsafe(query)).map((row) => JSON.stringify(row));
-      // Rows of a query without ORDER BY come in whatever order the plan gives.
-      out.push((/\border by\b/i.test(query) ? rows : rows.sort()).join("\n"));
-    }
-  });
-  return out;
+  ]);
 }
 
 dbTest(`data times indexed [${db.kind}]: the views and docs/sql.md's queries answer as before`, async () => {

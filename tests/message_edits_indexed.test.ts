@@ -5,6 +5,7 @@
 // payload, fetched once a row; the same answers again.
 import assert from "node:assert/strict";
 import { dbTest, migrationsBefore, startTestDb } from "./_db.ts";
+import { answersAsDataAnalyst, sqlDocQueries } from "./_sql_doc.ts";
 import { loadFixture } from "./_fixture.ts";
 import { eventToStore, storeRecoveredCopy } from "./_forwarding.ts";
 import { applyMigrations } from "../scripts/lib/migrations.ts";
@@ -113,11 +114,7 @@ async function loadMessages(): Promise<void> {
 }
 
 /** docs/sql.md's queries of chatwoot_messages. */
-async function docQueries(): Promise<string[]> {
-  const doc = await Deno.readTextFile(new URL("../docs/sql.md", import.meta.url));
-  return [...doc.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1].trim())
-    .filter((query) => query.includes("chatwoot_messages"));
-}
+const docQueries = async () => (await sqlDocQueries()).filter((query) => query.includes("chatwoot_messages"));
 
 const MESSAGES_PER_DAY = async () => {
   const query = (await docQueries()).find((q) => q.includes("webhook_events_message_created_at_idx"));
@@ -128,22 +125,13 @@ const MESSAGES_PER_DAY = async () => {
 /** The whole view, the period's and each recent message's rows, and docs/sql.md's queries, as data_analyst. */
 async function answers(): Promise<string[]> {
   const period = "((now() at time zone 'UTC')::date - 29)::timestamp at time zone 'UTC'";
-  const queries = [
+  return answersAsDataAnalyst(sql, [
     "select * from chatwoot_messages order by event_id, message_id",
     `select * from chatwoot_messages where created_at >= ${period} order by event_id, message_id`,
     `select * from chatwoot_messages where message_id >= ${RECENT_FIRST_ID} order by event_id, message_id`,
     "select * from chatwoot_messages where conversation_id = 401 order by event_id, message_id",
     ...await docQueries(),
-  ];
-  const out: string[] = [];
-  await sql.begin(async (tx) => {
-    await tx.unsafe("set local role data_analyst");
-    for (const query of queries) {
-      const rows = (await tx.unsafe(query)).map((row) => JSON.stringify(row));
-      out.push((/\border by\b/i.test(query) ? rows : rows.sort()).join("\n"));
-    }
-  });
-  return out;
+  ]);
 }
 
 // deno-lint-ignore no-explicit-any
